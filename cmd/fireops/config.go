@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) configCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Inspect the configuration",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check",
+		Short: "Validate the config and print the effective config, secrets redacted",
+		Long: `check loads the config file strictly (an unknown key is an error naming its
+line), fills every default, validates every value and the key files it names
+(secret files must not be readable by group or others), and prints the
+effective config with credentials redacted. Exit code 2 when it is invalid.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			rep := cfg.Check()
+			if a.jsonOut {
+				return a.printJSON(rep)
+			}
+			out, err := rep.YAML()
+			if err != nil {
+				return fmt.Errorf("print config: %w", err)
+			}
+			w := a.stdout
+			fmt.Fprintf(w, "# %s: valid\n", rep.File)
+			for _, f := range rep.Files {
+				fmt.Fprintf(w, "# %s: %s: %s\n", f.Key, f.Path, f.Status)
+			}
+			for _, n := range rep.Notes {
+				fmt.Fprintf(w, "# note: %s\n", n)
+			}
+			_, err = w.Write(out)
+			return err
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firetech/fireops/pkg/bootstrap"
+)
+
+func (a *app) initCommand() *cobra.Command {
+	var dir, host string
+	cmd := &cobra.Command{
+		Use:   "init [--dir DIR]",
+		Short: "Write a commented config, a new age identity and a signing key",
+		Long: `init writes three new files into DIR (default: the folder of --config):
+
+  fireops.yaml   a commented config: a local destination DIR/backups and a
+                 files source for the stack folder
+  identity.txt   a new age X25519 identity (0600), in age's own format
+  signing.key    a new Ed25519 key that signs manifests (0600, PKCS#8 PEM)
+
+It refuses to overwrite any existing file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				dir = filepath.Dir(a.configPath)
+			}
+			res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Host: host})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(res)
+			}
+			w := a.stdout
+			fmt.Fprintf(w, "wrote %s\nwrote %s (0600)\nwrote %s (0600)\n\n", res.Config, res.Identity, res.SigningKey)
+			fmt.Fprintf(w, "Store OFFLINE now (password manager, a USB key in a safe):\n  %s\n", res.Identity)
+			fmt.Fprintf(w, "  without it no snapshot can ever be restored. It need not stay on this host.\n\n")
+			fmt.Fprintf(w, "Stays on this host:\n  recipient (public, in the config): %s\n  signing key: %s\n", res.Recipient, res.SigningKey)
+			fmt.Fprintf(w, "  signing public key (in the config): %s\n\n", res.SigningPublicKey)
+			fmt.Fprintf(w, "Next: edit %s, then run `fireops --config %s config check`.\n", res.Config, res.Config)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "folder to write into (default: the folder of --config)")
+	cmd.Flags().StringVar(&host, "host", "", "host name to write into the config (default: this machine's)")
+	return cmd
+}

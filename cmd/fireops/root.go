@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+)
+
+// app holds the global flags and the streams every command writes to.
+type app struct {
+	configPath string
+	jsonOut    bool
+	logFormat  string
+	quiet      bool
+	verbose    bool
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
+// run builds the command tree, executes it and turns the result into an
+// exit code, printing errors as `fireops: error: ...` and `fireops: hint: ...`.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitcode.OK
+	}
+	if ctx.Err() != nil && exitcode.Code(err) == exitcode.Failure {
+		err = exitcode.New(exitcode.Interrupted, err, "")
+	}
+	err = classify(err)
+	fmt.Fprintf(stderr, "fireops: error: %s\n", oneLine(err.Error()))
+	if h := exitcode.Hint(err); h != "" {
+		fmt.Fprintf(stderr, "fireops: hint: %s\n", h)
+	}
+	return exitcode.Code(err)
+}
+
+// classify marks cobra's own command-line errors as usage errors.
+func classify(err error) error {
+	var e *exitcode.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "required flag"} {
+		if strings.HasPrefix(msg, p) {
+			return exitcode.New(exitcode.Usage, err, "run `fireops help` or add --help to the command")
+		}
+	}
+	return err
+}
+
+// oneLine joins a multi-line message so that every error is one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fireops",
+		Short: "Run the FireTech GPU server: deploy, GPU checks, hub users, encrypted backups",
+		Long: `fireops runs the FireTech ML platform on one GPU server: it deploys the
+Docker Compose stack, checks the GPUs, administers JupyterHub users, and takes
+encrypted, signed, verified backups that it can restore.
+
+Configuration: one YAML file (--config, $FIREOPS_CONFIG, or
+/etc/fireops/fireops.yaml); docs/configuration.md documents every key.
+Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 a check found a
+problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: a.setup,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return exitcode.New(exitcode.Usage, err, "run `fireops help` or add --help to the command")
+	})
+	def := os.Getenv(config.EnvPath)
+	if def == "" {
+		def = config.DefaultPath
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", def, "config file (env "+config.EnvPath+")")
+	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "log only warnings and errors")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
+
+	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand())
+	return root
+}
+
+// setup validates the global flags and builds the logger.
+func (a *app) setup(cmd *cobra.Command, _ []string) error {
+	if a.quiet && a.verbose {
+		return exitcode.Usagef("choose one of them", "--quiet and --verbose exclude each other")
+	}
+	level := slog.LevelInfo
+	switch {
+	case a.quiet:
+		level = slog.LevelWarn
+	case a.verbose:
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch a.logFormat {
+	case "text":
+		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+	case "json":
+		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+	default:
+		return exitcode.Usagef("use --log-format text or --log-format json", "unknown log format %q", a.logFormat)
+	}
+	return nil
+}
+
+// loadConfig reads the config file named by --config.
+func (a *app) loadConfig() (*config.Config, error) {
+	return config.Load(a.configPath)
+}
+
+// printJSON writes v as indented JSON to stdout.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

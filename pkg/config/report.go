@@ -1,0 +1,151 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+
+	"filippo.io/age"
+	"go.yaml.in/yaml/v3"
+)
+
+// Recipients returns every age recipient of the config: the inline ones and
+// those of recipients_file.
+func (c *Config) Recipients() ([]*age.X25519Recipient, error) {
+	var out []*age.X25519Recipient
+	for i, r := range c.Keys.Recipients {
+		rcp, err := age.ParseX25519Recipient(r)
+		if err != nil {
+			return nil, fmt.Errorf("keys.recipients[%d]: %w", i, err)
+		}
+		out = append(out, rcp)
+	}
+	if c.Keys.RecipientsFile != "" {
+		more, err := readRecipientsFile(c.Keys.RecipientsFile)
+		if err != nil {
+			return nil, fmt.Errorf("keys.recipients_file: %w", err)
+		}
+		out = append(out, more...)
+	}
+	return out, nil
+}
+
+// secretParam matches key=value pairs of an inline rclone connection string
+// (or user:pass@ in a URL) whose value is a credential.
+var (
+	secretParam = regexp.MustCompile(`(?i)([,:]\s*[a-z_]*(?:pass|password|token|secret|key|credentials?)[a-z_]*\s*=\s*)('[^']*'|"[^"]*"|[^,:]*)`)
+	urlPassword = regexp.MustCompile(`(://[^:/@\s]+:)[^@/\s]+@`)
+)
+
+// RedactRemote hides the credentials an inline rclone connection string may
+// hold (pass=, token=, secret_access_key=, user:password@ in a URL).
+func RedactRemote(remote string) string {
+	r := secretParam.ReplaceAllString(remote, "${1}REDACTED")
+	return urlPassword.ReplaceAllString(r, "${1}REDACTED@")
+}
+
+// Redacted returns a copy of c fit for printing: credentials in remote
+// strings are hidden. Secrets are otherwise never inline in the config.
+func (c *Config) Redacted() *Config {
+	cp := *c
+	cp.Destinations = make([]Destination, len(c.Destinations))
+	for i, d := range c.Destinations {
+		d.Remote = RedactRemote(d.Remote)
+		cp.Destinations[i] = d
+	}
+	return &cp
+}
+
+// FileStatus is what `config check` says of one file the config names.
+type FileStatus struct {
+	// Key is the config key naming the file.
+	Key string `json:"key"`
+	// Path is the resolved path.
+	Path string `json:"path"`
+	// Status is "ok", "missing" or a short description.
+	Status string `json:"status"`
+}
+
+// Report is the result of `fireops config check`: the effective config
+// with secrets redacted, the status of every file it names, and notes about
+// what the config does not cover yet.
+type Report struct {
+	// File is the config file checked.
+	File string `json:"file"`
+	// Config is the effective configuration, redacted.
+	Config *Config `json:"config"`
+	// Files lists the key and secret files with their status.
+	Files []FileStatus `json:"files"`
+	// Notes are warnings that do not make the config invalid.
+	Notes []string `json:"notes"`
+}
+
+// Check builds the report of a config that Load accepted.
+func (c *Config) Check() *Report {
+	r := &Report{File: c.File, Config: c.Redacted(), Notes: []string{}}
+	add := func(key, name string) {
+		if name == "" {
+			return
+		}
+		st, err := os.Stat(name)
+		status := "ok"
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			status = "missing"
+		case err != nil:
+			status = err.Error()
+		default:
+			status = fmt.Sprintf("ok (%04o)", st.Mode().Perm())
+		}
+		r.Files = append(r.Files, FileStatus{Key: key, Path: name, Status: status})
+	}
+	add("keys.recipients_file", c.Keys.RecipientsFile)
+	add("keys.identity_file", c.Keys.IdentityFile)
+	add("keys.signing_key_file", c.Keys.SigningKeyFile)
+	for i, d := range c.Destinations {
+		add(fmt.Sprintf("destinations[%d].rclone_config", i), d.RcloneConfig)
+	}
+	if c.Sources.Mongo != nil {
+		add("sources.mongo.uri_file", c.Sources.Mongo.URIFile)
+	}
+	add("hub.token_file", c.Hub.TokenFile)
+
+	if len(c.Keys.Recipients) == 0 && c.Keys.RecipientsFile == "" {
+		r.Notes = append(r.Notes, "no keys.recipients: snapshot cannot encrypt until one is set")
+	}
+	if c.Keys.SigningKeyFile == "" {
+		r.Notes = append(r.Notes, "no keys.signing_key_file: snapshot cannot sign manifests until one is set")
+	}
+	if len(c.Destinations) == 0 {
+		r.Notes = append(r.Notes, "no destinations: snapshot has nowhere to write")
+	}
+	s := c.Sources
+	if s.Mongo == nil && len(s.SQLite) == 0 && s.Volumes == nil && len(s.Files) == 0 {
+		r.Notes = append(r.Notes, "no sources: snapshot has nothing to back up")
+	}
+	if c.Keys.IdentityFile != "" {
+		if _, err := os.Stat(c.Keys.IdentityFile); err == nil {
+			r.Notes = append(r.Notes, "the private identity "+c.Keys.IdentityFile+" is on this host: keep a copy offline; a backup host needs only the recipients")
+		} else {
+			r.Notes = append(r.Notes, "the private identity "+c.Keys.IdentityFile+" is not on this host: restore and verify --level full need it")
+		}
+	}
+	return r
+}
+
+// YAML returns the report's effective config as YAML.
+func (r *Report) YAML() ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(r.Config); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,266 @@
+package config
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/robfig/cron/v3"
+
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/keys"
+)
+
+// problem is one invalid value: the key it is about, what is wrong, and
+// optionally how to fix it.
+type problem struct {
+	key, msg, hint string
+}
+
+type problems []problem
+
+func (p *problems) add(key, hint, format string, args ...any) {
+	*p = append(*p, problem{key: key, msg: fmt.Sprintf(format, args...), hint: hint})
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Validate checks every value and the secret files the config names. It
+// returns nil or a usage error (exit code 2) listing every problem, each
+// naming its key, with the hint of the first.
+func (c *Config) Validate() error {
+	var p problems
+	if !nameRE.MatchString(c.Host) {
+		p.add("host", "set host: to a name made of letters, digits, '.', '_' and '-'", "%q is not a valid host name", c.Host)
+	}
+	c.validateKeys(&p)
+	c.validateDestinations(&p)
+	if c.ChunkSize < MiB || c.ChunkSize > GiB {
+		p.add("chunk_size", "use a size from 1MiB to 1GiB; 32MiB is the default", "%s is out of range", c.ChunkSize)
+	}
+	switch c.Compression {
+	case "fastest", "default", "better", "best":
+	default:
+		p.add("compression", "use fastest, default, better or best", "unknown level %q", c.Compression)
+	}
+	c.validateSources(&p)
+	validateRetention(&p, "retention", c.Retention)
+	for _, s := range []struct{ key, spec string }{
+		{"schedule.snapshot", c.Schedule.Snapshot}, {"schedule.rotate", c.Schedule.Rotate},
+		{"schedule.verify", c.Schedule.Verify}, {"schedule.gpu_check", c.Schedule.GPUCheck},
+	} {
+		if s.spec == "" {
+			continue
+		}
+		if _, err := cron.ParseStandard(s.spec); err != nil {
+			p.add(s.key, "use 5 cron fields (minute hour day month weekday) or @daily, @hourly, @every 1h", "invalid cron spec %q: %v", s.spec, err)
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			p.add("metrics.listen", "use host:port, e.g. 127.0.0.1:9798", "invalid address %q: %v", c.Metrics.Listen, err)
+		}
+	}
+	if u, err := url.Parse(c.Hub.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add("hub.api_url", "use a URL like http://127.0.0.1:8000/hub/api", "invalid URL %q", c.Hub.APIURL)
+	}
+	if c.Hub.TokenFile != "" {
+		checkSecretFile(&p, "hub.token_file", c.Hub.TokenFile, true)
+	}
+	if c.GPU.ExpectCount < 0 {
+		p.add("gpu.expect_count", "use 0 (any number, at least one) or the number of GPUs", "must not be negative")
+	}
+	if c.GPU.MaxTemperatureC <= 0 || c.GPU.MaxTemperatureC > 150 {
+		p.add("gpu.max_temperature_c", "use a temperature in °C such as 85", "%d is out of range", c.GPU.MaxTemperatureC)
+	}
+	if c.GPU.MinDriver != "" && !regexp.MustCompile(`^\d+(\.\d+)*$`).MatchString(c.GPU.MinDriver) {
+		p.add("gpu.min_driver", "use a driver version such as 550.54.15", "invalid version %q", c.GPU.MinDriver)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(p))
+	hint := ""
+	for i, pr := range p {
+		msgs[i] = pr.key + ": " + pr.msg
+		if hint == "" {
+			hint = pr.hint
+		}
+	}
+	return exitcode.Usagef(hint, "config %s: %s", c.File, strings.Join(msgs, "; "))
+}
+
+func (c *Config) validateKeys(p *problems) {
+	for i, r := range c.Keys.Recipients {
+		if _, err := age.ParseX25519Recipient(r); err != nil {
+			p.add(fmt.Sprintf("keys.recipients[%d]", i), "use the age1... public key printed by `fireops init` or `age-keygen -y`", "%v", err)
+		}
+	}
+	if c.Keys.RecipientsFile != "" {
+		if _, err := readRecipientsFile(c.Keys.RecipientsFile); err != nil {
+			p.add("keys.recipients_file", "put one age1... recipient a line in that file", "%v", err)
+		}
+	}
+	if c.Keys.IdentityFile != "" {
+		// The identity usually lives offline: a missing file is fine here,
+		// restore says so when it needs it. A present one must be private.
+		checkSecretFile(p, "keys.identity_file", c.Keys.IdentityFile, false)
+	}
+	var signer ed25519.PublicKey
+	if c.Keys.SigningKeyFile != "" && checkSecretFile(p, "keys.signing_key_file", c.Keys.SigningKeyFile, true) {
+		k, err := keys.LoadSigningKey(c.Keys.SigningKeyFile)
+		if err != nil {
+			p.add("keys.signing_key_file", "point it at the signing.key written by `fireops init`", "%v", err)
+		} else {
+			signer = k.Public().(ed25519.PublicKey)
+		}
+	}
+	if c.Keys.SigningPublicKey != "" {
+		pub, err := keys.ParsePublicKey(c.Keys.SigningPublicKey)
+		switch {
+		case err != nil:
+			p.add("keys.signing_public_key", "copy the ed25519:... key printed by `fireops init`", "%v", err)
+		case signer != nil && !pub.Equal(signer):
+			p.add("keys.signing_public_key", "remove it or copy the key that matches signing_key_file", "does not match the key in %s", c.Keys.SigningKeyFile)
+		}
+	}
+}
+
+func readRecipientsFile(name string) ([]*age.X25519Recipient, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := keys.ParseRecipients(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return r, nil
+}
+
+// checkSecretFile refuses a secret file that group or others can read, and
+// a missing one when required. It reports whether the file is usable.
+func checkSecretFile(p *problems, key, name string, required bool) bool {
+	st, err := os.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if required {
+			p.add(key, "create the file or fix the path (relative paths start at the config file's folder)", "%s does not exist", name)
+		}
+		return false
+	case err != nil:
+		p.add(key, "", "%v", err)
+		return false
+	case !st.Mode().IsRegular():
+		p.add(key, "point it at a regular file", "%s is not a regular file", name)
+		return false
+	case st.Mode().Perm()&0o077 != 0:
+		p.add(key, "run: chmod 600 "+name, "%s holds a secret but is readable by group or others (mode %04o)", name, st.Mode().Perm())
+		return false
+	}
+	return true
+}
+
+func (c *Config) validateDestinations(p *problems) {
+	seen := map[string]bool{}
+	for i, d := range c.Destinations {
+		key := fmt.Sprintf("destinations[%d]", i)
+		switch {
+		case !nameRE.MatchString(d.Name):
+			p.add(key+".name", "name it with letters, digits, '.', '_' and '-', e.g. local or yandex", "%q is not a valid name", d.Name)
+		case seen[d.Name]:
+			p.add(key+".name", "give every destination its own name", "%q is used twice", d.Name)
+		}
+		seen[d.Name] = true
+		if strings.TrimSpace(d.Remote) == "" {
+			p.add(key+".remote", "use a path, a remote from rclone.conf (yandex:fireops) or an inline :backend,...:path", "is empty")
+		}
+		if d.RcloneConfig != "" {
+			checkSecretFile(p, key+".rclone_config", d.RcloneConfig, true)
+		}
+		if d.Uploads < 1 || d.Uploads > 64 {
+			p.add(key+".uploads", "use 1 to 64 parallel chunk uploads", "%d is out of range", d.Uploads)
+		}
+		if d.Retention != nil {
+			validateRetention(p, key+".retention", *d.Retention)
+		}
+	}
+}
+
+func validateRetention(p *problems, key string, r Retention) {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"keep_last", r.KeepLast}, {"keep_hourly", r.KeepHourly}, {"keep_daily", r.KeepDaily},
+		{"keep_weekly", r.KeepWeekly}, {"keep_monthly", r.KeepMonthly}, {"keep_yearly", r.KeepYearly}} {
+		if f.v < 0 {
+			p.add(key+"."+f.name, "use 0 (rule off) or a positive count", "%d is negative", f.v)
+		}
+	}
+}
+
+func (c *Config) validateSources(p *problems) {
+	names := map[string]bool{}
+	part := func(key, kind, name string) {
+		if !nameRE.MatchString(name) {
+			p.add(key+".name", "name it with letters, digits, '.', '_' and '-'", "%q is not a valid name", name)
+		} else if names[kind+":"+name] {
+			p.add(key+".name", "give every "+kind+" source its own name", "%q is used twice", name)
+		}
+		names[kind+":"+name] = true
+	}
+	if m := c.Sources.Mongo; m != nil {
+		if m.URIFile == "" {
+			p.add("sources.mongo.uri_file", "write the mongodb:// URI into a file (chmod 600) and name it here", "is empty")
+		} else {
+			checkSecretFile(p, "sources.mongo.uri_file", m.URIFile, true)
+		}
+	}
+	for i, s := range c.Sources.SQLite {
+		key := fmt.Sprintf("sources.sqlite[%d]", i)
+		part(key, "sqlite", s.Name)
+		byPath, byVolume := s.Path != "", s.Volume != "" || s.File != ""
+		switch {
+		case byPath == byVolume:
+			p.add(key, "give either path: (a host file) or volume: and file: (a file inside a Docker volume)", "needs exactly one of path or volume+file")
+		case byVolume && (s.Volume == "" || s.File == ""):
+			p.add(key, "give both volume: and file:", "volume and file go together")
+		case byVolume && (path.IsAbs(s.File) || strings.Contains("/"+s.File+"/", "/../")):
+			p.add(key+".file", "give the path inside the volume, e.g. jupyterhub.sqlite", "%q must be relative and stay inside the volume", s.File)
+		}
+	}
+	if v := c.Sources.Volumes; v != nil {
+		switch v.Read {
+		case "auto", "mountpoint", "api":
+		default:
+			p.add("sources.volumes.read", "use auto, mountpoint or api", "unknown mode %q", v.Read)
+		}
+		checkGlobs(p, "sources.volumes.include", v.Include)
+		checkGlobs(p, "sources.volumes.exclude", v.Exclude)
+	}
+	for i, f := range c.Sources.Files {
+		key := fmt.Sprintf("sources.files[%d]", i)
+		part(key, "files", f.Name)
+		if len(f.Paths) == 0 {
+			p.add(key+".paths", "list the files and folders to back up", "is empty")
+		}
+		checkGlobs(p, key+".exclude", f.Exclude)
+	}
+}
+
+func checkGlobs(p *problems, key string, globs []string) {
+	for i, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			p.add(fmt.Sprintf("%s[%d]", key, i), "use shell globs: *, ?, [a-z]", "bad pattern %q", g)
+		}
+	}
+}

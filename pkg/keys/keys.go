@@ -1,0 +1,165 @@
+// Package keys creates, reads and checks the key material of fireops: the
+// age X25519 identity and recipients that encrypt snapshots, and the
+// Ed25519 key that signs manifests.
+//
+// File formats are chosen so that standard tools read them without fireops:
+// the identity file is age's own (`age -d -i identity.txt` works), and the
+// signing key is a PKCS#8 PEM block (`openssl pkey -in signing.key` works).
+package keys
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+)
+
+// PublicKeyPrefix starts the text form of an Ed25519 signing public key.
+const PublicKeyPrefix = "ed25519:"
+
+// IdentityFile returns the content of an age identity file for id, in the
+// format `age-keygen` writes.
+func IdentityFile(id *age.X25519Identity, created time.Time) []byte {
+	return fmt.Appendf(nil, "# created: %s\n# public key: %s\n%s\n",
+		created.UTC().Format(time.RFC3339), id.Recipient(), id)
+}
+
+// ParseRecipients reads age X25519 recipients, one a line; blank lines and
+// lines starting with # are skipped. It fails on the first invalid line,
+// naming its number.
+func ParseRecipients(r io.Reader) ([]*age.X25519Recipient, error) {
+	var out []*age.X25519Recipient
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rcp, err := age.ParseX25519Recipient(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		out = append(out, rcp)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LoadIdentities reads the age identities of an identity file.
+func LoadIdentities(path string) ([]age.Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open identity file: %w", err)
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return nil, fmt.Errorf("parse identity file %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+// GenerateSigningKey returns a new Ed25519 private key.
+func GenerateSigningKey() (ed25519.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	return priv, nil
+}
+
+// MarshalSigningKey encodes key as a PKCS#8 PEM block.
+func MarshalSigningKey(key ed25519.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode signing key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseSigningKey decodes a PKCS#8 PEM Ed25519 private key.
+func ParseSigningKey(data []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New("not a PEM \"PRIVATE KEY\" block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("decode PKCS#8: %w", err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("key is %T, want an Ed25519 key", k)
+	}
+	return priv, nil
+}
+
+// LoadSigningKey reads an Ed25519 private key from a PEM file.
+func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	k, err := ParseSigningKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// FormatPublicKey returns the text form of an Ed25519 public key,
+// "ed25519:" followed by standard base64.
+func FormatPublicKey(pub ed25519.PublicKey) string {
+	return PublicKeyPrefix + base64.StdEncoding.EncodeToString(pub)
+}
+
+// ParsePublicKey parses the text form written by FormatPublicKey.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	b64, ok := strings.CutPrefix(strings.TrimSpace(s), PublicKeyPrefix)
+	if !ok {
+		return nil, fmt.Errorf("public key %q does not start with %q", s, PublicKeyPrefix)
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("public key %q is not %d bytes of base64", s, ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// WriteNewFile creates path with the given mode and content, refusing to
+// overwrite an existing file. On a failed write it removes what it created.
+func WriteNewFile(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	// The umask may have narrowed the mode; it must never have widened it,
+	// but make it exact so that a 0600 file is 0600.
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
