@@ -1,0 +1,43 @@
+# fireops: `make demo` runs the main job end to end; `make test` installs and
+# starts what the tests need (scripts/test-deps.sh) and runs them all.
+
+GO        ?= go
+BIN       ?= bin/fireops
+PREFIX    ?= /usr/local
+UNITDIR   ?= /etc/systemd/system
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+PKG       := github.com/firetech/fireops/pkg/buildinfo
+LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Date=$(DATE)
+# go-nvml is cgo; its headers use deprecated declarations.
+export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
+
+.PHONY: build test bench demo lint install clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fireops
+
+test:
+	bash scripts/test-deps.sh
+	bash -c 'set -a; . .cache/testenv.sh; set +a; $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...'
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo: build
+	bash scripts/demo.sh $(BIN)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/fireops
+	@for u in systemd/*.service systemd/*.timer; do \
+		[ -e "$$u" ] || continue; \
+		install -D -m 0644 "$$u" "$(DESTDIR)$(UNITDIR)/$$(basename $$u)"; \
+	done
+
+clean:
+	rm -rf bin
