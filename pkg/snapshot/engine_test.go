@@ -1,0 +1,529 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/source"
+)
+
+// dirStore is a Store on a local folder, for the engine's unit tests; the
+// rclone-backed store has its own tests in pkg/remote and the end-to-end
+// tests use it.
+type dirStore struct {
+	name, root string
+	failPuts   atomic.Int32 // fail every Put once this many have succeeded (0: never)
+	puts       atomic.Int32
+}
+
+func (s *dirStore) Name() string { return s.name }
+func (s *dirStore) Put(_ context.Context, p string, data []byte) error {
+	if f := s.failPuts.Load(); f > 0 && s.puts.Load() >= f {
+		return errors.New("injected failure")
+	}
+	s.puts.Add(1)
+	full := filepath.Join(s.root, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(full, data, 0o600)
+}
+func (s *dirStore) Get(_ context.Context, p string) (io.ReadCloser, error) {
+	f, err := os.Open(filepath.Join(s.root, p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
+	}
+	return f, err
+}
+func (s *dirStore) GetBytes(_ context.Context, p string, max int64) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(s.root, p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return data, err
+}
+func (s *dirStore) List(_ context.Context, dir string) ([]Entry, error) {
+	des, err := os.ReadDir(filepath.Join(s.root, dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var out []Entry
+	for _, d := range des {
+		info, err := d.Info()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Entry{Name: d.Name(), Dir: d.IsDir(), Size: info.Size(), ModTime: info.ModTime()})
+	}
+	return out, err
+}
+func (s *dirStore) Delete(_ context.Context, p string) error {
+	err := os.Remove(filepath.Join(s.root, p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+func (s *dirStore) Rmdir(_ context.Context, dir string) error {
+	return os.RemoveAll(filepath.Join(s.root, dir))
+}
+
+// memSource is a source with files held in memory.
+type memSource struct {
+	kind, name, fp string
+	files          map[string][]byte
+	fail           bool
+}
+
+func (m *memSource) Kind() string                                { return m.kind }
+func (m *memSource) Name() string                                { return m.name }
+func (m *memSource) Fingerprint(context.Context) (string, error) { return m.fp, nil }
+func (m *memSource) WriteTar(_ context.Context, w io.Writer) (source.Stats, error) {
+	tw := tar.NewWriter(w)
+	names := make([]string, 0, len(m.files))
+	for n := range m.files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		if m.fail && i == len(names)-1 {
+			return source.Stats{}, errors.New("source broke off")
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(m.files[n])), Typeflag: tar.TypeReg}); err != nil {
+			return source.Stats{}, err
+		}
+		if _, err := tw.Write(m.files[n]); err != nil {
+			return source.Stats{}, err
+		}
+	}
+	return source.Stats{Entries: int64(len(names))}, tw.Close()
+}
+
+// memRestorer stages a tar stream in memory.
+type memRestorer struct {
+	committed map[string][]byte
+}
+
+type memStaged struct {
+	r     *memRestorer
+	files map[string][]byte
+}
+
+func (r *memRestorer) Stage(_ context.Context, rd io.Reader) (source.Staged, error) {
+	tr := tar.NewReader(rd)
+	s := &memStaged{r: r, files: map[string][]byte{}}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return s, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, err
+		}
+		s.files[h.Name] = data
+	}
+}
+func (s *memStaged) Stats() source.Stats          { return source.Stats{Entries: int64(len(s.files))} }
+func (s *memStaged) Commit(context.Context) error { s.r.committed = s.files; return nil }
+func (s *memStaged) Abort() error                 { return nil }
+
+type env struct {
+	opts   Options
+	ids    []age.Identity
+	pub    ed25519.PublicKey
+	stores []*dirStore
+}
+
+func newEnv(t *testing.T, dests int) *env {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, _ := keys.GenerateSigningKey()
+	e := &env{ids: []age.Identity{id}, pub: sk.Public().(ed25519.PublicKey)}
+	e.opts = Options{Host: "gpu01", Recipients: []*age.X25519Recipient{id.Recipient()}, Signer: sk,
+		ChunkSize: 64 << 10, Compression: "fastest", Uploads: 3, Version: "test"}
+	for i := range dests {
+		e.stores = append(e.stores, &dirStore{name: fmt.Sprintf("d%d", i), root: t.TempDir()})
+	}
+	return e
+}
+
+func (e *env) storeList() []Store {
+	out := make([]Store, len(e.stores))
+	for i, s := range e.stores {
+		out[i] = s
+	}
+	return out
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func testSources() []source.Source {
+	return []source.Source{
+		&memSource{kind: "files", name: "stack", fp: "fp1", files: map[string][]byte{
+			"opt/a.txt": bytes.Repeat([]byte("training log line\n"), 20000), "opt/b.bin": randomBytes(300<<10, 1)}},
+		&memSource{kind: "sqlite", name: "hub", files: map[string][]byte{"hub.sqlite": randomBytes(10<<10, 2)}},
+	}
+}
+
+func (e *env) restoreAll(t *testing.T, st Store, id string) map[string]map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	m, err := Open(ctx, st, e.opts.Host, id, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPresent(ctx, st, m); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := ReadIndex(ctx, st, m, e.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string][]byte{}
+	for _, p := range idx.Parts {
+		rs := &memRestorer{}
+		if _, err := RestorePart(ctx, st, m, p, e.ids, rs); err != nil {
+			t.Fatalf("restore %s: %v", p.ID, err)
+		}
+		out[p.ID] = rs.committed
+	}
+	return out
+}
+
+func TestRoundTripTwoDestinations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	srcs := testSources()
+	res, err := Create(context.Background(), e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Parts) != 2 || len(res.Destinations) != 2 {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, st := range e.stores {
+		got := e.restoreAll(t, st, res.ID)
+		for _, s := range srcs {
+			ms := s.(*memSource)
+			files := got[source.ID(s)]
+			if len(files) != len(ms.files) {
+				t.Fatalf("%s: %d files restored, want %d", source.ID(s), len(files), len(ms.files))
+			}
+			for n, data := range ms.files {
+				if !bytes.Equal(files[n], data) {
+					t.Fatalf("%s/%s differs after restore from %s", source.ID(s), n, st.name)
+				}
+			}
+		}
+		ls, err := List(context.Background(), st, "gpu01", e.pub)
+		if err != nil || len(ls) != 1 || !ls[0].Complete || ls[0].Parts != 2 {
+			t.Fatalf("List = %+v, %v", ls, err)
+		}
+	}
+	// Nothing in the manifest names a part.
+	data, _ := os.ReadFile(filepath.Join(e.stores[0].root, "gpu01/snapshots", res.ID, ManifestFile))
+	for _, leak := range []string{"stack", "hub", "opt/", "files", "sqlite"} {
+		if bytes.Contains(data, []byte(leak)) {
+			t.Errorf("manifest leaks %q", leak)
+		}
+	}
+}
+
+// chunkFiles lists the chunk files of a store.
+func chunkFiles(t *testing.T, st *dirStore) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(filepath.Join(st.root, "gpu01", ObjectsDir), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
+
+// snapChunks lists the chunk files of the objects of snapshot id.
+func snapChunks(t *testing.T, e *env, st *dirStore, id string) []string {
+	t.Helper()
+	m, err := Open(context.Background(), st, "gpu01", id, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, o := range m.Objects {
+		for i := range o.Chunks {
+			out = append(out, filepath.Join(st.root, ChunkPath("gpu01", o.ID, i)))
+		}
+	}
+	return out
+}
+
+func TestTamperIsDetected(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, e *env, st *dirStore, id string, other string)
+		quick  bool // verify quick (present + sizes) already catches it
+	}{
+		{"flip a byte", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			c := snapChunks(t, e, st, id)[0]
+			data, _ := os.ReadFile(c)
+			data[len(data)/2] ^= 1
+			os.WriteFile(c, data, 0o600)
+		}, false},
+		{"truncate a chunk", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			os.Truncate(snapChunks(t, e, st, id)[0], 100)
+		}, true},
+		{"delete a chunk", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			os.Remove(snapChunks(t, e, st, id)[1])
+		}, true},
+		{"edit the manifest", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			p := filepath.Join(st.root, "gpu01/snapshots", id, ManifestFile)
+			data, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(data, []byte(`"host": "gpu01"`), []byte(`"host":  "gpu01"`), 1), 0o600)
+		}, true},
+		{"swap in a chunk of another snapshot", func(t *testing.T, e *env, st *dirStore, id, other string) {
+			m, _ := Open(context.Background(), st, "gpu01", id, e.pub)
+			om, _ := Open(context.Background(), st, "gpu01", other, e.pub)
+			// Same size chunk 0 of an object of the other snapshot.
+			src := filepath.Join(st.root, ChunkPath("gpu01", om.Objects[0].ID, 0))
+			for _, o := range m.Objects {
+				if o.Chunks[0].Size == om.Objects[0].Chunks[0].Size && o.ID != om.Objects[0].ID {
+					data, _ := os.ReadFile(src)
+					os.WriteFile(filepath.Join(st.root, ChunkPath("gpu01", o.ID, 0)), data, 0o600)
+					return
+				}
+			}
+			t.Skip("no object of equal chunk size to swap")
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 1)
+			st := e.stores[0]
+			ctx := context.Background()
+			// Two snapshots of same-shaped data: chunks can be swapped.
+			mk := func(seed uint64) string {
+				src := &memSource{kind: "files", name: "x", files: map[string][]byte{"f": randomBytes(200<<10, seed)}}
+				res, err := Create(ctx, e.opts, e.storeList(), []source.Source{src})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.ID
+			}
+			other := mk(7)
+			id := mk(8)
+			tc.tamper(t, e, st, id, other)
+
+			var err error
+			m, err := Open(ctx, st, "gpu01", id, e.pub)
+			if err == nil {
+				err = CheckPresent(ctx, st, m)
+			}
+			if tc.quick && (err == nil || !errors.Is(err, ErrIntegrity)) {
+				t.Fatalf("verify quick: err = %v, want an integrity error", err)
+			}
+			if err == nil {
+				var idx *Index
+				idx, err = ReadIndex(ctx, st, m, e.ids)
+				if err == nil {
+					rs := &memRestorer{}
+					_, err = RestorePart(ctx, st, m, idx.Parts[0], e.ids, rs)
+					if rs.committed != nil {
+						t.Fatal("a tampered part was committed")
+					}
+				}
+			}
+			if err == nil || !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("err = %v, want an integrity error", err)
+			}
+			if !strings.Contains(err.Error(), "object") && !strings.Contains(err.Error(), "manifest") && !strings.Contains(err.Error(), "snapshot") {
+				t.Errorf("error does not name what failed: %v", err)
+			}
+		})
+	}
+}
+
+func TestWrongIdentity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	res, err := Create(ctx, e.opts, e.storeList(), testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(ctx, e.stores[0], "gpu01", res.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := age.GenerateX25519Identity()
+	if _, err := ReadIndex(ctx, e.stores[0], m, []age.Identity{other}); !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "did not match any of the recipients") {
+		t.Fatalf("err = %v", err)
+	}
+	// Another signing key: the manifest is refused.
+	sk, _ := keys.GenerateSigningKey()
+	if _, err := Open(ctx, e.stores[0], "gpu01", res.ID, sk.Public().(ed25519.PublicKey)); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("foreign signing key: err = %v", err)
+	}
+}
+
+func TestSourceFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	srcs := testSources()
+	srcs[1].(*memSource).files["z"] = []byte("zz")
+	srcs[1].(*memSource).fail = true
+	_, err := Create(context.Background(), e.opts, e.storeList(), srcs)
+	if err == nil || !strings.Contains(err.Error(), "source broke off") || !strings.Contains(err.Error(), "sqlite:hub") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, st := range e.stores {
+		if c := chunkFiles(t, st); len(c) != 0 {
+			t.Errorf("%s: %d chunks left behind", st.name, len(c))
+		}
+		ls, _ := List(context.Background(), st, "gpu01", e.pub)
+		if len(ls) != 0 {
+			t.Errorf("%s: snapshots left behind: %+v", st.name, ls)
+		}
+	}
+}
+
+func TestOneDestinationFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	e.stores[1].failPuts.Store(3)
+	res, err := Create(context.Background(), e.opts, e.storeList(), testSources())
+	if err == nil || !strings.Contains(err.Error(), "destination d1") {
+		t.Fatalf("err = %v, want one naming destination d1", err)
+	}
+	if res == nil || res.Destinations[0].Err != nil || res.Destinations[1].Err == nil {
+		t.Fatalf("result: %+v", res)
+	}
+	e.restoreAll(t, e.stores[0], res.ID)
+	if c := chunkFiles(t, e.stores[1]); len(c) != 0 {
+		t.Errorf("failed destination keeps %d chunks", len(c))
+	}
+}
+
+func TestReuseUnchangedParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	state, err := LoadState(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.opts.State = state
+	srcs := testSources()
+	first, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Destinations[0].Reused != 1 {
+		t.Fatalf("reused %d parts, want 1 (the part with a fingerprint)", second.Destinations[0].Reused)
+	}
+	// Each snapshot restores on its own, also after the first is deleted.
+	e.stores[0].Rmdir(ctx, SnapshotPath("gpu01", first.ID))
+	got := e.restoreAll(t, e.stores[0], second.ID)
+	if len(got["files:stack"]) != 2 {
+		t.Fatalf("reused part did not restore: %v", got)
+	}
+	// An object the state names but the destination lost is uploaded again.
+	m, _ := Open(ctx, e.stores[0], "gpu01", second.ID, e.pub)
+	for _, o := range m.Objects {
+		e.stores[0].Rmdir(ctx, ObjectPath("gpu01", o.ID))
+	}
+	third, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Destinations[0].Reused != 0 {
+		t.Fatal("a missing object was referenced instead of uploaded")
+	}
+	e.restoreAll(t, e.stores[0], third.ID)
+	// A lost state file: everything is uploaded and still works.
+	fresh, _ := LoadState(t.TempDir())
+	e.opts.State = fresh
+	fourth, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil || fourth.Destinations[0].Reused != 0 {
+		t.Fatalf("after losing the state: %v, reused %d", err, fourth.Destinations[0].Reused)
+	}
+	// A changed fingerprint uploads the part again.
+	srcs[0].(*memSource).fp = "fp2"
+	fifth, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil || fifth.Destinations[0].Reused != 0 {
+		t.Fatalf("changed part: %v, reused %d", err, fifth.Destinations[0].Reused)
+	}
+}
+
+func TestCancelLeavesNoManifest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Create(ctx, e.opts, e.storeList(), testSources()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	ls, _ := List(context.Background(), e.stores[0], "gpu01", e.pub)
+	if len(ls) != 0 {
+		t.Fatalf("left %+v", ls)
+	}
+}
+
+func TestChunkPathsSort(t *testing.T) {
+	t.Parallel()
+	if ChunkName(9) >= ChunkName(10) || path.Base(ChunkPath("h", "o", 123)) != "000123" {
+		t.Fatal("chunk names do not sort numerically")
+	}
+	id := NewSnapshotID(mustTime(t))
+	if !ValidSnapshotID(id) || !strings.HasPrefix(id, "20261128T030405Z-") {
+		t.Fatalf("snapshot id %q", id)
+	}
+}
+
+func mustTime(t *testing.T) (tm time.Time) {
+	t.Helper()
+	tm, _ = time.Parse(time.RFC3339, "2026-11-28T03:04:05Z")
+	return tm
+}

@@ -1,0 +1,124 @@
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// StateFile is the name of the reuse state inside state_dir.
+const StateFile = "state.json"
+
+// State remembers, per destination and part, the fingerprint and the
+// object of the last upload, so that an unchanged part is referenced
+// instead of uploaded again (design.md §4). It also keeps what the index
+// needs for a reused part, since the host cannot decrypt old indexes.
+// Losing it only means the next snapshot uploads everything.
+type State struct {
+	path string
+	mu   sync.Mutex
+	data stateData
+}
+
+type stateData struct {
+	Version int `json:"version"`
+	// Destinations maps "host/destination" to part id to entry.
+	Destinations map[string]map[string]StateEntry `json:"destinations"`
+}
+
+// StateEntry is what the state keeps about one uploaded part.
+type StateEntry struct {
+	Fingerprint string `json:"fingerprint"`
+	Object      Object `json:"object"`
+	Part        Part   `json:"part"`
+}
+
+// LoadState reads the state file in dir, or starts an empty state when it
+// does not exist or cannot be decoded (reuse is an optimisation only).
+func LoadState(dir string) (*State, error) {
+	s := &State{path: filepath.Join(dir, StateFile)}
+	data, err := os.ReadFile(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read state: %w", err)
+	default:
+		if json.Unmarshal(data, &s.data) != nil {
+			s.data = stateData{}
+		}
+	}
+	if s.data.Destinations == nil {
+		s.data.Destinations = map[string]map[string]StateEntry{}
+	}
+	s.data.Version = 1
+	return s, nil
+}
+
+func stateKey(host, dest string) string { return host + "/" + dest }
+
+// Get returns the entry of a part for a destination.
+func (s *State) Get(host, dest, part string) (StateEntry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.data.Destinations[stateKey(host, dest)][part]
+	return e, ok
+}
+
+// Put records the entry of a part for a destination (in memory).
+func (s *State) Put(host, dest, part string, e StateEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := stateKey(host, dest)
+	if s.data.Destinations[k] == nil {
+		s.data.Destinations[k] = map[string]StateEntry{}
+	}
+	s.data.Destinations[k][part] = e
+}
+
+// Save writes the state atomically (temp file, fsync, rename), 0600 in a
+// 0700 folder.
+func (s *State) Save() error {
+	s.mu.Lock()
+	data, err := json.MarshalIndent(s.data, "", " ")
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	dir := filepath.Dir(s.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	return writeFileAtomic(s.path, data, 0o600)
+}
+
+// writeFileAtomic writes data to path through a temp file in the same
+// folder and a rename, so a reader never sees a half-written file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
