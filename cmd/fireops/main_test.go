@@ -34,8 +34,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("FIREOPS_CONFIG", filepath.Join(env.WorkDir, "fireops.yaml"))
 			return nil
 		},
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits": cmdExits,
+			"exits":   cmdExits,
+			"testhub": cmdTestHub,
 		},
 	})
 }

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/users"
+)
+
+func (a *app) usersCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "users",
+		Short: "Administer hub users: list, approve, reject, admin, reset-password, delete",
+		Long: `users administers the JupyterHub users of the stack. New users sign up on the
+hub's sign-up page (NativeAuthenticator) and wait until an admin approves them.
+
+Approval and passwords live in NativeAuthenticator's users_info table in the
+hub's database (hub.db_path, or hub.db_file in the volume hub.db_volume);
+fireops writes it directly, in short transactions that are safe while the hub
+runs. The admin flag and the hub users themselves go through the hub's REST
+API (hub.api_url, with an admin token from hub.token_file).
+
+approve and reject SET the state (a second approve changes nothing), unlike
+the hub's /hub/authorize page, where a click toggles it.
+
+EXIT STATUS
+  0 done, 1 failure (hub down, database locked), 2 usage or config error
+  (unknown user, bad token, missing database).`,
+	}
+	cmd.AddCommand(a.usersListCommand(), a.usersApproveCommand(true), a.usersApproveCommand(false),
+		a.usersAdminCommand(), a.usersResetPasswordCommand(), a.usersDeleteCommand())
+	return cmd
+}
+
+// usersManager builds the users.Manager the config describes.
+func (a *app) usersManager() (*users.Manager, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := users.ReadToken(cfg.Hub.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	hub, err := users.NewHub(cfg.Hub.APIURL, tok, nil)
+	if err != nil {
+		return nil, err
+	}
+	dbPath := func(ctx context.Context) (string, error) {
+		return users.DBPath(ctx, cfg.Hub, users.DockerVolumes{})
+	}
+	return users.NewManager(hub, dbPath, 0), nil
+}
+
+// withUsers runs fn with a Manager and closes it afterwards.
+func (a *app) withUsers(fn func(*users.Manager) error) error {
+	m, err := a.usersManager()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return fn(m)
+}
+
+func (a *app) usersListCommand() *cobra.Command {
+	var pending, approved, admins bool
+	cmd := &cobra.Command{
+		Use:   "list [--pending|--approved|--admins]",
+		Short: "List sign-ups and hub users with their state",
+		Long: `list merges NativeAuthenticator's sign-ups with the hub's users: name, state
+(pending, approved, or "hub only" for a hub user without a sign-up), admin,
+two-factor authentication, whether a server runs, last activity and email.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := users.All
+			n := 0
+			for _, c := range []struct {
+				set bool
+				f   users.Filter
+			}{{pending, users.Pending}, {approved, users.Approved}, {admins, users.Admins}} {
+				if c.set {
+					f = c.f
+					n++
+				}
+			}
+			if n > 1 {
+				return exitcode.Usagef("use one of them", "--pending, --approved and --admins exclude each other")
+			}
+			return a.withUsers(func(m *users.Manager) error {
+				l, err := m.List(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				for _, w := range l.Warnings {
+					fmt.Fprintf(a.stderr, "fireops: warning: %s\n", w)
+				}
+				if a.jsonOut {
+					return a.printJSON(l)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSTATE\tADMIN\t2FA\tSERVER\tLAST ACTIVITY\tEMAIL")
+				for _, u := range l.Users {
+					last := "never"
+					if u.LastActivity != nil {
+						last = u.LastActivity.UTC().Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, u.State(), yesNo(u.Admin), yesNo(u.Has2FA),
+						map[bool]string{true: "running", false: "-"}[u.ServerRunning], last, emailOrDash(u.Email))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&pending, "pending", false, "only sign-ups waiting for approval")
+	fl.BoolVar(&approved, "approved", false, "only approved sign-ups")
+	fl.BoolVar(&admins, "admins", false, "only hub admins")
+	return cmd
+}
+
+func (a *app) usersApproveCommand(approve bool) *cobra.Command {
+	use, short, long := "approve NAME...", "Approve sign-ups (set, never toggle)",
+		`approve lets the named users log in. It sets the approval; a user who is
+already approved stays approved. All names are checked first: when one is
+unknown nothing changes.`
+	if !approve {
+		use, short, long = "reject NAME...", "Withdraw approval of sign-ups (set, never toggle)",
+			`reject withdraws the approval of the named users: they can no longer log
+in. Their sign-up stays (use delete to remove it). All names are checked
+first: when one is unknown nothing changes.`
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withUsers(func(m *users.Manager) error {
+				changes, err := m.SetApproved(cmd.Context(), args, approve)
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					return a.printJSON(map[string]any{"changes": changes})
+				}
+				for _, c := range changes {
+					printChange(a.stdout, c)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) usersAdminCommand() *cobra.Command {
+	var revoke bool
+	cmd := &cobra.Command{
+		Use:   "admin NAME [--revoke]",
+		Short: "Grant (or with --revoke, take away) hub admin rights",
+		Long: `admin sets the hub's admin flag of NAME through the REST API. An approved
+sign-up who has never logged in has no hub user yet: granting creates it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withUsers(func(m *users.Manager) error {
+				res, err := m.SetAdmin(cmd.Context(), args[0], !revoke)
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					return a.printJSON(res)
+				}
+				printChange(a.stdout, res.Change)
+				if res.Created {
+					fmt.Fprintf(a.stdout, "%s: created the hub user\n", res.Name)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&revoke, "revoke", false, "take admin rights away")
+	return cmd
+}
+
+func (a *app) usersResetPasswordCommand() *cobra.Command {
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:   "reset-password NAME [--password-stdin]",
+		Short: "Set a new password for a sign-up",
+		Long: `reset-password stores a new password for NAME, as a bcrypt hash that
+NativeAuthenticator accepts. The password comes from:
+
+  --password-stdin   the first line of standard input
+  a terminal         a prompt, twice (leave it empty to generate one)
+  otherwise          fireops generates a strong one and prints it once
+
+Passwords over 72 bytes are refused (bcrypt ignores the rest). The password
+is never taken from a flag: flags end up in shell history and ps.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			return a.withUsers(func(m *users.Manager) error {
+				ctx := cmd.Context()
+				if err := m.RequireSignup(ctx, name); err != nil {
+					return err
+				}
+				pw, generated, err := a.newPassword(name, fromStdin)
+				if err != nil {
+					return err
+				}
+				if err := m.ResetPassword(ctx, name, []byte(pw)); err != nil {
+					return err
+				}
+				if a.jsonOut {
+					out := map[string]any{"name": name, "generated": generated}
+					if generated {
+						out["password"] = pw
+					}
+					return a.printJSON(out)
+				}
+				fmt.Fprintf(a.stdout, "%s: password reset\n", name)
+				if generated {
+					fmt.Fprintf(a.stdout, "new password (shown once): %s\n", pw)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the new password from standard input")
+	return cmd
+}
+
+// newPassword gets the new password: from stdin, from a terminal prompt, or
+// generated. generated says it must be shown to the admin.
+func (a *app) newPassword(name string, fromStdin bool) (pw string, generated bool, err error) {
+	if fromStdin {
+		r := bufio.NewReader(io.LimitReader(a.stdin, 4096))
+		line, err := r.ReadString('\n')
+		if err != nil && err != io.EOF {
+			return "", false, fmt.Errorf("read password from stdin: %w", err)
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if line == "" {
+			return "", false, exitcode.Usagef("pipe the password in, e.g. printf '%s\\n' \"$PW\" | fireops users reset-password NAME --password-stdin",
+				"no password on stdin")
+		}
+		return line, false, users.CheckPassword([]byte(line))
+	}
+	if fd, ok := a.terminal(); ok {
+		fmt.Fprintf(a.stderr, "New password for %s (empty: generate one): ", name)
+		p1, err := term.ReadPassword(fd)
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return "", false, fmt.Errorf("read password: %w", err)
+		}
+		if len(p1) > 0 {
+			if err := users.CheckPassword(p1); err != nil {
+				return "", false, err
+			}
+			fmt.Fprintf(a.stderr, "Repeat it: ")
+			p2, err := term.ReadPassword(fd)
+			fmt.Fprintln(a.stderr)
+			if err != nil {
+				return "", false, fmt.Errorf("read password: %w", err)
+			}
+			if string(p1) != string(p2) {
+				return "", false, exitcode.Usagef("run the command again", "the two passwords differ; nothing was changed")
+			}
+			return string(p1), false, nil
+		}
+	}
+	p, err := users.GeneratePassword()
+	return p, true, err
+}
+
+// terminal returns the file descriptor of stdin when it is a terminal.
+func (a *app) terminal() (int, bool) {
+	f, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
+	}
+	return int(f.Fd()), true
+}
+
+func (a *app) usersDeleteCommand() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME [--yes]",
+		Short: "Delete a user: the hub user and the sign-up (never the volume)",
+		Long: `delete removes the hub user of NAME (the hub stops a running server first)
+and NAME's sign-up in users_info. The user's Docker volume with their files
+is kept; the command says how to snapshot and remove it.
+
+Without --yes it asks for the name on a terminal, and refuses otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			return a.withUsers(func(m *users.Manager) error {
+				ctx := cmd.Context()
+				if !yes {
+					if err := m.Exists(ctx, name); err != nil {
+						return err
+					}
+					if err := a.confirmDelete(name); err != nil {
+						return err
+					}
+				}
+				res, err := m.Delete(ctx, name)
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					return a.printJSON(res)
+				}
+				var what []string
+				if res.HubUser {
+					what = append(what, "the hub user")
+				}
+				if res.Rows > 0 {
+					what = append(what, fmt.Sprintf("%d users_info row(s)", res.Rows))
+				}
+				if len(what) == 0 {
+					what = append(what, "nothing left to delete")
+				}
+				fmt.Fprintf(a.stdout, "%s: deleted %s\n", name, strings.Join(what, " and "))
+				fmt.Fprintf(a.stdout, "%s: kept volume %s (the user's files); to archive and remove it:\n", name, res.Volume)
+				fmt.Fprintf(a.stdout, "  fireops snapshot --only volume:%s && docker volume rm %s\n", res.Volume, res.Volume)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	return cmd
+}
+
+// confirmDelete asks for the user's name on a terminal.
+func (a *app) confirmDelete(name string) error {
+	if _, ok := a.terminal(); !ok {
+		return exitcode.Usagef("add --yes to delete without asking", "refusing to delete %s without confirmation: stdin is not a terminal", name)
+	}
+	fmt.Fprintf(a.stderr, "Delete hub user and sign-up of %s? Type the name to confirm: ", name)
+	line, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("read confirmation: %w", err)
+	}
+	if strings.TrimSpace(line) != name {
+		return exitcode.Usagef("type the name exactly, or use --yes", "not confirmed; nothing was deleted")
+	}
+	return nil
+}
+
+// printChange prints "name: before -> after" or "name: already after".
+func printChange(w io.Writer, c users.Change) {
+	if c.Changed {
+		fmt.Fprintf(w, "%s: %s -> %s\n", c.Name, c.Before, c.After)
+		return
+	}
+	fmt.Fprintf(w, "%s: already %s\n", c.Name, c.After)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func emailOrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
