@@ -1,0 +1,403 @@
+// Package files is the "files" source kind: host folders and files from a
+// config FileSource, archived as one tar stream, and the restorer that
+// writes such a stream into a folder through staging.
+//
+// # Archive layout
+//
+// Entry names are the absolute host paths without the leading "/", so
+// `tar -x -C /` recreates opt/firetech/... in place and `tar -x -C DIR`
+// recreates it under DIR. The folders above each configured path come
+// first, as folder entries (read with stat, so a symlinked parent is
+// stored as the folder it points to), so their modes, owners and times
+// round-trip too. Then each configured path is walked depth first with the
+// names of every folder sorted bytewise. Configured paths are cleaned,
+// sorted, and a path inside another configured path is dropped (it is
+// already included).
+//
+// Kept: modes (with setuid, setgid, sticky), numeric owners and owner
+// names, modification times with nanoseconds (PAX), symbolic links (never
+// followed, a configured path that is a symlink included), hard links (the
+// second and later names of an inode are hard link entries), empty
+// folders. Not kept: access times, extended attributes, ACLs.
+//
+// # Exclude globs
+//
+// Each pattern ([path/filepath.Match] syntax: `*` does not cross "/") is
+// matched against an entry's base name and against its path relative to
+// the configured path it was found under ("cache/*.tmp" below
+// /opt/app matches /opt/app/cache/x.tmp). A matching folder is left out
+// with everything in it. Configured paths themselves and their parents are
+// never excluded.
+//
+// # Errors, not skips
+//
+// Nothing is silently lost: a file or folder that cannot be read, that
+// vanishes between listing its folder and reading it, or that shrinks
+// while it is read fails the whole part with an error naming the file.
+// Named pipes and devices are an error too (fireops' restore refuses to
+// create them, so a backup holding them could not be restored; exclude
+// them). Sockets are the one exception: a tar cannot hold them and they
+// are runtime artefacts, so they are skipped and counted in
+// Stats.Details["sockets_skipped"]. A file that grows while it is read is
+// archived with the size it had when opened.
+package files
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/tarsafe"
+)
+
+// Kind is the part kind of this package's sources.
+const Kind = "files"
+
+// copyBufferSize is the one buffer file contents are copied through.
+const copyBufferSize = 256 << 10
+
+// Source archives the paths of one config FileSource.
+type Source struct {
+	name    string
+	roots   []string
+	exclude []string
+	// beforeOpen, when set (by tests), is called before a file is opened
+	// for reading.
+	beforeOpen func(path string)
+}
+
+var _ source.Source = (*Source)(nil)
+
+// New checks cfg and returns its Source. Paths must be absolute and not
+// "/"; exclude patterns must be valid globs. Nothing is read from disk
+// yet.
+func New(cfg config.FileSource) (*Source, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("files: source has no name")
+	}
+	if len(cfg.Paths) == 0 {
+		return nil, fmt.Errorf("files:%s: no paths", cfg.Name)
+	}
+	var roots []string
+	for _, p := range cfg.Paths {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("files:%s: path %q is not absolute", cfg.Name, p)
+		}
+		p = filepath.Clean(p)
+		if p == "/" {
+			return nil, fmt.Errorf("files:%s: archiving / is not supported; list the folders", cfg.Name)
+		}
+		roots = append(roots, p)
+	}
+	sort.Strings(roots)
+	kept := roots[:0]
+	for _, r := range roots {
+		if n := len(kept); n > 0 && (r == kept[n-1] || strings.HasPrefix(r, kept[n-1]+"/")) {
+			continue // inside the previous root (sorted order puts it right after)
+		}
+		kept = append(kept, r)
+	}
+	for _, pat := range cfg.Exclude {
+		if _, err := filepath.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("files:%s: exclude pattern %q: %w", cfg.Name, pat, err)
+		}
+	}
+	return &Source{name: cfg.Name, roots: kept, exclude: append([]string(nil), cfg.Exclude...)}, nil
+}
+
+// Kind returns "files".
+func (s *Source) Kind() string { return Kind }
+
+// Name returns the config's name of the source.
+func (s *Source) Name() string { return s.name }
+
+// Paths returns the configured paths as archived: cleaned, sorted, without
+// paths inside other ones.
+func (s *Source) Paths() []string { return append([]string(nil), s.roots...) }
+
+// entry is one path met by the walk.
+type entry struct {
+	name   string      // archive name: the absolute path without the leading "/"
+	path   string      // host path
+	fi     fs.FileInfo // from lstat (stat for parents of the roots)
+	link   string      // symlink target
+	parent bool        // a folder above a configured path
+}
+
+// walk calls fn for every entry of the archive, in archive order, and
+// returns the number of sockets skipped.
+func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64, err error) {
+	parents := map[string]bool{}
+	for _, root := range s.roots {
+		// Folders above the root, outermost first.
+		var ups []string
+		for d := filepath.Dir(root); d != "/"; d = filepath.Dir(d) {
+			ups = append(ups, d)
+		}
+		for i := len(ups) - 1; i >= 0; i-- {
+			d := ups[i]
+			if parents[d] {
+				continue
+			}
+			parents[d] = true
+			fi, err := os.Stat(d)
+			if err != nil {
+				return sockets, fmt.Errorf("files:%s: %w", s.name, err)
+			}
+			if !fi.IsDir() {
+				return sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
+			}
+			if err := fn(entry{name: d[1:], path: d, fi: fi, parent: true}); err != nil {
+				return sockets, err
+			}
+		}
+		fi, err := os.Lstat(root)
+		if err != nil {
+			return sockets, fmt.Errorf("files:%s: %w", s.name, err)
+		}
+		n, err := s.walkPath(ctx, root, root, fi, fn)
+		sockets += n
+		if err != nil {
+			return sockets, err
+		}
+	}
+	return sockets, nil
+}
+
+func (s *Source) walkPath(ctx context.Context, root, p string, fi fs.FileInfo, fn func(entry) error) (sockets int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	e := entry{name: p[1:], path: p, fi: fi}
+	switch m := fi.Mode(); {
+	case m&fs.ModeSocket != 0:
+		return 1, nil
+	case m&(fs.ModeNamedPipe|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0:
+		return 0, fmt.Errorf("files:%s: %s is a %s, which fireops does not archive (add it to exclude)", s.name, p, specialName(m))
+	case m&fs.ModeSymlink != 0:
+		link, err := os.Readlink(p)
+		if err != nil {
+			return 0, fmt.Errorf("files:%s: %w", s.name, err)
+		}
+		e.link = link
+	}
+	if err := fn(e); err != nil {
+		return 0, err
+	}
+	if !fi.IsDir() {
+		return 0, nil
+	}
+	d, err := os.Open(p)
+	if err != nil {
+		return 0, fmt.Errorf("files:%s: %w", s.name, err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return 0, fmt.Errorf("files:%s: read folder %s: %w", s.name, p, err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		child := p + "/" + n
+		if s.excluded(root, child) {
+			continue
+		}
+		cfi, err := os.Lstat(child)
+		if errors.Is(err, fs.ErrNotExist) {
+			return sockets, fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, child, err)
+		}
+		if err != nil {
+			return sockets, fmt.Errorf("files:%s: %w", s.name, err)
+		}
+		k, err := s.walkPath(ctx, root, child, cfi, fn)
+		sockets += k
+		if err != nil {
+			return sockets, err
+		}
+	}
+	return sockets, nil
+}
+
+// excluded matches the exclude patterns against the base name of p and
+// its path relative to root.
+func (s *Source) excluded(root, p string) bool {
+	base := filepath.Base(p)
+	rel := strings.TrimPrefix(p, root+"/")
+	for _, pat := range s.exclude {
+		if ok, _ := filepath.Match(pat, base); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(pat, rel); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Fingerprint hashes (SHA-256) the configured paths and exclude patterns
+// and, for every entry in archive order, its name, mode, size, mtime and
+// ctime in nanoseconds, owner ids, link count and symlink target. No
+// contents are read. ctime and the link count go beyond design.md's list
+// (path, size, mtime, mode, owner): a file rewritten with its old mtime
+// put back (cp -p, rsync -t) still changes ctime, and a wrongly reused
+// part loses data while a needless upload only costs time.
+//
+// The folders above the configured paths count by name, mode and owner
+// only: their times and sizes change with unrelated activity (any file
+// created in /etc) and are not what is backed up. A reused part thus
+// restores those folders with the times of its first upload.
+func (s *Source) Fingerprint(ctx context.Context) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "fireops files fingerprint v1\x00%q\x00%q\x00", s.roots, s.exclude)
+	var line []byte
+	_, err := s.walk(ctx, func(e entry) error {
+		st, ok := e.fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("files:%s: %s: no stat data", s.name, e.path)
+		}
+		line = line[:0]
+		line = strconv.AppendQuote(line, e.name)
+		if e.parent {
+			line = fmt.Appendf(line, " parent %o %d %d", uint32(e.fi.Mode()), st.Uid, st.Gid)
+		} else {
+			line = fmt.Appendf(line, " %o %d %d %d %d %d %d ", uint32(e.fi.Mode()), e.fi.Size(),
+				st.Mtim.Nano(), st.Ctim.Nano(), st.Uid, st.Gid, st.Nlink)
+			line = strconv.AppendQuote(line, e.link)
+		}
+		line = append(line, '\n')
+		h.Write(line)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// WriteTar writes the archive to w. Stats.Entries counts tar entries;
+// Details holds "files", "dirs", "symlinks", "hardlinks", "bytes" and
+// "sockets_skipped".
+func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error) {
+	tw := tar.NewWriter(w)
+	hb := tarsafe.NewHeaderBuilder()
+	buf := make([]byte, copyBufferSize)
+	var st source.Stats
+	var files, dirs, symlinks, links, bytes int64
+	sockets, err := s.walk(ctx, func(e entry) error {
+		var hdr *tar.Header
+		var err error
+		if !e.fi.Mode().IsRegular() {
+			if hdr, err = hb.Header(e.name, e.fi, e.link); err != nil {
+				return fmt.Errorf("files:%s: %w", s.name, err)
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
+			}
+			st.Entries++
+			if e.fi.IsDir() {
+				dirs++
+			} else {
+				symlinks++
+			}
+			return nil
+		}
+		n, isLink, err := s.writeFile(ctx, tw, hb, e, buf)
+		bytes += n
+		if err != nil {
+			return err
+		}
+		st.Entries++
+		if isLink {
+			links++
+		} else {
+			files++
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	if err := tw.Close(); err != nil {
+		return st, fmt.Errorf("files:%s: finish archive: %w", s.name, err)
+	}
+	st.Details = map[string]string{
+		"files":           strconv.FormatInt(files, 10),
+		"dirs":            strconv.FormatInt(dirs, 10),
+		"symlinks":        strconv.FormatInt(symlinks, 10),
+		"hardlinks":       strconv.FormatInt(links, 10),
+		"bytes":           strconv.FormatInt(bytes, 10),
+		"sockets_skipped": strconv.FormatInt(sockets, 10),
+	}
+	return st, nil
+}
+
+// writeFile writes one regular file's header and contents. It opens the
+// file without following a symlink and checks that it is still the inode
+// the walk saw, so a file swapped in between is an error, not a surprise.
+func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.HeaderBuilder, e entry, buf []byte) (n int64, isLink bool, err error) {
+	if s.beforeOpen != nil {
+		s.beforeOpen(e.path)
+	}
+	f, err := os.OpenFile(e.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, e.path, err)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
+	}
+	was, _ := e.fi.Sys().(*syscall.Stat_t)
+	now, _ := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || was == nil || now == nil || was.Ino != now.Ino || was.Dev != now.Dev {
+		return 0, false, fmt.Errorf("files:%s: %s was replaced during the walk", s.name, e.path)
+	}
+	hdr, err := hb.Header(e.name, fi, "")
+	if err != nil {
+		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
+	}
+	if hdr.Typeflag == tar.TypeLink {
+		return 0, true, nil
+	}
+	src := struct{ io.Reader }{io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)}
+	n, err = io.CopyBuffer(tw, src, buf)
+	if err != nil {
+		return n, false, fmt.Errorf("files:%s: read %s: %w", s.name, e.path, err)
+	}
+	if n != hdr.Size {
+		return n, false, fmt.Errorf("files:%s: %s shrank while it was read (%d of %d bytes)", s.name, e.path, n, hdr.Size)
+	}
+	return n, false, nil
+}
+
+func specialName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	default:
+		return "special file"
+	}
+}

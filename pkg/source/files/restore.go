@@ -1,0 +1,259 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/tarsafe"
+)
+
+// ErrNotEmpty is wrapped by the error for a restore into a non-empty
+// folder without force.
+var ErrNotEmpty = errors.New("target folder is not empty")
+
+// Restorer writes a files part (or any tar stream) into a folder through
+// a staging folder next to it.
+//
+// Stage creates the staging folder in dir's parent (created if missing),
+// named ".fireops-staging-*", mode 0700, so that it is on the same
+// filesystem and Commit is a rename; it extracts with [tarsafe.Extract].
+// A dir that exists and is not empty is refused, before anything is
+// extracted, unless force is set; the check is repeated by Commit.
+//
+// Commit with force over an existing dir renames dir to
+// "<dir>.fireops-old-<UTC time>", renames the staging folder to dir and
+// then removes the old copy. If the second rename fails the old copy is
+// renamed back; if fireops dies between the two renames, the old copy is
+// still whole under its .fireops-old name. Before the renames Commit
+// flushes the filesystem (syncfs), after them the parent folder.
+type Restorer struct {
+	dir    string
+	force  bool
+	prefix string
+}
+
+var _ source.Restorer = (*Restorer)(nil)
+
+// RestoreOption tunes a Restorer.
+type RestoreOption func(*Restorer)
+
+// Subtree restores only the entries under the archive folder prefix (for
+// example "opt/firetech/config"), with prefix removed from their names, so
+// that a configured path can be restored into a folder of its own.
+func Subtree(prefix string) RestoreOption {
+	return func(r *Restorer) { r.prefix = strings.Trim(filepath.ToSlash(prefix), "/") }
+}
+
+// NewRestorer returns a Restorer writing into dir (made absolute). Without
+// force, a dir that exists and is not empty is refused.
+func NewRestorer(dir string, force bool, opts ...RestoreOption) (*Restorer, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("files: restore target %s: %w", dir, err)
+	}
+	if abs == "/" {
+		return nil, errors.New("files: restore target / cannot be replaced; restore into a folder (--to)")
+	}
+	r := &Restorer{dir: abs, force: force}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
+}
+
+// checkTarget returns whether dir exists, and an error if it is not a
+// folder, or is not empty and force is off.
+func (r *Restorer) checkTarget() (exists bool, err error) {
+	fi, err := os.Lstat(r.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("files: restore target: %w", err)
+	}
+	if !fi.IsDir() {
+		return true, fmt.Errorf("files: restore target %s exists and is not a folder", r.dir)
+	}
+	if r.force {
+		return true, nil
+	}
+	d, err := os.Open(r.dir)
+	if err != nil {
+		return true, fmt.Errorf("files: restore target: %w", err)
+	}
+	defer d.Close()
+	if _, err := d.Readdirnames(1); err == io.EOF {
+		return true, nil
+	} else if err != nil {
+		return true, fmt.Errorf("files: restore target %s: %w", r.dir, err)
+	}
+	return true, fmt.Errorf("files: restore target %s: %w (use --force to replace it)", r.dir, ErrNotEmpty)
+}
+
+// Stage extracts the tar stream r into a new staging folder. On error the
+// staging folder is removed and the target is untouched.
+func (r *Restorer) Stage(ctx context.Context, tr io.Reader) (source.Staged, error) {
+	if _, err := r.checkTarget(); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(r.dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("files: create %s: %w", parent, err)
+	}
+	staging, err := os.MkdirTemp(parent, ".fireops-staging-*")
+	if err != nil {
+		return nil, fmt.Errorf("files: create staging folder in %s: %w", parent, err)
+	}
+	opts := tarsafe.Options{}
+	if r.prefix != "" {
+		prefix := r.prefix
+		opts.Map = func(name string) (string, bool) {
+			if name == prefix {
+				return ".", true
+			}
+			rest, ok := strings.CutPrefix(name, prefix+"/")
+			return rest, ok
+		}
+	}
+	xs, err := tarsafe.Extract(ctx, tr, staging, opts)
+	if err != nil {
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("files: restore into %s: %w", r.dir, err)
+	}
+	return &staged{r: r, staging: staging, x: xs}, nil
+}
+
+type staged struct {
+	r       *Restorer
+	staging string
+	x       tarsafe.Stats
+	done    bool
+}
+
+// Stats reports the entries read, and in Details the counts by type, with
+// the same keys as Source.WriteTar's.
+func (s *staged) Stats() source.Stats {
+	return source.Stats{
+		Entries: s.x.Entries,
+		Details: map[string]string{
+			"files":     strconv.FormatInt(s.x.Files, 10),
+			"dirs":      strconv.FormatInt(s.x.Dirs, 10),
+			"symlinks":  strconv.FormatInt(s.x.Symlinks, 10),
+			"hardlinks": strconv.FormatInt(s.x.Links, 10),
+			"bytes":     strconv.FormatInt(s.x.Bytes, 10),
+			"skipped":   strconv.FormatInt(s.x.Skipped, 10),
+		},
+	}
+}
+
+// Commit moves the staged folder into place (see Restorer).
+func (s *staged) Commit(ctx context.Context) error {
+	if s.done {
+		return errors.New("files: restore already committed or aborted")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := s.r.dir
+	exists, err := s.r.checkTarget()
+	if err != nil {
+		return err
+	}
+	// The staging folder is 0700; unless the archive set the root's
+	// metadata, give it the replaced folder's (or 0755).
+	if !s.x.Root {
+		mode, uid, gid := fs.FileMode(0o755), -1, -1
+		if fi, err := os.Stat(dir); err == nil && exists {
+			mode = fi.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSticky)
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				uid, gid = int(st.Uid), int(st.Gid)
+			}
+		}
+		if err := os.Chown(s.staging, uid, gid); err != nil && !errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("files: chown %s: %w", s.staging, err)
+		}
+		if err := os.Chmod(s.staging, mode); err != nil {
+			return fmt.Errorf("files: chmod %s: %w", s.staging, err)
+		}
+	}
+	if err := syncfs(s.staging); err != nil {
+		return err
+	}
+	old := ""
+	if exists {
+		old = dir + ".fireops-old-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("files: move %s aside: %w", dir, err)
+		}
+	}
+	if err := os.Rename(s.staging, dir); err != nil {
+		if old != "" {
+			if rerr := os.Rename(old, dir); rerr != nil {
+				return fmt.Errorf("files: move staging %s to %s: %w; and putting back the old copy from %s failed: %v", s.staging, dir, err, old, rerr)
+			}
+		}
+		return fmt.Errorf("files: move staging %s to %s: %w", s.staging, dir, err)
+	}
+	s.done = true
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if old != "" {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("files: restored %s, but removing the old copy %s failed: %w", dir, old, err)
+		}
+	}
+	return nil
+}
+
+// Abort removes the staging folder; after Commit it does nothing.
+func (s *staged) Abort() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	if err := os.RemoveAll(s.staging); err != nil {
+		return fmt.Errorf("files: remove staging folder %s: %w", s.staging, err)
+	}
+	return nil
+}
+
+// syncfs flushes the filesystem holding dir, so the staged files are on
+// disk before they replace the target (one call instead of an fsync per
+// file).
+func syncfs(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("files: sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("files: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a folder, making renames in it durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("files: sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("files: sync %s: %w", dir, err)
+	}
+	return nil
+}
