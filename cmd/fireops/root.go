@@ -108,7 +108,8 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "log only warnings and errors")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
 
-	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand())
+	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(),
+		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand())
 	return root
 }
 

@@ -143,6 +143,7 @@ func TestParseErrors(t *testing.T) {
 		{"hot threshold", "gpu: {max_temperature_c: 500}\n", []string{"gpu.max_temperature_c"}},
 		{"wrong signing public key", "keys: {signing_key_file: signing.key, signing_public_key: 'ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='}\n", []string{"keys.signing_public_key", "does not match"}},
 		{"not yaml", "keys: [\n", []string{"fireops.yaml"}},
+		{"two rclone configs", "destinations:\n  - {name: a, remote: 'x:a', rclone_config: a.conf}\n  - {name: b, remote: 'y:b', rclone_config: b.conf}\n", []string{"destinations[1].rclone_config", "one config file"}},
 	}
 	f := newFixture(t)
 	for _, tc := range tests {

@@ -172,7 +172,15 @@ func checkSecretFile(p *problems, key, name string, required bool) bool {
 
 func (c *Config) validateDestinations(p *problems) {
 	seen := map[string]bool{}
+	rcloneConf := ""
 	for i, d := range c.Destinations {
+		if d.RcloneConfig != "" {
+			if rcloneConf != "" && d.RcloneConfig != rcloneConf {
+				p.add(fmt.Sprintf("destinations[%d].rclone_config", i), "put every named remote into one rclone.conf",
+					"%s differs from %s: rclone reads one config file per process", d.RcloneConfig, rcloneConf)
+			}
+			rcloneConf = d.RcloneConfig
+		}
 		key := fmt.Sprintf("destinations[%d]", i)
 		switch {
 		case !nameRE.MatchString(d.Name):

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -43,6 +44,23 @@ type Options struct {
 	Log *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Progress, when set, is told which part starts streaming and counts
+	// the plaintext bytes read, for progress output on a terminal.
+	Progress *Progress
+}
+
+// Progress is what a snapshot run reports while it streams; safe to read
+// from another goroutine.
+type Progress struct {
+	// Bytes counts the plaintext bytes read by the current part.
+	Bytes atomic.Int64
+	part  atomic.Value // string
+}
+
+// Part returns the part streaming now, or "".
+func (p *Progress) Part() string {
+	s, _ := p.part.Load().(string)
+	return s
 }
 
 // DestResult is what a snapshot run did on one destination.
@@ -132,6 +150,14 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		runs[i] = &destRun{store: s}
 	}
 	log.Info("snapshot started", "id", res.ID, "parts", len(sources), "destinations", len(stores))
+	for _, r := range runs {
+		p := path.Join(SnapshotPath(opts.Host, res.ID), StartedFile)
+		if err := r.store.Put(ctx, p, []byte(started.Format(time.RFC3339Nano)+"\n")); err != nil {
+			r.err = fmt.Errorf("destination %s: write %s: %w", r.store.Name(), p, err)
+			log.Error("destination failed", "destination", r.store.Name(), "err", r.err)
+			cleanupDest(r, opts.Host, res.ID, log)
+		}
+	}
 
 	for _, src := range sources {
 		part, err := snapshotPart(ctx, opts, level, recipients, runs, src, log)
@@ -190,6 +216,11 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 	runs []*destRun, src source.Source, log *slog.Logger) (Part, error) {
 	id := source.ID(src)
 	begin := time.Now()
+	if c, ok := src.(io.Closer); ok {
+		// Sources that prepare a copy for their fingerprint drop it here
+		// when the part is reused (or after WriteTar, which is harmless).
+		defer c.Close()
+	}
 	fp, err := src.Fingerprint(ctx)
 	if err != nil {
 		return Part{}, fmt.Errorf("fingerprint: %w", err)
@@ -232,7 +263,13 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 		stats, err = src.WriteTar(ctx, w)
 		return err
 	}
-	sr, err := stream(ctx, produce, recipients, level, opts.ChunkSize, len(uploads)+2, opts.Uploads, uploads)
+	var counter *atomic.Int64
+	if opts.Progress != nil {
+		opts.Progress.part.Store(id)
+		opts.Progress.Bytes.Store(0)
+		counter = &opts.Progress.Bytes
+	}
+	sr, err := stream(ctx, produce, recipients, level, opts.ChunkSize, len(uploads)+2, opts.Uploads, uploads, counter)
 	allFailed := true
 	for _, u := range uploads {
 		if u.failed() == nil {

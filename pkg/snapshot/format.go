@@ -31,6 +31,9 @@ const FormatName = "fireops-snapshot"
 
 // File names inside a snapshot folder.
 const (
+	// StartedFile is written first, so that an interrupted snapshot shows
+	// as incomplete; it holds only the start time.
+	StartedFile   = "started"
 	IndexFile     = "index.age"
 	ManifestFile  = "manifest.json"
 	SignatureFile = "manifest.sig"

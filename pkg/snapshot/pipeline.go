@@ -151,13 +151,17 @@ var errAllFailed = errors.New("every destination failed")
 
 // countWriter counts and hashes the plaintext payload.
 type countWriter struct {
-	h hash.Hash
-	n int64
+	h        hash.Hash
+	n        int64
+	progress *atomic.Int64 // plaintext bytes read so far, for progress output
 }
 
 func (w *countWriter) Write(p []byte) (int, error) {
 	w.h.Write(p)
 	w.n += int64(len(p))
+	if w.progress != nil {
+		w.progress.Add(int64(len(p)))
+	}
 	return len(p), nil
 }
 
@@ -174,7 +178,7 @@ type streamResult struct {
 // with `workers` parallel puts per destination. Memory is bounded by the
 // pool: buffers chunks of chunkSize bytes.
 func stream(ctx context.Context, produce func(io.Writer) error, recipients []age.Recipient, level zstd.EncoderLevel,
-	chunkSize, buffers, workers int, uploads []*upload) (*streamResult, error) {
+	chunkSize, buffers, workers int, uploads []*upload, progress *atomic.Int64) (*streamResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -228,7 +232,7 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 		closeUploads()
 		return nil, fmt.Errorf("start compression: %w", err)
 	}
-	cw := &countWriter{h: sha256.New()}
+	cw := &countWriter{h: sha256.New(), progress: progress}
 	err = produce(io.MultiWriter(cw, zw))
 	if err == nil {
 		err = zw.Close()

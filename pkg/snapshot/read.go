@@ -15,6 +15,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -44,6 +45,9 @@ type Listing struct {
 	Problem string `json:"problem,omitempty"`
 	// Modified is the newest modification time seen in the folder.
 	Modified time.Time `json:"modified"`
+	// Started is the manifest's start time (zero when incomplete); it
+	// orders snapshots taken within the same second.
+	Started time.Time `json:"started,omitempty"`
 }
 
 // List returns the snapshot folders of host on a store, oldest first. A
@@ -75,12 +79,18 @@ func List(ctx context.Context, st Store, host string, trusted ed25519.PublicKey)
 				hasManifest = true
 			}
 		}
+		if !hasManifest {
+			// An interrupted run: its start time orders it.
+			if b, err := st.GetBytes(ctx, path.Join(SnapshotPath(host, e.Name), StartedFile), 128); err == nil {
+				l.Started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+			}
+		}
 		if hasManifest {
 			m, err := readManifest(ctx, st, host, e.Name, trusted)
 			if err != nil {
 				l.Problem = err.Error()
 			} else {
-				l.Complete, l.Parts, l.Size = true, len(m.Objects), m.Size()
+				l.Complete, l.Parts, l.Size, l.Started = true, len(m.Objects), m.Size(), m.Started
 				if trusted == nil {
 					l.Problem = "signature not checked: no trusted signing key configured"
 				}
@@ -88,7 +98,16 @@ func List(ctx context.Context, st Store, host string, trusted ed25519.PublicKey)
 		}
 		out = append(out, l)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		if !a.Started.Equal(b.Started) {
+			return a.Started.Before(b.Started)
+		}
+		return a.ID < b.ID
+	})
 	return out, nil
 }
 

@@ -1,0 +1,432 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/internal/davtest"
+	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/bootstrap"
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// fixture is a config with real keys, a files source and a SQLite source,
+// and the data they cover.
+type fixture struct {
+	dir, data, db string
+	init          *bootstrap.Result
+	cfg           *config.Config
+}
+
+// newFixture writes keys with `init`, a small tree (with a symlink, an
+// empty folder, modes and a hard link) and a SQLite database, and a config
+// with the given destinations (YAML list items).
+func newFixture(t *testing.T, dests ...string) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir()}
+	res, err := bootstrap.Init(bootstrap.Options{Dir: filepath.Join(f.dir, "etc"), Host: "gpu01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.init = res
+	f.data = filepath.Join(f.dir, "data", "firetech")
+	must(t, os.MkdirAll(filepath.Join(f.data, "runs", "ppo"), 0o750))
+	must(t, os.MkdirAll(filepath.Join(f.data, "empty"), 0o700))
+	must(t, os.WriteFile(filepath.Join(f.data, "runs", "ppo", "progress.csv"), []byte(strings.Repeat("1,0.5,200\n", 5000)), 0o640))
+	must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), randomData(3<<20), 0o600))
+	must(t, os.Symlink("runs/ppo", filepath.Join(f.data, "latest")))
+	must(t, os.Link(filepath.Join(f.data, "policy.bin"), filepath.Join(f.data, "policy.hardlink")))
+	old := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	must(t, os.Chtimes(filepath.Join(f.data, "runs", "ppo", "progress.csv"), old, old))
+	f.db = filepath.Join(f.dir, "data", "hub.sqlite")
+	sqlite3(t, f.db, "PRAGMA journal_mode=WAL; CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada'), ('bob');")
+	f.writeConfig(t, dests...)
+	return f
+}
+
+func (f *fixture) writeConfig(t *testing.T, dests ...string) {
+	t.Helper()
+	y := fmt.Sprintf(`host: gpu01
+keys:
+  recipients: [%s]
+  identity_file: identity.txt
+  signing_key_file: signing.key
+  signing_public_key: %s
+destinations:
+%s
+chunk_size: 1MiB
+state_dir: %s
+compression: fastest
+sources:
+  files: [{name: stack, paths: [%s]}]
+  sqlite: [{name: hub, path: %s}]
+`, f.init.Recipient, f.init.SigningPublicKey, "  - "+strings.Join(dests, "\n  - "), filepath.Join(f.dir, "state"), f.data, f.db)
+	p := filepath.Join(f.dir, "etc", "fireops.yaml")
+	must(t, os.WriteFile(p, []byte(y), 0o644))
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomData(n int) []byte {
+	b := make([]byte, n)
+	var x uint64 = 88172645463325252
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// sqlite runs SQL through the sqlite3 command-line tool.
+func sqlite3(t *testing.T, db, sql string) string {
+	t.Helper()
+	testenv.RequireTool(t, "sqlite3")
+	out, err := exec.Command("sqlite3", db, sql).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 %s: %v: %s", sql, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// sameTree compares two folders: names, types, modes, sizes, contents,
+// mtimes of files, symlink targets and hard-link identity.
+func sameTree(t *testing.T, want, got string) {
+	t.Helper()
+	seen := 0
+	inodes := map[uint64]string{}
+	err := filepath.WalkDir(want, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(want, p)
+		q := filepath.Join(got, rel)
+		wi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		gi, err := os.Lstat(q)
+		if err != nil {
+			return fmt.Errorf("missing after restore: %s", rel)
+		}
+		if wi.Mode() != gi.Mode() {
+			return fmt.Errorf("%s: mode %v, want %v", rel, gi.Mode(), wi.Mode())
+		}
+		ws, gs := wi.Sys().(*syscall.Stat_t), gi.Sys().(*syscall.Stat_t)
+		if ws.Uid != gs.Uid || ws.Gid != gs.Gid {
+			return fmt.Errorf("%s: owner %d:%d, want %d:%d", rel, gs.Uid, gs.Gid, ws.Uid, ws.Gid)
+		}
+		switch {
+		case wi.Mode().IsRegular():
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(q)
+			if string(a) != string(b) {
+				return fmt.Errorf("%s: content differs", rel)
+			}
+			if !wi.ModTime().Equal(gi.ModTime()) {
+				return fmt.Errorf("%s: mtime %v, want %v", rel, gi.ModTime(), wi.ModTime())
+			}
+			if ws.Nlink > 1 {
+				if other, ok := inodes[ws.Ino]; ok {
+					oi, _ := os.Lstat(filepath.Join(got, other))
+					if !os.SameFile(oi, gi) {
+						return fmt.Errorf("%s: hard link to %s lost", rel, other)
+					}
+				}
+				inodes[ws.Ino] = rel
+			}
+		case wi.Mode()&fs.ModeSymlink != 0:
+			a, _ := os.Readlink(p)
+			b, _ := os.Readlink(q)
+			if a != b {
+				return fmt.Errorf("%s: symlink %q, want %q", rel, b, a)
+			}
+		}
+		seen++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen < 5 {
+		t.Fatalf("compared only %d entries", seen)
+	}
+}
+
+func TestRoundTripLocalAndWebDAV(t *testing.T) {
+	t.Parallel()
+	dav := davtest.Start(t)
+	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "backups")+"}",
+		fmt.Sprintf("{name: yandex-standin, remote: \"%s\"}", dav.Remote("fireops")))
+	ctx := context.Background()
+	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Parts) != 2 || len(res.Destinations) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	for _, dest := range []string{"local", "yandex-standin"} {
+		to := filepath.Join(t.TempDir(), "restored")
+		rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Dest: dest, To: to})
+		if err != nil {
+			t.Fatalf("restore from %s: %v", dest, err)
+		}
+		if rr.Destination != dest || rr.Snapshot != res.ID {
+			t.Fatalf("restored %s from %s", rr.Snapshot, rr.Destination)
+		}
+		sameTree(t, f.data, filepath.Join(to, "files-stack", f.data))
+		if got := sqlite3(t, filepath.Join(to, "hub.sqlite"), "PRAGMA integrity_check; SELECT group_concat(name) FROM users;"); got != "ok\nada,bob" {
+			t.Fatalf("restored database from %s: %q", dest, got)
+		}
+	}
+	vr, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelRestoreTest})
+	if err != nil || len(vr) != 2 {
+		t.Fatalf("verify restore-test: %v %+v", err, vr)
+	}
+}
+
+func TestRestoreWithoutFireops(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"age", "zstd", "tar"} {
+		testenv.RequireTool(t, tool)
+	}
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	res, err := Snapshot(context.Background(), f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1. The index tells which object is which part.
+	idxJSON, err := exec.Command("age", "-d", "-i", f.init.Identity, filepath.Join(root, "gpu01", "snapshots", res.ID, "index.age")).Output()
+	if err != nil {
+		t.Fatalf("age -d index.age: %v", err)
+	}
+	var object string
+	for _, p := range res.Parts {
+		if p.ID == "files:stack" {
+			object = p.Object
+		}
+	}
+	if !strings.Contains(string(idxJSON), `"object": "`+object+`"`) || !strings.Contains(string(idxJSON), `"id": "files:stack"`) {
+		t.Fatalf("index does not name the part's object:\n%s", idxJSON)
+	}
+	// 2. cat the chunks in order | age -d | zstd -d | tar -x, as docs/format.md says.
+	out := t.TempDir()
+	script := fmt.Sprintf("cat %s/* | age -d -i %s | zstd -d | tar -xpf - -C %s",
+		filepath.Join(root, "gpu01", "objects", object), f.init.Identity, out)
+	if b, err := exec.Command("bash", "-o", "pipefail", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, b)
+	}
+	sameTree(t, f.data, filepath.Join(out, f.data))
+}
+
+func TestTamperFailsWithCheckCode(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := snapshot.Open(ctx, mustStore(t, f), "gpu01", res.ID, mustTrusted(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := filepath.Join(root, snapshot.ChunkPath("gpu01", m.Objects[0].ID, 0))
+	data, _ := os.ReadFile(chunk)
+	data[len(data)-10] ^= 0xff
+	must(t, os.WriteFile(chunk, data, 0o600))
+
+	_, err = Verify(ctx, f.cfg, VerifyOptions{Level: LevelFull})
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), m.Objects[0].ID) {
+		t.Fatalf("verify full: code %d, err %v", exitcode.Code(err), err)
+	}
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelQuick}); err != nil {
+		t.Fatalf("verify quick sees sizes only and should pass: %v", err)
+	}
+	to := filepath.Join(t.TempDir(), "restored")
+	_, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: res.ID, To: to})
+	if exitcode.Code(err) != exitcode.CheckFailed {
+		t.Fatalf("restore: code %d, err %v", exitcode.Code(err), err)
+	}
+	if _, err := os.Stat(filepath.Join(to, "files-stack")); !errors.Is(err, fs.ErrNotExist) {
+		if _, err2 := os.Stat(filepath.Join(to, "hub.sqlite")); !errors.Is(err2, fs.ErrNotExist) {
+			t.Fatalf("restore wrote into the target: %v %v", err, err2)
+		}
+	}
+	left, _ := os.ReadDir(to)
+	for _, e := range left {
+		if e.Name() == "files-stack" && m.Objects[0].ID == partObject(res, "files:stack") {
+			t.Fatalf("tampered part was written: %v", left)
+		}
+		if strings.Contains(e.Name(), "staging") || strings.HasPrefix(e.Name(), ".") {
+			t.Fatalf("staging left behind: %s", e.Name())
+		}
+	}
+}
+
+func partObject(res *snapshot.Result, id string) string {
+	for _, p := range res.Parts {
+		if p.ID == id {
+			return p.Object
+		}
+	}
+	return ""
+}
+
+func mustStore(t *testing.T, f *fixture) snapshot.Store {
+	t.Helper()
+	ds, err := OpenDests(context.Background(), f.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds[0].Store
+}
+
+func mustTrusted(t *testing.T, f *fixture) []byte {
+	t.Helper()
+	k, err := TrustedKey(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestReuseOnlyChangedPart(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range second.Parts {
+		if !p.Reused {
+			t.Fatalf("unchanged part %s uploaded again", p.ID)
+		}
+	}
+	if second.Destinations[0].Uploaded > 64<<10 {
+		t.Fatalf("nothing changed but %d bytes were uploaded", second.Destinations[0].Uploaded)
+	}
+	must(t, os.WriteFile(filepath.Join(f.data, "runs", "ppo", "new.csv"), []byte("x\n"), 0o644))
+	third, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := third.Parts[0]; p.ID != "files:stack" || p.Reused || p.Object == partObject(first, "files:stack") {
+		t.Fatalf("changed part not uploaded: %+v", p)
+	}
+	// Every snapshot restores on its own, the first one too.
+	for _, id := range []string{first.ID, second.ID, third.ID} {
+		if _, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: id, Parts: []string{"files"}, To: t.TempDir(), Force: true}); err != nil {
+			t.Fatalf("restore %s: %v", id, err)
+		}
+	}
+}
+
+func TestFlakyDestination(t *testing.T) {
+	t.Parallel()
+	dav := davtest.Start(t)
+	dav.FailEvery(7)
+	f := newFixture(t, fmt.Sprintf("{name: flaky, remote: \"%s\"}", dav.Remote("fireops")))
+	ctx := context.Background()
+	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatalf("snapshot through a destination dropping every 7th request: %v", err)
+	}
+	dav.FailEvery(0)
+	if dav.Drops() == 0 {
+		t.Fatal("the flaky server dropped no connection: the test proves nothing")
+	}
+	t.Logf("%d connections dropped, snapshot completed through retries", dav.Drops())
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: res.ID, Level: LevelFull}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRestoreRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(busy, "keep.txt"), []byte("mine"), 0o644))
+	tests := []struct {
+		name string
+		o    RestoreOptions
+		want string
+	}{
+		{"non-empty folder", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: busy}, "not empty"},
+		{"files without --to", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}}, "restore into a folder"},
+		{"existing database", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "exists"},
+		{"unknown part", RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, To: t.TempDir()}, "no part"},
+		{"bad id", RestoreOptions{Snapshot: "yesterday", To: t.TempDir()}, "not a snapshot id"},
+		{"unknown destination", RestoreOptions{Snapshot: res.ID, Dest: "nas", To: t.TempDir()}, "unknown destination"},
+		{"missing identity", RestoreOptions{Snapshot: res.ID, Identity: "/nonexistent/identity.txt", To: t.TempDir()}, "identity"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Restore(ctx, f.cfg, tc.o)
+			if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), tc.want) || exitcode.Hint(err) == "" {
+				t.Fatalf("code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
+			}
+		})
+	}
+	if b, _ := os.ReadFile(filepath.Join(busy, "keep.txt")); string(b) != "mine" {
+		t.Fatal("a refused restore changed the target")
+	}
+	// Dry run: a plan, nothing written.
+	to := filepath.Join(t.TempDir(), "plan")
+	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: to, DryRun: true})
+	if err != nil || len(rr.Parts) != 2 || rr.Parts[0].Status != "planned" {
+		t.Fatalf("dry run: %v %+v", err, rr)
+	}
+	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("dry run wrote the target")
+	}
+}
+
+func TestUnsupportedSourcesAreErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	cfg := *f.cfg
+	cfg.Sources.Volumes = &config.VolumeSource{Include: []string{"x"}, Read: "auto"}
+	if _, err := Snapshot(context.Background(), &cfg, SnapshotOptions{}); exitcode.Code(err) != exitcode.Usage {
+		t.Fatalf("volumes: %v", err)
+	}
+	if _, err := Snapshot(context.Background(), &cfg, SnapshotOptions{Only: []string{"sqlite"}}); err != nil {
+		t.Fatalf("--only sqlite with an unsupported volumes source: %v", err)
+	}
+}

@@ -1,0 +1,479 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// SnapshotOptions select what one snapshot run covers.
+type SnapshotOptions struct {
+	// Dests limits the run to these destinations; empty means all.
+	Dests []string
+	// Only limits the run to these parts ("files:stack", "sqlite", ...);
+	// empty means every configured source.
+	Only []string
+	// Version is recorded in the index.
+	Version string
+	// Log receives progress.
+	Log *slog.Logger
+	// Progress, when set, counts bytes for a progress line.
+	Progress *snapshot.Progress
+}
+
+// Snapshot takes one snapshot of the configured sources to the configured
+// destinations.
+func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snapshot.Result, error) {
+	rcp, err := cfg.Recipients()
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, err, "fix keys.recipients in the config")
+	}
+	if len(rcp) == 0 {
+		return nil, exitcode.Usagef("add the age1... recipient `fireops init` printed to keys.recipients", "no recipients: nothing to encrypt to")
+	}
+	if cfg.Keys.SigningKeyFile == "" {
+		return nil, exitcode.Usagef("set keys.signing_key_file (fireops init writes signing.key)", "no signing key: manifests cannot be signed")
+	}
+	signer, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile)
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, err, "point keys.signing_key_file at the key fireops init wrote")
+	}
+	srcs, err := Sources(ctx, cfg, o.Only)
+	if err != nil {
+		return nil, err
+	}
+	dests, err := OpenDests(ctx, cfg, o.Dests)
+	if err != nil {
+		return nil, err
+	}
+	state, err := snapshot.LoadState(cfg.StateDir)
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, err, "make state_dir readable, or point it elsewhere")
+	}
+	stores := make([]snapshot.Store, len(dests))
+	uploads := 1
+	for i, d := range dests {
+		stores[i] = d.Store
+		uploads = max(uploads, d.Remote.Uploads())
+	}
+	return snapshot.Create(ctx, snapshot.Options{
+		Host: cfg.Host, Recipients: rcp, Signer: signer, ChunkSize: int(cfg.ChunkSize),
+		Compression: cfg.Compression, Uploads: uploads, State: state, Version: o.Version, Log: o.Log,
+		Progress: o.Progress,
+	}, stores, srcs)
+}
+
+// DestListing is the snapshots of one destination.
+type DestListing struct {
+	Destination string             `json:"destination"`
+	Error       string             `json:"error,omitempty"`
+	Snapshots   []snapshot.Listing `json:"snapshots"`
+}
+
+// List lists the snapshots of every destination (or those named). A
+// destination that cannot be listed is reported in its entry, not fatal.
+func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing, error) {
+	trusted, _ := TrustedKey(cfg) // listing works without one, and says so
+	dests, err := OpenDests(ctx, cfg, only)
+	if err != nil {
+		return nil, err
+	}
+	var out []DestListing
+	for _, d := range dests {
+		l := DestListing{Destination: d.Name, Snapshots: []snapshot.Listing{}}
+		ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+		if err != nil {
+			l.Error = err.Error()
+		} else {
+			l.Snapshots = ls
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// resolve turns "latest" or an id into a snapshot id on one store.
+func resolve(ctx context.Context, cfg *config.Config, d Dest, id string) (string, error) {
+	if id != "latest" {
+		if !snapshot.ValidSnapshotID(id) {
+			return "", exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest", "%q is not a snapshot id", id)
+		}
+		return id, nil
+	}
+	trusted, err := TrustedKey(cfg)
+	if err != nil {
+		return "", err
+	}
+	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+	if err != nil {
+		return "", err
+	}
+	latest, ok := snapshot.Latest(ls)
+	if !ok {
+		return "", fmt.Errorf("destination %s has no complete snapshot of host %s", d.Name, cfg.Host)
+	}
+	return latest, nil
+}
+
+// Levels of verify.
+const (
+	LevelQuick       = "quick"
+	LevelFull        = "full"
+	LevelRestoreTest = "restore-test"
+)
+
+// VerifyOptions select what verify checks.
+type VerifyOptions struct {
+	// Snapshot is an id, "latest", or "" with All.
+	Snapshot string
+	// All verifies every complete snapshot.
+	All bool
+	// Level is quick, full or restore-test.
+	Level string
+	// Dests limits verify to these destinations.
+	Dests []string
+	// Identity is the identity file for full and restore-test ("" means
+	// keys.identity_file).
+	Identity string
+	// ScratchDir is where restore-test restores (default: the temp dir).
+	ScratchDir string
+	// Log receives progress.
+	Log *slog.Logger
+}
+
+// VerifyResult is the verdict on one snapshot on one destination.
+type VerifyResult struct {
+	Destination string  `json:"destination"`
+	Snapshot    string  `json:"snapshot"`
+	Level       string  `json:"level"`
+	OK          bool    `json:"ok"`
+	Parts       int     `json:"parts"`
+	Bytes       int64   `json:"bytes"`
+	Error       string  `json:"error,omitempty"`
+	Seconds     float64 `json:"seconds"`
+}
+
+// Verify checks snapshots at the given level. It returns every result and
+// an error with exit code 3 when any snapshot failed its check.
+func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyResult, error) {
+	switch o.Level {
+	case "":
+		o.Level = LevelQuick
+	case LevelQuick, LevelFull, LevelRestoreTest:
+	default:
+		return nil, exitcode.Usagef("use --level quick, full or restore-test", "unknown verify level %q", o.Level)
+	}
+	if !o.All && o.Snapshot == "" {
+		o.Snapshot = "latest"
+	}
+	trusted, err := TrustedKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var ids []age.Identity
+	if o.Level != LevelQuick {
+		if ids, err = Identities(cfg, o.Identity); err != nil {
+			return nil, err
+		}
+	}
+	dests, err := OpenDests(ctx, cfg, o.Dests)
+	if err != nil {
+		return nil, err
+	}
+	var results []VerifyResult
+	failed := 0
+	for _, d := range dests {
+		var snaps []string
+		if o.All {
+			ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+			if err != nil {
+				return results, err
+			}
+			for _, l := range ls {
+				if l.Complete || l.Problem != "" {
+					snaps = append(snaps, l.ID)
+				}
+			}
+		} else {
+			id, err := resolve(ctx, cfg, d, o.Snapshot)
+			if err != nil {
+				return results, err
+			}
+			snaps = []string{id}
+		}
+		for _, id := range snaps {
+			r := verifyOne(ctx, cfg, d, id, o, trusted, ids)
+			if !r.OK {
+				failed++
+			}
+			results = append(results, r)
+		}
+	}
+	if failed > 0 {
+		var msgs []string
+		for _, r := range results {
+			if !r.OK {
+				msgs = append(msgs, fmt.Sprintf("%s on %s: %s", r.Snapshot, r.Destination, r.Error))
+			}
+		}
+		return results, exitcode.New(exitcode.CheckFailed, fmt.Errorf("verify: %d snapshot(s) failed: %s", failed, strings.Join(msgs, "; ")),
+			"the data on the destination is damaged or was altered; take a new snapshot and find the cause")
+	}
+	return results, nil
+}
+
+func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []byte, ids []age.Identity) VerifyResult {
+	begin := time.Now()
+	r := VerifyResult{Destination: d.Name, Snapshot: id, Level: o.Level}
+	err := func() error {
+		m, err := snapshot.Open(ctx, d.Store, cfg.Host, id, trusted)
+		if err != nil {
+			return err
+		}
+		r.Parts, r.Bytes = len(m.Objects), m.Size()
+		if err := snapshot.CheckPresent(ctx, d.Store, m); err != nil {
+			return err
+		}
+		if o.Level == LevelQuick {
+			return nil
+		}
+		idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
+		if err != nil {
+			return err
+		}
+		for _, p := range idx.Parts {
+			if o.Level == LevelFull {
+				if err := verifyPart(ctx, d, m, p, ids); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := restoreTestPart(ctx, d, m, p, ids, o.ScratchDir); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	r.Seconds = time.Since(begin).Seconds()
+	if err != nil {
+		r.Error = err.Error()
+	} else {
+		r.OK = true
+	}
+	if o.Log != nil {
+		o.Log.Info("verified", "destination", d.Name, "snapshot", id, "level", o.Level, "ok", r.OK, "err", r.Error)
+	}
+	return r
+}
+
+// verifyPart downloads, hashes, decrypts, decompresses and parses a part.
+func verifyPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity) error {
+	pr, err := snapshot.OpenPart(ctx, d.Store, m, p, ids)
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	n, err := snapshot.CountTar(pr)
+	if ferr := pr.Finish(); ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: part %s: payload is not a valid tar stream: %v", snapshot.ErrIntegrity, p.ID, err)
+	}
+	if n != p.Entries {
+		return fmt.Errorf("%w: part %s: %d tar entries, the index records %d", snapshot.ErrIntegrity, p.ID, n, p.Entries)
+	}
+	return nil
+}
+
+// restoreTestPart restores a part into a private scratch folder and drops it.
+func restoreTestPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity, scratch string) error {
+	dir, err := os.MkdirTemp(scratch, "fireops-restore-test-")
+	if err != nil {
+		return fmt.Errorf("restore-test: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	rs, err := restorerFor(p, filepath.Join(dir, "target"), true)
+	if err != nil {
+		return err
+	}
+	_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
+	return err
+}
+
+// RestoreOptions select what restore writes where.
+type RestoreOptions struct {
+	// Snapshot is an id or "latest".
+	Snapshot string
+	// Parts limits the restore to these part ids or kinds; empty: all.
+	Parts []string
+	// To is the target folder (or file, for one sqlite part).
+	To string
+	// DryRun prints the plan only.
+	DryRun bool
+	// Force allows replacing a non-empty target.
+	Force bool
+	// Dest is the destination to read from ("" means the first that has
+	// the snapshot).
+	Dest string
+	// Identity is the identity file ("" means keys.identity_file).
+	Identity string
+	// Log receives progress.
+	Log *slog.Logger
+}
+
+// PlannedPart is one part of a restore plan and what happened to it.
+type PlannedPart struct {
+	Part   string `json:"part"`
+	Target string `json:"target"`
+	Size   int64  `json:"size"`
+	Status string `json:"status"` // planned, restored, failed, not attempted
+	Error  string `json:"error,omitempty"`
+}
+
+// RestoreResult says what restore did.
+type RestoreResult struct {
+	Destination string        `json:"destination"`
+	Snapshot    string        `json:"snapshot"`
+	Parts       []PlannedPart `json:"parts"`
+}
+
+// Restore restores parts of a snapshot. Each part is staged, checked and
+// only then committed over its target; a part that fails leaves its target
+// as it was, and restore stops there.
+func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*RestoreResult, error) {
+	trusted, err := TrustedKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := Identities(cfg, o.Identity)
+	if err != nil {
+		return nil, err
+	}
+	var only []string
+	if o.Dest != "" {
+		only = []string{o.Dest}
+	}
+	dests, err := OpenDests(ctx, cfg, only)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		d    Dest
+		m    *snapshot.Manifest
+		errs []error
+	)
+	for _, cand := range dests {
+		id, err := resolve(ctx, cfg, cand, o.Snapshot)
+		if err == nil {
+			m, err = snapshot.Open(ctx, cand.Store, cfg.Host, id, trusted)
+		}
+		if err == nil {
+			d = cand
+			break
+		}
+		var ee *exitcode.Error
+		if errors.As(err, &ee) {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	if m == nil {
+		err := errors.Join(errs...)
+		if errors.Is(err, snapshot.ErrIntegrity) {
+			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot was altered or damaged; try another destination with --dest or another snapshot")
+		}
+		return nil, fmt.Errorf("restore %s: %w", o.Snapshot, err)
+	}
+	if err := snapshot.CheckPresent(ctx, d.Store, m); err != nil {
+		return nil, exitcode.New(exitcode.CheckFailed, err, "try another destination with --dest or another snapshot")
+	}
+	idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
+	if err != nil {
+		return nil, exitcode.New(exitcode.CheckFailed, err, "check that --identity is the identity of the recipients in the manifest")
+	}
+	parts, err := selectParts(idx.Parts, o.Parts)
+	if err != nil {
+		return nil, err
+	}
+	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
+	targets := make([]string, len(parts))
+	for i, p := range parts {
+		t, err := targetFor(cfg, p, o.To, len(parts))
+		if err != nil {
+			return nil, err
+		}
+		if err := checkTarget(p, t, o.Force); err != nil {
+			return nil, err
+		}
+		targets[i] = t
+		res.Parts = append(res.Parts, PlannedPart{Part: p.ID, Target: t, Size: p.Size, Status: "planned"})
+	}
+	if o.DryRun {
+		return res, nil
+	}
+	for i, p := range parts {
+		rs, err := restorerFor(p, targets[i], o.Force)
+		if err == nil {
+			_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
+		}
+		if err != nil {
+			res.Parts[i].Status, res.Parts[i].Error = "failed", err.Error()
+			for j := i + 1; j < len(parts); j++ {
+				res.Parts[j].Status = "not attempted"
+			}
+			code, hint := exitcode.Failure, ""
+			if errors.Is(err, snapshot.ErrIntegrity) {
+				code, hint = exitcode.CheckFailed, "the snapshot was altered or damaged; the target was left as it was"
+			}
+			if exitcode.Code(err) != exitcode.Failure {
+				return res, err
+			}
+			return res, exitcode.New(code, fmt.Errorf("restore %s: %w", m.Snapshot, err), hint)
+		}
+		res.Parts[i].Status = "restored"
+		if o.Log != nil {
+			o.Log.Info("part restored", "part", p.ID, "target", targets[i])
+		}
+	}
+	return res, nil
+}
+
+// selectParts picks the parts named by ids or kinds ("files:stack",
+// "sqlite"); empty selects all.
+func selectParts(all []snapshot.Part, sel []string) ([]snapshot.Part, error) {
+	if len(sel) == 0 {
+		return all, nil
+	}
+	var out []snapshot.Part
+	for _, s := range sel {
+		n := 0
+		for _, p := range all {
+			if (p.ID == s || p.Kind == s) && !slices.ContainsFunc(out, func(q snapshot.Part) bool { return q.ID == p.ID }) {
+				out = append(out, p)
+				n++
+			}
+		}
+		if n == 0 {
+			var names []string
+			for _, p := range all {
+				names = append(names, p.ID)
+			}
+			return nil, exitcode.Usagef("the snapshot has: "+strings.Join(names, ", "), "no part %q in the snapshot", s)
+		}
+	}
+	return out, nil
+}
