@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -50,6 +49,9 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	signer, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile)
 	if err != nil {
 		return nil, exitcode.New(exitcode.Usage, err, "point keys.signing_key_file at the key fireops init wrote")
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("state dir: %w", err), "make state_dir writable, or point it elsewhere")
 	}
 	srcs, err := Sources(ctx, cfg, o.Only)
 	if err != nil {
@@ -261,7 +263,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 				}
 				continue
 			}
-			if err := restoreTestPart(ctx, d, m, p, ids, o.ScratchDir); err != nil {
+			if err := restoreTestPart(ctx, cfg, d, m, p, ids, o.ScratchDir); err != nil {
 				return err
 			}
 		}
@@ -299,17 +301,23 @@ func verifyPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Pa
 	return nil
 }
 
-// restoreTestPart restores a part into a private scratch folder and drops it.
-func restoreTestPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity, scratch string) error {
+// restoreTestPart restores a part into a private scratch target and
+// drops it, also when the restore failed.
+func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity, scratch string) error {
+	k, err := kindOf(p)
+	if err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp(scratch, "fireops-restore-test-")
 	if err != nil {
 		return fmt.Errorf("restore-test: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	rs, err := restorerFor(p, filepath.Join(dir, "target"), true)
+	rs, cleanup, err := k.scratch(ctx, cfg, p, dir)
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
 	return err
 }
@@ -412,11 +420,12 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
 	targets := make([]string, len(parts))
 	for i, p := range parts {
-		t, err := targetFor(cfg, p, o.To, len(parts))
+		k, err := kindOf(p)
 		if err != nil {
 			return nil, err
 		}
-		if err := checkTarget(p, t, o.Force); err != nil {
+		t, err := k.plan(ctx, cfg, p, o, len(parts))
+		if err != nil {
 			return nil, err
 		}
 		targets[i] = t
@@ -426,7 +435,8 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		return res, nil
 	}
 	for i, p := range parts {
-		rs, err := restorerFor(p, targets[i], o.Force)
+		k, _ := kindOf(p)
+		rs, err := k.restorer(ctx, cfg, p, targets[i], o)
 		if err == nil {
 			_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
 		}

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -17,28 +16,14 @@ import (
 	"github.com/firetech/fireops/pkg/source/sqlite"
 )
 
-// wanted reports whether a part id ("kind:name") is selected by only
-// (ids or kinds); an empty selection selects everything.
-func wanted(only []string, kind, name string) bool {
-	return len(only) == 0 || slices.Contains(only, kind) || slices.Contains(only, kind+":"+name)
-}
+// filesKind handles files:<name> parts: host folders.
+type filesKind struct{}
 
-// Sources builds the configured sources, or those selected by only (part
-// ids such as files:stack, or kinds such as sqlite). A source kind this
-// version cannot read is an error, never a silent skip: a snapshot must
-// not look complete without it.
-func Sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+func (filesKind) name() string { return files.Kind }
+
+func (filesKind) sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
 	var out []source.Source
-	s := cfg.Sources
-	if s.Mongo != nil && wanted(only, "mongo", "") {
-		return nil, exitcode.Usagef("remove sources.mongo for now, or snapshot the other parts with --only",
-			"sources.mongo: MongoDB parts are not supported by this version of fireops yet")
-	}
-	if s.Volumes != nil && wanted(only, "volume", "") {
-		return nil, exitcode.Usagef("remove sources.volumes for now, or snapshot the other parts with --only",
-			"sources.volumes: Docker volume parts are not supported by this version of fireops yet")
-	}
-	for i, f := range s.Files {
+	for i, f := range cfg.Sources.Files {
 		if !wanted(only, files.Kind, f.Name) {
 			continue
 		}
@@ -48,68 +33,38 @@ func Sources(_ context.Context, cfg *config.Config, only []string) ([]source.Sou
 		}
 		out = append(out, src)
 	}
-	for i, q := range s.SQLite {
-		if !wanted(only, sqlite.Kind, q.Name) {
-			continue
-		}
-		if q.Path == "" {
-			return nil, exitcode.Usagef("give the database's host path with path: for now",
-				"sources.sqlite[%d]: databases inside Docker volumes are not supported by this version of fireops yet", i)
-		}
-		src, err := sqlite.New(q)
-		if err != nil {
-			return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.sqlite[%d]: %w", i, err), "fix the source in the config")
-		}
-		out = append(out, src)
-	}
-	if len(out) == 0 {
-		if len(only) > 0 {
-			return nil, exitcode.Usagef("name a configured part: files:NAME, sqlite:NAME, or a kind", "--only %v matches no configured source", only)
-		}
-		return nil, exitcode.Usagef("add a source under sources: (docs/configuration.md)", "config %s has no sources", cfg.File)
-	}
 	return out, nil
 }
 
-// targetFor decides where a part is restored. to is --to; n is the number
-// of parts being restored.
-func targetFor(cfg *config.Config, p snapshot.Part, to string, n int) (string, error) {
-	if to != "" {
-		to, _ = filepath.Abs(to)
+// plan: a files part is restored under --to (its absolute paths are
+// recreated there); with several parts under --to/files-<name>.
+func (filesKind) plan(_ context.Context, _ *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
+	if o.To == "" {
+		return "", exitcode.Usagef("give --to DIR: the part's paths are recreated under DIR",
+			"part %s: restoring files over their original paths is not supported; restore into a folder", p.ID)
 	}
-	switch p.Kind {
-	case files.Kind:
-		switch {
-		case to == "":
-			return "", exitcode.Usagef("give --to DIR: the part's paths are recreated under DIR",
-				"part %s: restoring files over their original paths is not supported; restore into a folder", p.ID)
-		case n > 1:
-			return filepath.Join(to, "files-"+p.Name), nil
-		}
-		return to, nil
-	case sqlite.Kind:
-		if to == "" {
-			for _, q := range cfg.Sources.SQLite {
-				if q.Name == p.Name && q.Path != "" {
-					return q.Path, nil
-				}
-			}
-			return "", exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
-		}
-		if st, err := os.Stat(to); n > 1 || (err == nil && st.IsDir()) {
-			return filepath.Join(to, p.Name+".sqlite"), nil
-		}
-		return to, nil
+	to, err := filepath.Abs(o.To)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("part %s: restoring %s parts is not supported by this version of fireops", p.ID, p.Kind)
+	if n > 1 {
+		to = filepath.Join(to, "files-"+p.Name)
+	}
+	return to, checkFolderTarget(p, to, o.Force)
 }
 
-// checkTarget refuses, before anything is downloaded, a target that would
-// be replaced without --force.
-func checkTarget(p snapshot.Part, target string, force bool) error {
-	if force {
-		return nil
-	}
+func (filesKind) restorer(_ context.Context, _ *config.Config, _ snapshot.Part, target string, o RestoreOptions) (source.Restorer, error) {
+	return files.NewRestorer(target, o.Force)
+}
+
+func (filesKind) scratch(_ context.Context, _ *config.Config, _ snapshot.Part, dir string) (source.Restorer, func(), error) {
+	rs, err := files.NewRestorer(filepath.Join(dir, "target"), true)
+	return rs, func() {}, err
+}
+
+// checkFolderTarget refuses a non-empty folder (or a file) as target
+// without force.
+func checkFolderTarget(p snapshot.Part, target string, force bool) error {
 	st, err := os.Stat(target)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -117,12 +72,11 @@ func checkTarget(p snapshot.Part, target string, force bool) error {
 	if err != nil {
 		return fmt.Errorf("part %s: target %s: %w", p.ID, target, err)
 	}
-	switch {
-	case p.Kind == sqlite.Kind:
-		return exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
-			"part %s: %s exists", p.ID, target)
-	case !st.IsDir():
+	if !st.IsDir() {
 		return exitcode.Usagef("choose a folder with --to", "part %s: target %s is not a folder", p.ID, target)
+	}
+	if force {
+		return nil
 	}
 	des, err := os.ReadDir(target)
 	if err != nil {
@@ -134,13 +88,66 @@ func checkTarget(p snapshot.Part, target string, force bool) error {
 	return nil
 }
 
-// restorerFor returns the kind's restorer for a part.
-func restorerFor(p snapshot.Part, target string, force bool) (source.Restorer, error) {
-	switch p.Kind {
-	case files.Kind:
-		return files.NewRestorer(target, force)
-	case sqlite.Kind:
-		return sqlite.NewRestorer(target)
+// sqliteKind handles sqlite:<name> parts: consistent database copies.
+type sqliteKind struct{}
+
+func (sqliteKind) name() string { return sqlite.Kind }
+
+func (sqliteKind) sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+	var out []source.Source
+	for i, q := range cfg.Sources.SQLite {
+		if !wanted(only, sqlite.Kind, q.Name) {
+			continue
+		}
+		if q.Path == "" {
+			return nil, exitcode.Usagef("give the database's host path with path: for now",
+				"sources.sqlite[%d]: databases inside Docker volumes are not supported by this version of fireops yet", i)
+		}
+		src, err := sqlite.New(q, sqlite.WithTempDir(cfg.StateDir))
+		if err != nil {
+			return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.sqlite[%d]: %w", i, err), "fix the source in the config")
+		}
+		out = append(out, src)
 	}
-	return nil, fmt.Errorf("part %s: restoring %s parts is not supported by this version of fireops", p.ID, p.Kind)
+	return out, nil
+}
+
+// plan: a sqlite part goes to its configured path, or --to FILE, or
+// --to DIR/<name>.sqlite when --to is a folder or several parts are
+// restored. An existing database is replaced only with --force.
+func (sqliteKind) plan(_ context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
+	target := ""
+	if o.To == "" {
+		for _, q := range cfg.Sources.SQLite {
+			if q.Name == p.Name && q.Path != "" {
+				target = q.Path
+			}
+		}
+		if target == "" {
+			return "", exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
+		}
+	} else {
+		to, err := filepath.Abs(o.To)
+		if err != nil {
+			return "", err
+		}
+		target = to
+		if st, err := os.Stat(to); n > 1 || (err == nil && st.IsDir()) {
+			target = filepath.Join(to, p.Name+".sqlite")
+		}
+	}
+	if _, err := os.Stat(target); err == nil && !o.Force {
+		return "", exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
+			"part %s: %s exists", p.ID, target)
+	}
+	return target, nil
+}
+
+func (sqliteKind) restorer(_ context.Context, _ *config.Config, _ snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
+	return sqlite.NewRestorer(target)
+}
+
+func (sqliteKind) scratch(_ context.Context, _ *config.Config, p snapshot.Part, dir string) (source.Restorer, func(), error) {
+	rs, err := sqlite.NewRestorer(filepath.Join(dir, p.Name+".sqlite"))
+	return rs, func() {}, err
 }
