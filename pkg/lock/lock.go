@@ -1,0 +1,275 @@
+// Package lock makes a fireops job run once at a time per host, across the
+// daemon, cron, systemd timers and a person at a shell. A lock is flock(2)
+// on <state_dir>/locks/<name>.lock: the kernel releases it when the holder
+// exits or dies, so a lock never goes stale and nothing ever has to be
+// cleaned up by hand. The holder writes its PID, start time and command
+// into the file so that a second run can name it.
+//
+// It never removes a lock file (removing one while another process waits
+// on it would let two runs hold "the" lock at once).
+package lock
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/firetech/fireops/pkg/exitcode"
+)
+
+// Dir is the folder of the lock files under a state dir.
+func Dir(stateDir string) string { return filepath.Join(stateDir, "locks") }
+
+// Holder is who holds a lock, as written in the lock file.
+type Holder struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Command string    `json:"command,omitempty"`
+}
+
+// String says "pid 123 (fireops snapshot), started 2026-11-28T03:00:00Z".
+func (h Holder) String() string {
+	if h.PID == 0 {
+		return "an unknown process"
+	}
+	s := "pid " + strconv.Itoa(h.PID)
+	if h.Command != "" {
+		s += " (" + h.Command + ")"
+	}
+	if !h.Started.IsZero() {
+		s += ", started " + h.Started.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// BusyError is returned when a lock is held by another run.
+type BusyError struct {
+	// Name is the lock's name (the job kind).
+	Name string
+	// Path is the lock file.
+	Path string
+	// Holder is the process that holds it, as far as it can be told.
+	Holder Holder
+	// Waited is how long the caller waited.
+	Waited time.Duration
+}
+
+func (e *BusyError) Error() string {
+	msg := fmt.Sprintf("another %s run holds the lock %s: %s", e.Name, e.Path, e.Holder)
+	if e.Waited > 0 {
+		msg += fmt.Sprintf("; waited %s", e.Waited.Round(time.Second))
+	}
+	return msg
+}
+
+// Lock is a held lock; Release gives it back.
+type Lock struct {
+	f    *os.File
+	path string
+}
+
+// Path is the lock file.
+func (l *Lock) Path() string { return l.path }
+
+// Options say how to take a lock.
+type Options struct {
+	// Wait is how long to wait for a lock another process holds; 0 fails
+	// at once.
+	Wait time.Duration
+	// Command describes this run in the lock file ("fireops snapshot").
+	Command string
+	// Shared takes a shared lock: any number of shared holders at once,
+	// but none while an exclusive holder has it. Shared holders are not
+	// written into the file.
+	Shared bool
+}
+
+// pollInterval bounds how often a waiting run retries; flock itself cannot
+// be interrupted by a context.
+const pollInterval = 200 * time.Millisecond
+
+// Acquire takes the lock name in dir (created 0700 when missing). When
+// another process holds it, Acquire retries until o.Wait has passed and
+// then returns a *BusyError wrapped with the lock-busy exit code, naming
+// the holder. A cancelled ctx stops the wait.
+func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("lock %s: %w", name, err), "make state_dir writable, or point it elsewhere")
+	}
+	p := filepath.Join(dir, name+".lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("lock %s: %w", name, err), "make state_dir writable, or point it elsewhere")
+	}
+	how := syscall.LOCK_EX
+	if o.Shared {
+		how = syscall.LOCK_SH
+	}
+	begin := time.Now()
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: flock %s: %w", name, p, err)
+		}
+		waited := time.Since(begin)
+		if waited >= o.Wait {
+			h := readHolder(f, p)
+			f.Close()
+			return nil, exitcode.New(exitcode.LockBusy, &BusyError{Name: name, Path: p, Holder: h, Waited: waited},
+				"wait for it to finish, or pass --lock-wait 30m to wait for it")
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", name, ctx.Err())
+		case <-time.After(min(pollInterval, o.Wait-waited)):
+		}
+	}
+	l := &Lock{f: f, path: p}
+	if !o.Shared {
+		h := Holder{PID: os.Getpid(), Started: time.Now().UTC(), Command: o.Command}
+		b, _ := json.Marshal(h)
+		// Best effort: the lock is held either way; only the message of a
+		// second run would be less precise.
+		if err := f.Truncate(0); err == nil {
+			f.WriteAt(append(b, '\n'), 0)
+		}
+	}
+	return l, nil
+}
+
+// Release gives the lock back. The holder line stays in the file; the next
+// holder overwrites it, and a second run trusts it only while the PID in
+// it holds the lock.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	l.f = nil
+	return err
+}
+
+// readHolder tells who holds the lock on f: the PIDs the kernel lists for
+// the file in /proc/locks, matched with the holder line in the file. When
+// the line names a process that does not hold the lock (the new holder
+// has not written its line yet), the kernel's PID wins, with its start
+// time from /proc.
+func readHolder(f *os.File, p string) Holder {
+	var h Holder
+	b := make([]byte, 4096)
+	n, _ := f.ReadAt(b, 0)
+	_ = json.Unmarshal([]byte(strings.TrimSpace(string(b[:n]))), &h)
+	pids := kernelHolders(f)
+	if len(pids) == 0 {
+		return h // not Linux, or /proc not mounted: trust the file
+	}
+	for _, pid := range pids {
+		if pid == h.PID {
+			return h
+		}
+	}
+	k := Holder{PID: pids[0]}
+	k.Started = processStart(k.PID)
+	if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k.PID)); err == nil {
+		k.Command = strings.TrimSpace(strings.ReplaceAll(string(c), "\x00", " "))
+	}
+	return k
+}
+
+// kernelHolders returns the PIDs holding a flock on the file, from
+// /proc/locks ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF").
+func kernelHolders(f *os.File) []int {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return nil
+	}
+	pl, err := os.Open("/proc/locks")
+	if err != nil {
+		return nil
+	}
+	defer pl.Close()
+	var pids []int
+	sc := bufio.NewScanner(pl)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		// A blocked waiter's line has "->" after the number.
+		if len(fs) < 6 || fs[1] != "FLOCK" {
+			continue
+		}
+		dev := strings.Split(fs[5], ":")
+		if len(dev) != 3 {
+			continue
+		}
+		ino, err := strconv.ParseUint(dev[2], 10, 64)
+		if err != nil || ino != st.Ino {
+			continue
+		}
+		if pid, err := strconv.Atoi(fs[4]); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// processStart reads a process's start time from /proc (Linux).
+func processStart(pid int) time.Time {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return time.Time{}
+	}
+	// Field 22 (starttime, in clock ticks since boot) comes after the
+	// command name in parentheses, which may itself contain spaces.
+	s := string(st)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return time.Time{}
+	}
+	fs := strings.Fields(s[i+1:])
+	if len(fs) < 20 {
+		return time.Time{}
+	}
+	ticks, err := strconv.ParseUint(fs[19], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	boot := bootTime()
+	if boot.IsZero() {
+		return time.Time{}
+	}
+	const clkTck = 100 // USER_HZ on every Linux architecture Go supports
+	return boot.Add(time.Duration(ticks) * time.Second / clkTck).UTC().Truncate(time.Second)
+}
+
+// bootTime reads btime from /proc/stat.
+func bootTime() time.Time {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "btime "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return time.Unix(n, 0)
+			}
+		}
+	}
+	return time.Time{}
+}

@@ -1,0 +1,135 @@
+package systemd
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/firetech/fireops/internal/testenv"
+)
+
+func units(t *testing.T) (services, timers []string) {
+	t.Helper()
+	services, _ = filepath.Glob("*.service")
+	timers, _ = filepath.Glob("*.timer")
+	if len(services) == 0 || len(timers) == 0 {
+		t.Fatal("no units found")
+	}
+	return services, timers
+}
+
+// keys returns "Section.Key" -> values of a unit file.
+func keys(t *testing.T, file string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	section := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "["):
+			section = strings.Trim(line, "[]")
+		default:
+			k, v, _ := strings.Cut(line, "=")
+			out[section+"."+k] = append(out[section+"."+k], v)
+		}
+	}
+	return out
+}
+
+// TestSystemdAnalyzeVerify runs `systemd-analyze verify` on every unit
+// (with ExecStart pointing at an existing program, since fireops is not
+// installed here) and fails on any message, warnings included.
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	t.Parallel()
+	sa := testenv.RequireTool(t, "systemd-analyze")
+	if sa == "" {
+		return
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	services, timers := units(t)
+	dir := t.TempDir()
+	var files []string
+	for _, u := range append(services, timers...) {
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, u)
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), "/usr/local/bin/fireops", truePath)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	cmd := exec.Command(sa, append([]string{"verify", "--man=no"}, files...)...)
+	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_LEVEL=notice")
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestHardening: every service keeps the sandboxing the design asks for,
+// job services are oneshot with a timer that catches up missed runs, and
+// the daemon conflicts with the timers.
+func TestHardening(t *testing.T) {
+	t.Parallel()
+	services, timers := units(t)
+	for _, s := range services {
+		k := keys(t, s)
+		for _, want := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "StateDirectory=fireops"} {
+			key, val, _ := strings.Cut(want, "=")
+			if !slices.Contains(k["Service."+key], val) {
+				t.Errorf("%s: no %s", s, want)
+			}
+		}
+		rw := strings.Join(k["Service.ReadWritePaths"], " ")
+		for _, p := range strings.Fields(rw) {
+			p = strings.TrimPrefix(p, "-")
+			if !slices.Contains([]string{"/var/lib/prometheus/node-exporter", "/var/backups/fireops"}, p) {
+				t.Errorf("%s: writes to %s", s, p)
+			}
+		}
+		exec := strings.Join(k["Service.ExecStart"], " ")
+		if !strings.HasPrefix(exec, "/usr/local/bin/fireops ") || !strings.Contains(exec, "--log-format json") {
+			t.Errorf("%s: ExecStart %q", s, exec)
+		}
+		if s == "fireops-schedule.service" {
+			conf := strings.Join(k["Unit.Conflicts"], " ")
+			for _, tm := range timers {
+				if !strings.Contains(conf, tm) {
+					t.Errorf("%s does not conflict with %s", s, tm)
+				}
+			}
+			if !slices.Contains(k["Service.ExecReload"], "/bin/kill -HUP $MAINPID") {
+				t.Errorf("%s: no reload by SIGHUP", s)
+			}
+			continue
+		}
+		if !slices.Contains(k["Service.Type"], "oneshot") {
+			t.Errorf("%s: not Type=oneshot", s)
+		}
+		if !slices.Contains(timers, strings.TrimSuffix(s, ".service")+".timer") {
+			t.Errorf("%s has no timer", s)
+		}
+	}
+	for _, tm := range timers {
+		k := keys(t, tm)
+		if !slices.Contains(k["Timer.Persistent"], "true") || len(k["Timer.RandomizedDelaySec"]) != 1 || len(k["Timer.OnCalendar"]) != 1 {
+			t.Errorf("%s: want OnCalendar, Persistent=true and RandomizedDelaySec", tm)
+		}
+		if !slices.Contains(k["Install.WantedBy"], "timers.target") {
+			t.Errorf("%s: not WantedBy=timers.target", tm)
+		}
+	}
+}
