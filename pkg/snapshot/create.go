@@ -84,7 +84,23 @@ type Result struct {
 	Finished     time.Time    `json:"finished"`
 	Parts        []Part       `json:"parts"`
 	Destinations []DestResult `json:"destinations"`
+	// Skipped lists the parts left out because their source vanished
+	// between discovery and reading (a Docker volume removed meanwhile).
+	Skipped []SkippedPart `json:"skipped,omitempty"`
 }
+
+// SkippedPart is a configured part a snapshot run left out because its
+// source no longer existed when it came to be read (source.ErrGone).
+type SkippedPart struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// goneError marks a source whose Fingerprint reported source.ErrGone.
+type goneError struct{ err error }
+
+func (g *goneError) Error() string { return g.err.Error() }
+func (g *goneError) Unwrap() error { return g.err }
 
 // Failed returns the destinations that have no complete snapshot.
 func (r *Result) Failed() []DestResult {
@@ -111,7 +127,10 @@ type destRun struct {
 
 // Create takes a snapshot of every source to every store. A source error
 // or cancellation fails the whole run: the objects it uploaded are deleted
-// (best effort) and no manifest is written anywhere. A destination that
+// (best effort) and no manifest is written anywhere. The one exception is
+// a source whose Fingerprint reports source.ErrGone (its data no longer
+// exists): nothing was read from it, and it is left out of the snapshot
+// with a warning and listed in Result.Skipped. A destination that
 // fails on its own is reported in the result and cleaned up while the
 // others complete; Create then returns the result and an error naming it.
 func Create(ctx context.Context, opts Options, stores []Store, sources []source.Source) (*Result, error) {
@@ -161,6 +180,13 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 
 	for _, src := range sources {
 		part, err := snapshotPart(ctx, opts, level, recipients, runs, src, log)
+		var gone *goneError
+		if errors.As(err, &gone) {
+			// Nothing was produced or uploaded for it: leave it out.
+			log.Warn("part left out: its source no longer exists", "part", source.ID(src), "err", gone.err)
+			res.Skipped = append(res.Skipped, SkippedPart{ID: source.ID(src), Reason: gone.err.Error()})
+			continue
+		}
 		if err != nil {
 			cleanup(runs, opts.Host, res.ID, log)
 			return nil, fmt.Errorf("snapshot %s: part %s: %w", res.ID, source.ID(src), err)
@@ -223,6 +249,9 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 	}
 	fp, err := src.Fingerprint(ctx)
 	if err != nil {
+		if errors.Is(err, source.ErrGone) && ctx.Err() == nil {
+			return Part{}, &goneError{err}
+		}
 		return Part{}, fmt.Errorf("fingerprint: %w", err)
 	}
 	var todo []*destRun

@@ -10,8 +10,18 @@ package source
 
 import (
 	"context"
+	"errors"
 	"io"
 )
+
+// ErrGone is wrapped by the error of a Source whose data no longer exists
+// when the engine comes to read it (a Docker volume removed between
+// discovery and its read). Returned by Fingerprint, before anything was
+// produced, it makes the engine leave the part out of the snapshot with a
+// warning instead of failing the run: what no longer exists cannot be
+// backed up, and a snapshot taken a moment later would not hold it either.
+// From WriteTar it is an error like any other.
+var ErrGone = errors.New("no longer exists")
 
 // Source is one part of a snapshot.
 type Source interface {

@@ -1,0 +1,680 @@
+package volume
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/docker/docker/api/types/container"
+	"golang.org/x/sys/unix"
+
+	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/tarsafe"
+)
+
+// ErrInUse is wrapped by the error for a restore into a volume that running
+// containers use, without Force.
+var ErrInUse = errors.New("volume is in use by running containers")
+
+// ErrNotReplaceable is wrapped by the error for a restore over a non-empty
+// volume that fireops cannot reach directly (not root, remote Engine, a
+// driver other than plain "local"): the Engine API can add files to a
+// volume but not remove any.
+var ErrNotReplaceable = errors.New("the volume's content cannot be replaced through the Engine API")
+
+// RestoreOptions tune a Restorer.
+type RestoreOptions struct {
+	// Force restores into a volume that running containers use (they see
+	// the new content at once; restart them).
+	Force bool
+	// Write is how the staging volume is filled and the target replaced:
+	// ReadAuto (default when empty), ReadMountpoint (directly in the
+	// volumes' folders, as root on the Engine's host) or ReadAPI (through
+	// helper containers; the target must then be empty or missing).
+	Write string
+	// Keep lists files of the live volume (relative paths) that stay as
+	// they are, each with its -wal, -journal and -shm files: the files the
+	// part's snapshot left out ([LeftOut]), whose own part restores them.
+	Keep []string
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+}
+
+// Restorer writes a volume part into the volume target through a staging
+// volume.
+//
+// Stage creates a staging volume "fireops-staging-<random>" (labelled
+// LabelStaging=target) and writes the whole part into it: as root on the
+// Engine's host with [tarsafe.Extract] into its folder, otherwise through a
+// helper container and the Engine (CopyToContainer), after fireops checked
+// every entry (no absolute names, no "..", nothing through a symlink, no
+// devices). The live volume is not touched.
+//
+// Commit (after the engine checked the payload's hash and entry count)
+// creates the target when it is missing and replaces its content. Directly:
+// the live volume's entries are moved into a holding folder next to the
+// staging volume's, the staged entries moved in (renames on one
+// filesystem), the root's owner, mode and time applied, the kept files
+// moved back; a failed rename moves everything back. The volume's root
+// folder stays the same, so containers that mount it see the new content.
+// Through the API the target must be empty: the staged content is copied
+// into it by the Engine. Then the staging volume is removed.
+//
+// Both refuse a target that running containers use, unless Force. Abort,
+// and a failed Commit, remove the staging volume, the helper containers
+// and a target volume that the restore itself created.
+type Restorer struct {
+	c      *Client
+	target string
+	o      RestoreOptions
+	keep   []string // Keep with companions
+	log    *slog.Logger
+}
+
+var _ source.Restorer = (*Restorer)(nil)
+
+// NewRestorer returns a Restorer into the volume target. Close releases
+// its Engine client (Commit and Abort do too).
+func NewRestorer(target string, o RestoreOptions) (*Restorer, error) {
+	if target == "" {
+		return nil, errors.New("volume: restore: no target volume")
+	}
+	switch o.Write {
+	case "":
+		o.Write = ReadAuto
+	case ReadAuto, ReadMountpoint, ReadAPI:
+	default:
+		return nil, fmt.Errorf("volume: restore: unknown write mode %q", o.Write)
+	}
+	r := &Restorer{target: target, o: o, log: o.Log}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	for _, k := range o.Keep {
+		rel, err := cleanRel(k)
+		if err != nil {
+			return nil, fmt.Errorf("volume: restore: keep %q: %w", k, err)
+		}
+		r.keep = append(r.keep, rel)
+		for _, suf := range companions {
+			r.keep = append(r.keep, rel+suf)
+		}
+	}
+	c, err := NewClient(r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.c = c
+	return r, nil
+}
+
+// TargetInfo is what a restore plan needs to know about a target volume.
+type TargetInfo struct {
+	// Exists says the volume exists.
+	Exists bool
+	// Empty says it holds nothing (only when Exists).
+	Empty bool
+	// Users are the running (or paused) containers that mount it.
+	Users []string
+	// Direct is nil when fireops can replace the volume's content in its
+	// folder (root on the Engine's host, plain local volume), else why not.
+	Direct error
+}
+
+// Target inspects a restore target.
+func (c *Client) Target(ctx context.Context, name string) (TargetInfo, error) {
+	var ti TargetInfo
+	v, err := c.inspect(ctx, name)
+	if errors.Is(err, ErrGone) {
+		return ti, nil
+	}
+	if err != nil {
+		return ti, err
+	}
+	ti.Exists = true
+	if ti.Users, err = c.Users(ctx, name); err != nil {
+		return ti, err
+	}
+	dir, derr := c.hostFolder(v)
+	ti.Direct = derr
+	if derr == nil {
+		ti.Empty, err = emptyDir(dir)
+	} else {
+		ti.Empty, err = c.emptyViaAPI(ctx, name)
+	}
+	return ti, err
+}
+
+// emptyDir reports whether a folder has no entries.
+func emptyDir(dir string) (bool, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	_, err = d.Readdirnames(1)
+	if err == io.EOF {
+		return true, nil
+	}
+	return false, err
+}
+
+// emptyViaAPI reports whether a volume has no entries, reading the first
+// two entries of the Engine's archive of it.
+func (c *Client) emptyViaAPI(ctx context.Context, name string) (empty bool, err error) {
+	h, err := c.newHelper(ctx, name, false)
+	if err != nil {
+		return false, err
+	}
+	defer func() { err = errors.Join(err, h.remove()) }()
+	rc, _, err := c.cli.CopyFromContainer(ctx, h.id, helperMount)
+	if err != nil {
+		return false, c.wrap("archive volume "+name, err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	if _, err := tr.Next(); err != nil {
+		return false, fmt.Errorf("volume: %s: the Engine's archive: %w", name, err)
+	}
+	_, err = tr.Next()
+	if err == io.EOF {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("volume: %s: the Engine's archive: %w", name, err)
+	}
+	return false, nil
+}
+
+// Close releases the Engine client.
+func (r *Restorer) Close() error { return r.c.Close() }
+
+// inUse fails with ErrInUse when running containers use the target and
+// Force is off; with Force it logs them when warn is set.
+func (r *Restorer) inUse(ctx context.Context, warn bool) error {
+	users, err := r.c.Users(ctx, r.target)
+	if err != nil || len(users) == 0 {
+		return err
+	}
+	if !r.o.Force {
+		return fmt.Errorf("volume: %s: %w: %s (stop them, or use --force)", r.target, ErrInUse, strings.Join(users, ", "))
+	}
+	if !warn {
+		return nil
+	}
+	r.log.Warn("restoring into a volume that running containers use (--force): they see the new content at once; restart them",
+		"volume", r.target, "containers", strings.Join(users, ", "))
+	return nil
+}
+
+// staged is a volume part written into a staging volume.
+type staged struct {
+	r        *Restorer
+	name     string // the staging volume
+	dir      string // its folder, on the direct path
+	direct   bool
+	h        *helper // the staging volume's helper, on the api path
+	st       source.Stats
+	done     bool
+	released bool
+}
+
+// Stage writes the part into a new staging volume (see Restorer).
+func (r *Restorer) Stage(ctx context.Context, in io.Reader) (source.Staged, error) {
+	s, err := r.stage(ctx, in)
+	if err != nil {
+		r.c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (r *Restorer) stage(ctx context.Context, in io.Reader) (*staged, error) {
+	if err := r.inUse(ctx, true); err != nil {
+		return nil, err
+	}
+	tv, err := r.c.inspect(ctx, r.target)
+	exists := err == nil
+	if err != nil && !errors.Is(err, ErrGone) {
+		return nil, err
+	}
+	s := &staged{r: r, name: "fireops-staging-" + randomHex(6)}
+	if err := r.c.createVolume(ctx, s.name, map[string]string{LabelStaging: r.target}); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*staged, error) {
+		return nil, errors.Join(fmt.Errorf("volume: restore into %s: %w", r.target, err), s.release())
+	}
+	sv, err := r.c.inspect(ctx, s.name)
+	if err != nil {
+		return fail(err)
+	}
+	// Direct when both folders are reachable here.
+	var why error
+	if r.o.Write == ReadAPI {
+		why = errors.New("write: api")
+	} else if s.dir, why = r.c.hostFolder(sv); why == nil && exists {
+		_, why = r.c.hostFolder(tv)
+	}
+	s.direct = why == nil
+	if r.o.Write == ReadMountpoint && !s.direct {
+		return fail(fmt.Errorf("writing the volume directly is not possible: %w", why))
+	}
+	if !s.direct && exists {
+		empty, err := r.c.emptyViaAPI(ctx, r.target)
+		if err != nil {
+			return fail(err)
+		}
+		if !empty {
+			return fail(fmt.Errorf("%w (%v): restore into a new volume with --to volume:NEW, or run fireops as root on the Engine's host", ErrNotReplaceable, why))
+		}
+	}
+	if s.direct {
+		x, err := tarsafe.Extract(ctx, in, s.dir, tarsafe.Options{})
+		if err != nil {
+			return fail(err)
+		}
+		s.st = source.Stats{Entries: x.Entries, Details: map[string]string{
+			"files": strconv.FormatInt(x.Files, 10), "dirs": strconv.FormatInt(x.Dirs, 10),
+			"symlinks": strconv.FormatInt(x.Symlinks, 10), "hardlinks": strconv.FormatInt(x.Links, 10),
+			"bytes": strconv.FormatInt(x.Bytes, 10),
+		}}
+		return s, nil
+	}
+	if s.h, err = r.c.newHelper(ctx, s.name, true); err != nil {
+		return fail(err)
+	}
+	var c counts
+	err = r.c.copyIn(ctx, s.h, func(w io.Writer) error { return forEngine(ctx, in, w, &c) })
+	if err != nil {
+		return fail(err)
+	}
+	s.st = c.stats("api", nil)
+	delete(s.st.Details, "read")
+	delete(s.st.Details, "special_skipped")
+	return s, nil
+}
+
+// copyIn streams what produce writes (a tar with names under helperMount)
+// into the helper container's volume (CopyToContainer at "/").
+func (c *Client) copyIn(ctx context.Context, h *helper, produce func(io.Writer) error) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := produce(pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	err := c.cli.CopyToContainer(ctx, h.id, "/", pr, container.CopyToContainerOptions{})
+	pr.CloseWithError(errors.New("the Engine stopped reading"))
+	perr := <-done
+	if perr != nil {
+		return perr
+	}
+	if err != nil {
+		return c.wrap("write into the volume through the Engine", err)
+	}
+	return nil
+}
+
+// forEngine reads a volume part's tar stream from in, checks every entry
+// like tarsafe.Extract does (names, types, nothing below a symlink), and
+// writes it to w with names under helperMount for CopyToContainer. It
+// reads in to its end.
+func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error {
+	top := strings.TrimPrefix(helperMount, "/")
+	cr := &countingReader{r: tarsafe.ContextReader(ctx, in)}
+	tr := tar.NewReader(cr)
+	tw := tar.NewWriter(w)
+	buf := make([]byte, copyBufferSize)
+	symlinks := map[string]bool{}
+	engine := func(name string) (string, error) {
+		n, err := tarsafe.CleanName(name)
+		if err != nil {
+			return "", err
+		}
+		for d := path.Dir(n); d != "."; d = path.Dir(d) {
+			if symlinks[d] {
+				return "", fmt.Errorf("%w: %q lies below the symbolic link %q", tarsafe.ErrUnsafe, name, d)
+			}
+		}
+		if n == "." {
+			return top + "/", nil
+		}
+		return top + "/" + n, nil
+	}
+	for {
+		before := cr.n
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if cr.n-before < endMarker {
+				return fmt.Errorf("read entry %d: %w (no end-of-archive marker)", c.entries+1, io.ErrUnexpectedEOF)
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read entry %d: %w", c.entries+1, err)
+		}
+		c.entries++
+		out := normalize(hdr)
+		if out.Name, err = engine(hdr.Name); err != nil {
+			return err
+		}
+		// An entry replaces what had its name (the Engine removes it first).
+		delete(symlinks, strings.TrimSuffix(strings.TrimPrefix(out.Name, top+"/"), "/"))
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if !strings.HasSuffix(out.Name, "/") {
+				out.Name += "/"
+			}
+			c.dirs++
+		case tar.TypeReg, tar.TypeRegA:
+			out.Typeflag = tar.TypeReg
+			c.files++
+		case tar.TypeSymlink:
+			if out.Name == top+"/" {
+				return fmt.Errorf("%w: a symbolic link cannot replace the volume's root", tarsafe.ErrUnsafe)
+			}
+			symlinks[strings.TrimPrefix(out.Name, top+"/")] = true
+			c.symlinks++
+		case tar.TypeLink:
+			if out.Linkname, err = engine(hdr.Linkname); err != nil {
+				return fmt.Errorf("hard link %q: %w", hdr.Name, err)
+			}
+			c.links++
+		default:
+			return fmt.Errorf("entry %q: %w: %q", hdr.Name, tarsafe.ErrUnsupported, hdr.Typeflag)
+		}
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("entry %q: %w", hdr.Name, err)
+		}
+		if out.Typeflag == tar.TypeReg {
+			n, err := io.CopyBuffer(tw, struct{ io.Reader }{tr}, buf)
+			c.bytes += n
+			if err != nil {
+				return fmt.Errorf("entry %q: %w", hdr.Name, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	_, err := io.CopyBuffer(io.Discard, in, buf)
+	return err
+}
+
+// Stats reports what was staged: Entries and, in Details, files, dirs,
+// symlinks, hardlinks and bytes.
+func (s *staged) Stats() source.Stats { return s.st }
+
+// release removes the staging volume, its helper and the Engine client.
+func (s *staged) release() error {
+	if s.released {
+		return nil
+	}
+	s.released = true
+	err := errors.Join(s.h.remove(), s.r.c.removeVolume(s.name))
+	return errors.Join(err, s.r.c.Close())
+}
+
+// Abort removes the staging volume; after Commit it does nothing.
+func (s *staged) Abort() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	return s.release()
+}
+
+// Commit replaces the target's content with the staged one (see Restorer).
+func (s *staged) Commit(ctx context.Context) (err error) {
+	if s.done {
+		return errors.New("volume: restore already committed or aborted")
+	}
+	s.done = true
+	defer func() { err = errors.Join(err, s.release()) }()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := s.r
+	if err := r.inUse(ctx, false); err != nil {
+		return err
+	}
+	created := false
+	if _, err := r.c.inspect(ctx, r.target); errors.Is(err, ErrGone) {
+		if err := r.c.createVolume(ctx, r.target, nil); err != nil {
+			return err
+		}
+		created = true
+	} else if err != nil {
+		return err
+	}
+	if err := s.replace(ctx); err != nil {
+		if created {
+			if rerr := r.c.removeVolume(r.target); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return fmt.Errorf("volume: restore into %s: %w", r.target, err)
+	}
+	return nil
+}
+
+// replace puts the staged content into the (existing) target.
+func (s *staged) replace(ctx context.Context) error {
+	r := s.r
+	tv, err := r.c.inspect(ctx, r.target)
+	if err != nil {
+		return err
+	}
+	if s.direct {
+		dir, err := r.c.hostFolder(tv)
+		if err != nil {
+			return err
+		}
+		return swap(dir, s.dir, filepath.Join(filepath.Dir(s.dir), "fireops-old"), r.keep)
+	}
+	empty, err := r.c.emptyViaAPI(ctx, r.target)
+	if err != nil {
+		return err
+	}
+	if !empty {
+		return fmt.Errorf("%w: %s is no longer empty", ErrNotReplaceable, r.target)
+	}
+	th, err := r.c.newHelper(ctx, r.target, true)
+	if err != nil {
+		return err
+	}
+	defer th.remove()
+	rc, _, err := r.c.cli.CopyFromContainer(ctx, s.h.id, helperMount)
+	if err != nil {
+		return r.c.wrap("archive staging volume "+s.name, err)
+	}
+	defer rc.Close()
+	var n int64
+	if err := r.c.copyIn(ctx, th, func(w io.Writer) error {
+		var err error
+		n, err = relay(ctx, rc, w)
+		return err
+	}); err != nil {
+		return err
+	}
+	if n != s.st.Entries {
+		return fmt.Errorf("copied %d entries from the staging volume, %d were staged", n, s.st.Entries)
+	}
+	return nil
+}
+
+// relay copies the Engine's archive of a helper's volume to w entry by
+// entry, failing when it ends without the end-of-archive marker.
+func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
+	cr := &countingReader{r: tarsafe.ContextReader(ctx, r)}
+	tr := tar.NewReader(cr)
+	tw := tar.NewWriter(w)
+	buf := make([]byte, copyBufferSize)
+	var n int64
+	for {
+		before := cr.n
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if cr.n-before < endMarker {
+				return n, errors.New("the Engine's archive of the staging volume ended early")
+			}
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return n, err
+		}
+		if _, err := io.CopyBuffer(tw, struct{ io.Reader }{tr}, buf); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, tw.Close()
+}
+
+// swap replaces the entries of the folder live with those of staged,
+// keeping the live files keep (relative paths), through the holding
+// folder hold (created; same filesystem). The kept files are first moved
+// into the staged tree (where the part has nothing of that name), then
+// the live entries into hold, then the staged entries into live. The root
+// folder of live stays; it gets staged's owner, mode and times. On a
+// failed rename everything moved so far is moved back.
+func swap(live, staged, hold string, keep []string) error {
+	if err := syncfs(staged); err != nil {
+		return err
+	}
+	// The staged root's metadata, before renames change its times.
+	root, err := os.Lstat(staged)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(hold, 0o700); err != nil {
+		return fmt.Errorf("create holding folder: %w", err)
+	}
+	var kept, movedOut, movedIn []string
+	undo := func(cause error) error {
+		var errs []error
+		for _, n := range movedIn {
+			if err := os.Rename(filepath.Join(live, n), filepath.Join(staged, n)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, n := range movedOut {
+			if err := os.Rename(filepath.Join(hold, n), filepath.Join(live, n)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, k := range kept {
+			if err := os.Rename(filepath.Join(staged, k), filepath.Join(live, k)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w; and moving the live content back failed (look in %s and %s): %w", cause, hold, staged, errors.Join(errs...))
+		}
+		return cause
+	}
+	for _, k := range keep {
+		k = filepath.FromSlash(k)
+		src, dst := filepath.Join(live, k), filepath.Join(staged, k)
+		if _, err := os.Lstat(src); err != nil {
+			continue
+		}
+		if _, err := os.Lstat(dst); err == nil {
+			continue // the part holds it after all: the restored one wins
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return undo(fmt.Errorf("keep %s: %w", k, err))
+		}
+		if err := os.Rename(src, dst); err != nil {
+			return undo(fmt.Errorf("keep %s: %w", k, err))
+		}
+		kept = append(kept, k)
+	}
+	liveNames, err := names(live)
+	if err != nil {
+		return undo(err)
+	}
+	for _, n := range liveNames {
+		if err := os.Rename(filepath.Join(live, n), filepath.Join(hold, n)); err != nil {
+			return undo(fmt.Errorf("move %s aside: %w", n, err))
+		}
+		movedOut = append(movedOut, n)
+	}
+	stagedNames, err := names(staged)
+	if err != nil {
+		return undo(err)
+	}
+	for _, n := range stagedNames {
+		if err := os.Rename(filepath.Join(staged, n), filepath.Join(live, n)); err != nil {
+			return undo(fmt.Errorf("move restored %s into place: %w", n, err))
+		}
+		movedIn = append(movedIn, n)
+	}
+	if err := copyRootMeta(root, live); err != nil {
+		return err
+	}
+	if err := syncfs(live); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(hold); err != nil {
+		return fmt.Errorf("restored, but removing the old content in %s failed: %w", hold, err)
+	}
+	return nil
+}
+
+// names returns the entries of a folder.
+func names(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
+}
+
+// copyRootMeta gives the folder dst the owner, mode and times of fi.
+func copyRootMeta(fi fs.FileInfo, dst string) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: no stat data", fi.Name())
+	}
+	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("chown %s: %w", dst, err)
+	}
+	if err := os.Chmod(dst, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("chmod %s: %w", dst, err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
+	if err := unix.UtimesNano(dst, ts); err != nil {
+		return fmt.Errorf("set times of %s: %w", dst, err)
+	}
+	return nil
+}
+
+// syncfs flushes the filesystem holding dir.
+func syncfs(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
