@@ -1,0 +1,472 @@
+package mongo
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/firetech/fireops/internal/mongotest"
+	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/source"
+)
+
+// dump runs the source and returns the payload.
+func dump(t testing.TB, s *Source) ([]byte, source.Stats) {
+	t.Helper()
+	var buf bytes.Buffer
+	st, err := s.WriteTar(context.Background(), &buf)
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	return buf.Bytes(), st
+}
+
+// restore stages and commits a payload.
+func restore(t testing.TB, uri string, payload []byte, o RestoreOptions) (source.Stats, error) {
+	t.Helper()
+	r, err := NewRestorer(uri, o, WithBatch(500, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Stage(context.Background(), bytes.NewReader(payload))
+	if err != nil {
+		return source.Stats{}, err
+	}
+	if err := s.Commit(context.Background()); err != nil {
+		s.Abort()
+		return s.Stats(), err
+	}
+	return s.Stats(), nil
+}
+
+// tarEntries lists a payload's entries, and the sorted-document hash of
+// each .bson entry (as mongotest.SortedHash computes it on the server).
+func tarEntries(t testing.TB, payload []byte) ([]string, map[string]string) {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(payload))
+	var names []string
+	hashes := map[string]string{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return names, hashes
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+		if !strings.HasSuffix(hdr.Name, ".bson") {
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs [][]byte
+		for len(data) > 0 {
+			size := int(uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24)
+			if err := bson.Raw(data[:size]).Validate(); err != nil {
+				t.Fatalf("%s: document %d: %v", hdr.Name, len(docs), err)
+			}
+			docs = append(docs, data[:size])
+			data = data[size:]
+		}
+		slices.SortFunc(docs, bytes.Compare)
+		h := sha256.New()
+		for _, d := range docs {
+			h.Write(d)
+		}
+		hashes[hdr.Name] = hex.EncodeToString(h.Sum(nil))
+	}
+}
+
+func stagingLeft(t testing.TB, c *mongo.Client, dbs ...string) []string {
+	t.Helper()
+	var left []string
+	for _, db := range dbs {
+		names, err := c.Database(db).ListCollectionNames(context.Background(), bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, StagingPrefix) {
+				left = append(left, db+"."+n)
+			}
+		}
+	}
+	return left
+}
+
+// TestRoundTrip dumps about 20,000 documents of every BSON type FerretDB
+// handles, a document of nearly 16 MiB, a capped collection and several
+// kinds of index across two databases, restores them into other
+// databases, and compares the raw documents byte for byte, the indexes
+// and the collection options.
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	uri, db1 := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	db2 := "t_" + randomHex(8)
+	mongotest.DropLater(t, c, db2)
+	mongotest.Seed(t, c, db1, db2, mongotest.Full)
+
+	src, err := New(uri, []string{db2, db1}, WithSpoolMemory(1<<20), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, st := dump(t, src)
+
+	// Layout, counts and the index's facts.
+	names, hashes := tarEntries(t, payload)
+	want1 := []string{db1 + "/",
+		db1 + "/blobs.metadata.json", db1 + "/blobs.bson", db1 + "/empty.metadata.json", db1 + "/empty.bson",
+		db1 + "/events.metadata.json", db1 + "/events.bson", db1 + "/runs.metadata.json", db1 + "/runs.bson"}
+	want2 := []string{db2 + "/", db2 + "/results.metadata.json", db2 + "/results.bson"}
+	want := append(want1, want2...) // databases in name order
+	if db2 < db1 {
+		want = append(want2, want1...)
+	}
+	if !slices.Equal(names, want) {
+		t.Fatalf("entries:\n got %q\nwant %q", names, want)
+	}
+	if st.Entries != int64(len(want)) || st.Documents != int64(4000+4000+12000+4) {
+		t.Errorf("stats: %d entries, %d documents", st.Entries, st.Documents)
+	}
+	d := st.Details
+	if d["consistency"] != PerCollection || d["topology"] != "standalone" || d["server_version"] == "" || d["cluster_time"] != "" {
+		t.Errorf("details: %v", d)
+	}
+	for ns, n := range map[string]string{db1 + ".runs": "4000", db1 + ".events": "4000", db1 + ".blobs": "4", db1 + ".empty": "0", db2 + ".results": "12000"} {
+		if d["count:"+ns] != n || d["docsum:"+ns] == "" || d["bytes:"+ns] == "" {
+			t.Errorf("%s: count %q (want %s), docsum %q, bytes %q", ns, d["count:"+ns], n, d["docsum:"+ns], d["bytes:"+ns])
+		}
+	}
+	// The dump's documents are the server's bytes.
+	orig := map[string]map[string]string{}
+	for _, db := range []string{db1, db2} {
+		orig[db] = mongotest.SortedHash(t, c, db)
+		for coll, v := range orig[db] {
+			_, got, _ := strings.Cut(v, ":")
+			if hashes[db+"/"+coll+".bson"] != got {
+				t.Errorf("%s.%s: the dump's documents differ from the server's", db, coll)
+			}
+		}
+	}
+
+	prefix := "r" + randomHex(3) + "_"
+	mongotest.DropLater(t, c, prefix+db1)
+	mongotest.DropLater(t, c, prefix+db2)
+	contents, err := Contents(st.Details)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := RestoreOptions{ToDB: prefix, Expect: contents}
+	if _, err := Plan(context.Background(), uri, contents, o); err != nil {
+		t.Fatal(err)
+	}
+	rst, err := restore(t, uri, payload, o)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if rst.Entries != st.Entries || rst.Documents != st.Documents {
+		t.Errorf("restore stats %+v, dump %+v", rst, st)
+	}
+	for _, db := range []string{db1, db2} {
+		if a, b := orig[db], mongotest.SortedHash(t, c, prefix+db); !maps.Equal(a, b) {
+			t.Errorf("%s: documents differ after the restore:\n%v\n%v", db, a, b)
+		}
+		if a, b := mongotest.Indexes(t, c, db), mongotest.Indexes(t, c, prefix+db); !maps.EqualFunc(a, b, slices.Equal) {
+			t.Errorf("%s: indexes differ:\n%v\n%v", db, a, b)
+		}
+		if a, b := mongotest.Options(t, c, db), mongotest.Options(t, c, prefix+db); !maps.Equal(a, b) {
+			t.Errorf("%s: collection options differ:\n%v\n%v", db, a, b)
+		}
+	}
+	if !strings.Contains(mongotest.Options(t, c, prefix+db1)["events"], `"capped":true`) {
+		t.Errorf("events is not capped after the restore: %v", mongotest.Options(t, c, prefix+db1))
+	}
+	if left := stagingLeft(t, c, prefix+db1, prefix+db2); len(left) > 0 {
+		t.Errorf("staging collections left: %v", left)
+	}
+}
+
+// TestRestoreSafety: selective restore, the refusal to replace a
+// collection with documents, --drop, and that a failed restore leaves
+// the live collections as they were.
+func TestRestoreSafety(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Small)
+	src, err := New(uri, []string{db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, st := dump(t, src)
+	contents, err := Contents(st.Details)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	orig := mongotest.SortedHash(t, c, db)
+
+	// Into the live database without --drop: refused before anything.
+	_, err = Plan(ctx, uri, contents, RestoreOptions{Expect: contents})
+	if !errors.Is(err, ErrNotEmpty) || exitcode.Code(err) != exitcode.Usage || !strings.Contains(exitcode.Hint(err), "--drop") {
+		t.Fatalf("plan over live data: %v", err)
+	}
+	for _, ns := range []string{db + ".runs", db + ".events", db + ".blobs"} {
+		if !strings.Contains(err.Error(), ns) {
+			t.Errorf("the refusal does not name %s: %v", ns, err)
+		}
+	}
+	if strings.Contains(err.Error(), db+".empty") {
+		t.Errorf("an empty collection was refused: %v", err)
+	}
+
+	// Selective: one collection next to the live one.
+	prefix := "s" + randomHex(3) + "_"
+	mongotest.DropLater(t, c, prefix+db)
+	sel := RestoreOptions{Select: Selection{db + ".runs"}, ToDB: prefix, Expect: contents}
+	planned, err := Plan(ctx, uri, contents, sel)
+	if err != nil || len(planned) != 1 || planned[0].TargetDB != prefix+db || planned[0].TargetColl != "runs" || planned[0].Exists {
+		t.Fatalf("plan: %+v %v", planned, err)
+	}
+	if _, err := restore(t, uri, payload, sel); err != nil {
+		t.Fatal(err)
+	}
+	got := mongotest.SortedHash(t, c, prefix+db)
+	if len(got) != 1 || got["runs"] != orig["runs"] {
+		t.Errorf("selective restore gave %v, want runs = %s only", got, orig["runs"])
+	}
+
+	// An existing empty target is replaced without --drop.
+	must(t, c.Database(prefix+db).CreateCollection(ctx, "events"))
+	sel2 := RestoreOptions{Select: Selection{db + ".events"}, ToDB: prefix, Expect: contents}
+	if _, err := restore(t, uri, payload, sel2); err != nil {
+		t.Fatalf("into an empty collection: %v", err)
+	}
+	if h := mongotest.SortedHash(t, c, prefix+db)["events"]; h != orig["events"] {
+		t.Errorf("events: %s, want %s", h, orig["events"])
+	}
+
+	// A target that gains documents between the plan and the commit is
+	// refused at commit; the staging collection goes, the target stays.
+	r, err := NewRestorer(uri, RestoreOptions{Select: Selection{db + ".blobs"}, ToDB: prefix, Expect: contents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stg, err := r.Stage(ctx, bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Database(prefix+db).Collection("blobs").InsertOne(ctx, bson.D{{Key: "_id", Value: "late"}})
+	must(t, err)
+	if err := stg.Commit(ctx); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("commit over a collection that gained documents: %v", err)
+	}
+	must(t, stg.Abort())
+	if n, _ := c.Database(prefix+db).Collection("blobs").CountDocuments(ctx, bson.D{}); n != 1 {
+		t.Errorf("blobs has %d documents, want the 1 inserted", n)
+	}
+	if left := stagingLeft(t, c, prefix+db); len(left) > 0 {
+		t.Errorf("staging collections left: %v", left)
+	}
+
+	// --drop replaces a changed live collection, and only the selected one.
+	runs := c.Database(db).Collection("runs")
+	_, err = runs.DeleteMany(ctx, bson.D{{Key: "done", Value: true}})
+	must(t, err)
+	_, err = runs.InsertOne(ctx, bson.D{{Key: "_id", Value: "stray"}})
+	must(t, err)
+	_, err = c.Database(db).Collection("events").InsertOne(ctx, bson.D{{Key: "_id", Value: int64(-1)}})
+	must(t, err)
+	changedEvents := mongotest.SortedHash(t, c, db)["events"]
+	drop := RestoreOptions{Select: Selection{db + ".runs"}, Drop: true, Expect: contents}
+	if _, err := Plan(ctx, uri, contents, drop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore(t, uri, payload, drop); err != nil {
+		t.Fatalf("restore --drop: %v", err)
+	}
+	now := mongotest.SortedHash(t, c, db)
+	if now["runs"] != orig["runs"] || now["events"] != changedEvents {
+		t.Errorf("after --drop of runs: %v, want runs %s and events untouched %s", now, orig["runs"], changedEvents)
+	}
+	if a, b := mongotest.Indexes(t, c, db)["runs"], mongotest.Indexes(t, c, prefix+db)["runs"]; !slices.Equal(a, b) {
+		t.Errorf("indexes of the replaced runs: %v, want %v", a, b)
+	}
+
+	// A payload cut in the middle of runs.bson fails the restore: the live
+	// collections stay as they were, no staging collection is left.
+	before := mongotest.SortedHash(t, c, db)
+	cut := payload[:bytes.Index(payload, []byte("runs.bson"))+1024+300]
+	if _, err := restore(t, uri, cut, RestoreOptions{Drop: true, Expect: contents}); err == nil {
+		t.Fatal("a truncated payload was restored")
+	}
+	if after := mongotest.SortedHash(t, c, db); !maps.Equal(before, after) {
+		t.Errorf("a failed restore changed the live collections:\n%v\n%v", before, after)
+	}
+	// So does a count that differs from the index.
+	bad := slices.Clone(contents)
+	for i := range bad {
+		bad[i].Documents++
+	}
+	if _, err := restore(t, uri, payload, RestoreOptions{Drop: true, Expect: bad}); !errors.Is(err, ErrIntegrity) || exitcode.Code(err) != exitcode.CheckFailed {
+		t.Fatalf("restore with wrong counts: %v", err)
+	}
+	if after := mongotest.SortedHash(t, c, db); !maps.Equal(before, after) {
+		t.Errorf("a failed restore changed the live collections")
+	}
+	if left := stagingLeft(t, c, db); len(left) > 0 {
+		t.Errorf("staging collections left: %v", left)
+	}
+
+	// restore-test's scratch database: every collection under "<db>:<coll>",
+	// read back and compared.
+	scratch := ScratchDB("20260301T120000Z-" + randomHex(3))
+	mongotest.DropLater(t, c, scratch)
+	if _, err := restore(t, uri, payload, RestoreOptions{Scratch: scratch, Expect: contents, VerifySums: true}); err != nil {
+		t.Fatalf("scratch restore: %v", err)
+	}
+	sh := mongotest.SortedHash(t, c, scratch)
+	for coll, h := range orig {
+		if sh[db+":"+coll] != h {
+			t.Errorf("scratch %s.%s: %s, want %s", db, coll, sh[db+":"+coll], h)
+		}
+	}
+	must(t, DropDatabase(ctx, uri, scratch))
+	if dbs := mongotest.Databases(t, c, scratch); len(dbs) > 0 {
+		t.Errorf("scratch database left: %v", dbs)
+	}
+}
+
+// TestSnapshotSessionPath runs the point-in-time code path (one snapshot
+// session for every read) against the test server by pretending it is a
+// replica set: FerretDB accepts the session and the snapshot read concern
+// but pins nothing and names no snapshot time, so the dump must say
+// per-collection, not claim a point in time it did not get.
+func TestSnapshotSessionPath(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Small)
+	src, err := New(uri, []string{db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.decide = func(bson.Raw) (Decision, error) {
+		return Decision{Consistency: PointInTime, Topology: "replica set rs0 (primary)"}, nil
+	}
+	payload, st := dump(t, src)
+	if st.Details["consistency"] != PerCollection || st.Details["consistency_note"] == "" || st.Details["cluster_time"] != "" {
+		t.Errorf("details: %v", st.Details)
+	}
+	_, hashes := tarEntries(t, payload)
+	for coll, h := range mongotest.SortedHash(t, c, db) {
+		if _, want, _ := strings.Cut(h, ":"); hashes[db+"/"+coll+".bson"] != want {
+			t.Errorf("%s: the dump differs from the server", coll)
+		}
+	}
+}
+
+// TestServerStoppedMidDump: the connection breaks while a collection is
+// read (a proxy that cuts every connection after a number of bytes, then
+// refuses new ones, like a stopped server): a clear error, never a short
+// payload that looks complete.
+func TestServerStoppedMidDump(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Dataset{Runs: 3000, Events: 20})
+	p := mongotest.StartProxy(t, mongotest.Target(uri))
+	src, err := New(p.URI(uri), []string{db}, WithServerSelectionTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CutAfter(150_000, true)
+	var buf bytes.Buffer
+	_, err = src.WriteTar(context.Background(), &buf)
+	if err == nil {
+		t.Fatal("the dump succeeded through a cut connection")
+	}
+	if !p.Cut() {
+		t.Fatalf("the proxy did not cut (the dump failed for another reason): %v", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "mongo: read "+db+".runs: lost the connection to the server") || strings.Contains(msg, p.Addr()+"/") {
+		t.Errorf("error: %v", err)
+	}
+	if exitcode.Hint(err) == "" {
+		t.Errorf("no hint: %v", err)
+	}
+}
+
+// TestAuthenticationFailure: the test server, FerretDB v1 with SQLite,
+// does not check passwords (with PLAIN any password passes), but it
+// answers SCRAM, the driver's default mechanism, with AuthenticationFailed
+// (code 18), the answer MongoDB gives to a wrong password. The error names
+// authentication and quotes neither the URI nor the password.
+func TestAuthenticationFailure(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	const pw = "Wr0ng-Pa55word"
+	bad := strings.Replace(uri, "mongodb://", "mongodb://backup:"+pw+"@", 1)
+	src, err := New(bad, []string{db}, WithServerSelectionTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.WriteTar(context.Background(), io.Discard)
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s: accepted a wrong password", what)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "authentication failed") || strings.Contains(msg, pw) || strings.Contains(msg, "backup:") || strings.Contains(msg, bad) {
+			t.Errorf("%s: %q", what, msg)
+		}
+		if !strings.Contains(exitcode.Hint(err), "password") {
+			t.Errorf("%s: hint %q", what, exitcode.Hint(err))
+		}
+	}
+	check("dump", err)
+	_, err = Plan(context.Background(), bad, []Namespace{{DB: db, Coll: "x"}}, RestoreOptions{})
+	check("plan", err)
+}
+
+// TestServerDown: nothing listens at the URI's address.
+func TestServerDown(t *testing.T) {
+	t.Parallel()
+	src, err := New("mongodb://user:hidden-pw@127.0.0.1:1/", nil, WithServerSelectionTimeout(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.WriteTar(context.Background(), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "lost the connection to the server") || strings.Contains(err.Error(), "hidden-pw") {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(exitcode.Hint(err), "MongoDB runs") {
+		t.Errorf("hint %q", exitcode.Hint(err))
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
