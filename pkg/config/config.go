@@ -45,13 +45,14 @@ func Default() *Config {
 		},
 		Schedule: Schedule{
 			Snapshot: "0 3 * * *", Rotate: "30 4 * * *", Verify: "0 5 * * 0", GPUCheck: "*/15 * * * *",
+			VerifyLevel: "quick",
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9798"},
 		Hub: Hub{
 			APIURL: "http://127.0.0.1:8000/hub/api", DBVolume: "jupyterhub-data", DBFile: "jupyterhub.sqlite",
 		},
 		GPU:   GPU{MaxTemperatureC: 85, RequireContainerRuntime: true},
-		Stack: Stack{Dir: "/opt/firetech"},
+		Stack: defaultStack(),
 	}
 }
 
@@ -142,6 +143,10 @@ func section(typ string) string {
 		"VolumeSource": "sources.volumes", "FileSource": "sources.files",
 		"Retention": "retention", "Schedule": "schedule", "Metrics": "metrics",
 		"Hub": "hub", "GPU": "gpu", "Stack": "stack",
+		"StackPorts": "stack.ports", "StackNetworks": "stack.networks", "StackImages": "stack.images",
+		"StackHub": "stack.hub", "StackNotebook": "stack.notebook", "StackMongo": "stack.mongo",
+		"StackMonitoring": "stack.monitoring", "StackAlerts": "stack.alerts", "StackEmail": "stack.alerts.email",
+		"StackLimits": "stack.limits",
 	}[typ]
 	if s == "" {
 		return " at the top level"
@@ -173,6 +178,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Hub.TokenFile)
 	abs(&c.Hub.DBPath)
 	abs(&c.Stack.Dir)
+	abs(&c.Stack.Alerts.Email.PasswordFile)
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		abs(&d.RcloneConfig)

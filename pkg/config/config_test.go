@@ -73,6 +73,8 @@ func TestParseMinimalDefaultsAndPaths(t *testing.T) {
 		{"grace default", cfg.Retention.IncompleteGrace.String(), "1d"},
 		{"hub default", cfg.Hub.DBVolume, "jupyterhub-data"},
 		{"schedule default", cfg.Schedule.Snapshot, "0 3 * * *"},
+		{"verify level default", cfg.Schedule.VerifyLevel, "quick"},
+		{"jitter default", cfg.Schedule.Jitter.String(), "0s"},
 		{"stack default", cfg.Stack.Dir, "/opt/firetech"},
 	}
 	for _, c := range checks {
@@ -135,6 +137,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad glob", "sources:\n  volumes: {include: ['[']}\n", []string{"sources.volumes.include[0]"}},
 		{"mongo without uri file", "sources:\n  mongo: {databases: [a]}\n", []string{"sources.mongo.uri_file"}},
 		{"bad cron", "schedule: {snapshot: 'every night'}\n", []string{"schedule.snapshot"}},
+		{"bad verify level", "schedule: {verify_level: deep}\n", []string{"schedule.verify_level"}},
+		{"bad jitter", "schedule: {jitter: soon}\n", []string{"invalid duration"}},
 		{"negative retention", "retention: {keep_last: -1}\n", []string{"retention.keep_last"}},
 		{"bad duration", "retention: {incomplete_grace: soon}\n", []string{"invalid duration"}},
 		{"bad listen", "metrics: {listen: nowhere}\n", []string{"metrics.listen"}},
@@ -203,6 +207,24 @@ func TestSecretFileModes(t *testing.T) {
 				t.Fatalf("hint = %q", h)
 			}
 		})
+	}
+}
+
+// TestMongoURIFromEnv: sources.mongo needs no uri_file when the URI is in
+// FIREOPS_MONGO_URI (not parallel: it sets the environment).
+func TestMongoURIFromEnv(t *testing.T) {
+	f := newFixture(t)
+	t.Setenv("FIREOPS_MONGO_URI", "")
+	if _, err := f.parse(t, "sources:\n  mongo: {databases: [a]}\n"); err == nil || !strings.Contains(err.Error(), "sources.mongo.uri_file") || !strings.Contains(exitcode.Hint(err), "FIREOPS_MONGO_URI") {
+		t.Fatalf("without the variable: err = %v, want a refusal naming FIREOPS_MONGO_URI", err)
+	}
+	t.Setenv("FIREOPS_MONGO_URI", "mongodb://127.0.0.1:1/")
+	cfg, err := f.parse(t, "sources:\n  mongo: {databases: [a]}\n")
+	if err != nil {
+		t.Fatalf("with the variable: %v", err)
+	}
+	if cfg.Sources.Mongo.URIFile != "" {
+		t.Fatalf("uri_file = %q", cfg.Sources.Mongo.URIFile)
 	}
 }
 

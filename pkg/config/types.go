@@ -151,6 +151,12 @@ type Schedule struct {
 	Rotate   string `yaml:"rotate" json:"rotate"`
 	Verify   string `yaml:"verify" json:"verify"`
 	GPUCheck string `yaml:"gpu_check" json:"gpu_check"`
+	// Jitter delays each scheduled run by a random time up to this, so
+	// that hosts sharing a destination do not all start at once.
+	Jitter Duration `yaml:"jitter" json:"jitter"`
+	// VerifyLevel is the level of the scheduled verify: quick, full or
+	// restore-test (the last two need keys.identity_file on this host).
+	VerifyLevel string `yaml:"verify_level" json:"verify_level"`
 }
 
 // Metrics says where job results are published.
@@ -183,10 +189,166 @@ type GPU struct {
 	RequireContainerRuntime bool `yaml:"require_container_runtime" json:"require_container_runtime"`
 }
 
-// Stack holds the settings of `fireops deploy`.
+// Stack holds the settings of `fireops deploy`: what it renders into Dir
+// and how the Compose stack runs (docs/deploy.md).
 type Stack struct {
 	// Dir is the folder the stack is rendered into.
 	Dir string `yaml:"dir" json:"dir"`
+	// Name is the Compose project name (the top-level name: of compose.yaml).
+	Name string `yaml:"name" json:"name"`
+	// GPUs gives user servers the host's GPUs and adds the GPU exporter,
+	// GPU alerts and the GPU dashboard.
+	GPUs bool `yaml:"gpus" json:"gpus"`
+	// GPUExporter chooses the GPU exporter: dcgm or nvidia-smi.
+	GPUExporter string `yaml:"gpu_exporter" json:"gpu_exporter"`
+	// BindAddress is the host address the hub, Grafana and Prometheus ports
+	// are published on; empty means every interface. MongoDB is always
+	// published on 127.0.0.1 only.
+	BindAddress string `yaml:"bind_address" json:"bind_address"`
+	// Ports are the host ports the stack publishes.
+	Ports StackPorts `yaml:"ports" json:"ports"`
+	// Networks names the two Docker networks of design.md §1.
+	Networks StackNetworks `yaml:"networks" json:"networks"`
+	// HealthInterval is the interval of every container healthcheck.
+	HealthInterval Duration `yaml:"health_interval" json:"health_interval"`
+	// WaitTimeout bounds `docker compose up --wait`.
+	WaitTimeout Duration `yaml:"wait_timeout" json:"wait_timeout"`
+	// MinFreeDisk is the free space the preflight wants in Docker's data root.
+	MinFreeDisk ByteSize `yaml:"min_free_disk" json:"min_free_disk"`
+	// PrivilegedMonitoring runs cAdvisor privileged (with /dev/kmsg) and
+	// mounts the host's / into node-exporter with rslave propagation; turn
+	// it off where privileged containers are refused (rootless or nested
+	// Docker), at the cost of some container metrics.
+	PrivilegedMonitoring bool `yaml:"privileged_monitoring" json:"privileged_monitoring"`
+	// Images are the pinned images of every service.
+	Images StackImages `yaml:"images" json:"images"`
+	// Hub configures JupyterHub and its image.
+	Hub StackHub `yaml:"hub" json:"hub"`
+	// Notebook configures the user servers' image.
+	Notebook StackNotebook `yaml:"notebook" json:"notebook"`
+	// Mongo configures the MongoDB service.
+	Mongo StackMongo `yaml:"mongo" json:"mongo"`
+	// Monitoring configures Prometheus, Loki and Grafana.
+	Monitoring StackMonitoring `yaml:"monitoring" json:"monitoring"`
+	// Alerts says where Alertmanager sends alerts and holds the thresholds.
+	Alerts StackAlerts `yaml:"alerts" json:"alerts"`
+	// Limits are the CPU and memory limits per service; an entry replaces
+	// that service's default entry.
+	Limits map[string]StackLimits `yaml:"limits" json:"limits"`
+}
+
+// StackPorts are the host ports the stack publishes; 0 publishes nothing.
+type StackPorts struct {
+	Hub        int `yaml:"hub" json:"hub"`
+	Grafana    int `yaml:"grafana" json:"grafana"`
+	Prometheus int `yaml:"prometheus" json:"prometheus"`
+	// MongoDB is published on 127.0.0.1 only.
+	MongoDB int `yaml:"mongodb" json:"mongodb"`
+}
+
+// StackNetworks are the Docker network names (used as they are, without
+// the Compose project prefix, so that DockerSpawner can name them).
+type StackNetworks struct {
+	Jupyter    string `yaml:"jupyter" json:"jupyter"`
+	Monitoring string `yaml:"monitoring" json:"monitoring"`
+}
+
+// StackImages are the images of the stack's services, pinned by tag. Hub
+// and Notebook are the base images of the two images deploy builds.
+type StackImages struct {
+	Hub               string `yaml:"hub" json:"hub"`
+	Notebook          string `yaml:"notebook" json:"notebook"`
+	MongoDB           string `yaml:"mongodb" json:"mongodb"`
+	MongoDBExporter   string `yaml:"mongodb_exporter" json:"mongodb_exporter"`
+	Prometheus        string `yaml:"prometheus" json:"prometheus"`
+	Alertmanager      string `yaml:"alertmanager" json:"alertmanager"`
+	Grafana           string `yaml:"grafana" json:"grafana"`
+	Loki              string `yaml:"loki" json:"loki"`
+	Alloy             string `yaml:"alloy" json:"alloy"`
+	NodeExporter      string `yaml:"node_exporter" json:"node_exporter"`
+	CAdvisor          string `yaml:"cadvisor" json:"cadvisor"`
+	DCGMExporter      string `yaml:"dcgm_exporter" json:"dcgm_exporter"`
+	NvidiaSMIExporter string `yaml:"nvidia_smi_exporter" json:"nvidia_smi_exporter"`
+}
+
+// StackHub configures JupyterHub.
+type StackHub struct {
+	// Image is the name (without tag) of the hub image deploy builds.
+	Image string `yaml:"image" json:"image"`
+	// Packages are the pip requirements added to the hub image, pinned
+	// with ==.
+	Packages []string `yaml:"packages" json:"packages"`
+	// AdminUsers are the hub's administrators.
+	AdminUsers []string `yaml:"admin_users" json:"admin_users"`
+	// OpenSignup lets new users in without an admin's approval.
+	OpenSignup bool `yaml:"open_signup" json:"open_signup"`
+	// IdleTimeout stops user servers idle for this long; 0 disables the
+	// idle culler.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	// CPULimit is the CPUs of each user server; 0: no limit.
+	CPULimit float64 `yaml:"cpu_limit" json:"cpu_limit"`
+	// MemLimit is the memory of each user server; 0: no limit.
+	MemLimit ByteSize `yaml:"mem_limit" json:"mem_limit"`
+	// NotebookDir is where the user's volume is mounted in the server.
+	NotebookDir string `yaml:"notebook_dir" json:"notebook_dir"`
+}
+
+// StackNotebook configures the user servers' image.
+type StackNotebook struct {
+	// Image is the name (without tag) of the image deploy builds; the tag
+	// is a hash of its Dockerfile.
+	Image string `yaml:"image" json:"image"`
+	// Packages are the pip requirements of the image, pinned with ==.
+	Packages []string `yaml:"packages" json:"packages"`
+}
+
+// StackMongo configures the MongoDB service.
+type StackMongo struct {
+	// Volume is the Docker volume holding the data.
+	Volume string `yaml:"volume" json:"volume"`
+	// ReplicaSet is the name of the single-node replica set.
+	ReplicaSet string `yaml:"replica_set" json:"replica_set"`
+}
+
+// StackMonitoring configures the monitoring services.
+type StackMonitoring struct {
+	// PrometheusRetention is how long Prometheus keeps samples.
+	PrometheusRetention Duration `yaml:"prometheus_retention" json:"prometheus_retention"`
+	// LokiRetention is how long Loki keeps logs.
+	LokiRetention Duration `yaml:"loki_retention" json:"loki_retention"`
+	// ScrapeInterval is Prometheus' scrape and rule evaluation interval.
+	ScrapeInterval Duration `yaml:"scrape_interval" json:"scrape_interval"`
+	// GrafanaRootURL is Grafana's public URL; empty: Grafana's default.
+	GrafanaRootURL string `yaml:"grafana_root_url" json:"grafana_root_url"`
+}
+
+// StackAlerts says where alerts go and when they fire.
+type StackAlerts struct {
+	// Email sends alerts by e-mail when To is set.
+	Email StackEmail `yaml:"email" json:"email"`
+	// WebhookURL posts alerts to this URL when set.
+	WebhookURL string `yaml:"webhook_url" json:"webhook_url"`
+	// DiskFreePercent fires DiskSpaceLow below this much free space.
+	DiskFreePercent int `yaml:"disk_free_percent" json:"disk_free_percent"`
+	// MemoryFreePercent fires MemoryLow below this much available memory.
+	MemoryFreePercent int `yaml:"memory_free_percent" json:"memory_free_percent"`
+}
+
+// StackEmail is Alertmanager's e-mail receiver.
+type StackEmail struct {
+	To        []string `yaml:"to" json:"to"`
+	From      string   `yaml:"from" json:"from"`
+	Smarthost string   `yaml:"smarthost" json:"smarthost"`
+	Username  string   `yaml:"username" json:"username"`
+	// PasswordFile is a secret file with the SMTP password.
+	PasswordFile string `yaml:"password_file" json:"password_file"`
+	RequireTLS   bool   `yaml:"require_tls" json:"require_tls"`
+}
+
+// StackLimits are one service's resource limits; 0 means no limit.
+type StackLimits struct {
+	CPUs   float64  `yaml:"cpus" json:"cpus"`
+	Memory ByteSize `yaml:"memory" json:"memory"`
 }
 
 // ByteSize is a size in bytes written as 32MiB, 1GiB, 512KiB or a plain number.

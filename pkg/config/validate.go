@@ -64,6 +64,11 @@ func (c *Config) Validate() error {
 			p.add(s.key, "use 5 cron fields (minute hour day month weekday) or @daily, @hourly, @every 1h", "invalid cron spec %q: %v", s.spec, err)
 		}
 	}
+	switch c.Schedule.VerifyLevel {
+	case "quick", "full", "restore-test":
+	default:
+		p.add("schedule.verify_level", "use quick, full or restore-test", "unknown verify level %q", c.Schedule.VerifyLevel)
+	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
 			p.add("metrics.listen", "use host:port, e.g. 127.0.0.1:9798", "invalid address %q: %v", c.Metrics.Listen, err)
@@ -84,6 +89,7 @@ func (c *Config) Validate() error {
 	if c.GPU.MinDriver != "" && !regexp.MustCompile(`^\d+(\.\d+)*$`).MatchString(c.GPU.MinDriver) {
 		p.add("gpu.min_driver", "use a driver version such as 550.54.15", "invalid version %q", c.GPU.MinDriver)
 	}
+	c.validateStack(&p)
 	if len(p) == 0 {
 		return nil
 	}
@@ -228,7 +234,10 @@ func (c *Config) validateSources(p *problems) {
 	}
 	if m := c.Sources.Mongo; m != nil {
 		if m.URIFile == "" {
-			p.add("sources.mongo.uri_file", "write the mongodb:// URI into a file (chmod 600) and name it here", "is empty")
+			// The URI may come from the environment instead (docs/mongo.md).
+			if os.Getenv("FIREOPS_MONGO_URI") == "" {
+				p.add("sources.mongo.uri_file", "write the mongodb:// URI into a file (chmod 600) and name it here, or set FIREOPS_MONGO_URI", "is empty")
+			}
 		} else {
 			checkSecretFile(p, "sources.mongo.uri_file", m.URIFile, true)
 		}

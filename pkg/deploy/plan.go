@@ -1,0 +1,303 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ManifestFile lists, in stack.dir, the files the last deploy rendered, so
+// that a file the config no longer produces (gpu.yml after stack.gpus is
+// turned off) is removed.
+const ManifestFile = ".fireops-rendered"
+
+// Change is what writing the stack does to one file.
+type Change struct {
+	// Path is relative to stack.dir.
+	Path string `json:"path"`
+	// Action is create, update, remove or unchanged.
+	Action string `json:"action"`
+
+	old, new []byte
+}
+
+// Plan compares the rendered files with stack.dir (or dir, when not empty)
+// and returns one change per file, sorted by path. It writes nothing.
+func (st *Stack) Plan(dir string) ([]Change, error) {
+	if dir == "" {
+		dir = st.Dir
+	}
+	var out []Change
+	rendered := map[string]bool{}
+	for _, f := range st.Files {
+		rendered[f.Path] = true
+		old, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			out = append(out, Change{Path: f.Path, Action: "create", new: f.Data})
+		case err != nil:
+			return nil, fmt.Errorf("plan: %w", err)
+		case bytes.Equal(old, f.Data):
+			out = append(out, Change{Path: f.Path, Action: "unchanged", old: old, new: f.Data})
+		default:
+			out = append(out, Change{Path: f.Path, Action: "update", old: old, new: f.Data})
+		}
+	}
+	prev, err := readManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range prev {
+		if rendered[p] {
+			continue
+		}
+		old, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
+		out = append(out, Change{Path: p, Action: "remove", old: old})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// Changed reports whether any change is not "unchanged".
+func Changed(changes []Change) bool {
+	for _, c := range changes {
+		if c.Action != "unchanged" {
+			return true
+		}
+	}
+	return false
+}
+
+// readManifest reads the paths the last render wrote; none when missing.
+func readManifest(dir string) ([]string, error) {
+	f, err := os.Open(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ManifestFile, err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.TrimSpace(sc.Text())
+		// Only clean relative paths outside secrets/: a tampered manifest
+		// must not make deploy remove anything else.
+		if p == "" || strings.HasPrefix(p, "#") || path.IsAbs(p) || path.Clean(p) != p ||
+			strings.HasPrefix(p, "../") || p == ".." || strings.HasPrefix(p, SecretsDir+"/") {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, sc.Err()
+}
+
+// Write writes the rendered files into stack.dir: changed files are
+// replaced atomically (0644), unchanged ones are left alone (their times
+// too), files the last render wrote and this one does not are removed.
+// It returns the changes made.
+func (st *Stack) Write() ([]Change, error) {
+	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("stack dir: %w", err)
+	}
+	changes, err := st.Plan(st.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range changes {
+		p := filepath.Join(st.Dir, filepath.FromSlash(c.Path))
+		switch c.Action {
+		case "create", "update":
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return nil, fmt.Errorf("write %s: %w", c.Path, err)
+			}
+			tmp, err := writeTemp(p, c.new, 0o644)
+			if err != nil {
+				return nil, fmt.Errorf("write %s: %w", c.Path, err)
+			}
+			if err := os.Rename(tmp, p); err != nil {
+				os.Remove(tmp)
+				return nil, fmt.Errorf("write %s: %w", c.Path, err)
+			}
+		case "remove":
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("remove %s: %w", c.Path, err)
+			}
+		}
+	}
+	var m bytes.Buffer
+	m.WriteString("# Files rendered by `fireops deploy`; it removes those it no longer renders.\n")
+	for _, f := range st.Files {
+		m.WriteString(f.Path + "\n")
+	}
+	mp := filepath.Join(st.Dir, ManifestFile)
+	if old, err := os.ReadFile(mp); err != nil || !bytes.Equal(old, m.Bytes()) {
+		tmp, err := writeTemp(mp, m.Bytes(), 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("write %s: %w", ManifestFile, err)
+		}
+		if err := os.Rename(tmp, mp); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("write %s: %w", ManifestFile, err)
+		}
+	}
+	return changes, nil
+}
+
+// WriteTo writes every rendered file into dir, which must be empty or not
+// exist (--dry-run renders into a temp dir). No secrets are written.
+func (st *Stack) WriteTo(dir string) error {
+	for _, f := range st.Files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", f.Path, err)
+		}
+		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+// WriteDiff writes a unified diff of every change (stack.dir's file as
+// "a/", the rendered one as "b/").
+func WriteDiff(w io.Writer, changes []Change) error {
+	for _, c := range changes {
+		if c.Action == "unchanged" {
+			continue
+		}
+		from, to := "a/"+c.Path, "b/"+c.Path
+		switch c.Action {
+		case "create":
+			from = "/dev/null"
+		case "remove":
+			to = "/dev/null"
+		}
+		if _, err := fmt.Fprintf(w, "--- %s\n+++ %s\n", from, to); err != nil {
+			return err
+		}
+		if err := unifiedDiff(w, splitLines(c.old), splitLines(c.new), 3); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func splitLines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	s := strings.SplitAfter(string(b), "\n")
+	if s[len(s)-1] == "" {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// unifiedDiff writes the hunks that turn a into b, with ctx lines of
+// context, from a longest-common-subsequence table (stack files are small).
+func unifiedDiff(w io.Writer, a, b []string, ctx int) error {
+	n, m := len(a), len(b)
+	lcs := make([][]int32, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int32, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	type op struct {
+		kind byte // ' ', '-', '+'
+		line string
+		ai   int // line numbers (0-based) in a and b before this op
+		bi   int
+	}
+	var ops []op
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && a[i] == b[j]:
+			ops = append(ops, op{' ', a[i], i, j})
+			i, j = i+1, j+1
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			ops = append(ops, op{'-', a[i], i, j})
+			i++
+		default:
+			ops = append(ops, op{'+', b[j], i, j})
+			j++
+		}
+	}
+	for k := 0; k < len(ops); {
+		if ops[k].kind == ' ' {
+			k++
+			continue
+		}
+		start := max(k-ctx, 0)
+		end := k
+		for end < len(ops) {
+			if ops[end].kind != ' ' {
+				end++
+				continue
+			}
+			run := end
+			for run < len(ops) && ops[run].kind == ' ' {
+				run++
+			}
+			if run == len(ops) || run-end > 2*ctx {
+				end = min(end+ctx, len(ops))
+				break
+			}
+			end = run
+		}
+		var na, nb int
+		for _, o := range ops[start:end] {
+			if o.kind != '+' {
+				na++
+			}
+			if o.kind != '-' {
+				nb++
+			}
+		}
+		as, bs := ops[start].ai+1, ops[start].bi+1
+		if na == 0 {
+			as--
+		}
+		if nb == 0 {
+			bs--
+		}
+		if _, err := fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", as, na, bs, nb); err != nil {
+			return err
+		}
+		for _, o := range ops[start:end] {
+			line := o.line
+			if !strings.HasSuffix(line, "\n") {
+				line += "\n\\ No newline at end of file\n"
+			}
+			if _, err := fmt.Fprintf(w, "%c%s", o.kind, line); err != nil {
+				return err
+			}
+		}
+		k = end
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package deploy
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestSecretsGeneratedOnceAndPrivate(t *testing.T) {
+	t.Parallel()
+	st := render(t, "cpu", RenderOptions{})
+	if plan := PlanSecrets(st.Dir, st.Secrets); plan[0].Action != "missing" {
+		t.Fatalf("plan before the first deploy: %+v", plan)
+	}
+	first, err := EnsureSecrets(st.Dir, st.Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdir := filepath.Join(st.Dir, SecretsDir)
+	if fi, err := os.Stat(sdir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("secrets dir: %v %v", fi.Mode(), err)
+	}
+	contents := map[string][]byte{}
+	inodes := map[string]uint64{}
+	for i, s := range st.Secrets {
+		if first[i].Action != "generated" {
+			t.Errorf("%s: %s on the first run", s.Name, first[i].Action)
+		}
+		p := filepath.Join(sdir, s.Name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %04o, want 0600", s.Name, fi.Mode().Perm())
+		}
+		if os.Geteuid() == 0 && int(fi.Sys().(*syscall.Stat_t).Uid) != s.UID {
+			t.Errorf("%s: owner %d, want %d", s.Name, fi.Sys().(*syscall.Stat_t).Uid, s.UID)
+		}
+		data, _ := os.ReadFile(p)
+		if len(bytes.TrimSpace(data)) < 16 {
+			t.Errorf("%s: %d bytes", s.Name, len(data))
+		}
+		contents[s.Name] = data
+		inodes[s.Name] = fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if !bytes.Contains(contents["mongodb-exporter.env"], bytes.TrimSpace(contents["mongo-root-password"])) ||
+		!bytes.Contains(contents["mongo-uri"], bytes.TrimSpace(contents["mongo-root-password"])) {
+		t.Error("the derived MongoDB URIs do not hold the root password")
+	}
+	if string(contents["alertmanager-smtp-password"]) != "smtp-s3cret-for-tests" {
+		t.Error("the SMTP password was not mirrored from stack.alerts.email.password_file")
+	}
+
+	// A second run changes nothing, not even the files' inodes.
+	second, err := EnsureSecrets(st.Dir, st.Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range st.Secrets {
+		p := filepath.Join(sdir, s.Name)
+		data, _ := os.ReadFile(p)
+		fi, _ := os.Stat(p)
+		if second[i].Action != "kept" || !bytes.Equal(data, contents[s.Name]) || fi.Sys().(*syscall.Stat_t).Ino != inodes[s.Name] {
+			t.Errorf("%s: %s on the second run", s.Name, second[i].Action)
+		}
+	}
+
+	// A random secret is never replaced, even if it was widened by hand
+	// (only its mode is fixed); a derived one follows its source.
+	pw := filepath.Join(sdir, "mongo-root-password")
+	if err := os.WriteFile(pw, []byte("changed-by-the-admin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third, err := EnsureSecrets(st.Dir, st.Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(pw)
+	fi, _ := os.Stat(pw)
+	if string(data) != "changed-by-the-admin\n" || fi.Mode().Perm() != 0o600 {
+		t.Errorf("an existing secret was replaced or left readable: %q %04o", data, fi.Mode().Perm())
+	}
+	for i, s := range st.Secrets {
+		if s.Name == "mongo-uri" && third[i].Action != "updated" {
+			t.Errorf("mongo-uri: %s after the password changed", third[i].Action)
+		}
+	}
+	env, _ := os.ReadFile(filepath.Join(sdir, "mongodb-exporter.env"))
+	if !strings.Contains(string(env), ":changed-by-the-admin@") {
+		t.Errorf("mongodb-exporter.env does not follow the password")
+	}
+	for _, r := range third {
+		if strings.Contains(r.Action+r.Note, "changed-by-the-admin") {
+			t.Error("a result holds a secret")
+		}
+	}
+}
+
+func TestSecretsNeverOverwriteARace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s")
+	if err := createFile(p, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := createFile(p, []byte("two")); err == nil {
+		t.Fatal("createFile replaced an existing file")
+	}
+	if b, _ := os.ReadFile(p); string(b) != "one" {
+		t.Fatalf("content %q", b)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temp files left behind: %v", entries)
+	}
+}
