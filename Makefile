@@ -22,8 +22,14 @@ test:
 	bash scripts/test-deps.sh
 	bash -c 'set -a; . .cache/testenv.sh; set +a; $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...'
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# bench: the end-to-end comparison with the shell pipeline and restic on a
+# generated ML-team dataset (BENCH_FLAGS=-size 256MiB for a quick run), then
+# the Go micro-benchmarks (MongoDB dump/restore, volume read paths).
+BENCH_FLAGS ?=
+bench: build
+	bash scripts/test-deps.sh
+	$(GO) run ./internal/cmd/bench -fireops $(BIN) $(BENCH_FLAGS)
+	bash -c 'set -a; . .cache/testenv.sh; set +a; $(GO) test -run "^$$" -bench . -benchtime 3x ./pkg/...'
 
 demo: build
 	bash scripts/demo.sh $(BIN)

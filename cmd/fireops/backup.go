@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -11,7 +12,6 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/buildinfo"
-	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -85,7 +85,9 @@ Unchanged parts are referenced instead of uploaded again.
 
 On any source error nothing is left that looks complete: uploaded objects are
 deleted and no manifest is written. A destination that fails on its own is
-named; the others still complete (exit code 1).`,
+named; the others still complete (exit code 1). One snapshot runs at a
+time per host: a second one exits 4 naming the running one's PID, or waits
+with --lock-wait.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig()
@@ -93,10 +95,9 @@ named; the others still complete (exit code 1).`,
 				return err
 			}
 			prog, stop := a.progressLine()
-			res, err := backup.Snapshot(cmd.Context(), cfg, backup.SnapshotOptions{
+			res, err := a.snapshotJob(cmd.Context(), cfg, backup.SnapshotOptions{
 				Dests: dests, Only: only, Version: buildinfo.Get().Version, Log: a.log, Progress: prog})
 			stop()
-			a.writeSnapshotMetrics(cfg, res, err)
 			if res == nil {
 				return err
 			}
@@ -111,6 +112,9 @@ named; the others still complete (exit code 1).`,
 			fmt.Fprintln(w, "PART\tSIZE\tSTORED\tENTRIES\tREUSED")
 			for _, p := range res.Parts {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), p.Entries, p.Reused)
+			}
+			for _, sk := range res.Skipped {
+				fmt.Fprintf(w, "%s\tleft out: %s\n", sk.ID, sk.Reason)
 			}
 			fmt.Fprintln(w, "\nDESTINATION\tRESULT\tUPLOADED\tREUSED PARTS")
 			for _, d := range res.Destinations {
@@ -127,7 +131,7 @@ named; the others still complete (exit code 1).`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&dests, "dest", nil, "only this destination (repeatable)")
-	cmd.Flags().StringSliceVar(&only, "only", nil, "only this part: files:NAME, sqlite:NAME, or a kind (repeatable)")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "only this part: files:NAME, sqlite:NAME, volume:NAME, or a kind (repeatable)")
 	return cmd
 }
 
@@ -193,8 +197,12 @@ func (a *app) verifyCommand() *cobra.Command {
   full          also download every chunk, check its SHA-256, decrypt,
                 decompress and parse every part; counts must match the index
   restore-test  also restore every part into a scratch folder, then drop it
+                (the mongo part: into a scratch database fireops-verify-ID
+                on the configured server or --scratch-uri-file, comparing
+                each collection's count and document digest)
 
-Exit code 3 when a snapshot fails its check.`,
+Exit code 3 when a snapshot fails its check; 4 when another verify runs
+(--lock-wait waits for it).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -208,9 +216,7 @@ Exit code 3 when a snapshot fails its check.`,
 				return err
 			}
 			o.Log = a.log
-			begin := time.Now()
-			res, err := backup.Verify(cmd.Context(), cfg, o)
-			a.writeVerifyMetrics(cfg, o.Level, res, err, time.Since(begin))
+			res, err := a.verifyJob(cmd.Context(), cfg, o)
 			if a.jsonOut && res != nil {
 				if perr := a.printJSON(res); perr != nil {
 					return perr
@@ -228,6 +234,16 @@ Exit code 3 when a snapshot fails its check.`,
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Destination, r.Snapshot, r.Level, r.Parts, human(r.Bytes), verdict)
 			}
+			// The part names are in the encrypted index: levels full and
+			// restore-test read it, quick does not.
+			for i, r := range res {
+				if i == 0 && len(r.PartIDs) > 0 {
+					fmt.Fprintln(w)
+				}
+				if len(r.PartIDs) > 0 {
+					fmt.Fprintf(w, "%s on %s: %s\n", r.Snapshot, r.Destination, strings.Join(r.PartIDs, ", "))
+				}
+			}
 			if ferr := w.Flush(); ferr != nil {
 				return ferr
 			}
@@ -239,13 +255,14 @@ Exit code 3 when a snapshot fails its check.`,
 	f.StringVar(&o.Level, "level", "quick", "quick, full or restore-test")
 	f.StringSliceVar(&o.Dests, "dest", nil, "only this destination (repeatable)")
 	f.StringVar(&o.Identity, "identity", "", "age identity file (default: keys.identity_file)")
+	f.StringVar(&o.Mongo.ScratchURIFile, "scratch-uri-file", "", "mongo: file (0600) with the URI of the server restore-test uses (default: the configured one)")
 	return cmd
 }
 
 func (a *app) restoreCommand() *cobra.Command {
 	o := backup.RestoreOptions{}
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT|latest [--part PART]... [--to DIR|FILE] [--dry-run] [--force]",
+		Use:   "restore SNAPSHOT|latest [--part PART]... [--to DIR|FILE|volume:NAME] [--ns DB.COLL|DB.*]... [--to-db PREFIX] [--to-uri-file F] [--drop] [--dry-run] [--force]",
 		Short: "Restore parts of a snapshot, checked and staged before anything is replaced",
 		Long: `restore checks the manifest's signature and every chunk, decrypts each part
 into a staging copy next to its target, checks it (payload SHA-256, entry
@@ -256,7 +273,19 @@ Targets: a files part needs --to DIR (its paths are recreated under DIR); a
 sqlite part goes to its configured path, or --to FILE. With several parts,
 --to is a folder: files parts go to DIR/files-NAME, sqlite parts to
 DIR/NAME.sqlite. A non-empty folder or an existing database is replaced
-only with --force.`,
+only with --force. One restore runs at a time (exit code 4 otherwise).
+
+A volume part goes back into its volume, --to volume:OTHER, or --to DIR
+(DIR/volume-NAME with several parts), through a staging volume; a volume
+with content, or one that running containers use (they are named), is
+replaced only with --force (docs/volumes.md).
+
+The mongo part goes back into the configured server (or --to-uri-file):
+every collection, or those of --ns, into the recorded databases, or into
+PREFIX+DB with --to-db. Each collection is loaded into a staging
+collection, indexed and counted; only when every one checked out are they
+renamed over their targets. A collection that has documents is replaced
+only with --drop (docs/mongo.md).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Snapshot = args[0]
@@ -265,7 +294,12 @@ only with --force.`,
 				return err
 			}
 			o.Log = a.log
-			res, err := backup.Restore(cmd.Context(), cfg, o)
+			var res *backup.RestoreResult
+			err = a.withLock(cmd.Context(), cfg, "restore", func() error {
+				var err error
+				res, err = backup.Restore(cmd.Context(), cfg, o)
+				return err
+			})
 			if res == nil {
 				return err
 			}
@@ -296,30 +330,15 @@ only with --force.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.Parts, "part", nil, "only this part (files:NAME, sqlite:NAME, or a kind; repeatable)")
-	f.StringVar(&o.To, "to", "", "target folder, or file for one sqlite part")
+	f.StringSliceVar(&o.Parts, "part", nil, "only this part (files:NAME, sqlite:NAME, volume:NAME, or a kind; repeatable)")
+	f.StringVar(&o.To, "to", "", "target folder, file for one sqlite part, or volume:NAME for one volume part")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan, write nothing")
 	f.BoolVar(&o.Force, "force", false, "replace a non-empty target folder or an existing database")
 	f.StringVar(&o.Dest, "dest", "", "read from this destination (default: the first that has the snapshot)")
 	f.StringVar(&o.Identity, "identity", "", "age identity file (default: keys.identity_file)")
+	f.StringSliceVar(&o.Mongo.NS, "ns", nil, "mongo: only this namespace, DB.COLLECTION or DB.* (repeatable)")
+	f.StringVar(&o.Mongo.ToDB, "to-db", "", "mongo: restore DB into PREFIX+DB instead of DB")
+	f.StringVar(&o.Mongo.ToURIFile, "to-uri-file", "", "mongo: file (0600) with the URI of the server to restore into (default: the configured one)")
+	f.BoolVar(&o.Mongo.Drop, "drop", false, "mongo: replace collections that have documents")
 	return cmd
-}
-
-// writeSnapshotMetrics records a snapshot run in the textfile collector
-// folder; a failure to do so is logged, not fatal.
-func (a *app) writeSnapshotMetrics(cfg *config.Config, res *snapshot.Result, runErr error) {
-	var dur time.Duration
-	if res != nil && !res.Finished.IsZero() {
-		dur = res.Finished.Sub(res.Started)
-	}
-	if err := backup.WriteSnapshotMetrics(cfg.Metrics.TextfileDir, time.Now(), dur, res, runErr); err != nil {
-		a.log.Warn("metrics textfile not written", "err", err)
-	}
-}
-
-// writeVerifyMetrics records a verify run in the textfile collector folder.
-func (a *app) writeVerifyMetrics(cfg *config.Config, level string, res []backup.VerifyResult, runErr error, dur time.Duration) {
-	if err := backup.WriteVerifyMetrics(cfg.Metrics.TextfileDir, level, time.Now(), dur, res, runErr); err != nil {
-		a.log.Warn("metrics textfile not written", "err", err)
-	}
 }

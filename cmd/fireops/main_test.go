@@ -34,10 +34,17 @@ func TestScripts(t *testing.T) {
 			env.Setenv("FIREOPS_CONFIG", filepath.Join(env.WorkDir, "fireops.yaml"))
 			return nil
 		},
-		Condition: scriptCondition,
+		Condition: func(cond string) (bool, error) {
+			if cond == "mongo" {
+				return mongoCondition()
+			}
+			return scriptCondition(cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":   cmdExits,
-			"testhub": cmdTestHub,
+			"exits":     cmdExits,
+			"testhub":   cmdTestHub,
+			"testmongo": cmdTestMongo,
+			"mongo":     cmdMongo,
 		},
 	})
 }

@@ -11,9 +11,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
@@ -25,6 +27,11 @@ type app struct {
 	logFormat  string
 	quiet      bool
 	verbose    bool
+	lockWait   time.Duration
+
+	// publish, when set (the schedule daemon), receives every job's
+	// metrics besides the textfiles.
+	publish func(backup.JobMetrics)
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -107,9 +114,10 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "log only warnings and errors")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
+	pf.DurationVar(&a.lockWait, "lock-wait", 0, "wait this long for a running snapshot, rotate, verify or restore of the same kind (e.g. 30m), then exit 4")
 
-	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(),
-		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand())
+	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(), a.deployCommand(),
+		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand(), a.rotateCommand(), a.scheduleCommand())
 	return root
 }
 

@@ -417,16 +417,3 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Fatal("dry run wrote the target")
 	}
 }
-
-func TestUnsupportedSourcesAreErrors(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
-	cfg := *f.cfg
-	cfg.Sources.Volumes = &config.VolumeSource{Include: []string{"x"}, Read: "auto"}
-	if _, err := Snapshot(context.Background(), &cfg, SnapshotOptions{}); exitcode.Code(err) != exitcode.Usage {
-		t.Fatalf("volumes: %v", err)
-	}
-	if _, err := Snapshot(context.Background(), &cfg, SnapshotOptions{Only: []string{"sqlite"}}); err != nil {
-		t.Fatalf("--only sqlite with an unsupported volumes source: %v", err)
-	}
-}

@@ -31,6 +31,9 @@ type SnapshotOptions struct {
 	Log *slog.Logger
 	// Progress, when set, counts bytes for a progress line.
 	Progress *snapshot.Progress
+	// Now returns the current time (snapshot ids, manifest times); nil
+	// means time.Now. Tests take snapshots "in the past" with it.
+	Now func() time.Time
 }
 
 // Snapshot takes one snapshot of the configured sources to the configured
@@ -53,10 +56,18 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("state dir: %w", err), "make state_dir writable, or point it elsewhere")
 	}
+	// Shared with other snapshots, exclusive for rotate's sweep: the sweep
+	// must not remove an object this run references (see ObjectsLock).
+	objLock, err := holdObjects(ctx, cfg, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer objLock.Release()
 	srcs, err := Sources(ctx, cfg, o.Only)
 	if err != nil {
 		return nil, err
 	}
+	setLoggers(srcs, o.Log)
 	dests, err := OpenDests(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
@@ -74,7 +85,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	return snapshot.Create(ctx, snapshot.Options{
 		Host: cfg.Host, Recipients: rcp, Signer: signer, ChunkSize: int(cfg.ChunkSize),
 		Compression: cfg.Compression, Uploads: uploads, State: state, Version: o.Version, Log: o.Log,
-		Progress: o.Progress,
+		Progress: o.Progress, Now: o.Now,
 	}, stores, srcs)
 }
 
@@ -152,6 +163,8 @@ type VerifyOptions struct {
 	Identity string
 	// ScratchDir is where restore-test restores (default: the temp dir).
 	ScratchDir string
+	// Mongo holds the mongo part's restore-test options.
+	Mongo MongoVerifyOptions
 	// Log receives progress.
 	Log *slog.Logger
 }
@@ -166,6 +179,9 @@ type VerifyResult struct {
 	Bytes       int64   `json:"bytes"`
 	Error       string  `json:"error,omitempty"`
 	Seconds     float64 `json:"seconds"`
+	// PartIDs names the parts ("volume:jupyterhub-user-ada"), from the
+	// encrypted index: only levels full and restore-test read it.
+	PartIDs []string `json:"part_ids,omitempty"`
 }
 
 // Verify checks snapshots at the given level. It returns every result and
@@ -257,13 +273,16 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 			return err
 		}
 		for _, p := range idx.Parts {
+			r.PartIDs = append(r.PartIDs, p.ID)
+		}
+		for _, p := range idx.Parts {
 			if o.Level == LevelFull {
 				if err := verifyPart(ctx, d, m, p, ids); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := restoreTestPart(ctx, cfg, d, m, p, ids, o.ScratchDir); err != nil {
+			if err := restoreTestPart(withScratchInfo(ctx, id, o), cfg, d, m, p, ids, o.ScratchDir); err != nil {
 				return err
 			}
 		}
@@ -334,6 +353,9 @@ type RestoreOptions struct {
 	DryRun bool
 	// Force allows replacing a non-empty target.
 	Force bool
+	// Mongo holds the mongo part's options (--ns, --to-db, --to-uri-file,
+	// --drop).
+	Mongo MongoRestoreOptions
 	// Dest is the destination to read from ("" means the first that has
 	// the snapshot).
 	Dest string

@@ -38,7 +38,11 @@ type kind interface {
 }
 
 // kinds lists every kind, in the order their parts are snapshotted.
-var kinds = []kind{filesKind{}, sqliteKind{}}
+//
+// Volumes come before sqlite, so that restoring a whole snapshot puts a
+// volume back before the database that lives in it (the volume part
+// leaves that database out).
+var kinds = []kind{filesKind{}, volumeKind{}, sqliteKind{}, mongoKind{}}
 
 // kindOf returns the kind of a part.
 func kindOf(p snapshot.Part) (kind, error) {
@@ -59,16 +63,6 @@ func wanted(only []string, kind, name string) bool {
 // Sources builds the configured sources, or those selected by only (part
 // ids such as files:stack, or kinds such as sqlite).
 func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
-	s := cfg.Sources
-	for _, c := range []struct {
-		kind, key  string
-		configured bool
-	}{{"mongo", "sources.mongo", s.Mongo != nil}, {"volume", "sources.volumes", s.Volumes != nil}} {
-		if c.configured && wanted(only, c.kind, "") && !slices.ContainsFunc(kinds, func(k kind) bool { return k.name() == c.kind }) {
-			return nil, exitcode.Usagef("remove "+c.key+" for now, or snapshot the other parts with --only",
-				"%s: %s parts are not supported by this version of fireops yet", c.key, c.kind)
-		}
-	}
 	var out []source.Source
 	for _, k := range kinds {
 		srcs, err := k.sources(ctx, cfg, only)

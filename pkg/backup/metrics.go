@@ -1,6 +1,8 @@
 package backup
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/firetech/fireops/pkg/metrics"
@@ -10,13 +12,52 @@ import (
 // The textfiles the backup jobs write into metrics.textfile_dir. The run
 // file is replaced by every run; the success file only by a successful
 // one, so the last success survives failures (the "no good snapshot in
-// 26 h" alert reads it).
+// 26 h" alert reads it). Verify writes one pair per level
+// (VerifyRunFile(level)), so that a quick verify never hides the result of
+// a full one. docs/metrics.md lists every metric.
 const (
 	SnapshotRunFile     = "fireops_snapshot.prom"
 	SnapshotSuccessFile = "fireops_snapshot_success.prom"
-	VerifyRunFile       = "fireops_verify.prom"
-	VerifySuccessFile   = "fireops_verify_success.prom"
+	RotateRunFile       = "fireops_rotate.prom"
+	RotateSuccessFile   = "fireops_rotate_success.prom"
 )
+
+// VerifyRunFile is the run textfile of verify at one level.
+func VerifyRunFile(level string) string {
+	return "fireops_verify_" + strings.ReplaceAll(level, "-", "_") + ".prom"
+}
+
+// VerifySuccessFile is the success textfile of verify at one level.
+func VerifySuccessFile(level string) string {
+	return "fireops_verify_" + strings.ReplaceAll(level, "-", "_") + "_success.prom"
+}
+
+// JobMetrics is what one job run publishes: the families of its run file,
+// and those of its success file when the run succeeded. The textfiles and
+// the daemon's /metrics get exactly these.
+type JobMetrics struct {
+	// Job is snapshot, verify or rotate.
+	Job string
+	// RunFile and SuccessFile are the textfile names.
+	RunFile, SuccessFile string
+	// Run is written on every run; Success only when it is not nil.
+	Run, Success []metrics.Family
+}
+
+// Write replaces the textfiles in dir (nothing when dir is empty), each
+// atomically.
+func (m JobMetrics) Write(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := metrics.WriteTextfile(dir, m.RunFile, m.Run); err != nil {
+		return err
+	}
+	if m.Success == nil {
+		return nil
+	}
+	return metrics.WriteTextfile(dir, m.SuccessFile, m.Success)
+}
 
 func gauge(name, help string, samples ...metrics.Sample) metrics.Family {
 	return metrics.Family{Name: name, Help: help, Type: metrics.Gauge, Samples: samples}
@@ -26,77 +67,171 @@ func one(v float64, labels ...string) metrics.Sample {
 	return metrics.Sample{Labels: metrics.L(labels...), Value: v}
 }
 
-// WriteSnapshotMetrics records a snapshot run's result in dir (nothing
-// when dir is empty). res may be nil when the run failed early.
-func WriteSnapshotMetrics(dir string, now time.Time, dur time.Duration, res *snapshot.Result, runErr error) error {
-	if dir == "" {
-		return nil
+// runFamilies are the three families every job's run file starts with.
+func runFamilies(job, what string, now time.Time, dur time.Duration, ok bool, labels ...string) []metrics.Family {
+	return []metrics.Family{
+		gauge("fireops_"+job+"_last_run_timestamp_seconds", "Time the last "+what+" run ended, in seconds since the epoch.", one(float64(now.Unix()), labels...)),
+		gauge("fireops_"+job+"_last_run_success", "1 if the last "+what+" run succeeded (on every destination), else 0.", one(metrics.Bool(ok), labels...)),
+		gauge("fireops_"+job+"_last_run_duration_seconds", "Duration of the last "+what+" run.", one(dur.Seconds(), labels...)),
 	}
+}
+
+// SnapshotMetrics returns what a snapshot run publishes. res may be nil
+// when the run failed early; dests are the configured destinations, each
+// of which gets a destination_success sample (0 when this run did not
+// complete a snapshot there, also when it was left out with --dest).
+func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) JobMetrics {
 	ok := runErr == nil && res != nil
-	run := []metrics.Family{
-		gauge("fireops_snapshot_last_run_timestamp_seconds", "Time the last snapshot run ended.", one(float64(now.Unix()))),
-		gauge("fireops_snapshot_last_run_success", "1 if the last snapshot run succeeded on every destination.", one(metrics.Bool(ok))),
-		gauge("fireops_snapshot_last_run_duration_seconds", "Duration of the last snapshot run.", one(dur.Seconds())),
-	}
+	m := JobMetrics{Job: "snapshot", RunFile: SnapshotRunFile, SuccessFile: SnapshotSuccessFile}
+	m.Run = runFamilies("snapshot", "snapshot", now, dur, ok)
+	done := map[string]snapshot.DestResult{}
 	if res != nil {
-		var ds []metrics.Sample
 		for _, d := range res.Destinations {
-			ds = append(ds, one(metrics.Bool(d.Err == nil), "destination", d.Name))
+			done[d.Name] = d
 		}
-		run = append(run, gauge("fireops_snapshot_destination_success", "1 if the last snapshot run completed on this destination.", ds...))
 	}
-	if err := metrics.WriteTextfile(dir, SnapshotRunFile, run); err != nil {
-		return err
+	var succ, up, reused []metrics.Sample
+	names := append([]string(nil), dests...)
+	for n := range done {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
 	}
+	slices.Sort(names)
+	for _, n := range names {
+		d, there := done[n]
+		succ = append(succ, one(metrics.Bool(there && d.Err == nil), "destination", n))
+		if there {
+			up = append(up, one(float64(d.Uploaded), "destination", n))
+			reused = append(reused, one(float64(d.Reused), "destination", n))
+		}
+	}
+	m.Run = append(m.Run,
+		gauge("fireops_snapshot_destination_success", "1 if the last snapshot run completed a snapshot on this destination, else 0.", succ...),
+		gauge("fireops_snapshot_destination_uploaded_bytes", "Bytes the last snapshot run uploaded to this destination.", up...),
+		gauge("fireops_snapshot_destination_reused_parts", "Parts the last snapshot run referenced from earlier uploads on this destination.", reused...),
+	)
 	if !ok {
-		return nil
+		return m
 	}
-	var in, out, reused []metrics.Sample
+	var in, out, reusedPart []metrics.Sample
+	var size, stored int64
 	for _, p := range res.Parts {
 		in = append(in, one(float64(p.Size), "part", p.ID))
 		out = append(out, one(float64(p.Stored), "part", p.ID))
-		reused = append(reused, one(metrics.Bool(p.Reused), "part", p.ID))
+		reusedPart = append(reusedPart, one(metrics.Bool(p.Reused), "part", p.ID))
+		size += p.Size
+		stored += p.Stored
 	}
-	succ := []metrics.Family{
-		gauge("fireops_snapshot_last_success_timestamp_seconds", "Time the last fully successful snapshot ended.", one(float64(now.Unix()))),
+	m.Success = []metrics.Family{
+		gauge("fireops_snapshot_last_success_timestamp_seconds", "Time the last fully successful snapshot ended, in seconds since the epoch.", one(float64(now.Unix()))),
 		gauge("fireops_snapshot_last_success_duration_seconds", "Duration of the last successful snapshot.", one(dur.Seconds())),
 		gauge("fireops_snapshot_last_success_parts", "Parts in the last successful snapshot.", one(float64(len(res.Parts)))),
-		gauge("fireops_snapshot_part_bytes_in", "Plaintext payload bytes of each part in the last successful snapshot.", in...),
-		gauge("fireops_snapshot_part_bytes_out", "Encrypted stored bytes of each part in the last successful snapshot.", out...),
-		gauge("fireops_snapshot_part_reused", "1 if the part was referenced from an earlier upload.", reused...),
+		gauge("fireops_snapshot_last_success_size_bytes", "Plaintext payload bytes of the last successful snapshot.", one(float64(size))),
+		gauge("fireops_snapshot_last_success_stored_bytes", "Encrypted bytes the last successful snapshot references on each destination.", one(float64(stored))),
+		gauge("fireops_snapshot_part_size_bytes", "Plaintext payload bytes of each part in the last successful snapshot.", in...),
+		gauge("fireops_snapshot_part_stored_bytes", "Encrypted stored bytes of each part in the last successful snapshot.", out...),
+		gauge("fireops_snapshot_part_reused", "1 if the part was referenced from an earlier upload, else 0.", reusedPart...),
 	}
-	return metrics.WriteTextfile(dir, SnapshotSuccessFile, succ)
+	return m
 }
 
-// WriteVerifyMetrics records a verify run's result in dir (nothing when
-// dir is empty).
-func WriteVerifyMetrics(dir, level string, now time.Time, dur time.Duration, res []VerifyResult, runErr error) error {
-	if dir == "" {
-		return nil
-	}
-	failed := 0
+// VerifyMetrics returns what a verify run at one level publishes. A
+// successful restore-test also sets fireops_restore_test_success_timestamp_seconds
+// (the restore drill's alert reads it).
+func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyResult, runErr error) JobMetrics {
+	failed, checked := 0, 0
 	var bytes int64
+	perDest := map[string]bool{}
+	var order []string
 	for _, r := range res {
+		checked++
 		if !r.OK {
 			failed++
 		}
 		bytes += r.Bytes
+		if _, seen := perDest[r.Destination]; !seen {
+			order = append(order, r.Destination)
+			perDest[r.Destination] = true
+		}
+		perDest[r.Destination] = perDest[r.Destination] && r.OK
 	}
 	ok := runErr == nil
-	run := []metrics.Family{
-		gauge("fireops_verify_last_run_timestamp_seconds", "Time the last verify run ended.", one(float64(now.Unix()), "level", level)),
-		gauge("fireops_verify_last_run_success", "1 if every snapshot checked by the last verify run passed.", one(metrics.Bool(ok), "level", level)),
-		gauge("fireops_verify_last_run_duration_seconds", "Duration of the last verify run.", one(dur.Seconds(), "level", level)),
+	m := JobMetrics{Job: "verify", RunFile: VerifyRunFile(level), SuccessFile: VerifySuccessFile(level)}
+	m.Run = runFamilies("verify", "verify", now, dur, ok, "level", level)
+	var ds []metrics.Sample
+	for _, d := range order {
+		ds = append(ds, one(metrics.Bool(perDest[d]), "level", level, "destination", d))
+	}
+	m.Run = append(m.Run,
+		gauge("fireops_verify_last_run_snapshots", "Snapshots checked by the last verify run.", one(float64(checked), "level", level)),
 		gauge("fireops_verify_last_run_failed_snapshots", "Snapshots that failed the last verify run.", one(float64(failed), "level", level)),
 		gauge("fireops_verify_last_run_bytes", "Bytes of the snapshots checked by the last verify run.", one(float64(bytes), "level", level)),
-	}
-	if err := metrics.WriteTextfile(dir, VerifyRunFile, run); err != nil {
-		return err
-	}
+		gauge("fireops_verify_destination_success", "1 if every snapshot the last verify run checked on this destination passed, else 0.", ds...),
+	)
 	if !ok {
-		return nil
+		return m
 	}
-	return metrics.WriteTextfile(dir, VerifySuccessFile, []metrics.Family{
-		gauge("fireops_verify_last_success_timestamp_seconds", "Time the last successful verify ended.", one(float64(now.Unix()), "level", level)),
-	})
+	m.Success = []metrics.Family{
+		gauge("fireops_verify_last_success_timestamp_seconds", "Time the last successful verify ended, in seconds since the epoch.", one(float64(now.Unix()), "level", level)),
+	}
+	if level == LevelRestoreTest && checked > 0 {
+		m.Success = append(m.Success, gauge("fireops_restore_test_success_timestamp_seconds",
+			"Time the last successful restore drill (verify --level restore-test) ended, in seconds since the epoch.", one(float64(now.Unix()))))
+	}
+	return m
+}
+
+// RotateMetrics returns what a rotate run publishes (a dry run publishes
+// nothing). res may be nil when the run failed early; dests are the
+// configured destinations.
+func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr error, dests []string) JobMetrics {
+	ok := runErr == nil && res != nil
+	m := JobMetrics{Job: "rotate", RunFile: RotateRunFile, SuccessFile: RotateSuccessFile}
+	m.Run = runFamilies("rotate", "rotate", now, dur, ok)
+	byName := map[string]RotateDest{}
+	if res != nil {
+		for _, d := range res.Destinations {
+			byName[d.Destination] = d
+		}
+	}
+	names := append([]string(nil), dests...)
+	for n := range byName {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	var succ, kept, removed, incomplete, objs, freed, young, skipped []metrics.Sample
+	for _, n := range names {
+		d, there := byName[n]
+		succ = append(succ, one(metrics.Bool(there && d.Err == nil && d.Error == ""), "destination", n))
+		if !there {
+			continue
+		}
+		l := []string{"destination", n}
+		kept = append(kept, one(float64(d.Kept), l...))
+		removed = append(removed, one(float64(d.Removed), l...))
+		incomplete = append(incomplete, one(float64(d.IncompleteRemoved), l...))
+		objs = append(objs, one(float64(d.Objects.Removed), l...))
+		freed = append(freed, one(float64(d.Objects.FreedBytes), l...))
+		young = append(young, one(float64(d.Objects.Young), l...))
+		skipped = append(skipped, one(metrics.Bool(d.Objects.Skipped != ""), l...))
+	}
+	m.Run = append(m.Run,
+		gauge("fireops_rotate_destination_success", "1 if the last rotate run completed on this destination, else 0.", succ...),
+		gauge("fireops_rotate_snapshots_kept", "Complete snapshots kept by the retention policy in the last rotate run.", kept...),
+		gauge("fireops_rotate_snapshots_removed", "Complete snapshots removed by the retention policy in the last rotate run.", removed...),
+		gauge("fireops_rotate_incomplete_removed", "Incomplete snapshots older than the grace period removed in the last rotate run.", incomplete...),
+		gauge("fireops_rotate_objects_removed", "Unreferenced objects swept in the last rotate run.", objs...),
+		gauge("fireops_rotate_freed_bytes", "Bytes of the objects swept in the last rotate run.", freed...),
+		gauge("fireops_rotate_objects_young", "Unreferenced objects kept by the last rotate run because they are within the grace period.", young...),
+		gauge("fireops_rotate_sweep_skipped", "1 if the last rotate run skipped the sweep (a snapshot was running, or a manifest could not be read).", skipped...),
+	)
+	if ok {
+		m.Success = []metrics.Family{
+			gauge("fireops_rotate_last_success_timestamp_seconds", "Time the last successful rotate ended, in seconds since the epoch.", one(float64(now.Unix()))),
+		}
+	}
+	return m
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -93,15 +94,18 @@ type sqliteKind struct{}
 
 func (sqliteKind) name() string { return sqlite.Kind }
 
-func (sqliteKind) sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+func (sqliteKind) sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
 	var out []source.Source
 	for i, q := range cfg.Sources.SQLite {
 		if !wanted(only, sqlite.Kind, q.Name) {
 			continue
 		}
-		if q.Path == "" {
-			return nil, exitcode.Usagef("give the database's host path with path: for now",
-				"sources.sqlite[%d]: databases inside Docker volumes are not supported by this version of fireops yet", i)
+		if q.Path == "" { // {volume, file}: through the volume's folder
+			p, err := sqliteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), q.Volume, q.File, false)
+			if err != nil {
+				return nil, err
+			}
+			q.Path = p
 		}
 		src, err := sqlite.New(q, sqlite.WithTempDir(cfg.StateDir))
 		if err != nil {
@@ -112,15 +116,32 @@ func (sqliteKind) sources(_ context.Context, cfg *config.Config, only []string) 
 	return out, nil
 }
 
-// plan: a sqlite part goes to its configured path, or --to FILE, or
-// --to DIR/<name>.sqlite when --to is a folder or several parts are
-// restored. An existing database is replaced only with --force.
-func (sqliteKind) plan(_ context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
+// plan: a sqlite part goes to its configured path (for a database inside
+// a volume: "volume:VOLUME/FILE", resolved when it is restored, after the
+// volume's own part), or --to FILE, or --to DIR/<name>.sqlite when --to is
+// a folder or several parts are restored. An existing database is
+// replaced only with --force.
+func (sqliteKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
 	target := ""
 	if o.To == "" {
-		for _, q := range cfg.Sources.SQLite {
+		for i, q := range cfg.Sources.SQLite {
 			if q.Name == p.Name && q.Path != "" {
 				target = q.Path
+			}
+			if q.Name == p.Name && q.Volume != "" {
+				key := fmt.Sprintf("sources.sqlite[%d]", i)
+				path, err := sqliteInVolume(ctx, key, q.Volume, q.File, false)
+				if errors.Is(err, errNoVolume) {
+					return sqliteVolumeTarget(q), nil // the volume's part (or the restore) creates it
+				}
+				if err != nil {
+					return "", err
+				}
+				if _, err := os.Stat(path); err == nil && !o.Force {
+					return "", exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
+						"part %s: %s exists in volume %s", p.ID, q.File, q.Volume)
+				}
+				return sqliteVolumeTarget(q), nil
 			}
 		}
 		if target == "" {
@@ -143,7 +164,15 @@ func (sqliteKind) plan(_ context.Context, cfg *config.Config, p snapshot.Part, o
 	return target, nil
 }
 
-func (sqliteKind) restorer(_ context.Context, _ *config.Config, _ snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
+func (sqliteKind) restorer(ctx context.Context, _ *config.Config, p snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
+	if rest, ok := strings.CutPrefix(target, volumeTarget); ok {
+		vol, file, _ := strings.Cut(rest, "/")
+		path, err := sqliteInVolume(ctx, "part "+p.ID, vol, file, true)
+		if err != nil {
+			return nil, err
+		}
+		target = path
+	}
 	return sqlite.NewRestorer(target)
 }
 

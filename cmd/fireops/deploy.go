@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/deploy"
+	"github.com/firetech/fireops/pkg/exitcode"
+)
+
+// deployOptions are the flags of `fireops deploy`.
+type deployOptions struct {
+	dryRun bool
+	diff   bool
+}
+
+func (a *app) deployCommand() *cobra.Command {
+	var opts deployOptions
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Render the Compose stack from the config, preflight, start it and report its health",
+		Long: `deploy renders the FireTech stack from the config's stack: section into
+stack.dir (compose.yaml, the hub and notebook Dockerfiles, jupyterhub_config.py,
+Prometheus, alert rules, Alertmanager, Loki, Alloy, Grafana with dashboards),
+generates the missing secrets into stack.dir/secrets/ (0600, never replaced,
+never printed), checks the host (Docker Engine, the compose plugin, free
+ports, disk space in Docker's data root, the GPUs when stack.gpus is on),
+builds the notebook image when its tag is missing, then runs
+docker compose up -d --wait and prints each service's health.
+
+Nothing is written or started when the preflight fails. Running it again
+with the same config changes nothing. docs/deploy.md explains every file.
+
+  --dry-run  render into a new temp dir and print what would change
+  --diff     print a unified diff of stack.dir against the new render
+
+EXIT STATUS
+  0  the stack runs and every service is healthy (or the plan was printed)
+  1  compose failed or a service is not healthy
+  2  bad flags or config
+  3  the preflight failed: nothing was started`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runDeploy(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.dryRun, "dry-run", false, "render into a temp dir and print the plan; start nothing")
+	f.BoolVar(&opts.diff, "diff", false, "print what would change in stack.dir as a unified diff; start nothing")
+	cmd.AddCommand(a.deployStatusCommand(), a.deployDownCommand())
+	return cmd
+}
+
+func (a *app) runDeploy(ctx context.Context, opts deployOptions) error {
+	if opts.dryRun && opts.diff {
+		return exitcode.Usagef("use one of them", "--dry-run and --diff exclude each other")
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	if opts.dryRun || opts.diff {
+		return a.deployPlan(cfg, opts)
+	}
+	var progress io.Writer = a.stderr
+	if a.quiet || a.jsonOut {
+		progress = nil
+	}
+	res, err := deploy.Deploy(ctx, cfg, deploy.Options{Progress: progress, Log: a.log})
+	if a.jsonOut && res != nil {
+		if perr := a.printJSON(res); perr != nil && err == nil {
+			err = perr
+		}
+	} else if res != nil {
+		a.printDeployResult(res)
+	}
+	return deployError(err)
+}
+
+// deployError maps deploy's errors to exit codes and hints.
+func deployError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *deploy.PreflightError
+	if errors.As(err, &pe) {
+		return exitcode.New(exitcode.CheckFailed, err, pe.Hint)
+	}
+	var ee *exitcode.Error
+	if errors.As(err, &ee) {
+		return err
+	}
+	return exitcode.New(exitcode.Failure, err, "see `fireops deploy status` and `docker compose --project-directory STACK_DIR logs SERVICE`")
+}
+
+// deployPlan prints what a deploy would change (--dry-run renders into a
+// temp dir too; --diff prints the unified diff).
+func (a *app) deployPlan(cfg *config.Config, opts deployOptions) error {
+	st, err := deploy.Render(cfg, deploy.RenderOptions{})
+	if err != nil {
+		return err
+	}
+	changes, err := st.Plan("")
+	if err != nil {
+		return err
+	}
+	if opts.diff {
+		return deploy.WriteDiff(a.stdout, changes)
+	}
+	tmp, err := os.MkdirTemp("", "fireops-deploy-")
+	if err != nil {
+		return err
+	}
+	if err := st.WriteTo(tmp); err != nil {
+		return err
+	}
+	secrets := deploy.PlanSecrets(st.Dir, st.Secrets)
+	if a.jsonOut {
+		return a.printJSON(map[string]any{
+			"stack_dir": st.Dir, "rendered_to": tmp, "project": st.Project,
+			"files": changes, "secrets": secrets, "services": st.Services, "ports": st.Ports,
+			"hub_image": st.HubImage, "notebook_image": st.NotebookImage,
+		})
+	}
+	fmt.Fprintf(a.stdout, "rendered into %s (nothing written to %s, nothing started)\n", tmp, st.Dir)
+	a.printChanges(st.Dir, changes, true)
+	fmt.Fprintln(a.stdout, "secrets:")
+	for _, s := range secrets {
+		action := s.Action
+		if action == "missing" {
+			action = "would be generated"
+		}
+		fmt.Fprintf(a.stdout, "  %-28s %s\n", s.Name, action)
+	}
+	fmt.Fprintf(a.stdout, "images: hub %s, notebook %s\n", st.HubImage, st.NotebookImage)
+	fmt.Fprintf(a.stdout, "services: %s\n", strings.Join(st.Services, ", "))
+	return nil
+}
+
+// printChanges prints the file changes, every one with all, else only
+// those that change something.
+func (a *app) printChanges(dir string, changes []deploy.Change, all bool) {
+	counts := map[string]int{}
+	for _, c := range changes {
+		counts[c.Action]++
+	}
+	fmt.Fprintf(a.stdout, "files in %s: %d to create, %d to update, %d to remove, %d unchanged\n",
+		dir, counts["create"], counts["update"], counts["remove"], counts["unchanged"])
+	for _, c := range changes {
+		if all || c.Action != "unchanged" {
+			fmt.Fprintf(a.stdout, "  %-9s %s\n", c.Action, c.Path)
+		}
+	}
+}
+
+func (a *app) printDeployResult(res *deploy.Result) {
+	if res.Preflight != nil {
+		fmt.Fprintln(a.stdout, "preflight:")
+		for _, c := range res.Preflight.Checks {
+			fmt.Fprintf(a.stdout, "  %-5s %-8s %s\n", c.Status, c.Name, c.Message)
+		}
+		if !res.Preflight.OK {
+			return
+		}
+	}
+	if res.Files != nil {
+		a.printChanges(res.StackDir, res.Files, false)
+	}
+	if res.Secrets != nil {
+		fmt.Fprintln(a.stdout, "secrets:")
+		for _, s := range res.Secrets {
+			line := fmt.Sprintf("  %-28s %s", s.Name, s.Action)
+			if s.Note != "" {
+				line += " (" + s.Note + ")"
+			}
+			fmt.Fprintln(a.stdout, line)
+		}
+	}
+	for _, b := range res.Built {
+		fmt.Fprintf(a.stdout, "built %s\n", b)
+	}
+	if res.Services != nil {
+		a.printServices(res.Services)
+	}
+}
+
+func (a *app) printServices(services []deploy.ServiceStatus) {
+	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVICE\tSTATE\tHEALTH\tRESTARTS\tPORTS\tCONTAINER")
+	for _, s := range services {
+		health := s.Health
+		if health == "" {
+			health = "-"
+			if s.State == "running" {
+				health = "(no check)"
+			}
+		}
+		ports := strings.Join(s.Ports, ",")
+		if ports == "" {
+			ports = "-"
+		}
+		id := s.ID
+		if id == "" {
+			id = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Service, s.State, health, s.Restarts, ports, id)
+	}
+	w.Flush()
+}
+
+func (a *app) deployStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "State, health, restarts and published ports of every service, from the Engine API",
+		Long: `status asks the Docker Engine about the containers of the stack's Compose
+project (stack.name): state, health, restart count and published ports. A
+service without a container shows as missing.
+
+EXIT STATUS
+  0  every service runs and is healthy
+  1  the Engine could not be asked
+  2  bad flags or config
+  3  a service is missing, stopped, restarting or unhealthy`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			services, ok, err := deploy.Status(cmd.Context(), cfg)
+			if err != nil {
+				var pe *deploy.PreflightError
+				if errors.As(err, &pe) {
+					return exitcode.New(exitcode.Failure, err, pe.Hint)
+				}
+				return err
+			}
+			if a.jsonOut {
+				if err := a.printJSON(map[string]any{"project": cfg.Stack.Name, "healthy": ok, "services": services}); err != nil {
+					return err
+				}
+			} else {
+				a.printServices(services)
+			}
+			if !ok {
+				var bad []string
+				for _, s := range services {
+					if !s.OK {
+						bad = append(bad, s.Service+" "+strings.TrimSpace(s.State+" "+s.Health))
+					}
+				}
+				return exitcode.New(exitcode.CheckFailed, fmt.Errorf("not healthy: %s", strings.Join(bad, ", ")),
+					"run `fireops deploy` to (re)start the stack; `docker compose --project-directory "+cfg.Stack.Dir+" logs SERVICE` shows why a service fails")
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) deployDownCommand() *cobra.Command {
+	var volumes, yes bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop and remove the stack's containers and networks (volumes only with --volumes --yes)",
+		Long: `down runs docker compose down for the stack: its containers and networks
+are removed; its volumes (hub database, MongoDB data, metrics, logs) stay
+unless --volumes and --yes are both given. User volumes (jupyterhub-user-*)
+are never removed: they do not belong to the Compose project. User servers
+started by the hub are not Compose containers either; stop them from the hub
+first.
+
+EXIT STATUS
+  0 done, 1 compose failed, 2 bad flags or config (--volumes without --yes)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if volumes && !yes {
+				return exitcode.Usagef("add --yes to remove the hub database, MongoDB's data, metrics and logs for good",
+					"--volumes deletes the stack's data volumes")
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			var progress io.Writer = a.stderr
+			if a.quiet {
+				progress = nil
+			}
+			err = deploy.Down(cmd.Context(), cfg, deploy.DownOptions{Volumes: volumes, Progress: progress})
+			if err != nil {
+				var pe *deploy.PreflightError
+				if errors.As(err, &pe) {
+					return exitcode.New(exitcode.Failure, err, pe.Hint)
+				}
+				return exitcode.New(exitcode.Failure, err, "")
+			}
+			if !a.quiet {
+				kept := "volumes kept"
+				if volumes {
+					kept = "volumes removed"
+				}
+				fmt.Fprintf(a.stdout, "stack %s is down (%s)\n", cfg.Stack.Name, kept)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove the stack's volumes (needs --yes)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm --volumes")
+	return cmd
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/firetech/fireops/pkg/backup"
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// The jobs below are what both the one-shot commands and `fireops
+// schedule` run: take the job's lock (waiting up to --lock-wait), run it,
+// record its metrics in the textfiles (and on /metrics in the daemon).
+// A run that finds the lock busy did not run: it records nothing.
+
+// withLock runs fn holding the lock of one job kind.
+func (a *app) withLock(ctx context.Context, cfg *config.Config, job string, fn func() error) error {
+	l, err := lock.Acquire(ctx, lock.Dir(cfg.StateDir), job, lock.Options{Wait: a.lockWait, Command: "fireops " + job})
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	return fn()
+}
+
+// record writes a job's metrics to the textfiles and hands them to the
+// daemon; a failure to write is logged, not fatal.
+func (a *app) record(cfg *config.Config, m backup.JobMetrics) {
+	if err := m.Write(cfg.Metrics.TextfileDir); err != nil {
+		a.log.Warn("metrics textfile not written", "job", m.Job, "err", err)
+	}
+	if a.publish != nil {
+		a.publish(m)
+	}
+}
+
+func destNames(cfg *config.Config) []string {
+	var out []string
+	for _, d := range cfg.Destinations {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func lockBusy(err error) bool { return exitcode.Code(err) == exitcode.LockBusy }
+
+// snapshotJob takes a snapshot under the snapshot lock.
+func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.SnapshotOptions) (*snapshot.Result, error) {
+	var res *snapshot.Result
+	var begin time.Time
+	err := a.withLock(ctx, cfg, "snapshot", func() error {
+		begin = time.Now()
+		var err error
+		res, err = backup.Snapshot(ctx, cfg, o)
+		return err
+	})
+	if lockBusy(err) && begin.IsZero() {
+		return nil, err
+	}
+	dur := time.Since(begin)
+	if res != nil && !res.Finished.IsZero() {
+		dur = res.Finished.Sub(res.Started)
+	}
+	a.record(cfg, backup.SnapshotMetrics(time.Now(), dur, res, err, destNames(cfg)))
+	return res, err
+}
+
+// verifyJob verifies under the verify lock.
+func (a *app) verifyJob(ctx context.Context, cfg *config.Config, o backup.VerifyOptions) ([]backup.VerifyResult, error) {
+	var res []backup.VerifyResult
+	var begin time.Time
+	err := a.withLock(ctx, cfg, "verify", func() error {
+		begin = time.Now()
+		var err error
+		res, err = backup.Verify(ctx, cfg, o)
+		return err
+	})
+	if lockBusy(err) && begin.IsZero() {
+		return nil, err
+	}
+	level := o.Level
+	if level == "" {
+		level = backup.LevelQuick
+	}
+	if level == backup.LevelQuick || level == backup.LevelFull || level == backup.LevelRestoreTest {
+		a.record(cfg, backup.VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
+	}
+	return res, err
+}
+
+// rotateJob applies the retention policy under the rotate lock; a dry run
+// takes no lock and records nothing.
+func (a *app) rotateJob(ctx context.Context, cfg *config.Config, o backup.RotateOptions) (*backup.RotateResult, error) {
+	if o.DryRun {
+		return backup.Rotate(ctx, cfg, o)
+	}
+	o.SweepWait = a.lockWait
+	var res *backup.RotateResult
+	var begin time.Time
+	err := a.withLock(ctx, cfg, "rotate", func() error {
+		begin = time.Now()
+		var err error
+		res, err = backup.Rotate(ctx, cfg, o)
+		return err
+	})
+	if lockBusy(err) && begin.IsZero() {
+		return nil, err
+	}
+	a.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
+	return res, err
+}

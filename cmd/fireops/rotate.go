@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firetech/fireops/pkg/backup"
+)
+
+func (a *app) rotateCommand() *cobra.Command {
+	o := backup.RotateOptions{}
+	cmd := &cobra.Command{
+		Use:   "rotate [--dest NAME]... [--dry-run]",
+		Short: "Apply the retention policy: remove old snapshots, then sweep unreferenced objects",
+		Long: `rotate applies the retention policy (retention:, or a destination's own
+retention:) on every destination, like restic's forget + prune:
+keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly
+and keep_within, with time buckets in UTC (docs/retention.md).
+
+A snapshot is removed whole, its manifest first. Incomplete snapshots
+older than incomplete_grace are removed too. Then the objects that no
+remaining manifest references and that are older than incomplete_grace are
+swept, and the bytes freed reported. While a snapshot runs on this host the
+sweep is skipped (or waits --lock-wait): a running snapshot may reference
+objects that no manifest names yet.
+
+Safety nets: an empty policy is refused, the newest complete snapshot is
+never removed, a snapshot whose manifest does not verify is never removed.
+rotate needs no private key.
+
+--dry-run prints every snapshot with keep or remove and the rules that
+decided it, and what the sweep would free; it changes nothing.
+
+EXIT STATUS
+  0  done (or planned, with --dry-run)
+  1  a destination failed; the others were rotated
+  2  bad flags or config (an empty policy)
+  4  another rotate runs`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			o.Log = a.log
+			res, err := a.rotateJob(cmd.Context(), cfg, o)
+			if res == nil {
+				return err
+			}
+			if a.jsonOut {
+				if perr := a.printJSON(res); perr != nil {
+					return perr
+				}
+				return err
+			}
+			if ferr := printRotate(a, res); ferr != nil {
+				return ferr
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Dests, "dest", nil, "only this destination (repeatable)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and remove nothing")
+	return cmd
+}
+
+func printRotate(a *app, res *backup.RotateResult) error {
+	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	for i, d := range res.Destinations {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		head := "rotate"
+		if res.DryRun {
+			head = "rotate plan (dry run, nothing removed)"
+		}
+		fmt.Fprintf(w, "%s of %s: %s; incomplete_grace %s\n", head, d.Destination, d.Policy, d.Grace)
+		if len(d.Snapshots) > 0 {
+			fmt.Fprintln(w, "  ACTION\tSNAPSHOT\tTIME (UTC)\tSTATE\tREASON")
+		}
+		for _, s := range d.Snapshots {
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", s.Action(), s.ID, s.Time.Format("2006-01-02 15:04:05"), s.State, strings.Join(s.Reasons, ", "))
+		}
+		verb := "removed"
+		if res.DryRun {
+			verb = "to remove"
+		}
+		fmt.Fprintf(w, "  %d kept, %d %s, %d incomplete %s\n", d.Kept, d.Removed, verb, d.IncompleteRemoved, verb)
+		ob := d.Objects
+		switch {
+		case ob.Skipped != "":
+			fmt.Fprintf(w, "  objects: sweep skipped: %s\n", ob.Skipped)
+		default:
+			freed := "freed"
+			if res.DryRun {
+				freed = "would be freed"
+			}
+			fmt.Fprintf(w, "  objects: %d, %d referenced, %d %s (%s %s), %d unreferenced within the grace period kept\n",
+				ob.Total, ob.Referenced, ob.Removed, verb, human(ob.FreedBytes), freed, ob.Young)
+		}
+		if d.Error != "" {
+			fmt.Fprintf(w, "  FAILED: %s\n", d.Error)
+		}
+	}
+	return w.Flush()
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firetech/fireops/pkg/backup"
+	"github.com/firetech/fireops/pkg/buildinfo"
+	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/schedule"
+)
+
+func (a *app) scheduleCommand() *cobra.Command {
+	var stopTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "schedule",
+		Short: "Run the configured jobs on their cron schedules (a daemon)",
+		Long: `schedule is the long-running alternative to systemd timers or cron
+(docs/scheduling.md: pick one of them). It runs the jobs of the config's
+schedule: section (snapshot, rotate, verify, gpu_check) with the same code
+as the one-shot commands, each under its lock: one run of a kind at a time,
+also against a run started by hand or by cron. schedule.jitter delays each
+run by a random time. A run missed because the previous one was still
+going, or because the daemon was down, is logged.
+
+It serves /metrics on metrics.listen: its own counters and every job's
+results (the same metrics as the textfiles in metrics.textfile_dir).
+
+SIGHUP reloads the config (a bad one is logged and the old one stays).
+SIGTERM or SIGINT stops it: no new run starts, a running snapshot is
+cancelled cleanly (no manifest is written, its uploaded chunks are
+removed), and it exits within --stop-timeout.
+
+Logs go to stderr; use --log-format json under systemd (journald).
+
+EXIT STATUS
+  0  stopped by SIGTERM or SIGINT, every job ended in time
+  1  metrics.listen could not be opened, or a job did not stop in time
+  2  bad flags or config
+  4  another fireops schedule runs`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			l, err := lock.Acquire(ctx, lock.Dir(cfg.StateDir), "schedule", lock.Options{Wait: a.lockWait, Command: "fireops schedule"})
+			if err != nil {
+				return err
+			}
+			defer l.Release()
+			results := schedule.NewResults()
+			a.publish = func(m backup.JobMetrics) {
+				results.Set(m.RunFile, m.Run)
+				if m.Success != nil {
+					results.Set(m.SuccessFile, m.Success)
+				}
+			}
+			// The jobs' reports (the gpu check's table) are for a terminal;
+			// the daemon logs instead.
+			a.stdout = io.Discard
+			err = schedule.Run(ctx, schedule.Options{
+				Load: a.scheduleConfig, Log: a.log, StopTimeout: stopTimeout, Results: results,
+				Version: buildinfo.Get().Version,
+			})
+			if err != nil {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", time.Minute, "on SIGTERM, wait this long for running jobs to clean up")
+	return cmd
+}
+
+// scheduleConfig loads the config and turns its schedule: section into the
+// daemon's jobs, each calling the same job function as its command.
+func (a *app) scheduleConfig() (*schedule.Config, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	version := buildinfo.Get().Version
+	out := &schedule.Config{
+		Jitter:    time.Duration(cfg.Schedule.Jitter),
+		Listen:    cfg.Metrics.Listen,
+		StateFile: filepath.Join(cfg.StateDir, "schedule.json"),
+	}
+	add := func(name, spec string, run func(ctx context.Context) error) {
+		if spec != "" {
+			out.Jobs = append(out.Jobs, schedule.Job{Name: name, Spec: spec, Run: run})
+		}
+	}
+	add("snapshot", cfg.Schedule.Snapshot, func(ctx context.Context) error {
+		_, err := a.snapshotJob(ctx, cfg, backup.SnapshotOptions{Version: version, Log: a.log})
+		return err
+	})
+	add("rotate", cfg.Schedule.Rotate, func(ctx context.Context) error {
+		_, err := a.rotateJob(ctx, cfg, backup.RotateOptions{Log: a.log})
+		return err
+	})
+	add("verify", cfg.Schedule.Verify, func(ctx context.Context) error {
+		_, err := a.verifyJob(ctx, cfg, backup.VerifyOptions{Level: cfg.Schedule.VerifyLevel, Log: a.log})
+		return err
+	})
+	add("gpu_check", cfg.Schedule.GPUCheck, func(ctx context.Context) error {
+		return a.runGPUCheck(ctx, gpuCheckOptions{configExplicit: true})
+	})
+	return out, nil
+}

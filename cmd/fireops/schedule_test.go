@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/internal/davtest"
+)
+
+// davConfig writes keys with init and a config backing up dir/data (one
+// 3 MiB file) to a WebDAV server in 1 MiB chunks, with extra YAML lines
+// appended; it returns the config path.
+func davConfig(t *testing.T, dav *davtest.Server, extra string) (cfg, data string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg = filepath.Join(dir, "fireops.yaml")
+	runFireops(t, cfg, "init", "--dir", dir, "--host", "gpu01")
+	data = filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeData(t, data, 1)
+	raw, _ := os.ReadFile(cfg)
+	y := strings.Replace(string(raw), "paths: [/opt/firetech]", "paths: ["+data+"]", 1)
+	y = strings.Replace(y, "    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", dav.Remote("fireops")), 1)
+	y = strings.Replace(y, "# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest", 1)
+	y = strings.Replace(y, "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"), 1)
+	y += "\n" + extra + "\n"
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, data
+}
+
+func writeData(t *testing.T, dir string, seed byte) {
+	t.Helper()
+	b := make([]byte, 3<<20)
+	for i := range b {
+		b[i] = byte(i*13) ^ seed ^ byte(i>>9)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.bin"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond every 20 ms for at most a minute (a safety net, not
+// a timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestLocksTwoProcesses starts two snapshots at once against a destination
+// that holds uploads: one holds the lock, the other exits 4 naming it.
+// Then the holder is killed with SIGKILL, and the next run is not blocked.
+func TestLocksTwoProcesses(t *testing.T) {
+	t.Parallel()
+	dav := davtest.Start(t)
+	cfg, _ := davConfig(t, dav, "")
+	dav.HoldPutsAfter(2)
+	var cmds [2]*exec.Cmd
+	var errs [2]strings.Builder
+	done := make(chan int, 2)
+	for i := range cmds {
+		cmds[i] = fireopsCmd(t, cfg, "snapshot", "-q")
+		cmds[i].Stderr = &errs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range cmds {
+		go func() { cmds[i].Wait(); done <- i }()
+	}
+	t.Cleanup(func() {
+		dav.Release()
+		for _, c := range cmds {
+			c.Process.Kill()
+		}
+	})
+	loser := <-done
+	winner := 1 - loser
+	if code := cmds[loser].ProcessState.ExitCode(); code != 4 {
+		t.Fatalf("the second snapshot exited %d, want 4 (lock busy):\n%s", code, errs[loser].String())
+	}
+	msg := errs[loser].String()
+	if !strings.Contains(msg, "another snapshot run holds the lock") || !strings.Contains(msg, "pid "+strconv.Itoa(cmds[winner].Process.Pid)) ||
+		!regexp.MustCompile(`started \d{4}-\d\d-\d\dT`).MatchString(msg) || !strings.Contains(msg, "fireops: hint: ") {
+		t.Fatalf("lock-busy message does not name the holder (pid %d):\n%s", cmds[winner].Process.Pid, msg)
+	}
+
+	// --lock-wait waits, then gives up with the same code.
+	out, err := fireopsCmd(t, cfg, "snapshot", "-q", "--lock-wait", "300ms").CombinedOutput()
+	if exitCode(err) != 4 || !strings.Contains(string(out), "waited") {
+		t.Fatalf("snapshot --lock-wait 300ms: %v\n%s", err, out)
+	}
+	// Other kinds are not blocked by a snapshot.
+	runFireops(t, cfg, "snapshots")
+
+	// The holder dies without a chance to clean up: the kernel drops its
+	// lock, and the next snapshot runs.
+	waitFor(t, "the holder to reach the held upload", func() bool { return dav.Puts() >= 3 })
+	if err := cmds[winner].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	dav.Release()
+	out2 := runFireops(t, cfg, "snapshot", "-q")
+	if !strings.Contains(out2, " ok ") {
+		t.Fatalf("snapshot after the holder was killed:\n%s", out2)
+	}
+}
+
+// daemon is a running `fireops schedule` with its JSON log lines.
+type daemon struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []map[string]any
+	done  chan error
+}
+
+func startDaemon(t *testing.T, cfg string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: fireopsCmd(t, cfg, "schedule", "--log-format", "json", "--stop-timeout", "1m"), done: make(chan error, 1)}
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.cmd.Process.Kill() })
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				m = map[string]any{"msg": "(not json) " + sc.Text()}
+			}
+			d.mu.Lock()
+			d.lines = append(d.lines, m)
+			d.mu.Unlock()
+		}
+		d.done <- d.cmd.Wait()
+	}()
+	return d
+}
+
+// find returns the log lines with msg and the given attributes.
+func (d *daemon) find(msg string, attrs ...string) []map[string]any {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []map[string]any
+	for _, l := range d.lines {
+		if l["msg"] != msg {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(attrs); i += 2 {
+			if fmt.Sprint(l[attrs[i]]) != attrs[i+1] {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (d *daemon) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var b strings.Builder
+	for _, l := range d.lines {
+		j, _ := json.Marshal(l)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// scrape returns the samples of a /metrics page by "name{labels}".
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample line %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// TestScheduleDaemon runs `fireops schedule` with a snapshot every 2 s:
+// two snapshots, /metrics with their results, then SIGTERM in the middle
+// of the third: the daemon exits 0 and that snapshot has no manifest.
+func TestScheduleDaemon(t *testing.T) {
+	t.Parallel()
+	dav := davtest.Start(t)
+	prom := t.TempDir()
+	cfg, data := davConfig(t, dav, fmt.Sprintf(`metrics: {textfile_dir: %s, listen: "127.0.0.1:0"}
+schedule: {snapshot: "@every 2s", rotate: "", verify: "", gpu_check: ""}`, prom))
+	d := startDaemon(t, cfg)
+	waitFor(t, "the metrics server", func() bool { return len(d.find("serving metrics")) > 0 })
+	url := "http://" + d.find("serving metrics")[0]["addr"].(string) + "/metrics"
+	waitFor(t, "two snapshots", func() bool { return len(d.find("job finished", "task", "snapshot", "result", "success")) >= 2 })
+
+	m := scrape(t, url)
+	for name, want := range map[string]float64{
+		`fireops_snapshot_last_run_success`:                         1,
+		`fireops_snapshot_destination_success{destination="local"}`: 1,
+		`fireops_snapshot_last_success_parts`:                       1,
+		`fireops_schedule_last_run_success{task="snapshot"}`:        1,
+	} {
+		if got, ok := m[name]; !ok || got != want {
+			t.Errorf("/metrics %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if n := m[`fireops_schedule_runs_total{result="success",task="snapshot"}`]; n < 2 {
+		t.Errorf("runs_total success = %v, want >= 2", n)
+	}
+	if ts := m[`fireops_snapshot_last_success_timestamp_seconds`]; time.Since(time.Unix(int64(ts), 0)) > time.Hour {
+		t.Errorf("last success timestamp %v is not recent", ts)
+	}
+	build := false
+	for k := range m {
+		build = build || strings.HasPrefix(k, "fireops_build_info{version=")
+	}
+	if !build {
+		t.Errorf("no fireops_build_info in /metrics")
+	}
+	if _, err := os.Stat(filepath.Join(prom, "fireops_snapshot_success.prom")); err != nil {
+		t.Errorf("the daemon's snapshot wrote no textfile: %v", err)
+	}
+
+	// Changed data, uploads held: the next snapshot stops in the middle.
+	snaps := filepath.Join(dav.Dir, "fireops", "gpu01", "snapshots")
+	objects := func() int { es, _ := os.ReadDir(filepath.Join(dav.Dir, "fireops", "gpu01", "objects")); return len(es) }
+	objectsBefore := objects()
+	dav.HoldPutsAfter(2)
+	base := dav.Puts()
+	writeData(t, data, 2)
+	waitFor(t, "a snapshot to reach the held upload", func() bool { return dav.Puts() >= base+3 })
+	var inflight []string
+	es, _ := os.ReadDir(snaps)
+	for _, e := range es {
+		if _, err := os.Stat(filepath.Join(snaps, e.Name(), "manifest.json")); errors.Is(err, fs.ErrNotExist) {
+			inflight = append(inflight, e.Name())
+		}
+	}
+	if len(inflight) != 1 {
+		t.Fatalf("want one snapshot in progress, found %v", inflight)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-d.done:
+	case <-time.After(2 * time.Minute): // a safety net well above --stop-timeout
+		t.Fatalf("the daemon did not exit after SIGTERM:\n%s", d.log())
+	}
+	dav.Release()
+	if err != nil {
+		t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, d.log())
+	}
+	if _, err := os.Stat(filepath.Join(snaps, inflight[0], "manifest.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the interrupted snapshot %s has a manifest: %v", inflight[0], err)
+	}
+	if n := objects(); n != objectsBefore {
+		t.Errorf("the interrupted snapshot's uploaded object was not removed: %d objects, %d before it", n, objectsBefore)
+	}
+	if len(d.find("job failed", "task", "snapshot", "result", "interrupted")) != 1 || len(d.find("scheduler stopped")) != 1 {
+		t.Fatalf("log of the stop:\n%s", d.log())
+	}
+	// What is on the destination still verifies, and the daemon's lock is
+	// free again.
+	runFireops(t, cfg, "verify", "--all", "-q")
+}

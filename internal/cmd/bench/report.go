@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+func median(xs []int64) int64 {
+	if len(xs) == 0 {
+		return -1
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// stat is the median of one field over a tool's runs.
+func (b *bench) stat(op, tool string, field func(sample) int64) (med, lo, hi int64, ok bool) {
+	ss := b.results[op][tool]
+	if len(ss) == 0 {
+		return 0, 0, 0, false
+	}
+	var xs []int64
+	for _, s := range ss {
+		xs = append(xs, field(s))
+	}
+	return median(xs), slices.Min(xs), slices.Max(xs), true
+}
+
+var (
+	fWall = func(s sample) int64 { return int64(s.wall) }
+	fCPU  = func(s sample) int64 { return int64(s.cpu) }
+	fRSS  = func(s sample) int64 { return s.maxRSS }
+	fOut  = func(s sample) int64 { return s.out }
+)
+
+var (
+	allOps   = []string{opFirst, opSecond, opRestore, opScale}
+	allTools = []string{toolFireops, toolFireops2, toolShell, toolRestic}
+)
+
+func (b *bench) environment() []string {
+	cpu := "?"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	mem := "?"
+	if m, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(m), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmtBytes(kb * 1024)
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	first := func(argv ...string) string {
+		out, err := output(b.ctx, nil, argv...)
+		if err != nil && out == "" {
+			return "?"
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+		return line
+	}
+	lines := []string{
+		fmt.Sprintf("machine: %d CPU cores (%s), %s RAM, Linux %s", runtime.NumCPU(), cpu, mem, strings.TrimSpace(string(kernel))),
+	}
+	if !b.opt.skipFireops {
+		lines = append(lines, "fireops: "+first(b.opt.fireops, "version"))
+	}
+	lines = append(lines, "tar: "+first("tar", "--version"), "zstd: "+first("zstd", "--version"), "age: "+first("age", "--version"))
+	if !b.opt.skipRestic {
+		lines = append(lines, "restic: "+first("restic", "version"))
+	}
+	return lines
+}
+
+func (b *bench) report(w io.Writer) {
+	fmt.Fprintf(w, "\n## fireops benchmark\n\n")
+	for _, l := range b.environment() {
+		fmt.Fprintf(w, "- %s\n", l)
+	}
+	fmt.Fprintf(w, "- dataset: %d files, %s (seed %d):", b.stats.files, fmtBytes(b.stats.bytes), b.opt.seed)
+	for k, ks := range b.stats.byKind {
+		if ks.files > 0 {
+			fmt.Fprintf(w, " %s %d files %s;", kindNames[k], ks.files, fmtBytes(ks.bytes))
+		}
+	}
+	fmt.Fprintf(w, "\n- %d runs of each, tools alternating; source data in the page cache; `sync` before each run\n", b.opt.runs)
+	fmt.Fprintf(w, "- restores into %s\n", b.restoreDesc)
+	fmt.Fprintf(w, "- shell pipeline: `tar -cf - -C DATA . | zstd -3 -T0 | age -r KEY > FILE`, restored with `age -d -i ID < FILE | zstd -d | tar -xf - -C DIR`\n")
+	fmt.Fprintf(w, "- restic: `restic backup DATA` into a fresh local repository (`restic init`, not timed); `restic restore latest --target DIR`\n")
+	fmt.Fprintf(w, "- fireops: `fireops snapshot` to a fresh local destination with a fresh state dir, the dataset as one files part; the second snapshot reuses both; `fireops restore latest --to DIR --force`\n")
+	fmt.Fprintf(w, "- CPU = user+sys of the process and its children; the pipeline's peak RSS is its largest process\n")
+
+	fmt.Fprintf(w, "\n### Medians\n\n")
+	fmt.Fprintf(w, "| operation | tool | wall (min-max) | CPU | peak RSS | output | other load |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|\n")
+	noisy, total := 0, 0
+	for _, op := range allOps {
+		for _, tool := range allTools {
+			wall, lo, hi, ok := b.stat(op, tool, fWall)
+			if !ok {
+				continue
+			}
+			cpu, _, _, _ := b.stat(op, tool, fCPU)
+			rss, _, _, _ := b.stat(op, tool, fRSS)
+			out, _, _, _ := b.stat(op, tool, fOut)
+			rng := ""
+			if len(b.results[op][tool]) > 1 {
+				rng = fmt.Sprintf(" (%.2f-%.2f)", time.Duration(lo).Seconds(), time.Duration(hi).Seconds())
+			}
+			outS := fmtBytes(out)
+			switch op {
+			case opSecond:
+				outS = "+" + outS
+			case opRestore:
+				outS += " restored"
+			}
+			worst := 0.0
+			for _, s := range b.results[op][tool] {
+				total++
+				worst = max(worst, busyShare(s))
+				if busyShare(s) > noisyShare {
+					noisy++
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | %s%s | %s | %s | %s | %.0f%% |\n", op, tool, fmtDur(time.Duration(wall)), rng,
+				fmtDur(time.Duration(cpu)), fmtBytes(rss), outS, worst*100)
+		}
+	}
+	fmt.Fprintf(w, "\nother load: the most CPU that other processes used during one of the runs, as a share of the machine.\n")
+	if noisy > 0 {
+		b.warns = append(b.warns, fmt.Sprintf("%d of %d runs overlapped with other processes using more than %.0f%% of the CPUs: their timings are unreliable; rerun on an idle machine", noisy, total, noisyShare*100))
+	}
+
+	fmt.Fprintf(w, "\n### fireops as a ratio of the others (medians)\n\n")
+	fmt.Fprintf(w, "| operation | fireops / | wall | CPU | peak RSS | output |\n|---|---|---:|---:|---:|---:|\n")
+	for _, op := range []string{opFirst, opSecond, opRestore} {
+		for _, other := range []string{toolShell, toolRestic} {
+			if _, _, _, ok := b.stat(op, other, fWall); !ok {
+				continue
+			}
+			if _, _, _, ok := b.stat(op, toolFireops, fWall); !ok {
+				continue
+			}
+			cols := []string{}
+			for _, f := range []func(sample) int64{fWall, fCPU, fRSS, fOut} {
+				cols = append(cols, fmtRatio(b.ratio(op, toolFireops, other, f)))
+			}
+			if op == opRestore {
+				cols[3] = "-"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s |\n", op, other, strings.Join(cols, " | "))
+		}
+	}
+
+	fmt.Fprintf(w, "\n### Targets (issue 3)\n\n")
+	for _, l := range b.targets() {
+		fmt.Fprintf(w, "- %s\n", l)
+	}
+	if len(b.warns) > 0 {
+		fmt.Fprintf(w, "\n### Warnings\n\n")
+		for _, l := range b.warns {
+			fmt.Fprintf(w, "- %s\n", l)
+		}
+	}
+}
+
+func fmtRatio(r float64) string {
+	if r < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", r)
+}
+
+// ratio is median(tool) / median(other) of a field; -1 when unknown.
+func (b *bench) ratio(op, tool, other string, f func(sample) int64) float64 {
+	a, _, _, ok1 := b.stat(op, tool, f)
+	c, _, _, ok2 := b.stat(op, other, f)
+	if !ok1 || !ok2 || c <= 0 || a < 0 {
+		return -1
+	}
+	return float64(a) / float64(c)
+}
+
+// verdict says PASS or MISS for value <= limit and by how much.
+func verdict(what string, value, limit float64, unit string) string {
+	if value < 0 {
+		return fmt.Sprintf("SKIP  %s: not measured", what)
+	}
+	num := "%.2f"
+	if unit == " MiB" {
+		num = "%.0f"
+	}
+	v, l := fmt.Sprintf(num, value)+unit, fmt.Sprintf(num, limit)+unit
+	if value <= limit {
+		return fmt.Sprintf("PASS  %s: %s (target <= %s, %.0f%% under)", what, v, l, (1-value/limit)*100)
+	}
+	return fmt.Sprintf("MISS  %s: %s (target <= %s, %.0f%% over)", what, v, l, (value/limit-1)*100)
+}
+
+func (b *bench) targets() []string {
+	var out []string
+	if b.opt.skipFireops {
+		return []string{"SKIP  fireops was not measured (-skip-fireops)"}
+	}
+	out = append(out,
+		verdict("first snapshot wall, fireops/shell", b.ratio(opFirst, toolFireops, toolShell, fWall), 1.1, "x"),
+		verdict("first snapshot wall, fireops/restic", b.ratio(opFirst, toolFireops, toolRestic, fWall), 0.7, "x"),
+		verdict("restore wall, fireops/shell", b.ratio(opRestore, toolFireops, toolShell, fWall), 1.1, "x"),
+		verdict("restore wall, fireops/restic", b.ratio(opRestore, toolFireops, toolRestic, fWall), 0.9, "x"),
+	)
+	// Peak RSS with two destinations: the worst run, 1x and 4x.
+	worst := int64(-1)
+	for _, op := range []string{opFirst, opScale} {
+		for _, s := range b.results[op][toolFireops2] {
+			worst = max(worst, s.maxRSS)
+		}
+	}
+	out = append(out, verdict("peak RSS with two destinations (worst run)", float64(worst)/mib, 256, " MiB"))
+	if b.opt.scaleCheck {
+		for _, tool := range []string{toolFireops, toolFireops2} {
+			one, _, _, ok1 := b.stat(opFirst, tool, fRSS)
+			four, _, _, ok4 := b.stat(opScale, tool, fRSS)
+			r := -1.0
+			if ok1 && ok4 && one > 0 {
+				r = float64(four) / float64(one)
+			}
+			out = append(out, verdict(fmt.Sprintf("peak RSS 4x/1x data, %s (%s -> %s)", tool, fmtBytes(one), fmtBytes(four)), r, 1.25, "x"))
+		}
+	}
+	out = append(out, verdict("second snapshot wall, fireops/restic", b.ratio(opSecond, toolFireops, toolRestic, fWall), 1.5, "x"))
+	bad, parts, reused := 0, 0, 0
+	var uploaded []string
+	var reuse []*reuseRun
+	for _, s := range b.results[opSecond][toolFireops] {
+		if s.reuse != nil {
+			reuse = append(reuse, s.reuse)
+		}
+	}
+	for _, r := range reuse {
+		if !r.ok {
+			bad++
+		}
+		parts += r.parts
+		reused += r.reusedParts
+		uploaded = append(uploaded, fmtBytes(r.uploaded))
+	}
+	switch {
+	case len(reuse) == 0:
+		out = append(out, "SKIP  no part uploaded again: not measured")
+	case bad == 0:
+		out = append(out, fmt.Sprintf("PASS  no part uploaded again: %d of %d parts reused over %d runs (uploaded: %s, index and manifest)", reused, parts, len(reuse), strings.Join(uploaded, ", ")))
+	default:
+		out = append(out, fmt.Sprintf("MISS  no part uploaded again: %d of %d runs uploaded a part again or reported no reuse (%d of %d parts reused; uploaded %s)", bad, len(reuse), reused, parts, strings.Join(uploaded, ", ")))
+	}
+	return out
+}

@@ -1,0 +1,256 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/snapshot"
+	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/source/mongo"
+)
+
+// MongoRestoreOptions are restore's options for the mongo part.
+type MongoRestoreOptions struct {
+	// NS limits the restore to namespaces: "DB.COLL" or "DB.*"
+	// (repeatable); empty restores every collection and view.
+	NS []string
+	// ToDB is a prefix given to every target database name (restore next
+	// to the live data: --to-db restored_ puts metrics into
+	// restored_metrics).
+	ToDB string
+	// ToURIFile names a secret file with the URI of another server to
+	// restore into; default: the configured server.
+	ToURIFile string
+	// Drop replaces collections that exist with documents (through a
+	// staging collection renamed over them); without it they are refused.
+	Drop bool
+}
+
+// MongoVerifyOptions are verify's options for the mongo part.
+type MongoVerifyOptions struct {
+	// ScratchURIFile names a secret file with the URI of the server that
+	// restore-test restores into; default: the configured server.
+	ScratchURIFile string
+}
+
+// mongoKind handles the mongo:mongodb part: the databases of the
+// configured MongoDB server.
+type mongoKind struct{}
+
+func (mongoKind) name() string { return mongo.Kind }
+
+func (mongoKind) sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+	m := cfg.Sources.Mongo
+	if m == nil || !wanted(only, mongo.Kind, mongo.Name) {
+		return nil, nil
+	}
+	uri, err := configuredMongoURI(cfg)
+	if err != nil {
+		return nil, err
+	}
+	src, err := mongo.New(uri, m.Databases, mongo.WithTempDir(cfg.StateDir))
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.mongo: %w", err), "fix sources.mongo in the config")
+	}
+	return []source.Source{src}, nil
+}
+
+// configuredMongoURI returns the configured server's URI: read from
+// sources.mongo.uri_file, or, when the config names no file, from the
+// environment variable FIREOPS_MONGO_URI.
+func configuredMongoURI(cfg *config.Config) (string, error) {
+	if m := cfg.Sources.Mongo; m != nil && m.URIFile != "" {
+		return mongo.ReadURIFile(m.URIFile)
+	}
+	if uri := os.Getenv(mongo.EnvURI); uri != "" {
+		return uri, nil
+	}
+	return "", exitcode.Usagef("set sources.mongo.uri_file (a 0600 file holding the mongodb:// URI) or "+mongo.EnvURI,
+		"no MongoDB server configured")
+}
+
+// mongoTarget returns the URI to restore into and how to name it in
+// output (never the URI itself).
+func mongoTarget(cfg *config.Config, uriFile string) (uri, where string, err error) {
+	if uriFile != "" {
+		uri, err = mongo.ReadURIFile(uriFile)
+		return uri, "the server in " + uriFile, err
+	}
+	uri, err = configuredMongoURI(cfg)
+	if err != nil {
+		err = exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.mongo")
+	}
+	return uri, "the configured server", err
+}
+
+// mongoRestoreOptions turns restore's options into the restorer's.
+func mongoRestoreOptions(p snapshot.Part, o MongoRestoreOptions) (mongo.RestoreOptions, []mongo.Namespace, error) {
+	contents, err := mongo.Contents(p.Details)
+	if err != nil {
+		return mongo.RestoreOptions{}, nil, fmt.Errorf("part %s: %w", p.ID, err)
+	}
+	sel, err := mongo.ParseSelection(o.NS)
+	if err != nil {
+		return mongo.RestoreOptions{}, nil, err
+	}
+	if o.ToDB != "" && strings.ContainsAny(o.ToDB, "/\\. \"$*<>:|?\x00") {
+		return mongo.RestoreOptions{}, nil, exitcode.Usagef("use letters, digits, _ and -", "--to-db %q cannot start a database name", o.ToDB)
+	}
+	return mongo.RestoreOptions{Select: sel, ToDB: o.ToDB, Drop: o.Drop, Expect: contents}, contents, nil
+}
+
+// plan: a mongo part is restored into the configured server (or
+// --to-uri-file), into the recorded databases or --to-db PREFIX+db,
+// every collection or those of --ns. A target collection with documents
+// (or a view) is refused without --drop, before anything is downloaded.
+func (mongoKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, _ int) (string, error) {
+	ro, contents, err := mongoRestoreOptions(p, o.Mongo)
+	if err != nil {
+		return "", err
+	}
+	uri, where, err := mongoTarget(cfg, o.Mongo.ToURIFile)
+	if err != nil {
+		return "", err
+	}
+	planned, err := mongo.Plan(ctx, uri, contents, ro)
+	if err != nil {
+		return "", fmt.Errorf("part %s: %w", p.ID, err)
+	}
+	if len(planned) == 0 {
+		return "nothing: the part holds no collections", nil
+	}
+	return describeMongoPlan(planned, o.Mongo.Drop) + " on " + where, nil
+}
+
+// describeMongoPlan summarizes the targets: "metrics.* (3), results.runs".
+func describeMongoPlan(planned []mongo.Planned, drop bool) string {
+	total := map[string]int{}
+	for _, p := range planned {
+		total[p.DB]++
+	}
+	byDB := map[string][]mongo.Planned{}
+	var dbs []string
+	for _, p := range planned {
+		if _, ok := byDB[p.DB]; !ok {
+			dbs = append(dbs, p.DB)
+		}
+		byDB[p.DB] = append(byDB[p.DB], p)
+	}
+	var parts []string
+	replaced := 0
+	for _, db := range dbs {
+		ps := byDB[db]
+		for _, p := range ps {
+			if p.Exists {
+				replaced++
+			}
+		}
+		if len(ps) > 1 {
+			parts = append(parts, fmt.Sprintf("%s.* (%d)", ps[0].TargetDB, len(ps)))
+			continue
+		}
+		parts = append(parts, ps[0].TargetDB+"."+ps[0].TargetColl)
+	}
+	s := strings.Join(parts, ", ")
+	if drop && replaced > 0 {
+		s += fmt.Sprintf(", replacing %d existing", replaced)
+	}
+	return s
+}
+
+func (mongoKind) restorer(_ context.Context, cfg *config.Config, p snapshot.Part, _ string, o RestoreOptions) (source.Restorer, error) {
+	ro, _, err := mongoRestoreOptions(p, o.Mongo)
+	if err != nil {
+		return nil, err
+	}
+	uri, _, err := mongoTarget(cfg, o.Mongo.ToURIFile)
+	if err != nil {
+		return nil, err
+	}
+	var opts []mongo.Option
+	if o.Log != nil {
+		opts = append(opts, mongo.WithLogger(o.Log))
+	}
+	return mongo.NewRestorer(uri, ro, opts...)
+}
+
+// scratch: restore-test restores every collection into one scratch
+// database, fireops-verify-<snapshot id>, on the configured server or
+// verify's --scratch-uri-file, compares each collection's count and
+// docsum read back from the server with the index, and drops the
+// database afterwards, also when the restore failed. A scratch database
+// of the same snapshot left by a killed run is dropped first.
+func (mongoKind) scratch(ctx context.Context, cfg *config.Config, p snapshot.Part, _ string) (source.Restorer, func(), error) {
+	info, _ := ctx.Value(scratchKey{}).(scratchInfo)
+	uri, _, err := mongoTarget(cfg, info.uriFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("part %s: restore-test needs a MongoDB server (--scratch-uri-file): %w", p.ID, err)
+	}
+	contents, err := mongo.Contents(p.Details)
+	if err != nil {
+		return nil, nil, fmt.Errorf("part %s: %w", p.ID, err)
+	}
+	id := info.snapshot
+	if id == "" {
+		id = time.Now().UTC().Format("20060102T150405Z") + "-scratch"
+	}
+	name := mongo.ScratchDB(id)
+	if err := mongo.DropDatabase(ctx, uri, name); err != nil {
+		return nil, nil, fmt.Errorf("part %s: %w", p.ID, err)
+	}
+	var opts []mongo.Option
+	if info.log != nil {
+		opts = append(opts, mongo.WithLogger(info.log))
+	}
+	rs, err := mongo.NewRestorer(uri, mongo.RestoreOptions{Scratch: name, Expect: contents, VerifySums: true}, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := mongo.DropDatabase(cctx, uri, name); err != nil && info.log != nil {
+			info.log.Error("restore-test: the scratch database was not dropped; drop it by hand", "database", name, "err", err)
+		}
+	}
+	return rs, cleanup, nil
+}
+
+// scratchInfo carries what a scratch target needs beyond the kind
+// interface: the snapshot id (for the scratch database's name), verify's
+// --scratch-uri-file and the logger.
+type scratchInfo struct {
+	snapshot, uriFile string
+	log               *slog.Logger
+}
+
+type scratchKey struct{}
+
+// withScratchInfo adds the scratch settings of one snapshot's
+// restore-test to ctx.
+func withScratchInfo(ctx context.Context, snapshot string, o VerifyOptions) context.Context {
+	return context.WithValue(ctx, scratchKey{}, scratchInfo{snapshot: snapshot, uriFile: o.Mongo.ScratchURIFile, log: o.Log})
+}
+
+// loggerSetter is a source that logs (warnings such as mongo's
+// per-collection consistency).
+type loggerSetter interface{ SetLogger(*slog.Logger) }
+
+// setLoggers gives the sources that log the job's logger.
+func setLoggers(srcs []source.Source, log *slog.Logger) {
+	if log == nil {
+		return
+	}
+	for _, s := range slices.Clip(srcs) {
+		if l, ok := s.(loggerSetter); ok {
+			l.SetLogger(log)
+		}
+	}
+}

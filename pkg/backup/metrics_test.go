@@ -1,0 +1,152 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// sampleJobs returns the metrics of one run of every job, successes and
+// failures, the way the commands record them.
+func sampleJobs() []JobMetrics {
+	now := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+	res := &snapshot.Result{ID: "20261128T030000Z-abcdef", Parts: []snapshot.Part{
+		{ID: "files:stack", Size: 100, Stored: 80},
+		{ID: "sqlite:hub", Size: 50, Stored: 40, Reused: true},
+	}, Destinations: []snapshot.DestResult{{Name: "local", Uploaded: 120}, {Name: "yandex", Err: errors.New("down"), Error: "down"}}}
+	rot := &RotateResult{Destinations: []RotateDest{
+		{Destination: "local", Kept: 3, Removed: 2, IncompleteRemoved: 1, Objects: Sweep{Removed: 4, FreedBytes: 4096, Young: 1}},
+		{Destination: "yandex", Error: "timeout", Objects: Sweep{Skipped: "a manifest could not be read"}},
+	}}
+	return []JobMetrics{
+		SnapshotMetrics(now, time.Minute, res, errors.New("yandex down"), []string{"local", "yandex", "nas"}),
+		SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
+		VerifyMetrics(LevelQuick, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
+		VerifyMetrics(LevelFull, now, time.Second, []VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
+		VerifyMetrics(LevelRestoreTest, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
+		RotateMetrics(now, time.Second, rot, errors.New("yandex: timeout"), []string{"local", "yandex"}),
+		RotateMetrics(now, time.Second, &RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
+	}
+}
+
+// TestMetricsTextfiles writes every job's textfiles, lints each with
+// `promtool check metrics`, has the real node-exporter read them all
+// together (the same family in several files must merge), and checks that
+// docs/metrics.md lists every family.
+func TestMetricsTextfiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	names := map[string]bool{}
+	for _, m := range sampleJobs() {
+		must(t, m.Write(dir))
+		for _, f := range append(m.Run, m.Success...) {
+			names[f.Name] = true
+		}
+	}
+	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	must(t, err)
+	for n := range names {
+		if !strings.Contains(string(docs), "`"+n+"`") {
+			t.Errorf("docs/metrics.md does not list %s", n)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.prom"))
+	if len(files) != 9 {
+		t.Fatalf("want 9 textfiles, got %v", files)
+	}
+	if promtool := testenv.RequireTool(t, "promtool"); promtool != "" {
+		for _, f := range files {
+			in, _ := os.Open(f)
+			cmd := exec.Command(promtool, "check", "metrics")
+			cmd.Stdin = in
+			out, err := cmd.CombinedOutput()
+			in.Close()
+			if err != nil {
+				t.Errorf("promtool check metrics %s: %v\n%s", filepath.Base(f), err, out)
+			}
+		}
+	}
+	ne := testenv.RequireTool(t, "prometheus-node-exporter")
+	if ne == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(ne, "--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+dir, "--web.listen-address="+addr)
+	must(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var page string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			page = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-exporter did not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(page, "node_textfile_scrape_error 0") {
+		t.Fatalf("node-exporter could not read the textfiles:\n%s", page)
+	}
+	for _, want := range []string{
+		`fireops_verify_last_run_success{level="full"} 0`,
+		`fireops_verify_last_run_success{level="quick"} 1`,
+		`fireops_verify_last_run_success{level="restore-test"} 1`,
+		`fireops_restore_test_success_timestamp_seconds 1.7`,
+		`fireops_snapshot_destination_success{destination="local"} 1`,
+		`fireops_rotate_freed_bytes{destination="local"} 4096`,
+		`fireops_rotate_sweep_skipped{destination="local"} 0`,
+		`fireops_snapshot_part_reused{part="sqlite:hub"} 1`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("node-exporter does not serve %s", want)
+		}
+	}
+	for n := range names {
+		if !strings.Contains(page, "# TYPE "+n+" gauge") {
+			t.Errorf("node-exporter lacks family %s", n)
+		}
+	}
+	if t.Failed() {
+		t.Log(page)
+	}
+}
+
+// TestSnapshotMetricsDestinations: every configured destination gets a
+// sample, 0 where the last run did not complete a snapshot.
+func TestSnapshotMetricsDestinations(t *testing.T) {
+	t.Parallel()
+	m := sampleJobs()[0]
+	var got []string
+	for _, f := range m.Run {
+		if f.Name == "fireops_snapshot_destination_success" {
+			for _, s := range f.Samples {
+				got = append(got, fmt.Sprintf("%s=%v", s.Labels[0].Value, s.Value))
+			}
+		}
+	}
+	if strings.Join(got, " ") != "local=1 nas=0 yandex=0" {
+		t.Fatalf("destination_success: %v", got)
+	}
+	if m.Success != nil {
+		t.Fatal("a failed run wrote success metrics")
+	}
+}

@@ -1,0 +1,414 @@
+package backup
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/retention"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// ObjectsLock is the lock that keeps rotate's sweep and snapshots apart:
+// a snapshot holds it shared for its whole run (it may reference objects
+// of earlier snapshots that no manifest on the destination references any
+// more), rotate takes it exclusive to remove incomplete snapshots and
+// sweep objects.
+const ObjectsLock = "objects"
+
+// holdObjects takes the objects lock shared for a snapshot run, waiting
+// (up to an hour, or until ctx ends) while rotate sweeps.
+func holdObjects(ctx context.Context, cfg *config.Config, log *slog.Logger) (*lock.Lock, error) {
+	dir := lock.Dir(cfg.StateDir)
+	l, err := lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true})
+	if exitcode.Code(err) != exitcode.LockBusy {
+		return l, err
+	}
+	if log != nil {
+		log.Info("waiting for rotate to finish sweeping objects", "err", err)
+	}
+	return lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Wait: time.Hour})
+}
+
+// RotateOptions select what rotate does.
+type RotateOptions struct {
+	// Dests limits rotate to these destinations; empty means all.
+	Dests []string
+	// DryRun plans and reports, and removes nothing.
+	DryRun bool
+	// SweepWait is how long to wait for a running snapshot before the
+	// sweep is skipped (the next rotate sweeps).
+	SweepWait time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Log receives what is removed.
+	Log *slog.Logger
+}
+
+// RotateResult is what rotate did (or, with DryRun, would do).
+type RotateResult struct {
+	DryRun       bool         `json:"dry_run"`
+	Time         time.Time    `json:"time"`
+	Destinations []RotateDest `json:"destinations"`
+}
+
+// RotateDest is rotate's work on one destination.
+type RotateDest struct {
+	Destination string `json:"destination"`
+	// Policy and Grace are the rules applied to this destination.
+	Policy string `json:"policy"`
+	Grace  string `json:"incomplete_grace"`
+	// Snapshots is every snapshot folder, newest first, with keep or
+	// remove and the rules that decided it.
+	Snapshots []retention.Decision `json:"snapshots"`
+	// Kept counts the complete snapshots kept; Removed those removed by
+	// the policy; IncompleteRemoved the incomplete folders removed.
+	Kept              int `json:"kept"`
+	Removed           int `json:"removed"`
+	IncompleteRemoved int `json:"incomplete_removed"`
+	// Objects is the sweep of unreferenced objects.
+	Objects Sweep `json:"objects"`
+	// Err is why this destination was not rotated completely.
+	Err   error  `json:"-"`
+	Error string `json:"error,omitempty"`
+}
+
+// Sweep is what the object sweep found and did on one destination.
+type Sweep struct {
+	// Total is the number of objects on the destination before the sweep.
+	Total int `json:"total"`
+	// Referenced objects are named by a remaining manifest.
+	Referenced int `json:"referenced"`
+	// Removed objects were unreferenced and older than the grace period
+	// (with DryRun: would be removed).
+	Removed int `json:"removed"`
+	// FreedBytes is the size of the removed objects' chunks.
+	FreedBytes int64 `json:"freed_bytes"`
+	// Young objects are unreferenced but written within the grace period:
+	// an upload in progress, kept.
+	Young int `json:"young"`
+	// Skipped says why the sweep (and the removal of incomplete
+	// snapshots) did not run.
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// PolicyFor returns the retention rules and grace period of a destination:
+// its own retention section when it has one, else the global one. An
+// override without incomplete_grace takes the global grace.
+func PolicyFor(cfg *config.Config, dest string) (retention.Policy, time.Duration) {
+	r := cfg.Retention
+	grace := time.Duration(cfg.Retention.IncompleteGrace)
+	for _, d := range cfg.Destinations {
+		if d.Name == dest && d.Retention != nil {
+			r = *d.Retention
+			if r.IncompleteGrace > 0 {
+				grace = time.Duration(r.IncompleteGrace)
+			}
+		}
+	}
+	return retention.Policy{
+		KeepLast: r.KeepLast, KeepHourly: r.KeepHourly, KeepDaily: r.KeepDaily, KeepWeekly: r.KeepWeekly,
+		KeepMonthly: r.KeepMonthly, KeepYearly: r.KeepYearly, KeepWithin: time.Duration(r.KeepWithin),
+	}, grace
+}
+
+// Rotate applies the retention policy on every destination (or those
+// named): it removes the snapshots no rule keeps, whole and manifest first
+// (so that a half-removed one reads as incomplete), the incomplete
+// snapshots older than the grace period, and then the objects no remaining
+// manifest references that are older than the grace period. It needs no
+// private key. A destination that fails is reported in its entry and in
+// the returned error; the others are still rotated.
+func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateResult, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Refuse a bad policy before touching anything.
+	names := o.Dests
+	if len(names) == 0 {
+		for _, d := range cfg.Destinations {
+			names = append(names, d.Name)
+		}
+	}
+	for _, n := range names {
+		p, grace := PolicyFor(cfg, n)
+		if err := p.Validate(); err != nil {
+			key := "retention"
+			for i, d := range cfg.Destinations {
+				if d.Name == n && d.Retention != nil {
+					key = fmt.Sprintf("destinations[%d].retention", i)
+				}
+			}
+			return nil, exitcode.Usagef("set at least one keep_* rule under "+key+" (docs/retention.md)", "destination %s: %s: %w", n, key, err)
+		}
+		if grace <= 0 {
+			return nil, exitcode.Usagef("set retention.incomplete_grace to a time longer than any snapshot takes, e.g. 24h",
+				"destination %s: incomplete_grace is 0: an upload in progress could be swept", n)
+		}
+	}
+	dests, err := OpenDests(ctx, cfg, o.Dests)
+	if err != nil {
+		return nil, err
+	}
+	// A manifest counts only when its signature verifies: without the
+	// check, anyone who can write to the destination could make rotate
+	// remove real snapshots by adding newer forged ones.
+	trusted, err := TrustedKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	res := &RotateResult{DryRun: o.DryRun, Time: now().UTC()}
+
+	// The sweep must never run while a snapshot on this host may reference
+	// objects that no manifest names yet.
+	var objLock *lock.Lock
+	skip := ""
+	if !o.DryRun {
+		objLock, err = lock.Acquire(ctx, lock.Dir(cfg.StateDir), ObjectsLock, lock.Options{Wait: o.SweepWait, Command: "fireops rotate"})
+		if err != nil {
+			var be *lock.BusyError
+			if !errors.As(err, &be) {
+				return nil, err
+			}
+			skip = "a snapshot is running (" + be.Holder.String() + "); the next rotate sweeps"
+			log.Warn("sweep skipped: a snapshot is running", "holder", be.Holder.String())
+		} else {
+			defer objLock.Release()
+		}
+	}
+
+	var failed []string
+	for _, d := range dests {
+		rd := rotateDest(ctx, cfg, d, o, trusted, res.Time, skip, log)
+		if rd.Err != nil {
+			rd.Error = rd.Err.Error()
+			failed = append(failed, fmt.Sprintf("%s: %v", d.Name, rd.Err))
+		}
+		res.Destinations = append(res.Destinations, rd)
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("rotate: %s", strings.Join(failed, "; "))
+	}
+	return res, nil
+}
+
+func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions, trusted ed25519.PublicKey, now time.Time, skip string, log *slog.Logger) RotateDest {
+	p, grace := PolicyFor(cfg, d.Name)
+	rd := RotateDest{Destination: d.Name, Policy: p.String(), Grace: retention.FormatDuration(grace), Snapshots: []retention.Decision{}}
+	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+	if err != nil {
+		rd.Err = err
+		return rd
+	}
+	snaps := make([]retention.Snapshot, 0, len(ls))
+	for _, l := range ls {
+		s := retention.Snapshot{ID: l.ID, Time: l.Time, State: retention.Complete}
+		switch {
+		case l.Complete:
+		case l.Problem != "":
+			s.State = retention.Damaged
+		case !l.Complete:
+			s.State = retention.Incomplete
+			s.Activity = l.Modified
+			if l.Started.After(s.Activity) {
+				s.Activity = l.Started
+			}
+		}
+		snaps = append(snaps, s)
+	}
+	plan, err := retention.Plan(p, snaps, now, grace)
+	if err != nil {
+		rd.Err = err
+		return rd
+	}
+	rd.Snapshots = plan
+	for _, dec := range plan {
+		if dec.State == retention.Complete && dec.Keep {
+			rd.Kept++
+		}
+	}
+	if !o.DryRun && skip != "" {
+		// Without the objects lock the incomplete folders may belong to the
+		// running snapshot: leave them with the objects.
+		for i := range rd.Snapshots {
+			if dec := &rd.Snapshots[i]; dec.State == retention.Incomplete && !dec.Keep {
+				dec.Keep, dec.Reasons = true, []string{"incomplete: left while a snapshot runs"}
+			}
+		}
+	}
+
+	// Remove what the policy does not keep: manifest first.
+	removed := map[string]bool{}
+	for _, dec := range rd.Snapshots {
+		if dec.Keep {
+			continue
+		}
+		if !o.DryRun {
+			var err error
+			if dec.State == retention.Incomplete {
+				err = removeIncomplete(ctx, d.Store, cfg.Host, dec.ID)
+			} else {
+				err = removeSnapshot(ctx, d.Store, cfg.Host, dec.ID)
+			}
+			if err != nil {
+				rd.Err = err
+				return rd
+			}
+			log.Info("snapshot removed", "destination", d.Name, "snapshot", dec.ID, "state", dec.State, "reasons", strings.Join(dec.Reasons, ", "))
+		}
+		removed[dec.ID] = true
+		if dec.State == retention.Incomplete {
+			rd.IncompleteRemoved++
+		} else {
+			rd.Removed++
+		}
+	}
+
+	if skip != "" {
+		rd.Objects.Skipped = skip
+		return rd
+	}
+	sw, err := sweep(ctx, d.Store, cfg.Host, now, grace, removed, o.DryRun, log)
+	rd.Objects = sw
+	if err != nil {
+		rd.Err = err
+	}
+	return rd
+}
+
+// removeSnapshot removes a complete snapshot: its manifest first (from
+// then on it reads as incomplete), then its signature and the folder.
+func removeSnapshot(ctx context.Context, st snapshot.Store, host, id string) error {
+	dir := snapshot.SnapshotPath(host, id)
+	for _, f := range []string{snapshot.ManifestFile, snapshot.SignatureFile} {
+		if err := st.Delete(ctx, path.Join(dir, f)); err != nil {
+			return fmt.Errorf("remove snapshot %s: delete %s: %w", id, f, err)
+		}
+	}
+	if err := st.Rmdir(ctx, dir); err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+// removeIncomplete removes an incomplete snapshot folder, unless a
+// manifest appeared since it was listed (a snapshot that just finished).
+func removeIncomplete(ctx context.Context, st snapshot.Store, host, id string) error {
+	dir := snapshot.SnapshotPath(host, id)
+	_, err := st.GetBytes(ctx, path.Join(dir, snapshot.ManifestFile), 1)
+	switch {
+	case err == nil:
+		return fmt.Errorf("remove incomplete snapshot %s: it has a manifest now; run rotate again", id)
+	case !errors.Is(err, snapshot.ErrNotFound):
+		return fmt.Errorf("remove incomplete snapshot %s: %w", id, err)
+	}
+	if err := st.Rmdir(ctx, dir); err != nil {
+		return fmt.Errorf("remove incomplete snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+var objectIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// sweep removes the objects that no manifest of a remaining snapshot
+// references and whose newest chunk is older than grace. Every manifest
+// on the destination counts, damaged ones included (read without their
+// signature: a manifest that cannot be read at all stops the sweep, since
+// what it references is unknown). With dryRun, the snapshots in removed
+// count as gone and nothing is deleted.
+func sweep(ctx context.Context, st snapshot.Store, host string, now time.Time, grace time.Duration,
+	removed map[string]bool, dryRun bool, log *slog.Logger) (Sweep, error) {
+	var sw Sweep
+	refs, err := referenced(ctx, st, host, removed, dryRun)
+	if err != nil {
+		sw.Skipped = "a manifest could not be read"
+		return sw, fmt.Errorf("sweep skipped: %w", err)
+	}
+	entries, err := st.List(ctx, path.Join(host, snapshot.ObjectsDir))
+	if err != nil {
+		return sw, fmt.Errorf("sweep: list objects: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Dir || !objectIDRE.MatchString(e.Name) {
+			continue
+		}
+		sw.Total++
+		if refs[e.Name] {
+			sw.Referenced++
+			continue
+		}
+		chunks, err := st.List(ctx, snapshot.ObjectPath(host, e.Name))
+		if err != nil {
+			return sw, fmt.Errorf("sweep: list object %s: %w", e.Name, err)
+		}
+		newest, size := e.ModTime, int64(0)
+		for _, c := range chunks {
+			size += c.Size
+			if c.ModTime.After(newest) {
+				newest = c.ModTime
+			}
+		}
+		if newest.IsZero() || now.Sub(newest) <= grace {
+			sw.Young++
+			continue
+		}
+		if !dryRun {
+			if err := st.Rmdir(ctx, snapshot.ObjectPath(host, e.Name)); err != nil {
+				return sw, fmt.Errorf("sweep: remove object %s: %w", e.Name, err)
+			}
+			log.Debug("object removed", "destination", st.Name(), "object", e.Name, "bytes", size)
+		}
+		sw.Removed++
+		sw.FreedBytes += size
+	}
+	if !dryRun && sw.Removed > 0 {
+		log.Info("objects swept", "destination", st.Name(), "removed", sw.Removed, "freed_bytes", sw.FreedBytes, "young", sw.Young)
+	}
+	return sw, nil
+}
+
+// referenced returns the object ids named by the manifests on the
+// destination now; with dryRun, those of the snapshots in removed are
+// left out as if they were gone.
+func referenced(ctx context.Context, st snapshot.Store, host string, removed map[string]bool, dryRun bool) (map[string]bool, error) {
+	dirs, err := st.List(ctx, path.Join(host, snapshot.SnapshotsDir))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	refs := map[string]bool{}
+	for _, e := range dirs {
+		if !e.Dir || (dryRun && removed[e.Name]) {
+			continue
+		}
+		data, err := st.GetBytes(ctx, path.Join(snapshot.SnapshotPath(host, e.Name), snapshot.ManifestFile), 64<<20)
+		if errors.Is(err, snapshot.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read manifest of %s: %w", e.Name, err)
+		}
+		var m snapshot.Manifest
+		if err := json.Unmarshal(data, &m); err != nil {
+			return nil, fmt.Errorf("manifest of %s does not decode (%v): remove that snapshot folder by hand once inspected", e.Name, err)
+		}
+		for _, obj := range m.Objects {
+			refs[obj.ID] = true
+		}
+	}
+	return refs, nil
+}

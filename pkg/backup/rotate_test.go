@@ -1,0 +1,402 @@
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/internal/davtest"
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/retention"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// tree lists every file under dir with its size and mtime, to tell that a
+// dry run changed nothing.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, _ := d.Info()
+		out = append(out, fmt.Sprintf("%s %d %d", p, fi.Size(), fi.ModTime().UnixNano()))
+		return nil
+	})
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
+
+// ageFiles sets the mtime of every file under dir (an object folder, a
+// snapshot folder) to when: uploads "made" then.
+func ageFiles(t *testing.T, dir string, when time.Time) {
+	t.Helper()
+	must(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, when, when)
+	}))
+}
+
+func manifestObjects(t *testing.T, host, id string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(host, "snapshots", id, "manifest.json"))
+	must(t, err)
+	var m snapshot.Manifest
+	must(t, json.Unmarshal(b, &m))
+	var ids []string
+	for _, o := range m.Objects {
+		ids = append(ids, o.ID)
+	}
+	return ids
+}
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			fi, _ := d.Info()
+			n += fi.Size()
+		}
+		return err
+	})
+	return n
+}
+
+func decisions(d RotateDest) map[string]retention.Decision {
+	m := map[string]retention.Decision{}
+	for _, s := range d.Snapshots {
+		m[s.ID] = s
+	}
+	return m
+}
+
+// TestRotateEndToEnd takes five snapshots "on five days" (a fake clock),
+// each with a changed database (a new object) and the same files (one
+// object shared by all), plus a killed run's leftovers, and rotates with
+// keep_last 2: a dry run first, then for real; on WebDAV also while a
+// snapshot is being written. Every kept snapshot still verifies full.
+func TestRotateEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"local", "webdav"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			var dav *davtest.Server
+			var root string // the folder that backs the destination
+			var dest string
+			if kind == "local" {
+				root = filepath.Join(t.TempDir(), "backups")
+				dest = "{name: local, remote: " + root + "}"
+			} else {
+				dav = davtest.Start(t)
+				root = filepath.Join(dav.Dir, "fireops")
+				dest = fmt.Sprintf("{name: dav, remote: \"%s\"}", dav.Remote("fireops"))
+			}
+			f := newFixture(t, dest)
+			f.cfg.Retention = config.Retention{KeepLast: 2, IncompleteGrace: config.Duration(24 * time.Hour)}
+			ctx := context.Background()
+			now := time.Now().UTC()
+			host := filepath.Join(root, "gpu01")
+
+			var ids []string
+			for i := 5; i >= 1; i-- {
+				sqlite3(t, f.db, fmt.Sprintf("INSERT INTO users(name) VALUES ('user%d');", i))
+				at := now.Add(-time.Duration(i) * 24 * time.Hour)
+				res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, res.ID)
+			}
+			shared := slices.DeleteFunc(manifestObjects(t, host, ids[0]), func(o string) bool {
+				return !slices.Contains(manifestObjects(t, host, ids[4]), o)
+			})
+			if len(shared) != 1 {
+				t.Fatalf("want one object shared by the first and the last snapshot, got %v", shared)
+			}
+			var gone []string // objects only the removed snapshots reference
+			var goneBytes int64
+			for _, id := range ids[:3] {
+				for _, o := range manifestObjects(t, host, id) {
+					if o != shared[0] {
+						gone = append(gone, o)
+						goneBytes += dirSize(t, filepath.Join(host, "objects", o))
+					}
+				}
+			}
+			// Everything uploaded so far was uploaded "a month ago".
+			ageFiles(t, filepath.Join(host, "objects"), now.Add(-30*24*time.Hour))
+
+			// A run killed three days ago: a started file and one chunk.
+			killed := snapshot.NewSnapshotID(now.Add(-3 * 24 * time.Hour))
+			orphan := snapshot.NewObjectID()
+			must(t, os.MkdirAll(filepath.Join(host, "snapshots", killed), 0o755))
+			must(t, os.WriteFile(filepath.Join(host, "snapshots", killed, "started"), []byte(now.Add(-3*24*time.Hour).Format(time.RFC3339Nano)+"\n"), 0o644))
+			must(t, os.MkdirAll(filepath.Join(host, "objects", orphan), 0o755))
+			must(t, os.WriteFile(filepath.Join(host, "objects", orphan, "000000"), make([]byte, 1000), 0o644))
+			ageFiles(t, filepath.Join(host, "snapshots", killed), now.Add(-3*24*time.Hour))
+			ageFiles(t, filepath.Join(host, "objects", orphan), now.Add(-3*24*time.Hour))
+			goneBytes += 1000
+
+			// Dry run: the plan, and nothing touched.
+			before := tree(t, root)
+			dry, err := Rotate(ctx, f.cfg, RotateOptions{DryRun: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after := tree(t, root); after != before {
+				t.Fatalf("dry run changed the destination:\n%s\n---\n%s", before, after)
+			}
+			d := dry.Destinations[0]
+			dec := decisions(d)
+			for i, id := range ids {
+				want := i >= 3
+				if dec[id].Keep != want || dec[id].State != retention.Complete {
+					t.Fatalf("dry run: %s keep=%v, want %v: %+v", id, dec[id].Keep, want, dec[id])
+				}
+			}
+			if dec[ids[4]].Reasons[0] != "keep_last" || dec[ids[0]].Reasons[0] != retention.ReasonNoRule {
+				t.Fatalf("reasons: %+v", d.Snapshots)
+			}
+			if k := dec[killed]; k.Keep || k.State != retention.Incomplete {
+				t.Fatalf("killed run: %+v", k)
+			}
+			if d.Kept != 2 || d.Removed != 3 || d.IncompleteRemoved != 1 || d.Objects.Removed != len(gone)+1 || d.Objects.FreedBytes != goneBytes {
+				t.Fatalf("dry run totals: %+v (want %d objects, %d bytes)", d, len(gone)+1, goneBytes)
+			}
+
+			// A snapshot being written while rotate runs.
+			var inflight chan error
+			var inflightObj string
+			if kind == "webdav" {
+				sqlite3(t, f.db, "INSERT INTO users(name) VALUES ('late');")
+				dav.HoldPutsAfter(2) // the started file and the database's chunk; the index waits
+				base := dav.Puts()
+				inflight = make(chan error, 1)
+				go func() {
+					_, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+					inflight <- err
+				}()
+				deadline := time.Now().Add(time.Minute)
+				for dav.Puts() < base+3 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if dav.Puts() < base+3 {
+					dav.Release()
+					t.Fatal("the concurrent snapshot never reached the held upload")
+				}
+
+				// Same host, same state dir: the sweep waits for the
+				// snapshot's lock, i.e. is skipped; the policy still applies.
+				res, err := Rotate(ctx, f.cfg, RotateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := res.Destinations[0]
+				if r.Objects.Skipped == "" || r.Objects.Removed != 0 || r.Removed != 3 || r.IncompleteRemoved != 0 {
+					t.Fatalf("rotate during a snapshot: %+v", r)
+				}
+				for _, id := range ids[:3] {
+					if _, err := os.Stat(filepath.Join(host, "snapshots", id)); !errors.Is(err, fs.ErrNotExist) {
+						t.Fatalf("snapshot %s not removed: %v", id, err)
+					}
+				}
+				for _, o := range gone {
+					if _, err := os.Stat(filepath.Join(host, "objects", o)); err != nil {
+						t.Fatalf("object %s swept while a snapshot runs: %v", o, err)
+					}
+				}
+				// Which object is the one being written?
+				es, _ := os.ReadDir(filepath.Join(host, "objects"))
+				for _, e := range es {
+					fi, _ := e.Info()
+					if fi.ModTime().After(now.Add(-time.Hour)) {
+						inflightObj = e.Name()
+					}
+				}
+				if inflightObj == "" {
+					t.Fatal("no object of the running snapshot on the destination")
+				}
+				// Another state dir (no shared lock): the grace period alone
+				// protects the upload in progress.
+				other := *f.cfg
+				other.StateDir = t.TempDir()
+				res, err = Rotate(ctx, &other, RotateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r = res.Destinations[0]
+				if r.Objects.Skipped != "" || r.Objects.Young != 1 || r.Objects.Removed != len(gone)+1 || r.Objects.FreedBytes != goneBytes || r.IncompleteRemoved != 1 {
+					t.Fatalf("rotate with the grace period only: %+v", r)
+				}
+				inprog := 0
+				for _, s := range r.Snapshots {
+					if s.State == retention.Incomplete && s.ID != killed {
+						inprog++
+						if !s.Keep || s.Reasons[0] != retention.ReasonIncompleteInGrace {
+							t.Fatalf("the running snapshot's folder: %+v", s)
+						}
+					}
+				}
+				if inprog != 1 {
+					t.Fatalf("want the running snapshot as the one incomplete folder: %+v", r.Snapshots)
+				}
+			} else {
+				res, err := Rotate(ctx, f.cfg, RotateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := res.Destinations[0]
+				if r.Removed != 3 || r.IncompleteRemoved != 1 || r.Objects.Removed != len(gone)+1 || r.Objects.FreedBytes != goneBytes || r.Objects.Young != 0 {
+					t.Fatalf("rotate: %+v", r)
+				}
+			}
+			for _, o := range gone {
+				if _, err := os.Stat(filepath.Join(host, "objects", o)); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("object %s of a removed snapshot survived: %v", o, err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(host, "objects", shared[0])); err != nil {
+				t.Fatalf("the object shared with kept snapshots was swept: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(host, "snapshots", killed)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the killed run's folder survived: %v", err)
+			}
+			if inflight != nil {
+				dav.Release()
+				if err := <-inflight; err != nil {
+					t.Fatalf("the snapshot written during rotate: %v", err)
+				}
+				if _, err := os.Stat(filepath.Join(host, "objects", inflightObj)); err != nil {
+					t.Fatalf("the running snapshot's object was swept: %v", err)
+				}
+			}
+
+			// Every kept snapshot still verifies full, the one written
+			// during rotate included.
+			vr, err := Verify(ctx, f.cfg, VerifyOptions{All: true, Level: LevelFull})
+			if err != nil {
+				t.Fatalf("verify full after rotate: %v %+v", err, vr)
+			}
+			want := 2
+			if inflight != nil {
+				want = 3
+			}
+			if len(vr) != want {
+				t.Fatalf("verified %d snapshots, want %d: %+v", len(vr), want, vr)
+			}
+			// Rotating again removes what the new snapshot pushed out of
+			// keep_last, then nothing more.
+			for _, extra := range []int{want - 2, 0} {
+				again, err := Rotate(ctx, f.cfg, RotateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r := again.Destinations[0]; r.Removed != extra || r.IncompleteRemoved != 0 || r.Kept != 2 {
+					t.Fatalf("rotate again: %+v, want %d removed", r, extra)
+				}
+			}
+		})
+	}
+}
+
+// TestRotateRefusals: an empty policy and a zero grace are usage errors,
+// and nothing is touched.
+func TestRotateRefusals(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, root)
+	cfg := *f.cfg
+	cfg.Retention = config.Retention{IncompleteGrace: config.Duration(time.Hour)}
+	_, err := Rotate(ctx, &cfg, RotateOptions{})
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "empty") || !strings.Contains(exitcode.Hint(err), "keep_") {
+		t.Fatalf("empty policy: %v", err)
+	}
+	cfg.Retention = config.Retention{KeepLast: 1}
+	if _, err := Rotate(ctx, &cfg, RotateOptions{}); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "incomplete_grace") {
+		t.Fatalf("zero grace: %v", err)
+	}
+	// A destination's own policy overrides the global one; its grace
+	// falls back to the global grace.
+	cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(time.Hour)}
+	cfg.Destinations = slices.Clone(cfg.Destinations)
+	cfg.Destinations[0].Retention = &config.Retention{}
+	_, err = Rotate(ctx, &cfg, RotateOptions{})
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "destinations[0].retention") {
+		t.Fatalf("empty override: %v", err)
+	}
+	cfg.Destinations[0].Retention = &config.Retention{KeepDaily: 3}
+	p, grace := PolicyFor(&cfg, "local")
+	if p.KeepDaily != 3 || p.KeepLast != 0 || grace != time.Hour {
+		t.Fatalf("override: %+v %s", p, grace)
+	}
+	if after := tree(t, root); after != before {
+		t.Fatal("a refused rotate changed the destination")
+	}
+}
+
+// TestRotateDamagedManifest: a snapshot whose manifest was altered is never
+// removed by the policy, and its objects are never swept.
+func TestRotateDamagedManifest(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f.cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(time.Hour)}
+	ctx := context.Background()
+	now := time.Now()
+	var ids []string
+	for i := 3; i >= 1; i-- {
+		sqlite3(t, f.db, fmt.Sprintf("INSERT INTO users(name) VALUES ('d%d');", i))
+		at := now.Add(-time.Duration(i) * time.Hour)
+		res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
+		must(t, err)
+		ids = append(ids, res.ID)
+	}
+	host := filepath.Join(root, "gpu01")
+	ageFiles(t, filepath.Join(host, "objects"), now.Add(-48*time.Hour))
+	// Alter the oldest snapshot's manifest: its signature no longer verifies.
+	mp := filepath.Join(host, "snapshots", ids[0], "manifest.json")
+	b, _ := os.ReadFile(mp)
+	must(t, os.WriteFile(mp, []byte(strings.Replace(string(b), `"chunk_size"`, `"chunk_size" `, 1)), 0o644))
+	objs := manifestObjects(t, host, ids[0])
+	res, err := Rotate(ctx, f.cfg, RotateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := decisions(res.Destinations[0])
+	if d := dec[ids[0]]; !d.Keep || d.State != retention.Damaged {
+		t.Fatalf("damaged snapshot: %+v", d)
+	}
+	if dec[ids[1]].Keep || !dec[ids[2]].Keep {
+		t.Fatalf("plan: %+v", res.Destinations[0].Snapshots)
+	}
+	for _, o := range objs {
+		if _, err := os.Stat(filepath.Join(host, "objects", o)); err != nil {
+			t.Fatalf("object %s of the damaged snapshot was swept: %v", o, err)
+		}
+	}
+	// A manifest that does not even decode stops the sweep.
+	must(t, os.WriteFile(mp, []byte("{not json"), 0o644))
+	res, err = Rotate(ctx, f.cfg, RotateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "does not decode") || res.Destinations[0].Objects.Skipped == "" {
+		t.Fatalf("undecodable manifest: %v %+v", err, res)
+	}
+}

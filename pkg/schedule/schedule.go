@@ -1,0 +1,501 @@
+// Package schedule is the fireops daemon: it runs the configured jobs
+// (snapshot, rotate, verify, gpu check) on their cron specs with
+// robfig/cron/v3, one run of a kind at a time, with optional jitter; it
+// logs missed runs (a run whose predecessor is still going, and runs that
+// fell while the daemon was down); it reloads its configuration on SIGHUP;
+// it serves /metrics (prometheus/client_golang) with its own counters and
+// the job results the jobs publish.
+//
+// The jobs themselves are functions given by the caller (cmd/fireops), the
+// same code as the one-shot commands: this package knows nothing about
+// snapshots. On shutdown (the context ends: SIGTERM or SIGINT) it starts
+// no new run, cancels the running ones through their context, and waits
+// for them at most StopTimeout; it never leaves a job half done on
+// purpose, and never kills one.
+package schedule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/robfig/cron/v3"
+
+	"github.com/firetech/fireops/pkg/exitcode"
+)
+
+// Job is one scheduled job.
+type Job struct {
+	// Name is the job's kind: snapshot, rotate, verify, gpu_check. Two
+	// runs of the same name never overlap.
+	Name string
+	// Spec is a cron spec: 5 fields, or @daily, @every 2h and the like.
+	Spec string
+	// Run does the work; it must return soon after ctx ends.
+	Run func(ctx context.Context) error
+}
+
+// Config is what the daemon runs; Options.Load returns it at start and on
+// every SIGHUP.
+type Config struct {
+	// Jobs are the jobs with a schedule.
+	Jobs []Job
+	// Jitter delays each run by a random time in [0, Jitter).
+	Jitter time.Duration
+	// Listen is the address of /metrics; empty serves none.
+	Listen string
+	// StateFile keeps the last run time of each job, to log the runs
+	// missed while the daemon was down; empty: not kept.
+	StateFile string
+}
+
+// Options are the daemon's settings and dependencies.
+type Options struct {
+	// Load reads the configuration; an error at start is fatal, on reload
+	// it is logged and the old configuration stays.
+	Load func() (*Config, error)
+	// Log receives structured logs.
+	Log *slog.Logger
+	// StopTimeout bounds the wait for running jobs at shutdown (default 60 s).
+	StopTimeout time.Duration
+	// Results, when set, is served on /metrics: the job results that the
+	// jobs publish (the same families as their textfiles).
+	Results *Results
+	// Version is reported by fireops_build_info.
+	Version string
+	// Hangup delivers reload requests; nil subscribes to SIGHUP.
+	Hangup <-chan os.Signal
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Ready, when set, is called once the jobs are scheduled and /metrics
+	// listens, with the address it listens on ("" when none).
+	Ready func(addr string)
+}
+
+// Results of the job runs.
+const (
+	ResultSuccess     = "success"
+	ResultFailure     = "failure"
+	ResultBusy        = "lock_busy"
+	ResultInterrupted = "interrupted"
+)
+
+type daemon struct {
+	o   Options
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	cfg     *Config
+	cron    *cron.Cron
+	ids     map[string]cron.EntryID
+	running map[string]bool
+	jobs    sync.WaitGroup
+	stopped bool
+	server  *http.Server
+	addr    string
+	jobCtx  context.Context
+	last    map[string]time.Time // last run start per job (for the state file)
+
+	reg        *prometheus.Registry
+	runs       *prometheus.CounterVec
+	missed     *prometheus.CounterVec
+	runningG   *prometheus.GaugeVec
+	lastRun    *prometheus.GaugeVec
+	lastOK     *prometheus.GaugeVec
+	lastDur    *prometheus.GaugeVec
+	lastSucc   *prometheus.GaugeVec
+	nextRun    *prometheus.GaugeVec
+	reloads    *prometheus.CounterVec
+	reloadedAt prometheus.Gauge
+}
+
+// Run runs the daemon until ctx ends. It returns nil after a clean stop,
+// and an error when the first configuration cannot be loaded, /metrics
+// cannot listen, or a job did not stop within StopTimeout.
+func Run(ctx context.Context, o Options) error {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = time.Minute
+	}
+	d := &daemon{o: o, log: o.Log, now: o.Now, running: map[string]bool{}, last: map[string]time.Time{}, jobCtx: ctx}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	d.metrics()
+	cfg, err := o.Load()
+	if err != nil {
+		return err
+	}
+	hup := o.Hangup
+	if hup == nil {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		hup = ch
+	}
+	if err := d.apply(cfg); err != nil {
+		return err
+	}
+	d.log.Info("scheduler started", "jobs", jobNames(cfg.Jobs), "metrics", d.addr, "jitter", cfg.Jitter.String())
+	if o.Ready != nil {
+		o.Ready(d.addr)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return d.shutdown()
+		case <-hup:
+			d.reload()
+		}
+	}
+}
+
+func jobNames(js []Job) []string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.Name+" ("+j.Spec+")")
+	}
+	return out
+}
+
+func (d *daemon) metrics() {
+	d.reg = prometheus.NewRegistry()
+	task := []string{"task"}
+	d.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_runs_total",
+		Help: "Job runs the daemon started, by task and result (success, failure, lock_busy, interrupted)."}, []string{"task", "result"})
+	d.missed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_missed_runs_total",
+		Help: "Scheduled runs that did not happen: the previous run was still going, or the daemon was down."}, task)
+	d.runningG = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_running",
+		Help: "1 while a run of the task is in progress."}, task)
+	d.lastRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_run_timestamp_seconds",
+		Help: "Time the task's last run by the daemon ended, in seconds since the epoch."}, task)
+	d.lastOK = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_run_success",
+		Help: "1 if the task's last run by the daemon succeeded, else 0."}, task)
+	d.lastDur = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_run_duration_seconds",
+		Help: "Duration of the task's last run by the daemon."}, task)
+	d.lastSucc = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_success_timestamp_seconds",
+		Help: "Time the task's last successful run by the daemon ended, in seconds since the epoch."}, task)
+	d.nextRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_next_run_timestamp_seconds",
+		Help: "Time the task runs next (before jitter), in seconds since the epoch."}, task)
+	d.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_config_reloads_total",
+		Help: "Configuration reloads on SIGHUP, by result (success, failure)."}, []string{"result"})
+	d.reloadedAt = prometheus.NewGauge(prometheus.GaugeOpts{Name: "fireops_schedule_config_last_reload_success_timestamp_seconds",
+		Help: "Time the configuration was last loaded successfully, in seconds since the epoch."})
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fireops_build_info", Help: "Always 1; the version label says which fireops runs.",
+		ConstLabels: prometheus.Labels{"version": d.o.Version}})
+	build.Set(1)
+	d.reg.MustRegister(d.runs, d.missed, d.runningG, d.lastRun, d.lastOK, d.lastDur, d.lastSucc, d.nextRun, d.reloads, d.reloadedAt, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if d.o.Results != nil {
+		d.reg.MustRegister(d.o.Results)
+	}
+}
+
+// apply schedules the jobs of cfg in place of the current ones and moves
+// /metrics when its address changed. Running jobs go on.
+func (d *daemon) apply(cfg *Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cfg.Listen != d.cfg.listen() || d.server == nil && cfg.Listen != "" {
+		if err := d.serve(cfg.Listen); err != nil {
+			return err
+		}
+	}
+	c := cron.New()
+	ids := map[string]cron.EntryID{}
+	for _, j := range cfg.Jobs {
+		id, err := c.AddFunc(j.Spec, func() { d.fire(j) })
+		if err != nil {
+			return exitcode.Usagef("fix schedule."+j.Name+" in the config", "schedule.%s: invalid cron spec %q: %v", j.Name, j.Spec, err)
+		}
+		ids[j.Name] = id
+		d.runs.WithLabelValues(j.Name, ResultSuccess)
+		d.missed.WithLabelValues(j.Name)
+		d.runningG.WithLabelValues(j.Name)
+	}
+	if d.cron != nil {
+		d.cron.Stop() // running jobs are tracked by d.jobs, not by cron
+	}
+	d.nextRun.Reset()
+	d.cron, d.cfg, d.ids = c, cfg, ids
+	d.loadState()
+	c.Start()
+	d.updateNext()
+	d.reloadedAt.SetToCurrentTime()
+	return nil
+}
+
+func (c *Config) listen() string {
+	if c == nil {
+		return ""
+	}
+	return c.Listen
+}
+
+// serve starts /metrics on addr and stops the previous server.
+func (d *daemon) serve(addr string) error {
+	old := d.server
+	d.server, d.addr = nil, ""
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			d.server = old
+			return fmt.Errorf("metrics.listen %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelError)}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		d.server, d.addr = srv, ln.Addr().String()
+		d.log.Info("serving metrics", "addr", d.addr, "path", "/metrics")
+	}
+	if old != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		old.Shutdown(ctx)
+		cancel()
+	}
+	return nil
+}
+
+func (d *daemon) updateNext() {
+	for name, id := range d.ids {
+		if e := d.cron.Entry(id); e.Valid() {
+			d.nextRun.WithLabelValues(name).Set(float64(e.Next.Unix()))
+		}
+	}
+}
+
+// reload re-reads the configuration; a bad one is logged and ignored.
+func (d *daemon) reload() {
+	cfg, err := d.o.Load()
+	if err == nil {
+		err = d.apply(cfg)
+	}
+	if err != nil {
+		d.reloads.WithLabelValues(ResultFailure).Inc()
+		d.log.Error("configuration not reloaded; the previous one stays", "err", err)
+		return
+	}
+	d.reloads.WithLabelValues(ResultSuccess).Inc()
+	d.log.Info("configuration reloaded", "jobs", jobNames(cfg.Jobs), "metrics", d.addr)
+}
+
+// fire is called by cron for one scheduled run.
+func (d *daemon) fire(j Job) {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return
+	}
+	if d.running[j.Name] {
+		d.mu.Unlock()
+		d.missed.WithLabelValues(j.Name).Inc()
+		d.log.Warn("missed run: the previous run is still going", "task", j.Name, "spec", j.Spec)
+		return
+	}
+	d.running[j.Name] = true
+	d.jobs.Add(1)
+	jitter := d.cfg.Jitter
+	ctx := d.jobCtx
+	d.updateNext()
+	d.mu.Unlock()
+	defer d.jobs.Done()
+	defer func() {
+		d.mu.Lock()
+		d.running[j.Name] = false
+		d.mu.Unlock()
+	}()
+
+	if jitter > 0 {
+		wait := rand.N(jitter)
+		d.log.Debug("jitter", "task", j.Name, "delay", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+	begin := d.now()
+	d.mu.Lock()
+	d.last[j.Name] = begin
+	d.saveState()
+	d.mu.Unlock()
+	d.runningG.WithLabelValues(j.Name).Set(1)
+	d.log.Info("job started", "task", j.Name)
+	err := run(ctx, j)
+	end := d.now()
+	d.runningG.WithLabelValues(j.Name).Set(0)
+	result := ResultSuccess
+	switch {
+	case err == nil:
+	case exitcode.Code(err) == exitcode.LockBusy:
+		result = ResultBusy
+	case ctx.Err() != nil:
+		result = ResultInterrupted
+	default:
+		result = ResultFailure
+	}
+	d.runs.WithLabelValues(j.Name, result).Inc()
+	d.lastRun.WithLabelValues(j.Name).Set(float64(end.Unix()))
+	d.lastDur.WithLabelValues(j.Name).Set(end.Sub(begin).Seconds())
+	d.lastOK.WithLabelValues(j.Name).Set(boolf(err == nil))
+	if err == nil {
+		d.lastSucc.WithLabelValues(j.Name).Set(float64(end.Unix()))
+		d.log.Info("job finished", "task", j.Name, "result", result, "seconds", end.Sub(begin).Seconds())
+	} else {
+		d.log.Error("job failed", "task", j.Name, "result", result, "seconds", end.Sub(begin).Seconds(), "err", err)
+	}
+}
+
+// run calls the job, turning a panic into an error so that one bad run
+// does not take the daemon down.
+func run(ctx context.Context, j Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("job %s panicked: %v", j.Name, r)
+		}
+	}()
+	return j.Run(ctx)
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// shutdown starts no new run and waits for the running ones (their
+// context has ended) at most StopTimeout.
+func (d *daemon) shutdown() error {
+	d.mu.Lock()
+	d.stopped = true
+	if d.cron != nil {
+		d.cron.Stop()
+	}
+	var running []string
+	for n, r := range d.running {
+		if r {
+			running = append(running, n)
+		}
+	}
+	d.mu.Unlock()
+	slices.Sort(running)
+	if len(running) > 0 {
+		d.log.Info("stopping: cancelling running jobs", "tasks", running, "timeout", d.o.StopTimeout.String())
+	}
+	done := make(chan struct{})
+	go func() { d.jobs.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-time.After(d.o.StopTimeout):
+		err = fmt.Errorf("schedule: jobs %v did not stop within %s", running, d.o.StopTimeout)
+	}
+	d.mu.Lock()
+	if d.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d.server.Shutdown(ctx)
+		cancel()
+	}
+	d.mu.Unlock()
+	if err == nil {
+		d.log.Info("scheduler stopped")
+	}
+	return err
+}
+
+// state is the state file: the last run start of every job.
+type state struct {
+	LastRun map[string]time.Time `json:"last_run"`
+}
+
+// loadState reads the state file and logs, once per job, a scheduled run
+// that fell between the job's last run and now (the daemon was down).
+// Called with d.mu held.
+func (d *daemon) loadState() {
+	if d.cfg.StateFile == "" {
+		return
+	}
+	b, err := os.ReadFile(d.cfg.StateFile)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			d.log.Warn("schedule state not read; missed runs are not detected", "file", d.cfg.StateFile, "err", err)
+		}
+		return
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		d.log.Warn("schedule state not read; missed runs are not detected", "file", d.cfg.StateFile, "err", err)
+		return
+	}
+	now := d.now()
+	for _, j := range d.cfg.Jobs {
+		last, ok := st.LastRun[j.Name]
+		if !ok {
+			continue
+		}
+		if prev, seen := d.last[j.Name]; seen && !prev.Before(last) {
+			continue // this process knows it already
+		}
+		d.last[j.Name] = last
+		sched, err := cron.ParseStandard(j.Spec)
+		if err != nil {
+			continue
+		}
+		// A run due after the last one and more than a minute ago did not
+		// happen: the daemon was not running then.
+		if due := sched.Next(last.Add(time.Second)); due.Before(now.Add(-time.Minute)) {
+			d.missed.WithLabelValues(j.Name).Inc()
+			d.log.Warn("missed run: the daemon was not running when it was due", "task", j.Name, "due", due.UTC().Format(time.RFC3339),
+				"last_run", last.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+// saveState writes the state file atomically. Called with d.mu held.
+func (d *daemon) saveState() {
+	if d.cfg.StateFile == "" {
+		return
+	}
+	b, _ := json.Marshal(state{LastRun: d.last})
+	dir := filepath.Dir(d.cfg.StateFile)
+	tmp, err := os.CreateTemp(dir, ".schedule-*.tmp")
+	if err == nil {
+		_, err = tmp.Write(append(b, '\n'))
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), d.cfg.StateFile)
+		}
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}
+	if err != nil {
+		d.log.Warn("schedule state not written", "file", d.cfg.StateFile, "err", err)
+	}
+}
