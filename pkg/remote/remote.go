@@ -151,6 +151,9 @@ type Remote struct {
 	f     fs.Fs           // the rclone file system at the destination's root
 	base  context.Context // carries this destination's rclone config
 	ht    hash.Type       // hash compared on Put; hash.None means size only
+	// verifyHash: check the backend's hash of each uploaded object (off on
+	// the local backend, where it means reading the file back).
+	verifyHash bool
 
 	uploaded, uploadedBytes, skipped, retries atomic.Int64
 }
@@ -258,6 +261,12 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	}
 	r.f = res.f
 	r.ht = pickHash(r.f.Hashes())
+	// A local disk keeps no hash: rclone would read every chunk back after
+	// writing it to compute one, doubling the disk and CPU work of a
+	// snapshot. There the upload is checked by size; the chunk's SHA-256 in
+	// the signed manifest is checked on every read. (An object already at
+	// the path is still compared by hash before it is skipped: that is rare.)
+	r.verifyHash = !r.f.Features().IsLocal
 	err = r.retry(ctx, "open", "", func(ctx context.Context) error {
 		if err := r.f.Mkdir(ctx, ""); err != nil {
 			return fmt.Errorf("create root directory: %w", err)
@@ -341,20 +350,33 @@ func (r *Remote) PutChunk(ctx context.Context, p string, data []byte) (skipped b
 	size := int64(len(data))
 	var sum string
 	hashes := map[hash.Type]string{}
-	if r.ht != hash.None {
+	hashData := func() error {
+		if sum != "" || r.ht == hash.None {
+			return nil
+		}
 		h, err := hash.NewMultiHasherTypes(hash.NewHashSet(r.ht))
 		if err != nil {
-			return false, r.wrap("put", p, err)
+			return err
 		}
 		_, _ = h.Write(data)
 		sum, _ = h.SumString(r.ht, false)
 		hashes[r.ht] = sum
+		return nil
+	}
+	if r.verifyHash {
+		// Backends that keep a hash get it with the upload and check it.
+		if err := hashData(); err != nil {
+			return false, r.wrap("put", p, err)
+		}
 	}
 	err = r.retry(ctx, "put", p, func(ctx context.Context) error {
 		skipped = false
 		o, err := r.f.NewObject(ctx, p)
 		switch {
 		case err == nil:
+			if err := hashData(); err != nil {
+				return err
+			}
 			if same, err := r.matches(ctx, o, size, sum); err != nil {
 				return err
 			} else if same {
@@ -416,7 +438,7 @@ func (r *Remote) verify(ctx context.Context, o fs.Object, size int64, sum string
 	if o.Size() >= 0 && o.Size() != size {
 		return fmt.Errorf("uploaded object has %d bytes, want %d", o.Size(), size)
 	}
-	if r.ht == hash.None {
+	if r.ht == hash.None || !r.verifyHash {
 		return nil
 	}
 	got, err := o.Hash(ctx, r.ht)

@@ -508,7 +508,7 @@ func TestVerifyUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Remote{ht: hash.MD5}
+	r := &Remote{ht: hash.MD5, verifyHash: true}
 	for _, tc := range []struct {
 		name string
 		size int64

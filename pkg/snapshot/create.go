@@ -22,6 +22,9 @@ import (
 	"github.com/firetech/fireops/pkg/source"
 )
 
+// chunkBuffers is the number of chunk buffers a snapshot run holds at most.
+const chunkBuffers = 3
+
 // Options are the settings of one snapshot run.
 type Options struct {
 	// Host names the folder <root>/<host>/ on every destination.
@@ -178,8 +181,13 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		}
 	}
 
+	// Three chunk buffers for the whole run, whatever the number of
+	// destinations (every destination uploads from the same buffer): one
+	// being filled while two are uploaded. Memory stays at 3 x chunk_size
+	// plus the compressor; the slowest destination sets the pace.
+	pool := newBufPool(chunkBuffers, opts.ChunkSize)
 	for _, src := range sources {
-		part, err := snapshotPart(ctx, opts, level, recipients, runs, src, log)
+		part, err := snapshotPart(ctx, opts, level, recipients, pool, runs, src, log)
 		var gone *goneError
 		if errors.As(err, &gone) {
 			// Nothing was produced or uploaded for it: leave it out.
@@ -239,7 +247,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 // snapshotPart streams one source to every destination that cannot reuse
 // an earlier upload of it, and records the part in each destination's run.
 func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, recipients []age.Recipient,
-	runs []*destRun, src source.Source, log *slog.Logger) (Part, error) {
+	pool *bufPool, runs []*destRun, src source.Source, log *slog.Logger) (Part, error) {
 	id := source.ID(src)
 	begin := time.Now()
 	if c, ok := src.(io.Closer); ok {
@@ -298,7 +306,7 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 		opts.Progress.Bytes.Store(0)
 		counter = &opts.Progress.Bytes
 	}
-	sr, err := stream(ctx, produce, recipients, level, opts.ChunkSize, len(uploads)+2, opts.Uploads, uploads, counter)
+	sr, err := stream(ctx, produce, recipients, level, pool, opts.Uploads, uploads, counter)
 	allFailed := true
 	for _, u := range uploads {
 		if u.failed() == nil {

@@ -159,7 +159,7 @@ type env struct {
 	stores []*dirStore
 }
 
-func newEnv(t *testing.T, dests int) *env {
+func newEnv(t testing.TB, dests int) *env {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {

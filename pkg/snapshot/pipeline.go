@@ -74,13 +74,53 @@ func (u *upload) fail(err error) {
 	}
 }
 
+// bufPool hands out chunk buffers: at most max of them ever exist, made
+// when first needed, and shared by every part of a run, so the memory of a
+// snapshot is bounded by max chunk sizes whatever the data size.
+type bufPool struct {
+	free      chan []byte
+	mu        sync.Mutex
+	made, max int
+	size      int
+}
+
+func newBufPool(max, size int) *bufPool {
+	return &bufPool{free: make(chan []byte, max), max: max, size: size}
+}
+
+// get returns a free buffer, making one while fewer than max exist, else
+// waiting for one to come back (back-pressure).
+func (p *bufPool) get(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-p.free:
+		return b[:0], nil
+	default:
+	}
+	p.mu.Lock()
+	if p.made < p.max {
+		p.made++
+		p.mu.Unlock()
+		return make([]byte, 0, p.size), nil
+	}
+	p.mu.Unlock()
+	select {
+	case b := <-p.free:
+		return b[:0], nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// put returns a buffer.
+func (p *bufPool) put(b []byte) { p.free <- b }
+
 // chunker is the last writer of the pipeline: it cuts the encrypted stream
 // into chunks, hashes each, and hands it to every destination's uploaders.
 // Back-pressure: it blocks while all buffers of its pool are in flight.
 type chunker struct {
 	ctx     context.Context
 	size    int
-	pool    chan []byte
+	pool    *bufPool
 	cur     []byte
 	n       int
 	total   int64
@@ -93,12 +133,11 @@ func (c *chunker) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		if c.cur == nil {
-			select {
-			case b := <-c.pool:
-				c.cur = b[:0]
-			case <-c.ctx.Done():
-				return written, c.ctx.Err()
+			b, err := c.pool.get(c.ctx)
+			if err != nil {
+				return written, err
 			}
+			c.cur = b
 		}
 		k := min(c.size-len(c.cur), len(p))
 		c.cur = append(c.cur, p[:k]...)
@@ -130,7 +169,7 @@ func (c *chunker) flush() error {
 		}
 	}
 	if alive == 0 {
-		c.pool <- ch.data
+		c.pool.put(ch.data)
 		return errAllFailed
 	}
 	ch.refs.Store(int32(alive))
@@ -176,19 +215,15 @@ type streamResult struct {
 // stream runs produce (a source writing its tar payload) through SHA-256,
 // zstd, age and the chunker, uploading every chunk to each upload's store
 // with `workers` parallel puts per destination. Memory is bounded by the
-// pool: buffers chunks of chunkSize bytes.
+// pool's chunk buffers.
 func stream(ctx context.Context, produce func(io.Writer) error, recipients []age.Recipient, level zstd.EncoderLevel,
-	chunkSize, buffers, workers int, uploads []*upload, progress *atomic.Int64) (*streamResult, error) {
+	pool *bufPool, workers int, uploads []*upload, progress *atomic.Int64) (*streamResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	pool := make(chan []byte, buffers)
-	for range buffers {
-		pool <- make([]byte, 0, chunkSize)
-	}
 	release := func(c *chunk) {
 		if c.refs.Add(-1) == 0 {
-			pool <- c.data
+			pool.put(c.data)
 		}
 	}
 	var wg sync.WaitGroup
@@ -221,7 +256,7 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 		wg.Wait()
 	}
 
-	ck := &chunker{ctx: ctx, size: chunkSize, pool: pool, uploads: uploads, release: release}
+	ck := &chunker{ctx: ctx, size: pool.size, pool: pool, uploads: uploads, release: release}
 	aw, err := age.Encrypt(ck, recipients...)
 	if err != nil {
 		closeUploads()
@@ -249,6 +284,10 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 		cancel()
 	}
 	closeUploads()
+	if ck.cur != nil { // a failed run's half-filled buffer goes back too
+		pool.put(ck.cur)
+		ck.cur = nil
+	}
 	if err != nil {
 		if errors.Is(err, errAllFailed) {
 			return nil, joinUploadErrors(uploads)

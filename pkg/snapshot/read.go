@@ -294,9 +294,92 @@ func (r *chunkReader) Close() error {
 	return nil
 }
 
+// prefetcher reads ahead from r in its own goroutine (downloading, hashing
+// and decrypting chunks) while the consumer decompresses and writes, so
+// that a restore keeps both cores busy. It holds at most depth blocks.
+type prefetcher struct {
+	blocks chan []byte
+	free   chan []byte
+	blk    []byte // the block being consumed, whole
+	cur    []byte // its unread rest
+	err    error
+	errc   chan error
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+const (
+	prefetchBlock = 1 << 20
+	prefetchDepth = 8
+)
+
+func newPrefetcher(r io.Reader) *prefetcher {
+	p := &prefetcher{blocks: make(chan []byte, prefetchDepth), free: make(chan []byte, prefetchDepth+1),
+		errc: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	for range prefetchDepth + 1 {
+		p.free <- make([]byte, prefetchBlock)
+	}
+	go func() {
+		defer close(p.done)
+		defer close(p.blocks)
+		for {
+			var b []byte
+			select {
+			case b = <-p.free:
+			case <-p.stop:
+				return
+			}
+			n, err := io.ReadFull(r, b)
+			if n > 0 {
+				select {
+				case p.blocks <- b[:n]:
+				case <-p.stop:
+					return
+				}
+			}
+			if err != nil {
+				if errors.Is(err, io.ErrUnexpectedEOF) {
+					err = io.EOF
+				}
+				p.errc <- err
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *prefetcher) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		if p.err != nil {
+			return 0, p.err
+		}
+		blk, ok := <-p.blocks
+		if !ok {
+			p.err = <-p.errc
+			return 0, p.err
+		}
+		p.blk, p.cur = blk, blk
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	if len(p.cur) == 0 {
+		p.free <- p.blk[:cap(p.blk)]
+		p.blk, p.cur = nil, nil
+	}
+	return n, nil
+}
+
+// close stops the reading goroutine and waits for it.
+func (p *prefetcher) close() {
+	close(p.stop)
+	<-p.done
+}
+
 // PartReader is the verified plaintext payload (tar) of one part.
 type PartReader struct {
 	part   Part
+	pf     *prefetcher
 	chunks *chunkReader
 	zr     *zstd.Decoder
 	h      hash.Hash
@@ -322,12 +405,17 @@ func OpenPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.I
 		}
 		return nil, integrityf("part %s: decrypt object %s: %v", part.ID, obj.ID, err)
 	}
-	zr, err := zstd.NewReader(ar, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
+	// Download, chunk hashing and decryption run ahead in their own
+	// goroutine; decompression, the payload hash and the consumer (tar
+	// extraction) in the others.
+	pf := newPrefetcher(ar)
+	zr, err := zstd.NewReader(pf, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
 	if err != nil {
+		pf.close()
 		cr.Close()
 		return nil, fmt.Errorf("part %s: start decompression: %w", part.ID, err)
 	}
-	return &PartReader{part: part, chunks: cr, zr: zr, h: sha256.New()}, nil
+	return &PartReader{part: part, pf: pf, chunks: cr, zr: zr, h: sha256.New()}, nil
 }
 
 // Read reads plaintext payload bytes.
@@ -361,6 +449,7 @@ func (r *PartReader) Finish() error {
 // Close releases the decoder and the open chunk.
 func (r *PartReader) Close() error {
 	r.zr.Close()
+	r.pf.close()
 	return r.chunks.Close()
 }
 
