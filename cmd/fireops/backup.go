@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +32,18 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// setSnapshotMemoryLimit sets a soft memory limit for a snapshot run,
+// unless GOMEMLIMIT says otherwise: the engine's live memory is three
+// chunk buffers plus about 60 MiB (compressor, sources, destinations), and
+// without a limit the garbage collector lets the heap grow to twice that
+// before it collects. The limit keeps the peak near the live size.
+func setSnapshotMemoryLimit(chunkSize int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(3*chunkSize + 104<<20)
 }
 
 // progressLine shows, on a terminal only, the part being streamed with
@@ -94,6 +110,7 @@ with --lock-wait.`,
 			if err != nil {
 				return err
 			}
+			setSnapshotMemoryLimit(int64(cfg.ChunkSize))
 			prog, stop := a.progressLine()
 			res, err := a.snapshotJob(cmd.Context(), cfg, backup.SnapshotOptions{
 				Dests: dests, Only: only, Version: buildinfo.Get().Version, Log: a.log, Progress: prog})
@@ -261,6 +278,7 @@ Exit code 3 when a snapshot fails its check; 4 when another verify runs
 
 func (a *app) restoreCommand() *cobra.Command {
 	o := backup.RestoreOptions{}
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "restore SNAPSHOT|latest [--part PART]... [--to DIR|FILE|volume:NAME] [--ns DB.COLL|DB.*]... [--to-db PREFIX] [--to-uri-file F] [--drop] [--dry-run] [--force]",
 		Short: "Restore parts of a snapshot, checked and staged before anything is replaced",
@@ -285,15 +303,38 @@ every collection, or those of --ns, into the recorded databases, or into
 PREFIX+DB with --to-db. Each collection is loaded into a staging
 collection, indexed and counted; only when every one checked out are they
 renamed over their targets. A collection that has documents is replaced
-only with --drop (docs/mongo.md).`,
+only with --drop (docs/mongo.md).
+
+--all is the whole-server restore (docs/runbook.md): every part back where it
+was, in the order config files, Docker volumes (missing ones are created),
+the hub's SQLite database, MongoDB. A files part goes back over the paths its
+source in this host's config names; what is there is kept as PATH.fireops-old
+(with --force it is replaced). Other existing targets are refused without
+--force, which also replaces MongoDB collections (as --drop). The plan is
+printed first; without a terminal --yes is needed. Every part is restored on
+its own: one that fails is left as it was, the others are still restored,
+the output says which parts were restored and which were not, and the exit
+code is non-zero (3 when a part is damaged). --stop-stack stops the running
+containers of the Compose project stack.name first and starts them again
+at the end, also when parts failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Snapshot = args[0]
+			if !o.All && (o.StopStack || yes) {
+				return exitcode.Usagef("add --all", "--stop-stack and --yes go with --all")
+			}
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
 			}
 			o.Log = a.log
+			planShown := false
+			if o.All {
+				o.Confirm = func(res *backup.RestoreResult) error {
+					planShown = !a.jsonOut
+					return a.confirmRestore(res, yes)
+				}
+			}
 			var res *backup.RestoreResult
 			err = a.withLock(cmd.Context(), cfg, "restore", func() error {
 				var err error
@@ -309,21 +350,14 @@ only with --drop (docs/mongo.md).`,
 				}
 				return err
 			}
-			w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			verb := "restore"
 			if o.DryRun {
 				verb = "restore plan (dry run, nothing written)"
 			}
-			fmt.Fprintf(w, "%s of %s from %s:\n", verb, res.Snapshot, res.Destination)
-			fmt.Fprintln(w, "PART\tSIZE\tTARGET\tSTATUS")
-			for _, p := range res.Parts {
-				status := p.Status
-				if p.Error != "" {
-					status += ": " + p.Error
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Part, human(p.Size), p.Target, status)
+			if planShown && !slices.ContainsFunc(res.Parts, func(p backup.PlannedPart) bool { return p.Status != backup.StatusPlanned }) {
+				return err // not confirmed: the plan is on the screen already
 			}
-			if ferr := w.Flush(); ferr != nil {
+			if ferr := a.printRestore(res, verb, o.All); ferr != nil {
 				return ferr
 			}
 			return err
@@ -340,5 +374,81 @@ only with --drop (docs/mongo.md).`,
 	f.StringVar(&o.Mongo.ToDB, "to-db", "", "mongo: restore DB into PREFIX+DB instead of DB")
 	f.StringVar(&o.Mongo.ToURIFile, "to-uri-file", "", "mongo: file (0600) with the URI of the server to restore into (default: the configured one)")
 	f.BoolVar(&o.Mongo.Drop, "drop", false, "mongo: replace collections that have documents")
+	f.BoolVar(&o.All, "all", false, "whole-server restore: every part back where it was, in a safe order, each on its own")
+	f.BoolVar(&o.StopStack, "stop-stack", false, "with --all: stop the stack's containers first, start them again after")
+	f.BoolVar(&yes, "yes", false, "with --all: restore without asking (needed when stdin is not a terminal)")
 	return cmd
+}
+
+// printRestore prints a restore's parts with their status; with all, the
+// stack and a summary of what was and was not restored.
+func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) error {
+	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "%s of %s from %s:\n", verb, res.Snapshot, res.Destination)
+	fmt.Fprintln(w, "PART\tSIZE\tTARGET\tSTATUS")
+	var done, notDone []string
+	acted := false
+	for _, p := range res.Parts {
+		acted = acted || p.Status != backup.StatusPlanned
+		status := p.Status
+		if p.Error != "" {
+			status += ": " + p.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Part, human(p.Size), p.Target, status)
+		if p.Status == backup.StatusRestored {
+			done = append(done, p.Part)
+		} else {
+			notDone = append(notDone, p.Part)
+		}
+	}
+	if st := res.Stack; st != nil {
+		if len(st.Containers) == 0 {
+			fmt.Fprintf(w, "\nstack %s: no running containers to stop\n", st.Project)
+		} else {
+			fmt.Fprintf(w, "\nstack %s: %d running container(s) stopped during the restore: %s\n", st.Project, len(st.Containers), strings.Join(st.Containers, ", "))
+		}
+		if len(st.Started) > 0 {
+			fmt.Fprintf(w, "stack %s: started again: %s\n", st.Project, strings.Join(st.Started, ", "))
+		}
+		if st.Error != "" {
+			fmt.Fprintf(w, "stack %s: ERROR: %s\n", st.Project, st.Error)
+		}
+	}
+	if all && verb == "restore" && acted {
+		fmt.Fprintf(w, "\nrestored: %s\n", orNone(done))
+		fmt.Fprintf(w, "NOT restored: %s\n", orNone(notDone))
+	}
+	return w.Flush()
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// confirmRestore prints the plan of restore --all and asks on a terminal;
+// without one it needs --yes.
+func (a *app) confirmRestore(res *backup.RestoreResult, yes bool) error {
+	if !a.jsonOut {
+		if err := a.printRestore(res, "restore plan", true); err != nil {
+			return err
+		}
+	}
+	if yes {
+		return nil
+	}
+	if _, ok := a.terminal(); !ok {
+		return exitcode.Usagef("read the plan above, then run the same command with --yes", "restore --all: not confirmed (stdin is not a terminal); nothing was written")
+	}
+	fmt.Fprint(a.stderr, "Restore these parts over what is on this server now? Type yes to go on: ")
+	line, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("read confirmation: %w", err)
+	}
+	if strings.TrimSpace(line) != "yes" {
+		return exitcode.Usagef("type yes to restore, or use --yes", "not confirmed; nothing was written")
+	}
+	return nil
 }

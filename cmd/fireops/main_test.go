@@ -38,6 +38,9 @@ func TestScripts(t *testing.T) {
 			if cond == "mongo" {
 				return mongoCondition()
 			}
+			if cond == "docker" {
+				return dockerCondition()
+			}
 			return scriptCondition(cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -45,6 +48,7 @@ func TestScripts(t *testing.T) {
 			"testhub":   cmdTestHub,
 			"testmongo": cmdTestMongo,
 			"mongo":     cmdMongo,
+			"dr":        cmdDR,
 		},
 	})
 }

@@ -361,8 +361,21 @@ type RestoreOptions struct {
 	Dest string
 	// Identity is the identity file ("" means keys.identity_file).
 	Identity string
+	// All is the whole-server restore (restore_all.go): every part (or
+	// those of Parts) in place, in the safe order, each on its own.
+	All bool
+	// StopStack (with All) stops the stack's running containers before
+	// the first part and starts them again at the end.
+	StopStack bool
+	// Confirm (with All), when set, is called with the plan before
+	// anything is written; an error stops the restore there.
+	Confirm func(*RestoreResult) error
 	// Log receives progress.
 	Log *slog.Logger
+
+	// stopping are the containers StopStack stops: the plan does not
+	// refuse a volume only they use.
+	stopping []string
 }
 
 // PlannedPart is one part of a restore plan and what happened to it.
@@ -379,6 +392,8 @@ type RestoreResult struct {
 	Destination string        `json:"destination"`
 	Snapshot    string        `json:"snapshot"`
 	Parts       []PlannedPart `json:"parts"`
+	// Stack is what --stop-stack did (with All).
+	Stack *StackAction `json:"stack,omitempty"`
 }
 
 // Restore restores parts of a snapshot. Each part is staged, checked and
@@ -438,6 +453,9 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	parts, err := selectParts(idx.Parts, o.Parts)
 	if err != nil {
 		return nil, err
+	}
+	if o.All {
+		return restoreAll(ctx, cfg, o, d, m, ids, parts)
 	}
 	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
 	targets := make([]string, len(parts))

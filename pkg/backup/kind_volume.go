@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
@@ -149,6 +150,7 @@ func planVolume(ctx context.Context, cfg *config.Config, p snapshot.Part, name s
 	if err != nil {
 		return "", engineError("part "+p.ID, err)
 	}
+	ti.Users = slices.DeleteFunc(ti.Users, func(u string) bool { return slices.Contains(o.stopping, u) }) // restore --all --stop-stack stops them
 	if len(ti.Users) > 0 && !o.Force {
 		return "", exitcode.Usagef("stop them first (a user's server: stop it from the hub's admin page), or add --force",
 			"part %s: volume %s is in use by running containers: %s", p.ID, name, strings.Join(ti.Users, ", "))

@@ -430,11 +430,9 @@ func TestVolumeRestoreInUse(t *testing.T) {
 }
 
 // runningUser starts a container that uses vol and returns its name; the
-// writer image is removed when the test ends (it is built for this test).
+// writer image is shared by the package's tests and removed by TestMain.
 func runningUser(t *testing.T, cli *client.Client, vol string) string {
 	t.Helper()
-	volumetest.Image(t, cli)
-	t.Cleanup(volumetest.RemoveImage) // after the container's removal (cleanups run last first)
 	_, name := volumetest.StartWriter(t, cli, vol)
 	return name
 }

@@ -1,0 +1,537 @@
+package backup
+
+// Whole-server restore: `fireops restore ID|latest --all` (issue 10).
+//
+// # Order and independence
+//
+// Parts are restored in the order of the kinds list (files, volume,
+// sqlite, mongo): the config files first, then the Docker volumes, then
+// the hub's SQLite database (which may live in a volume restored just
+// before), then MongoDB. Every part is restored on its own through its
+// kind's staging (design.md §7): a part that fails leaves its target as
+// it was, is reported with its error, and the remaining parts are still
+// restored. The result names every part with its status; the error, when
+// any part failed, names the parts that were not restored.
+//
+// # Files parts in place
+//
+// A files part is put back over the paths its config source names (the
+// config this host has now: put the config back first). In one pass over
+// the part's stream the whole archive is extracted into a private staging
+// folder (mode 0700, ".fireops-staging-*") created in the parent folder of
+// the part's first path, so that it is on the same filesystem as the
+// targets in the usual layout and a move is a rename. Only when the whole
+// stream has been read, its hash checked and its entry count matched
+// (snapshot.RestorePart) does Commit move each configured path into
+// place: an existing file or folder is first renamed to PATH.fireops-old
+// (PATH.fireops-old-<UTC time> when that name is taken), then the staged
+// copy is renamed to PATH. With force the old copy is removed instead of
+// kept. A target on another filesystem than the staging folder is copied
+// next to the target first (through a second staging folder there) and
+// then renamed, so no target is ever half written. When moving one path
+// fails, the paths already moved are put back as they were. Abort, and
+// Commit when it is done, remove the staging folder.
+//
+// # The stack
+//
+// With StopStack the running containers of the Compose project (label
+// com.docker.compose.project = stack.name; a stack deployed by `fireops
+// deploy` carries the same label) are stopped through the Engine API after
+// the plan is confirmed and before the first part, and started again when
+// the restore ends, also when parts failed. Volumes used only by those
+// containers are therefore not refused as "in use" by the plan.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"filippo.io/age"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/snapshot"
+	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/source/files"
+	"github.com/firetech/fireops/pkg/tarsafe"
+)
+
+// Statuses of a part in a restore result.
+const (
+	StatusPlanned      = "planned"
+	StatusRestored     = "restored"
+	StatusFailed       = "failed"
+	StatusRefused      = "refused"
+	StatusNotAttempted = "not attempted"
+)
+
+// StackAction says what restore --all --stop-stack did to the stack.
+type StackAction struct {
+	// Project is the Compose project (stack.name).
+	Project string `json:"project"`
+	// Containers are the running containers of the project, stopped
+	// before the restore.
+	Containers []string `json:"containers"`
+	// Started are the containers started again after the restore.
+	Started []string `json:"started,omitempty"`
+	// Error says what failed while stopping or starting them.
+	Error string `json:"error,omitempty"`
+}
+
+// kindRank is a part's kind's position in the kinds list (the safe
+// order of a whole-server restore).
+func kindRank(p snapshot.Part) int {
+	for i, k := range kinds {
+		if k.name() == p.Kind {
+			return i
+		}
+	}
+	return len(kinds)
+}
+
+// restoreAll restores parts in place, every one on its own (see the top
+// of this file). The manifest and index were checked by Restore.
+func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, d Dest, m *snapshot.Manifest, ids []age.Identity, parts []snapshot.Part) (*RestoreResult, error) {
+	if o.To != "" {
+		return nil, exitcode.Usagef("leave out --to: --all puts every part back where it was; restore single parts elsewhere with --part and --to",
+			"--all and --to exclude each other")
+	}
+	if o.Force {
+		o.Mongo.Drop = true // --all --force replaces everything
+	}
+	parts = slices.Clone(parts)
+	sort.SliceStable(parts, func(i, j int) bool { return kindRank(parts[i]) < kindRank(parts[j]) })
+
+	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
+	var eng *client.Client
+	if o.StopStack {
+		var err error
+		eng, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			return nil, fmt.Errorf("docker client: %w", err)
+		}
+		defer eng.Close()
+		names, _, err := stackContainers(ctx, eng, cfg.Stack.Name)
+		if err != nil {
+			return nil, exitcode.New(exitcode.Failure, err, "is dockerd running? Without a stack to stop, leave out --stop-stack")
+		}
+		res.Stack = &StackAction{Project: cfg.Stack.Name, Containers: names}
+		o.stopping = names
+	}
+
+	targets := make([]string, len(parts))
+	var refused []string
+	for i, p := range parts {
+		pp := PlannedPart{Part: p.ID, Size: p.Size, Status: StatusPlanned}
+		t, err := planInPlace(ctx, cfg, p, o, len(parts))
+		if err != nil {
+			pp.Status, pp.Error = StatusRefused, err.Error()
+			refused = append(refused, p.ID)
+		}
+		targets[i], pp.Target = t, t
+		res.Parts = append(res.Parts, pp)
+	}
+	if len(refused) > 0 {
+		return res, exitcode.Usagef("fix what the plan names (--force replaces existing targets), or leave those parts out with --part",
+			"restore %s --all: nothing was written: %d part(s) cannot be restored as planned: %s", m.Snapshot, len(refused), strings.Join(refused, ", "))
+	}
+	if o.DryRun {
+		return res, nil
+	}
+	if o.Confirm != nil {
+		if err := o.Confirm(res); err != nil {
+			return res, err
+		}
+	}
+
+	if res.Stack != nil && len(res.Stack.Containers) > 0 {
+		ids, _, err := stackContainers(ctx, eng, cfg.Stack.Name)
+		if err == nil {
+			err = stopContainers(ctx, eng, ids, o)
+		}
+		// Start again whatever was stopped, also when a part (or the stop
+		// itself) failed.
+		defer func() {
+			started, serr := startContainers(context.WithoutCancel(ctx), eng, res.Stack.Containers, o)
+			res.Stack.Started = started
+			if serr != nil {
+				res.Stack.Error = serr.Error()
+			}
+		}()
+		if err != nil {
+			res.Stack.Error = err.Error()
+			for i := range res.Parts {
+				res.Parts[i].Status = StatusNotAttempted
+			}
+			return res, exitcode.New(exitcode.Failure, fmt.Errorf("restore %s --all: stopping the stack %s: %w; nothing was restored", m.Snapshot, cfg.Stack.Name, err),
+				"stop the containers by hand (docker stop), then run the restore again")
+		}
+	}
+
+	var failed []string
+	integrity := false
+	for i, p := range parts {
+		if err := ctx.Err(); err != nil {
+			for j := i; j < len(parts); j++ {
+				res.Parts[j].Status = StatusNotAttempted
+				failed = append(failed, parts[j].ID)
+			}
+			break
+		}
+		k, _ := kindOf(p)
+		var rs source.Restorer
+		var err error
+		if p.Kind == files.Kind {
+			rs, err = newInPlaceRestorer(cfg, p, o.Force)
+		} else {
+			rs, err = k.restorer(ctx, cfg, p, targets[i], o)
+		}
+		if err == nil {
+			_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
+		}
+		if err != nil {
+			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
+			failed = append(failed, p.ID)
+			integrity = integrity || errors.Is(err, snapshot.ErrIntegrity)
+			if o.Log != nil {
+				o.Log.Error("part not restored; its target was left as it was", "part", p.ID, "err", err)
+			}
+			continue
+		}
+		res.Parts[i].Status = StatusRestored
+		if o.Log != nil {
+			o.Log.Info("part restored", "part", p.ID, "target", targets[i])
+		}
+	}
+	if len(failed) > 0 {
+		code, hint := exitcode.Failure, "the parts not restored were left as they were; fix the cause and restore them with --part, or try another snapshot or --dest"
+		if integrity {
+			code = exitcode.CheckFailed
+			hint = "a part of the snapshot is damaged or was altered (its target was left as it was); restore it from another snapshot or destination with --part"
+		}
+		return res, exitcode.New(code, fmt.Errorf("restore %s --all: %d of %d parts NOT restored: %s", m.Snapshot, len(failed), len(parts), strings.Join(failed, ", ")), hint)
+	}
+	return res, nil
+}
+
+// planInPlace plans one part of a whole-server restore.
+func planInPlace(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
+	k, err := kindOf(p)
+	if err != nil {
+		return "", err
+	}
+	if p.Kind != files.Kind {
+		return k.plan(ctx, cfg, p, o, n)
+	}
+	paths, err := inPlacePaths(cfg, p)
+	if err != nil {
+		return "", err
+	}
+	var existing int
+	for _, path := range paths {
+		if _, err := os.Lstat(path); err == nil {
+			existing++
+		}
+	}
+	t := strings.Join(paths, ", ")
+	switch {
+	case existing > 0 && o.Force:
+		t += fmt.Sprintf(" (replacing %d existing)", existing)
+	case existing > 0:
+		t += fmt.Sprintf(" (%d existing kept as *.fireops-old)", existing)
+	}
+	return t, nil
+}
+
+// inPlacePaths returns the paths of the config's files source of a part:
+// cleaned, sorted, without paths inside others (as the archive has them).
+func inPlacePaths(cfg *config.Config, p snapshot.Part) ([]string, error) {
+	for _, f := range cfg.Sources.Files {
+		if f.Name != p.Name {
+			continue
+		}
+		var roots []string
+		for _, path := range f.Paths {
+			path = filepath.Clean(path)
+			if !filepath.IsAbs(path) || path == "/" {
+				return nil, exitcode.Usagef("restore it into a folder with --part "+p.ID+" --to DIR",
+					"part %s: path %q cannot be restored in place", p.ID, path)
+			}
+			roots = append(roots, path)
+		}
+		sort.Strings(roots)
+		kept := roots[:0]
+		for _, r := range roots {
+			if len(kept) > 0 && (r == kept[len(kept)-1] || strings.HasPrefix(r, kept[len(kept)-1]+"/")) {
+				continue
+			}
+			kept = append(kept, r)
+		}
+		if len(kept) == 0 {
+			break
+		}
+		return kept, nil
+	}
+	return nil, exitcode.Usagef("put the config back first (it names the paths), or restore the part into a folder with --part "+p.ID+" --to DIR",
+		"part %s: the config has no files source %q: its original paths are unknown", p.ID, p.Name)
+}
+
+// inPlaceRestorer puts a files part back over its configured paths (see
+// the top of this file).
+type inPlaceRestorer struct {
+	paths []string
+	force bool
+}
+
+func newInPlaceRestorer(cfg *config.Config, p snapshot.Part, force bool) (*inPlaceRestorer, error) {
+	paths, err := inPlacePaths(cfg, p)
+	if err != nil {
+		return nil, err
+	}
+	return &inPlaceRestorer{paths: paths, force: force}, nil
+}
+
+// Stage extracts the whole archive into a private staging folder next to
+// the first path.
+func (r *inPlaceRestorer) Stage(ctx context.Context, tr io.Reader) (source.Staged, error) {
+	parent := filepath.Dir(r.paths[0])
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("files: create %s: %w", parent, err)
+	}
+	staging, err := os.MkdirTemp(parent, ".fireops-staging-*")
+	if err != nil {
+		return nil, fmt.Errorf("files: create a staging folder in %s: %w", parent, err)
+	}
+	xs, err := tarsafe.Extract(ctx, tr, staging, tarsafe.Options{})
+	if err != nil {
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("files: restore %s: %w", strings.Join(r.paths, ", "), err)
+	}
+	return &inPlaceStaged{r: r, staging: staging, x: xs}, nil
+}
+
+type inPlaceStaged struct {
+	r       *inPlaceRestorer
+	staging string
+	x       tarsafe.Stats
+	done    bool
+}
+
+func (s *inPlaceStaged) Stats() source.Stats {
+	return source.Stats{Entries: s.x.Entries}
+}
+
+// moved is one path put in place, and how to undo it.
+type moved struct {
+	path, old string
+}
+
+// Commit moves every configured path into place, keeping (or, with
+// force, removing) what was there. A failure puts back what was moved.
+func (s *inPlaceStaged) Commit(ctx context.Context) error {
+	if s.done {
+		return errors.New("files: restore already committed or aborted")
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	var done []moved
+	undo := func(cause error) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			mv := done[i]
+			back := filepath.Join(s.staging, ".undo-"+fmt.Sprint(i))
+			if err := os.Rename(mv.path, back); err != nil {
+				errs = append(errs, fmt.Errorf("take back %s: %w", mv.path, err))
+				continue
+			}
+			if mv.old != "" {
+				if err := os.Rename(mv.old, mv.path); err != nil {
+					errs = append(errs, fmt.Errorf("put back %s from %s: %w", mv.path, mv.old, err))
+				}
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w; undoing the paths already restored failed: %w", cause, errors.Join(errs...))
+		}
+		return cause
+	}
+	for _, path := range s.r.paths {
+		if err := ctx.Err(); err != nil {
+			return undo(err)
+		}
+		staged := filepath.Join(s.staging, strings.TrimPrefix(path, "/"))
+		if _, err := os.Lstat(staged); errors.Is(err, fs.ErrNotExist) {
+			continue // not in the snapshot (the path did not exist then)
+		} else if err != nil {
+			return undo(fmt.Errorf("files: %w", err))
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return undo(fmt.Errorf("files: create %s: %w", filepath.Dir(path), err))
+		}
+		staged, err := sameFilesystem(ctx, staged, path)
+		if err != nil {
+			return undo(err)
+		}
+		mv := moved{path: path}
+		if _, err := os.Lstat(path); err == nil {
+			mv.old = path + ".fireops-old"
+			if _, err := os.Lstat(mv.old); err == nil {
+				mv.old = path + ".fireops-old-" + stamp
+			}
+			if err := os.Rename(path, mv.old); err != nil {
+				return undo(fmt.Errorf("files: move %s aside: %w", path, err))
+			}
+		}
+		if err := os.Rename(staged, path); err != nil {
+			if mv.old != "" {
+				os.Rename(mv.old, path)
+			}
+			return undo(fmt.Errorf("files: move the restored %s into place: %w", path, err))
+		}
+		done = append(done, mv)
+	}
+	s.done = true
+	var errs []error
+	for _, mv := range done {
+		if s.r.force && mv.old != "" {
+			if err := os.RemoveAll(mv.old); err != nil {
+				errs = append(errs, fmt.Errorf("files: restored %s, but removing the old copy %s failed: %w", mv.path, mv.old, err))
+			}
+		}
+	}
+	if err := os.RemoveAll(s.staging); err != nil {
+		errs = append(errs, fmt.Errorf("files: remove the staging folder %s: %w", s.staging, err))
+	}
+	return errors.Join(errs...)
+}
+
+// sameFilesystem returns staged itself when it can be renamed to path;
+// otherwise it copies it into a staging folder next to path (on path's
+// filesystem) and returns the copy.
+func sameFilesystem(ctx context.Context, staged, path string) (string, error) {
+	var a, b syscall.Stat_t
+	if err := syscall.Lstat(staged, &a); err != nil {
+		return "", fmt.Errorf("files: %s: %w", staged, err)
+	}
+	if err := syscall.Stat(filepath.Dir(path), &b); err != nil {
+		return "", fmt.Errorf("files: %s: %w", filepath.Dir(path), err)
+	}
+	if a.Dev == b.Dev {
+		return staged, nil
+	}
+	// Another filesystem: archive the staged path and extract it next to
+	// the target (the files source keeps modes, owners, times and links).
+	src, err := files.New(config.FileSource{Name: "copy", Paths: []string{staged}})
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".fireops-staging-*")
+	if err != nil {
+		return "", fmt.Errorf("files: create a staging folder next to %s: %w", path, err)
+	}
+	prefix := strings.TrimPrefix(staged, "/")
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := src.WriteTar(ctx, pw)
+		pw.CloseWithError(err)
+	}()
+	_, err = tarsafe.Extract(ctx, pr, dir, tarsafe.Options{Map: func(name string) (string, bool) {
+		if name == prefix {
+			return "copy", true
+		}
+		rest, ok := strings.CutPrefix(name, prefix+"/")
+		if !ok {
+			return "", false // the folders above
+		}
+		return "copy/" + rest, true
+	}})
+	pr.CloseWithError(err)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("files: copy %s to the filesystem of %s: %w", staged, path, err)
+	}
+	// The copy is renamed away by Commit; its folder is removed here when
+	// empty, or with the staging folder's cleanup otherwise.
+	final := filepath.Join(filepath.Dir(path), filepath.Base(dir)+"-"+filepath.Base(path))
+	if err := os.Rename(filepath.Join(dir, "copy"), final); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("files: %w", err)
+	}
+	os.Remove(dir)
+	return final, nil
+}
+
+// Abort removes the staging folder; the targets are untouched.
+func (s *inPlaceStaged) Abort() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	if err := os.RemoveAll(s.staging); err != nil {
+		return fmt.Errorf("files: remove the staging folder %s: %w", s.staging, err)
+	}
+	return nil
+}
+
+// stackContainers lists the running containers of the Compose project:
+// their names and ids.
+func stackContainers(ctx context.Context, eng *client.Client, project string) (names, ids []string, err error) {
+	cs, err := eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+project))})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the containers of stack %s: %w", project, err)
+	}
+	sort.Slice(cs, func(i, j int) bool { return containerName(cs[i]) < containerName(cs[j]) })
+	for _, c := range cs {
+		names = append(names, containerName(c))
+		ids = append(ids, c.ID)
+	}
+	return names, ids, nil
+}
+
+func containerName(c container.Summary) string {
+	if len(c.Names) > 0 {
+		return strings.TrimPrefix(c.Names[0], "/")
+	}
+	return c.ID[:12]
+}
+
+// stopContainers stops containers (the Engine's default grace period).
+func stopContainers(ctx context.Context, eng *client.Client, ids []string, o RestoreOptions) error {
+	for _, id := range ids {
+		if o.Log != nil {
+			o.Log.Info("stopping a container of the stack", "container", id[:min(12, len(id))])
+		}
+		if err := eng.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+			return fmt.Errorf("stop container %s: %w", id[:min(12, len(id))], err)
+		}
+	}
+	return nil
+}
+
+// startContainers starts the named containers again; it tries every one.
+func startContainers(ctx context.Context, eng *client.Client, names []string, o RestoreOptions) ([]string, error) {
+	var started []string
+	var errs []error
+	for _, n := range names {
+		if err := eng.ContainerStart(ctx, n, container.StartOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("start container %s: %w", n, err))
+			continue
+		}
+		started = append(started, n)
+		if o.Log != nil {
+			o.Log.Info("started a container of the stack again", "container", n)
+		}
+	}
+	return started, errors.Join(errs...)
+}
