@@ -59,6 +59,7 @@ import (
 	"syscall"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/fingerprint"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -264,20 +265,19 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 	fmt.Fprintf(h, "fireops files fingerprint v1\x00%q\x00%q\x00", s.roots, s.exclude)
 	var line []byte
 	_, err := s.walk(ctx, func(e entry) error {
-		st, ok := e.fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("files:%s: %s: no stat data", s.name, e.path)
-		}
-		line = line[:0]
-		line = strconv.AppendQuote(line, e.name)
 		if e.parent {
-			line = fmt.Appendf(line, " parent %o %d %d", uint32(e.fi.Mode()), st.Uid, st.Gid)
+			st, ok := e.fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				return fmt.Errorf("files:%s: %s: no stat data", s.name, e.path)
+			}
+			line = strconv.AppendQuote(line[:0], e.name)
+			line = fmt.Appendf(line, " parent %o %d %d\n", uint32(e.fi.Mode()), st.Uid, st.Gid)
 		} else {
-			line = fmt.Appendf(line, " %o %d %d %d %d %d %d ", uint32(e.fi.Mode()), e.fi.Size(),
-				st.Mtim.Nano(), st.Ctim.Nano(), st.Uid, st.Gid, st.Nlink)
-			line = strconv.AppendQuote(line, e.link)
+			var err error
+			if line, err = fingerprint.AppendEntry(line[:0], e.name, e.fi, e.link); err != nil {
+				return fmt.Errorf("files:%s: %w", s.name, err)
+			}
 		}
-		line = append(line, '\n')
 		h.Write(line)
 		return nil
 	})

@@ -11,10 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"sort"
-	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/firetech/fireops/pkg/fingerprint"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -150,15 +150,10 @@ func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
 	var line []byte
 	var c counts
 	err := s.walk(ctx, p.dir, &c, func(e entry) error {
-		st, ok := e.fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("volume:%s: %s: no stat data", s.name, e.path)
+		var err error
+		if line, err = fingerprint.AppendEntry(line[:0], e.rel, e.fi, e.link); err != nil {
+			return fmt.Errorf("volume:%s: %w", s.name, err)
 		}
-		line = strconv.AppendQuote(line[:0], e.rel)
-		line = fmt.Appendf(line, " %o %d %d %d %d %d %d ", uint32(e.fi.Mode()), e.fi.Size(),
-			st.Mtim.Nano(), st.Ctim.Nano(), st.Uid, st.Gid, st.Nlink)
-		line = strconv.AppendQuote(line, e.link)
-		line = append(line, '\n')
 		h.Write(line)
 		return nil
 	})
