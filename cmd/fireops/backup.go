@@ -35,15 +35,15 @@ func human(n int64) string {
 }
 
 // setSnapshotMemoryLimit sets a soft memory limit for a snapshot run,
-// unless GOMEMLIMIT says otherwise: the engine's live memory is three
-// chunk buffers plus about 60 MiB (compressor, sources, destinations), and
+// unless GOMEMLIMIT says otherwise: the engine's live memory is its chunk
+// buffers plus about 60 MiB (compressor, sources, destinations), and
 // without a limit the garbage collector lets the heap grow to twice that
 // before it collects. The limit keeps the peak near the live size.
-func setSnapshotMemoryLimit(chunkSize int64) {
+func setSnapshotMemoryLimit(chunkSize int64, uploads int) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(3*chunkSize + 104<<20)
+	debug.SetMemoryLimit(int64(snapshot.ChunkBuffers(uploads))*chunkSize + 104<<20)
 }
 
 // progressLine shows, on a terminal only, the part being streamed with
@@ -110,7 +110,11 @@ with --lock-wait.`,
 			if err != nil {
 				return err
 			}
-			setSnapshotMemoryLimit(int64(cfg.ChunkSize))
+			uploads := 1
+			for _, d := range cfg.Destinations {
+				uploads = max(uploads, d.Uploads)
+			}
+			setSnapshotMemoryLimit(int64(cfg.ChunkSize), uploads)
 			prog, stop := a.progressLine()
 			res, err := a.snapshotJob(cmd.Context(), cfg, backup.SnapshotOptions{
 				Dests: dests, Only: only, Version: buildinfo.Get().Version, Log: a.log, Progress: prog})

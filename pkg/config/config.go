@@ -107,7 +107,7 @@ func Parse(data []byte, abs string) (*Config, error) {
 	}
 	for i := range cfg.Destinations {
 		if cfg.Destinations[i].Uploads == 0 {
-			cfg.Destinations[i].Uploads = 4
+			cfg.Destinations[i].Uploads = 2
 		}
 	}
 	cfg.resolvePaths(filepath.Dir(abs))

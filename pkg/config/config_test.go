@@ -82,7 +82,7 @@ func TestParseMinimalDefaultsAndPaths(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
 		}
 	}
-	if cfg.Destinations[0].Uploads != 4 || cfg.GPU.MaxTemperatureC != 85 || !cfg.GPU.RequireContainerRuntime {
+	if cfg.Destinations[0].Uploads != 2 || cfg.GPU.MaxTemperatureC != 85 || !cfg.GPU.RequireContainerRuntime {
 		t.Errorf("numeric defaults not filled: %+v %+v", cfg.Destinations[0], cfg.GPU)
 	}
 	rcp, err := cfg.Recipients()

@@ -22,8 +22,9 @@ import (
 	"github.com/firetech/fireops/pkg/source"
 )
 
-// chunkBuffers is the number of chunk buffers a snapshot run holds at most.
-const chunkBuffers = 3
+// ChunkBuffers is the number of chunk buffers a snapshot run with the
+// given uploads per destination holds at most.
+func ChunkBuffers(uploads int) int { return max(uploads, 1) + 1 }
 
 // Options are the settings of one snapshot run.
 type Options struct {
@@ -37,7 +38,10 @@ type Options struct {
 	ChunkSize int
 	// Compression is fastest, default, better or best.
 	Compression string
-	// Uploads is the number of parallel chunk uploads per destination.
+	// Uploads is the number of chunks uploaded at once to each
+	// destination (default 2). The run holds Uploads+1 chunk buffers, all
+	// destinations uploading from the same ones: memory is
+	// (Uploads+1) x ChunkSize plus the compressor.
 	Uploads int
 	// State enables reuse of unchanged parts; nil uploads everything.
 	State *State
@@ -159,7 +163,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Uploads < 1 {
-		opts.Uploads = 4
+		opts.Uploads = 2
 	}
 	recipients := make([]age.Recipient, len(opts.Recipients))
 	for i, r := range opts.Recipients {
@@ -181,11 +185,11 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		}
 	}
 
-	// Three chunk buffers for the whole run, whatever the number of
+	// Uploads+1 chunk buffers for the whole run, whatever the number of
 	// destinations (every destination uploads from the same buffer): one
-	// being filled while two are uploaded. Memory stays at 3 x chunk_size
-	// plus the compressor; the slowest destination sets the pace.
-	pool := newBufPool(chunkBuffers, opts.ChunkSize)
+	// being filled while the others are uploaded. The slowest destination
+	// sets the pace.
+	pool := newBufPool(ChunkBuffers(opts.Uploads), opts.ChunkSize)
 	for _, src := range sources {
 		part, err := snapshotPart(ctx, opts, level, recipients, pool, runs, src, log)
 		var gone *goneError
