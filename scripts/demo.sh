@@ -36,6 +36,25 @@ writer=$!
 #    config at the demo data.
 step "$FIREOPS" init --dir "$work/etc" --host demo
 sed -i "s#paths: \[/opt/firetech\]#paths: [$data]#; s@^  # sqlite:@  sqlite:\n    - {name: hub, path: $db}@; s@^# state_dir: .*@state_dir: state@" "$cfg"
+
+# 3b. MongoDB, when a URI is given (FIREOPS_DEMO_MONGO_URI, or the test
+#     FerretDB of scripts/test-deps.sh): a demo database is backed up too and
+#     restore-tested; without one this step is skipped.
+mongo_uri="${FIREOPS_DEMO_MONGO_URI:-${FIREOPS_TEST_MONGO_URI:-}}"
+if [ -z "$mongo_uri" ] && [ -f .cache/testenv.sh ]; then
+  mongo_uri=$(bash -c '. .cache/testenv.sh; echo "${FIREOPS_TEST_MONGO_URI:-}"')
+fi
+mongo_db=""
+if [ -n "$mongo_uri" ]; then
+  mongo_db="fireops_demo_$$"
+  umask 077; printf '%s\n' "$mongo_uri" > "$work/etc/mongo-uri"; umask 022
+  go run ./internal/cmd/demoseed -uri-file "$work/etc/mongo-uri" -db "$mongo_db" -docs 2000
+  trap 'go run ./internal/cmd/demoseed -uri-file "$work/etc/mongo-uri" -db "$mongo_db" -drop >/dev/null 2>&1 || true; cleanup' EXIT
+  sed -i "s@^  # mongo: .*@  mongo: {uri_file: mongo-uri, databases: [$mongo_db]}@" "$cfg"
+  echo "MongoDB: backing up database $mongo_db (2000 documents)"
+else
+  echo "MongoDB: no URI (set FIREOPS_DEMO_MONGO_URI or run scripts/test-deps.sh): the mongo part is skipped"
+fi
 step fo config check -q >/dev/null && echo "config: valid"
 
 step fo snapshot
@@ -43,7 +62,10 @@ kill "$writer"; wait "$writer" 2>/dev/null || true; writer=""
 step fo snapshot            # nothing changed in the files: that part is reused
 step fo snapshots
 step fo verify --level full
-step fo restore latest --to "$work/restored"
+if [ -n "$mongo_db" ]; then
+  step fo verify --level restore-test   # every part, MongoDB into a scratch database, dropped after
+fi
+step fo restore latest --part files:stack --part sqlite:hub --to "$work/restored"
 
 # 4. The restored data equals the original.
 echo
