@@ -43,6 +43,7 @@ type options struct {
 	seed         uint64
 	quietWait    time.Duration
 	noisyRetries int
+	recovery     bool
 }
 
 // The tools and operations of the report.
@@ -73,6 +74,7 @@ type bench struct {
 	resticEnv           []string
 
 	stats       datasetStats
+	recoveryRes *recoveryResult
 	restoreDir  string
 	restoreDesc string
 
@@ -93,6 +95,7 @@ func main() {
 	flag.BoolVar(&o.scaleCheck, "scale-check", true, "also measure fireops' peak RSS on 4x the data")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated dataset")
 	flag.IntVar(&o.noisyRetries, "noisy-retries", 2, "run a measurement again, up to this many times, when other processes used over 10% of the CPUs during it")
+	flag.BoolVar(&o.recovery, "recovery", false, "also time a whole-server snapshot and `restore --all` (dataset, SQLite, MongoDB, Docker volumes) over WebDAV; needs root, Docker and FerretDB (recovery.go)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each run, wait up to this long for other processes to leave the CPUs idle")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./internal/cmd/bench [flags]\n\n"+
@@ -196,6 +199,9 @@ func (b *bench) run() (err error) {
 		if b.opt.scaleCheck {
 			need = 11 * b.opt.size
 		}
+		if b.opt.recovery {
+			need += b.opt.size
+		}
 		if free := int64(st.Bavail) * st.Bsize; free < need {
 			return fmt.Errorf("%s has %s free; -size %s needs about %s (dataset, every tool's outputs, the 4x check): pass -workdir or a smaller -size",
 				parent, fmtBytes(free), fmtBytes(b.opt.size), fmtBytes(need))
@@ -262,7 +268,15 @@ func (b *bench) run() (err error) {
 			return err
 		}
 	}
+	if b.opt.recovery && !b.opt.skipFireops {
+		if b.recoveryRes, err = b.recovery(); err != nil {
+			return fmt.Errorf("recovery benchmark: %w", err)
+		}
+	}
 	b.report(os.Stdout)
+	if b.recoveryRes != nil {
+		b.reportRecovery(os.Stdout, b.recoveryRes)
+	}
 	return nil
 }
 
