@@ -26,7 +26,7 @@ SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 PKGS=(docker.io jupyterhub python3-bcrypt prometheus prometheus-alertmanager
 	prometheus-node-exporter age zstd sqlite3 restic tar node-configurable-http-proxy
-	systemd) # systemd-analyze verify checks the units in systemd/
+	systemd jq) # systemd-analyze verify checks the units in systemd/; jq: the runbook
 
 say() { echo "test-deps: $*"; }
 die() {
