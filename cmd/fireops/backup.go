@@ -340,11 +340,16 @@ at the end, also when parts failed.`,
 				}
 			}
 			var res *backup.RestoreResult
+			var begin time.Time
 			err = a.withLock(cmd.Context(), cfg, "restore", func() error {
+				begin = time.Now()
 				var err error
 				res, err = backup.Restore(cmd.Context(), cfg, o)
 				return err
 			})
+			if !begin.IsZero() && !o.DryRun {
+				a.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
+			}
 			if res == nil {
 				return err
 			}

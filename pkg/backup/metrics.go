@@ -20,6 +20,8 @@ const (
 	SnapshotSuccessFile = "fireops_snapshot_success.prom"
 	RotateRunFile       = "fireops_rotate.prom"
 	RotateSuccessFile   = "fireops_rotate_success.prom"
+	RestoreRunFile      = "fireops_restore.prom"
+	RestoreSuccessFile  = "fireops_restore_success.prom"
 )
 
 // VerifyRunFile is the run textfile of verify at one level.
@@ -231,6 +233,37 @@ func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr e
 	if ok {
 		m.Success = []metrics.Family{
 			gauge("fireops_rotate_last_success_timestamp_seconds", "Time the last successful rotate ended, in seconds since the epoch.", one(float64(now.Unix()))),
+		}
+	}
+	return m
+}
+
+// RestoreMetrics returns what a restore run publishes (a dry run publishes
+// nothing): the result, and how many parts were restored and failed, so a
+// dashboard shows the last recovery next to the last snapshot.
+func RestoreMetrics(now time.Time, dur time.Duration, res *RestoreResult, runErr error) JobMetrics {
+	ok := runErr == nil && res != nil
+	m := JobMetrics{Job: "restore", RunFile: RestoreRunFile, SuccessFile: RestoreSuccessFile}
+	m.Run = runFamilies("restore", "restore", now, dur, ok)
+	restored, failed := 0, 0
+	if res != nil {
+		for _, p := range res.Parts {
+			switch p.Status {
+			case "restored":
+				restored++
+			case "planned":
+			default:
+				failed++
+			}
+		}
+	}
+	m.Run = append(m.Run,
+		gauge("fireops_restore_parts_restored", "Parts the last restore run restored.", one(float64(restored))),
+		gauge("fireops_restore_parts_not_restored", "Parts the last restore run did not restore (failed or not attempted).", one(float64(failed))),
+	)
+	if ok {
+		m.Success = []metrics.Family{
+			gauge("fireops_restore_last_success_timestamp_seconds", "Time the last successful restore ended, in seconds since the epoch.", one(float64(now.Unix()))),
 		}
 	}
 	return m

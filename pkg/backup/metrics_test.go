@@ -37,6 +37,8 @@ func sampleJobs() []JobMetrics {
 		VerifyMetrics(LevelRestoreTest, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
 		RotateMetrics(now, time.Second, rot, errors.New("yandex: timeout"), []string{"local", "yandex"}),
 		RotateMetrics(now, time.Second, &RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
+		RestoreMetrics(now, time.Second, &RestoreResult{Parts: []PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
+		RestoreMetrics(now, time.Second, &RestoreResult{Parts: []PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
 	}
 }
 
@@ -62,8 +64,8 @@ func TestMetricsTextfiles(t *testing.T) {
 		}
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.prom"))
-	if len(files) != 9 {
-		t.Fatalf("want 9 textfiles, got %v", files)
+	if len(files) != 11 {
+		t.Fatalf("want 11 textfiles, got %v", files)
 	}
 	if promtool := testenv.RequireTool(t, "promtool"); promtool != "" {
 		for _, f := range files {
