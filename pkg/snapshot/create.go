@@ -273,7 +273,7 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 			continue
 		}
 		if fp != "" && opts.State != nil {
-			if e, ok := opts.State.Get(opts.Host, r.store.Name(), id); ok && e.Fingerprint == fp && objectPresent(ctx, r.store, opts.Host, e.Object) {
+			if e, ok := opts.State.Get(opts.Host, r.store.Name(), id); ok && e.Fingerprint == fp && e.consistent(id) && objectPresent(ctx, r.store, opts.Host, e.Object) {
 				p := e.Part
 				p.Reused = true
 				r.parts, r.objects, r.fps = append(r.parts, p), append(r.objects, e.Object), append(r.fps, fp)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/source"
@@ -526,4 +528,148 @@ func mustTime(t *testing.T) (tm time.Time) {
 	t.Helper()
 	tm, _ = time.Parse(time.RFC3339, "2026-11-28T03:04:05Z")
 	return tm
+}
+
+// gatedStore is a dirStore whose Put first runs before (to hold or fail
+// one upload at a chosen moment).
+type gatedStore struct {
+	*dirStore
+	before func(p string) error
+}
+
+func (s *gatedStore) Put(ctx context.Context, p string, data []byte) error {
+	if err := s.before(p); err != nil {
+		return err
+	}
+	return s.dirStore.Put(ctx, p, data)
+}
+
+// chunkerWaitingInFlush reports whether a goroutine is blocked in the
+// chunker's send of a chunk to the destinations' upload queues.
+func chunkerWaitingInFlush() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[select") && strings.Contains(g, "(*chunker).flush") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDestinationFailingDuringSendKeepsBuffers: a destination that fails
+// while the chunker waits to hand a chunk to a slower destination must
+// not leak that chunk's buffer from the pool (a leaked buffer is never
+// reused; once all are leaked the run blocks for ever).
+func TestDestinationFailingDuringSendKeepsBuffers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		dests int // the first is slow, the last fails; the others work
+	}{
+		{"two destinations", 2},
+		{"three destinations", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.dests)
+			uploads := make([]*upload, tc.dests)
+			failing := tc.dests - 1
+			for i, st := range e.stores {
+				gs := &gatedStore{dirStore: st, before: func(string) error { return nil }}
+				switch i {
+				case 0: // slow: its first chunk waits until the last destination failed
+					var once atomic.Bool
+					gs.before = func(string) error {
+						if once.CompareAndSwap(false, true) {
+							for uploads[failing].failed() == nil {
+								time.Sleep(time.Millisecond)
+							}
+						}
+						return nil
+					}
+				case failing: // its second chunk fails while the chunker waits on the slow one
+					var n atomic.Int32
+					gs.before = func(string) error {
+						if n.Add(1) == 2 {
+							for !chunkerWaitingInFlush() {
+								time.Sleep(time.Millisecond)
+							}
+							return errors.New("injected failure")
+						}
+						return nil
+					}
+				}
+				uploads[i] = &upload{store: gs, host: "gpu01", object: NewObjectID()}
+			}
+			pool := newBufPool(4, 4<<10)
+			data := randomBytes(64<<10, 3)
+			produce := func(w io.Writer) error { _, err := w.Write(data); return err }
+			recipients := []age.Recipient{e.opts.Recipients[0]}
+			if _, err := stream(context.Background(), produce, recipients, zstd.SpeedFastest, pool, 1, uploads, nil); err != nil {
+				t.Fatal(err)
+			}
+			if uploads[failing].failed() == nil {
+				t.Fatal("the failing destination did not fail")
+			}
+			pool.mu.Lock()
+			made := pool.made
+			pool.mu.Unlock()
+			if len(pool.free) != made {
+				t.Fatalf("%d of %d chunk buffers came back to the pool after the part", len(pool.free), made)
+			}
+		})
+	}
+}
+
+// TestCorruptStateEntryIsNotReused: a state file that still decodes but
+// whose entry does not hold together (the part names another object, or
+// another stored size) must not make a snapshot that cannot be restored:
+// the part is uploaded again.
+func TestCorruptStateEntryIsNotReused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		corrupt func(e *StateEntry)
+	}{
+		{"part names another object", func(e *StateEntry) { e.Part.Object = NewObjectID() }},
+		{"part has another stored size", func(e *StateEntry) { e.Part.Stored++ }},
+		{"object size disagrees with its chunks", func(e *StateEntry) { e.Object.Size++; e.Part.Stored++ }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 1)
+			ctx := context.Background()
+			dir := t.TempDir()
+			state, err := LoadState(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.opts.State = state
+			srcs := testSources()
+			if _, err := Create(ctx, e.opts, e.storeList(), srcs); err != nil {
+				t.Fatal(err)
+			}
+			ent, ok := state.Get("gpu01", "d0", "files:stack")
+			if !ok {
+				t.Fatal("no state entry after the first snapshot")
+			}
+			tc.corrupt(&ent)
+			state.Put("gpu01", "d0", "files:stack", ent)
+			if err := state.Save(); err != nil {
+				t.Fatal(err)
+			}
+			if e.opts.State, err = LoadState(dir); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Create(ctx, e.opts, e.storeList(), srcs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Destinations[0].Reused != 0 {
+				t.Errorf("an inconsistent state entry was reused")
+			}
+			e.restoreAll(t, e.stores[0], res.ID)
+		})
+	}
 }

@@ -162,21 +162,20 @@ func (c *chunker) flush() error {
 	ch := &chunk{n: c.n, data: c.cur}
 	c.n++
 	c.cur = nil
-	alive := 0
+	// Hand the chunk to exactly the destinations counted in its refs: one
+	// failing meanwhile still takes it (its workers release it).
+	var alive []*upload
 	for _, u := range c.uploads {
 		if u.failed() == nil {
-			alive++
+			alive = append(alive, u)
 		}
 	}
-	if alive == 0 {
+	if len(alive) == 0 {
 		c.pool.put(ch.data)
 		return errAllFailed
 	}
-	ch.refs.Store(int32(alive))
-	for _, u := range c.uploads {
-		if u.failed() != nil {
-			continue
-		}
+	ch.refs.Store(int32(len(alive)))
+	for _, u := range alive {
 		select {
 		case u.ch <- ch:
 		case <-c.ctx.Done():

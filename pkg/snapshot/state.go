@@ -58,6 +58,18 @@ func LoadState(dir string) (*State, error) {
 	return s, nil
 }
 
+// consistent reports whether an entry holds together as the manifest and
+// index of a new snapshot need it (a state file that decodes may still be
+// damaged); an entry that does not is uploaded again instead of reused.
+func (e StateEntry) consistent(part string) bool {
+	var sum int64
+	for _, c := range e.Object.Chunks {
+		sum += c.Size
+	}
+	return e.Part.ID == part && objectIDRE.MatchString(e.Object.ID) && e.Part.Object == e.Object.ID &&
+		e.Part.Stored == e.Object.Size && sum == e.Object.Size
+}
+
 func stateKey(host, dest string) string { return host + "/" + dest }
 
 // Get returns the entry of a part for a destination.
