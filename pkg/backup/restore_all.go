@@ -350,15 +350,26 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
 			mv := done[i]
-			back := filepath.Join(s.staging, ".undo-"+fmt.Sprint(i))
-			if err := os.Rename(mv.path, back); err != nil {
+			// Take the restored copy back into a folder next to it: the
+			// path may be on another filesystem than the staging folder.
+			aside, err := os.MkdirTemp(filepath.Dir(mv.path), ".fireops-undo-*")
+			if err != nil {
+				errs = append(errs, fmt.Errorf("take back %s: %w", mv.path, err))
+				continue
+			}
+			if err := os.Rename(mv.path, filepath.Join(aside, "restored")); err != nil {
+				os.Remove(aside)
 				errs = append(errs, fmt.Errorf("take back %s: %w", mv.path, err))
 				continue
 			}
 			if mv.old != "" {
 				if err := os.Rename(mv.old, mv.path); err != nil {
-					errs = append(errs, fmt.Errorf("put back %s from %s: %w", mv.path, mv.old, err))
+					errs = append(errs, fmt.Errorf("put back %s from %s (the restored copy is in %s): %w", mv.path, mv.old, aside, err))
+					continue
 				}
+			}
+			if err := os.RemoveAll(aside); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", aside, err))
 			}
 		}
 		if len(errs) > 0 {
@@ -388,6 +399,13 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 			mv.old = path + ".fireops-old"
 			if _, err := os.Lstat(mv.old); err == nil {
 				mv.old = path + ".fireops-old-" + stamp
+			}
+			// A rename replaces a file there: never reuse a taken name.
+			for n := 2; ; n++ {
+				if _, err := os.Lstat(mv.old); err != nil {
+					break
+				}
+				mv.old = fmt.Sprintf("%s.fireops-old-%s-%d", path, stamp, n)
 			}
 			if err := os.Rename(path, mv.old); err != nil {
 				return undo(fmt.Errorf("files: move %s aside: %w", path, err))
