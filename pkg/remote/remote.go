@@ -369,13 +369,22 @@ func (r *Remote) PutChunk(ctx context.Context, p string, data []byte) (skipped b
 			return false, r.wrap("put", p, err)
 		}
 	}
+	attempt := 0
 	err = r.retry(ctx, "put", p, func(ctx context.Context) error {
 		skipped = false
+		attempt++
 		o, err := r.f.NewObject(ctx, p)
 		switch {
 		case err == nil:
 			if err := hashData(); err != nil {
 				return err
+			}
+			// After a failed attempt of ours, an object of the right size
+			// on a backend that keeps no hash may be that attempt's
+			// half-sent or mixed body: only a hash can vouch for it, so
+			// without one it is uploaded again rather than skipped.
+			if attempt > 1 && r.ht == hash.None {
+				break
 			}
 			if same, err := r.matches(ctx, o, size, sum); err != nil {
 				return err

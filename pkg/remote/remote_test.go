@@ -532,3 +532,46 @@ func TestVerifyUpload(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestRetryDoesNotTrustSizeAlone: a first PUT that leaves an object of the
+// right size but wrong content and then fails must not make the retry skip
+// the upload on a backend without hashes (WebDAV with vendor=rclone).
+func TestRetryDoesNotTrustSizeAlone(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dav := &webdav.Handler{FileSystem: webdav.Dir(dir), LockSystem: webdav.NewMemLS()}
+	var puts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			// rclone removes a failed upload; a server that cannot (or a
+			// body still being written after the failure) leaves it there.
+			http.Error(w, "busy", http.StatusInternalServerError)
+			return
+		}
+		if r.Method == http.MethodPut && puts.Add(1) == 1 {
+			// Store a same-size body of other bytes, then fail.
+			body, _ := io.ReadAll(r.Body)
+			for i := range body {
+				body[i] ^= 0xff
+			}
+			full := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/")))
+			os.MkdirAll(filepath.Dir(full), 0o755)
+			os.WriteFile(full, body, 0o644)
+			http.Error(w, "lost", http.StatusServiceUnavailable)
+			return
+		}
+		dav.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	r := mustOpen(t, ctx, Options{Name: "dav", Remote: webdavRemote(srv.URL, "fireops"), RetryBase: time.Millisecond, LowLevelRetries: -1})
+	data := chunk(5, 4096)
+	skipped, err := r.PutChunk(ctx, "objects/x/000000", data)
+	if err != nil || skipped {
+		t.Fatalf("PutChunk = skipped %v, %v; want a real second upload", skipped, err)
+	}
+	got, err := r.GetBytes(ctx, "objects/x/000000", 1<<20)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored object differs from the data (err %v)", err)
+	}
+}
