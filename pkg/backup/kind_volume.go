@@ -139,6 +139,21 @@ func (volumeKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part,
 	return planVolume(ctx, cfg, p, p.Name, o)
 }
 
+// volumeUsers returns the running containers that use a volume, less
+// those restore --all --stop-stack is stopping.
+func volumeUsers(ctx context.Context, name string, o RestoreOptions) ([]string, error) {
+	c, err := volume.NewClient(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ti, err := c.Target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(ti.Users, func(u string) bool { return slices.Contains(o.stopping, u) }), nil
+}
+
 // planVolume checks a volume restore target.
 func planVolume(ctx context.Context, cfg *config.Config, p snapshot.Part, name string, o RestoreOptions) (string, error) {
 	c, err := volume.NewClient(nil)

@@ -436,3 +436,44 @@ func runningUser(t *testing.T, cli *client.Client, vol string) string {
 	_, name := volumetest.StartWriter(t, cli, vol)
 	return name
 }
+
+// TestSQLiteInVolumeRestoreInUse: the hub's database lives in a volume that
+// a running container (the hub) uses; in rollback-journal mode SQLite
+// cannot tell the file is open, so restoring the sqlite part over it is
+// refused, naming the container, also with --force, until it is stopped.
+func TestSQLiteInVolumeRestoreInUse(t *testing.T) {
+	t.Parallel()
+	cli := dockerClient(t)
+	ctx := context.Background()
+	prefix := "fireops-bku-" + randomSuffix()
+	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
+	cfg := volumeConfig(t, f, prefix, volume.ReadAuto)
+	dmp := testVolume(t, cli, prefix+"-data")
+	db := filepath.Join(dmp, "jupyterhub.sqlite")
+	sqlite3(t, db, "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada');")
+	if _, err := Snapshot(ctx, cfg, SnapshotOptions{Only: []string{"sqlite"}}); err != nil {
+		t.Fatal(err)
+	}
+	name := runningUser(t, cli, prefix+"-data")
+	_, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: false})
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("restore of a database whose volume is in use: %v", err)
+	}
+	// --force replaces an existing database, not one the hub has open.
+	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: true})
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("forced restore of a database whose volume is in use: %v", err)
+	}
+	sqlite3(t, db, "INSERT INTO users(name) VALUES ('bob');")
+	timeout := 0
+	if err := cli.ContainerStop(ctx, name, container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sqlite3(t, db, "SELECT group_concat(name) FROM users;"); got != "ada" {
+		t.Errorf("after a forced restore: %q", got)
+	}
+	nothingLeft(t, cli, prefix)
+}

@@ -137,6 +137,17 @@ func (sqliteKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part,
 				if err != nil {
 					return "", err
 				}
+				// A database in rollback-journal mode (the hub's default)
+				// that a running container holds open cannot be detected by
+				// SQLite: replacing it under the hub would lose the hub's
+				// later writes. Refuse while containers use the volume, also
+				// with --force: stop them (restore --all --stop-stack does).
+				if users, err := volumeUsers(ctx, q.Volume, o); err != nil {
+					return "", engineError("part "+p.ID, err)
+				} else if len(users) > 0 {
+					return "", exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
+						"part %s: the database's volume %s is in use by running containers: %s", p.ID, q.Volume, strings.Join(users, ", "))
+				}
 				if _, err := os.Stat(path); err == nil && !o.Force {
 					return "", exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
 						"part %s: %s exists in volume %s", p.ID, q.File, q.Volume)
