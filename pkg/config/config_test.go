@@ -129,6 +129,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad compression", "compression: max\n", []string{"compression", `"max"`}},
 		{"duplicate destination", "destinations:\n  - {name: a, remote: /x}\n  - {name: a, remote: /y}\n", []string{"destinations[1].name", "used twice"}},
 		{"empty remote", "destinations:\n  - {name: a, remote: ''}\n", []string{"destinations[0].remote", "empty"}},
+		{"same remote twice", "destinations:\n  - {name: a, remote: /x}\n  - {name: b, remote: /x/}\n", []string{"destinations[1].remote", `destination "a"`}},
 		{"sqlite both path and volume", "sources:\n  sqlite: [{name: hub, path: /a.db, volume: v, file: f}]\n", []string{"sources.sqlite[0]", "exactly one"}},
 		{"sqlite file escapes volume", "sources:\n  sqlite: [{name: hub, volume: v, file: ../x.db}]\n", []string{"sources.sqlite[0].file"}},
 		{"files without paths", "sources:\n  files: [{name: s}]\n", []string{"sources.files[0].paths"}},

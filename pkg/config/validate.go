@@ -178,8 +178,14 @@ func checkSecretFile(p *problems, key, name string, required bool) bool {
 
 func (c *Config) validateDestinations(p *problems) {
 	seen := map[string]bool{}
+	remotes := map[string]string{}
 	rcloneConf := ""
 	for i, d := range c.Destinations {
+		if other, dup := remotes[strings.TrimRight(d.Remote, "/")]; dup && d.Remote != "" {
+			p.add(fmt.Sprintf("destinations[%d].remote", i), "give every destination its own remote (or folder)",
+				"%q is also the remote of destination %q: their retention policies would remove each other's snapshots", d.Remote, other)
+		}
+		remotes[strings.TrimRight(d.Remote, "/")] = d.Name
 		if d.RcloneConfig != "" {
 			if rcloneConf != "" && d.RcloneConfig != rcloneConf {
 				p.add(fmt.Sprintf("destinations[%d].rclone_config", i), "put every named remote into one rclone.conf",
