@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
@@ -468,5 +470,94 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRenameAsideInterrupted: on a server without dropTarget (FerretDB)
+// a --drop restore renames the live collection aside before it renames
+// the staging collection into place. Between the two renames the live
+// documents must be under a name the docs do not call safe to drop, and
+// an interrupt (SIGINT cancels the context) arriving there must not leave
+// the target missing.
+func TestRenameAsideInterrupted(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	ctx := context.Background()
+	live := c.Database(db).Collection("live")
+	for i := range 50 {
+		_, err := live.InsertOne(ctx, bson.D{{Key: "_id", Value: int64(i)}})
+		must(t, err)
+	}
+	src, err := New(uri, []string{db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, st := dump(t, src)
+	contents, err := Contents(st.Details)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = live.InsertOne(ctx, bson.D{{Key: "_id", Value: "stray"}})
+	must(t, err)
+
+	r, err := NewRestorer(uri, RestoreOptions{Select: Selection{db + ".live"}, Drop: true, Expect: contents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stg, err := r.Stage(ctx, bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stg.(*staged)
+
+	// Swap in a client that cancels the commit's context as soon as the
+	// live collection has been renamed aside, and records where the live
+	// documents are at that moment.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var asideReq int64 = -1
+	var safeNames []string // collections not named StagingPrefix* then
+	mon := &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if e.CommandName == "renameCollection" && e.Command.Lookup("renameCollection").StringValue() == db+".live" {
+				asideReq = e.RequestID
+			}
+		},
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
+			if e.RequestID != asideReq {
+				return
+			}
+			names, err := c.Database(db).ListCollectionNames(context.Background(), bson.D{})
+			if err != nil {
+				t.Error(err)
+			}
+			for _, n := range names {
+				if !strings.HasPrefix(n, StagingPrefix) {
+					safeNames = append(safeNames, n)
+				}
+			}
+			cancel()
+		},
+	}
+	mc, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(mon))
+	must(t, err)
+	s.c.Disconnect(ctx)
+	s.c = mc
+
+	err = stg.Commit(cctx)
+	if err != nil {
+		stg.Abort()
+	}
+	if asideReq < 0 {
+		t.Skip("the server renamed with dropTarget; no rename aside to interrupt")
+	}
+	if len(safeNames) == 0 {
+		t.Errorf("between the two renames the live documents were only in %s* collections, which docs/mongo.md calls safe to drop", StagingPrefix)
+	}
+	n, cerr := live.CountDocuments(ctx, bson.D{})
+	must(t, cerr)
+	if n != 50 && n != 51 {
+		t.Errorf("after an interrupted commit (%v) %s.live holds %d documents, want the snapshot's 50 or the live 51", err, db, n)
 	}
 }

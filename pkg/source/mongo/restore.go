@@ -42,6 +42,12 @@ var ErrNotEmpty = errors.New("target exists and is not empty")
 // that was killed leaves collections named so behind, safe to drop.
 const StagingPrefix = "fireops-staging-"
 
+// ReplacedPrefix starts the name a live collection is renamed to while a
+// staging collection takes its place on a server without dropTarget; a
+// restore killed between the two renames leaves the old documents under
+// this name (rename it back; it is not safe to drop).
+const ReplacedPrefix = "fireops-replaced-"
+
 // maxDocSize bounds one document of a .bson entry: MongoDB's 16 MiB plus
 // the headroom the server itself allows for internal fields.
 const maxDocSize = 16<<20 + 16<<10
@@ -562,11 +568,17 @@ func (s *staged) rename(ctx context.Context, sc *stagedColl, exists bool) error 
 		return explain(err, s.r.uri, "rename "+from+" to "+to)
 	}
 	// No dropTarget (FerretDB): move the old collection aside first, and
-	// back if the staging collection cannot take its place.
-	aside := sc.db + "." + StagingPrefix + s.run + "-old-" + strconv.Itoa(indexOf(s.colls, sc))
+	// back if the staging collection cannot take its place. The aside
+	// name is not a StagingPrefix one: until the swap is done it holds the
+	// live documents. Once the old collection is aside, an interrupt must
+	// not stop the swap half way (the target would be missing), so the
+	// rest runs on a context that is not cancelled with ctx.
+	aside := sc.db + "." + ReplacedPrefix + s.run + "-" + strconv.Itoa(indexOf(s.colls, sc))
 	if err := admin.RunCommand(ctx, bson.D{{Key: "renameCollection", Value: to}, {Key: "to", Value: aside}}).Err(); err != nil {
 		return explain(err, s.r.uri, "rename "+to+" aside")
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.r.opts.selection+30*time.Second)
+	defer cancel()
 	if err := admin.RunCommand(ctx, bson.D{{Key: "renameCollection", Value: from}, {Key: "to", Value: to}}).Err(); err != nil {
 		if berr := admin.RunCommand(ctx, bson.D{{Key: "renameCollection", Value: aside}, {Key: "to", Value: to}}).Err(); berr != nil {
 			return fmt.Errorf("%w; putting the old collection back failed too, it is %s now: %w",
