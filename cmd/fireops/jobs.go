@@ -6,7 +6,6 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
-	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -14,7 +13,9 @@ import (
 // The jobs below are what both the one-shot commands and `fireops
 // schedule` run: take the job's lock (waiting up to --lock-wait), run it,
 // record its metrics in the textfiles (and on /metrics in the daemon).
-// A run that finds the lock busy did not run: it records nothing.
+// A run that never got its lock (busy, or its wait interrupted, or the
+// lock folder unwritable) did not run: it records nothing, so no alert
+// fires for a run that never started.
 
 // withLock runs fn holding the lock of one job kind.
 func (a *app) withLock(ctx context.Context, cfg *config.Config, job string, fn func() error) error {
@@ -45,8 +46,6 @@ func destNames(cfg *config.Config) []string {
 	return out
 }
 
-func lockBusy(err error) bool { return exitcode.Code(err) == exitcode.LockBusy }
-
 // snapshotJob takes a snapshot under the snapshot lock.
 func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.SnapshotOptions) (*snapshot.Result, error) {
 	var res *snapshot.Result
@@ -57,7 +56,7 @@ func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.Snap
 		res, err = backup.Snapshot(ctx, cfg, o)
 		return err
 	})
-	if lockBusy(err) && begin.IsZero() {
+	if begin.IsZero() { // the job never started (lock busy, or its wait was interrupted)
 		return nil, err
 	}
 	dur := time.Since(begin)
@@ -78,7 +77,7 @@ func (a *app) verifyJob(ctx context.Context, cfg *config.Config, o backup.Verify
 		res, err = backup.Verify(ctx, cfg, o)
 		return err
 	})
-	if lockBusy(err) && begin.IsZero() {
+	if begin.IsZero() { // the job never started (lock busy, or its wait was interrupted)
 		return nil, err
 	}
 	level := o.Level
@@ -106,7 +105,7 @@ func (a *app) rotateJob(ctx context.Context, cfg *config.Config, o backup.Rotate
 		res, err = backup.Rotate(ctx, cfg, o)
 		return err
 	})
-	if lockBusy(err) && begin.IsZero() {
+	if begin.IsZero() { // the job never started (lock busy, or its wait was interrupted)
 		return nil, err
 	}
 	a.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
