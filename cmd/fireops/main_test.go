@@ -34,15 +34,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("FIREOPS_CONFIG", filepath.Join(env.WorkDir, "fireops.yaml"))
 			return nil
 		},
-		Condition: func(cond string) (bool, error) {
-			if cond == "mongo" {
-				return mongoCondition()
-			}
-			if cond == "docker" {
-				return dockerCondition()
-			}
-			return scriptCondition(cond)
-		},
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":     cmdExits,
 			"testhub":   cmdTestHub,

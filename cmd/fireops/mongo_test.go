@@ -48,19 +48,6 @@ func testMongo() (*mongo.Client, string, error) {
 	return mongoClient, uri, mongoErr
 }
 
-// mongoCondition is the script condition [mongo]: the test server
-// answers. Under CI a missing server is an error, not a skip.
-func mongoCondition() (bool, error) {
-	_, _, err := testMongo()
-	if err == nil {
-		return true, nil
-	}
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		return false, fmt.Errorf("testenv: MongoDB (FerretDB) unavailable: %v; %s", err, testenv.SetupHint)
-	}
-	return false, nil
-}
-
 // cmdTestMongo is the testscript command `testmongo` (guard the script with
 // [!mongo] skip): it fills a fresh database with mongotest.Small (runs,
 // events, blobs, empty), writes the server's URI into $WORK/mongo-uri

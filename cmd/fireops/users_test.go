@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,22 +21,27 @@ import (
 	"github.com/firetech/fireops/internal/testenv"
 )
 
-// scriptCondition answers the custom testscript conditions:
+// scriptCondition answers the custom testscript conditions; when the
+// component is missing and CI=true the condition is an error, so that CI
+// never passes by skipping (testenv.Condition):
 //
-//	[hub]  the test JupyterHub of scripts/test-deps.sh answers. When it does
-//	       not and CI=true, the condition is an error, so that CI never
-//	       passes by skipping (like internal/testenv).
+//	[hub]        the test JupyterHub of scripts/test-deps.sh answers
+//	[mongo]      the test MongoDB (FerretDB) answers
+//	[docker]     the test Docker Engine answers and the test runs as root
+//	[need:TOOL]  TOOL is on PATH (use it instead of [exec:TOOL])
 func scriptCondition(cond string) (bool, error) {
-	switch cond {
-	case "hub":
-		err := testHubAvailable()
-		if err == nil {
-			return true, nil
-		}
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			return false, fmt.Errorf("testenv: JupyterHub unavailable: %v; %s", err, testenv.SetupHint)
-		}
-		return false, nil
+	switch {
+	case cond == "hub":
+		return testenv.Condition("JupyterHub", testHubAvailable())
+	case cond == "mongo":
+		_, _, err := testMongo()
+		return testenv.Condition("MongoDB (FerretDB)", err)
+	case cond == "docker":
+		return testenv.Condition("Docker Engine (as root)", dockerAvailable())
+	case strings.HasPrefix(cond, "need:"):
+		tool := strings.TrimPrefix(cond, "need:")
+		_, err := exec.LookPath(tool)
+		return testenv.Condition("the "+tool+" tool", err)
 	}
 	return false, fmt.Errorf("unknown condition %q", cond)
 }

@@ -156,6 +156,39 @@ func isCI() bool {
 	return ci
 }
 
+// Unavailable skips the test, or fails it under CI (CI=true), with one
+// line naming the component the test needs and why it is missing. Every
+// test that cannot run here must call it rather than t.Skip: in CI a
+// missing component is a failure, never a silent skip.
+func Unavailable(t testing.TB, component string, cause error) {
+	t.Helper()
+	unavailable(t, component, cause)
+}
+
+// Condition is the answer of a testscript condition such as [hub]: true
+// when the component is there (err nil); otherwise false locally (the
+// guarded lines are skipped) and, under CI, an error naming the component,
+// so that a script never skips silently in CI.
+func Condition(component string, err error) (bool, error) {
+	if err == nil {
+		return true, nil
+	}
+	if isCI() {
+		load()
+		return false, fmt.Errorf("testenv: %s unavailable: %v; %s", component, err, SetupHint)
+	}
+	return false, nil
+}
+
+// RequireRoot is Unavailable unless the test runs as root (tests that
+// read Docker volumes through their host folders need it).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		unavailable(t, "root", fmt.Errorf("running as uid %d", os.Geteuid()))
+	}
+}
+
 // unavailable skips the test, or fails it under CI, with one line naming
 // the component and the cause.
 func unavailable(t testing.TB, component string, cause error) {

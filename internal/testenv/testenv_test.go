@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -272,5 +273,32 @@ func TestRepoRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(root + "/internal/testenv/testenv.go"); err != nil {
 		t.Fatalf("RepoRoot() = %s: %v", root, err)
+	}
+}
+
+// TestCondition: a missing component is a skip locally and an error under
+// CI (a script guarded by it must never pass by skipping in CI).
+func TestCondition(t *testing.T) {
+	missing := errors.New("not installed")
+	for _, tc := range []struct {
+		ci      string
+		err     error
+		want    bool
+		wantErr bool
+	}{
+		{"", nil, true, false},
+		{"true", nil, true, false},
+		{"", missing, false, false},
+		{"false", missing, false, false},
+		{"true", missing, false, true},
+	} {
+		t.Setenv("CI", tc.ci)
+		got, err := Condition("age", tc.err)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("CI=%q err=%v: Condition = %v, %v", tc.ci, tc.err, got, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "age unavailable") {
+			t.Errorf("error does not name the component: %v", err)
+		}
 	}
 }

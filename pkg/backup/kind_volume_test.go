@@ -33,9 +33,7 @@ import (
 func dockerClient(t *testing.T) *client.Client {
 	t.Helper()
 	testenv.RequireDocker(t)
-	if os.Geteuid() != 0 {
-		t.Skip("the volume tests fill volumes through their folders: root only")
-	}
+	testenv.RequireRoot(t) // the volume tests fill volumes through their folders
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)

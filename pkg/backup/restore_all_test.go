@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -380,13 +381,13 @@ func TestInPlaceCommitUndoAcrossFilesystems(t *testing.T) {
 	t.Parallel()
 	other, err := os.MkdirTemp("/dev/shm", "fireops-test-")
 	if err != nil {
-		t.Skipf("no /dev/shm: %v", err)
+		testenv.Unavailable(t, "/dev/shm (a second filesystem)", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(other) })
 	base := t.TempDir()
 	var a, b syscall.Stat_t
 	if syscall.Stat(other, &a) != nil || syscall.Stat(base, &b) != nil || a.Dev == b.Dev {
-		t.Skip("needs /dev/shm on another filesystem than the test's temp folder")
+		testenv.Unavailable(t, "/dev/shm on another filesystem than the temp folder", errors.New("same device"))
 	}
 	// Sorted, "/dev/shm/..." comes first: the staging folder is on /dev/shm
 	// and base's paths are another filesystem.

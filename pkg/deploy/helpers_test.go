@@ -1,10 +1,10 @@
 package deploy
 
 import (
+	"github.com/firetech/fireops/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/firetech/fireops/pkg/config"
@@ -41,19 +41,10 @@ func render(t *testing.T, name string, opts RenderOptions) *Stack {
 	return st
 }
 
-// isCI reports whether CI is true: a missing test component fails there.
-func isCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
-}
-
-// unavailable skips the test, or fails it under CI, like internal/testenv.
+// unavailable skips the test, or fails it under CI (internal/testenv).
 func unavailable(t *testing.T, what string, err error) {
 	t.Helper()
-	if isCI() {
-		t.Fatalf("%s unavailable: %v; run scripts/test-deps.sh", what, err)
-	}
-	t.Skipf("%s unavailable: %v; run scripts/test-deps.sh", what, err)
+	testenv.Unavailable(t, what, err)
 }
 
 // debianPython is Debian's python3, never a pyenv shim (design.md §10).

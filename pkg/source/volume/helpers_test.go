@@ -38,12 +38,10 @@ func engine(t testing.TB) *client.Client {
 	return cli
 }
 
-// requireRoot skips tests of the mountpoint path when not root.
+// requireRoot: the mountpoint path needs root (skip locally, fail in CI).
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the mountpoint path needs root")
-	}
+	testenv.RequireRoot(t)
 }
 
 // newVolume creates a volume with a unique name, removed when the test
