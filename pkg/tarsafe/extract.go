@@ -98,7 +98,6 @@ type dirMeta struct {
 type extractor struct {
 	ctx   context.Context
 	root  *os.Root
-	dir   string
 	opts  Options
 	buf   []byte
 	safe  map[string]struct{} // folders known to be real folders (not symlinks)
@@ -124,13 +123,12 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts Options) (Stats,
 	x := &extractor{
 		ctx:  ctx,
 		root: root,
-		dir:  dir,
 		opts: opts,
 		buf:  make([]byte, copyBufferSize),
 		safe: map[string]struct{}{".": {}},
 		dirs: map[string]int{},
 	}
-	cr := &ctxReader{ctx: ctx, r: r}
+	cr := ContextReader(ctx, r)
 	tr := tar.NewReader(cr)
 	for {
 		if err := ctx.Err(); err != nil {

@@ -249,12 +249,9 @@ func (s *Source) excluded(root, p string) bool {
 }
 
 // Fingerprint hashes (SHA-256) the configured paths and exclude patterns
-// and, for every entry in archive order, its name, mode, size, mtime and
-// ctime in nanoseconds, owner ids, link count and symlink target. No
-// contents are read. ctime and the link count go beyond design.md's list
-// (path, size, mtime, mode, owner): a file rewritten with its old mtime
-// put back (cp -p, rsync -t) still changes ctime, and a wrongly reused
-// part loses data while a needless upload only costs time.
+// and, for every entry in archive order, its [fingerprint.AppendEntry]
+// line (name, mode, size, mtime and ctime, owner ids, link count, symlink
+// target). No contents are read.
 //
 // The folders above the configured paths count by name, mode and owner
 // only: their times and sizes change with unrelated activity (any file
@@ -378,7 +375,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.Head
 	if hdr.Typeflag == tar.TypeLink {
 		return 0, true, nil
 	}
-	src := struct{ io.Reader }{io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)}
+	src := io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)
 	n, err = io.CopyBuffer(tw, src, buf)
 	if err != nil {
 		return n, false, fmt.Errorf("files:%s: read %s: %w", s.name, e.path, err)

@@ -590,6 +590,23 @@ func TestRestoreTargetRules(t *testing.T) {
 	must(t, staged.Commit(context.Background()))
 	noLeftovers(t, base)
 
+	// A target that gains content between Stage and Commit is refused
+	// by Commit (no force), and Abort still removes the staging folder.
+	late := filepath.Join(base, "late")
+	r, err = NewRestorer(late, false)
+	must(t, err)
+	staged, err = r.Stage(context.Background(), bytes.NewReader(arch))
+	must(t, err)
+	must(t, os.Mkdir(late, 0o755))
+	must(t, os.WriteFile(filepath.Join(late, "meanwhile"), []byte("x"), 0o644))
+	lateBefore := tree(t, late)
+	if err := staged.Commit(context.Background()); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("Commit over a target filled after Stage: %v", err)
+	}
+	compare(t, lateBefore, tree(t, late))
+	must(t, staged.Abort())
+	noLeftovers(t, base)
+
 	// A file where the folder should be is refused even with force.
 	file := filepath.Join(base, "file")
 	must(t, os.WriteFile(file, nil, 0o644))

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -188,8 +186,8 @@ func (s *staged) Commit(ctx context.Context) error {
 			return fmt.Errorf("files: chmod %s: %w", s.staging, err)
 		}
 	}
-	if err := syncfs(s.staging); err != nil {
-		return err
+	if err := tarsafe.SyncFS(s.staging); err != nil {
+		return fmt.Errorf("files: %w", err)
 	}
 	old := ""
 	if exists {
@@ -226,21 +224,6 @@ func (s *staged) Abort() error {
 	s.done = true
 	if err := os.RemoveAll(s.staging); err != nil {
 		return fmt.Errorf("files: remove staging folder %s: %w", s.staging, err)
-	}
-	return nil
-}
-
-// syncfs flushes the filesystem holding dir, so the staged files are on
-// disk before they replace the target (one call instead of an fsync per
-// file).
-func syncfs(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("files: sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("files: sync %s: %w", dir, err)
 	}
 	return nil
 }

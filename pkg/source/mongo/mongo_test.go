@@ -36,6 +36,22 @@ func dump(t testing.TB, s *Source) ([]byte, source.Stats) {
 	return buf.Bytes(), st
 }
 
+// dumpDB dumps db with the default options and returns the payload and
+// the contents a restore of it expects.
+func dumpDB(t testing.TB, uri, db string) ([]byte, []Namespace) {
+	t.Helper()
+	src, err := New(uri, []string{db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, st := dump(t, src)
+	contents, err := Contents(st.Details)
+	if err != nil {
+		t.Fatalf("contents: %v", err)
+	}
+	return payload, contents
+}
+
 // restore stages and commits a payload.
 func restore(t testing.TB, uri string, payload []byte, o RestoreOptions) (source.Stats, error) {
 	t.Helper()
@@ -213,20 +229,12 @@ func TestRestoreSafety(t *testing.T) {
 	uri, db := testenv.RequireMongo(t)
 	c := mongotest.Connect(t, uri)
 	mongotest.Seed(t, c, db, "", mongotest.Small)
-	src, err := New(uri, []string{db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, st := dump(t, src)
-	contents, err := Contents(st.Details)
-	if err != nil {
-		t.Fatal(err)
-	}
+	payload, contents := dumpDB(t, uri, db)
 	ctx := context.Background()
 	orig := mongotest.SortedHash(t, c, db)
 
 	// Into the live database without --drop: refused before anything.
-	_, err = Plan(ctx, uri, contents, RestoreOptions{Expect: contents})
+	_, err := Plan(ctx, uri, contents, RestoreOptions{Expect: contents})
 	if !errors.Is(err, ErrNotEmpty) || exitcode.Code(err) != exitcode.Usage || !strings.Contains(exitcode.Hint(err), "--drop") {
 		t.Fatalf("plan over live data: %v", err)
 	}
@@ -489,16 +497,8 @@ func TestRenameAsideInterrupted(t *testing.T) {
 		_, err := live.InsertOne(ctx, bson.D{{Key: "_id", Value: int64(i)}})
 		must(t, err)
 	}
-	src, err := New(uri, []string{db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, st := dump(t, src)
-	contents, err := Contents(st.Details)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = live.InsertOne(ctx, bson.D{{Key: "_id", Value: "stray"}})
+	payload, contents := dumpDB(t, uri, db)
+	_, err := live.InsertOne(ctx, bson.D{{Key: "_id", Value: "stray"}})
 	must(t, err)
 
 	r, err := NewRestorer(uri, RestoreOptions{Select: Selection{db + ".live"}, Drop: true, Expect: contents})

@@ -268,7 +268,7 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	if err := tw.WriteHeader(hdr); err != nil {
 		return st, fmt.Errorf("sqlite:%s: %w", s.name, err)
 	}
-	n, err := io.CopyBuffer(tw, struct{ io.Reader }{tarsafe.ContextReader(ctx, f)}, make([]byte, copyBufferSize))
+	n, err := io.CopyBuffer(tw, tarsafe.ContextReader(ctx, f), make([]byte, copyBufferSize))
 	if err != nil {
 		return st, fmt.Errorf("sqlite:%s: write copy of %s: %w", s.name, s.path, err)
 	}

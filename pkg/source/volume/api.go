@@ -140,7 +140,7 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 		}
 		c.entries++
 		if out.Typeflag == tar.TypeReg {
-			n, err := io.CopyBuffer(tw, struct{ io.Reader }{tr}, buf)
+			n, err := io.CopyBuffer(tw, tr, buf)
 			c.bytes += n
 			if err != nil {
 				return fail(fmt.Errorf("%s: %w", out.Name, err))

@@ -25,7 +25,7 @@ import (
 // read the files at all (it "archives" 500 MB in 10 ms), which would make
 // a meaningless baseline. fireops' paths write into io.Discard.
 func BenchmarkVolumeRead(b *testing.B) {
-	requireRoot(b)
+	testenv.RequireRoot(b)
 	cli := engine(b)
 	tarBin := testenv.RequireTool(b, "tar")
 	name, mp := newVolume(b, cli, "bench")

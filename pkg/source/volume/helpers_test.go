@@ -38,12 +38,6 @@ func engine(t testing.TB) *client.Client {
 	return cli
 }
 
-// requireRoot: the mountpoint path needs root (skip locally, fail in CI).
-func requireRoot(t testing.TB) {
-	t.Helper()
-	testenv.RequireRoot(t)
-}
-
 // newVolume creates a volume with a unique name, removed when the test
 // ends, and returns its name and host folder.
 func newVolume(t testing.TB, cli *client.Client, prefix string) (string, string) {
@@ -264,19 +258,6 @@ func tarNames(t testing.TB, b []byte) []string {
 		}
 		names = append(names, h.Name)
 	}
-}
-
-// startWriter runs a container writing into vol; removed at the end.
-func startWriter(t testing.TB, cli *client.Client, vol string) string {
-	t.Helper()
-	id, _ := volumetest.StartWriter(t, cli, vol)
-	return id
-}
-
-// containerState returns whether a container is running and paused.
-func containerState(t testing.TB, cli *client.Client, id string) (running, paused bool) {
-	t.Helper()
-	return volumetest.State(t, cli, id)
 }
 
 // TestMain removes the writer image after the tests.

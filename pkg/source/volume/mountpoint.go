@@ -250,7 +250,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.Head
 		return nil
 	}
 	c.files++
-	src := struct{ io.Reader }{io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)}
+	src := io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)
 	n, err := io.CopyBuffer(tw, src, buf)
 	c.bytes += n
 	if err != nil {

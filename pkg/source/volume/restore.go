@@ -399,7 +399,7 @@ func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error 
 			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 		if out.Typeflag == tar.TypeReg {
-			n, err := io.CopyBuffer(tw, struct{ io.Reader }{tr}, buf)
+			n, err := io.CopyBuffer(tw, tr, buf)
 			c.bytes += n
 			if err != nil {
 				return fmt.Errorf("entry %q: %w", hdr.Name, err)
@@ -538,7 +538,7 @@ func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
 		if err := tw.WriteHeader(hdr); err != nil {
 			return n, err
 		}
-		if _, err := io.CopyBuffer(tw, struct{ io.Reader }{tr}, buf); err != nil {
+		if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
 			return n, err
 		}
 		n++
@@ -554,7 +554,7 @@ func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
 // folder of live stays; it gets staged's owner, mode and times. On a
 // failed rename everything moved so far is moved back.
 func swap(live, staged, hold string, keep []string) error {
-	if err := syncfs(staged); err != nil {
+	if err := tarsafe.SyncFS(staged); err != nil {
 		return err
 	}
 	// The staged root's metadata, before renames change its times.
@@ -628,7 +628,7 @@ func swap(live, staged, hold string, keep []string) error {
 	if err := copyRootMeta(root, live); err != nil {
 		return err
 	}
-	if err := syncfs(live); err != nil {
+	if err := tarsafe.SyncFS(live); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(hold); err != nil {
@@ -662,19 +662,6 @@ func copyRootMeta(fi fs.FileInfo, dst string) error {
 	ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
 	if err := unix.UtimesNano(dst, ts); err != nil {
 		return fmt.Errorf("set times of %s: %w", dst, err)
-	}
-	return nil
-}
-
-// syncfs flushes the filesystem holding dir.
-func syncfs(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

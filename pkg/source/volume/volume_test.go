@@ -16,7 +16,9 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
+	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/source/volume/volumetest"
 )
 
 func TestGlobRegexp(t *testing.T) {
@@ -109,7 +111,7 @@ func TestEngineUnreachable(t *testing.T) {
 // restores it through the same path and compares the trees.
 func TestReadPathsRoundTrip(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	cli := engine(t)
 	want := t.TempDir()
 	fillTree(t, want)
@@ -184,7 +186,7 @@ func TestReadPathsRoundTrip(t *testing.T) {
 // it, with the same bytes on both paths; a restore keeps the live files.
 func TestLeftOut(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	cli := engine(t)
 	name, mp := newVolume(t, cli, "left")
 	must := func(err error) {
@@ -299,7 +301,7 @@ func TestPause(t *testing.T) {
 	t.Parallel()
 	cli := engine(t)
 	name, _ := newVolume(t, cli, "pause")
-	id := startWriter(t, cli, name)
+	id, _ := volumetest.StartWriter(t, cli, name)
 	tests := []struct {
 		name string
 		hook func(ctx context.Context, cancel func()) error
@@ -317,7 +319,7 @@ func TestPause(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		sawPaused := false
 		s.beforeRead = func(ctx context.Context) error {
-			_, paused := containerState(t, cli, id)
+			_, paused := volumetest.State(t, cli, id)
 			sawPaused = paused
 			return tc.hook(ctx, cancel)
 		}
@@ -334,7 +336,7 @@ func TestPause(t *testing.T) {
 		if !sawPaused {
 			t.Errorf("%s: the writer was not paused during the read", tc.name)
 		}
-		if running, paused := containerState(t, cli, id); !running || paused {
+		if running, paused := volumetest.State(t, cli, id); !running || paused {
 			t.Errorf("%s: after the read: running %v, paused %v", tc.name, running, paused)
 		}
 		noLeftovers(t, cli, name)
@@ -346,7 +348,7 @@ func TestPause(t *testing.T) {
 // API path cannot replace a non-empty volume.
 func TestRestoreRefusals(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	cli := engine(t)
 	name, mp := newVolume(t, cli, "refuse")
 	if err := os.WriteFile(filepath.Join(mp, "keep.txt"), []byte("live"), 0o644); err != nil {
@@ -386,7 +388,7 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Errorf("api over a non-empty volume: %v", err)
 	}
 	// In use by a running container.
-	startWriter(t, cli, name)
+	volumetest.StartWriter(t, cli, name)
 	err = stage(RestoreOptions{}, part)
 	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "fireops-test-writer-") {
 		t.Errorf("in use: %v", err)
@@ -420,7 +422,7 @@ func stageInto(t *testing.T, target string, o RestoreOptions, data []byte) error
 // volume (--to volume:NEW without root).
 func TestAPIRestoreIntoNewVolume(t *testing.T) {
 	t.Parallel()
-	requireRoot(t) // to fill and compare the trees
+	testenv.RequireRoot(t) // to fill and compare the trees
 	cli := engine(t)
 	name, mp := newVolume(t, cli, "api-src")
 	fillTree(t, mp)
@@ -482,7 +484,7 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 // read cancelled half way.
 func TestRestoreCancelled(t *testing.T) {
 	t.Parallel()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	cli := engine(t)
 	name, mp := newVolume(t, cli, "cancel")
 	fillTree(t, mp)
