@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rclone/rclone/fs"
+
+	"github.com/firetech/fireops/internal/davtest"
 )
 
 // fakeYandex stands in for the network when the yandex backend runs: it
@@ -64,8 +66,8 @@ func TestNamedRemotes(t *testing.T) {
 	forgetConfigFile()
 	t.Cleanup(forgetConfigFile)
 	dir := t.TempDir()
-	davDir := t.TempDir()
-	davURL := startWebDAV(t, davDir)
+	dav := davtest.Start(t)
+	davDir, davURL := dav.Dir, dav.URL
 	conf := filepath.Join(dir, "rclone.conf")
 	expired := `{"access_token":"old-access","token_type":"OAuth","refresh_token":"old-refresh","expiry":"2001-01-01T00:00:00Z"}`
 	content := fmt.Sprintf(`# written by the test

@@ -23,18 +23,12 @@ import (
 	"github.com/rclone/rclone/fs/hash"
 	"github.com/rclone/rclone/fs/object"
 	"golang.org/x/net/webdav"
+
+	"github.com/firetech/fireops/internal/davtest"
 )
 
-// startWebDAV serves dir over WebDAV on loopback and returns its URL.
-func startWebDAV(t *testing.T, dir string) string {
-	t.Helper()
-	h := &webdav.Handler{FileSystem: webdav.Dir(dir), LockSystem: webdav.NewMemLS()}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
-// webdavRemote is the inline connection string of a WebDAV server.
+// webdavRemote is the inline connection string of a WebDAV server (or a
+// proxy in front of one) at u.
 func webdavRemote(u, root string) string {
 	return fmt.Sprintf(":webdav,url='%s',vendor=rclone:%s", u, root)
 }
@@ -284,9 +278,9 @@ func TestLocalRootIsFile(t *testing.T) {
 
 func TestWebDAV(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	u := startWebDAV(t, dir)
-	r := mustOpen(t, context.Background(), Options{Name: "dav", Remote: webdavRemote(u, "fireops")})
+	dav := davtest.Start(t)
+	dir := dav.Dir
+	r := mustOpen(t, context.Background(), Options{Name: "dav", Remote: dav.Remote("fireops")})
 	if fi, err := os.Stat(filepath.Join(dir, "fireops")); err != nil || !fi.IsDir() {
 		t.Fatalf("Open did not create the root: %v", err)
 	}
@@ -302,7 +296,7 @@ func TestWebDAV(t *testing.T) {
 
 func TestWebDAVVendorOther(t *testing.T) {
 	t.Parallel()
-	u := startWebDAV(t, t.TempDir())
+	u := davtest.Start(t).URL
 	r := mustOpen(t, context.Background(), Options{Name: "dav", Remote: fmt.Sprintf(":webdav,url='%s',vendor=other:x", u)})
 	ctx := context.Background()
 	if err := r.Put(ctx, "a/b", []byte("hello")); err != nil {
@@ -315,7 +309,7 @@ func TestWebDAVVendorOther(t *testing.T) {
 
 func TestStringRedacts(t *testing.T) {
 	t.Parallel()
-	u := startWebDAV(t, t.TempDir())
+	u := davtest.Start(t).URL
 	pass := obscure.MustObscure("s3cret")
 	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone,user=bob,pass=%s:x", u, pass)
 	r := mustOpen(t, context.Background(), Options{Remote: remote})
@@ -386,8 +380,9 @@ func startFlakyProxy(t *testing.T, target string, fail func(n int64, r *http.Req
 
 func TestWebDAVFlaky(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	p := startFlakyProxy(t, startWebDAV(t, dir), everyNth(3))
+	dav := davtest.Start(t)
+	dir := dav.Dir
+	p := startFlakyProxy(t, dav.URL, everyNth(3))
 	ctx := context.Background()
 	// LowLevelRetries -1: every failure reaches Remote's own retries.
 	r := mustOpen(t, ctx, Options{Name: "flaky", Remote: webdavRemote(p.URL, "fireops"), LowLevelRetries: -1, Retries: 8})
@@ -414,7 +409,7 @@ func TestWebDAVFlaky(t *testing.T) {
 
 func TestWebDAVFailureNamesDestination(t *testing.T) {
 	t.Parallel()
-	p := startFlakyProxy(t, startWebDAV(t, t.TempDir()), func(_ int64, r *http.Request) bool { return r.Method == http.MethodPut })
+	p := startFlakyProxy(t, davtest.Start(t).URL, func(_ int64, r *http.Request) bool { return r.Method == http.MethodPut })
 	ctx := context.Background()
 	r := mustOpen(t, ctx, Options{Name: "yandex-like", Remote: webdavRemote(p.URL, "fireops"), LowLevelRetries: -1, Retries: 1})
 	_, err := r.PutChunk(ctx, "objects/ab/3", chunk(1, 100))

@@ -190,8 +190,14 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 	// being filled while the others are uploaded. The slowest destination
 	// sets the pace.
 	pool := newBufPool(ChunkBuffers(opts.Uploads), opts.ChunkSize)
+	// One compressor for the whole run too (~12 MiB of buffers a new one
+	// allocates): stream resets it for every part and closes it after.
+	zw, err := newEncoder(level)
+	if err != nil {
+		return nil, fmt.Errorf("start compression: %w", err)
+	}
 	for _, src := range sources {
-		part, err := snapshotPart(ctx, opts, level, recipients, pool, runs, src, log)
+		part, err := snapshotPart(ctx, opts, zw, recipients, pool, runs, src, log)
 		var gone *goneError
 		if errors.As(err, &gone) {
 			// Nothing was produced or uploaded for it: leave it out.
@@ -250,7 +256,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 
 // snapshotPart streams one source to every destination that cannot reuse
 // an earlier upload of it, and records the part in each destination's run.
-func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, recipients []age.Recipient,
+func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipients []age.Recipient,
 	pool *bufPool, runs []*destRun, src source.Source, log *slog.Logger) (Part, error) {
 	id := source.ID(src)
 	begin := time.Now()
@@ -310,7 +316,7 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 		opts.Progress.Bytes.Store(0)
 		counter = &opts.Progress.Bytes
 	}
-	sr, err := stream(ctx, produce, recipients, level, pool, opts.Uploads, uploads, counter)
+	sr, err := stream(ctx, produce, recipients, zw, pool, opts.Uploads, uploads, counter)
 	allFailed := true
 	for _, u := range uploads {
 		if u.failed() == nil {
@@ -349,21 +355,7 @@ func snapshotPart(ctx context.Context, opts Options, level zstd.EncoderLevel, re
 // its recorded size.
 func objectPresent(ctx context.Context, st Store, host string, obj Object) bool {
 	entries, err := st.List(ctx, ObjectPath(host, obj.ID))
-	if err != nil {
-		return false
-	}
-	sizes := map[string]int64{}
-	for _, e := range entries {
-		if !e.Dir {
-			sizes[e.Name] = e.Size
-		}
-	}
-	for i, c := range obj.Chunks {
-		if s, ok := sizes[ChunkName(i)]; !ok || s != c.Size {
-			return false
-		}
-	}
-	return len(obj.Chunks) > 0
+	return err == nil && len(obj.Chunks) > 0 && missingChunk(entries, obj) < 0
 }
 
 // writeMeta writes index.age, manifest.sig and, last, manifest.json.

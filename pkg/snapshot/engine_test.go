@@ -606,7 +606,11 @@ func TestDestinationFailingDuringSendKeepsBuffers(t *testing.T) {
 			data := randomBytes(64<<10, 3)
 			produce := func(w io.Writer) error { _, err := w.Write(data); return err }
 			recipients := []age.Recipient{e.opts.Recipients[0]}
-			if _, err := stream(context.Background(), produce, recipients, zstd.SpeedFastest, pool, 1, uploads, nil); err != nil {
+			zw, err := newEncoder(zstd.SpeedFastest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stream(context.Background(), produce, recipients, zw, pool, 1, uploads, nil); err != nil {
 				t.Fatal(err)
 			}
 			if uploads[failing].failed() == nil {

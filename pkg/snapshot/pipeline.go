@@ -30,11 +30,11 @@ func zstdLevel(name string) (zstd.EncoderLevel, error) {
 	return 0, fmt.Errorf("unknown compression %q", name)
 }
 
-// newEncoder returns the zstd encoder of the pipeline: concurrent blocks on
-// every core with a 1 MiB window, which keeps both cores busy at about
-// 115 MiB of memory (the default window in blocks mode takes ~700 MiB).
-func newEncoder(w io.Writer, level zstd.EncoderLevel) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w,
+// newEncoder returns the zstd encoder of the pipeline (stream sets its
+// writer with Reset): concurrent blocks on every core with a 1 MiB window,
+// which keeps both cores busy at about 115 MiB of memory (the default window in blocks mode takes ~700 MiB).
+func newEncoder(level zstd.EncoderLevel) (*zstd.Encoder, error) {
+	return zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(2),
 		zstd.WithConcurrentBlocks(true),
@@ -51,13 +51,12 @@ type chunk struct {
 
 // upload is the state of one destination while a part streams to it.
 type upload struct {
-	store   Store
-	host    string
-	object  string
-	ch      chan *chunk
-	mu      sync.Mutex
-	err     error
-	written []int // chunk numbers that reached the destination
+	store  Store
+	host   string
+	object string
+	ch     chan *chunk
+	mu     sync.Mutex
+	err    error
 }
 
 func (u *upload) failed() error {
@@ -126,7 +125,6 @@ type chunker struct {
 	total   int64
 	blobs   []Blob
 	uploads []*upload
-	release func(*chunk)
 }
 
 func (c *chunker) Write(p []byte) (int, error) {
@@ -212,10 +210,11 @@ type streamResult struct {
 }
 
 // stream runs produce (a source writing its tar payload) through SHA-256,
-// zstd, age and the chunker, uploading every chunk to each upload's store
+// zstd (zw, reset to this part's stream and closed at its end: one
+// encoder serves every part of a run), age and the chunker, uploading every chunk to each upload's store
 // with `workers` parallel puts per destination. Memory is bounded by the
 // pool's chunk buffers.
-func stream(ctx context.Context, produce func(io.Writer) error, recipients []age.Recipient, level zstd.EncoderLevel,
+func stream(ctx context.Context, produce func(io.Writer) error, recipients []age.Recipient, zw *zstd.Encoder,
 	pool *bufPool, workers int, uploads []*upload, progress *atomic.Int64) (*streamResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -237,10 +236,6 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 						path := ChunkPath(u.host, u.object, c.n)
 						if err := u.store.Put(ctx, path, c.data); err != nil {
 							u.fail(fmt.Errorf("destination %s: upload %s: %w", u.store.Name(), path, err))
-						} else {
-							u.mu.Lock()
-							u.written = append(u.written, c.n)
-							u.mu.Unlock()
 						}
 					}
 					release(c)
@@ -255,17 +250,13 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 		wg.Wait()
 	}
 
-	ck := &chunker{ctx: ctx, size: pool.size, pool: pool, uploads: uploads, release: release}
+	ck := &chunker{ctx: ctx, size: pool.size, pool: pool, uploads: uploads}
 	aw, err := age.Encrypt(ck, recipients...)
 	if err != nil {
 		closeUploads()
 		return nil, fmt.Errorf("start encryption: %w", err)
 	}
-	zw, err := newEncoder(aw, level)
-	if err != nil {
-		closeUploads()
-		return nil, fmt.Errorf("start compression: %w", err)
-	}
+	zw.Reset(aw)
 	cw := &countWriter{h: sha256.New(), progress: progress}
 	err = produce(io.MultiWriter(cw, zw))
 	if err == nil {

@@ -215,10 +215,8 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest) error {
 		if err != nil {
 			return fmt.Errorf("destination %s: list object %s: %w", st.Name(), o.ID, err)
 		}
-		for i, c := range o.Chunks {
-			if !hasFile(entries, ChunkName(i), c.Size) {
-				return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), c.Size)
-			}
+		if i := missingChunk(entries, o); i >= 0 {
+			return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
 		}
 	}
 	return nil
@@ -226,6 +224,24 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest) error {
 
 func hasFile(entries []Entry, name string, size int64) bool {
 	return slices.ContainsFunc(entries, func(e Entry) bool { return !e.Dir && e.Name == name && e.Size == size })
+}
+
+// missingChunk returns the number of the first chunk of obj that entries
+// (the listing of its folder) lack or hold with another size, or -1. It
+// looks each chunk up in a map: an object can have many thousand chunks.
+func missingChunk(entries []Entry, obj Object) int {
+	sizes := make(map[string]int64, len(entries))
+	for _, e := range entries {
+		if !e.Dir {
+			sizes[e.Name] = e.Size
+		}
+	}
+	for i, c := range obj.Chunks {
+		if s, ok := sizes[ChunkName(i)]; !ok || s != c.Size {
+			return i
+		}
+	}
+	return -1
 }
 
 // chunkReader streams an object's chunks in order, checking each chunk's
