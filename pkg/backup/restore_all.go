@@ -377,6 +377,11 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 		}
 		return cause
 	}
+	// The staged files reach the disk before any rename makes them live,
+	// as files.Restorer does (one syncfs instead of an fsync per file).
+	if err := tarsafe.SyncFS(s.staging); err != nil {
+		return fmt.Errorf("files: %w", err)
+	}
 	for _, path := range s.r.paths {
 		if err := ctx.Err(); err != nil {
 			return undo(err)
@@ -393,6 +398,9 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 		staged, err := sameFilesystem(ctx, staged, path)
 		if err != nil {
 			return undo(err)
+		}
+		if err := tarsafe.SyncFS(staged); err != nil { // a copy made on path's filesystem
+			return undo(fmt.Errorf("files: %w", err))
 		}
 		mv := moved{path: path}
 		if _, err := os.Lstat(path); err == nil {
@@ -412,12 +420,22 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 			}
 		}
 		if err := os.Rename(staged, path); err != nil {
+			err = fmt.Errorf("files: move the restored %s into place: %w", path, err)
 			if mv.old != "" {
-				os.Rename(mv.old, path)
+				if berr := os.Rename(mv.old, path); berr != nil {
+					err = fmt.Errorf("%w; putting the old copy back failed, it is at %s: %w", err, mv.old, berr)
+				}
 			}
-			return undo(fmt.Errorf("files: move the restored %s into place: %w", path, err))
+			return undo(err)
 		}
 		done = append(done, mv)
+	}
+	// Make the renames durable: fsync every parent folder changed.
+	for _, mv := range done {
+		if d, err := os.Open(filepath.Dir(mv.path)); err == nil {
+			d.Sync()
+			d.Close()
+		}
 	}
 	s.done = true
 	var errs []error
