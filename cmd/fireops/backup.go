@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -122,38 +121,34 @@ with --lock-wait.`,
 			if res == nil {
 				return err
 			}
-			if a.jsonOut {
-				if perr := a.printJSON(res); perr != nil {
-					return perr
-				}
-				return err
-			}
-			w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "snapshot %s of %s: %s in %s\n\n", res.ID, res.Host, plural(len(res.Parts), "part"), res.Finished.Sub(res.Started).Round(time.Millisecond))
-			fmt.Fprintln(w, "PART\tSIZE\tSTORED\tENTRIES\tREUSED")
-			for _, p := range res.Parts {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), p.Entries, p.Reused)
-			}
-			for _, sk := range res.Skipped {
-				fmt.Fprintf(w, "%s\tleft out: %s\n", sk.ID, sk.Reason)
-			}
-			fmt.Fprintln(w, "\nDESTINATION\tRESULT\tUPLOADED\tREUSED PARTS")
-			for _, d := range res.Destinations {
-				status := "ok"
-				if d.Err != nil {
-					status = "FAILED: " + d.Error
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", d.Name, status, human(d.Uploaded), d.Reused)
-			}
-			if ferr := w.Flush(); ferr != nil {
-				return ferr
-			}
-			return err
+			return a.report(res, err, func() error { return a.printSnapshot(res) })
 		},
 	}
 	cmd.Flags().StringSliceVar(&dests, "dest", nil, "only this destination (repeatable)")
-	cmd.Flags().StringSliceVar(&only, "only", nil, "only this part: files:NAME, sqlite:NAME, volume:NAME, or a kind (repeatable)")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "only this part: files:NAME, sqlite:NAME, volume:NAME, mongo:mongodb, or a kind (repeatable)")
 	return cmd
+}
+
+// printSnapshot prints a snapshot's parts and destinations.
+func (a *app) printSnapshot(res *snapshot.Result) error {
+	w := a.table()
+	fmt.Fprintf(w, "snapshot %s of %s: %s in %s\n\n", res.ID, res.Host, plural(len(res.Parts), "part"), res.Finished.Sub(res.Started).Round(time.Millisecond))
+	fmt.Fprintln(w, "PART\tSIZE\tSTORED\tENTRIES\tREUSED")
+	for _, p := range res.Parts {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), p.Entries, p.Reused)
+	}
+	for _, sk := range res.Skipped {
+		fmt.Fprintf(w, "%s\tleft out: %s\n", sk.ID, sk.Reason)
+	}
+	fmt.Fprintln(w, "\nDESTINATION\tRESULT\tUPLOADED\tREUSED PARTS")
+	for _, d := range res.Destinations {
+		status := "ok"
+		if d.Err != nil {
+			status = "FAILED: " + d.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", d.Name, status, human(d.Uploaded), d.Reused)
+	}
+	return w.Flush()
 }
 
 func (a *app) snapshotsCommand() *cobra.Command {
@@ -174,7 +169,7 @@ func (a *app) snapshotsCommand() *cobra.Command {
 			if a.jsonOut {
 				return a.printJSON(ls)
 			}
-			w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			w := a.table()
 			for _, d := range ls {
 				fmt.Fprintf(w, "%s:\n", d.Destination)
 				if d.Error != "" {
@@ -238,37 +233,10 @@ Exit code 3 when a snapshot fails its check; 4 when another verify runs
 			}
 			o.Log = a.log
 			res, err := a.verifyJob(cmd.Context(), cfg, o)
-			if a.jsonOut && res != nil {
-				if perr := a.printJSON(res); perr != nil {
-					return perr
-				}
+			if res == nil {
 				return err
 			}
-			w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			if len(res) > 0 {
-				fmt.Fprintln(w, "DESTINATION\tSNAPSHOT\tLEVEL\tPARTS\tSIZE\tRESULT")
-			}
-			for _, r := range res {
-				verdict := "ok"
-				if !r.OK {
-					verdict = "FAILED: " + r.Error
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Destination, r.Snapshot, r.Level, r.Parts, human(r.Bytes), verdict)
-			}
-			// The part names are in the encrypted index: levels full and
-			// restore-test read it, quick does not.
-			for i, r := range res {
-				if i == 0 && len(r.PartIDs) > 0 {
-					fmt.Fprintln(w)
-				}
-				if len(r.PartIDs) > 0 {
-					fmt.Fprintf(w, "%s on %s: %s\n", r.Snapshot, r.Destination, strings.Join(r.PartIDs, ", "))
-				}
-			}
-			if ferr := w.Flush(); ferr != nil {
-				return ferr
-			}
-			return err
+			return a.report(res, err, func() error { return a.printVerify(res) })
 		},
 	}
 	f := cmd.Flags()
@@ -278,6 +246,33 @@ Exit code 3 when a snapshot fails its check; 4 when another verify runs
 	f.StringVar(&o.Identity, "identity", "", "age identity file (default: keys.identity_file)")
 	f.StringVar(&o.Mongo.ScratchURIFile, "scratch-uri-file", "", "mongo: file (0600) with the URI of the server restore-test uses (default: the configured one)")
 	return cmd
+}
+
+// printVerify prints verify's verdicts, and the parts that levels full
+// and restore-test read.
+func (a *app) printVerify(res []backup.VerifyResult) error {
+	w := a.table()
+	if len(res) > 0 {
+		fmt.Fprintln(w, "DESTINATION\tSNAPSHOT\tLEVEL\tPARTS\tSIZE\tRESULT")
+	}
+	for _, r := range res {
+		verdict := "ok"
+		if !r.OK {
+			verdict = "FAILED: " + r.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Destination, r.Snapshot, r.Level, r.Parts, human(r.Bytes), verdict)
+	}
+	// The part names are in the encrypted index: levels full and
+	// restore-test read it, quick does not.
+	for i, r := range res {
+		if i == 0 && len(r.PartIDs) > 0 {
+			fmt.Fprintln(w)
+		}
+		if len(r.PartIDs) > 0 {
+			fmt.Fprintf(w, "%s on %s: %s\n", r.Snapshot, r.Destination, strings.Join(r.PartIDs, ", "))
+		}
+	}
+	return w.Flush()
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -339,44 +334,27 @@ at the end, also when parts failed.`,
 					return a.confirmRestore(res, yes)
 				}
 			}
-			var res *backup.RestoreResult
-			var begin time.Time
-			err = a.withLock(cmd.Context(), cfg, "restore", func() error {
-				begin = time.Now()
-				var err error
-				res, err = backup.Restore(cmd.Context(), cfg, o)
-				return err
-			})
-			if !begin.IsZero() && !o.DryRun {
-				a.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
-			}
+			res, err := a.restoreJob(cmd.Context(), cfg, o)
 			if res == nil {
 				return err
 			}
-			if a.jsonOut {
-				if perr := a.printJSON(res); perr != nil {
-					return perr
+			return a.report(res, err, func() error {
+				if planShown && !slices.ContainsFunc(res.Parts, func(p backup.PlannedPart) bool { return p.Status != backup.StatusPlanned }) {
+					return nil // not confirmed: the plan is on the screen already
 				}
-				return err
-			}
-			verb := "restore"
-			if o.DryRun {
-				verb = "restore plan (dry run, nothing written)"
-			}
-			if planShown && !slices.ContainsFunc(res.Parts, func(p backup.PlannedPart) bool { return p.Status != backup.StatusPlanned }) {
-				return err // not confirmed: the plan is on the screen already
-			}
-			if ferr := a.printRestore(res, verb, o.All); ferr != nil {
-				return ferr
-			}
-			return err
+				verb := "restore"
+				if o.DryRun {
+					verb = "restore plan (dry run, nothing written)"
+				}
+				return a.printRestore(res, verb, o.All)
+			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.Parts, "part", nil, "only this part (files:NAME, sqlite:NAME, volume:NAME, or a kind; repeatable)")
+	f.StringSliceVar(&o.Parts, "part", nil, "only this part (files:NAME, sqlite:NAME, volume:NAME, mongo:mongodb, or a kind; repeatable)")
 	f.StringVar(&o.To, "to", "", "target folder, file for one sqlite part, or volume:NAME for one volume part")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan, write nothing")
-	f.BoolVar(&o.Force, "force", false, "replace a non-empty target folder or an existing database")
+	f.BoolVar(&o.Force, "force", false, "replace a non-empty target: folder, database or volume (with --all also MongoDB collections, as --drop)")
 	f.StringVar(&o.Dest, "dest", "", "read from this destination (default: the first that has the snapshot)")
 	f.StringVar(&o.Identity, "identity", "", "age identity file (default: keys.identity_file)")
 	f.StringSliceVar(&o.Mongo.NS, "ns", nil, "mongo: only this namespace, DB.COLLECTION or DB.* (repeatable)")
@@ -392,7 +370,7 @@ at the end, also when parts failed.`,
 // printRestore prints a restore's parts with their status; with all, the
 // stack and a summary of what was and was not restored.
 func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) error {
-	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	w := a.table()
 	fmt.Fprintf(w, "%s of %s from %s:\n", verb, res.Snapshot, res.Destination)
 	fmt.Fprintln(w, "PART\tSIZE\tTARGET\tSTATUS")
 	var done, notDone []string

@@ -17,14 +17,17 @@ import (
 // lock folder unwritable) did not run: it records nothing, so no alert
 // fires for a run that never started.
 
-// withLock runs fn holding the lock of one job kind.
-func (a *app) withLock(ctx context.Context, cfg *config.Config, job string, fn func() error) error {
+// locked runs a job holding the lock of its kind. begin is when it
+// started: zero when it never got its lock, so it did not run.
+func locked[T any](ctx context.Context, a *app, cfg *config.Config, job string, run func() (T, error)) (res T, begin time.Time, err error) {
 	l, err := lock.Acquire(ctx, lock.Dir(cfg.StateDir), job, lock.Options{Wait: a.lockWait, Command: "fireops " + job})
 	if err != nil {
-		return err
+		return res, begin, err
 	}
 	defer l.Release()
-	return fn()
+	begin = time.Now()
+	res, err = run()
+	return res, begin, err
 }
 
 // record writes a job's metrics to the textfiles and hands them to the
@@ -48,15 +51,8 @@ func destNames(cfg *config.Config) []string {
 
 // snapshotJob takes a snapshot under the snapshot lock.
 func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.SnapshotOptions) (*snapshot.Result, error) {
-	var res *snapshot.Result
-	var begin time.Time
-	err := a.withLock(ctx, cfg, "snapshot", func() error {
-		begin = time.Now()
-		var err error
-		res, err = backup.Snapshot(ctx, cfg, o)
-		return err
-	})
-	if begin.IsZero() { // the job never started (lock busy, or its wait was interrupted)
+	res, begin, err := locked(ctx, a, cfg, "snapshot", func() (*snapshot.Result, error) { return backup.Snapshot(ctx, cfg, o) })
+	if begin.IsZero() {
 		return nil, err
 	}
 	dur := time.Since(begin)
@@ -69,15 +65,8 @@ func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.Snap
 
 // verifyJob verifies under the verify lock.
 func (a *app) verifyJob(ctx context.Context, cfg *config.Config, o backup.VerifyOptions) ([]backup.VerifyResult, error) {
-	var res []backup.VerifyResult
-	var begin time.Time
-	err := a.withLock(ctx, cfg, "verify", func() error {
-		begin = time.Now()
-		var err error
-		res, err = backup.Verify(ctx, cfg, o)
-		return err
-	})
-	if begin.IsZero() { // the job never started (lock busy, or its wait was interrupted)
+	res, begin, err := locked(ctx, a, cfg, "verify", func() ([]backup.VerifyResult, error) { return backup.Verify(ctx, cfg, o) })
+	if begin.IsZero() {
 		return nil, err
 	}
 	level := o.Level
@@ -97,17 +86,19 @@ func (a *app) rotateJob(ctx context.Context, cfg *config.Config, o backup.Rotate
 		return backup.Rotate(ctx, cfg, o)
 	}
 	o.SweepWait = a.lockWait
-	var res *backup.RotateResult
-	var begin time.Time
-	err := a.withLock(ctx, cfg, "rotate", func() error {
-		begin = time.Now()
-		var err error
-		res, err = backup.Rotate(ctx, cfg, o)
-		return err
-	})
-	if begin.IsZero() { // the job never started (lock busy, or its wait was interrupted)
+	res, begin, err := locked(ctx, a, cfg, "rotate", func() (*backup.RotateResult, error) { return backup.Rotate(ctx, cfg, o) })
+	if begin.IsZero() {
 		return nil, err
 	}
 	a.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
+	return res, err
+}
+
+// restoreJob restores under the restore lock; a dry run records nothing.
+func (a *app) restoreJob(ctx context.Context, cfg *config.Config, o backup.RestoreOptions) (*backup.RestoreResult, error) {
+	res, begin, err := locked(ctx, a, cfg, "restore", func() (*backup.RestoreResult, error) { return backup.Restore(ctx, cfg, o) })
+	if !begin.IsZero() && !o.DryRun {
+		a.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
+	}
 	return res, err
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -155,4 +156,26 @@ func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// report prints a job's result, as JSON with --json or with print
+// otherwise, then returns the job's own error: a job that failed part
+// way still shows what it did.
+func (a *app) report(v any, err error, print func() error) error {
+	var perr error
+	if a.jsonOut {
+		perr = a.printJSON(v)
+	} else {
+		perr = print()
+	}
+	if perr != nil {
+		return perr
+	}
+	return err
+}
+
+// table returns a writer on stdout that aligns tab-separated columns;
+// Flush writes them.
+func (a *app) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 }

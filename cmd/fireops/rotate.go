@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -50,16 +49,7 @@ EXIT STATUS
 			if res == nil {
 				return err
 			}
-			if a.jsonOut {
-				if perr := a.printJSON(res); perr != nil {
-					return perr
-				}
-				return err
-			}
-			if ferr := printRotate(a, res); ferr != nil {
-				return ferr
-			}
-			return err
+			return a.report(res, err, func() error { return a.printRotate(res) })
 		},
 	}
 	f := cmd.Flags()
@@ -68,8 +58,9 @@ EXIT STATUS
 	return cmd
 }
 
-func printRotate(a *app, res *backup.RotateResult) error {
-	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+// printRotate prints each destination's decisions and sweep.
+func (a *app) printRotate(res *backup.RotateResult) error {
+	w := a.table()
 	for i, d := range res.Destinations {
 		if i > 0 {
 			fmt.Fprintln(w)

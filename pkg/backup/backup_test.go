@@ -383,22 +383,37 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	busy := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(busy, "keep.txt"), []byte("mine"), 0o644))
+	busyPart := t.TempDir() // several parts: files:stack goes to DIR/files-stack
+	must(t, os.MkdirAll(filepath.Join(busyPart, "files-stack"), 0o755))
+	must(t, os.WriteFile(filepath.Join(busyPart, "files-stack", "keep.txt"), []byte("mine"), 0o644))
+	aFile := filepath.Join(t.TempDir(), "file")
+	must(t, os.WriteFile(aFile, nil, 0o644))
+	noSQLite := *f.cfg
+	noSQLite.Sources.SQLite = nil
 	tests := []struct {
 		name string
 		o    RestoreOptions
 		want string
+		cfg  *config.Config // default f.cfg
 	}{
-		{"non-empty folder", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: busy}, "not empty"},
-		{"files without --to", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}}, "restore into a folder"},
-		{"existing database", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "exists"},
-		{"unknown part", RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, To: t.TempDir()}, "no part"},
-		{"bad id", RestoreOptions{Snapshot: "yesterday", To: t.TempDir()}, "not a snapshot id"},
-		{"unknown destination", RestoreOptions{Snapshot: res.ID, Dest: "nas", To: t.TempDir()}, "unknown destination"},
-		{"missing identity", RestoreOptions{Snapshot: res.ID, Identity: "/nonexistent/identity.txt", To: t.TempDir()}, "identity"},
+		{"non-empty part folder", RestoreOptions{Snapshot: res.ID, To: busyPart}, "files-stack is not empty", nil},
+		{"--to is a file", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: aFile}, "is not a folder", nil},
+		{"sqlite source not in the config", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "names no path", &noSQLite},
+		{"non-empty folder", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: busy}, "not empty", nil},
+		{"files without --to", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}}, "restore into a folder", nil},
+		{"existing database", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "exists", nil},
+		{"unknown part", RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, To: t.TempDir()}, "no part", nil},
+		{"bad id", RestoreOptions{Snapshot: "yesterday", To: t.TempDir()}, "not a snapshot id", nil},
+		{"unknown destination", RestoreOptions{Snapshot: res.ID, Dest: "nas", To: t.TempDir()}, "unknown destination", nil},
+		{"missing identity", RestoreOptions{Snapshot: res.ID, Identity: "/nonexistent/identity.txt", To: t.TempDir()}, "identity", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Restore(ctx, f.cfg, tc.o)
+			cfg := f.cfg
+			if tc.cfg != nil {
+				cfg = tc.cfg
+			}
+			_, err := Restore(ctx, cfg, tc.o)
 			if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), tc.want) || exitcode.Hint(err) == "" {
 				t.Fatalf("code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 			}
@@ -410,7 +425,7 @@ func TestRestoreRefusals(t *testing.T) {
 	// Dry run: a plan, nothing written.
 	to := filepath.Join(t.TempDir(), "plan")
 	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: to, DryRun: true})
-	if err != nil || len(rr.Parts) != 2 || rr.Parts[0].Status != "planned" {
+	if err != nil || len(rr.Parts) != 2 || rr.Parts[0].Status != StatusPlanned {
 		t.Fatalf("dry run: %v %+v", err, rr)
 	}
 	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {

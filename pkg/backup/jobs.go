@@ -383,7 +383,7 @@ type PlannedPart struct {
 	Part   string `json:"part"`
 	Target string `json:"target"`
 	Size   int64  `json:"size"`
-	Status string `json:"status"` // planned, restored, failed, not attempted
+	Status string `json:"status"` // StatusPlanned, StatusRestored, ...
 	Error  string `json:"error,omitempty"`
 }
 
@@ -469,7 +469,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			return nil, err
 		}
 		targets[i] = t
-		res.Parts = append(res.Parts, PlannedPart{Part: p.ID, Target: t, Size: p.Size, Status: "planned"})
+		res.Parts = append(res.Parts, PlannedPart{Part: p.ID, Target: t, Size: p.Size, Status: StatusPlanned})
 	}
 	if o.DryRun {
 		return res, nil
@@ -481,9 +481,9 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
 		}
 		if err != nil {
-			res.Parts[i].Status, res.Parts[i].Error = "failed", err.Error()
+			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
 			for j := i + 1; j < len(parts); j++ {
-				res.Parts[j].Status = "not attempted"
+				res.Parts[j].Status = StatusNotAttempted
 			}
 			code, hint := exitcode.Failure, ""
 			if errors.Is(err, snapshot.ErrIntegrity) {
@@ -494,7 +494,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			}
 			return res, exitcode.New(code, fmt.Errorf("restore %s: %w", m.Snapshot, err), hint)
 		}
-		res.Parts[i].Status = "restored"
+		res.Parts[i].Status = StatusRestored
 		if o.Log != nil {
 			o.Log.Info("part restored", "part", p.ID, "target", targets[i])
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -248,7 +247,7 @@ func setLoggers(srcs []source.Source, log *slog.Logger) {
 	if log == nil {
 		return
 	}
-	for _, s := range slices.Clip(srcs) {
+	for _, s := range srcs {
 		if l, ok := s.(loggerSetter); ok {
 			l.SetLogger(log)
 		}

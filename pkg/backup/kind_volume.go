@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -127,14 +126,7 @@ func (volumeKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part,
 		return planVolume(ctx, cfg, p, name, o)
 	}
 	if o.To != "" {
-		to, err := filepath.Abs(o.To)
-		if err != nil {
-			return "", err
-		}
-		if n > 1 {
-			to = filepath.Join(to, "volume-"+p.Name)
-		}
-		return to, checkFolderTarget(p, to, o.Force)
+		return folderTarget(p, o, n)
 	}
 	return planVolume(ctx, cfg, p, p.Name, o)
 }
@@ -151,7 +143,13 @@ func volumeUsers(ctx context.Context, name string, o RestoreOptions) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(ti.Users, func(u string) bool { return slices.Contains(o.stopping, u) }), nil
+	return notStopping(ti.Users, o), nil
+}
+
+// notStopping leaves out of a volume's users the containers restore --all
+// --stop-stack is stopping.
+func notStopping(users []string, o RestoreOptions) []string {
+	return slices.DeleteFunc(users, func(u string) bool { return slices.Contains(o.stopping, u) })
 }
 
 // planVolume checks a volume restore target.
@@ -165,7 +163,7 @@ func planVolume(ctx context.Context, cfg *config.Config, p snapshot.Part, name s
 	if err != nil {
 		return "", engineError("part "+p.ID, err)
 	}
-	ti.Users = slices.DeleteFunc(ti.Users, func(u string) bool { return slices.Contains(o.stopping, u) }) // restore --all --stop-stack stops them
+	ti.Users = notStopping(ti.Users, o)
 	if len(ti.Users) > 0 && !o.Force {
 		return "", exitcode.Usagef("stop them first (a user's server: stop it from the hub's admin page), or add --force",
 			"part %s: volume %s is in use by running containers: %s", p.ID, name, strings.Join(ti.Users, ", "))

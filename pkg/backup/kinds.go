@@ -73,7 +73,7 @@ func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.S
 	}
 	if len(out) == 0 {
 		if len(only) > 0 {
-			return nil, exitcode.Usagef("name a configured part: files:NAME, sqlite:NAME, or a kind", "--only %v matches no configured source", only)
+			return nil, exitcode.Usagef("name a configured part: files:NAME, sqlite:NAME, volume:NAME, mongo:mongodb, or a kind", "--only %v matches no configured source", only)
 		}
 		return nil, exitcode.Usagef("add a source under sources: (docs/configuration.md)", "config %s has no sources", cfg.File)
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
@@ -44,12 +45,19 @@ func (filesKind) plan(_ context.Context, _ *config.Config, p snapshot.Part, o Re
 		return "", exitcode.Usagef("give --to DIR: the part's paths are recreated under DIR",
 			"part %s: restoring files over their original paths is not supported; restore into a folder", p.ID)
 	}
+	return folderTarget(p, o, n)
+}
+
+// folderTarget is the folder --to names for a part restored into a
+// folder: --to itself, or --to/KIND-NAME when n parts are restored
+// together. A non-empty folder (or a file) is refused without --force.
+func folderTarget(p snapshot.Part, o RestoreOptions, n int) (string, error) {
 	to, err := filepath.Abs(o.To)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("--to %s: %w", o.To, err)
 	}
 	if n > 1 {
-		to = filepath.Join(to, "files-"+p.Name)
+		to = filepath.Join(to, p.Kind+"-"+p.Name)
 	}
 	return to, checkFolderTarget(p, to, o.Force)
 }
@@ -122,57 +130,61 @@ func (sqliteKind) sources(ctx context.Context, cfg *config.Config, only []string
 // a folder or several parts are restored. An existing database is
 // replaced only with --force.
 func (sqliteKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
-	target := ""
-	if o.To == "" {
-		for i, q := range cfg.Sources.SQLite {
-			if q.Name == p.Name && q.Path != "" {
-				target = q.Path
-			}
-			if q.Name == p.Name && q.Volume != "" {
-				key := fmt.Sprintf("sources.sqlite[%d]", i)
-				path, err := sqliteInVolume(ctx, key, q.Volume, q.File, false)
-				if errors.Is(err, errNoVolume) {
-					return sqliteVolumeTarget(q), nil // the volume's part (or the restore) creates it
-				}
-				if err != nil {
-					return "", err
-				}
-				// A database in rollback-journal mode (the hub's default)
-				// that a running container holds open cannot be detected by
-				// SQLite: replacing it under the hub would lose the hub's
-				// later writes. Refuse while containers use the volume, also
-				// with --force: stop them (restore --all --stop-stack does).
-				if users, err := volumeUsers(ctx, q.Volume, o); err != nil {
-					return "", engineError("part "+p.ID, err)
-				} else if len(users) > 0 {
-					return "", exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
-						"part %s: the database's volume %s is in use by running containers: %s", p.ID, q.Volume, strings.Join(users, ", "))
-				}
-				if _, err := os.Stat(path); err == nil && !o.Force {
-					return "", exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
-						"part %s: %s exists in volume %s", p.ID, q.File, q.Volume)
-				}
-				return sqliteVolumeTarget(q), nil
-			}
-		}
-		if target == "" {
-			return "", exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
-		}
-	} else {
+	var target string
+	if o.To != "" {
 		to, err := filepath.Abs(o.To)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("--to %s: %w", o.To, err)
 		}
 		target = to
 		if st, err := os.Stat(to); n > 1 || (err == nil && st.IsDir()) {
 			target = filepath.Join(to, p.Name+".sqlite")
 		}
+	} else {
+		i := slices.IndexFunc(cfg.Sources.SQLite, func(q config.SQLiteSource) bool { return q.Name == p.Name })
+		if i < 0 || (cfg.Sources.SQLite[i].Path == "" && cfg.Sources.SQLite[i].Volume == "") {
+			return "", exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
+		}
+		if q := cfg.Sources.SQLite[i]; q.Volume != "" {
+			return planSQLiteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), p, q, o)
+		}
+		target = cfg.Sources.SQLite[i].Path
 	}
 	if _, err := os.Stat(target); err == nil && !o.Force {
 		return "", exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
 			"part %s: %s exists", p.ID, target)
 	}
 	return target, nil
+}
+
+// planSQLiteInVolume plans the restore of a database inside a volume
+// (source key, with {volume, file}): "volume:VOLUME/FILE".
+func planSQLiteInVolume(ctx context.Context, key string, p snapshot.Part, q config.SQLiteSource, o RestoreOptions) (string, error) {
+	path, err := sqliteInVolume(ctx, key, q.Volume, q.File, false)
+	if errors.Is(err, errNoVolume) {
+		return sqliteVolumeTarget(q), nil // the volume's part (or the restore) creates it
+	}
+	if err != nil {
+		return "", err
+	}
+	// A database in rollback-journal mode (the hub's default) that a
+	// running container holds open cannot be detected by SQLite:
+	// replacing it under the hub would lose the hub's later writes.
+	// Refuse while containers use the volume, also with --force: stop
+	// them (restore --all --stop-stack does).
+	users, err := volumeUsers(ctx, q.Volume, o)
+	if err != nil {
+		return "", engineError("part "+p.ID, err)
+	}
+	if len(users) > 0 {
+		return "", exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
+			"part %s: the database's volume %s is in use by running containers: %s", p.ID, q.Volume, strings.Join(users, ", "))
+	}
+	if _, err := os.Stat(path); err == nil && !o.Force {
+		return "", exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
+			"part %s: %s exists in volume %s", p.ID, q.File, q.Volume)
+	}
+	return sqliteVolumeTarget(q), nil
 }
 
 func (sqliteKind) restorer(ctx context.Context, _ *config.Config, p snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
