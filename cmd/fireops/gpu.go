@@ -219,17 +219,13 @@ func printGPUReport(w io.Writer, r *gpucheck.Report) error {
 			if g.TemperatureC != nil {
 				temp = fmt.Sprintf("%d°C", *g.TemperatureC)
 			}
-			mig := g.MIGMode
-			if mig == "" {
-				mig = "-"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s / %s\t%s\t%s\n", g.Index, gpuDash(g.Name), gpuDash(g.UUID), gpuDash(g.BusID),
-				gpuGiB(g.MemoryUsedBytes), gpuGiB(g.MemoryTotalBytes), temp, mig)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s / %s\t%s\t%s\n", g.Index, orDash(g.Name), orDash(g.UUID), orDash(g.BusID),
+				gpuGiB(g.MemoryUsedBytes), gpuGiB(g.MemoryTotalBytes), temp, orDash(g.MIGMode))
 		}
 	}
 	fmt.Fprintln(tw, "\nCHECK\tON\tSTATUS\tVALUE\tTHRESHOLD")
 	for _, c := range r.Checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Subject(), c.Status, c.Value, gpuDash(c.Threshold))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Subject(), c.Status, c.Value, orDash(c.Threshold))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -252,7 +248,8 @@ func printGPUReport(w io.Writer, r *gpucheck.Report) error {
 	return err
 }
 
-func gpuDash(s string) string {
+// orDash returns s, or "-" for an empty s, for table cells.
+func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}

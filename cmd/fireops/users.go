@@ -115,7 +115,7 @@ two-factor authentication, whether a server runs, last activity and email.`,
 						last = u.LastActivity.UTC().Format(time.RFC3339)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, u.State(), yesNo(u.Admin), yesNo(u.Has2FA),
-						map[bool]string{true: "running", false: "-"}[u.ServerRunning], last, emailOrDash(u.Email))
+						map[bool]string{true: "running", false: "-"}[u.ServerRunning], last, orDash(u.Email))
 				}
 				return tw.Flush()
 			})
@@ -372,11 +372,4 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func emailOrDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -62,38 +62,31 @@ func (r *Report) Metrics() []metrics.Family {
 		Name: "fireops_gpu_remapped_rows", Type: metrics.Gauge,
 		Help: "GPU memory rows remapped, by cause (correctable, uncorrectable).",
 	}
+	// add appends a sample of v to f with the GPU's labels ls and the
+	// extra pairs, on a copy of ls so samples never share a label array.
+	add := func(f *metrics.Family, v float64, ls []metrics.Label, extra ...string) {
+		l := append(append([]metrics.Label{}, ls...), metrics.L(extra...)...)
+		f.Samples = append(f.Samples, metrics.Sample{Labels: l, Value: v})
+	}
 	for _, g := range r.GPUs {
 		if g.UUID == "" {
 			continue // a GPU NVML could not identify; its device check says so
 		}
 		ls := gpuLabels(g)
 		if g.TemperatureC != nil {
-			temp.Samples = append(temp.Samples, metrics.Sample{Labels: ls, Value: float64(*g.TemperatureC)})
+			add(&temp, float64(*g.TemperatureC), ls)
 		}
-		memTotal.Samples = append(memTotal.Samples, metrics.Sample{Labels: ls, Value: float64(g.MemoryTotalBytes)})
-		memUsed.Samples = append(memUsed.Samples, metrics.Sample{Labels: ls, Value: float64(g.MemoryUsedBytes)})
+		add(&memTotal, float64(g.MemoryTotalBytes), ls)
+		add(&memUsed, float64(g.MemoryUsedBytes), ls)
 		if e := g.ECC; e != nil {
-			for _, s := range []struct {
-				typ, counter string
-				v            uint64
-			}{
-				{"corrected", "volatile", e.VolatileCorrected},
-				{"corrected", "aggregate", e.AggregateCorrected},
-				{"uncorrected", "volatile", e.VolatileUncorrected},
-				{"uncorrected", "aggregate", e.AggregateUncorrected},
-			} {
-				l := append(append([]metrics.Label{}, ls...), metrics.L("type", s.typ, "counter", s.counter)...)
-				ecc.Samples = append(ecc.Samples, metrics.Sample{Labels: l, Value: float64(s.v)})
-			}
+			add(&ecc, float64(e.VolatileCorrected), ls, "type", "corrected", "counter", "volatile")
+			add(&ecc, float64(e.AggregateCorrected), ls, "type", "corrected", "counter", "aggregate")
+			add(&ecc, float64(e.VolatileUncorrected), ls, "type", "uncorrected", "counter", "volatile")
+			add(&ecc, float64(e.AggregateUncorrected), ls, "type", "uncorrected", "counter", "aggregate")
 		}
 		if rr := g.RemappedRows; rr != nil {
-			for _, s := range []struct {
-				cause string
-				v     int
-			}{{"correctable", rr.Corrected}, {"uncorrectable", rr.Uncorrected}} {
-				l := append(append([]metrics.Label{}, ls...), metrics.L("cause", s.cause)...)
-				remap.Samples = append(remap.Samples, metrics.Sample{Labels: l, Value: float64(s.v)})
-			}
+			add(&remap, float64(rr.Corrected), ls, "cause", "correctable")
+			add(&remap, float64(rr.Uncorrected), ls, "cause", "uncorrectable")
 		}
 	}
 	return append(fams, temp, memTotal, memUsed, ecc, remap)

@@ -62,6 +62,7 @@ type BusyError struct {
 	Waited time.Duration
 }
 
+// Error names the lock, its holder and how long the caller waited.
 func (e *BusyError) Error() string {
 	msg := fmt.Sprintf("another %s run holds the lock %s: %s", e.Name, e.Path, e.Holder)
 	if e.Waited > 0 {
@@ -101,11 +102,8 @@ const pollInterval = 200 * time.Millisecond
 // then returns a *BusyError wrapped with the lock-busy exit code, naming
 // the holder. A cancelled ctx stops the wait.
 func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("lock %s: %w", name, err), "make state_dir writable, or point it elsewhere")
-	}
 	p := filepath.Join(dir, name+".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLockFile(dir, p)
 	if err != nil {
 		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("lock %s: %w", name, err), "make state_dir writable, or point it elsewhere")
 	}
@@ -148,6 +146,15 @@ func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
 		}
 	}
 	return l, nil
+}
+
+// openLockFile creates dir (0700) when missing and opens the lock file p
+// in it, creating it 0600.
+func openLockFile(dir, p string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 }
 
 // Release gives the lock back. The holder line stays in the file; the next

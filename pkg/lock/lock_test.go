@@ -179,3 +179,22 @@ func TestHolderString(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestUnusableStateDir: a state dir that cannot hold the locks folder is a
+// usage error naming the lock, with a hint (a file in the way fails even
+// for root).
+func TestUnusableStateDir(t *testing.T) {
+	t.Parallel()
+	file := t.TempDir() + "/state"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Acquire(context.Background(), Dir(file), "snapshot", Options{})
+	if err == nil {
+		l.Release()
+		t.Fatal("Acquire under a file succeeded")
+	}
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "lock snapshot") || !strings.Contains(exitcode.Hint(err), "state_dir") {
+		t.Errorf("got %v (code %d, hint %q)", err, exitcode.Code(err), exitcode.Hint(err))
+	}
+}

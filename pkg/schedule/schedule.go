@@ -37,6 +37,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/metrics"
 )
 
 // Job is one scheduled job.
@@ -181,20 +182,17 @@ func (d *daemon) metrics() {
 	task := []string{"task"}
 	d.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_runs_total",
 		Help: "Job runs the daemon started, by task and result (success, failure, lock_busy, interrupted)."}, []string{"task", "result"})
+	perTask := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, task)
+	}
 	d.missed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_missed_runs_total",
 		Help: "Scheduled runs that did not happen: the previous run was still going, or the daemon was down."}, task)
-	d.runningG = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_running",
-		Help: "1 while a run of the task is in progress."}, task)
-	d.lastRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_run_timestamp_seconds",
-		Help: "Time the task's last run by the daemon ended, in seconds since the epoch."}, task)
-	d.lastOK = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_run_success",
-		Help: "1 if the task's last run by the daemon succeeded, else 0."}, task)
-	d.lastDur = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_run_duration_seconds",
-		Help: "Duration of the task's last run by the daemon."}, task)
-	d.lastSucc = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_last_success_timestamp_seconds",
-		Help: "Time the task's last successful run by the daemon ended, in seconds since the epoch."}, task)
-	d.nextRun = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_schedule_next_run_timestamp_seconds",
-		Help: "Time the task runs next (before jitter), in seconds since the epoch."}, task)
+	d.runningG = perTask("fireops_schedule_running", "1 while a run of the task is in progress.")
+	d.lastRun = perTask("fireops_schedule_last_run_timestamp_seconds", "Time the task's last run by the daemon ended, in seconds since the epoch.")
+	d.lastOK = perTask("fireops_schedule_last_run_success", "1 if the task's last run by the daemon succeeded, else 0.")
+	d.lastDur = perTask("fireops_schedule_last_run_duration_seconds", "Duration of the task's last run by the daemon.")
+	d.lastSucc = perTask("fireops_schedule_last_success_timestamp_seconds", "Time the task's last successful run by the daemon ended, in seconds since the epoch.")
+	d.nextRun = perTask("fireops_schedule_next_run_timestamp_seconds", "Time the task runs next (before jitter), in seconds since the epoch.")
 	d.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_config_reloads_total",
 		Help: "Configuration reloads on SIGHUP, by result (success, failure)."}, []string{"result"})
 	d.reloadedAt = prometheus.NewGauge(prometheus.GaugeOpts{Name: "fireops_schedule_config_last_reload_success_timestamp_seconds",
@@ -360,7 +358,7 @@ func (d *daemon) fire(j Job) {
 	d.runs.WithLabelValues(j.Name, result).Inc()
 	d.lastRun.WithLabelValues(j.Name).Set(float64(end.Unix()))
 	d.lastDur.WithLabelValues(j.Name).Set(end.Sub(begin).Seconds())
-	d.lastOK.WithLabelValues(j.Name).Set(boolf(err == nil))
+	d.lastOK.WithLabelValues(j.Name).Set(metrics.Bool(err == nil))
 	if err == nil {
 		d.lastSucc.WithLabelValues(j.Name).Set(float64(end.Unix()))
 		d.log.Info("job finished", "task", j.Name, "result", result, "seconds", end.Sub(begin).Seconds())
@@ -378,13 +376,6 @@ func run(ctx context.Context, j Job) (err error) {
 		}
 	}()
 	return j.Run(ctx)
-}
-
-func boolf(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // shutdown starts no new run and waits for the running ones (their

@@ -140,22 +140,31 @@ func (s *Store) wrap(what string, err error) error {
 	return fmt.Errorf("%s: hub database %s: %w", what, s.path, err)
 }
 
-// List returns every users_info row, ordered by id.
-func (s *Store) List(ctx context.Context) ([]Info, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, username, coalesce(email, ''), coalesce(is_authorized, 0), coalesce(has_2fa, 0) FROM users_info ORDER BY id`)
+// selectInfo selects the users_info columns an Info is scanned from, in
+// order; a WHERE or ORDER BY clause is appended.
+const selectInfo = `SELECT id, username, coalesce(email, ''), coalesce(is_authorized, 0), coalesce(has_2fa, 0) FROM users_info `
+
+// infos runs the SELECT of selectInfo followed by where and scans the rows.
+func (s *Store) infos(ctx context.Context, what, where string, args ...any) ([]Info, error) {
+	rows, err := s.db.QueryContext(ctx, selectInfo+where, args...)
 	if err != nil {
-		return nil, s.wrap("list users", err)
+		return nil, s.wrap(what, err)
 	}
 	defer rows.Close()
 	var out []Info
 	for rows.Next() {
 		var in Info
 		if err := rows.Scan(&in.ID, &in.Name, &in.Email, &in.Approved, &in.Has2FA); err != nil {
-			return nil, s.wrap("list users", err)
+			return nil, s.wrap(what, err)
 		}
 		out = append(out, in)
 	}
-	return out, s.wrap("list users", rows.Err())
+	return out, s.wrap(what, rows.Err())
+}
+
+// List returns every users_info row, ordered by id.
+func (s *Store) List(ctx context.Context) ([]Info, error) {
+	return s.infos(ctx, "list users", `ORDER BY id`)
 }
 
 // Names returns the distinct usernames of users_info.
@@ -178,20 +187,7 @@ func (s *Store) Names(ctx context.Context) ([]string, error) {
 // Find returns the rows of name (NativeAuthenticator has no unique
 // constraint on username, so there may be more than one), by id.
 func (s *Store) Find(ctx context.Context, name string) ([]Info, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, username, coalesce(email, ''), coalesce(is_authorized, 0), coalesce(has_2fa, 0) FROM users_info WHERE username = ? ORDER BY id`, name)
-	if err != nil {
-		return nil, s.wrap("find user", err)
-	}
-	defer rows.Close()
-	var out []Info
-	for rows.Next() {
-		var in Info
-		if err := rows.Scan(&in.ID, &in.Name, &in.Email, &in.Approved, &in.Has2FA); err != nil {
-			return nil, s.wrap("find user", err)
-		}
-		out = append(out, in)
-	}
-	return out, s.wrap("find user", rows.Err())
+	return s.infos(ctx, "find user", `WHERE username = ? ORDER BY id`, name)
 }
 
 // tx runs fn in one IMMEDIATE transaction: it takes the write lock at

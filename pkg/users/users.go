@@ -237,11 +237,7 @@ func (m *Manager) SetAdmin(ctx context.Context, name string, admin bool) (*Admin
 		return nil, err
 	}
 	// No hub user: the name must be a NativeAuthenticator sign-up.
-	s, err := m.Store(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := s.Find(ctx, name)
+	_, rows, err := m.signups(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -279,11 +275,7 @@ func (m *Manager) ResetPassword(ctx context.Context, name string, pw []byte) err
 // RequireSignup returns an unknown-user error (with close matches) unless
 // name has a users_info row.
 func (m *Manager) RequireSignup(ctx context.Context, name string) error {
-	s, err := m.Store(ctx)
-	if err != nil {
-		return err
-	}
-	rows, err := s.Find(ctx, name)
+	_, rows, err := m.signups(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -296,11 +288,7 @@ func (m *Manager) RequireSignup(ctx context.Context, name string) error {
 // Exists reports an unknown-user error (with close matches) unless name has
 // a users_info row or a hub user.
 func (m *Manager) Exists(ctx context.Context, name string) error {
-	s, err := m.Store(ctx)
-	if err != nil {
-		return err
-	}
-	rows, err := s.Find(ctx, name)
+	_, rows, err := m.signups(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -334,11 +322,7 @@ type DeleteResult struct {
 // still fails after the hub user was deleted, the error says so and a
 // second run finishes the job.
 func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error) {
-	s, err := m.Store(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := s.Find(ctx, name)
+	s, rows, err := m.signups(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -374,6 +358,20 @@ func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error
 	}
 	res.Rows = n
 	return res, nil
+}
+
+// signups opens the database (once) and returns it with the users_info
+// rows of name.
+func (m *Manager) signups(ctx context.Context, name string) (*Store, []Info, error) {
+	s, err := m.Store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := s.Find(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, rows, nil
 }
 
 // unknown is the unknown-user error for name, with close matches from
