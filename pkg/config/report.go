@@ -91,7 +91,7 @@ func (c *Config) Check() *Report {
 			return
 		}
 		st, err := os.Stat(name)
-		status := "ok"
+		var status string
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			status = "missing"
@@ -112,6 +112,7 @@ func (c *Config) Check() *Report {
 		add("sources.mongo.uri_file", c.Sources.Mongo.URIFile)
 	}
 	add("hub.token_file", c.Hub.TokenFile)
+	add("stack.alerts.email.password_file", c.Stack.Alerts.Email.PasswordFile)
 
 	if len(c.Keys.Recipients) == 0 && c.Keys.RecipientsFile == "" {
 		r.Notes = append(r.Notes, "no keys.recipients: snapshot cannot encrypt until one is set")

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,11 @@ stack:
 	}
 	if s.GPUs || s.Limits["mongodb"] != (StackLimits{Memory: 8 * GiB}) || s.Limits["prometheus"].Memory != 2*GiB {
 		t.Errorf("overrides: %+v", s)
+	}
+	// config check lists the SMTP password file with the other secrets.
+	want := FileStatus{Key: "stack.alerts.email.password_file", Path: s.Alerts.Email.PasswordFile, Status: "ok (0600)"}
+	if files := cfg.Check().Files; !slices.Contains(files, want) {
+		t.Errorf("config check files = %+v, want %+v among them", files, want)
 	}
 }
 

@@ -31,7 +31,11 @@ func (p *problems) add(key, hint, format string, args ...any) {
 	*p = append(*p, problem{key: key, msg: fmt.Sprintf(format, args...), hint: hint})
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var (
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	// driverRE is an NVIDIA driver version such as 550.54.15.
+	driverRE = regexp.MustCompile(`^\d+(\.\d+)*$`)
+)
 
 // Validate checks every value and the secret files the config names. It
 // returns nil or a usage error (exit code 2) listing every problem, each
@@ -86,7 +90,7 @@ func (c *Config) Validate() error {
 	if c.GPU.MaxTemperatureC <= 0 || c.GPU.MaxTemperatureC > 150 {
 		p.add("gpu.max_temperature_c", "use a temperature in °C such as 85", "%d is out of range", c.GPU.MaxTemperatureC)
 	}
-	if c.GPU.MinDriver != "" && !regexp.MustCompile(`^\d+(\.\d+)*$`).MatchString(c.GPU.MinDriver) {
+	if c.GPU.MinDriver != "" && !driverRE.MatchString(c.GPU.MinDriver) {
 		p.add("gpu.min_driver", "use a driver version such as 550.54.15", "invalid version %q", c.GPU.MinDriver)
 	}
 	c.validateStack(&p)

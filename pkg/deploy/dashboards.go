@@ -29,18 +29,11 @@ type panelSpec struct {
 	} `yaml:"exprs"`
 }
 
-// Dashboard is one rendered Grafana dashboard.
-type Dashboard struct {
-	// Path is the file name under grafana/dashboards/.
-	Path string
-	// Data is the dashboard JSON.
-	Data []byte
-}
-
 var fileNameRE = regexp.MustCompile(`^[a-z0-9-]+\.json$`)
 
-// dashboards renders the dashboard specs and builds Grafana's JSON.
-func (d *renderData) dashboards() ([]Dashboard, error) {
+// dashboards renders the dashboard specs and builds Grafana's JSON, one
+// file each under grafana/dashboards/.
+func (d *renderData) dashboards() ([]File, error) {
 	src, err := d.exec("grafana/dashboards.yaml.tmpl")
 	if err != nil {
 		return nil, err
@@ -51,7 +44,7 @@ func (d *renderData) dashboards() ([]Dashboard, error) {
 	if err := dec.Decode(&specs); err != nil {
 		return nil, fmt.Errorf("render dashboards: %w", err)
 	}
-	out := make([]Dashboard, 0, len(specs))
+	out := make([]File, 0, len(specs))
 	for _, s := range specs {
 		if !fileNameRE.MatchString(s.File) || s.UID == "" {
 			return nil, fmt.Errorf("render dashboards: %q: bad file name or uid", s.Title)
@@ -60,7 +53,7 @@ func (d *renderData) dashboards() ([]Dashboard, error) {
 		if err != nil {
 			return nil, fmt.Errorf("render dashboard %s: %w", s.File, err)
 		}
-		out = append(out, Dashboard{Path: s.File, Data: append(data, '\n')})
+		out = append(out, File{Path: "grafana/dashboards/" + s.File, Data: append(data, '\n')})
 	}
 	return out, nil
 }

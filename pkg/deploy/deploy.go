@@ -70,7 +70,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts Options) (*Result, err
 	if engErr == nil {
 		defer eng.Close()
 	}
-	pre := RunPreflight(ctx, st, eng, opts.Preflight)
+	pre := RunPreflight(ctx, st, eng, engErr, opts.Preflight)
 	res.Preflight = pre
 	if err := pre.Err(); err != nil {
 		return res, err

@@ -198,7 +198,7 @@ func requireEngineAndCompose(t *testing.T) {
 	t.Helper()
 	testenv.RequireDocker(t)
 	if _, err := FindCompose(context.Background(), nil); err != nil {
-		unavailable(t, "Docker Compose plugin", err)
+		testenv.Unavailable(t, "Docker Compose plugin", err)
 	}
 }
 
@@ -365,6 +365,20 @@ func TestPreflightEngineDown(t *testing.T) {
 	assertNothingStarted(t, cfg, res, err, "engine", "does not answer")
 	if !strings.Contains(err.Error(), "no-docker.sock") {
 		t.Errorf("error does not name the Engine address: %v", err)
+	}
+}
+
+func TestPreflightNoDockerClient(t *testing.T) {
+	requireEngineAndCompose(t)
+	cfg := e2eConfig(t)
+	host := os.Getenv("DOCKER_HOST")
+	t.Setenv("DOCKER_HOST", "not-a-docker-host")
+	res, err := Deploy(context.Background(), cfg, Options{Render: RenderOptions{StubImage: stubImageTag}})
+	t.Setenv("DOCKER_HOST", host)
+	// The check names why there is no client, not only that there is none.
+	assertNothingStarted(t, cfg, res, err, "engine", "no Docker client: ")
+	if !strings.Contains(err.Error(), "not-a-docker-host") {
+		t.Errorf("error does not say why the client failed: %v", err)
 	}
 }
 

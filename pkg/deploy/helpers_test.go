@@ -41,18 +41,12 @@ func render(t *testing.T, name string, opts RenderOptions) *Stack {
 	return st
 }
 
-// unavailable skips the test, or fails it under CI (internal/testenv).
-func unavailable(t *testing.T, what string, err error) {
-	t.Helper()
-	testenv.Unavailable(t, what, err)
-}
-
 // debianPython is Debian's python3, never a pyenv shim (design.md §10).
 func debianPython(t *testing.T) string {
 	t.Helper()
 	const p = "/usr/bin/python3"
 	if _, err := os.Stat(p); err != nil {
-		unavailable(t, "Debian's python3", err)
+		testenv.Unavailable(t, "Debian's python3", err)
 	}
 	return p
 }

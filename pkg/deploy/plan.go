@@ -126,12 +126,7 @@ func (st *Stack) Write() ([]Change, error) {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return nil, fmt.Errorf("write %s: %w", c.Path, err)
 			}
-			tmp, err := writeTemp(p, c.new, 0o644)
-			if err != nil {
-				return nil, fmt.Errorf("write %s: %w", c.Path, err)
-			}
-			if err := os.Rename(tmp, p); err != nil {
-				os.Remove(tmp)
+			if err := replaceFile(p, c.new, 0o644); err != nil {
 				return nil, fmt.Errorf("write %s: %w", c.Path, err)
 			}
 		case "remove":
@@ -147,12 +142,7 @@ func (st *Stack) Write() ([]Change, error) {
 	}
 	mp := filepath.Join(st.Dir, ManifestFile)
 	if old, err := os.ReadFile(mp); err != nil || !bytes.Equal(old, m.Bytes()) {
-		tmp, err := writeTemp(mp, m.Bytes(), 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("write %s: %w", ManifestFile, err)
-		}
-		if err := os.Rename(tmp, mp); err != nil {
-			os.Remove(tmp)
+		if err := replaceFile(mp, m.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", ManifestFile, err)
 		}
 	}

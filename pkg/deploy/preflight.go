@@ -87,8 +87,9 @@ const hintEngine = "start the Docker Engine (`systemctl start docker`), check DO
 // is recent enough; the compose plugin is there and recent enough; the
 // ports the stack publishes are free (or already the stack's); Docker's
 // data root has stack.min_free_disk free; with stack.gpus, the GPU checks
-// of `fireops gpu check` pass (NVML and the container runtime).
-func RunPreflight(ctx context.Context, st *Stack, eng *Engine, opts PreflightOptions) *Preflight {
+// of `fireops gpu check` pass (NVML and the container runtime). eng is nil
+// when NewEngine failed with engErr.
+func RunPreflight(ctx context.Context, st *Stack, eng *Engine, engErr error, opts PreflightOptions) *Preflight {
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -99,7 +100,7 @@ func RunPreflight(ctx context.Context, st *Stack, eng *Engine, opts PreflightOpt
 
 	var info *EngineInfo
 	if eng == nil {
-		add(Check{Name: "engine", Status: "fail", Message: "no Docker client", Hint: hintEngine})
+		add(Check{Name: "engine", Status: "fail", Message: "no Docker client: " + oneLine(engErr), Hint: hintEngine})
 	} else if i, err := eng.Info(ctx); err != nil {
 		add(Check{Name: "engine", Status: "fail", Message: fmt.Sprintf("Docker Engine at %s does not answer: %v", eng.Host(), oneLine(err)), Hint: hintEngine})
 	} else {

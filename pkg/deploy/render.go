@@ -242,9 +242,7 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, db := range dashboards {
-		add("grafana/dashboards/"+db.Path, db.Data)
-	}
+	st.Files = append(st.Files, dashboards...)
 
 	// compose.yaml comes last: its labels hash the files each service
 	// mounts, so that a changed config file recreates that service.
@@ -334,10 +332,9 @@ func (d *renderData) funcs() template.FuncMap {
 	return template.FuncMap{
 		// q quotes a string for YAML (and Alloy): a JSON string is both.
 		"q": jsonString,
-		// sq and dq quote a string for a PromQL or LogQL label matcher
-		// inside a single-quoted YAML scalar.
+		// sq quotes a string for a PromQL or LogQL label matcher inside a
+		// single-quoted YAML scalar.
 		"sq":      func(s string) string { return strings.ReplaceAll(jsonString(s), "'", "''") },
-		"dq":      func(s string) string { return strings.ReplaceAll(jsonString(s), "'", "''") },
 		"promdur": promDuration,
 		"py":      pyLiteral,
 		"pyset":   pySet,

@@ -171,7 +171,7 @@ func EnsureSecrets(dir string, specs []SecretSpec) ([]SecretResult, error) {
 				return out, fmt.Errorf("secret %s: %w", s.Name, err)
 			}
 			if !bytes.Equal(have, want) {
-				if err := replaceFile(p, want); err != nil {
+				if err := replaceFile(p, want, 0o600); err != nil {
 					return out, fmt.Errorf("secret %s: %w", s.Name, err)
 				}
 				res.Action = "updated"
@@ -235,9 +235,9 @@ func createFile(p string, data []byte) error {
 	return syncDir(filepath.Dir(p))
 }
 
-// replaceFile replaces p atomically with data (mode 0600).
-func replaceFile(p string, data []byte) error {
-	tmp, err := writeTemp(p, data, 0o600)
+// replaceFile replaces p atomically with data, with mode.
+func replaceFile(p string, data []byte, mode os.FileMode) error {
+	tmp, err := writeTemp(p, data, mode)
 	if err != nil {
 		return err
 	}

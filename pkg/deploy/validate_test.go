@@ -47,7 +47,7 @@ func TestRenderValidates(t *testing.T) {
 			t.Run("compose", func(t *testing.T) {
 				c, err := FindCompose(context.Background(), nil)
 				if err != nil {
-					unavailable(t, "Docker Compose plugin", err)
+					testenv.Unavailable(t, "Docker Compose plugin", err)
 				}
 				if err := c.Config(context.Background(), st.Dir); err != nil {
 					t.Fatal(err)
@@ -166,7 +166,7 @@ func checkPromQL(t *testing.T, exprs []string) {
 		}
 	})
 	if promqlErr != nil {
-		unavailable(t, "tools/promqlcheck (Prometheus' PromQL parser)", promqlErr)
+		testenv.Unavailable(t, "tools/promqlcheck (Prometheus' PromQL parser)", promqlErr)
 	}
 	if len(exprs) == 0 {
 		t.Fatal("no PromQL to check")
