@@ -47,7 +47,7 @@ fi
 mongo_db=""
 if [ -n "$mongo_uri" ]; then
   mongo_db="fireops_demo_$$"
-  umask 077; printf '%s\n' "$mongo_uri" > "$work/etc/mongo-uri"; umask 022
+  (umask 077 && printf '%s\n' "$mongo_uri" > "$work/etc/mongo-uri")
   go run ./internal/cmd/demoseed -uri-file "$work/etc/mongo-uri" -db "$mongo_db" -docs 2000
   trap 'go run ./internal/cmd/demoseed -uri-file "$work/etc/mongo-uri" -db "$mongo_db" -drop >/dev/null 2>&1 || true; cleanup' EXIT
   sed -i "s@^  # mongo: .*@  mongo: {uri_file: mongo-uri, databases: [$mongo_db]}@" "$cfg"

@@ -123,7 +123,7 @@ func TestRunbookCommandsAreTested(t *testing.T) {
 // Engine must answer and the test run as root (the scripts fill volumes
 // through their folders).
 func dockerAvailable() error {
-	if testenv.Env("DOCKER_HOST") == "" && os.Getenv("DOCKER_HOST") == "" {
+	if testenv.Env(testenv.EnvDockerHost) == "" {
 		if _, err := os.Stat("/var/run/docker.sock"); err != nil {
 			return fmt.Errorf("no Docker Engine: DOCKER_HOST is not set")
 		}
@@ -143,9 +143,7 @@ func dockerAvailable() error {
 }
 
 func runbookDocker() (*client.Client, error) {
-	if h := testenv.Env("DOCKER_HOST"); h != "" && os.Getenv("DOCKER_HOST") == "" {
-		os.Setenv("DOCKER_HOST", h)
-	}
+	testenv.Env(testenv.EnvDockerHost) // applies .cache/testenv.sh to the environment
 	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 }
 

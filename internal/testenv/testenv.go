@@ -162,7 +162,12 @@ func isCI() bool {
 // missing component is a failure, never a silent skip.
 func Unavailable(t testing.TB, component string, cause error) {
 	t.Helper()
-	unavailable(t, component, cause)
+	msg := describe(cause)
+	if isCI() {
+		t.Fatalf("testenv: %s unavailable: %s; %s", component, msg, SetupHint)
+		return
+	}
+	t.Skipf("testenv: %s unavailable: %s; %s", component, msg, SetupHint)
 }
 
 // Condition is the answer of a testscript condition such as [hub]: true
@@ -174,10 +179,20 @@ func Condition(component string, err error) (bool, error) {
 		return true, nil
 	}
 	if isCI() {
-		load()
-		return false, fmt.Errorf("testenv: %s unavailable: %v; %s", component, err, SetupHint)
+		return false, fmt.Errorf("testenv: %s unavailable: %s; %s", component, describe(err), SetupHint)
 	}
 	return false, nil
+}
+
+// describe is the one-line cause of an unavailable component, with why the
+// env file could not be used when that is so.
+func describe(cause error) string {
+	load()
+	msg := strings.Join(strings.Fields(cause.Error()), " ")
+	if loadErr != nil {
+		msg += " (" + strings.Join(strings.Fields(loadErr.Error()), " ") + ")"
+	}
+	return msg
 }
 
 // RequireRoot is Unavailable unless the test runs as root (tests that
@@ -185,24 +200,8 @@ func Condition(component string, err error) (bool, error) {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		unavailable(t, "root", fmt.Errorf("running as uid %d", os.Geteuid()))
+		Unavailable(t, "root", fmt.Errorf("running as uid %d", os.Geteuid()))
 	}
-}
-
-// unavailable skips the test, or fails it under CI, with one line naming
-// the component and the cause.
-func unavailable(t testing.TB, component string, cause error) {
-	t.Helper()
-	load()
-	msg := strings.Join(strings.Fields(cause.Error()), " ")
-	if loadErr != nil {
-		msg += " (" + strings.Join(strings.Fields(loadErr.Error()), " ") + ")"
-	}
-	if isCI() {
-		t.Fatalf("testenv: %s unavailable: %s; %s", component, msg, SetupHint)
-		return
-	}
-	t.Skipf("testenv: %s unavailable: %s; %s", component, msg, SetupHint)
 }
 
 // notSet is the cause reported when a component's variable is empty.
@@ -220,7 +219,7 @@ func RequireDocker(t testing.TB) string {
 		host = defaultDockerHost
 	}
 	if err := pingDocker(host); err != nil {
-		unavailable(t, "Docker Engine", err)
+		Unavailable(t, "Docker Engine", err)
 		return ""
 	}
 	return host
@@ -332,12 +331,12 @@ func RequireMongo(t testing.TB) (uri, db string) {
 	t.Helper()
 	uri = Env(EnvMongoURI)
 	if uri == "" {
-		unavailable(t, "MongoDB (FerretDB)", notSet(EnvMongoURI))
+		Unavailable(t, "MongoDB (FerretDB)", notSet(EnvMongoURI))
 		return "", ""
 	}
 	c, err := pingMongo(uri)
 	if err != nil {
-		unavailable(t, "MongoDB (FerretDB)", err)
+		Unavailable(t, "MongoDB (FerretDB)", err)
 		return "", ""
 	}
 	db = "t_" + randomHex(8)
@@ -367,28 +366,28 @@ func RequireHub(t testing.TB) (apiURL, token string) {
 	token = Env(EnvHubToken)
 	switch {
 	case apiURL == "":
-		unavailable(t, "JupyterHub", notSet(EnvHubURL))
+		Unavailable(t, "JupyterHub", notSet(EnvHubURL))
 		return "", ""
 	case token == "":
-		unavailable(t, "JupyterHub", notSet(EnvHubToken))
+		Unavailable(t, "JupyterHub", notSet(EnvHubToken))
 		return "", ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/", nil)
 	if err != nil {
-		unavailable(t, "JupyterHub", err)
+		Unavailable(t, "JupyterHub", err)
 		return "", ""
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		unavailable(t, "JupyterHub", err)
+		Unavailable(t, "JupyterHub", err)
 		return "", ""
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		unavailable(t, "JupyterHub", fmt.Errorf("GET %s/: HTTP %d", apiURL, resp.StatusCode))
+		Unavailable(t, "JupyterHub", fmt.Errorf("GET %s/: HTTP %d", apiURL, resp.StatusCode))
 		return "", ""
 	}
 	return apiURL, token
@@ -400,7 +399,7 @@ func RequireTool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		unavailable(t, "tool "+name, err)
+		Unavailable(t, "tool "+name, err)
 		return ""
 	}
 	return path

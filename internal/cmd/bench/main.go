@@ -366,7 +366,7 @@ func (b *bench) setupKeys() error {
 	}
 	b.identity = filepath.Join(b.keysDir, "identity.txt")
 	// Check the editing with one config now, so a mistake shows before any run.
-	c, err := b.fireopsConfig("check", []string{filepath.Join(b.outDir, "check")}, filepath.Join(b.work, "state-check"))
+	c, err := b.fireopsConfig("check", b.data, []string{filepath.Join(b.outDir, "check")}, filepath.Join(b.work, "state-check"))
 	if err != nil {
 		return err
 	}
@@ -377,8 +377,8 @@ func (b *bench) setupKeys() error {
 }
 
 // fireopsConfig writes the config `name`: init's keys section, one local
-// destination per dests, the state dir and the dataset as a files source.
-func (b *bench) fireopsConfig(name string, dests []string, state string) (string, error) {
+// destination per dests, the state dir and data as a files source.
+func (b *bench) fireopsConfig(name, data string, dests []string, state string) (string, error) {
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) }
 	var sb strings.Builder
 	sb.WriteString(b.cfgHead)
@@ -386,7 +386,7 @@ func (b *bench) fireopsConfig(name string, dests []string, state string) (string
 	for i, d := range dests {
 		fmt.Fprintf(&sb, "  - name: local%d\n    remote: %s\n", i+1, q(d))
 	}
-	fmt.Fprintf(&sb, "\nstate_dir: %s\n\nsources:\n  files:\n    - name: ml\n      paths: [%s]\n", q(state), q(b.data))
+	fmt.Fprintf(&sb, "\nstate_dir: %s\n\nsources:\n  files:\n    - name: ml\n      paths: [%s]\n", q(state), q(data))
 	p := filepath.Join(b.keysDir, "fireops-"+name+".yaml")
 	return p, os.WriteFile(p, []byte(sb.String()), 0o600)
 }
@@ -475,10 +475,7 @@ func (b *bench) fireopsFirst(data, name string, dests []string) (sample, error) 
 			return sample{}, err
 		}
 	}
-	saved := b.data
-	b.data = data
-	cfg, err := b.fireopsConfig(name, dests, state)
-	b.data = saved
+	cfg, err := b.fireopsConfig(name, data, dests, state)
 	if err != nil {
 		return sample{}, err
 	}

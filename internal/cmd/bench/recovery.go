@@ -8,7 +8,6 @@ package main
 // mountpoints, so as root) and the MongoDB server of scripts/test-deps.sh.
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -30,6 +29,8 @@ import (
 	mopts "go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/net/webdav"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/firetech/fireops/internal/testenv"
 )
 
 // Sizes of the recovery benchmark's server, besides the dataset.
@@ -60,28 +61,6 @@ type recoveryServer struct {
 	mc *mongo.Client
 }
 
-// loadTestenv sets the variables of .cache/testenv.sh (written by
-// scripts/test-deps.sh) that the environment does not set already.
-func loadTestenv() error {
-	f, err := os.Open(filepath.Join(".cache", "testenv.sh"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "export "), "=")
-		if !ok || strings.HasPrefix(k, "#") || os.Getenv(k) != "" {
-			continue
-		}
-		os.Setenv(k, strings.Trim(v, `'"`))
-	}
-	return sc.Err()
-}
-
 // davServer serves dir over WebDAV on 127.0.0.1 until close is called.
 func davServer(dir string) (url string, closeFn func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,10 +80,7 @@ func (b *bench) recovery() (res *recoveryResult, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("-recovery fills Docker volumes through their mountpoints: run it as root")
 	}
-	if err := loadTestenv(); err != nil {
-		return nil, fmt.Errorf("reading .cache/testenv.sh: %w", err)
-	}
-	uri := os.Getenv("FIREOPS_TEST_MONGO_URI")
+	uri := testenv.Env(testenv.EnvMongoURI) // also sets DOCKER_HOST for docker from .cache/testenv.sh
 	if uri == "" {
 		return nil, errors.New("-recovery needs MongoDB: run scripts/test-deps.sh (it writes .cache/testenv.sh) or set FIREOPS_TEST_MONGO_URI")
 	}
@@ -262,7 +238,7 @@ func volumeMountpoint(ctx context.Context, v string) (string, error) {
 func (s *recoveryServer) config(b *bench, dest string) (string, error) {
 	q := func(v string) string { j, _ := json.Marshal(v); return string(j) }
 	uriFile := filepath.Join(b.keysDir, "mongo-uri")
-	if err := os.WriteFile(uriFile, []byte(os.Getenv("FIREOPS_TEST_MONGO_URI")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(uriFile, []byte(testenv.Env(testenv.EnvMongoURI)+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	var sb strings.Builder
