@@ -677,3 +677,53 @@ func TestCorruptStateEntryIsNotReused(t *testing.T) {
 		})
 	}
 }
+
+// countingStore counts the chunk downloads of a dirStore.
+type countingStore struct {
+	*dirStore
+	gets atomic.Int32
+}
+
+func (c *countingStore) Get(ctx context.Context, p string) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.dirStore.Get(ctx, p)
+}
+
+// failingRestorer reads a little of the payload, then fails on its own
+// (a full disk, a target in use).
+type failingRestorer struct{}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (failingRestorer) Stage(_ context.Context, r io.Reader) (source.Staged, error) {
+	io.ReadFull(r, make([]byte, 1024))
+	return nil, errDiskFull
+}
+
+// TestRestoreStopsOnRestorerFailure: when the restorer fails for a reason
+// of its own, RestorePart returns that error, not an integrity one, and
+// does not download the rest of the part to look for another cause.
+func TestRestoreStopsOnRestorerFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.opts.ChunkSize = 1 << 20
+	ctx := context.Background()
+	src := &memSource{kind: "files", name: "big", files: map[string][]byte{"f": randomBytes(24<<20, 9)}}
+	res, err := Create(ctx, e.opts, e.storeList(), []source.Source{src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &countingStore{dirStore: e.stores[0]}
+	m, err := Open(ctx, st, "gpu01", res.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := len(m.Objects[0].Chunks)
+	_, err = RestorePart(ctx, st, m, res.Parts[0], e.ids, failingRestorer{})
+	if !errors.Is(err, errDiskFull) || errors.Is(err, ErrIntegrity) {
+		t.Fatalf("err = %v, want the restorer's own error", err)
+	}
+	if got := int(st.gets.Load()); got >= chunks {
+		t.Fatalf("downloaded %d of %d chunks after the restorer had failed", got, chunks)
+	}
+}

@@ -401,6 +401,7 @@ type PartReader struct {
 	h      hash.Hash
 	n      int64
 	done   bool
+	err    error // the first error Read returned (always an ErrIntegrity)
 }
 
 // OpenPart streams a part's plaintext payload: chunks checked against the
@@ -445,12 +446,16 @@ func (r *PartReader) Read(p []byte) (int, error) {
 	if errors.Is(err, io.EOF) {
 		r.done = true
 		if r.n != r.part.Size || hex.EncodeToString(r.h.Sum(nil)) != r.part.SHA256 {
-			return n, integrityf("part %s (object %s): payload size or sha256 differs from the index", r.part.ID, r.part.Object)
+			r.err = integrityf("part %s (object %s): payload size or sha256 differs from the index", r.part.ID, r.part.Object)
+			return n, r.err
 		}
 		return n, io.EOF
 	}
 	if err != nil && !errors.Is(err, ErrIntegrity) {
 		err = integrityf("part %s (object %s): %v", r.part.ID, r.part.Object, err)
+	}
+	if err != nil && r.err == nil {
+		r.err = err
 	}
 	return n, err
 }
@@ -498,10 +503,13 @@ func RestorePart(ctx context.Context, st Store, m *Manifest, part Part, ids []ag
 	defer pr.Close()
 	staged, err := rs.Stage(ctx, pr)
 	if err != nil {
-		// A tampered chunk usually surfaces as a tar or decryption error
-		// inside Stage; report the integrity cause when there is one.
-		if ferr := pr.Finish(); ferr != nil && errors.Is(ferr, ErrIntegrity) {
-			return source.Stats{}, ferr
+		// Damaged data fails a chunk hash or age's authentication while
+		// Stage reads; report that cause even when the restorer's error
+		// does not wrap it. Any other failure (a full disk, a target in
+		// use) is the restorer's own: the rest of the part is not
+		// downloaded just to find a cause that is not there.
+		if pr.err != nil {
+			return source.Stats{}, pr.err
 		}
 		return source.Stats{}, fmt.Errorf("part %s: %w", part.ID, err)
 	}
