@@ -553,6 +553,13 @@ func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
 // the live entries into hold, then the staged entries into live. The root
 // folder of live stays; it gets staged's owner, mode and times. On a
 // failed rename everything moved so far is moved back.
+//
+// With --force a running container may keep writing into live during the
+// swap: an entry that vanishes before it is moved aside is skipped, the
+// folder is listed again until it is empty (a few rounds at most), and an
+// entry recreated under a restored name is moved aside before the restored
+// one takes its place. Files the container creates after the last round
+// stay beside the restored content.
 func swap(live, staged, hold string, keep []string) error {
 	if err := tarsafe.SyncFS(staged); err != nil {
 		return err
@@ -565,16 +572,20 @@ func swap(live, staged, hold string, keep []string) error {
 	if err := os.Mkdir(hold, 0o700); err != nil {
 		return fmt.Errorf("create holding folder: %w", err)
 	}
-	var kept, movedOut, movedIn []string
+	type move struct{ from, to string }
+	var kept []string
+	var movedOut []move
+	var movedIn []string
 	undo := func(cause error) error {
 		var errs []error
-		for _, n := range movedIn {
+		for i := len(movedIn) - 1; i >= 0; i-- {
+			n := movedIn[i]
 			if err := os.Rename(filepath.Join(live, n), filepath.Join(staged, n)); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		for _, n := range movedOut {
-			if err := os.Rename(filepath.Join(hold, n), filepath.Join(live, n)); err != nil {
+		for i := len(movedOut) - 1; i >= 0; i-- {
+			if err := os.Rename(movedOut[i].to, movedOut[i].from); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -605,22 +616,55 @@ func swap(live, staged, hold string, keep []string) error {
 		}
 		kept = append(kept, k)
 	}
-	liveNames, err := names(live)
-	if err != nil {
-		return undo(err)
-	}
-	for _, n := range liveNames {
-		if err := os.Rename(filepath.Join(live, n), filepath.Join(hold, n)); err != nil {
-			return undo(fmt.Errorf("move %s aside: %w", n, err))
+	// Each round moves aside into its own subfolder of hold, so a name a
+	// writer recreates never collides with the one moved before it.
+	round := 0
+	aside := func(n string) (bool, error) {
+		dir := filepath.Join(hold, strconv.Itoa(round))
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return false, err
 		}
-		movedOut = append(movedOut, n)
+		from, to := filepath.Join(live, n), filepath.Join(dir, n)
+		if err := os.Rename(from, to); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil // removed by a running writer meanwhile
+			}
+			return false, err
+		}
+		movedOut = append(movedOut, move{from, to})
+		return true, nil
+	}
+	for ; round < swapRounds; round++ {
+		liveNames, err := names(live)
+		if err != nil {
+			return undo(err)
+		}
+		if len(liveNames) == 0 {
+			break
+		}
+		for _, n := range liveNames {
+			if _, err := aside(n); err != nil {
+				return undo(fmt.Errorf("move %s aside: %w", n, err))
+			}
+		}
 	}
 	stagedNames, err := names(staged)
 	if err != nil {
 		return undo(err)
 	}
 	for _, n := range stagedNames {
-		if err := os.Rename(filepath.Join(staged, n), filepath.Join(live, n)); err != nil {
+		err := os.Rename(filepath.Join(staged, n), filepath.Join(live, n))
+		// A writer recreated the name (a folder cannot be renamed over a
+		// non-empty one, nor a file over a folder): move the new one
+		// aside too and try again, a few times at most.
+		for try := 0; err != nil && !errors.Is(err, fs.ErrNotExist) && try < swapRounds; try++ {
+			round++
+			if _, aerr := aside(n); aerr != nil {
+				break
+			}
+			err = os.Rename(filepath.Join(staged, n), filepath.Join(live, n))
+		}
+		if err != nil {
 			return undo(fmt.Errorf("move restored %s into place: %w", n, err))
 		}
 		movedIn = append(movedIn, n)
@@ -636,6 +680,10 @@ func swap(live, staged, hold string, keep []string) error {
 	}
 	return nil
 }
+
+// swapRounds bounds how often swap lists a live folder that a running
+// writer keeps filling.
+const swapRounds = 5
 
 // names returns the entries of a folder.
 func names(dir string) ([]string, error) {

@@ -1,0 +1,140 @@
+package volume
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSwap: the live folder ends up with the staged entries and the kept
+// files, and nothing of the old content or the holding folder is left.
+func TestSwap(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		live  map[string]string // path -> content; "" with a trailing / is a folder
+		stage map[string]string
+		keep  []string
+		want  map[string]string
+	}{
+		{"replace", map[string]string{"a": "old", "d/": "", "d/x": "old"}, map[string]string{"a": "new", "b": "new"}, nil,
+			map[string]string{"a": "new", "b": "new"}},
+		{"keep a live file", map[string]string{"db.sqlite": "live", "n": "old"}, map[string]string{"n": "new"}, []string{"db.sqlite"},
+			map[string]string{"db.sqlite": "live", "n": "new"}},
+		{"restored wins over kept", map[string]string{"db.sqlite": "live"}, map[string]string{"db.sqlite": "restored"}, []string{"db.sqlite"},
+			map[string]string{"db.sqlite": "restored"}},
+		{"empty live", nil, map[string]string{"d/": "", "d/y": "new"}, nil, map[string]string{"d/y": "new"}},
+		{"empty part", map[string]string{"a": "old"}, nil, nil, map[string]string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			live, staged, hold := filepath.Join(base, "live"), filepath.Join(base, "staged"), filepath.Join(base, "hold")
+			writeTree(t, live, tc.live)
+			writeTree(t, staged, tc.stage)
+			if err := swap(live, staged, hold, tc.keep); err != nil {
+				t.Fatal(err)
+			}
+			if got := readTree(t, live); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("live after swap = %v, want %v", got, tc.want)
+			}
+			if _, err := os.Lstat(hold); !os.IsNotExist(err) {
+				t.Errorf("holding folder left behind: %v", err)
+			}
+		})
+	}
+}
+
+// TestSwapConcurrentWriter: a forced restore into a volume whose container
+// keeps writing (write counter.tmp, rename it to counter, and recreate a
+// folder the part also holds) succeeds: entries that vanish or reappear
+// during the swap do not fail it, and the restored entries are in place.
+func TestSwapConcurrentWriter(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	live := filepath.Join(base, "live")
+	writeTree(t, live, map[string]string{"notes.txt": "v2"})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := filepath.Join(live, "counter")
+			_ = os.WriteFile(p+".tmp", []byte(fmt.Sprint(n)), 0o644)
+			_ = os.Rename(p+".tmp", p)
+			_ = os.MkdirAll(filepath.Join(live, "logs", "run"), 0o755)
+			time.Sleep(20 * time.Microsecond)
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(5 * time.Millisecond)
+	for i := range 200 {
+		staged, hold := filepath.Join(base, fmt.Sprint("staged", i)), filepath.Join(base, fmt.Sprint("hold", i))
+		writeTree(t, staged, map[string]string{"notes.txt": "v1", "logs/": "", "logs/old.log": "x"})
+		if err := swap(live, staged, hold, nil); err != nil {
+			t.Fatalf("swap %d with a writer running: %v", i, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(live, "notes.txt")); err != nil || string(b) != "v1" {
+			t.Fatalf("swap %d: notes.txt = %q, %v", i, b, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(live, "logs", "old.log")); err != nil || string(b) != "x" {
+			t.Fatalf("swap %d: logs/old.log = %q, %v", i, b, err)
+		}
+		writeTree(t, live, map[string]string{"notes.txt": "v2"})
+	}
+}
+
+// writeTree creates dir and the entries of tree in it.
+func writeTree(t *testing.T, dir string, tree map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, content := range tree {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if p[len(p)-1] == '/' {
+			if err := os.MkdirAll(full, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readTree returns every regular file under dir with its content.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		got[filepath.ToSlash(rel)] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
