@@ -140,13 +140,13 @@ func (a *app) printSnapshot(res *snapshot.Result) error {
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(w, "%s\tleft out: %s\n", sk.ID, sk.Reason)
 	}
-	fmt.Fprintln(w, "\nDESTINATION\tRESULT\tUPLOADED\tREUSED PARTS")
+	fmt.Fprintln(w, "\nDESTINATION\tRESULT\tUPLOADED\tREUSED PARTS\tRETRIES")
 	for _, d := range res.Destinations {
 		status := "ok"
 		if d.Err != nil {
 			status = "FAILED: " + d.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", d.Name, status, human(d.Uploaded), d.Reused)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", d.Name, status, human(d.Uploaded), d.Reused, d.Retries)
 	}
 	return w.Flush()
 }

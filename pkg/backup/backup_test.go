@@ -18,6 +18,7 @@ import (
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -368,6 +369,14 @@ func TestFlakyDestination(t *testing.T) {
 		t.Fatal("the flaky server dropped no connection: the test proves nothing")
 	}
 	t.Logf("%d connections dropped, snapshot completed through retries", dav.Drops())
+	if len(res.Destinations) != 1 || res.Destinations[0].Retries == 0 {
+		t.Errorf("the result does not count the retries: %+v", res.Destinations)
+	}
+	var buf strings.Builder
+	must(t, metrics.Write(&buf, SnapshotMetrics(time.Now(), time.Second, res, nil, []string{"flaky"}).Run))
+	if page, want := buf.String(), fmt.Sprintf(`fireops_snapshot_destination_retries{destination="flaky"} %d`, res.Destinations[0].Retries); !strings.Contains(page, want) {
+		t.Errorf("metrics lack %s:\n%s", want, page)
+	}
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: res.ID, Level: LevelFull}); err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	if err != nil {
 		return nil, err
 	}
+	defer CloseDests(ctx, dests, o.Log)
 	state, err := snapshot.LoadState(cfg.StateDir)
 	if err != nil {
 		return nil, exitcode.New(exitcode.Usage, err, "make state_dir readable, or point it elsewhere")
@@ -82,11 +83,21 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		stores[i] = d.Store
 		uploads = max(uploads, d.Remote.Uploads())
 	}
-	return snapshot.Create(ctx, snapshot.Options{
+	res, err := snapshot.Create(ctx, snapshot.Options{
 		Host: cfg.Host, Recipients: rcp, Signer: signer, ChunkSize: int(cfg.ChunkSize),
 		Compression: cfg.Compression, Uploads: uploads, State: state, Version: o.Version, Log: o.Log,
 		Progress: o.Progress, Now: o.Now,
 	}, stores, srcs)
+	if res != nil {
+		for i := range res.Destinations {
+			for _, d := range dests {
+				if d.Name == res.Destinations[i].Name {
+					res.Destinations[i].Retries = d.Remote.Stats().Retries
+				}
+			}
+		}
+	}
+	return res, err
 }
 
 // DestListing is the snapshots of one destination.
@@ -104,6 +115,7 @@ func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing
 	if err != nil {
 		return nil, err
 	}
+	defer CloseDests(ctx, dests, nil)
 	var out []DestListing
 	for _, d := range dests {
 		l := DestListing{Destination: d.Name, Snapshots: []snapshot.Listing{}}
@@ -211,6 +223,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	if err != nil {
 		return nil, err
 	}
+	defer CloseDests(ctx, dests, o.Log)
 	var results []VerifyResult
 	failed := 0
 	for _, d := range dests {
@@ -416,6 +429,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	if err != nil {
 		return nil, err
 	}
+	defer CloseDests(ctx, dests, o.Log)
 	var (
 		d    Dest
 		m    *snapshot.Manifest

@@ -92,7 +92,7 @@ func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, run
 			done[d.Name] = d
 		}
 	}
-	var succ, up, reused []metrics.Sample
+	var succ, up, reused, retries []metrics.Sample
 	names := append([]string(nil), dests...)
 	for n := range done {
 		if !slices.Contains(names, n) {
@@ -106,12 +106,14 @@ func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, run
 		if there {
 			up = append(up, one(float64(d.Uploaded), "destination", n))
 			reused = append(reused, one(float64(d.Reused), "destination", n))
+			retries = append(retries, one(float64(d.Retries), "destination", n))
 		}
 	}
 	m.Run = append(m.Run,
 		gauge("fireops_snapshot_destination_success", "1 if the last snapshot run completed a snapshot on this destination, else 0.", succ...),
 		gauge("fireops_snapshot_destination_uploaded_bytes", "Bytes the last snapshot run uploaded to this destination.", up...),
 		gauge("fireops_snapshot_destination_reused_parts", "Parts the last snapshot run referenced from earlier uploads on this destination.", reused...),
+		gauge("fireops_snapshot_destination_retries", "Requests to this destination the last snapshot run had to try again.", retries...),
 	)
 	if !ok {
 		return m

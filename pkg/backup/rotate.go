@@ -165,6 +165,7 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 	if err != nil {
 		return nil, err
 	}
+	defer CloseDests(ctx, dests, o.Log)
 	// A manifest counts only when its signature verifies: without the
 	// check, anyone who can write to the destination could make rotate
 	// remove real snapshots by adding newer forged ones.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 
 	"filippo.io/age"
@@ -94,11 +95,24 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) ([]Dest, 
 		}
 		r, err := remote.Open(ctx, remote.Options{Name: d.Name, Remote: d.Remote, RcloneConfig: d.RcloneConfig, Uploads: d.Uploads})
 		if err != nil {
+			CloseDests(ctx, out, nil)
 			return nil, fmt.Errorf("open destination %s: %w", d.Name, err)
 		}
 		out = append(out, Dest{Name: d.Name, Store: store{r}, Remote: r})
 	}
 	return out, nil
+}
+
+// CloseDests releases what the opened destinations hold (s3's upload
+// pools, for example), so that the schedule daemon, which opens them for
+// every job, keeps nothing from one run to the next. A failure is only
+// logged (to log when not nil): the job's own result stands.
+func CloseDests(ctx context.Context, dests []Dest, log *slog.Logger) {
+	for _, d := range dests {
+		if err := d.Remote.Close(context.WithoutCancel(ctx)); err != nil && log != nil {
+			log.Warn("close destination", "destination", d.Name, "err", err)
+		}
+	}
 }
 
 // TrustedKey returns the public key manifests must be signed with:

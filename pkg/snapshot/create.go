@@ -81,6 +81,10 @@ type DestResult struct {
 	Uploaded int64 `json:"uploaded"`
 	// Reused counts parts referenced from earlier snapshots.
 	Reused int `json:"reused"`
+	// Retries counts the requests to this destination that failed and were
+	// tried again; the engine leaves it 0, the caller that owns the
+	// destination's connection fills it in.
+	Retries int64 `json:"retries"`
 }
 
 // Result is what a snapshot run did.
