@@ -409,7 +409,7 @@ func TestRestoreRefusals(t *testing.T) {
 		{"--to is a file", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: aFile}, "is not a folder", nil},
 		{"sqlite source not in the config", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "names no path", &noSQLite},
 		{"non-empty folder", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: busy}, "not empty", nil},
-		{"files without --to", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}}, "restore into a folder", nil},
+		{"files without --to", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}}, "no --to folder", nil},
 		{"existing database", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "exists", nil},
 		{"unknown part", RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, To: t.TempDir()}, "no part", nil},
 		{"bad id", RestoreOptions{Snapshot: "yesterday", To: t.TempDir()}, "not a snapshot id", nil},

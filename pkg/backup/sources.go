@@ -42,8 +42,8 @@ func (filesKind) sources(_ context.Context, cfg *config.Config, only []string) (
 // recreated there); with several parts under --to/files-<name>.
 func (filesKind) plan(_ context.Context, _ *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
 	if o.To == "" {
-		return "", exitcode.Usagef("give --to DIR: the part's paths are recreated under DIR",
-			"part %s: restoring files over their original paths is not supported; restore into a folder", p.ID)
+		return "", exitcode.Usagef("give --to DIR (the part's paths are recreated under DIR), or put them back over the originals with --all --part "+p.ID+" (old copies kept as *.fireops-old)",
+			"part %s: no --to folder", p.ID)
 	}
 	return folderTarget(p, o, n)
 }
