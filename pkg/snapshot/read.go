@@ -310,6 +310,45 @@ func (r *chunkReader) Close() error {
 	return nil
 }
 
+// blame is called when decryption failed with err. Bytes of a chunk are
+// passed on before the chunk ends and its hash can be checked, so a
+// damaged chunk usually shows first as an age error ("incorrect identity"
+// for a damaged header, a failed authentication for a damaged body), which
+// would send whoever reads it after the wrong cause. blame reads the rest
+// of the current chunk; when its size or hash differs from the manifest it
+// returns that integrity error, naming the chunk, instead of err.
+func (r *chunkReader) blame(err error) error {
+	if errors.Is(err, ErrIntegrity) {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for r.cur != nil {
+		if _, rerr := r.Read(buf); rerr != nil {
+			if errors.Is(rerr, ErrIntegrity) {
+				return rerr
+			}
+			break
+		}
+	}
+	return err
+}
+
+// blamingReader is the age decryption of a chunkReader's stream; a
+// decryption error becomes the chunk's integrity error when the chunk is
+// damaged (see blame).
+type blamingReader struct {
+	r  io.Reader
+	cr *chunkReader
+}
+
+func (b blamingReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = b.cr.blame(err)
+	}
+	return n, err
+}
+
 // prefetcher reads ahead from r in its own goroutine (downloading, hashing
 // and decrypting chunks) while the consumer decompresses and writes, so
 // that a restore keeps both cores busy. It holds at most depth blocks.
@@ -416,6 +455,7 @@ func OpenPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.I
 	cr := &chunkReader{ctx: ctx, st: st, host: m.Host, obj: obj}
 	ar, err := age.Decrypt(cr, ids...)
 	if err != nil {
+		err = cr.blame(err)
 		cr.Close()
 		if errors.Is(err, ErrIntegrity) {
 			return nil, err
@@ -425,7 +465,7 @@ func OpenPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.I
 	// Download, chunk hashing and decryption run ahead in their own
 	// goroutine; decompression, the payload hash and the consumer (tar
 	// extraction) in the others.
-	pf := newPrefetcher(ar)
+	pf := newPrefetcher(blamingReader{r: ar, cr: cr})
 	// zstd's own xxhash of the frame is not checked: the payload SHA-256
 	// below covers the same bytes (it was 2.4% of a restore's CPU). The
 	// frames keep it for `zstd -d` in a restore without fireops.
