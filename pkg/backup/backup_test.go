@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -379,6 +380,35 @@ func TestFlakyDestination(t *testing.T) {
 	}
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: res.ID, Level: LevelFull}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSnapshotFailureHints: a source path that does not exist and a
+// destination that does not answer fail the run with a hint naming the
+// fix, and leave no manifest.
+func TestSnapshotFailureHints(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "b")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	cfg := *f.cfg
+	cfg.Sources.Files = slices.Clone(cfg.Sources.Files)
+	cfg.Sources.Files[0].Paths = []string{filepath.Join(f.dir, "no-such-folder")}
+	_, err := Snapshot(ctx, &cfg, SnapshotOptions{})
+	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "no-such-folder") || !strings.Contains(exitcode.Hint(err), "fix sources") {
+		t.Fatalf("missing source path: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+	if ls, _ := filepath.Glob(filepath.Join(root, "gpu01", "snapshots", "*", "manifest.json")); len(ls) != 0 {
+		t.Fatalf("a failed snapshot left manifests: %v", ls)
+	}
+
+	// (A server that does not answer is tried again for about half a
+	// minute first: pkg/remote's TestOpenRetriesNetworkErrors.)
+	bad := *f.cfg
+	bad.Destinations = []config.Destination{{Name: "nas", Remote: f.db}}
+	_, err = Snapshot(ctx, &bad, SnapshotOptions{})
+	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "open destination nas") || !strings.Contains(exitcode.Hint(err), "--dest") {
+		t.Fatalf("unusable destination: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}
 }
 

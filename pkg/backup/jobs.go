@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -88,6 +89,9 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		Compression: cfg.Compression, Uploads: uploads, State: state, Version: o.Version, Log: o.Log,
 		Progress: o.Progress, Now: o.Now,
 	}, stores, srcs)
+	if err != nil && exitcode.Hint(err) == "" && errors.Is(err, fs.ErrNotExist) {
+		err = exitcode.New(exitcode.Code(err), err, "a path a source names does not exist: fix sources in the config (fireops config check shows them), or create it")
+	}
 	if res != nil {
 		for i := range res.Destinations {
 			for _, d := range dests {

@@ -96,7 +96,8 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) ([]Dest, 
 		r, err := remote.Open(ctx, remote.Options{Name: d.Name, Remote: d.Remote, RcloneConfig: d.RcloneConfig, Uploads: d.Uploads})
 		if err != nil {
 			CloseDests(ctx, out, nil)
-			return nil, fmt.Errorf("open destination %s: %w", d.Name, err)
+			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("open destination %s: %w", d.Name, err),
+				"check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER")
 		}
 		out = append(out, Dest{Name: d.Name, Store: store{r}, Remote: r})
 	}

@@ -238,28 +238,26 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	ci.Progress = false
 	r.base = base
 
-	type result struct {
-		f   fs.Fs
-		err error
+	// Opening talks to the server (webdav and yandex ask for the root's
+	// properties): a network failure is tried again like any other
+	// request, so that a blip at 3 a.m. does not cost the night's
+	// snapshot; a configuration error is not.
+	err = r.retry(ctx, "open", "", func(ctx context.Context) error {
+		f, err := newFs(ctx, base, o.Remote)
+		switch {
+		case errors.Is(err, fs.ErrorIsFile):
+			return fserrors.NoRetryError(fmt.Errorf("remote %s is a file, not a directory", config.RedactRemote(o.Remote)))
+		case err != nil && !fserrors.ShouldRetry(err):
+			return fserrors.NoRetryError(fmt.Errorf("remote %s: %w", config.RedactRemote(o.Remote), err))
+		case err != nil:
+			return fmt.Errorf("remote %s: %w", config.RedactRemote(o.Remote), err)
+		}
+		r.f = f
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	go func() {
-		f, err := fs.NewFs(base, o.Remote)
-		done <- result{f, err}
-	}()
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		return nil, r.wrap("open", "", ctx.Err())
-	}
-	switch {
-	case errors.Is(res.err, fs.ErrorIsFile):
-		return nil, r.wrap("open", "", fmt.Errorf("remote %s is a file, not a directory", config.RedactRemote(o.Remote)))
-	case res.err != nil:
-		return nil, r.wrap("open", "", fmt.Errorf("remote %s: %w", config.RedactRemote(o.Remote), res.err))
-	}
-	r.f = res.f
 	r.ht = pickHash(r.f.Hashes())
 	// A local disk keeps no hash: rclone would read every chunk back after
 	// writing it to compute one, doubling the disk and CPU work of a
@@ -277,6 +275,26 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// newFs is fs.NewFs bounded by ctx: the backend itself keeps base (which
+// outlives ctx), so a server that never answers would hold Open forever.
+func newFs(ctx context.Context, base context.Context, remote string) (fs.Fs, error) {
+	type result struct {
+		f   fs.Fs
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := fs.NewFs(base, remote)
+		done <- result{f, err}
+	}()
+	select {
+	case res := <-done:
+		return res.f, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // pickHash chooses the hash that Put compares, in order of preference.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -447,6 +448,44 @@ func TestOpenUnreachable(t *testing.T) {
 	_, err := Open(context.Background(), Options{Name: "gone", Remote: webdavRemote(u, "x"), Retries: 1, RetryBase: time.Millisecond, LowLevelRetries: -1})
 	if err == nil || !strings.HasPrefix(err.Error(), `destination "gone": open`) {
 		t.Fatalf("Open of a dead server: %v", err)
+	}
+}
+
+// TestOpenRetriesNetworkErrors: a server that drops every connection is
+// tried again (Retries times) before Open gives up; a configuration error
+// is not tried again.
+func TestOpenRetriesNetworkErrors(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	_, err = Open(context.Background(), Options{Name: "blip", Remote: webdavRemote("http://"+ln.Addr().String(), "x"),
+		Retries: 2, RetryBase: time.Millisecond, LowLevelRetries: -1})
+	if err == nil || !strings.Contains(err.Error(), "3 attempts failed") {
+		t.Fatalf("Open of a server dropping connections: %v", err)
+	}
+	if n := accepted.Load(); n < 3 {
+		t.Errorf("%d connections, want at least 3 (1 + 2 retries)", n)
+	}
+
+	// A remote that names an unknown backend fails at once.
+	start := accepted.Load()
+	_, err = Open(context.Background(), Options{Name: "typo", Remote: ":nosuchbackend:x", Retries: 2, RetryBase: time.Hour})
+	if err == nil || strings.Contains(err.Error(), "attempts failed") || accepted.Load() != start {
+		t.Fatalf("Open with an unknown backend: %v", err)
 	}
 }
 
