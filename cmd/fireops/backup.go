@@ -166,39 +166,41 @@ func (a *app) snapshotsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOut {
-				return a.printJSON(ls)
-			}
-			w := a.table()
-			for _, d := range ls {
-				fmt.Fprintf(w, "%s:\n", d.Destination)
-				if d.Error != "" {
-					fmt.Fprintf(w, "  error: %s\n", d.Error)
-					continue
-				}
-				if len(d.Snapshots) == 0 {
-					fmt.Fprintln(w, "  no snapshots")
-					continue
-				}
-				fmt.Fprintln(w, "  ID\tTIME\tPARTS\tSIZE\tSTATE")
-				for _, s := range d.Snapshots {
-					state := "complete"
-					switch {
-					case !s.Complete && s.Problem != "":
-						state = "BAD: " + s.Problem
-					case !s.Complete:
-						state = "incomplete"
-					case s.Problem != "":
-						state = "complete (" + s.Problem + ")"
-					}
-					fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Parts, human(s.Size), state)
-				}
-			}
-			return w.Flush()
+			return a.report(ls, backup.ListError(ls), func() error { return a.printListing(ls) })
 		},
 	}
 	cmd.Flags().StringSliceVar(&dests, "dest", nil, "only this destination (repeatable)")
 	return cmd
+}
+
+// printListing prints the snapshots of every destination.
+func (a *app) printListing(ls []backup.DestListing) error {
+	w := a.table()
+	for _, d := range ls {
+		fmt.Fprintf(w, "%s:\n", d.Destination)
+		if d.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", d.Error)
+			continue
+		}
+		if len(d.Snapshots) == 0 {
+			fmt.Fprintln(w, "  no snapshots")
+			continue
+		}
+		fmt.Fprintln(w, "  ID\tTIME\tPARTS\tSIZE\tSTATE")
+		for _, s := range d.Snapshots {
+			state := "complete"
+			switch {
+			case !s.Complete && s.Problem != "":
+				state = "BAD: " + s.Problem
+			case !s.Complete:
+				state = "incomplete"
+			case s.Problem != "":
+				state = "complete (" + s.Problem + ")"
+			}
+			fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Parts, human(s.Size), state)
+		}
+	}
+	return w.Flush()
 }
 
 func (a *app) verifyCommand() *cobra.Command {

@@ -302,9 +302,9 @@ func partObject(res *snapshot.Result, id string) string {
 
 func mustStore(t *testing.T, f *fixture) snapshot.Store {
 	t.Helper()
-	ds, err := OpenDests(context.Background(), f.cfg, nil)
-	if err != nil {
-		t.Fatal(err)
+	ds, unopened, err := OpenDests(context.Background(), f.cfg, nil)
+	if err != nil || len(unopened) > 0 {
+		t.Fatal(err, unopened)
 	}
 	return ds[0].Store
 }
@@ -409,6 +409,67 @@ func TestSnapshotFailureHints(t *testing.T) {
 	_, err = Snapshot(ctx, &bad, SnapshotOptions{})
 	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "open destination nas") || !strings.Contains(exitcode.Hint(err), "--dest") {
 		t.Fatalf("unusable destination: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+}
+
+// TestOneDestinationUnavailable: a destination that cannot be opened
+// (here a remote that is a file, which fails at once; an unreachable
+// server fails the same way after its retries) fails that destination
+// only. The snapshot still lands on the other, which snapshots lists,
+// verify checks, restore reads and rotate rotates; each names the broken
+// one and exits 1 with a hint.
+func TestOneDestinationUnavailable(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "b")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	cfg := *f.cfg
+	cfg.Destinations = []config.Destination{{Name: "yandex", Remote: f.db}, f.cfg.Destinations[0]}
+	cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(time.Hour)}
+	failsOnYandex := func(what string, err error) {
+		t.Helper()
+		if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "yandex") || exitcode.Hint(err) == "" {
+			t.Fatalf("%s: code %d, err %v, hint %q", what, exitcode.Code(err), err, exitcode.Hint(err))
+		}
+	}
+
+	res, err := Snapshot(ctx, &cfg, SnapshotOptions{})
+	failsOnYandex("snapshot", err)
+	if res == nil || len(res.Destinations) != 2 || res.Destinations[0].Name != "yandex" || res.Destinations[0].Err == nil ||
+		res.Destinations[1].Name != "local" || res.Destinations[1].Err != nil {
+		t.Fatalf("snapshot result: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(root, "gpu01", "snapshots", res.ID, "manifest.json")); err != nil {
+		t.Fatalf("the snapshot did not land on the working destination: %v", err)
+	}
+	var buf strings.Builder
+	must(t, metrics.Write(&buf, SnapshotMetrics(time.Now(), time.Second, res, err, []string{"yandex", "local"}).Run))
+	for _, want := range []string{`fireops_snapshot_destination_success{destination="local"} 1`, `fireops_snapshot_destination_success{destination="yandex"} 0`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	ls, err := List(ctx, &cfg, nil)
+	if err != nil || len(ls) != 2 || ls[0].Error == "" || ls[1].Error != "" || len(ls[1].Snapshots) != 1 {
+		t.Fatalf("list: %v %+v", err, ls)
+	}
+	failsOnYandex("snapshots", ListError(ls))
+
+	vr, err := Verify(ctx, &cfg, VerifyOptions{Level: LevelFull})
+	failsOnYandex("verify", err)
+	if len(vr) != 2 || vr[0].OK || vr[0].Destination != "yandex" || !vr[1].OK {
+		t.Fatalf("verify results: %+v", vr)
+	}
+
+	to := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: to}); err != nil {
+		t.Fatalf("restore with one destination down: %v", err)
+	}
+
+	rr, err := Rotate(ctx, &cfg, RotateOptions{DryRun: true})
+	if err == nil || !strings.Contains(err.Error(), "yandex") || len(rr.Destinations) != 2 || rr.Destinations[0].Error == "" || rr.Destinations[1].Error != "" {
+		t.Fatalf("rotate: %v %+v", err, rr)
 	}
 }
 

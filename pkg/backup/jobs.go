@@ -69,11 +69,16 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		return nil, err
 	}
 	setLoggers(srcs, o.Log)
-	dests, err := OpenDests(ctx, cfg, o.Dests)
+	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
 	}
 	defer CloseDests(ctx, dests, o.Log)
+	for _, u := range unopened {
+		if o.Log != nil {
+			o.Log.Error("destination failed; the others go on", "destination", u.Name, "err", u.Err)
+		}
+	}
 	state, err := snapshot.LoadState(cfg.StateDir)
 	if err != nil {
 		return nil, exitcode.New(exitcode.Usage, err, "make state_dir readable, or point it elsewhere")
@@ -89,19 +94,34 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		Compression: cfg.Compression, Uploads: uploads, State: state, Version: o.Version, Log: o.Log,
 		Progress: o.Progress, Now: o.Now,
 	}, stores, srcs)
-	if err != nil && exitcode.Hint(err) == "" && errors.Is(err, fs.ErrNotExist) {
-		err = exitcode.New(exitcode.Code(err), err, "a path a source names does not exist: fix sources in the config (fireops config check shows them), or create it")
+	if res == nil {
+		if err != nil && exitcode.Hint(err) == "" && errors.Is(err, fs.ErrNotExist) {
+			err = exitcode.New(exitcode.Code(err), err, "a path a source names does not exist: fix sources in the config (fireops config check shows them), or create it")
+		}
+		return nil, err
 	}
-	if res != nil {
-		for i := range res.Destinations {
-			for _, d := range dests {
-				if d.Name == res.Destinations[i].Name {
-					res.Destinations[i].Retries = d.Remote.Stats().Retries
-				}
+	for i := range res.Destinations {
+		for _, d := range dests {
+			if d.Name == res.Destinations[i].Name {
+				res.Destinations[i].Retries = d.Remote.Stats().Retries
 			}
 		}
 	}
-	return res, err
+	if len(unopened) == 0 {
+		return res, err
+	}
+	// The destinations that could not be opened are failed destinations
+	// of this run, listed in the config's order with the others.
+	for _, u := range unopened {
+		res.Destinations = append(res.Destinations, snapshot.DestResult{Name: u.Name, Err: u, Error: u.Error()})
+	}
+	sortByConfig(cfg, res.Destinations, func(d snapshot.DestResult) string { return d.Name })
+	if err == nil {
+		err = fmt.Errorf("snapshot %s: %w", res.ID, destFailures(unopened))
+	} else {
+		err = fmt.Errorf("%w\n%w", err, destFailures(unopened))
+	}
+	return res, exitcode.New(exitcode.Failure, err, destHint)
 }
 
 // DestListing is the snapshots of one destination.
@@ -115,15 +135,23 @@ type DestListing struct {
 // destination that cannot be listed is reported in its entry, not fatal.
 func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing, error) {
 	trusted, _ := TrustedKey(cfg) // listing works without one, and says so
-	dests, err := OpenDests(ctx, cfg, only)
+	dests, unopened, err := OpenDests(ctx, cfg, only)
 	if err != nil {
 		return nil, err
 	}
 	defer CloseDests(ctx, dests, nil)
 	var out []DestListing
-	for _, d := range dests {
+	for _, d := range cfg.Destinations {
+		if i := slices.IndexFunc(unopened, func(u DestError) bool { return u.Name == d.Name }); i >= 0 {
+			out = append(out, DestListing{Destination: d.Name, Error: unopened[i].Error(), Snapshots: []snapshot.Listing{}})
+			continue
+		}
+		i := slices.IndexFunc(dests, func(o Dest) bool { return o.Name == d.Name })
+		if i < 0 {
+			continue // left out with --dest
+		}
 		l := DestListing{Destination: d.Name, Snapshots: []snapshot.Listing{}}
-		ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+		ls, err := snapshot.List(ctx, dests[i].Store, cfg.Host, trusted)
 		if err != nil {
 			l.Error = err.Error()
 		} else {
@@ -132,6 +160,22 @@ func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// ListError is the error of a listing in which some destinations could not
+// be listed (exit code 1: the listing of the others is still printed), or
+// nil.
+func ListError(ls []DestListing) error {
+	var bad []string
+	for _, l := range ls {
+		if l.Error != "" {
+			bad = append(bad, l.Destination)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return exitcode.New(exitcode.Failure, fmt.Errorf("snapshots: %s could not be listed", strings.Join(bad, ", ")), destHint)
 }
 
 // resolve turns "latest" or an id into a snapshot id on one store.
@@ -223,19 +267,35 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			return nil, err
 		}
 	}
-	dests, err := OpenDests(ctx, cfg, o.Dests)
+	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
 	}
 	defer CloseDests(ctx, dests, o.Log)
 	var results []VerifyResult
-	failed := 0
+	var failed []string // snapshots that failed their check
+	// A destination that cannot be opened or listed is a failed result of
+	// its own (exit code 1 unless a check failed too), not the end of the
+	// run: the others are still checked.
+	var unreachable []string
+	destFailed := func(name string, err error) {
+		snap := o.Snapshot
+		if o.All {
+			snap = "all"
+		}
+		results = append(results, VerifyResult{Destination: name, Snapshot: snap, Level: o.Level, Error: err.Error()})
+		unreachable = append(unreachable, fmt.Sprintf("%s: %v", name, err))
+	}
+	for _, u := range unopened {
+		destFailed(u.Name, u.Err)
+	}
 	for _, d := range dests {
 		var snaps []string
 		if o.All {
 			ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
 			if err != nil {
-				return results, err
+				destFailed(d.Name, err)
+				continue
 			}
 			for _, l := range ls {
 				if l.Complete || l.Problem != "" {
@@ -244,28 +304,35 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			}
 		} else {
 			id, err := resolve(ctx, cfg, d, o.Snapshot)
-			if err != nil {
+			var ee *exitcode.Error
+			if errors.As(err, &ee) {
 				return results, err
+			}
+			if err != nil {
+				destFailed(d.Name, err)
+				continue
 			}
 			snaps = []string{id}
 		}
 		for _, id := range snaps {
 			r := verifyOne(ctx, cfg, d, id, o, trusted, ids)
 			if !r.OK {
-				failed++
+				failed = append(failed, fmt.Sprintf("%s on %s: %s", r.Snapshot, r.Destination, r.Error))
 			}
 			results = append(results, r)
 		}
 	}
-	if failed > 0 {
-		var msgs []string
-		for _, r := range results {
-			if !r.OK {
-				msgs = append(msgs, fmt.Sprintf("%s on %s: %s", r.Snapshot, r.Destination, r.Error))
-			}
+	sortByConfig(cfg, results, func(r VerifyResult) string { return r.Destination })
+	if len(failed) > 0 {
+		msg := fmt.Sprintf("verify: %d snapshot(s) failed: %s", len(failed), strings.Join(failed, "; "))
+		if len(unreachable) > 0 {
+			msg += "; not checked on " + strings.Join(unreachable, "; ")
 		}
-		return results, exitcode.New(exitcode.CheckFailed, fmt.Errorf("verify: %d snapshot(s) failed: %s", failed, strings.Join(msgs, "; ")),
+		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg),
 			"the data on the destination is damaged or was altered; take a new snapshot and find the cause")
+	}
+	if len(unreachable) > 0 {
+		return results, exitcode.New(exitcode.Failure, fmt.Errorf("verify: not checked on %s", strings.Join(unreachable, "; ")), destHint)
 	}
 	return results, nil
 }
@@ -429,7 +496,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	if o.Dest != "" {
 		only = []string{o.Dest}
 	}
-	dests, err := OpenDests(ctx, cfg, only)
+	dests, unopened, err := OpenDests(ctx, cfg, only)
 	if err != nil {
 		return nil, err
 	}
@@ -439,6 +506,13 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		m    *snapshot.Manifest
 		errs []error
 	)
+	// The snapshot comes from the first destination that has it.
+	for _, u := range unopened {
+		errs = append(errs, u)
+		if o.Log != nil {
+			o.Log.Warn("destination not available; trying the others", "destination", u.Name, "err", u.Err)
+		}
+	}
 	for _, cand := range dests {
 		id, err := resolve(ctx, cfg, cand, o.Snapshot)
 		if err == nil {

@@ -161,7 +161,7 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 				"destination %s: incomplete_grace is 0: an upload in progress could be swept", n)
 		}
 	}
-	dests, err := OpenDests(ctx, cfg, o.Dests)
+	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +194,12 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 	}
 
 	var failed []string
+	for _, u := range unopened {
+		p, grace := PolicyFor(cfg, u.Name)
+		res.Destinations = append(res.Destinations, RotateDest{Destination: u.Name, Policy: p.String(), Grace: retention.FormatDuration(grace),
+			Snapshots: []retention.Decision{}, Err: u, Error: u.Error()})
+		failed = append(failed, u.Error())
+	}
 	for _, d := range dests {
 		rd := rotateDest(ctx, cfg, d, o, trusted, res.Time, skip, log)
 		if rd.Err != nil {
@@ -202,6 +208,7 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		}
 		res.Destinations = append(res.Destinations, rd)
 	}
+	sortByConfig(cfg, res.Destinations, func(d RotateDest) string { return d.Destination })
 	if len(failed) > 0 {
 		return res, fmt.Errorf("rotate: %s", strings.Join(failed, "; "))
 	}

@@ -77,31 +77,78 @@ type Dest struct {
 	Remote *remote.Remote
 }
 
+// DestError is a destination that could not be opened.
+type DestError struct {
+	// Name is the destination's name in the config.
+	Name string
+	// Err is why it could not be opened.
+	Err error
+}
+
+func (e DestError) Error() string { return fmt.Sprintf("open destination %s: %v", e.Name, e.Err) }
+
+// Unwrap returns the cause.
+func (e DestError) Unwrap() error { return e.Err }
+
+// destHint is the hint for a destination that cannot be opened.
+const destHint = "check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER"
+
 // OpenDests opens the destinations of the config, or only those named.
-// An unknown name is a usage error.
-func OpenDests(ctx context.Context, cfg *config.Config, only []string) ([]Dest, error) {
+// An unknown name is a usage error. One destination that cannot be opened
+// does not stop the others: it is returned in failed (the caller reports
+// it with its own results) as long as another one opened; when none
+// opened, the error names them all.
+func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []Dest, failed []DestError, err error) {
 	if len(cfg.Destinations) == 0 {
-		return nil, exitcode.Usagef("add a destination to the config (docs/configuration.md)", "config %s has no destinations", cfg.File)
+		return nil, nil, exitcode.Usagef("add a destination to the config (docs/configuration.md)", "config %s has no destinations", cfg.File)
 	}
 	for _, n := range only {
 		if !slices.ContainsFunc(cfg.Destinations, func(d config.Destination) bool { return d.Name == n }) {
-			return nil, exitcode.Usagef("use one of the names under destinations: in the config", "unknown destination %q", n)
+			return nil, nil, exitcode.Usagef("use one of the names under destinations: in the config", "unknown destination %q", n)
 		}
 	}
-	var out []Dest
 	for _, d := range cfg.Destinations {
 		if len(only) > 0 && !slices.Contains(only, d.Name) {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			CloseDests(ctx, dests, nil)
+			return nil, nil, err
+		}
 		r, err := remote.Open(ctx, remote.Options{Name: d.Name, Remote: d.Remote, RcloneConfig: d.RcloneConfig, Uploads: d.Uploads})
 		if err != nil {
-			CloseDests(ctx, out, nil)
-			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("open destination %s: %w", d.Name, err),
-				"check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER")
+			failed = append(failed, DestError{Name: d.Name, Err: err})
+			continue
 		}
-		out = append(out, Dest{Name: d.Name, Store: store{r}, Remote: r})
+		dests = append(dests, Dest{Name: d.Name, Store: store{r}, Remote: r})
 	}
-	return out, nil
+	if len(dests) == 0 {
+		errs := make([]error, len(failed))
+		for i, f := range failed {
+			errs[i] = f
+		}
+		return nil, nil, exitcode.New(exitcode.Failure, errors.Join(errs...), destHint)
+	}
+	return dests, failed, nil
+}
+
+// sortByConfig orders items (one per destination, named by name) as the
+// destinations are in the config.
+func sortByConfig[T any](cfg *config.Config, items []T, name func(T) string) {
+	order := func(n string) int {
+		return slices.IndexFunc(cfg.Destinations, func(d config.Destination) bool { return d.Name == n })
+	}
+	slices.SortStableFunc(items, func(a, b T) int { return order(name(a)) - order(name(b)) })
+}
+
+// destFailures joins the errors of the destinations that could not be
+// opened (nil when there are none), for a job's own error.
+func destFailures(failed []DestError) error {
+	var errs []error
+	for _, f := range failed {
+		errs = append(errs, f)
+	}
+	return errors.Join(errs...)
 }
 
 // CloseDests releases what the opened destinations hold (s3's upload
