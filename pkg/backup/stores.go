@@ -30,6 +30,9 @@ type store struct {
 
 func (s store) Name() string { return s.r.Name() }
 
+// Uploads is the destination's own limit of chunk uploads at once.
+func (s store) Uploads() int { return s.r.Uploads() }
+
 func (s store) Put(ctx context.Context, p string, data []byte) error {
 	return s.r.Put(ctx, p, data)
 }

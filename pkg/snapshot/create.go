@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -180,13 +181,20 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		runs[i] = &destRun{store: s}
 	}
 	log.Info("snapshot started", "id", res.ID, "parts", len(sources), "destinations", len(stores))
+	var startErrs []error
 	for _, r := range runs {
 		p := path.Join(SnapshotPath(opts.Host, res.ID), StartedFile)
 		if err := r.store.Put(ctx, p, []byte(started.Format(time.RFC3339Nano)+"\n")); err != nil {
 			r.err = fmt.Errorf("destination %s: write %s: %w", r.store.Name(), p, err)
+			startErrs = append(startErrs, r.err)
 			log.Error("destination failed", "destination", r.store.Name(), "err", r.err)
-			cleanupDest(r, opts.Host, res.ID, log)
 		}
+	}
+	if len(startErrs) == len(runs) {
+		// Nothing can be written anywhere: say why for each destination
+		// before any source is read.
+		cleanup(ctx, runs, opts.Host, res.ID, log)
+		return nil, fmt.Errorf("snapshot %s: every destination failed: %w", res.ID, errors.Join(startErrs...))
 	}
 
 	// Uploads+1 chunk buffers for the whole run, whatever the number of
@@ -210,28 +218,35 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			continue
 		}
 		if err != nil {
-			cleanup(runs, opts.Host, res.ID, log)
+			cleanup(ctx, runs, opts.Host, res.ID, log)
 			return nil, fmt.Errorf("snapshot %s: part %s: %w", res.ID, source.ID(src), err)
 		}
 		res.Parts = append(res.Parts, part)
 	}
 	if err := ctx.Err(); err != nil {
-		cleanup(runs, opts.Host, res.ID, log)
+		cleanup(ctx, runs, opts.Host, res.ID, log)
 		return nil, fmt.Errorf("snapshot %s: %w", res.ID, err)
 	}
 
+	// The healthy destinations get their manifests first; only then is
+	// what the failed ones hold removed (all at once), so a dead
+	// destination cannot delay the others' snapshots.
 	for _, r := range runs {
 		if r.err == nil {
 			r.err = writeMeta(ctx, opts, recipients, res, started, now().UTC(), r)
 		}
-		if r.err != nil {
-			cleanupDest(r, opts.Host, res.ID, log)
-		}
 	}
 	if ctx.Err() != nil {
-		cleanup(runs, opts.Host, res.ID, log)
+		cleanup(ctx, runs, opts.Host, res.ID, log)
 		return nil, fmt.Errorf("snapshot %s: %w", res.ID, ctx.Err())
 	}
+	var failedRuns []*destRun
+	for _, r := range runs {
+		if r.err != nil {
+			failedRuns = append(failedRuns, r)
+		}
+	}
+	cleanup(ctx, failedRuns, opts.Host, res.ID, log)
 	res.Finished = now().UTC()
 	var failed []error
 	for _, r := range runs {
@@ -241,7 +256,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			failed = append(failed, r.err)
 		} else if opts.State != nil {
 			for i, p := range r.parts {
-				opts.State.Put(opts.Host, r.store.Name(), p.ID, StateEntry{Fingerprint: r.fps[i], Object: r.objects[i], Part: p})
+				opts.State.Put(opts.Host, r.store.Name(), p.ID, StateEntry{Fingerprint: r.fps[i], Recipients: recipientsKey(opts.Recipients), Object: r.objects[i], Part: p})
 			}
 		}
 		res.Destinations = append(res.Destinations, d)
@@ -283,7 +298,8 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 			continue
 		}
 		if fp != "" && opts.State != nil {
-			if e, ok := opts.State.Get(opts.Host, r.store.Name(), id); ok && e.Fingerprint == fp && e.consistent(id) && objectPresent(ctx, r.store, opts.Host, e.Object) {
+			if e, ok := opts.State.Get(opts.Host, r.store.Name(), id); ok && e.Fingerprint == fp && e.Recipients == recipientsKey(opts.Recipients) &&
+				e.consistent(id) && objectPresent(ctx, r.store, opts.Host, e.Object) {
 				p := e.Part
 				p.Reused = true
 				r.parts, r.objects, r.fps = append(r.parts, p), append(r.objects, e.Object), append(r.fps, fp)
@@ -297,7 +313,11 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 	}
 	if len(todo) == 0 {
 		if reused == nil {
-			return Part{}, errors.New("every destination has failed")
+			var errs []error
+			for _, r := range runs {
+				errs = append(errs, r.err)
+			}
+			return Part{}, fmt.Errorf("every destination has failed: %w", errors.Join(errs...))
 		}
 		return *reused, nil
 	}
@@ -412,19 +432,42 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 	return nil
 }
 
-// cleanup removes what a failed run wrote on every destination.
-func cleanup(runs []*destRun, host, id string, log *slog.Logger) {
-	for _, r := range runs {
-		cleanupDest(r, host, id, log)
+// Cleanup budgets: what a failed run wrote is removed best effort within
+// cleanupTimeout, or within cleanupAfterCancel once the run is cancelled
+// (systemd sends SIGKILL 90 s after SIGTERM); rotate removes the rest.
+var (
+	cleanupTimeout     = 30 * time.Second
+	cleanupAfterCancel = 5 * time.Second
+)
+
+// cleanup removes, best effort and on every destination of runs at once,
+// what this run wrote there.
+func cleanup(ctx context.Context, runs []*destRun, host, id string, log *slog.Logger) {
+	if len(runs) == 0 {
+		return
 	}
+	budget := cleanupTimeout
+	if ctx.Err() != nil {
+		budget = cleanupAfterCancel
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(cleanupAfterCancel, cancel) })
+	defer stop()
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cleanupDest(cctx, r, host, id, log)
+		}()
+	}
+	wg.Wait()
 }
 
 // cleanupDest removes, best effort, the snapshot folder (manifest first)
-// and the objects this run uploaded to one destination. It runs even when
-// the run's context was cancelled.
-func cleanupDest(r *destRun, host, id string, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// and the objects this run uploaded to one destination.
+func cleanupDest(ctx context.Context, r *destRun, host, id string, log *slog.Logger) {
 	dir := SnapshotPath(host, id)
 	if err := r.store.Delete(ctx, path.Join(dir, ManifestFile)); err != nil {
 		log.Warn("cleanup: could not delete manifest", "destination", r.store.Name(), "err", err)

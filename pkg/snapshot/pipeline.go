@@ -226,8 +226,12 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 	}
 	var wg sync.WaitGroup
 	for _, u := range uploads {
-		u.ch = make(chan *chunk, workers)
-		for range workers {
+		n := workers
+		if l, ok := u.store.(UploadLimiter); ok && l.Uploads() > 0 {
+			n = min(n, l.Uploads())
+		}
+		u.ch = make(chan *chunk, n)
+		for range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -7,7 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+
+	"filippo.io/age"
 )
 
 // StateFile is the name of the reuse state inside state_dir.
@@ -33,8 +37,23 @@ type stateData struct {
 // StateEntry is what the state keeps about one uploaded part.
 type StateEntry struct {
 	Fingerprint string `json:"fingerprint"`
-	Object      Object `json:"object"`
-	Part        Part   `json:"part"`
+	// Recipients are the age recipients the object is encrypted to
+	// (sorted, comma-separated): after keys.recipients changes, an object
+	// encrypted to the old ones must not be reused, or the new identity
+	// could not restore it.
+	Recipients string `json:"recipients"`
+	Object     Object `json:"object"`
+	Part       Part   `json:"part"`
+}
+
+// recipientsKey is the StateEntry.Recipients of a run's recipients.
+func recipientsKey(rs []*age.X25519Recipient) string {
+	keys := make([]string, len(rs))
+	for i, r := range rs {
+		keys[i] = r.String()
+	}
+	slices.Sort(keys)
+	return strings.Join(slices.Compact(keys), ",")
 }
 
 // LoadState reads the state file in dir, or starts an empty state when it

@@ -27,6 +27,12 @@ type Store interface {
 	Rmdir(ctx context.Context, dir string) error
 }
 
+// UploadLimiter is a Store that takes at most Uploads chunk uploads at
+// once (destinations[].uploads); others get Options.Uploads.
+type UploadLimiter interface {
+	Uploads() int
+}
+
 // Entry is one item of a Store folder listing.
 type Entry struct {
 	Name    string
