@@ -473,6 +473,51 @@ func TestOneDestinationUnavailable(t *testing.T) {
 	}
 }
 
+// TestRestoreLatestAcrossDestinations: "latest" is the newest complete
+// snapshot on any destination (the first one may have missed a run), and a
+// damaged copy on one destination falls back to an intact copy of the SAME
+// snapshot on another, never to an older snapshot.
+func TestRestoreLatestAcrossDestinations(t *testing.T) {
+	t.Parallel()
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	f := newFixture(t, "{name: first, remote: "+a+"}", "{name: second, remote: "+b+"}")
+	ctx := context.Background()
+	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.WriteFile(filepath.Join(f.data, "new.txt"), []byte("newer"), 0o600))
+	newer, err := Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"second"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r1")})
+	if err != nil || rr.Snapshot != newer.ID || rr.Destination != "second" {
+		t.Fatalf("restore latest: %v; got %+v, want %s from second", err, rr, newer.ID)
+	}
+
+	// Both have the newest; the first's copy lost a chunk: the second's.
+	both, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := snapshot.Open(ctx, mustStore(t, f), "gpu01", both.ID, mustTrusted(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range m.Objects {
+		must(t, os.Remove(filepath.Join(a, snapshot.ChunkPath("gpu01", o.ID, 0))))
+	}
+	rr, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r2")})
+	if err != nil || rr.Snapshot != both.ID || rr.Destination != "second" {
+		t.Fatalf("restore latest with a damaged first copy: %v; got %+v, want %s from second", err, rr, both.ID)
+	}
+	// Only the damaged copy: an error, not the older snapshot.
+	_, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Dest: "first", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r3")})
+	if exitcode.Code(err) != exitcode.CheckFailed {
+		t.Fatalf("restore of a damaged only copy: code %d, %v", exitcode.Code(err), err)
+	}
+}
+
 func TestRestoreRefusals(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")

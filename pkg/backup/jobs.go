@@ -186,19 +186,30 @@ func resolve(ctx context.Context, cfg *config.Config, d Dest, id string) (string
 		}
 		return id, nil
 	}
+	l, err := latestOn(ctx, cfg, d)
+	return l.ID, err
+}
+
+// latestOn returns the listing of the newest complete snapshot on d.
+func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, error) {
 	trusted, err := TrustedKey(cfg)
 	if err != nil {
-		return "", err
+		return snapshot.Listing{}, err
 	}
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
 	if err != nil {
-		return "", err
+		return snapshot.Listing{}, err
 	}
 	latest, ok := snapshot.Latest(ls)
 	if !ok {
-		return "", fmt.Errorf("destination %s has no complete snapshot of host %s", d.Name, cfg.Host)
+		return snapshot.Listing{}, fmt.Errorf("destination %s has no complete snapshot of host %s", d.Name, cfg.Host)
 	}
-	return latest, nil
+	for _, l := range ls {
+		if l.ID == latest {
+			return l, nil
+		}
+	}
+	return snapshot.Listing{}, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
 }
 
 // Levels of verify.
@@ -513,20 +524,52 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			o.Log.Warn("destination not available; trying the others", "destination", u.Name, "err", u.Err)
 		}
 	}
+	// "latest" is the newest complete snapshot on any destination, not
+	// the first destination's newest (it may have missed last night's
+	// run); an id is looked for on every destination. The first
+	// destination (in the config's order) whose copy is intact wins; an
+	// older snapshot is never taken silently instead.
+	found := map[string]string{} // destination -> the id resolved there
+	want, wantStarted := "", time.Time{}
 	for _, cand := range dests {
-		id, err := resolve(ctx, cfg, cand, o.Snapshot)
-		if err == nil {
-			m, err = snapshot.Open(ctx, cand.Store, cfg.Host, id, trusted)
-		}
-		if err == nil {
-			d = cand
-			break
+		l := snapshot.Listing{ID: o.Snapshot}
+		var err error
+		if o.Snapshot == "latest" {
+			l, err = latestOn(ctx, cfg, cand)
+		} else {
+			l.ID, err = resolve(ctx, cfg, cand, o.Snapshot)
 		}
 		var ee *exitcode.Error
 		if errors.As(err, &ee) {
 			return nil, err
 		}
-		errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		found[cand.Name] = l.ID
+		// Newest first by start time (ids have whole seconds), then id.
+		if want == "" || l.Started.After(wantStarted) || l.Started.Equal(wantStarted) && l.ID > want {
+			want, wantStarted = l.ID, l.Started
+		}
+	}
+	for _, cand := range dests {
+		if found[cand.Name] != want {
+			continue
+		}
+		mm, err := snapshot.Open(ctx, cand.Store, cfg.Host, want, trusted)
+		if err == nil {
+			err = snapshot.CheckPresent(ctx, cand.Store, mm)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			if o.Log != nil && len(dests) > 1 {
+				o.Log.Warn("snapshot not usable on this destination; trying the others", "destination", cand.Name, "snapshot", want, "err", err)
+			}
+			continue
+		}
+		d, m = cand, mm
+		break
 	}
 	if m == nil {
 		err := errors.Join(errs...)
@@ -534,9 +577,6 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot was altered or damaged; try another destination with --dest or another snapshot")
 		}
 		return nil, fmt.Errorf("restore %s: %w", o.Snapshot, err)
-	}
-	if err := snapshot.CheckPresent(ctx, d.Store, m); err != nil {
-		return nil, exitcode.New(exitcode.CheckFailed, err, "try another destination with --dest or another snapshot")
 	}
 	idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
 	if err != nil {
