@@ -3,10 +3,14 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,5 +183,78 @@ func TestPerDestinationUploadLimit(t *testing.T) {
 	}
 	if p := four.peak.Load(); p < 2 {
 		t.Errorf("destination without a limit: at most %d upload at once (want up to 4): the test shows nothing", p)
+	}
+}
+
+// breakingStore serves chunks whose downloads break off after half their
+// bytes, `breaks` times per chunk, as a connection reset would.
+type breakingStore struct {
+	*dirStore
+	breaks int
+	mu     sync.Mutex
+	opened map[string]int
+}
+
+func (s *breakingStore) Get(ctx context.Context, p string) (io.ReadCloser, error) {
+	rc, err := s.dirStore.Get(ctx, p)
+	if err != nil || !strings.Contains(p, "/objects/") {
+		return rc, err
+	}
+	s.mu.Lock()
+	s.opened[p]++
+	n := s.opened[p]
+	s.mu.Unlock()
+	if n > s.breaks {
+		return rc, nil
+	}
+	fi, err := rc.(*os.File).Stat()
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, fi.Size()/2), errReader{syscall.ECONNRESET}), rc}, nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestChunkDownloadResumes: a chunk download that breaks off half way is
+// started again and the restore completes with the right bytes; a chunk
+// that keeps breaking fails the restore with the read error.
+func TestChunkDownloadResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	srcs := testSources()
+	res, err := Create(context.Background(), e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := e.restoreAll(t, e.stores[0], res.ID)
+	flaky := &breakingStore{dirStore: e.stores[0], breaks: chunkResumes, opened: map[string]int{}}
+	got := e.restoreAll(t, flaky, res.ID)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatal("a restore through broken-off downloads differs from the plain one")
+	}
+	if len(flaky.opened) == 0 {
+		t.Fatal("no chunk was downloaded through the breaking store")
+	}
+
+	broken := &breakingStore{dirStore: e.stores[0], breaks: chunkResumes + 1, opened: map[string]int{}}
+	ctx := context.Background()
+	m, err := Open(ctx, broken, "gpu01", res.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := ReadIndex(ctx, broken, m, e.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &memRestorer{}
+	_, err = RestorePart(ctx, broken, m, idx.Parts[0], e.ids, rs)
+	if err == nil || !strings.Contains(err.Error(), "connection reset") || rs.committed != nil {
+		t.Fatalf("a chunk that keeps breaking off: %v (committed %v)", err, rs.committed != nil)
 	}
 }

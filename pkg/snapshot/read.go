@@ -247,17 +247,59 @@ func missingChunk(entries []Entry, obj Object) int {
 // chunkReader streams an object's chunks in order, checking each chunk's
 // size and SHA-256 against the manifest as it ends.
 type chunkReader struct {
-	ctx  context.Context
-	st   Store
-	host string
-	obj  Object
-	n    int
-	cur  io.ReadCloser
-	h    hash.Hash
-	got  int64
+	ctx     context.Context
+	st      Store
+	host    string
+	obj     Object
+	n       int
+	cur     io.ReadCloser
+	h       hash.Hash
+	got     int64
+	resumed int   // times the current chunk was opened again after a read error
+	err     error // the error Read returned, returned again ever after
 }
 
+// chunkResumes is how often one chunk's download is started again after
+// it broke off (a connection reset half way through a chunk on Yandex
+// Disk must not fail a restore of many GiB). The bytes already read are
+// skipped, not hashed again: the hash covers exactly what was passed on.
+const chunkResumes = 3
+
+// resume opens the current chunk again and skips the r.got bytes already
+// read; it reports whether it did.
+func (r *chunkReader) resume(cause error) bool {
+	if r.resumed >= chunkResumes || r.ctx.Err() != nil {
+		return false
+	}
+	r.resumed++
+	r.cur.Close()
+	r.cur = nil
+	rc, err := r.st.Get(r.ctx, ChunkPath(r.host, r.obj.ID, r.n))
+	if err != nil {
+		return false
+	}
+	if _, err := io.CopyN(io.Discard, rc, r.got); err != nil {
+		rc.Close()
+		return false
+	}
+	r.cur = rc
+	return true
+}
+
+// Read reads the object's bytes. An error is final: every later Read
+// returns it again (a chunk is never started over from its first byte).
 func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, err := r.read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *chunkReader) read(p []byte) (int, error) {
 	for {
 		if r.cur == nil {
 			if r.n >= len(r.obj.Chunks) {
@@ -267,7 +309,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, integrityf("object %s chunk %s on %s: %v", r.obj.ID, ChunkName(r.n), r.st.Name(), err)
 			}
-			r.cur, r.h, r.got = rc, sha256.New(), 0
+			r.cur, r.h, r.got, r.resumed = rc, sha256.New(), 0, 0
 		}
 		want := r.obj.Chunks[r.n]
 		if r.got+int64(len(p)) > want.Size {
@@ -297,6 +339,14 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
+			if n > 0 || r.resume(err) {
+				// Pass on what was read; the next Read goes on from the
+				// reopened chunk (or meets the error again).
+				if n > 0 {
+					return n, nil
+				}
+				continue
+			}
 			return n, fmt.Errorf("read object %s chunk %s on %s: %w", r.obj.ID, ChunkName(r.n), r.st.Name(), err)
 		}
 		return n, nil
