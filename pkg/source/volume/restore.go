@@ -442,7 +442,15 @@ func (s *staged) Commit(ctx context.Context) (err error) {
 		return errors.New("volume: restore already committed or aborted")
 	}
 	s.done = true
-	defer func() { err = errors.Join(err, s.release()) }()
+	defer func() {
+		if errors.Is(err, errKeepStaging) {
+			s.released = true // the volume stays; its helper and the client go
+			err = fmt.Errorf("%w (volume %s): copy what is needed back by hand, then remove it with docker volume rm: %w",
+				err, s.name, errors.Join(s.h.remove(), s.r.c.Close()))
+			return
+		}
+		err = errors.Join(err, s.release())
+	}()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -561,6 +569,11 @@ func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
 // one takes its place. Files the container creates after the last round
 // stay beside the restored content.
 func swap(live, staged, hold string, keep []string) error {
+	return swapWith(os.Rename, live, staged, hold, keep)
+}
+
+// swapWith is swap with its renames done by rename (tests make some fail).
+func swapWith(rename func(from, to string) error, live, staged, hold string, keep []string) error {
 	if err := tarsafe.SyncFS(staged); err != nil {
 		return err
 	}
@@ -580,22 +593,22 @@ func swap(live, staged, hold string, keep []string) error {
 		var errs []error
 		for i := len(movedIn) - 1; i >= 0; i-- {
 			n := movedIn[i]
-			if err := os.Rename(filepath.Join(live, n), filepath.Join(staged, n)); err != nil {
+			if err := rename(filepath.Join(live, n), filepath.Join(staged, n)); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		for i := len(movedOut) - 1; i >= 0; i-- {
-			if err := os.Rename(movedOut[i].to, movedOut[i].from); err != nil {
+			if err := rename(movedOut[i].to, movedOut[i].from); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		for _, k := range kept {
-			if err := os.Rename(filepath.Join(staged, k), filepath.Join(live, k)); err != nil {
+			if err := rename(filepath.Join(staged, k), filepath.Join(live, k)); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		if len(errs) > 0 {
-			return fmt.Errorf("%w; and moving the live content back failed (look in %s and %s): %w", cause, hold, staged, errors.Join(errs...))
+			return fmt.Errorf("%w; and moving the live content back failed (look in %s and %s): %w: %w", cause, hold, staged, errKeepStaging, errors.Join(errs...))
 		}
 		return cause
 	}
@@ -611,7 +624,7 @@ func swap(live, staged, hold string, keep []string) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return undo(fmt.Errorf("keep %s: %w", k, err))
 		}
-		if err := os.Rename(src, dst); err != nil {
+		if err := rename(src, dst); err != nil {
 			return undo(fmt.Errorf("keep %s: %w", k, err))
 		}
 		kept = append(kept, k)
@@ -625,7 +638,7 @@ func swap(live, staged, hold string, keep []string) error {
 			return false, err
 		}
 		from, to := filepath.Join(live, n), filepath.Join(dir, n)
-		if err := os.Rename(from, to); err != nil {
+		if err := rename(from, to); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return false, nil // removed by a running writer meanwhile
 			}
@@ -653,7 +666,7 @@ func swap(live, staged, hold string, keep []string) error {
 		return undo(err)
 	}
 	for _, n := range stagedNames {
-		err := os.Rename(filepath.Join(staged, n), filepath.Join(live, n))
+		err := rename(filepath.Join(staged, n), filepath.Join(live, n))
 		// A writer recreated the name (a folder cannot be renamed over a
 		// non-empty one, nor a file over a folder): move the new one
 		// aside too and try again, a few times at most.
@@ -662,7 +675,7 @@ func swap(live, staged, hold string, keep []string) error {
 			if _, aerr := aside(n); aerr != nil {
 				break
 			}
-			err = os.Rename(filepath.Join(staged, n), filepath.Join(live, n))
+			err = rename(filepath.Join(staged, n), filepath.Join(live, n))
 		}
 		if err != nil {
 			return undo(fmt.Errorf("move restored %s into place: %w", n, err))
@@ -670,16 +683,21 @@ func swap(live, staged, hold string, keep []string) error {
 		movedIn = append(movedIn, n)
 	}
 	if err := copyRootMeta(root, live); err != nil {
-		return err
+		return fmt.Errorf("the content is restored, but: %w", err)
 	}
 	if err := tarsafe.SyncFS(live); err != nil {
-		return err
+		return fmt.Errorf("the content is restored, but: %w", err)
 	}
 	if err := os.RemoveAll(hold); err != nil {
 		return fmt.Errorf("restored, but removing the old content in %s failed: %w", hold, err)
 	}
 	return nil
 }
+
+// errKeepStaging marks a failed swap whose undo failed too: live content
+// may be in the holding folder inside the staging volume, which must then
+// not be removed.
+var errKeepStaging = errors.New("the staging volume is kept")
 
 // swapRounds bounds how often swap lists a live folder that a running
 // writer keeps filling.

@@ -1,9 +1,11 @@
 package volume
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,4 +139,58 @@ func readTree(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// TestSwapFailures: a rename that fails while the restored entries move in
+// puts the live content back (and says nothing about keeping the staging
+// volume); when putting it back fails too, the error says where the live
+// content is and marks the staging volume as kept (errKeepStaging).
+func TestSwapFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		fail     func(from, to string) bool
+		keep     bool   // errKeepStaging expected
+		liveWant string // notes.txt in live afterwards ("" = not checked)
+	}{
+		{"moving in fails, undo works",
+			func(from, to string) bool { return strings.Contains(from, "staged") && strings.HasSuffix(to, "b.txt") },
+			false, "live"},
+		{"moving in and putting back fail",
+			func(from, to string) bool {
+				return strings.Contains(from, "staged") && strings.HasSuffix(to, "b.txt") ||
+					strings.Contains(from, "hold") && strings.HasSuffix(to, "notes.txt")
+			},
+			true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			live, staged, hold := filepath.Join(base, "live"), filepath.Join(base, "staged"), filepath.Join(base, "hold")
+			writeTree(t, live, map[string]string{"notes.txt": "live"})
+			writeTree(t, staged, map[string]string{"a.txt": "new", "b.txt": "new", "notes.txt": "restored"})
+			rename := func(from, to string) error {
+				if tc.fail(from, to) {
+					return fmt.Errorf("rename %s: injected failure", from)
+				}
+				return os.Rename(from, to)
+			}
+			err := swapWith(rename, live, staged, hold, nil)
+			if err == nil {
+				t.Fatal("swap succeeded with a failing rename")
+			}
+			if errors.Is(err, errKeepStaging) != tc.keep {
+				t.Fatalf("errKeepStaging = %v, want %v: %v", errors.Is(err, errKeepStaging), tc.keep, err)
+			}
+			if tc.keep && !strings.Contains(err.Error(), hold) {
+				t.Errorf("the error does not say where the live content is: %v", err)
+			}
+			if tc.liveWant != "" {
+				if b, err := os.ReadFile(filepath.Join(live, "notes.txt")); err != nil || string(b) != tc.liveWant {
+					t.Errorf("live notes.txt after a failed swap: %q, %v", b, err)
+				}
+			}
+		})
+	}
 }
