@@ -207,6 +207,11 @@ func checkpoint(ctx context.Context, target string, o options) error {
 	defer db.Close()
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		if isBusy(err) {
+			// Locked by a writer past the busy timeout: in use, and its
+			// -journal must not be removed under it.
+			return fmt.Errorf("sqlite: %s: %w (locked by another program: %v); stop the hub before restoring", target, ErrInUse, err)
+		}
 		return nil // unreadable old database
 	}
 	if mode != "wal" {
@@ -226,6 +231,19 @@ func checkpoint(ctx context.Context, target string, o options) error {
 		return fmt.Errorf("sqlite: %s: %w (its -wal stays open after fireops closed it); stop the hub before restoring", target, ErrInUse)
 	}
 	return nil
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED
+// (extended codes included).
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		switch coded.Code() & 0xff {
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		}
+	}
+	return false
 }
 
 // Abort removes the staged file; after Commit it does nothing.

@@ -556,6 +556,39 @@ func TestRestore(t *testing.T) {
 		leftovers(t, dir)
 	})
 
+	// A rollback-journal database locked by a writer: SQLite answers
+	// BUSY instead of its journal mode. That is a database in use, not an
+	// unreadable one: its -journal must not be removed under the writer.
+	t.Run("target locked", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		target := filepath.Join(dir, "hub.sqlite")
+		hub := makeDB(t, target, "delete", 7)
+		conn, err := hub.Conn(context.Background())
+		must(t, err)
+		_, err = conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE; INSERT INTO batches (batch, tag) VALUES (99, 'live')")
+		must(t, err)
+		r, err := NewRestorer(target, WithBusyTimeout(200*time.Millisecond))
+		must(t, err)
+		staged, err := r.Stage(context.Background(), bytes.NewReader(arch))
+		must(t, err)
+		if err := staged.Commit(context.Background()); !errors.Is(err, ErrInUse) {
+			t.Fatalf("Commit over a locked database: %v", err)
+		}
+		if _, err := os.Stat(target + "-journal"); err != nil {
+			t.Errorf("the writer's -journal was removed: %v", err)
+		}
+		_, err = conn.ExecContext(context.Background(), "COMMIT")
+		must(t, err)
+		must(t, conn.Close())
+		var n int
+		must(t, hub.QueryRow("SELECT count(*) FROM batches").Scan(&n))
+		if n != 15 {
+			t.Errorf("live database changed: %d rows, want 15", n)
+		}
+		must(t, staged.Abort())
+	})
+
 	t.Run("abort", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
