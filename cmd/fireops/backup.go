@@ -396,6 +396,9 @@ func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) err
 		} else {
 			fmt.Fprintf(w, "\nstack %s: %d running container(s) stopped during the restore: %s\n", st.Project, len(st.Containers), strings.Join(st.Containers, ", "))
 		}
+		if len(st.Running) > 0 {
+			fmt.Fprintf(w, "stack %s: left running: %s (%s)\n", st.Project, strings.Join(st.Running, ", "), st.RunningWhy)
+		}
 		if len(st.Started) > 0 {
 			fmt.Fprintf(w, "stack %s: started again: %s\n", st.Project, strings.Join(st.Started, ", "))
 		}

@@ -16,7 +16,13 @@ package backup
 // # Files parts in place
 //
 // A files part is put back over the paths its config source names (the
-// config this host has now: put the config back first). In one pass over
+// config this host has now: put the config back first). Each must be a
+// path the snapshot archived (the files source records them in the part's
+// details, files.DetailRoots) or lie inside one: a folder above an
+// archived path is in the archive too, but only with the folders down to
+// that path, and putting it back would take everything else in it away.
+// A part that records no paths (an older fireops wrote it) is refused:
+// restore it with --to DIR. In one pass over
 // the part's stream the whole archive is extracted into a private staging
 // folder (mode 0700, ".fireops-staging-*") created in the parent folder of
 // the part's first path, so that it is on the same filesystem as the
@@ -26,11 +32,14 @@ package backup
 // place: an existing file or folder is first renamed to PATH.fireops-old
 // (PATH.fireops-old-<UTC time> when that name is taken), then the staged
 // copy is renamed to PATH. With force the old copy is removed instead of
-// kept. A target on another filesystem than the staging folder is copied
+// kept. Folders above a path that are missing are created and, at the
+// end, given the owner, mode and modification time the archive has for
+// them. A target on another filesystem than the staging folder is copied
 // next to the target first (through a second staging folder there) and
 // then renamed, so no target is ever half written. When moving one path
 // fails, the paths already moved are put back as they were. Abort, and
-// Commit when it is done, remove the staging folder.
+// Commit when it is done, remove the staging folder; Abort also the
+// folders it created above the paths.
 //
 // # The stack
 //
@@ -39,7 +48,11 @@ package backup
 // deploy` carries the same label) are stopped through the Engine API after
 // the plan is confirmed and before the first part, and started again when
 // the restore ends, also when parts failed. Volumes used only by those
-// containers are therefore not refused as "in use" by the plan.
+// containers are therefore not refused as "in use" by the plan. When a
+// mongo part is restored, the containers of the Compose service MongoDB
+// runs as (label com.docker.compose.service = "mongodb", the service of
+// deploy's compose.yaml) are left running: the mongo part is restored
+// through that server. The result names both lists.
 
 import (
 	"context"
@@ -65,6 +78,7 @@ import (
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
+	"github.com/firetech/fireops/pkg/source/mongo"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -84,6 +98,11 @@ type StackAction struct {
 	// Containers are the running containers of the project, stopped
 	// before the restore.
 	Containers []string `json:"containers"`
+	// Running are the running containers of the project left running,
+	// and RunningWhy says why (the MongoDB the mongo part is restored
+	// through).
+	Running    []string `json:"running,omitempty"`
+	RunningWhy string   `json:"running_why,omitempty"`
 	// Started are the containers started again after the restore.
 	Started []string `json:"started,omitempty"`
 	// Error says what failed while stopping or starting them.
@@ -123,11 +142,15 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, d Des
 			return nil, fmt.Errorf("docker client: %w", err)
 		}
 		defer eng.Close()
-		names, _, err := stackContainers(ctx, eng, cfg.Stack.Name)
+		keep := keepRunning(parts)
+		names, _, running, err := stackContainers(ctx, eng, cfg.Stack.Name, keep)
 		if err != nil {
 			return nil, exitcode.New(exitcode.Failure, err, "is dockerd running? Without a stack to stop, leave out --stop-stack")
 		}
-		res.Stack = &StackAction{Project: cfg.Stack.Name, Containers: names}
+		res.Stack = &StackAction{Project: cfg.Stack.Name, Containers: names, Running: running}
+		if len(running) > 0 {
+			res.Stack.RunningWhy = "the mongo part is restored through MongoDB (compose service " + keep + ")"
+		}
 		o.stopping = names
 	}
 
@@ -157,7 +180,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, d Des
 	}
 
 	if res.Stack != nil && len(res.Stack.Containers) > 0 {
-		ids, _, err := stackContainers(ctx, eng, cfg.Stack.Name)
+		_, ids, _, err := stackContainers(ctx, eng, cfg.Stack.Name, keepRunning(parts))
 		if err == nil {
 			err = stopContainers(ctx, eng, ids, o)
 		}
@@ -282,10 +305,44 @@ func inPlacePaths(cfg *config.Config, p snapshot.Part) ([]string, error) {
 		if len(kept) == 0 {
 			break
 		}
-		return kept, nil
+		return kept, archivedPaths(p, kept)
 	}
 	return nil, exitcode.Usagef("put the config back first (it names the paths), or restore the part into a folder with --part "+p.ID+" --to DIR",
 		"part %s: the config has no files source %q: its original paths are unknown", p.ID, p.Name)
+}
+
+// archivedPaths refuses a configured path that the part did not archive
+// as such: only a path the files source was configured with when the
+// snapshot was taken (a recorded root), or one inside it, holds
+// everything that was there. A folder above a root is in the archive too,
+// but holding only the folders down to the root: put back in place, it
+// would take everything else in it away (into .fireops-old, or deleted
+// with --force). A part without recorded roots (written before fireops
+// recorded them) cannot tell the two apart, so it is refused whole.
+func archivedPaths(p snapshot.Part, paths []string) error {
+	hint := "restore the part into a folder with --part " + p.ID + " --to DIR and copy back what you need, or leave it out of --all with --part"
+	roots, ok, err := files.RecordedRoots(p.Details)
+	if err != nil {
+		return fmt.Errorf("part %s: %w", p.ID, err)
+	}
+	if !ok {
+		return exitcode.Usagef(hint,
+			"part %s does not record which paths it archived (written by an older fireops): it cannot be put back in place safely, as a configured folder may hold only the folders above what was archived",
+			p.ID)
+	}
+	for _, path := range paths {
+		if slices.ContainsFunc(roots, func(r string) bool { return path == r || strings.HasPrefix(path, r+"/") }) {
+			continue
+		}
+		if slices.ContainsFunc(roots, func(r string) bool { return strings.HasPrefix(r, path+"/") }) {
+			return exitcode.Usagef(hint+"; or set the source's paths in the config to the archived ones",
+				"part %s: the config's path %s is above the paths the snapshot archived (%s): putting it back in place would remove everything else in it",
+				p.ID, path, strings.Join(roots, ", "))
+		}
+		return exitcode.Usagef(hint+"; or set the source's paths in the config to the archived ones",
+			"part %s: the config's path %s is not among the paths the snapshot archived (%s)", p.ID, path, strings.Join(roots, ", "))
+	}
+	return nil
 }
 
 // inPlaceRestorer puts a files part back over its configured paths (see
@@ -307,19 +364,24 @@ func newInPlaceRestorer(cfg *config.Config, p snapshot.Part, force bool) (*inPla
 // the first path.
 func (r *inPlaceRestorer) Stage(ctx context.Context, tr io.Reader) (source.Staged, error) {
 	parent := filepath.Dir(r.paths[0])
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("files: create %s: %w", parent, err)
+	created, err := mkdirMissing(parent)
+	if err != nil {
+		return nil, err
 	}
 	staging, err := os.MkdirTemp(parent, ".fireops-staging-*")
 	if err != nil {
+		removeCreated(created)
 		return nil, fmt.Errorf("files: create a staging folder in %s: %w", parent, err)
 	}
 	xs, err := tarsafe.Extract(ctx, tr, staging, tarsafe.Options{})
 	if err != nil {
 		os.RemoveAll(staging)
+		removeCreated(created)
 		return nil, fmt.Errorf("files: restore %s: %w", strings.Join(r.paths, ", "), err)
 	}
-	return &inPlaceStaged{r: r, staging: staging, x: xs}, nil
+	s := &inPlaceStaged{r: r, staging: staging, x: xs}
+	s.addCreated(created)
+	return s, nil
 }
 
 type inPlaceStaged struct {
@@ -327,6 +389,104 @@ type inPlaceStaged struct {
 	staging string
 	x       tarsafe.Stats
 	done    bool
+	// created are the folders above the paths that this restore created
+	// (they were missing), in the order created, with their staged
+	// copies' metadata: Commit gives them the archive's owner, mode and
+	// time; Abort removes them.
+	created []folderMeta
+}
+
+// mkdirMissing creates dir and the folders above it that are missing
+// (private, until Commit gives them the archive's metadata) and returns
+// those it created, outermost first.
+func mkdirMissing(dir string) ([]string, error) {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		_, err := os.Lstat(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("files: %w", err)
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	slices.Reverse(missing)
+	for i, d := range missing {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			removeCreated(missing[:i])
+			return nil, fmt.Errorf("files: create %s: %w", d, err)
+		}
+	}
+	return missing, nil
+}
+
+// removeCreated removes folders created by mkdirMissing, innermost first,
+// where they are still empty.
+func removeCreated(created []string) {
+	for i := len(created) - 1; i >= 0; i-- {
+		os.Remove(created[i])
+	}
+}
+
+// folderMeta is a folder this restore created and its staged copy's
+// metadata (nil when the archive does not have it).
+type folderMeta struct {
+	path string
+	fi   fs.FileInfo
+}
+
+// addCreated records folders mkdirMissing created, with the metadata of
+// their staged copies read now: before anything is moved out of those
+// copies, which changes their times.
+func (s *inPlaceStaged) addCreated(created []string) {
+	for _, d := range created {
+		fi, err := os.Lstat(filepath.Join(s.staging, strings.TrimPrefix(d, "/")))
+		if err != nil || !fi.IsDir() {
+			fi = nil
+		}
+		s.created = append(s.created, folderMeta{path: d, fi: fi})
+	}
+}
+
+func (s *inPlaceStaged) createdPaths() []string {
+	out := make([]string, len(s.created))
+	for i, m := range s.created {
+		out[i] = m.path
+	}
+	return out
+}
+
+// applyMeta gives the created folders the owner, mode and modification
+// time of their staged copies, innermost first (as tarsafe.Extract does:
+// an owner that cannot be set is left); one the archive does not have
+// gets the usual 0755.
+func applyMeta(created []folderMeta) error {
+	var errs []error
+	for i := len(created) - 1; i >= 0; i-- {
+		m := created[i]
+		if m.fi == nil {
+			if err := os.Chmod(m.path, 0o755); err != nil {
+				errs = append(errs, fmt.Errorf("files: %w", err))
+			}
+			continue
+		}
+		if st, ok := m.fi.Sys().(*syscall.Stat_t); ok {
+			if err := os.Lchown(m.path, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EINVAL) {
+				errs = append(errs, fmt.Errorf("files: %w", err))
+			}
+		}
+		if err := os.Chmod(m.path, m.fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+			errs = append(errs, fmt.Errorf("files: %w", err))
+		}
+		if err := os.Chtimes(m.path, time.Time{}, m.fi.ModTime()); err != nil {
+			errs = append(errs, fmt.Errorf("files: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *inPlaceStaged) Stats() source.Stats {
@@ -392,10 +552,12 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 		} else if err != nil {
 			return undo(fmt.Errorf("files: %w", err))
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return undo(fmt.Errorf("files: create %s: %w", filepath.Dir(path), err))
+		created, err := mkdirMissing(filepath.Dir(path))
+		if err != nil {
+			return undo(err)
 		}
-		staged, err := sameFilesystem(ctx, staged, path)
+		s.addCreated(created)
+		staged, err = sameFilesystem(ctx, staged, path)
 		if err != nil {
 			return undo(err)
 		}
@@ -448,6 +610,10 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 	}
 	if err := os.RemoveAll(s.staging); err != nil {
 		errs = append(errs, fmt.Errorf("files: remove the staging folder %s: %w", s.staging, err))
+	}
+	// Last: every move and removal above changed their times.
+	if err := applyMeta(s.created); err != nil {
+		errs = append(errs, fmt.Errorf("restored, but the folders created above the paths did not get the archive's owner, mode or time: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -514,25 +680,46 @@ func (s *inPlaceStaged) Abort() error {
 		return nil
 	}
 	s.done = true
-	if err := os.RemoveAll(s.staging); err != nil {
+	err := os.RemoveAll(s.staging)
+	removeCreated(s.createdPaths())
+	if err != nil {
 		return fmt.Errorf("files: remove the staging folder %s: %w", s.staging, err)
 	}
 	return nil
 }
 
+// mongoService is the Compose service MongoDB runs as in the stack that
+// `fireops deploy` renders (pkg/deploy/templates/compose.yaml.tmpl).
+const mongoService = "mongodb"
+
+// keepRunning returns the Compose service whose containers --stop-stack
+// leaves running: MongoDB when a mongo part is restored (through it), or
+// "" to stop every container.
+func keepRunning(parts []snapshot.Part) string {
+	if slices.ContainsFunc(parts, func(p snapshot.Part) bool { return p.Kind == mongo.Kind }) {
+		return mongoService
+	}
+	return ""
+}
+
 // stackContainers lists the running containers of the Compose project:
-// their names and ids.
-func stackContainers(ctx context.Context, eng *client.Client, project string) (names, ids []string, err error) {
+// the names and ids of those to stop, and the names of those of the
+// Compose service keep (when not "") to leave running.
+func stackContainers(ctx context.Context, eng *client.Client, project, keep string) (names, ids, kept []string, err error) {
 	cs, err := eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+project))})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list the containers of stack %s: %w", project, err)
+		return nil, nil, nil, fmt.Errorf("list the containers of stack %s: %w", project, err)
 	}
 	sort.Slice(cs, func(i, j int) bool { return containerName(cs[i]) < containerName(cs[j]) })
 	for _, c := range cs {
+		if keep != "" && c.Labels["com.docker.compose.service"] == keep {
+			kept = append(kept, containerName(c))
+			continue
+		}
 		names = append(names, containerName(c))
 		ids = append(ids, c.ID)
 	}
-	return names, ids, nil
+	return names, ids, kept, nil
 }
 
 func containerName(c container.Summary) string {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -16,6 +20,7 @@ import (
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
 	"github.com/firetech/fireops/pkg/source/sqlite"
+	"github.com/firetech/fireops/pkg/source/volume"
 )
 
 // filesKind handles files:<name> parts: host folders.
@@ -190,13 +195,96 @@ func planSQLiteInVolume(ctx context.Context, key string, p snapshot.Part, q conf
 func (sqliteKind) restorer(ctx context.Context, _ *config.Config, p snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
 	if rest, ok := strings.CutPrefix(target, volumeTarget); ok {
 		vol, file, _ := strings.Cut(rest, "/")
-		path, err := sqliteInVolume(ctx, "part "+p.ID, vol, file, true)
+		path, err := sqliteInVolume(ctx, "part "+p.ID, vol, file, false)
+		if errors.Is(err, errNoVolume) {
+			return &newVolumeRestorer{key: "part " + p.ID, vol: vol, file: file}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
 		target = path
 	}
 	return sqlite.NewRestorer(target)
+}
+
+// newVolumeRestorer restores a database into a volume that does not exist
+// yet: the volume is created when the part is staged (SQLite stages the
+// copy next to the database, inside the volume) and removed again when
+// the restore fails, so a failed restore leaves no empty volume behind.
+type newVolumeRestorer struct {
+	key, vol, file string
+}
+
+func (r *newVolumeRestorer) Stage(ctx context.Context, in io.Reader) (source.Staged, error) {
+	c, err := volume.NewClient(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	exists, err := c.Exists(ctx, r.vol)
+	if err != nil {
+		return nil, engineError(r.key, err)
+	}
+	s := &newVolumeStaged{vol: r.vol, created: !exists}
+	if err := c.Ensure(ctx, r.vol); err != nil {
+		return nil, engineError(r.key, err)
+	}
+	path, err := sqliteInVolume(ctx, r.key, r.vol, r.file, false)
+	if err != nil {
+		return nil, s.removeVolume(err)
+	}
+	rs, err := sqlite.NewRestorer(path)
+	if err != nil {
+		return nil, s.removeVolume(err)
+	}
+	if s.Staged, err = rs.Stage(ctx, in); err != nil {
+		return nil, s.removeVolume(err)
+	}
+	return s, nil
+}
+
+// newVolumeStaged is the staged database of a newVolumeRestorer.
+type newVolumeStaged struct {
+	source.Staged
+	vol       string
+	created   bool // by this restore: Abort removes it
+	committed bool
+}
+
+func (s *newVolumeStaged) Commit(ctx context.Context) error {
+	if err := s.Staged.Commit(ctx); err != nil {
+		return err
+	}
+	s.committed = true
+	return nil
+}
+
+func (s *newVolumeStaged) Abort() error {
+	err := s.Staged.Abort()
+	if s.committed {
+		return err
+	}
+	return s.removeVolume(err)
+}
+
+// removeVolume removes the volume when this restore created it (also
+// after ctx was cancelled) and returns cause with what failed.
+func (s *newVolumeStaged) removeVolume(cause error) error {
+	if !s.created {
+		return cause
+	}
+	s.created = false
+	eng, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		defer eng.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = eng.VolumeRemove(ctx, s.vol, false)
+	}
+	if err != nil && !client.IsErrNotFound(err) {
+		return errors.Join(cause, fmt.Errorf("remove the volume %s this restore created: %w", s.vol, err))
+	}
+	return cause
 }
 
 func (sqliteKind) scratch(_ context.Context, _ *config.Config, p snapshot.Part, dir string) (source.Restorer, func(), error) {

@@ -40,6 +40,12 @@
 // are runtime artefacts, so they are skipped and counted in
 // Stats.Details["sockets_skipped"]. A file that grows while it is read is
 // archived with the size it had when opened.
+//
+// # Recorded roots
+//
+// Stats.Details[DetailRoots] lists the configured paths as archived (JSON),
+// so that a restore in place can tell the archived paths from the folders
+// above them: both are folder entries of the archive.
 package files
 
 import (
@@ -47,6 +53,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +73,23 @@ import (
 
 // Kind is the part kind of this package's sources.
 const Kind = "files"
+
+// DetailRoots is the Stats.Details key of the archived paths: a JSON list
+// of the configured paths as archived (see [Source.Paths]).
+const DetailRoots = "roots"
+
+// RecordedRoots returns the archived paths a part's Stats.Details records;
+// ok is false for a part written before they were recorded.
+func RecordedRoots(details map[string]string) (roots []string, ok bool, err error) {
+	v, ok := details[DetailRoots]
+	if !ok {
+		return nil, false, nil
+	}
+	if err := json.Unmarshal([]byte(v), &roots); err != nil {
+		return nil, true, fmt.Errorf("files: details %s: %w", DetailRoots, err)
+	}
+	return roots, true, nil
+}
 
 // copyBufferSize is the one buffer file contents are copied through.
 const copyBufferSize = 256 << 10
@@ -256,10 +280,12 @@ func (s *Source) excluded(root, p string) bool {
 // The folders above the configured paths count by name, mode and owner
 // only: their times and sizes change with unrelated activity (any file
 // created in /etc) and are not what is backed up. A reused part thus
-// restores those folders with the times of its first upload.
+// restores those folders with the times of its first upload. (v2: parts
+// reused from before v2 do not record their roots, see [DetailRoots]; the
+// new version uploads every files part once more.)
 func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "fireops files fingerprint v1\x00%q\x00%q\x00", s.roots, s.exclude)
+	fmt.Fprintf(h, "fireops files fingerprint v2\x00%q\x00%q\x00", s.roots, s.exclude)
 	var line []byte
 	_, err := s.walk(ctx, func(e entry) error {
 		if e.parent {
@@ -285,8 +311,8 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 }
 
 // WriteTar writes the archive to w. Stats.Entries counts tar entries;
-// Details holds "files", "dirs", "symlinks", "hardlinks", "bytes" and
-// "sockets_skipped".
+// Details holds "files", "dirs", "symlinks", "hardlinks", "bytes",
+// "sockets_skipped" and [DetailRoots].
 func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error) {
 	tw := tar.NewWriter(w)
 	hb := tarsafe.NewHeaderBuilder()
@@ -330,7 +356,12 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	if err := tw.Close(); err != nil {
 		return st, fmt.Errorf("files:%s: finish archive: %w", s.name, err)
 	}
+	roots, err := json.Marshal(s.roots)
+	if err != nil {
+		return st, fmt.Errorf("files:%s: %w", s.name, err)
+	}
 	st.Details = map[string]string{
+		DetailRoots:       string(roots),
 		"files":           strconv.FormatInt(files, 10),
 		"dirs":            strconv.FormatInt(dirs, 10),
 		"symlinks":        strconv.FormatInt(symlinks, 10),

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -168,6 +169,11 @@ func TestRoundTrip(t *testing.T) {
 	must(t, err)
 	if st.Details["sockets_skipped"] != "1" || st.Details["hardlinks"] != "1" || st.Details["symlinks"] != "2" {
 		t.Errorf("details %v", st.Details)
+	}
+	// The archived paths are recorded, so that a restore in place can tell
+	// them from the folders above them.
+	if roots, ok, err := RecordedRoots(st.Details); err != nil || !ok || !slices.Equal(roots, s.Paths()) {
+		t.Errorf("recorded roots %v %v %v, want %v", roots, ok, err, s.Paths())
 	}
 
 	// Names: parents first, no leading slash, sorted within folders.
