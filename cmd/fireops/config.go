@@ -17,11 +17,16 @@ func (a *app) configCommand() *cobra.Command {
 		Long: `check loads the config file strictly (an unknown key is an error naming its
 line), fills every default, validates every value and the key files it names
 (secret files must not be readable by group or others), and prints the
-effective config with credentials redacted. Exit code 2 when it is invalid.`,
+effective config with credentials redacted. Exit code 2 when it is invalid,
+also when only the retention policy is (rotate would refuse it; the other
+jobs still run with such a config).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := a.loadConfig()
 			if err != nil {
+				return err
+			}
+			if err := cfg.RetentionProblems(); err != nil {
 				return err
 			}
 			rep := cfg.Check()

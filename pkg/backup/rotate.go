@@ -104,7 +104,9 @@ type Sweep struct {
 
 // PolicyFor returns the retention rules and grace period of a destination:
 // its own retention section when it has one, else the global one. An
-// override without incomplete_grace takes the global grace.
+// override without incomplete_grace, or with 0 (the two cannot be told
+// apart once parsed), takes the global grace: a destination cannot turn
+// the grace period off (docs/retention.md).
 func PolicyFor(cfg *config.Config, dest string) (retention.Policy, time.Duration) {
 	r := cfg.Retention
 	grace := time.Duration(cfg.Retention.IncompleteGrace)

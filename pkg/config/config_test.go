@@ -323,3 +323,65 @@ func TestByteSizeAndDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionAccepted: what the retention checks let through: the
+// defaults, init's config (no retention keys), an empty global policy that
+// every destination overrides, and a destination without incomplete_grace
+// or with 0 (both: the global grace).
+func TestRetentionAccepted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name, yaml string
+		grace      string // destinations[0]'s incomplete_grace after parsing
+	}{
+		{"defaults", minimal, ""},
+		{"global policy unused", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_daily: 7}}", 1) +
+			"retention: {keep_last: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}\n", "0s"},
+		{"destination grace left out", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2}}", 1), "0s"},
+		{"destination grace 0", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2, incomplete_grace: 0s}}", 1), "0s"},
+		{"destination grace", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2, incomplete_grace: 48h}}", 1), "2d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := f.parse(t, tc.yaml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.RetentionProblems(); err != nil {
+				t.Errorf("RetentionProblems: %v", err)
+			}
+			if r := cfg.Destinations[0].Retention; tc.grace != "" && (r == nil || r.IncompleteGrace.String() != tc.grace) {
+				t.Errorf("destination retention %+v, want incomplete_grace %s", r, tc.grace)
+			}
+		})
+	}
+}
+
+// TestRetentionProblems: what rotate would refuse is reported by
+// RetentionProblems (config check), naming the key, while the config
+// still loads: the other jobs run.
+func TestRetentionProblems(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	dest := func(retention string) string {
+		return strings.Replace(minimal, "remote: backups}", "remote: backups"+retention+"}", 1)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty global policy", minimal + "retention: {keep_last: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}\n", "retention: the retention policy is empty"},
+		{"empty destination policy", dest(", retention: {incomplete_grace: 48h}"), "destinations[0].retention: the retention policy is empty"},
+		{"zero global grace", minimal + "retention: {incomplete_grace: 0s}\n", "retention.incomplete_grace: is 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := f.parse(t, tc.yaml)
+			if err != nil {
+				t.Fatalf("the config must still load: %v", err)
+			}
+			err = cfg.RetentionProblems()
+			if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), tc.want) || exitcode.Hint(err) == "" {
+				t.Fatalf("RetentionProblems = %v (hint %q), want %q", err, exitcode.Hint(err), tc.want)
+			}
+		})
+	}
+}

@@ -56,7 +56,7 @@ func (c *Config) Validate() error {
 		p.add("compression", "use fastest, default, better or best", "unknown level %q", c.Compression)
 	}
 	c.validateSources(&p)
-	validateRetention(&p, "retention", c.Retention)
+	validateRetention(&p, "retention", c.Retention, false, false)
 	for _, s := range []struct{ key, spec string }{
 		{"schedule.snapshot", c.Schedule.Snapshot}, {"schedule.rotate", c.Schedule.Rotate},
 		{"schedule.verify", c.Schedule.Verify}, {"schedule.gpu_check", c.Schedule.GPUCheck},
@@ -94,6 +94,35 @@ func (c *Config) Validate() error {
 		p.add("gpu.min_driver", "use a driver version such as 550.54.15", "invalid version %q", c.GPU.MinDriver)
 	}
 	c.validateStack(&p)
+	return p.err(c.File)
+}
+
+// RetentionProblems reports what rotate would refuse in the retention
+// settings: an empty policy, a global incomplete_grace of 0. It is not
+// part of Validate on purpose: a snapshot must still be taken when only
+// rotation is misconfigured (rotate fails, and its alert fires); `config
+// check` reports these as errors too.
+func (c *Config) RetentionProblems() error {
+	var p problems
+	// The global policy counts where a destination has no policy of its
+	// own; its incomplete_grace also where a destination's leaves it out.
+	globalUsed, globalGraceUsed := len(c.Destinations) == 0, len(c.Destinations) == 0
+	for _, d := range c.Destinations {
+		globalUsed = globalUsed || d.Retention == nil
+		globalGraceUsed = globalGraceUsed || d.Retention == nil || d.Retention.IncompleteGrace == 0
+	}
+	validateRetention(&p, "retention", c.Retention, globalUsed, globalGraceUsed)
+	for i, d := range c.Destinations {
+		if d.Retention != nil {
+			validateRetention(&p, fmt.Sprintf("destinations[%d].retention", i), *d.Retention, true, false)
+		}
+	}
+	return p.err(c.File)
+}
+
+// err is nil without problems, else a usage error listing every problem
+// with the hint of the first.
+func (p problems) err(file string) error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -105,7 +134,7 @@ func (c *Config) Validate() error {
 			hint = pr.hint
 		}
 	}
-	return exitcode.Usagef(hint, "config %s: %s", c.File, strings.Join(msgs, "; "))
+	return exitcode.Usagef(hint, "config %s: %s", file, strings.Join(msgs, "; "))
 }
 
 func (c *Config) validateKeys(p *problems) {
@@ -215,12 +244,17 @@ func (c *Config) validateDestinations(p *problems) {
 			p.add(key+".uploads", "use 1 to 64 parallel chunk uploads", "%d is out of range", d.Uploads)
 		}
 		if d.Retention != nil {
-			validateRetention(p, key+".retention", *d.Retention)
+			validateRetention(p, key+".retention", *d.Retention, false, false)
 		}
 	}
 }
 
-func validateRetention(p *problems, key string, r Retention) {
+// validateRetention checks the retention section at key. rules: its keep_*
+// rules are used (an empty policy is refused, as rotate would refuse it);
+// grace: its incomplete_grace is used as it is, so 0 is refused (in a
+// destination's section 0 or no value means the global grace).
+func validateRetention(p *problems, key string, r Retention, rules, grace bool) {
+	empty := r.KeepWithin <= 0
 	for _, f := range []struct {
 		name string
 		v    int
@@ -229,6 +263,16 @@ func validateRetention(p *problems, key string, r Retention) {
 		if f.v < 0 {
 			p.add(key+"."+f.name, "use 0 (rule off) or a positive count", "%d is negative", f.v)
 		}
+		empty = empty && f.v <= 0
+	}
+	if rules && empty {
+		p.add(key, "set at least one keep_* rule under "+key+", e.g. keep_last: 3 (docs/retention.md)",
+			"the retention policy is empty: every keep_* rule is 0, so rotate would refuse it")
+	}
+	// Negative durations are refused when parsed.
+	if grace && r.IncompleteGrace == 0 {
+		p.add(key+".incomplete_grace", "set it to a time longer than any snapshot takes, e.g. 24h",
+			"is 0: an upload in progress could be swept")
 	}
 }
 
