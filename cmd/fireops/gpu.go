@@ -12,6 +12,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/spf13/cobra"
 
+	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
@@ -162,9 +163,14 @@ func (a *app) runGPUCheck(ctx context.Context, opts gpuCheckOptions) error {
 		return fmt.Errorf("print report: %w", err)
 	}
 
+	fams := rep.Metrics()
+	if a.publish != nil {
+		// The daemon serves them on /metrics too.
+		a.publish(backup.JobMetrics{Job: "gpu_check", RunFile: gpucheck.TextfileName, Run: fams})
+	}
 	var metricsErr error
 	if dir := cfg.Metrics.TextfileDir; dir != "" && !opts.noMetrics {
-		metricsErr = metrics.WriteTextfile(dir, gpucheck.TextfileName, rep.Metrics())
+		metricsErr = metrics.WriteTextfile(dir, gpucheck.TextfileName, fams)
 		if metricsErr != nil {
 			a.log.Error("cannot write the metrics textfile", "dir", dir, "err", metricsErr)
 		} else {

@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/schedule"
 )
 
 // app holds the global flags and the streams every command writes to.
@@ -55,15 +56,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitcode.OK
 	}
-	if ctx.Err() != nil && exitcode.Code(err) == exitcode.Failure {
-		err = exitcode.New(exitcode.Interrupted, err, "")
-	}
-	err = classify(err)
+	err = classify(interrupted(ctx, err))
 	fmt.Fprintf(stderr, "fireops: error: %s\n", oneLine(err.Error()))
 	if h := exitcode.Hint(err); h != "" {
 		fmt.Fprintf(stderr, "fireops: hint: %s\n", h)
 	}
 	return exitcode.Code(err)
+}
+
+// interrupted gives a failure after SIGINT or SIGTERM the interrupted exit
+// code, except for the schedule daemon's jobs that outlasted
+// --stop-timeout: that is a failure of its own (exit 1).
+func interrupted(ctx context.Context, err error) error {
+	var st *schedule.StopTimeoutError
+	if ctx.Err() != nil && exitcode.Code(err) == exitcode.Failure && !errors.As(err, &st) {
+		return exitcode.New(exitcode.Interrupted, err, "")
+	}
+	return err
 }
 
 // classify marks cobra's own command-line errors as usage errors.

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/buildinfo"
+	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/schedule"
 )
@@ -39,17 +44,29 @@ Logs go to stderr; use --log-format json under systemd (journald).
 
 EXIT STATUS
   0  stopped by SIGTERM or SIGINT, every job ended in time
-  1  metrics.listen could not be opened, or a job did not stop in time
+  1  metrics.listen could not be opened, or a job did not stop within
+     --stop-timeout after SIGTERM
   2  bad flags or config
   4  another fireops schedule runs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			// First thing: SIGHUP's default action ends the process, and
+			// systemctl reload may come while the daemon starts.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
 			}
-			l, err := lock.Acquire(ctx, lock.Dir(cfg.StateDir), "schedule", lock.Options{Wait: a.lockWait, Command: "fireops schedule"})
+			l, err := lock.Acquire(ctx, lock.Dir(cfg.StateDir), "schedule", lock.Options{
+				Wait: a.lockWait, Command: "fireops schedule",
+				BusyHint: "another fireops schedule daemon runs: stop it (systemctl stop fireops-schedule) or use the timers, not both",
+				Waiting: func(h lock.Holder) {
+					a.log.Info("waiting for the schedule lock", "holder", h.String(), "lock_wait", a.lockWait.String())
+				},
+			})
 			if err != nil {
 				return err
 			}
@@ -66,12 +83,15 @@ EXIT STATUS
 			a.stdout = io.Discard
 			err = schedule.Run(ctx, schedule.Options{
 				Load: a.scheduleConfig, Log: a.log, StopTimeout: stopTimeout, Results: results,
-				Version: buildinfo.Get().Version,
+				Version: buildinfo.Get().Version, Hangup: hup,
 			})
-			if err != nil {
-				return err
+			if st := (*schedule.StopTimeoutError)(nil); errors.As(err, &st) {
+				// Exit 1, not 130 (see run): the stop was asked for, the
+				// job's clean-up did not fit in the time given.
+				return exitcode.New(exitcode.Failure, err,
+					"raise --stop-timeout (and TimeoutStopSec= in fireops-schedule.service above it) so that the job can clean up")
 			}
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", time.Minute, "on SIGTERM, wait this long for running jobs to clean up")

@@ -58,7 +58,8 @@ type BusyError struct {
 	Path string
 	// Holder is the process that holds it, as far as it can be told.
 	Holder Holder
-	// Waited is how long the caller waited.
+	// Waited is how long the caller waited; 0 when it did not wait
+	// (Options.Wait was 0).
 	Waited time.Duration
 }
 
@@ -66,7 +67,11 @@ type BusyError struct {
 func (e *BusyError) Error() string {
 	msg := fmt.Sprintf("another %s run holds the lock %s: %s", e.Name, e.Path, e.Holder)
 	if e.Waited > 0 {
-		msg += fmt.Sprintf("; waited %s", e.Waited.Round(time.Second))
+		round := time.Second
+		if e.Waited < time.Second {
+			round = time.Millisecond
+		}
+		msg += fmt.Sprintf("; waited %s", e.Waited.Round(round))
 	}
 	return msg
 }
@@ -91,6 +96,13 @@ type Options struct {
 	// but none while an exclusive holder has it. Shared holders are not
 	// written into the file.
 	Shared bool
+	// BusyHint replaces the hint of the lock-busy error (by default: wait
+	// for the holder, or pass --lock-wait), for a lock whose holder is not
+	// meant to end by itself, such as the schedule daemon's.
+	BusyHint string
+	// Waiting, when set, is called once when the lock is busy and Acquire
+	// starts to wait for it (Wait > 0), with its holder.
+	Waiting func(Holder)
 }
 
 // pollInterval bounds how often a waiting run retries; flock itself cannot
@@ -112,7 +124,7 @@ func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
 		how = syscall.LOCK_SH
 	}
 	begin := time.Now()
-	for {
+	for first := true; ; first = false {
 		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			break
@@ -125,8 +137,19 @@ func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
 		if waited >= o.Wait {
 			h := readHolder(f, p)
 			f.Close()
-			return nil, exitcode.New(exitcode.LockBusy, &BusyError{Name: name, Path: p, Holder: h, Waited: waited},
-				"wait for it to finish, or pass --lock-wait 30m to wait for it")
+			be := &BusyError{Name: name, Path: p, Holder: h}
+			hint := "wait for it to finish, or pass --lock-wait 30m to wait for it"
+			if o.Wait > 0 {
+				be.Waited = waited
+				hint = "it outlasted --lock-wait: wait for it to finish, or pass a longer --lock-wait"
+			}
+			if o.BusyHint != "" {
+				hint = o.BusyHint
+			}
+			return nil, exitcode.New(exitcode.LockBusy, be, hint)
+		}
+		if first && o.Waiting != nil {
+			o.Waiting(readHolder(f, p))
 		}
 		select {
 		case <-ctx.Done():

@@ -198,3 +198,47 @@ func TestUnusableStateDir(t *testing.T) {
 		t.Errorf("got %v (code %d, hint %q)", err, exitcode.Code(err), exitcode.Hint(err))
 	}
 }
+
+// TestBusyMessage: the message mentions a wait only when the caller
+// waited, the hint fits the wait, and BusyHint replaces it; Waiting is
+// called once a wait begins.
+func TestBusyMessage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	holder(t, dir, "schedule", false)
+	for _, tc := range []struct {
+		name       string
+		o          Options
+		waited     bool
+		hint       string
+		waitingCBs int
+	}{
+		{name: "no wait", o: Options{}, hint: "pass --lock-wait 30m"},
+		{name: "waited", o: Options{Wait: 300 * time.Millisecond}, waited: true, hint: "a longer --lock-wait", waitingCBs: 1},
+		{name: "own hint", o: Options{BusyHint: "stop the other daemon"}, hint: "stop the other daemon"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			calls := 0
+			tc.o.Waiting = func(h Holder) {
+				calls++
+				if h.Command != "holder" {
+					t.Errorf("Waiting got holder %+v", h)
+				}
+			}
+			_, err := Acquire(context.Background(), dir, "schedule", tc.o)
+			if exitcode.Code(err) != exitcode.LockBusy {
+				t.Fatalf("got %v", err)
+			}
+			if got := strings.Contains(err.Error(), "waited"); got != tc.waited {
+				t.Errorf("message %q: mentions a wait %v, want %v", err, got, tc.waited)
+			}
+			if !strings.Contains(exitcode.Hint(err), tc.hint) {
+				t.Errorf("hint %q lacks %q", exitcode.Hint(err), tc.hint)
+			}
+			if calls != tc.waitingCBs {
+				t.Errorf("Waiting called %d times, want %d", calls, tc.waitingCBs)
+			}
+		})
+	}
+}

@@ -1,10 +1,11 @@
 // Package schedule is the fireops daemon: it runs the configured jobs
 // (snapshot, rotate, verify, gpu check) on their cron specs with
 // robfig/cron/v3, one run of a kind at a time, with optional jitter; it
-// logs missed runs (a run whose predecessor is still going, and runs that
-// fell while the daemon was down); it reloads its configuration on SIGHUP;
-// it serves /metrics (prometheus/client_golang) with its own counters and
-// the job results the jobs publish.
+// logs missed runs (a run whose predecessor is still going, runs that fell
+// while the daemon was down, runs it stopped during their jitter delay);
+// it reloads its configuration on SIGHUP; it serves /metrics
+// (prometheus/client_golang) with its own counters and the job results
+// the jobs publish.
 //
 // The jobs themselves are functions given by the caller (cmd/fireops), the
 // same code as the one-shot commands: this package knows nothing about
@@ -126,10 +127,35 @@ type daemon struct {
 	reloadedAt prometheus.Gauge
 }
 
+// StopTimeoutError is what Run returns when running jobs did not end
+// within StopTimeout after the context ended.
+type StopTimeoutError struct {
+	// Jobs are the names of the jobs still running.
+	Jobs []string
+	// Timeout is the StopTimeout they outlasted.
+	Timeout time.Duration
+}
+
+// Error names the jobs and the timeout.
+func (e *StopTimeoutError) Error() string {
+	return fmt.Sprintf("schedule: jobs %v did not stop within %s", e.Jobs, e.Timeout)
+}
+
 // Run runs the daemon until ctx ends. It returns nil after a clean stop,
 // and an error when the first configuration cannot be loaded, /metrics
-// cannot listen, or a job did not stop within StopTimeout.
+// cannot listen, or a job did not stop within StopTimeout (a
+// *StopTimeoutError).
 func Run(ctx context.Context, o Options) error {
+	// SIGHUP first: its default action ends the process, and a reload
+	// request that comes while starting is answered by the Load below.
+	hup := o.Hangup
+	if hup == nil {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		hup = ch
+	}
+	drain(hup)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -145,13 +171,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	hup := o.Hangup
-	if hup == nil {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGHUP)
-		defer signal.Stop(ch)
-		hup = ch
-	}
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
@@ -165,6 +184,17 @@ func Run(ctx context.Context, o Options) error {
 			return d.shutdown()
 		case <-hup:
 			d.reload()
+		}
+	}
+}
+
+// drain discards the reload requests already queued.
+func drain(ch <-chan os.Signal) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
 		}
 	}
 }
@@ -186,7 +216,7 @@ func (d *daemon) metrics() {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, task)
 	}
 	d.missed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fireops_schedule_missed_runs_total",
-		Help: "Scheduled runs that did not happen: the previous run was still going, or the daemon was down."}, task)
+		Help: "Scheduled runs that did not happen: the previous run was still going, the daemon was down, or it stopped during the jitter delay."}, task)
 	d.runningG = perTask("fireops_schedule_running", "1 while a run of the task is in progress.")
 	d.lastRun = perTask("fireops_schedule_last_run_timestamp_seconds", "Time the task's last run by the daemon ended, in seconds since the epoch.")
 	d.lastOK = perTask("fireops_schedule_last_run_success", "1 if the task's last run by the daemon succeeded, else 0.")
@@ -256,7 +286,11 @@ func (d *daemon) serve(addr string) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			d.server = old
-			return fmt.Errorf("metrics.listen %s: %w", addr, err)
+			hint := "change metrics.listen in the config"
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = "change metrics.listen or stop what listens there (ss -ltnp shows it)"
+			}
+			return exitcode.New(exitcode.Failure, fmt.Errorf("metrics.listen %s: %w", addr, err), hint)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelError)}))
@@ -315,6 +349,7 @@ func (d *daemon) fire(j Job) {
 	}
 	d.running[j.Name] = true
 	d.jobs.Add(1)
+	due := d.now()
 	jitter := d.cfg.Jitter
 	ctx := d.jobCtx
 	d.updateNext()
@@ -329,10 +364,21 @@ func (d *daemon) fire(j Job) {
 	if jitter > 0 {
 		wait := rand.N(jitter)
 		d.log.Debug("jitter", "task", j.Name, "delay", wait.String())
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
+			// The run never starts. It counts as missed now; its due time
+			// goes into the state file so that the next start does not
+			// count it a second time.
+			d.missed.WithLabelValues(j.Name).Inc()
+			d.log.Warn("missed run: the daemon stopped during its jitter delay", "task", j.Name, "spec", j.Spec)
+			d.mu.Lock()
+			d.last[j.Name] = due
+			d.saveState()
+			d.mu.Unlock()
 			return
-		case <-time.After(wait):
+		case <-t.C:
 		}
 	}
 	begin := d.now()
@@ -397,13 +443,17 @@ func (d *daemon) shutdown() error {
 	if len(running) > 0 {
 		d.log.Info("stopping: cancelling running jobs", "tasks", running, "timeout", d.o.StopTimeout.String())
 	}
-	done := make(chan struct{})
-	go func() { d.jobs.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-time.After(d.o.StopTimeout):
-		err = fmt.Errorf("schedule: jobs %v did not stop within %s", running, d.o.StopTimeout)
+	if len(running) > 0 {
+		done := make(chan struct{})
+		go func() { d.jobs.Wait(); close(done) }()
+		t := time.NewTimer(d.o.StopTimeout)
+		select {
+		case <-done:
+		case <-t.C:
+			err = &StopTimeoutError{Jobs: running, Timeout: d.o.StopTimeout}
+		}
+		t.Stop()
 	}
 	d.mu.Lock()
 	if d.server != nil {
@@ -448,17 +498,17 @@ func (d *daemon) loadState() {
 		if !ok {
 			continue
 		}
-		if prev, seen := d.last[j.Name]; seen && !prev.Before(last) {
-			continue // this process knows it already
+		if prev, seen := d.last[j.Name]; seen && !prev.Before(last) || d.running[j.Name] {
+			continue // this process knows it already, or runs it now
 		}
 		d.last[j.Name] = last
 		sched, err := cron.ParseStandard(j.Spec)
 		if err != nil {
 			continue
 		}
-		// A run due after the last one and more than a minute ago did not
-		// happen: the daemon was not running then.
-		if due := sched.Next(last.Add(time.Second)); due.Before(now.Add(-time.Minute)) {
+		// A run due after the last one and before now did not happen: the
+		// daemon was not running then (cron only runs what is due later).
+		if due := sched.Next(last.Add(time.Second)); due.Before(now) {
 			d.missed.WithLabelValues(j.Name).Inc()
 			d.log.Warn("missed run: the daemon was not running when it was due", "task", j.Name, "due", due.UTC().Format(time.RFC3339),
 				"last_run", last.UTC().Format(time.RFC3339))

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,7 +209,9 @@ func TestStopTimeout(t *testing.T) {
 	}()
 	<-started
 	stop()
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "did not stop within") {
+	err := <-done
+	var st *StopTimeoutError
+	if !errors.As(err, &st) || !strings.Contains(err.Error(), "did not stop within") || len(st.Jobs) != 1 || st.Jobs[0] != "stubborn" {
 		t.Fatalf("Run returned %v", err)
 	}
 }
@@ -241,5 +245,155 @@ func TestMissedWhileDown(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "missed run: the daemon was not running when it was due") || !strings.Contains(logs.String(), "last_run="+last) {
 		t.Fatalf("log:\n%s", logs.String())
+	}
+}
+
+// TestStopWithoutJobs: with no job running, stopping never reports a
+// timeout, however short StopTimeout is.
+func TestStopWithoutJobs(t *testing.T) {
+	t.Parallel()
+	for range 50 {
+		ctx, stop := context.WithCancel(context.Background())
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{Hangup: make(chan os.Signal), StopTimeout: time.Nanosecond, Ready: func(a string) { ready <- a },
+				Load: func() (*Config, error) {
+					return &Config{Jobs: []Job{{Name: "snapshot", Spec: "0 3 1 1 *", Run: func(context.Context) error { return nil }}}}, nil
+				}})
+		}()
+		<-ready
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("stop with no job running: %v", err)
+		}
+	}
+}
+
+// TestMissedAtStart: a run due between the last run in the state file and
+// the start is counted as missed, however short the gap; one not yet due
+// is not.
+func TestMissedAtStart(t *testing.T) {
+	t.Parallel()
+	last := time.Date(2026, 11, 27, 3, 0, 0, 0, time.Local)
+	for _, tc := range []struct {
+		name   string
+		now    time.Time
+		missed bool
+	}{
+		{"30 s after the due time", time.Date(2026, 11, 28, 3, 0, 30, 0, time.Local), true},
+		{"two days later", time.Date(2026, 11, 29, 12, 0, 0, 0, time.Local), true},
+		{"before the due time", time.Date(2026, 11, 28, 2, 59, 0, 0, time.Local), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := filepath.Join(t.TempDir(), "schedule.json")
+			if err := os.WriteFile(state, []byte(`{"last_run":{"snapshot":"`+last.UTC().Format(time.RFC3339)+`"}}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs := &syncBuf{}
+			ctx, stop := context.WithCancel(context.Background())
+			ready := make(chan string, 1)
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
+					Now: func() time.Time { return tc.now }, Ready: func(a string) { ready <- a },
+					Load: func() (*Config, error) {
+						return &Config{StateFile: state, Jobs: []Job{
+							{Name: "snapshot", Spec: "0 3 * * *", Run: func(context.Context) error { return nil }}}}, nil
+					}})
+			}()
+			<-ready
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(logs.String(), "missed run: the daemon was not running"); got != tc.missed {
+				t.Fatalf("missed run logged: %v, want %v\n%s", got, tc.missed, logs.String())
+			}
+		})
+	}
+}
+
+// TestJitterCancelledIsMissed: a run stopped while it waits for its
+// jitter is counted as missed once, and the next start does not count it
+// again.
+func TestJitterCancelledIsMissed(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "schedule.json")
+	daemon := func(spec string, jitter time.Duration, running func(logs *syncBuf)) string {
+		logs := &syncBuf{}
+		ctx, stop := context.WithCancel(context.Background())
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				Hangup: make(chan os.Signal), Ready: func(a string) { ready <- a },
+				Load: func() (*Config, error) {
+					return &Config{StateFile: state, Jitter: jitter, Jobs: []Job{
+						{Name: "snapshot", Spec: spec, Run: func(context.Context) error { return nil }}}}, nil
+				}})
+		}()
+		<-ready
+		running(logs)
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	log := daemon("@every 1s", 24*time.Hour, func(logs *syncBuf) {
+		waitFor(t, "the jitter delay", func() bool { return strings.Contains(logs.String(), "msg=jitter") })
+	})
+	if n := strings.Count(log, "missed run: the daemon stopped during its jitter delay"); n != 1 {
+		t.Fatalf("%d missed runs logged for the cancelled jitter, want 1:\n%s", n, log)
+	}
+	// The next start, with an hourly spec (nothing else fell due), does
+	// not count the cancelled run again.
+	if log := daemon("@every 1h", 0, func(*syncBuf) {}); strings.Contains(log, "missed run") {
+		t.Fatalf("the cancelled run is counted again at the next start:\n%s", log)
+	}
+}
+
+// TestListenInUse: a metrics.listen address in use is an error naming it,
+// with a hint.
+func TestListenInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Run(context.Background(), Options{Hangup: make(chan os.Signal), Load: func() (*Config, error) {
+		return &Config{Listen: ln.Addr().String()}, nil
+	}})
+	if err == nil || !strings.Contains(err.Error(), "metrics.listen "+ln.Addr().String()) ||
+		!strings.Contains(exitcode.Hint(err), "change metrics.listen or stop what listens there") {
+		t.Fatalf("got %v (hint %q)", err, exitcode.Hint(err))
+	}
+}
+
+// TestHangupWhileStarting: reload requests queued before the daemon runs
+// do not stop it, and the configuration is loaded once for them.
+func TestHangupWhileStarting(t *testing.T) {
+	t.Parallel()
+	hup := make(chan os.Signal, 1)
+	hup <- syscall.SIGHUP
+	var loads atomic.Int32
+	logs := &syncBuf{}
+	ctx, stop := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: hup, Ready: func(a string) { ready <- a },
+			Load: func() (*Config, error) { loads.Add(1); return &Config{}, nil }})
+	}()
+	<-ready
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := loads.Load(); n != 1 || strings.Contains(logs.String(), "configuration reloaded") {
+		t.Fatalf("%d loads; log:\n%s", n, logs.String())
 	}
 }
