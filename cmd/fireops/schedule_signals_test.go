@@ -85,8 +85,8 @@ func TestScheduleSecondDaemon(t *testing.T) {
 	}
 }
 
-// startLogged starts d.cmd and collects its JSON log lines, like
-// startDaemon.
+// startLogged starts d.cmd and collects its JSON log lines; d.done gets
+// its exit.
 func startLogged(t *testing.T, d *daemon) {
 	t.Helper()
 	stderr, err := d.cmd.StderrPipe()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,27 +152,7 @@ type daemon struct {
 func startDaemon(t *testing.T, cfg string) *daemon {
 	t.Helper()
 	d := &daemon{cmd: fireopsCmd(t, cfg, "schedule", "--log-format", "json", "--stop-timeout", "1m"), done: make(chan error, 1)}
-	stderr, err := d.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.cmd.Process.Kill() })
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				m = map[string]any{"msg": "(not json) " + sc.Text()}
-			}
-			d.mu.Lock()
-			d.lines = append(d.lines, m)
-			d.mu.Unlock()
-		}
-		d.done <- d.cmd.Wait()
-	}()
+	startLogged(t, d)
 	return d
 }
 

@@ -300,6 +300,31 @@ func partObject(res *snapshot.Result, id string) string {
 	return ""
 }
 
+// loadTestConfig writes DIR/etc/NAME.yaml: init's keys, one local
+// destination DIR/backups, chunk size 1 MiB, state DIR/state, then rest
+// (sources and the like), and loads it.
+func loadTestConfig(t *testing.T, dir, name string, init *bootstrap.Result, rest string) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`host: gpu01
+keys:
+  recipients: [%s]
+  identity_file: identity.txt
+  signing_key_file: signing.key
+  signing_public_key: %s
+destinations:
+  - {name: local, remote: %s}
+chunk_size: 1MiB
+state_dir: %s
+`, init.Recipient, init.SigningPublicKey, filepath.Join(dir, "backups"), filepath.Join(dir, "state")) + rest
+	p := filepath.Join(dir, "etc", name+".yaml")
+	must(t, os.WriteFile(p, []byte(y), 0o644))
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func mustStore(t *testing.T, f *fixture) snapshot.Store {
 	t.Helper()
 	ds, unopened, err := OpenDests(context.Background(), f.cfg, nil)

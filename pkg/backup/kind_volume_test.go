@@ -105,29 +105,12 @@ func nothingLeft(t *testing.T, cli *client.Client, prefix string) {
 // sqlite source, to a local destination.
 func volumeConfig(t *testing.T, f *fixture, prefix, read string) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`host: gpu01
-keys:
-  recipients: [%s]
-  identity_file: identity.txt
-  signing_key_file: signing.key
-  signing_public_key: %s
-destinations:
-  - {name: local, remote: %s}
-chunk_size: 1MiB
-state_dir: %s
-compression: fastest
+	return loadTestConfig(t, f.dir, "volumes", f.init, fmt.Sprintf(`compression: fastest
 sources:
   sqlite: [{name: hub, volume: %s-data, file: jupyterhub.sqlite}]
   volumes: {include: ["%s-user-*", "%s-data"], read: %s}
 hub: {db_volume: %s-data}
-`, f.init.Recipient, f.init.SigningPublicKey, filepath.Join(f.dir, "backups"), filepath.Join(f.dir, "state"), prefix, prefix, prefix, read, prefix)
-	p := filepath.Join(f.dir, "etc", "volumes.yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+`, prefix, prefix, prefix, read, prefix))
 }
 
 // hubWriter keeps inserting rows into a WAL-mode SQLite database until

@@ -3,7 +3,6 @@ package backup
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,26 +22,7 @@ import (
 // paths, backed up to a local destination under dir.
 func filesOnlyConfig(t *testing.T, dir string, init *bootstrap.Result, paths ...string) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`host: gpu01
-keys:
-  recipients: [%s]
-  identity_file: identity.txt
-  signing_key_file: signing.key
-  signing_public_key: %s
-destinations:
-  - {name: local, remote: %s}
-chunk_size: 1MiB
-state_dir: %s
-sources:
-  files: [{name: stack, paths: [%s]}]
-`, init.Recipient, init.SigningPublicKey, filepath.Join(dir, "backups"), filepath.Join(dir, "state"), strings.Join(paths, ", "))
-	p := filepath.Join(dir, "etc", "fireops.yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return loadTestConfig(t, dir, "fireops", init, "sources:\n  files: [{name: stack, paths: ["+strings.Join(paths, ", ")+"]}]\n")
 }
 
 // TestRestoreAllRefusesFolderAboveArchivedPath: the snapshot was taken

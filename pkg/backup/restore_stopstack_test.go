@@ -23,7 +23,6 @@ import (
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/bootstrap"
-	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
 )
 
@@ -130,24 +129,7 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 	init, err := bootstrap.Init(bootstrap.Options{Dir: filepath.Join(dir, "etc"), Host: "gpu01"})
 	must(t, err)
 	uriFile := writeURIFile(t, dir, "mongo-uri", "mongodb://"+addr+"/")
-	y := fmt.Sprintf(`host: gpu01
-keys:
-  recipients: [%s]
-  identity_file: identity.txt
-  signing_key_file: signing.key
-  signing_public_key: %s
-destinations:
-  - {name: local, remote: %s}
-chunk_size: 1MiB
-state_dir: %s
-sources:
-  mongo: {uri_file: %s, databases: [%s]}
-stack: {name: %s}
-`, init.Recipient, init.SigningPublicKey, filepath.Join(dir, "backups"), filepath.Join(dir, "state"), uriFile, db, project)
-	p := filepath.Join(dir, "etc", "fireops.yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
-	cfg, err := config.Load(p)
-	must(t, err)
+	cfg := loadTestConfig(t, dir, "fireops", init, fmt.Sprintf("sources:\n  mongo: {uri_file: %s, databases: [%s]}\nstack: {name: %s}\n", uriFile, db, project))
 	if _, err := Snapshot(ctx, cfg, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
 	}
