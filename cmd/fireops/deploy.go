@@ -187,6 +187,9 @@ func (a *app) printDeployResult(res *deploy.Result) {
 	for _, b := range res.Built {
 		fmt.Fprintf(a.stdout, "built %s\n", b)
 	}
+	if len(res.Recreated) > 0 {
+		fmt.Fprintf(a.stdout, "recreated (a secret they mount changed): %s\n", strings.Join(res.Recreated, ", "))
+	}
 	if res.Services != nil {
 		a.printServices(res.Services)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -182,6 +183,32 @@ func (c *Compose) Up(ctx context.Context, dir string, wait time.Duration, out io
 		return fmt.Errorf("docker compose up: %w", err)
 	}
 	return nil
+}
+
+// RemoveServices stops and removes the containers of the given services
+// that exist (volumes stay) and returns those services, so that the next
+// up creates them again.
+func (c *Compose) RemoveServices(ctx context.Context, dir string, services []string, out io.Writer) ([]string, error) {
+	var ps bytes.Buffer
+	args := append(projectArgs(dir), "ps", "--all", "--format", "{{.Service}}")
+	if err := c.run(ctx, dir, &ps, out, args...); err != nil {
+		return nil, fmt.Errorf("docker compose ps: %w", err)
+	}
+	var present []string
+	for _, line := range strings.Fields(ps.String()) {
+		if slices.Contains(services, line) && !slices.Contains(present, line) {
+			present = append(present, line)
+		}
+	}
+	if len(present) == 0 {
+		return nil, nil
+	}
+	slices.Sort(present)
+	args = append(append(projectArgs(dir), "rm", "--stop", "--force"), present...)
+	if err := c.run(ctx, dir, out, out, args...); err != nil {
+		return nil, fmt.Errorf("docker compose rm %s: %w", strings.Join(present, " "), err)
+	}
+	return present, nil
 }
 
 // Down runs `down --remove-orphans`, with --volumes when asked. Without a

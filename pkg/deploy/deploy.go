@@ -35,12 +35,16 @@ type Options struct {
 
 // Result is what a deploy did.
 type Result struct {
-	StackDir  string          `json:"stack_dir"`
-	Project   string          `json:"project"`
-	Preflight *Preflight      `json:"preflight"`
-	Files     []Change        `json:"files,omitempty"`
-	Secrets   []SecretResult  `json:"secrets,omitempty"`
-	Built     []string        `json:"built,omitempty"`
+	StackDir  string         `json:"stack_dir"`
+	Project   string         `json:"project"`
+	Preflight *Preflight     `json:"preflight"`
+	Files     []Change       `json:"files,omitempty"`
+	Secrets   []SecretResult `json:"secrets,omitempty"`
+	Built     []string       `json:"built,omitempty"`
+	// Recreated are the services whose containers were replaced because
+	// a secret they mount changed (Compose does not notice: the files are
+	// bind-mounted, and the compose file stays the same).
+	Recreated []string        `json:"recreated,omitempty"`
 	Services  []ServiceStatus `json:"services,omitempty"`
 	// Healthy is true when every service runs and is healthy.
 	Healthy bool `json:"healthy"`
@@ -99,6 +103,31 @@ func Deploy(ctx context.Context, cfg *config.Config, opts Options) (*Result, err
 			return res, err
 		}
 		res.Built = append(res.Built, st.NotebookImage)
+	}
+
+	var changed []string
+	for _, s := range res.Secrets {
+		if s.Action == "updated" || s.Action == "generated" {
+			changed = append(changed, s.Name)
+		}
+	}
+	if len(changed) > 0 {
+		svcs, err := servicesMounting(st.File("compose.yaml"), changed)
+		if err != nil {
+			return res, err
+		}
+		// A container that exists holds the old secret: remove it so that
+		// up creates it again (on a first deploy there is none).
+		if len(svcs) > 0 {
+			removed, err := pre.Compose.RemoveServices(ctx, st.Dir, svcs, progress)
+			if err != nil {
+				return res, err
+			}
+			res.Recreated = removed
+			if len(removed) > 0 {
+				log.Info("recreating services whose secrets changed", "services", removed)
+			}
+		}
 	}
 
 	log.Info("starting the stack", "dir", st.Dir, "project", st.Project)

@@ -156,7 +156,11 @@ stack:
   health_interval: 1s
   wait_timeout: 3m
   min_free_disk: 1MiB
+  alerts: {email: {to: [ops@example.com], from: alerts@example.com, smarthost: "smtp.example.com:587", username: alerts, password_file: %[2]s/smtp-password}}
 `, id, dir, freePort(t), freePort(t), freePort(t), freePort(t))
+	if err := os.WriteFile(filepath.Join(dir, "smtp-password"), []byte("first-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Parse([]byte(yaml), filepath.Join(dir, "fireops.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -279,6 +283,27 @@ func TestDeployEndToEnd(t *testing.T) {
 	for _, s := range res2.Services {
 		if ids[s.Service] != s.ID {
 			t.Errorf("%s: container %s replaced by %s", s.Service, ids[s.Service], s.ID)
+		}
+	}
+	if len(res.Recreated)+len(res2.Recreated) != 0 {
+		t.Errorf("recreated on the first or second deploy: %v, %v", res.Recreated, res2.Recreated)
+	}
+
+	// A changed SMTP password: alertmanager (which mounts it) is
+	// recreated with it, nothing else.
+	if err := os.WriteFile(cfg.Stack.Alerts.Email.PasswordFile, []byte("second-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res3, err := Deploy(ctx, cfg, opts)
+	if err != nil {
+		t.Fatalf("deploy after a password change: %v", err)
+	}
+	if fmt.Sprint(res3.Recreated) != "[alertmanager]" {
+		t.Errorf("recreated %v, want [alertmanager]", res3.Recreated)
+	}
+	for _, s := range res3.Services {
+		if replaced := ids[s.Service] != s.ID; replaced != (s.Service == "alertmanager") {
+			t.Errorf("%s: container %s -> %s after the SMTP password changed", s.Service, ids[s.Service], s.ID)
 		}
 	}
 	out, _ := json.Marshal([]any{res, res2})

@@ -10,8 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/firetech/fireops/pkg/config"
 )
@@ -104,6 +107,50 @@ func secretSpecs(cfg *config.Config) []SecretSpec {
 		}})
 	}
 	return specs
+}
+
+// servicesMounting returns the services of a rendered compose.yaml that
+// mount any of the named secret files (names in secrets/, sorted).
+func servicesMounting(compose []byte, files []string) ([]string, error) {
+	var doc struct {
+		Services map[string]struct {
+			Secrets []yaml.Node `yaml:"secrets"`
+		} `yaml:"services"`
+		Secrets map[string]struct {
+			File string `yaml:"file"`
+		} `yaml:"secrets"`
+	}
+	if err := yaml.Unmarshal(compose, &doc); err != nil {
+		return nil, fmt.Errorf("read the rendered compose.yaml: %w", err)
+	}
+	// Compose's secret names (mongo_root_password) -> their files.
+	var secrets []string
+	for name, s := range doc.Secrets {
+		if slices.Contains(files, filepath.Base(s.File)) {
+			secrets = append(secrets, name)
+		}
+	}
+	var out []string
+	for name, svc := range doc.Services {
+		for _, n := range svc.Secrets {
+			src := n.Value // short form: the secret's name
+			if n.Kind == yaml.MappingNode {
+				var long struct {
+					Source string `yaml:"source"`
+				}
+				if err := n.Decode(&long); err != nil {
+					return nil, fmt.Errorf("read the rendered compose.yaml: service %s: %w", name, err)
+				}
+				src = long.Source
+			}
+			if slices.Contains(secrets, src) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // SecretResult says what EnsureSecrets did with one secret. It never holds

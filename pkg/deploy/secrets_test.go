@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +117,43 @@ func TestSecretsNeverOverwriteARace(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("temp files left behind: %v", entries)
+	}
+}
+
+// TestServicesMounting: the services to recreate for changed secret files
+// are read from the rendered compose.yaml (Compose's secret names differ
+// from the files': alertmanager_smtp_password is secrets/alertmanager-smtp-password).
+func TestServicesMounting(t *testing.T) {
+	t.Parallel()
+	compose := []byte(`services:
+  alertmanager:
+    secrets: [alertmanager_smtp_password]
+  mongodb:
+    secrets:
+      - mongo_root_password
+      - source: mongo_keyfile
+        target: keyfile
+  exporter:
+    secrets: [mongo_uri]
+  grafana: {}
+secrets:
+  alertmanager_smtp_password: {file: ./secrets/alertmanager-smtp-password}
+  mongo_root_password: {file: ./secrets/mongo-root-password}
+  mongo_keyfile: {file: ./secrets/mongo-keyfile}
+  mongo_uri: {file: ./secrets/mongodb-exporter.env}
+`)
+	for _, tc := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{"alertmanager-smtp-password"}, "[alertmanager]"},
+		{[]string{"mongo-keyfile"}, "[mongodb]"},
+		{[]string{"mongo-root-password", "mongodb-exporter.env"}, "[exporter mongodb]"},
+		{[]string{"grafana-admin-password"}, "[]"},
+	} {
+		got, err := servicesMounting(compose, tc.files)
+		if err != nil || fmt.Sprint(got) != tc.want {
+			t.Errorf("servicesMounting(%v) = %v, %v; want %s", tc.files, got, err, tc.want)
+		}
 	}
 }
