@@ -89,8 +89,8 @@ func ReadToken(path string) (string, error) {
 	return tok, nil
 }
 
-// URL returns the API base URL.
-func (h *Hub) URL() string { return h.base.String() }
+// URL returns the API base URL, a password in it redacted.
+func (h *Hub) URL() string { return h.base.Redacted() }
 
 // apiError is the JSON body of a JupyterHub API error.
 type apiError struct {
@@ -139,7 +139,7 @@ func (h *Hub) do(ctx context.Context, method, path string, query url.Values, bod
 		if parent.Err() != nil {
 			return fmt.Errorf("hub API %s: %w", what, parent.Err())
 		}
-		hint := "is the hub running? check hub.api_url (" + h.base.String() + ")"
+		hint := "is the hub running? check hub.api_url (" + h.URL() + ")"
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 			hint = "the hub did not answer in time; check that it is healthy (docker compose ps) and hub.api_url"

@@ -333,3 +333,23 @@ func TestRealHub(t *testing.T) {
 		}
 	})
 }
+
+// TestHubURLPasswordRedacted: an api_url with credentials in it never
+// shows them in errors or hints.
+func TestHubURLPasswordRedacted(t *testing.T) {
+	t.Parallel()
+	u := strings.Replace(closedPort(t), "http://", "http://admin:s3cret-pw@", 1)
+	h, err := NewHub(u, "token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Users(context.Background())
+	if err == nil {
+		t.Fatal("a hub where nothing listens answered")
+	}
+	for _, s := range []string{err.Error(), exitcode.Hint(err), h.URL()} {
+		if strings.Contains(s, "s3cret-pw") {
+			t.Errorf("the password shows: %q", s)
+		}
+	}
+}
