@@ -372,6 +372,21 @@ func serverVersion(ctx context.Context, c *mongo.Client) (string, error) {
 
 // list returns the collections and views to dump, sorted by database and
 // name, with their metadata.
+// dumpedDatabase reports whether a whole-server dump includes database d:
+// not admin, local and config, nor fireops' own scratch databases (a
+// restore-test running now, or left by a killed one).
+func dumpedDatabase(d string) bool {
+	return !slices.Contains(skippedDatabases, d) && !strings.HasPrefix(d, ScratchPrefix)
+}
+
+// dumpedCollection reports whether a dump includes the collection: not
+// system.* nor the staging collections of a restore in progress (or
+// killed); fireops-replaced-* are kept: they hold live data a failed swap
+// set aside.
+func dumpedCollection(name string) bool {
+	return name != "" && !strings.HasPrefix(name, "system.") && !strings.HasPrefix(name, StagingPrefix)
+}
+
 func (s *Source) list(ctx context.Context, c *mongo.Client) ([]collection, error) {
 	dbs := s.databases
 	if len(dbs) == 0 {
@@ -380,7 +395,7 @@ func (s *Source) list(ctx context.Context, c *mongo.Client) ([]collection, error
 			return nil, explain(err, s.uri, "list databases")
 		}
 		for _, d := range all {
-			if !slices.Contains(skippedDatabases, d) {
+			if dumpedDatabase(d) {
 				dbs = append(dbs, d)
 			}
 		}
@@ -411,7 +426,7 @@ func (s *Source) list(ctx context.Context, c *mongo.Client) ([]collection, error
 		for _, spec := range specs {
 			name, _ := spec.Lookup("name").StringValueOK()
 			typ, _ := spec.Lookup("type").StringValueOK()
-			if name == "" || strings.HasPrefix(name, "system.") {
+			if !dumpedCollection(name) {
 				continue
 			}
 			var idx []bson.Raw

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -407,6 +408,61 @@ func TestRedact(t *testing.T) {
 	plain := errors.New("nothing secret")
 	if redact(plain, uri) != plain {
 		t.Error("a clean error was wrapped")
+	}
+}
+
+// TestRedactQuerySecrets: the driver's parse errors quote option values;
+// those of sensitive options (a TLS key password) are hidden too, also
+// when the URI cannot be parsed at all.
+func TestRedactQuerySecrets(t *testing.T) {
+	t.Parallel()
+	uri := "mongodb://backup:s3cret@127.0.0.1:1/?tls=true&tlsCertificateKeyFile=/etc/k.pem&tlsCertificateKeyFilePassword=K3yPa55%word"
+	src, err := New(uri, nil, WithServerSelectionTimeout(300*time.Millisecond))
+	if err == nil {
+		_, err = src.WriteTar(context.Background(), io.Discard)
+	}
+	if err == nil {
+		t.Fatal("a URI that cannot be parsed was used")
+	}
+	for _, s := range []string{"K3yPa55", "s3cret"} {
+		if strings.Contains(err.Error(), s) || strings.Contains(exitcode.Hint(err), s) {
+			t.Errorf("%q shows in %v", s, err)
+		}
+	}
+	escaped := "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok%2Fen123"
+	for _, s := range []string{"AWS_SESSION_TOKEN:tok%2Fen123", "AWS_SESSION_TOKEN:tok/en123"} {
+		if err := redact(errors.New("bad value "+s), escaped); strings.Contains(err.Error(), "tok") {
+			t.Errorf("%q left in %q", s, err)
+		}
+	}
+}
+
+// TestDumpSkipsFireopsOwn: a whole-server dump leaves out fireops' scratch
+// databases and staging collections, and keeps everything else, the
+// collections a failed swap set aside included.
+func TestDumpSkipsFireopsOwn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		db   string
+		want bool
+	}{
+		{"metrics", true}, {"admin", false}, {"local", false}, {"config", false},
+		{ScratchDB("20260301T120000Z-abc"), false}, {"fireops-verified", true},
+	} {
+		if got := dumpedDatabase(tc.db); got != tc.want {
+			t.Errorf("dumpedDatabase(%q) = %v", tc.db, got)
+		}
+	}
+	for _, tc := range []struct {
+		coll string
+		want bool
+	}{
+		{"runs", true}, {"system.views", false}, {StagingPrefix + "run1-0", false},
+		{ReplacedPrefix + "run1-0", true}, {"", false},
+	} {
+		if got := dumpedCollection(tc.coll); got != tc.want {
+			t.Errorf("dumpedCollection(%q) = %v", tc.coll, got)
+		}
 	}
 }
 

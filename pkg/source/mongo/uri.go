@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -68,10 +69,27 @@ func checkURI(uri string) error {
 	return nil
 }
 
+// sensitiveOptions are the URI options (lower case) whose values are
+// secrets: the driver's parse errors quote option values verbatim.
+var sensitiveOptions = []string{"tlscertificatekeyfilepassword", "sslclientcertificatekeypassword", "authmechanismproperties", "password"}
+
 // secrets returns the strings that must never appear in a message: the
-// URI itself, its userinfo and its password, raw and unescaped.
+// URI itself, its userinfo and its password, and the values of its
+// sensitive options, raw and unescaped.
 func secrets(uri string) []string {
 	out := []string{uri}
+	if _, query, ok := strings.Cut(uri, "?"); ok {
+		for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+			k, v, _ := strings.Cut(kv, "=")
+			if v == "" || !slices.Contains(sensitiveOptions, strings.ToLower(k)) {
+				continue
+			}
+			out = append(out, v)
+			if u, err := url.QueryUnescape(v); err == nil && u != v {
+				out = append(out, u)
+			}
+		}
+	}
 	rest := uri
 	if i := strings.Index(rest, "://"); i >= 0 {
 		rest = rest[i+3:]
