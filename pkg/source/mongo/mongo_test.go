@@ -561,3 +561,52 @@ func TestRenameAsideInterrupted(t *testing.T) {
 		t.Errorf("after an interrupted commit (%v) %s.live holds %d documents, want the snapshot's 50 or the live 51", err, db, n)
 	}
 }
+
+// TestViewRefusedLeavesLive: views are not staged, so a --drop restore
+// tries each view under a staging name before it replaces anything. A
+// server that refuses the view (FerretDB has no views) fails the restore
+// with the live collections and the live namespace of the view as they
+// were; a server that takes it gets the view.
+func TestViewRefusedLeavesLive(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	ctx := context.Background()
+	runs, best := c.Database(db).Collection("runs"), c.Database(db).Collection("best")
+	_, err := runs.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	must(t, err)
+	payload, contents := dumpDB(t, uri, db)
+	_, err = runs.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}})
+	must(t, err)
+	_, err = best.InsertOne(ctx, bson.D{{Key: "_id", Value: "live"}})
+	must(t, err)
+	// The snapshot also has a view "best" on runs.
+	meta := `{"options":{"viewOn":"runs","pipeline":[{"$match":{"done":true}}]},"indexes":[],"collectionName":"best","type":"view"}`
+	payload = append(payload[:len(payload)-1024], makeTar(t, []tarEntry{{name: db + "/best.metadata.json", body: meta}})...)
+	contents = append(contents, Namespace{DB: db, Coll: "best", View: true, ViewOn: "runs"})
+	o := RestoreOptions{Drop: true, Expect: contents}
+	if _, err := Plan(ctx, uri, contents, o); err != nil {
+		t.Fatal(err)
+	}
+	_, err = restore(t, uri, payload, o)
+	nRuns, _ := runs.CountDocuments(ctx, bson.D{})
+	nBest, _ := best.CountDocuments(ctx, bson.D{})
+	if err == nil {
+		t.Logf("the server has views: restored (runs %d)", nRuns)
+		if nRuns != 1 {
+			t.Errorf("runs holds %d documents after the restore, want the snapshot's 1", nRuns)
+		}
+		return
+	}
+	t.Logf("restore refused: %v", err)
+	if nRuns != 2 || nBest != 1 {
+		t.Fatalf("a refused view left runs with %d documents (want 2) and best with %d (want 1)", nRuns, nBest)
+	}
+	names, err := c.Database(db).ListCollectionNames(ctx, bson.D{})
+	must(t, err)
+	for _, n := range names {
+		if strings.HasPrefix(n, StagingPrefix) {
+			t.Errorf("staging collection %s left behind", n)
+		}
+	}
+}

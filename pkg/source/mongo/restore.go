@@ -523,6 +523,24 @@ func (s *staged) Commit(ctx context.Context) error {
 				"add --drop to replace it, or restore next to it with --to-db PREFIX")
 		}
 	}
+	// Views are not staged: try each under a staging name first, so that
+	// a view the server refuses (a pipeline it does not know, a server
+	// without views) fails the restore before anything is replaced or
+	// dropped, not after.
+	for i, v := range s.views {
+		trial := StagingPrefix + s.run + "-v" + strconv.Itoa(i)
+		cmd, err := v.meta.CreateCommand(trial, v.viewOn)
+		if err != nil {
+			return err
+		}
+		db := s.c.Database(v.db)
+		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
+			return explain(err, uri, "create view "+v.db+"."+v.target+" (tried under a staging name; nothing was replaced)")
+		}
+		if err := db.Collection(trial).Drop(ctx); err != nil {
+			return explain(err, uri, "drop the trial view "+v.db+"."+trial)
+		}
+	}
 	var replaced []string
 	for i, sc := range s.colls {
 		if !sc.direct {
@@ -536,20 +554,27 @@ func (s *staged) Commit(ctx context.Context) error {
 		sc.done = true
 		replaced = append(replaced, sc.db+"."+sc.target)
 	}
+	alreadyReplaced := func(err error) error {
+		if len(replaced) > 0 {
+			err = fmt.Errorf("%w (already replaced: %s)", err, strings.Join(replaced, ", "))
+		}
+		return err
+	}
 	for _, v := range s.views {
 		db := s.c.Database(v.db)
 		if s.r.o.Drop {
 			if err := db.Collection(v.target).Drop(ctx); err != nil {
-				return explain(err, uri, "drop view "+v.db+"."+v.target)
+				return alreadyReplaced(explain(err, uri, "drop view "+v.db+"."+v.target))
 			}
 		}
 		cmd, err := v.meta.CreateCommand(v.target, v.viewOn)
 		if err != nil {
-			return err
+			return alreadyReplaced(err)
 		}
 		if err := db.RunCommand(ctx, cmd).Err(); err != nil {
-			return explain(err, uri, "create view "+v.db+"."+v.target)
+			return alreadyReplaced(explain(err, uri, "create view "+v.db+"."+v.target))
 		}
+		replaced = append(replaced, v.db+"."+v.target)
 	}
 	s.close(ctx)
 	return nil
