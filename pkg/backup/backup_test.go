@@ -264,8 +264,8 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 	must(t, os.WriteFile(chunk, data, 0o600))
 
 	_, err = Verify(ctx, f.cfg, VerifyOptions{Level: LevelFull})
-	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), m.Objects[0].ID) {
-		t.Fatalf("verify full: code %d, err %v", exitcode.Code(err), err)
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), m.Objects[0].ID) || !strings.Contains(exitcode.Hint(err), "damaged") {
+		t.Fatalf("verify full: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelQuick}); err != nil {
 		t.Fatalf("verify quick sees sizes only and should pass: %v", err)
@@ -377,6 +377,24 @@ func TestReuseOnlyChangedPart(t *testing.T) {
 		if _, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: id, Parts: []string{"files"}, To: t.TempDir(), Force: true}); err != nil {
 			t.Fatalf("restore %s: %v", id, err)
 		}
+	}
+}
+
+// TestRestoreTestOwnFailure: a restore-test that fails for a reason of its
+// own (here its scratch folder cannot be made) still fails the check (exit
+// 3) but does not call intact data damaged.
+func TestRestoreTestOwnFailure(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(t.TempDir(), "a-file")
+	must(t, os.WriteFile(notDir, []byte("x"), 0o600))
+	_, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelRestoreTest, ScratchDir: notDir})
+	if exitcode.Code(err) != exitcode.CheckFailed || strings.Contains(exitcode.Hint(err), "damaged") || !strings.Contains(exitcode.Hint(err), "could not be checked") {
+		t.Fatalf("restore-test with an unusable scratch folder: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}
 }
 

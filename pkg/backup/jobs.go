@@ -253,6 +253,10 @@ type VerifyResult struct {
 	// PartIDs names the parts ("volume:jupyterhub-user-ada"), from the
 	// encrypted index: only levels full and restore-test read it.
 	PartIDs []string `json:"part_ids,omitempty"`
+	// damaged: the failure is an integrity error (the data on the
+	// destination), not one of the check itself (a scratch target the
+	// server refused, a download that broke off).
+	damaged bool
 }
 
 // Verify checks snapshots at the given level. It returns every result and
@@ -285,6 +289,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	defer CloseDests(ctx, dests, o.Log)
 	var results []VerifyResult
 	var failed []string // snapshots that failed their check
+	damaged := false
 	// A destination that cannot be opened or listed is a failed result of
 	// its own (exit code 1 unless a check failed too), not the end of the
 	// run: the others are still checked.
@@ -329,6 +334,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			r := verifyOne(ctx, cfg, d, id, o, trusted, ids)
 			if !r.OK {
 				failed = append(failed, fmt.Sprintf("%s on %s: %s", r.Snapshot, r.Destination, r.Error))
+				damaged = damaged || r.damaged
 			}
 			results = append(results, r)
 		}
@@ -339,8 +345,13 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		if len(unreachable) > 0 {
 			msg += "; not checked on " + strings.Join(unreachable, "; ")
 		}
-		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg),
-			"the data on the destination is damaged or was altered; take a new snapshot and find the cause")
+		hint := "the data on the destination is damaged or was altered; take a new snapshot and find the cause"
+		if !damaged {
+			// Every failure is the check's own: the data checked out as far
+			// as it was read.
+			hint = "the snapshot could not be checked to its end (see the error: e.g. a scratch restore the server refused); the data read so far was intact"
+		}
+		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg), hint)
 	}
 	if len(unreachable) > 0 {
 		return results, exitcode.New(exitcode.Failure, fmt.Errorf("verify: not checked on %s", strings.Join(unreachable, "; ")), destHint)
@@ -386,6 +397,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 	r.Seconds = time.Since(begin).Seconds()
 	if err != nil {
 		r.Error = err.Error()
+		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
 	} else {
 		r.OK = true
 	}
