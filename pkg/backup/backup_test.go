@@ -59,28 +59,11 @@ func newFixture(t *testing.T, dests ...string) *fixture {
 
 func (f *fixture) writeConfig(t *testing.T, dests ...string) {
 	t.Helper()
-	y := fmt.Sprintf(`host: gpu01
-keys:
-  recipients: [%s]
-  identity_file: identity.txt
-  signing_key_file: signing.key
-  signing_public_key: %s
-destinations:
-%s
-chunk_size: 1MiB
-state_dir: %s
-compression: fastest
+	f.cfg = loadConfigWith(t, f.dir, "fireops", f.init, dests, fmt.Sprintf(`compression: fastest
 sources:
   files: [{name: stack, paths: [%s]}]
   sqlite: [{name: hub, path: %s}]
-`, f.init.Recipient, f.init.SigningPublicKey, "  - "+strings.Join(dests, "\n  - "), filepath.Join(f.dir, "state"), f.data, f.db)
-	p := filepath.Join(f.dir, "etc", "fireops.yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.cfg = cfg
+`, f.data, f.db))
 }
 
 func must(t *testing.T, err error) {
@@ -305,6 +288,13 @@ func partObject(res *snapshot.Result, id string) string {
 // (sources and the like), and loads it.
 func loadTestConfig(t *testing.T, dir, name string, init *bootstrap.Result, rest string) *config.Config {
 	t.Helper()
+	return loadConfigWith(t, dir, name, init, []string{"{name: local, remote: " + filepath.Join(dir, "backups") + "}"}, rest)
+}
+
+// loadConfigWith is loadTestConfig with the given destinations (YAML flow
+// mappings).
+func loadConfigWith(t *testing.T, dir, name string, init *bootstrap.Result, dests []string, rest string) *config.Config {
+	t.Helper()
 	y := fmt.Sprintf(`host: gpu01
 keys:
   recipients: [%s]
@@ -312,10 +302,10 @@ keys:
   signing_key_file: signing.key
   signing_public_key: %s
 destinations:
-  - {name: local, remote: %s}
+  - %s
 chunk_size: 1MiB
 state_dir: %s
-`, init.Recipient, init.SigningPublicKey, filepath.Join(dir, "backups"), filepath.Join(dir, "state")) + rest
+`, init.Recipient, init.SigningPublicKey, strings.Join(dests, "\n  - "), filepath.Join(dir, "state")) + rest
 	p := filepath.Join(dir, "etc", name+".yaml")
 	must(t, os.WriteFile(p, []byte(y), 0o644))
 	cfg, err := config.Load(p)
