@@ -1,10 +1,12 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -367,6 +369,36 @@ func TestReuseOnlyChangedPart(t *testing.T) {
 		if _, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: id, Parts: []string{"files"}, To: t.TempDir(), Force: true}); err != nil {
 			t.Fatalf("restore %s: %v", id, err)
 		}
+	}
+}
+
+// TestRestoreLatestWarnsAboutRefusedNewer: a newest snapshot whose
+// manifest does not verify is not restored, and restore latest says so
+// while it restores the newest one that does.
+func TestRestoreLatestWarnsAboutRefusedNewer(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "b")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	older, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	newer, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := filepath.Join(root, "gpu01", "snapshots", newer.ID, snapshot.SignatureFile)
+	must(t, os.WriteFile(sig, []byte("forged"), 0o600))
+	var logs bytes.Buffer
+	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r"),
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil || rr.Snapshot != older.ID {
+		t.Fatalf("restore latest: %v, %+v; want %s", err, rr, older.ID)
+	}
+	if !strings.Contains(logs.String(), "a newer snapshot was refused") || !strings.Contains(logs.String(), newer.ID) {
+		t.Errorf("no warning about the refused %s:\n%s", newer.ID, logs.String())
 	}
 }
 

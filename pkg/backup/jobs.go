@@ -186,30 +186,39 @@ func resolve(ctx context.Context, cfg *config.Config, d Dest, id string) (string
 		}
 		return id, nil
 	}
-	l, err := latestOn(ctx, cfg, d)
+	l, _, err := latestOn(ctx, cfg, d)
 	return l.ID, err
 }
 
-// latestOn returns the listing of the newest complete snapshot on d.
-func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, error) {
+// latestOn returns the listing of the newest complete snapshot on d, and
+// the newer ones that have a manifest but were refused (a signature that
+// does not verify, an unreadable manifest): a restore says so rather than
+// take the older one in silence.
+func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, error) {
 	trusted, err := TrustedKey(cfg)
 	if err != nil {
-		return snapshot.Listing{}, err
+		return snapshot.Listing{}, nil, err
 	}
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
 	if err != nil {
-		return snapshot.Listing{}, err
+		return snapshot.Listing{}, nil, err
 	}
 	latest, ok := snapshot.Latest(ls)
 	if !ok {
-		return snapshot.Listing{}, fmt.Errorf("destination %s has no complete snapshot of host %s", d.Name, cfg.Host)
+		return snapshot.Listing{}, nil, fmt.Errorf("destination %s has no complete snapshot of host %s", d.Name, cfg.Host)
 	}
-	for _, l := range ls {
+	for i, l := range ls {
 		if l.ID == latest {
-			return l, nil
+			var refused []snapshot.Listing
+			for _, n := range ls[i+1:] {
+				if n.Problem != "" {
+					refused = append(refused, n)
+				}
+			}
+			return l, refused, nil
 		}
 	}
-	return snapshot.Listing{}, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+	return snapshot.Listing{}, nil, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
 }
 
 // Levels of verify.
@@ -547,7 +556,14 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		l := snapshot.Listing{ID: o.Snapshot}
 		var err error
 		if o.Snapshot == "latest" {
-			l, err = latestOn(ctx, cfg, cand)
+			var refused []snapshot.Listing
+			l, refused, err = latestOn(ctx, cfg, cand)
+			for _, r := range refused {
+				if o.Log != nil {
+					o.Log.Warn("a newer snapshot was refused: check who wrote it (fireops snapshots shows it)",
+						"destination", cand.Name, "snapshot", r.ID, "problem", r.Problem, "restoring", l.ID)
+				}
+			}
 		} else {
 			l.ID, err = resolve(ctx, cfg, cand, o.Snapshot)
 		}
