@@ -166,6 +166,7 @@ func TestConsistentCopyUnderWrites(t *testing.T) {
 				var buf bytes.Buffer
 				st, err := s.WriteTar(context.Background(), &buf)
 				must(t, err)
+				after := committed.Load() // the copy's read has ended
 				emptyDir(t, tmp)
 				hdr, p := untar(t, buf.Bytes(), base)
 				if hdr.Name != "hub.sqlite" || st.Entries != 1 || st.Details["integrity_check"] != "ok" {
@@ -189,8 +190,12 @@ func TestConsistentCopyUnderWrites(t *testing.T) {
 				}
 				lastRows = rows
 				c.Close()
-				// Let the writer get ahead between copies.
-				for deadline := time.Now().Add(10 * time.Second); committed.Load() < before+20 && !failed.Load() && time.Now().Before(deadline); {
+				// Let the writer commit after this copy's read ended, so that
+				// the next copy must see more rows (20 batches add 40 rows
+				// and delete at most 4). Counting from before the copy was
+				// flaky: those commits could all fall inside the copy's
+				// own read, leaving the next copy with the same rows.
+				for deadline := time.Now().Add(10 * time.Second); committed.Load() < after+20 && !failed.Load() && time.Now().Before(deadline); {
 					time.Sleep(time.Millisecond)
 				}
 			}
