@@ -142,26 +142,37 @@ func TestDeadDestinationDoesNotHoldUpOthers(t *testing.T) {
 }
 
 // limitedStore is a dirStore with its own upload limit that records how
-// many object Puts ran at once.
+// many object Puts ran at once. With meet > 1, a Put waits (up to a few
+// seconds) until that many run at once, so that allowed concurrency shows
+// however slowly the chunks are produced.
 type limitedStore struct {
 	*dirStore
-	limit          int
+	limit, meet    int32
 	inFlight, peak atomic.Int32
 }
 
-func (s *limitedStore) Uploads() int { return s.limit }
+func (s *limitedStore) notePeak() {
+	for n := s.inFlight.Load(); ; {
+		old := s.peak.Load()
+		if n <= old || s.peak.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+func (s *limitedStore) Uploads() int { return int(s.limit) }
 
 func (s *limitedStore) Put(ctx context.Context, p string, data []byte) error {
 	if strings.Contains(p, "/objects/") {
-		n := s.inFlight.Add(1)
+		s.inFlight.Add(1)
 		defer s.inFlight.Add(-1)
-		for {
-			old := s.peak.Load()
-			if n <= old || s.peak.CompareAndSwap(old, n) {
-				break
-			}
+		s.notePeak()
+		for deadline := time.Now().Add(time.Second); s.meet > 1 && s.inFlight.Load() < s.meet && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(2 * time.Millisecond) // let concurrent uploads overlap
+		s.notePeak()
+		time.Sleep(time.Millisecond) // let uploads overlap
+		s.notePeak()
 	}
 	return s.dirStore.Put(ctx, p, data)
 }
@@ -173,7 +184,7 @@ func TestPerDestinationUploadLimit(t *testing.T) {
 	e := newEnv(t, 2)
 	e.opts.Uploads = 4
 	one := &limitedStore{dirStore: e.stores[0], limit: 1}
-	four := &limitedStore{dirStore: e.stores[1]}
+	four := &limitedStore{dirStore: e.stores[1], meet: 2}
 	src := &memSource{kind: "files", name: "x", files: map[string][]byte{"f": randomBytes(2<<20, 3)}}
 	if _, err := Create(context.Background(), e.opts, []Store{one, four}, []source.Source{src}); err != nil {
 		t.Fatal(err)
