@@ -610,3 +610,20 @@ func TestViewRefusedLeavesLive(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreTestLongCollectionName: a collection whose name fits at the
+// source restores into the scratch database (whose namespaces are
+// longer), so a good snapshot passes restore-test.
+func TestRestoreTestLongCollectionName(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	_, err := c.Database(db).Collection(strings.Repeat("m", 230)).InsertOne(context.Background(), bson.D{{Key: "_id", Value: 1}})
+	must(t, err)
+	payload, contents := dumpDB(t, uri, db)
+	scratch := ScratchDB("20260301T120000Z-" + randomHex(3))
+	mongotest.DropLater(t, c, scratch)
+	if _, err := restore(t, uri, payload, RestoreOptions{Scratch: scratch, Expect: contents, VerifySums: true}); err != nil {
+		t.Fatalf("restore-test of a good snapshot: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -79,9 +81,32 @@ type RestoreOptions struct {
 // Target returns where db.coll goes.
 func (o RestoreOptions) Target(db, coll string) (string, string) {
 	if o.Scratch != "" {
-		return o.Scratch, db + ":" + coll
+		return o.Scratch, scratchName(o.Scratch, db, coll)
 	}
 	return o.ToDB + db, coll
+}
+
+// maxScratchNS bounds a scratch namespace ("<scratch db>.<db>:<coll>"):
+// MongoDB allows 255 bytes; the rest is margin.
+const maxScratchNS = 235
+
+// scratchName is the name of db.coll in the scratch database: "<db>:<coll>"
+// when that fits, else cut short and ended with a hash of the whole name,
+// so that a collection whose name fits at the source does not fail the
+// restore-test (the same name every time: views map their source with it).
+func scratchName(scratch, db, coll string) string {
+	name := db + ":" + coll
+	if len(scratch)+1+len(name) <= maxScratchNS {
+		return name
+	}
+	sum := sha256.Sum256([]byte(db + "." + coll))
+	tail := "~" + hex.EncodeToString(sum[:8])
+	keep := max(0, maxScratchNS-len(scratch)-1-len(tail))
+	cut := name[:min(keep, len(name))]
+	for !utf8.ValidString(cut) && len(cut) > 0 { // never split a character
+		cut = cut[:len(cut)-1]
+	}
+	return cut + tail
 }
 
 // Planned is a namespace of a restore plan.

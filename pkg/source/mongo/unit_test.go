@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -584,4 +585,33 @@ func makeTar(t testing.TB, entries []tarEntry) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
+}
+
+// TestScratchName: a restore-test's collection names stay within the
+// namespace limit, are the same for the same collection, differ for
+// different ones, and keep "<db>:<coll>" whenever it fits.
+func TestScratchName(t *testing.T) {
+	t.Parallel()
+	scratch := ScratchDB("20260301T120000Z-abcdef")
+	long := strings.Repeat("m", 230)
+	for _, tc := range []struct{ db, coll, want string }{
+		{"metrics", "runs", "metrics:runs"},
+		{"metrics", long, ""},
+		{"metrics", long + "x", ""},
+		{"metrics", strings.Repeat("é", 120), ""},
+	} {
+		got := scratchName(scratch, tc.db, tc.coll)
+		if tc.want != "" && got != tc.want {
+			t.Errorf("scratchName(%s.%s) = %q, want %q", tc.db, tc.coll, got, tc.want)
+		}
+		if n := len(scratch) + 1 + len(got); n > maxScratchNS || !utf8.ValidString(got) || !strings.HasPrefix(got, tc.db+":") {
+			t.Errorf("scratchName(%s.%.20s...) = %q: %d bytes of namespace", tc.db, tc.coll, got, n)
+		}
+		if again := scratchName(scratch, tc.db, tc.coll); again != got {
+			t.Errorf("not the same name twice: %q, %q", got, again)
+		}
+	}
+	if scratchName(scratch, "metrics", long) == scratchName(scratch, "metrics", long+"x") {
+		t.Error("two long names map to the same scratch name")
+	}
 }
