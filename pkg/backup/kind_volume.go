@@ -206,7 +206,8 @@ func (volumeKind) scratch(ctx context.Context, cfg *config.Config, _ snapshot.Pa
 	if err != nil {
 		return nil, nil, err
 	}
-	name, remove, err := c.NewScratchVolume(ctx)
+	info, _ := ctx.Value(scratchKey{}).(scratchInfo)
+	name, remove, err := c.NewScratchVolume(ctx, info.snapshot)
 	if err != nil {
 		c.Close()
 		return nil, nil, engineError("restore-test", err)

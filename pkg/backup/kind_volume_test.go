@@ -294,9 +294,12 @@ func containerListAll(label string) container.ListOptions {
 }
 
 // scratchVolumes lists the restore-test scratch volumes.
-func scratchVolumes(t *testing.T, cli *client.Client) []string {
+// scratchVolumes lists the scratch volumes of the restore-tests of one
+// snapshot (other tests, and other packages' tests, make their own at the
+// same time).
+func scratchVolumes(t *testing.T, cli *client.Client, snapshotID string) []string {
 	t.Helper()
-	vs, err := cli.VolumeList(context.Background(), dvolume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", volume.LabelScratch))})
+	vs, err := cli.VolumeList(context.Background(), dvolume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", volume.LabelScratch+"="+snapshotID))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,12 +371,12 @@ func TestVolumeFailures(t *testing.T) {
 		}
 		data[len(data)/2] ^= 0xff
 		must(t, os.WriteFile(chunk, data, 0o600))
-		before := scratchVolumes(t, cli)
+		before := scratchVolumes(t, cli, res.ID)
 		_, err = Verify(ctx, cfg, VerifyOptions{Level: LevelRestoreTest})
 		if exitcode.Code(err) != exitcode.CheckFailed {
 			t.Fatalf("verify of a damaged part: %v", err)
 		}
-		if after := scratchVolumes(t, cli); len(after) != len(before) {
+		if after := scratchVolumes(t, cli, res.ID); len(after) != len(before) {
 			t.Errorf("scratch volumes left behind: %v (before: %v)", after, before)
 		}
 		nothingLeft(t, cli, prefix)

@@ -347,11 +347,11 @@ func TestRestoreAllCorruptMongo(t *testing.T) {
 func TestRestoreDrillLeavesNothing(t *testing.T) {
 	s := newServer(t)
 	ctx := context.Background()
-	before := scratchVolumes(t, s.cli)
+	before := scratchVolumes(t, s.cli, s.res.ID)
 	scratch := t.TempDir()
 	check := func(stage string) {
 		t.Helper()
-		if got := scratchVolumes(t, s.cli); !slices.Equal(got, before) {
+		if got := scratchVolumes(t, s.cli, s.res.ID); !slices.Equal(got, before) {
 			t.Errorf("%s: scratch volumes left: %v (before: %v)", stage, got, before)
 		}
 		if left := mongotest.Databases(t, s.mc, smongo.ScratchPrefix+s.res.ID); len(left) > 0 {

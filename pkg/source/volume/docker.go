@@ -43,7 +43,8 @@ const (
 	LabelVolume = "org.firetech.fireops.volume"
 	// LabelStaging marks a staging volume; its value is the restore target.
 	LabelStaging = "org.firetech.fireops.staging"
-	// LabelScratch marks a scratch volume of verify --level restore-test.
+	// LabelScratch marks a scratch volume of verify --level restore-test;
+	// its value is the snapshot being tested.
 	LabelScratch = "org.firetech.fireops.scratch"
 )
 
@@ -474,9 +475,12 @@ func (c *Client) removeVolume(name string) error {
 // NewScratchVolume creates an empty volume for verify --level restore-test
 // and returns its name and the function that removes it (call it also when
 // the restore failed).
-func (c *Client) NewScratchVolume(ctx context.Context) (string, func() error, error) {
+func (c *Client) NewScratchVolume(ctx context.Context, snapshot string) (string, func() error, error) {
 	name := "fireops-scratch-" + randomHex(6)
-	if err := c.createVolume(ctx, name, map[string]string{LabelScratch: "restore-test"}); err != nil {
+	if snapshot == "" {
+		snapshot = "restore-test"
+	}
+	if err := c.createVolume(ctx, name, map[string]string{LabelScratch: snapshot}); err != nil {
 		return "", nil, err
 	}
 	return name, func() error { return c.removeVolume(name) }, nil
