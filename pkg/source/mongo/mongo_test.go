@@ -627,3 +627,16 @@ func TestRestoreTestLongCollectionName(t *testing.T) {
 		t.Fatalf("restore-test of a good snapshot: %v", err)
 	}
 }
+
+// TestPlanRefusesTooLongTarget: a --to-db prefix that makes a collection's
+// namespace longer than the server takes is refused by Plan, before
+// anything is downloaded or replaced.
+func TestPlanRefusesTooLongTarget(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	contents := []Namespace{{DB: db, Coll: "runs"}, {DB: db, Coll: strings.Repeat("c", 230)}}
+	_, err := Plan(context.Background(), uri, contents, RestoreOptions{ToDB: "restored_copy_", Expect: contents})
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "bytes long") || !strings.Contains(exitcode.Hint(err), "--to-db") {
+		t.Fatalf("Plan with a too long target: code %d, %v (hint %q)", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+}

@@ -86,6 +86,9 @@ func (o RestoreOptions) Target(db, coll string) (string, string) {
 	return o.ToDB + db, coll
 }
 
+// maxNamespace is MongoDB's limit on "<db>.<collection>" (bytes).
+const maxNamespace = 255
+
 // maxScratchNS bounds a scratch namespace ("<scratch db>.<db>:<coll>"):
 // MongoDB allows 255 bytes; the rest is margin.
 const maxScratchNS = 235
@@ -142,6 +145,13 @@ func Plan(ctx context.Context, uri string, contents []Namespace, o RestoreOption
 		tdb, tcoll := o.Target(n.DB, n.Coll)
 		if err := checkDBName(tdb); err != nil {
 			return nil, exitcode.Usagef("choose a shorter --to-db prefix of letters, digits, _ and -", "%s: target database: %v", n, err)
+		}
+		// A longer target database can push a collection's namespace past
+		// what the server takes; say so now, not at the rename after the
+		// download (when other collections may be replaced already).
+		if ns := len(tdb) + 1 + len(tcoll); ns > maxNamespace {
+			return nil, exitcode.Usagef("choose a shorter --to-db prefix, or restore this collection without one",
+				"%s: target %s.%s is %d bytes long; the server takes at most %d", n, tdb, tcoll, ns, maxNamespace)
 		}
 		p := Planned{Namespace: n, TargetDB: tdb, TargetColl: tcoll}
 		t, err := inspectTarget(ctx, c.Database(tdb), tcoll)
