@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -131,9 +132,7 @@ func TestInPlacePathsMustBeArchived(t *testing.T) {
 // that is aborted removes the folders it created.
 func TestInPlaceCreatesParentsWithArchiveMeta(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the test sets folder owners")
-	}
+	testenv.RequireRoot(t) // it sets folder owners
 	ctx := context.Background()
 	base := t.TempDir()
 	srv, app := filepath.Join(base, "srv"), filepath.Join(base, "srv", "app")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/firetech/fireops/internal/testenv"
 	"io"
 	"io/fs"
 	"os"
@@ -446,18 +447,17 @@ func TestRoundTrip(t *testing.T) {
 
 	// GNU tar reads the same archive and extracts the same tree: the
 	// format is plain tar.
-	if _, err := exec.LookPath("tar"); err == nil {
-		gnu := filepath.Join(base, "gnu")
-		if err := os.Mkdir(gnu, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("tar", "-x", "-p", "--numeric-owner", "-C", gnu)
-		cmd.Stdin = bytes.NewReader(arch.Bytes())
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tar -x: %v\n%s", err, out)
-		}
-		compareTrees(t, want, snapshotTree(t, gnu, false))
+	tarBin := testenv.RequireTool(t, "tar")
+	gnu := filepath.Join(base, "gnu")
+	if err := os.Mkdir(gnu, 0o755); err != nil {
+		t.Fatal(err)
 	}
+	cmd := exec.Command(tarBin, "-x", "-p", "--numeric-owner", "-C", gnu)
+	cmd.Stdin = bytes.NewReader(arch.Bytes())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tar -x: %v\n%s", err, out)
+	}
+	compareTrees(t, want, snapshotTree(t, gnu, false))
 }
 
 func TestRoundTripAtime(t *testing.T) {
