@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/firetech/fireops/internal/testenv"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/firetech/fireops/internal/testenv"
 )
 
 // ent is one entry of an archive built by a test.
