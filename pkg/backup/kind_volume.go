@@ -240,19 +240,13 @@ func sqliteVolumeTarget(q config.SQLiteSource) string {
 // sqliteInVolume returns the host path of an sqlite source's database
 // inside a Docker volume. SQLite must open the file itself for a
 // consistent copy, so fireops must reach the volume's folder: root on the
-// Engine's host, a plain local volume. With create, a missing volume is
-// created (a restore into it).
-func sqliteInVolume(ctx context.Context, key, vol, file string, create bool) (string, error) {
+// Engine's host, a plain local volume. A missing volume is errNoVolume.
+func sqliteInVolume(ctx context.Context, key, vol, file string) (string, error) {
 	c, err := volume.NewClient(nil)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	if create {
-		if err := c.Ensure(ctx, vol); err != nil {
-			return "", engineError(key, err)
-		}
-	}
 	p, err := c.HostPath(ctx, vol, file)
 	switch {
 	case errors.Is(err, volume.ErrGone):

@@ -10,9 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
-
-	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -114,7 +111,7 @@ func (sqliteKind) sources(ctx context.Context, cfg *config.Config, only []string
 			continue
 		}
 		if q.Path == "" { // {volume, file}: through the volume's folder
-			p, err := sqliteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), q.Volume, q.File, false)
+			p, err := sqliteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), q.Volume, q.File)
 			if err != nil {
 				return nil, err
 			}
@@ -165,7 +162,7 @@ func (sqliteKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part,
 // planSQLiteInVolume plans the restore of a database inside a volume
 // (source key, with {volume, file}): "volume:VOLUME/FILE".
 func planSQLiteInVolume(ctx context.Context, key string, p snapshot.Part, q config.SQLiteSource, o RestoreOptions) (string, error) {
-	path, err := sqliteInVolume(ctx, key, q.Volume, q.File, false)
+	path, err := sqliteInVolume(ctx, key, q.Volume, q.File)
 	if errors.Is(err, errNoVolume) {
 		return sqliteVolumeTarget(q), nil // the volume's part (or the restore) creates it
 	}
@@ -195,7 +192,7 @@ func planSQLiteInVolume(ctx context.Context, key string, p snapshot.Part, q conf
 func (sqliteKind) restorer(ctx context.Context, _ *config.Config, p snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
 	if rest, ok := strings.CutPrefix(target, volumeTarget); ok {
 		vol, file, _ := strings.Cut(rest, "/")
-		path, err := sqliteInVolume(ctx, "part "+p.ID, vol, file, false)
+		path, err := sqliteInVolume(ctx, "part "+p.ID, vol, file)
 		if errors.Is(err, errNoVolume) {
 			return &newVolumeRestorer{key: "part " + p.ID, vol: vol, file: file}, nil
 		}
@@ -229,7 +226,7 @@ func (r *newVolumeRestorer) Stage(ctx context.Context, in io.Reader) (source.Sta
 	if err := c.Ensure(ctx, r.vol); err != nil {
 		return nil, engineError(r.key, err)
 	}
-	path, err := sqliteInVolume(ctx, r.key, r.vol, r.file, false)
+	path, err := sqliteInVolume(ctx, r.key, r.vol, r.file)
 	if err != nil {
 		return nil, s.removeVolume(err)
 	}
@@ -274,14 +271,12 @@ func (s *newVolumeStaged) removeVolume(cause error) error {
 		return cause
 	}
 	s.created = false
-	eng, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := volume.NewClient(nil)
 	if err == nil {
-		defer eng.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		err = eng.VolumeRemove(ctx, s.vol, false)
+		defer c.Close()
+		err = c.Remove(s.vol)
 	}
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil {
 		return errors.Join(cause, fmt.Errorf("remove the volume %s this restore created: %w", s.vol, err))
 	}
 	return cause

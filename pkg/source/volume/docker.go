@@ -462,6 +462,9 @@ func (c *Client) createVolume(ctx context.Context, name string, labels map[strin
 
 // removeVolume removes a volume fireops created, also after ctx was
 // cancelled; a volume already gone is not an error.
+// Remove removes a volume; one that does not exist is not an error.
+func (c *Client) Remove(name string) error { return c.removeVolume(name) }
+
 func (c *Client) removeVolume(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
