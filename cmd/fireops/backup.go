@@ -156,7 +156,14 @@ func (a *app) snapshotsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshots [--dest NAME]...",
 		Short: "List the snapshots on every destination, complete or incomplete",
-		Args:  cobra.NoArgs,
+		Long: `snapshots lists, per destination, every snapshot of this host: id, time,
+parts, size, and complete, incomplete (no manifest: interrupted or still
+being written) or BAD (a manifest that does not verify: the reason is
+shown). Needs no private key.
+
+A destination that cannot be opened or listed is shown with its error and
+the others are listed anyway; the exit code is then 1.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig()
 			if err != nil {
@@ -219,7 +226,13 @@ func (a *app) verifyCommand() *cobra.Command {
                 on the configured server or --scratch-uri-file, comparing
                 each collection's count and document digest)
 
-Exit code 3 when a snapshot fails its check; 4 when another verify runs
+Each destination is checked on its own; one that cannot be opened or
+listed is reported and the others are still checked. The latest snapshot
+is each destination's own latest.
+
+Exit code 3 when a snapshot fails its check (the hint says whether the
+data is damaged or the check could not run to its end); 1 when a
+destination could not be checked at all; 4 when another verify runs
 (--lock-wait waits for it).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -288,6 +301,10 @@ into a staging copy next to its target, checks it (payload SHA-256, entry
 count, SQLite integrity_check), and only then replaces the target. A failed
 restore leaves the target as it was.
 
+latest is the newest complete snapshot on any destination; the snapshot is
+read from the first destination (in the config's order) with an intact
+copy of it, never from an older snapshot in its stead (--dest picks one).
+
 Targets: a files part needs --to DIR (its paths are recreated under DIR); a
 sqlite part goes to its configured path, or --to FILE. With several parts,
 --to is a folder: files parts go to DIR/files-NAME, sqlite parts to
@@ -309,15 +326,17 @@ only with --drop (docs/mongo.md).
 --all is the whole-server restore (docs/runbook.md): every part back where it
 was, in the order config files, Docker volumes (missing ones are created),
 the hub's SQLite database, MongoDB. A files part goes back over the paths its
-source in this host's config names; what is there is kept as PATH.fireops-old
+source in this host's config names, each of which must be a path the
+snapshot archived (or inside one); what is there is kept as PATH.fireops-old
 (with --force it is replaced). Other existing targets are refused without
 --force, which also replaces MongoDB collections (as --drop). The plan is
 printed first; without a terminal --yes is needed. Every part is restored on
 its own: one that fails is left as it was, the others are still restored,
 the output says which parts were restored and which were not, and the exit
 code is non-zero (3 when a part is damaged). --stop-stack stops the running
-containers of the Compose project stack.name first and starts them again
-at the end, also when parts failed.`,
+containers of the Compose project stack.name first (MongoDB's is left
+running when the mongo part is restored: it is restored through it) and
+starts them again at the end, also when parts failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Snapshot = args[0]
