@@ -177,6 +177,16 @@ func newEnv(t testing.TB, dests int) *env {
 	return e
 }
 
+// withState gives the env's runs a fresh reuse state.
+func (e *env) withState(t testing.TB) {
+	t.Helper()
+	state, err := LoadState(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.opts.State = state
+}
+
 func (e *env) storeList() []Store {
 	out := make([]Store, len(e.stores))
 	for i, s := range e.stores {
@@ -461,11 +471,7 @@ func TestReuseUnchangedParts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 1)
 	ctx := context.Background()
-	state, err := LoadState(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.opts.State = state
+	e.withState(t)
 	srcs := testSources()
 	first, err := Create(ctx, e.opts, e.storeList(), srcs)
 	if err != nil {

@@ -27,11 +27,7 @@ func TestReuseNeedsSameRecipients(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 1)
 	ctx := context.Background()
-	state, err := LoadState(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.opts.State = state
+	e.withState(t)
 	srcs := testSources()
 	if _, err := Create(ctx, e.opts, e.storeList(), srcs); err != nil {
 		t.Fatal(err)
