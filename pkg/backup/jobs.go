@@ -95,7 +95,11 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		Progress: o.Progress, Now: o.Now,
 	}, stores, srcs)
 	if res == nil {
-		if err != nil && exitcode.Hint(err) == "" && errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case err == nil || exitcode.Hint(err) != "":
+		case errors.Is(err, snapshot.ErrEveryDestinationFailed):
+			err = exitcode.New(exitcode.Code(err), err, destHint)
+		case errors.Is(err, fs.ErrNotExist):
 			err = exitcode.New(exitcode.Code(err), err, "a path a source names does not exist: fix sources in the config (fireops config check shows them), or create it")
 		}
 		return nil, err
@@ -108,6 +112,9 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		}
 	}
 	if len(unopened) == 0 {
+		if err != nil && exitcode.Hint(err) == "" {
+			err = exitcode.New(exitcode.Code(err), err, destHint) // a destination failed
+		}
 		return res, err
 	}
 	// The destinations that could not be opened are failed destinations

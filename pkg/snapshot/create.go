@@ -194,7 +194,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		// Nothing can be written anywhere: say why for each destination
 		// before any source is read.
 		cleanup(ctx, runs, opts.Host, res.ID, log)
-		return nil, fmt.Errorf("snapshot %s: every destination failed: %w", res.ID, errors.Join(startErrs...))
+		return nil, fmt.Errorf("snapshot %s: %w: %w", res.ID, ErrEveryDestinationFailed, errors.Join(startErrs...))
 	}
 
 	// Uploads+1 chunk buffers for the whole run, whatever the number of
@@ -267,7 +267,10 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		}
 	}
 	log.Info("snapshot finished", "id", res.ID, "failed_destinations", len(failed))
-	if len(failed) > 0 {
+	switch {
+	case len(failed) == len(runs):
+		return res, fmt.Errorf("snapshot %s: %w: %w", res.ID, ErrEveryDestinationFailed, errors.Join(failed...))
+	case len(failed) > 0:
 		return res, fmt.Errorf("snapshot %s: %w", res.ID, errors.Join(failed...))
 	}
 	return res, nil
@@ -317,7 +320,7 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 			for _, r := range runs {
 				errs = append(errs, r.err)
 			}
-			return Part{}, fmt.Errorf("every destination has failed: %w", errors.Join(errs...))
+			return Part{}, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(errs...))
 		}
 		return *reused, nil
 	}

@@ -74,10 +74,24 @@ func TestEveryDestinationFailsNamesCauses(t *testing.T) {
 	}
 	src := &memSource{kind: "files", name: "x", files: map[string][]byte{"f": []byte("x")}}
 	_, err := Create(context.Background(), e.opts, stores, []source.Source{src})
+	if !errors.Is(err, ErrEveryDestinationFailed) {
+		t.Errorf("err = %v; want ErrEveryDestinationFailed", err)
+	}
 	for _, want := range []string{"destination d0", "disk full", "destination d1", "401 unauthorized"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v; want it to name %q", err, want)
 		}
+	}
+	// The same when the only destination fails during the upload.
+	midway := &gatedStore{dirStore: e.stores[0], before: func(p string) error {
+		if strings.Contains(p, "/objects/") {
+			return errors.New("quota exceeded")
+		}
+		return nil
+	}}
+	_, err = Create(context.Background(), e.opts, []Store{midway}, []source.Source{src})
+	if !errors.Is(err, ErrEveryDestinationFailed) || !strings.Contains(err.Error(), "quota exceeded") {
+		t.Errorf("every destination failing during the upload: %v", err)
 	}
 }
 

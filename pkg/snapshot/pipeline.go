@@ -170,7 +170,7 @@ func (c *chunker) flush() error {
 	}
 	if len(alive) == 0 {
 		c.pool.put(ch.data)
-		return errAllFailed
+		return ErrEveryDestinationFailed
 	}
 	ch.refs.Store(int32(len(alive)))
 	for _, u := range alive {
@@ -183,7 +183,9 @@ func (c *chunker) flush() error {
 	return nil
 }
 
-var errAllFailed = errors.New("every destination failed")
+// ErrEveryDestinationFailed is wrapped by Create's error when no
+// destination could take the snapshot (each one's cause is joined to it).
+var ErrEveryDestinationFailed = errors.New("every destination failed")
 
 // countWriter counts and hashes the plaintext payload.
 type countWriter struct {
@@ -283,8 +285,8 @@ func stream(ctx context.Context, produce func(io.Writer) error, recipients []age
 		ck.cur = nil
 	}
 	if err != nil {
-		if errors.Is(err, errAllFailed) {
-			return nil, joinUploadErrors(uploads)
+		if errors.Is(err, ErrEveryDestinationFailed) {
+			return nil, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, joinUploadErrors(uploads))
 		}
 		return nil, err
 	}
