@@ -17,6 +17,16 @@
 // `mongorestore` read the extracted folder. The databases admin, local
 // and config and the system.* collections are not dumped.
 //
+// # Same data, same bytes
+//
+// Snapshots store equal runs of bytes once, across nights, so unchanged
+// data dumps to the same bytes: entries in name order, index specs in
+// name order (see sortIndexes), headers without the clock (see header),
+// and documents in _id order where there is an _id index and order is
+// not the collection's meaning (see readOrder). A changed document
+// changes the stream only around itself (and its collection's size in
+// its header).
+//
 // A tar header carries the entry's size before its contents, so each
 // collection is read whole before its entry is written: up to 16 MiB in
 // memory, the rest in a temp file (see spool) that is unlinked at once and
@@ -252,10 +262,6 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	}
 
 	tw := tar.NewWriter(w)
-	now := time.Now().UTC().Truncate(time.Second)
-	header := func(name string, size int64, mode int64, typ byte) *tar.Header {
-		return &tar.Header{Typeflag: typ, Name: name, Size: size, Mode: mode, ModTime: now, Format: tar.FormatPAX}
-	}
 	sp := newSpool(s.opts.tempDir, s.opts.spoolMemory)
 	defer sp.Close()
 	dbDone := map[string]bool{}
@@ -287,7 +293,8 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 		}
 		sp.Reset()
 		var sum docSum
-		if err := readCollection(readCtx, c.Database(cl.db).Collection(cl.meta.CollectionName), sp, &sum); err != nil {
+		sortKey, hint := readOrder(cl.meta)
+		if err := readCollection(readCtx, c.Database(cl.db).Collection(cl.meta.CollectionName), sortKey, hint, sp, &sum); err != nil {
 			return st, explain(err, s.uri, "read "+cl.ns())
 		}
 		read++
@@ -325,9 +332,99 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	return st, nil
 }
 
-// readCollection streams every document's raw bytes into w and sum.
-func readCollection(ctx context.Context, coll *mongo.Collection, w io.Writer, sum *docSum) error {
-	cur, err := coll.Find(ctx, bson.D{})
+// entryTime is the modification time of every entry of the dump: a fixed
+// time, the Unix epoch. Unchanged data must dump to the same bytes every
+// night (snapshots store equal runs of bytes once), so no header may carry
+// the time of the dump; MongoDB does not tell when a collection last
+// changed, so there is no meaningful per-collection time to put instead.
+// The snapshot's own time is in its manifest.
+var entryTime = time.Unix(0, 0).UTC()
+
+// header returns the tar header of one entry of the dump: nothing in it
+// but the name, the size, the type and a fixed mode depends on the data
+// or on the clock (no owner, no atime or ctime, entryTime).
+func header(name string, size int64, mode int64, typ byte) *tar.Header {
+	return &tar.Header{Typeflag: typ, Name: name, Size: size, Mode: mode, ModTime: entryTime, Format: tar.FormatPAX}
+}
+
+// readOrder returns the sort and hint of the find that reads a
+// collection's documents, so that unchanged documents come out in the
+// same order every night, and a changed one stays in its place.
+//
+// Natural order (no sort) is the order the storage engine happens to
+// keep: on WiredTiger the order of record ids, which differs between the
+// members of a replica set (a secondary applies inserts in parallel, an
+// initial sync or a restore inserts anew), so it can change after a
+// failover, a resync or a restore; through a mongos the shards' answers
+// interleave as they arrive, and a chunk migration moves documents. The
+// _id index gives one order on every member and after every such event:
+// sort on _id, the _id index hinted, so the server walks it instead of sorting
+// in memory (which fails past 100 MB). The cost is one index lookup per
+// document; with ObjectId _ids the index order is about the insertion
+// order, so the documents are still read nearly in storage order. It is
+// not used (nil, nil: natural order) for:
+//   - a capped collection: its insertion order is its meaning (what a
+//     tailable cursor sees, what is evicted first), and restore inserts
+//     in dump order; capped documents never move;
+//   - a clustered collection: its natural order is already _id order;
+//   - a time series collection: it has no _id index; its documents are
+//     read from buckets in bucket order;
+//   - a collection without an _id index (created with autoIndexId:
+//     false by MongoDB before 4.0, say).
+func readOrder(m *Metadata) (sort, hint any) {
+	if m.Type != TypeCollection {
+		return nil, nil
+	}
+	if capped, _ := m.Options.Lookup("capped").BooleanOK(); capped {
+		return nil, nil
+	}
+	if _, err := m.Options.LookupErr("clusteredIndex"); err == nil {
+		return nil, nil
+	}
+	for _, idx := range m.Indexes {
+		if clustered, _ := idx.Lookup("clustered").BooleanOK(); clustered {
+			return nil, nil
+		}
+	}
+	for _, idx := range m.Indexes {
+		if isIDIndex(idx) {
+			return bson.D{{Key: "_id", Value: 1}}, "_id_"
+		}
+	}
+	return nil, nil
+}
+
+// isIDIndex reports whether an index spec is the _id index: named "_id_"
+// with key {_id: 1}. It is hinted by name: another index with the same
+// key (and another collation) would make a hint by key ambiguous.
+func isIDIndex(idx bson.Raw) bool {
+	if name, _ := idx.Lookup("name").StringValueOK(); name != "_id_" {
+		return false
+	}
+	key, ok := idx.Lookup("key").DocumentOK()
+	if !ok {
+		return false
+	}
+	elems, err := key.Elements()
+	if err != nil || len(elems) != 1 || elems[0].Key() != "_id" {
+		return false
+	}
+	switch v := elems[0].Value(); v.Type {
+	case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble:
+		n, _ := v.AsInt64OK()
+		return n == 1
+	}
+	return false
+}
+
+// readCollection streams every document's raw bytes into w and sum, in
+// the order readOrder gives (sort and hint nil: natural order).
+func readCollection(ctx context.Context, coll *mongo.Collection, sort, hint any, w io.Writer, sum *docSum) error {
+	fo := options.Find()
+	if sort != nil {
+		fo.SetSort(sort).SetHint(hint)
+	}
+	cur, err := coll.Find(ctx, bson.D{}, fo)
 	if err != nil {
 		return err
 	}
@@ -370,8 +467,6 @@ func serverVersion(ctx context.Context, c *mongo.Client) (string, error) {
 	return bi.Version, nil
 }
 
-// list returns the collections and views to dump, sorted by database and
-// name, with their metadata.
 // dumpedDatabase reports whether a whole-server dump includes database d:
 // not admin, local and config, nor fireops' own scratch databases (a
 // restore-test running now, or left by a killed one).
@@ -387,6 +482,8 @@ func dumpedCollection(name string) bool {
 	return name != "" && !strings.HasPrefix(name, "system.") && !strings.HasPrefix(name, StagingPrefix)
 }
 
+// list returns the collections and views to dump, sorted by database and
+// name, with their metadata (index specs sorted, see sortIndexes).
 func (s *Source) list(ctx context.Context, c *mongo.Client) ([]collection, error) {
 	dbs := s.databases
 	if len(dbs) == 0 {
@@ -435,6 +532,7 @@ func (s *Source) list(ctx context.Context, c *mongo.Client) ([]collection, error
 					return nil, explain(err, s.uri, "list the indexes of "+d+"."+name)
 				}
 			}
+			sortIndexes(idx)
 			m, _, err := metadataFromSpec(spec, idx)
 			if err != nil {
 				return nil, fmt.Errorf("mongo: %s.%s: %w", d, name, err)
@@ -445,6 +543,26 @@ func (s *Source) list(ctx context.Context, c *mongo.Client) ([]collection, error
 		out = append(out, colls...)
 	}
 	return out, nil
+}
+
+// sortIndexes puts index specs in one order whatever order the server
+// lists them in: the _id index first, then by name (unique within a
+// collection). MongoDB lists them in the order they were created, so an
+// index dropped and created again would otherwise move in metadata.json;
+// the specs themselves are kept as the server gave them (the order of a
+// key's fields is the index).
+func sortIndexes(idx []bson.Raw) {
+	name := func(r bson.Raw) string { n, _ := r.Lookup("name").StringValueOK(); return n }
+	slices.SortStableFunc(idx, func(a, b bson.Raw) int {
+		na, nb := name(a), name(b)
+		if (na == "_id_") != (nb == "_id_") {
+			if na == "_id_" {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(na, nb)
+	})
 }
 
 func listIndexes(ctx context.Context, coll *mongo.Collection) ([]bson.Raw, error) {
