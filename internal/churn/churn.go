@@ -192,7 +192,9 @@ func ApplyNight(dir string, seed uint64, night int) (Change, error) {
 // derived from seed, n and the tree's file names and sizes, so the same
 // tree changed with the same arguments gives the same bytes. Logs are the
 // .csv files of at least 64 KiB that start with the training-log header
-// (a tree of Generate, or the benchmark's dataset); the new files go to
+// (a tree of Generate, or the benchmark's dataset); when there are fewer
+// logs or notebooks than p asks for, all of them change (the logs sharing
+// the planned rows), and none at all is an error. The new files go to
 // experiments/added-NNN/, and applying the same n twice is an error.
 func Apply(dir string, seed uint64, n int, p Plan) (Change, error) {
 	var c Change
@@ -201,21 +203,20 @@ func Apply(dir string, seed uint64, n int, p Plan) (Change, error) {
 	if err != nil {
 		return c, err
 	}
-	if len(logs) < p.Logs {
-		return c, fmt.Errorf("%s: %d training logs, %d to grow", dir, len(logs), p.Logs)
+	if (p.Logs > 0 && len(logs) == 0) || (p.Notebooks > 0 && len(notebooks) == 0) {
+		return c, fmt.Errorf("%s: %d training logs and %d notebooks: nothing to change", dir, len(logs), len(notebooks))
 	}
-	if len(notebooks) < p.Notebooks {
-		return c, fmt.Errorf("%s: %d notebooks, %d to edit", dir, len(notebooks), p.Notebooks)
-	}
-	for _, i := range r.Perm(len(logs))[:p.Logs] {
-		added, err := appendRows(filepath.Join(dir, logs[i]), r, p.Append)
+	// Fewer logs than planned share the planned rows.
+	nLogs := min(p.Logs, len(logs))
+	for _, i := range r.Perm(len(logs))[:nLogs] {
+		added, err := appendRows(filepath.Join(dir, logs[i]), r, p.Append*int64(p.Logs)/int64(nLogs))
 		c.Appended += added
 		if err != nil {
 			return c, err
 		}
 		c.Paths = append(c.Paths, logs[i])
 	}
-	for _, i := range r.Perm(len(notebooks))[:p.Notebooks] {
+	for _, i := range r.Perm(len(notebooks))[:min(p.Notebooks, len(notebooks))] {
 		if err := editNotebook(filepath.Join(dir, notebooks[i]), r); err != nil {
 			return c, err
 		}

@@ -251,3 +251,25 @@ func TestParseLastRow(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyFewFiles changes a tree with fewer logs and notebooks than the
+// plan asks for, and one with none.
+func TestApplyFewFiles(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := WriteFile(filepath.Join(dir, "a/log.csv"), CSVLog, 100*kib, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteFile(filepath.Join(dir, "nb.ipynb"), Notebook, 30*kib, 2); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Apply(dir, 1, 1, Plan{Logs: 3, Append: 10 * kib, Notebooks: 2, NewFiles: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Appended < 30*kib || c.Appended > 30*kib+200 || c.Edited != 1 || c.Added != 1 {
+		t.Errorf("change %+v", c)
+	}
+	if _, err := Apply(t.TempDir(), 1, 1, Nightly); err == nil {
+		t.Error("an empty tree: no error")
+	}
+}
