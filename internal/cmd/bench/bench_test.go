@@ -139,3 +139,101 @@ func TestVerdict(t *testing.T) {
 		t.Errorf("median %d", m)
 	}
 }
+
+func TestParseSnapResult(t *testing.T) {
+	for _, tc := range []struct {
+		name, out string
+		want      *snapResult
+	}{
+		{
+			name: "today's output",
+			out: `{"id":"20261128T030000Z-ab12","host":"bench","parts":[{"id":"files:ml","kind":"files","size":100,"stored":60,"reused":true}],` +
+				`"destinations":[{"name":"local1","uploaded":4096,"reused":1,"retries":0}]}` + "\n",
+			want: &snapResult{ID: "20261128T030000Z-ab12", Parts: []snapPart{{ID: "files:ml", Reused: true, Size: 100, Stored: 60}},
+				Destinations: []snapDest{{Name: "local1", Uploaded: 4096, Reused: 1}}},
+		},
+		{
+			name: "new fields, a field of another type, text around",
+			out: "note: format v2\n" + `{"id":"x","format":2,"parts":[{"id":"files:ml","reused":"partly","size":1.5e3,"pieces":{"new":3,"known":97}}],` +
+				`"destinations":[{"name":"d","uploaded":12,"reused":{"objects":97},"error":{"code":5}}],"objects":{"uploaded":3}}` + "\ndone\n",
+			want: &snapResult{ID: "x", Parts: []snapPart{{ID: "files:ml", Size: 1500}},
+				Destinations: []snapDest{{Name: "d", Uploaded: 12, Error: `{"code":5}`}}},
+		},
+		{
+			name: "empty object",
+			out:  "{}",
+			want: &snapResult{},
+		},
+		{name: "no JSON", out: "fireops: error: something\n"},
+		{name: "broken JSON", out: `{"id": `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSnapResult([]byte(tc.out))
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("no error, got %+v", got)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, %v\nwant %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOnly(t *testing.T) {
+	for _, tc := range []struct {
+		only         string
+		churn, small bool // the flags
+		want         []string
+		err          bool
+	}{
+		{only: "", churn: true, small: true, want: []string{groupMain, groupChurn, groupSmall}},
+		{only: "", churn: false, small: true, want: []string{groupMain, groupSmall}},
+		{only: "churn", churn: false, small: true, want: []string{groupChurn}},
+		{only: "main, small-files", churn: true, small: true, want: []string{groupMain, groupSmall}},
+		{only: "churn,small", want: []string{groupChurn, groupSmall}},
+		{only: "restore", err: true},
+	} {
+		only, err := parseOnly(tc.only)
+		if (err != nil) != tc.err {
+			t.Errorf("%q: %v", tc.only, err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		o := options{only: only, churn: tc.churn, smallFiles: tc.small}
+		var got []string
+		for _, g := range []string{groupMain, groupChurn, groupSmall} {
+			if o.enabled(g) {
+				got = append(got, g)
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("-only %q, -churn=%v -small-files=%v: %v, want %v", tc.only, tc.churn, tc.small, got, tc.want)
+		}
+	}
+}
+
+func TestDiskNeed(t *testing.T) {
+	base := options{size: gib, churnSize: 300 * mib, churnNights: 7, smallCount: 100000, scaleCheck: true}
+	for _, tc := range []struct {
+		name string
+		o    func(o *options)
+		want int64
+	}{
+		{"main only", func(o *options) { o.only = map[string]bool{groupMain: true} }, 11 * gib},
+		{"main without the 4x check", func(o *options) { o.only = map[string]bool{groupMain: true}; o.scaleCheck = false }, 8 * gib},
+		{"churn only", func(o *options) { o.only = map[string]bool{groupChurn: true} }, 10 * 300 * mib},
+		{"small only", func(o *options) { o.only = map[string]bool{groupSmall: true} }, 100000 * smallFileMean * 3},
+		{"all, small dataset", func(o *options) { o.size = 64 * mib; o.churn, o.smallFiles = true, true }, 64*mib + 10*300*mib},
+	} {
+		o := base
+		tc.o(&o)
+		if got := diskNeed(o); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, fmtBytes(got), fmtBytes(tc.want))
+		}
+	}
+}

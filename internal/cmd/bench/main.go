@@ -1,11 +1,15 @@
 // Command bench compares fireops with the shell pipeline
 // `tar | zstd -3 -T0 | age` and with restic on a generated ML-team dataset:
-// first snapshot, second snapshot with nothing changed, and restore, each
-// repeated with the tools alternating, then fireops' peak RSS at 1x and 4x
-// the data. It prints medians, fireops' ratios to the others, and the
-// targets of issue 3 with PASS or MISS. `make bench` runs it:
+// first snapshot, second snapshot with nothing changed, restore, and a
+// snapshot after 1% of the dataset changed, each repeated with the tools
+// alternating, then fireops' peak RSS at 1x and 4x the data. Then the churn
+// benchmark (churn.go: seven nights of small changes to a volume-like tree,
+// what each nightly snapshot adds, fireops against restic) and a tree of
+// 100,000 small files (smallfiles.go: fireops against the pipeline). It
+// prints medians, fireops' ratios to the others, and the targets of issue 3
+// and of format v2 with PASS or MISS. `make bench` runs it:
 //
-//	go run ./internal/cmd/bench -fireops bin/fireops [-size 1GiB] [-runs 3]
+//	go run ./internal/cmd/bench -fireops bin/fireops [-size 1GiB] [-runs 3] [-only churn]
 //
 // It needs tar, zstd, age and restic (scripts/test-deps.sh installs them).
 // Everything is written under a private temp dir that is removed at the end
@@ -19,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +34,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/firetech/fireops/internal/churn"
 )
 
 type options struct {
@@ -44,6 +51,54 @@ type options struct {
 	quietWait    time.Duration
 	noisyRetries int
 	recovery     bool
+
+	changed     bool  // the snapshot after 1% of the dataset changed
+	churn       bool  // the churn benchmark
+	churnSize   int64 // its tree
+	churnNights int
+	smallFiles  bool // the many-small-files tree
+	smallCount  int
+	only        map[string]bool // -only: the groups to run (empty: all enabled)
+}
+
+// The groups of measurements -only selects.
+const (
+	groupMain  = "main"  // the -size dataset: first, second, restore, 1% changed, 4x, recovery
+	groupChurn = "churn" // churn.go
+	groupSmall = "small" // smallfiles.go
+)
+
+// enabled says whether a group of measurements runs: the ones -only names,
+// or without -only the main one and those whose flag is on.
+func (o *options) enabled(group string) bool {
+	if len(o.only) > 0 {
+		return o.only[group]
+	}
+	switch group {
+	case groupChurn:
+		return o.churn
+	case groupSmall:
+		return o.smallFiles
+	}
+	return true
+}
+
+// parseOnly reads -only: a comma-separated list of groups.
+func parseOnly(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, g := range strings.Split(s, ",") {
+		g = strings.TrimSpace(g)
+		switch g {
+		case "":
+		case groupMain, groupChurn, groupSmall:
+			out[g] = true
+		case "small-files":
+			out[groupSmall] = true
+		default:
+			return nil, fmt.Errorf("unknown group %q: want main, churn or small", g)
+		}
+	}
+	return out, nil
 }
 
 // The tools and operations of the report.
@@ -56,7 +111,11 @@ const (
 	opFirst   = "first snapshot"
 	opSecond  = "second snapshot, no change"
 	opRestore = "restore"
+	opChanged = "snapshot after 1% changed"
 	opScale   = "first snapshot, 4x data"
+	opSmall   = "first snapshot, small files"
+
+	toolWalk = "walk (find -printf)"
 )
 
 type bench struct {
@@ -73,7 +132,11 @@ type bench struct {
 	recipient, identity string
 	resticEnv           []string
 
-	stats       datasetStats
+	stats       datasetStats // the dataset now (after changedSnapshots, changed)
+	genStats    datasetStats // as generated
+	changeDesc  string       // what changedSnapshots changed
+	churnRes    *churnResult
+	smallStats  smallStats
 	recoveryRes *recoveryResult
 	restoreDir  string
 	restoreDesc string
@@ -84,7 +147,7 @@ type bench struct {
 
 func main() {
 	var o options
-	var size string
+	var size, churnSize, only string
 	flag.StringVar(&o.fireops, "fireops", "bin/fireops", "the fireops binary to measure")
 	flag.StringVar(&size, "size", "1GiB", "dataset size (e.g. 64MiB, 256MiB, 1GiB, 4GiB)")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each tool and operation (medians are reported)")
@@ -97,6 +160,13 @@ func main() {
 	flag.IntVar(&o.noisyRetries, "noisy-retries", 2, "run a measurement again, up to this many times, when other processes used over 10% of the CPUs during it")
 	flag.BoolVar(&o.recovery, "recovery", false, "also time a whole-server snapshot and `restore --all` (dataset, SQLite, MongoDB, Docker volumes) over WebDAV; needs root, Docker and FerretDB (recovery.go)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each run, wait up to this long for other processes to leave the CPUs idle")
+	flag.BoolVar(&o.changed, "changed", true, "after the restores, change about 1% of the dataset and time a snapshot with the same state and destination")
+	flag.BoolVar(&o.churn, "churn", true, "run the churn benchmark: nightly small changes to a volume-like tree, fireops' and restic's growth per night (churn.go)")
+	flag.StringVar(&churnSize, "churn-size", "300MiB", "size of the churn benchmark's tree")
+	flag.IntVar(&o.churnNights, "churn-nights", 7, "nights of the churn benchmark")
+	flag.BoolVar(&o.smallFiles, "small-files", true, "time a first snapshot of a tree of many small files against the shell pipeline (smallfiles.go)")
+	flag.IntVar(&o.smallCount, "small-files-count", 100000, "files in the many-small-files tree (1-6 KiB each)")
+	flag.StringVar(&only, "only", "", "run only these groups, comma-separated: main (the -size dataset), churn, small; overrides -churn and -small-files")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./internal/cmd/bench [flags]\n\n"+
 			"Benchmarks fireops against `tar | zstd | age` and restic on a generated dataset.\n\n")
@@ -114,6 +184,18 @@ func main() {
 	}
 	if o.runs < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -runs must be at least 1")
+		os.Exit(2)
+	}
+	if o.churnSize, err = parseSize(churnSize); err != nil || o.churnSize < 4*mib {
+		fmt.Fprintf(os.Stderr, "bench: -churn-size %q: want a size of at least 4MiB such as 300MiB\n", churnSize)
+		os.Exit(2)
+	}
+	if o.churnNights < 1 || o.smallCount < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -churn-nights and -small-files-count must be at least 1")
+		os.Exit(2)
+	}
+	if o.only, err = parseOnly(only); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -only: %v\n", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -162,6 +244,11 @@ func (b *bench) record(op, tool string, s sample) {
 		b.results[op] = map[string][]sample{}
 	}
 	b.results[op][tool] = append(b.results[op][tool], s)
+	b.logSample(op, tool, s)
+}
+
+// logSample logs one measured run.
+func (b *bench) logSample(op, tool string, s sample) {
 	busy := ""
 	if f := busyShare(s); f > noisyShare {
 		busy = fmt.Sprintf(" [busy machine: other processes used %.0f%% of the CPUs]", f*100)
@@ -195,16 +282,10 @@ func (b *bench) run() (err error) {
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(parent, &st); err == nil {
-		need := 8 * b.opt.size
-		if b.opt.scaleCheck {
-			need = 11 * b.opt.size
-		}
-		if b.opt.recovery {
-			need += b.opt.size
-		}
+		need := diskNeed(b.opt)
 		if free := int64(st.Bavail) * st.Bsize; free < need {
-			return fmt.Errorf("%s has %s free; -size %s needs about %s (dataset, every tool's outputs, the 4x check): pass -workdir or a smaller -size",
-				parent, fmtBytes(free), fmtBytes(b.opt.size), fmtBytes(need))
+			return fmt.Errorf("%s has %s free; these flags need about %s (datasets, every tool's outputs, the 4x check): pass -workdir, a smaller -size or -churn-size, or -only",
+				parent, fmtBytes(free), fmtBytes(need))
 		}
 	}
 	b.work, err = os.MkdirTemp(parent, "fireops-bench-")
@@ -236,16 +317,70 @@ func (b *bench) run() (err error) {
 		}
 	}
 
-	b.logf("generating %s of ML-team data (seed %d)", fmtBytes(b.opt.size), b.opt.seed)
-	t := time.Now()
-	if b.stats, err = generateDataset(b.ctx, b.data, b.opt.size, b.opt.seed, runtime.NumCPU()); err != nil {
-		return err
+	if b.opt.enabled(groupMain) {
+		b.logf("generating %s of ML-team data (seed %d)", fmtBytes(b.opt.size), b.opt.seed)
+		t := time.Now()
+		if b.stats, err = generateDataset(b.ctx, b.data, b.opt.size, b.opt.seed, runtime.NumCPU()); err != nil {
+			return err
+		}
+		b.genStats = b.stats
+		b.logf("generated %d files, %s in %s", b.stats.files, fmtBytes(b.stats.bytes), fmtDur(time.Since(t)))
 	}
-	b.logf("generated %d files, %s in %s", b.stats.files, fmtBytes(b.stats.bytes), fmtDur(time.Since(t)))
 
 	if err := b.setupKeys(); err != nil {
 		return err
 	}
+	if b.opt.enabled(groupMain) {
+		if err := b.mainBench(); err != nil {
+			return err
+		}
+	}
+	if b.opt.enabled(groupChurn) {
+		if err := b.churnBench(); err != nil {
+			return fmt.Errorf("churn benchmark: %w", err)
+		}
+	}
+	if b.opt.enabled(groupSmall) {
+		if err := b.smallFilesBench(); err != nil {
+			return fmt.Errorf("small-files benchmark: %w", err)
+		}
+	}
+	b.report(os.Stdout)
+	if b.recoveryRes != nil {
+		b.reportRecovery(os.Stdout, b.recoveryRes)
+	}
+	return nil
+}
+
+// diskNeed is about how much free disk the enabled measurements need under
+// -workdir. They run one after the other and each removes its outputs, but
+// the -size dataset stays until the end.
+func diskNeed(o options) int64 {
+	var main, data int64
+	if o.enabled(groupMain) {
+		main, data = 8*o.size, o.size
+		if o.scaleCheck {
+			main = 11 * o.size
+		}
+		if o.recovery {
+			main += o.size
+		}
+	}
+	need := main
+	if o.enabled(groupChurn) {
+		// The tree, restic's repository (about the tree again) and a
+		// destination that may grow by the whole tree each night (format v1).
+		need = max(need, data+int64(o.churnNights+3)*o.churnSize)
+	}
+	if o.enabled(groupSmall) {
+		// The tree takes about 1.5x its bytes in blocks; one output at a time.
+		need = max(need, data+int64(o.smallCount)*smallFileMean*3)
+	}
+	return need
+}
+
+// mainBench measures the tools on the -size dataset.
+func (b *bench) mainBench() (err error) {
 	if b.restoreDir, b.restoreDesc, err = restoreTarget(b.work, b.stats.bytes*3/2+256*mib); err != nil {
 		return err
 	}
@@ -260,6 +395,11 @@ func (b *bench) run() (err error) {
 	if err := b.restores(); err != nil {
 		return err
 	}
+	if b.opt.changed {
+		if err := b.changedSnapshots(); err != nil {
+			return err
+		}
+	}
 	if b.opt.scaleCheck && !b.opt.skipFireops {
 		if b.opt.size < 256*mib {
 			b.warnf("-size %s is small: fireops' fixed buffers (a few 32 MiB chunks) dominate its RSS at 1x, so the 4x check needs -size 256MiB or more to mean anything", fmtBytes(b.opt.size))
@@ -273,19 +413,18 @@ func (b *bench) run() (err error) {
 			return fmt.Errorf("recovery benchmark: %w", err)
 		}
 	}
-	b.report(os.Stdout)
-	if b.recoveryRes != nil {
-		b.reportRecovery(os.Stdout, b.recoveryRes)
-	}
 	return nil
 }
 
 func (b *bench) checkTools() error {
 	need := []string{"bash", "tar", "zstd", "age"}
+	if b.opt.enabled(groupSmall) {
+		need = append(need, "find", "sha256sum")
+	}
 	if b.opt.skipFireops {
 		need = append(need, "age-keygen") // the pipeline's key; else fireops init's
 	}
-	if !b.opt.skipRestic {
+	if !b.opt.skipRestic && (b.opt.enabled(groupMain) || b.opt.enabled(groupChurn)) {
 		need = append(need, "restic")
 	}
 	var missing []string
@@ -366,7 +505,7 @@ func (b *bench) setupKeys() error {
 	}
 	b.identity = filepath.Join(b.keysDir, "identity.txt")
 	// Check the editing with one config now, so a mistake shows before any run.
-	c, err := b.fireopsConfig("check", b.data, []string{filepath.Join(b.outDir, "check")}, filepath.Join(b.work, "state-check"))
+	c, err := b.fireopsConfig("check", b.outDir, []string{filepath.Join(b.outDir, "check")}, filepath.Join(b.work, "state-check"))
 	if err != nil {
 		return err
 	}
@@ -391,21 +530,78 @@ func (b *bench) fireopsConfig(name, data string, dests []string, state string) (
 	return p, os.WriteFile(p, []byte(sb.String()), 0o600)
 }
 
-// snapResult is what `fireops snapshot --json` prints (snapshot.Result).
+// snapResult is what the benchmark reads of `fireops snapshot --json`
+// (snapshot.Result); parseSnapResult fills it.
 type snapResult struct {
-	ID    string `json:"id"`
-	Parts []struct {
-		ID     string `json:"id"`
-		Reused bool   `json:"reused"`
-		Size   int64  `json:"size"`
-		Stored int64  `json:"stored"`
-	} `json:"parts"`
-	Destinations []struct {
-		Name     string `json:"name"`
-		Error    string `json:"error"`
-		Uploaded int64  `json:"uploaded"`
-		Reused   int    `json:"reused"`
-	} `json:"destinations"`
+	ID           string
+	Parts        []snapPart
+	Destinations []snapDest
+}
+
+type snapPart struct {
+	ID           string
+	Reused       bool
+	Size, Stored int64
+}
+
+type snapDest struct {
+	Name, Error string
+	Uploaded    int64
+	Reused      int
+}
+
+// parseSnapResult reads what `fireops snapshot --json` printed, tolerantly,
+// since the output may gain fields as the format changes: text before the
+// JSON object and after it, unknown fields, and fields of another type than
+// expected are ignored (such a field reads as zero; an error that is not a
+// string reads as its JSON). It fails only when there is no JSON object.
+func parseSnapResult(out []byte) (*snapResult, error) {
+	i := bytes.IndexByte(out, '{')
+	if i < 0 {
+		return nil, errors.New("no JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(out[i:]))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	res := &snapResult{ID: jsonText(v["id"])}
+	for _, p := range jsonList(v["parts"]) {
+		m, _ := p.(map[string]any)
+		res.Parts = append(res.Parts, snapPart{ID: jsonText(m["id"]), Reused: m["reused"] == true, Size: jsonInt(m["size"]), Stored: jsonInt(m["stored"])})
+	}
+	for _, d := range jsonList(v["destinations"]) {
+		m, _ := d.(map[string]any)
+		res.Destinations = append(res.Destinations, snapDest{Name: jsonText(m["name"]), Error: jsonText(m["error"]),
+			Uploaded: jsonInt(m["uploaded"]), Reused: int(jsonInt(m["reused"]))})
+	}
+	return res, nil
+}
+
+func jsonList(v any) []any { l, _ := v.([]any); return l }
+
+// jsonText is a string as it is, nothing as "", anything else as its JSON.
+func jsonText(v any) string {
+	switch t := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return t
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// jsonInt is a whole number, or 0.
+func jsonInt(v any) int64 {
+	n, _ := v.(json.Number)
+	i, err := n.Int64()
+	if err != nil {
+		f, _ := n.Float64()
+		i = int64(f)
+	}
+	return i
 }
 
 // reuseRun is what one second snapshot did.
@@ -453,17 +649,17 @@ func (b *bench) fireopsSnapshot(cfg string) (sample, *snapResult, error) {
 	if err != nil {
 		return s, nil, err
 	}
-	var res snapResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+	res, err := parseSnapResult(stdout.Bytes())
+	if err != nil {
 		b.warnf("cannot read `fireops snapshot --json` output (%v): %.200q", err, stdout.String())
 		return s, nil, nil
 	}
 	for _, d := range res.Destinations {
 		if d.Error != "" {
-			return s, &res, fmt.Errorf("fireops snapshot: destination %s failed: %s", d.Name, d.Error)
+			return s, res, fmt.Errorf("fireops snapshot: destination %s failed: %s", d.Name, d.Error)
 		}
 	}
-	return s, &res, nil
+	return s, res, nil
 }
 
 // fireopsFirst snapshots data to fresh destinations with a fresh state;
@@ -497,9 +693,9 @@ func (b *bench) fireopsFirst(data, name string, dests []string) (sample, error) 
 	return s, err
 }
 
-func (b *bench) shellSnapshot(out string) (sample, error) {
+func (b *bench) shellSnapshot(data, out string) (sample, error) {
 	script := `tar -cf - -C "$1" . | zstd -3 -T0 -q | age -r "$2" > "$3"`
-	s, err := b.measure(command{argv: []string{"bash", "-o", "pipefail", "-c", script, "bench", b.data, b.recipient, out}})
+	s, err := b.measure(command{argv: []string{"bash", "-o", "pipefail", "-c", script, "bench", data, b.recipient, out}})
 	if err != nil {
 		return s, err
 	}
@@ -550,7 +746,7 @@ func (b *bench) firstSnapshots() error {
 				return err
 			}
 		}
-		if err := b.attempt(opFirst, toolShell, func() (sample, error) { return b.shellSnapshot(b.shellOut(r)) }); err != nil {
+		if err := b.attempt(opFirst, toolShell, func() (sample, error) { return b.shellSnapshot(b.data, b.shellOut(r)) }); err != nil {
 			return err
 		}
 		if !b.opt.skipRestic {
@@ -580,9 +776,13 @@ func (b *bench) fireops2Dest(data, name string) (sample, error) {
 	return s, err
 }
 
-// growth runs fn and returns its sample with out set to how much dir grew.
+// growth runs fn and returns its sample with out set to how much dir grew
+// (from nothing when dir did not exist before).
 func growth(dir string, fn func() (sample, error)) (sample, error) {
 	before, _, err := treeSize(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		before, err = 0, nil
+	}
 	if err != nil {
 		return sample{}, err
 	}
@@ -643,6 +843,70 @@ func (b *bench) secondSnapshots() error {
 		}
 	}
 	return nil
+}
+
+// changedSnapshots changes about 1% of the dataset (churn.Percent: rows
+// appended to three training logs, four notebooks edited, ten small files
+// added), then snapshots it once per round with each round's state and
+// destination (fireops) or repository (restic), which hold the unchanged
+// dataset. A round cannot be run again when the machine was busy: the
+// second try would find nothing changed.
+func (b *bench) changedSnapshots() error {
+	if b.opt.skipFireops && b.opt.skipRestic {
+		return nil
+	}
+	c, err := churn.Apply(b.data, b.opt.seed, 1, churn.Percent(b.stats.bytes, 1))
+	if err != nil {
+		return fmt.Errorf("changing 1%% of the dataset: %w", err)
+	}
+	// The restores are done; the recovery benchmark checks its restore
+	// against the changed dataset.
+	if b.stats.bytes, b.stats.files, err = treeSize(b.data); err != nil {
+		return err
+	}
+	b.changeDesc = fmt.Sprintf("%s: %s in %d files", c, fmtBytes(c.Appended+c.AddedBytes), len(c.Paths))
+	b.logf("changed about 1%% of the dataset: %s", b.changeDesc)
+	for r := 1; r <= b.opt.runs; r++ {
+		b.logf("snapshot after 1%% changed, round %d of %d", r, b.opt.runs)
+		if !b.opt.skipFireops {
+			var res *snapResult
+			s, err := growth(b.fireopsDest(r), func() (s sample, err error) {
+				s, res, err = b.fireopsSnapshot(b.fireopsCfg(r))
+				return s, err
+			})
+			if err != nil {
+				return err
+			}
+			s.note = uploadNote(res)
+			b.record(opChanged, toolFireops, s)
+		}
+		if !b.opt.skipRestic {
+			s, err := growth(b.resticRepo(r), func() (sample, error) { return b.restic("--repo", b.resticRepo(r), "backup", b.data) })
+			if err != nil {
+				return err
+			}
+			b.record(opChanged, toolRestic, s)
+		}
+	}
+	return nil
+}
+
+// uploadNote says what a fireops snapshot reported of reused parts and
+// uploaded bytes.
+func uploadNote(res *snapResult) string {
+	if res == nil {
+		return "(no --json result)"
+	}
+	reused, uploaded := 0, int64(0)
+	for _, p := range res.Parts {
+		if p.Reused {
+			reused++
+		}
+	}
+	for _, d := range res.Destinations {
+		uploaded += d.Uploaded
+	}
+	return fmt.Sprintf("(reused %d of %d parts, uploaded %s)", reused, len(res.Parts), fmtBytes(uploaded))
 }
 
 func (b *bench) restores() error {

@@ -44,8 +44,8 @@ var (
 )
 
 var (
-	allOps   = []string{opFirst, opSecond, opRestore, opScale}
-	allTools = []string{toolFireops, toolFireops2, toolShell, toolRestic}
+	allOps   = []string{opFirst, opSecond, opRestore, opChanged, opScale, opSmall}
+	allTools = []string{toolFireops, toolFireops2, toolShell, toolRestic, toolWalk}
 )
 
 func (b *bench) environment() []string {
@@ -94,84 +94,58 @@ func (b *bench) report(w io.Writer) {
 	for _, l := range b.environment() {
 		fmt.Fprintf(w, "- %s\n", l)
 	}
-	fmt.Fprintf(w, "- dataset: %d files, %s (seed %d):", b.stats.files, fmtBytes(b.stats.bytes), b.opt.seed)
-	for k, ks := range b.stats.byKind {
-		if ks.files > 0 {
-			fmt.Fprintf(w, " %s %d files %s;", kindNames[k], ks.files, fmtBytes(ks.bytes))
+	main := b.opt.enabled(groupMain)
+	if main {
+		fmt.Fprintf(w, "- dataset: %d files, %s (seed %d):", b.genStats.files, fmtBytes(b.genStats.bytes), b.opt.seed)
+		for k, ks := range b.genStats.byKind {
+			if ks.files > 0 {
+				fmt.Fprintf(w, " %s %d files %s;", kindNames[k], ks.files, fmtBytes(ks.bytes))
+			}
 		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "\n- %d runs of each, tools alternating; source data in the page cache; `sync` before each run\n", b.opt.runs)
-	fmt.Fprintf(w, "- restores into %s\n", b.restoreDesc)
+	fmt.Fprintf(w, "- %d runs of each, tools alternating; source data in the page cache; `sync` before each run\n", b.opt.runs)
+	if main {
+		fmt.Fprintf(w, "- restores into %s\n", b.restoreDesc)
+	}
 	fmt.Fprintf(w, "- shell pipeline: `tar -cf - -C DATA . | zstd -3 -T0 | age -r KEY > FILE`, restored with `age -d -i ID < FILE | zstd -d | tar -xf - -C DIR`\n")
-	fmt.Fprintf(w, "- restic: `restic backup DATA` into a fresh local repository (`restic init`, not timed); `restic restore latest --target DIR`\n")
-	fmt.Fprintf(w, "- fireops: `fireops snapshot` to a fresh local destination with a fresh state dir, the dataset as one files part; the second snapshot reuses both; `fireops restore latest --to DIR --force`\n")
+	if main {
+		fmt.Fprintf(w, "- restic: `restic backup DATA` into a fresh local repository (`restic init`, not timed); `restic restore latest --target DIR`\n")
+		fmt.Fprintf(w, "- fireops: `fireops snapshot` to a fresh local destination with a fresh state dir, the dataset as one files part; the second snapshot reuses both; `fireops restore latest --to DIR --force`\n")
+	}
+	if b.changeDesc != "" {
+		fmt.Fprintf(w, "- %s: after the restores, %s; each round's fireops state and destination and restic repository, which hold the unchanged dataset; output = how much they grew\n", opChanged, b.changeDesc)
+	}
+	if st := b.smallStats; st.files > 0 {
+		fmt.Fprintf(w, "- %s: %d files of 1-6 KiB, %s: %d .py files of a virtualenv (%s), %d .jpg images of random bytes (%s); fireops to a fresh destination and state dir, the pipeline, and `find -printf '%%P %%m %%s %%T@ ...' | sha256sum` (the lstat walk a fingerprint does)\n",
+			opSmall, st.files, fmtBytes(st.bytes), st.py, fmtBytes(st.pyB), st.img, fmtBytes(st.imgB))
+	}
 	fmt.Fprintf(w, "- CPU = user+sys of the process and its children; the pipeline's peak RSS is its largest process\n")
 
-	fmt.Fprintf(w, "\n### Medians\n\n")
-	fmt.Fprintf(w, "| operation | tool | wall (min-max) | CPU | peak RSS | output | other load |\n")
-	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|\n")
-	noisy, total := 0, 0
 	for _, op := range allOps {
-		for _, tool := range allTools {
-			wall, lo, hi, ok := b.stat(op, tool, fWall)
-			if !ok {
-				continue
-			}
-			cpu, _, _, _ := b.stat(op, tool, fCPU)
-			rss, _, _, _ := b.stat(op, tool, fRSS)
-			out, _, _, _ := b.stat(op, tool, fOut)
-			rng := ""
-			if len(b.results[op][tool]) > 1 {
-				rng = fmt.Sprintf(" (%.2f-%.2f)", time.Duration(lo).Seconds(), time.Duration(hi).Seconds())
-			}
-			outS := fmtBytes(out)
-			switch op {
-			case opSecond:
-				outS = "+" + outS
-			case opRestore:
-				outS += " restored"
-			}
-			worst := 0.0
-			for _, s := range b.results[op][tool] {
-				total++
-				worst = max(worst, busyShare(s))
-				if busyShare(s) > noisyShare {
-					noisy++
-				}
-			}
-			fmt.Fprintf(w, "| %s | %s | %s%s | %s | %s | %s | %.0f%% |\n", op, tool, fmtDur(time.Duration(wall)), rng,
-				fmtDur(time.Duration(cpu)), fmtBytes(rss), outS, worst*100)
-		}
-	}
-	fmt.Fprintf(w, "\nother load: the most CPU that other processes used during one of the runs, as a share of the machine.\n")
-	if noisy > 0 {
-		b.warns = append(b.warns, fmt.Sprintf("%d of %d runs overlapped with other processes using more than %.0f%% of the CPUs: their timings are unreliable; rerun on an idle machine", noisy, total, noisyShare*100))
-	}
-
-	fmt.Fprintf(w, "\n### fireops as a ratio of the others (medians)\n\n")
-	fmt.Fprintf(w, "| operation | fireops / | wall | CPU | peak RSS | output |\n|---|---|---:|---:|---:|---:|\n")
-	for _, op := range []string{opFirst, opSecond, opRestore} {
-		for _, other := range []string{toolShell, toolRestic} {
-			if _, _, _, ok := b.stat(op, other, fWall); !ok {
-				continue
-			}
-			if _, _, _, ok := b.stat(op, toolFireops, fWall); !ok {
-				continue
-			}
-			cols := []string{}
-			for _, f := range []func(sample) int64{fWall, fCPU, fRSS, fOut} {
-				cols = append(cols, fmtRatio(b.ratio(op, toolFireops, other, f)))
-			}
-			if op == opRestore {
-				cols[3] = "-"
-			}
-			fmt.Fprintf(w, "| %s | %s | %s |\n", op, other, strings.Join(cols, " | "))
+		if len(b.results[op]) > 0 {
+			b.reportMedians(w)
+			break
 		}
 	}
 
-	fmt.Fprintf(w, "\n### Targets (issue 3)\n\n")
-	for _, l := range b.targets() {
-		fmt.Fprintf(w, "- %s\n", l)
+	var sum churnSummary
+	if b.churnRes != nil && len(b.churnRes.rounds) > 0 {
+		sum = summarizeChurn(b.churnRes.rounds)
+		b.reportChurn(w, sum)
+	}
+
+	if main {
+		fmt.Fprintf(w, "\n### Targets (issue 3)\n\n")
+		for _, l := range b.targets() {
+			fmt.Fprintf(w, "- %s\n", l)
+		}
+	}
+	if v2 := b.v2Targets(sum); len(v2) > 0 {
+		fmt.Fprintf(w, "\n### Targets (format v2)\n\n")
+		for _, l := range v2 {
+			fmt.Fprintf(w, "- %s\n", l)
+		}
 	}
 	if len(b.warns) > 0 {
 		fmt.Fprintf(w, "\n### Warnings\n\n")
@@ -270,4 +244,99 @@ func (b *bench) targets() []string {
 		out = append(out, fmt.Sprintf("MISS  no part uploaded again: %d of %d runs uploaded a part again or reported no reuse (%d of %d parts reused; uploaded %s)", bad, len(reuse), reused, parts, strings.Join(uploaded, ", ")))
 	}
 	return out
+}
+
+// v2Targets are the targets of format v2 for what ran: the churn benchmark
+// (sum), the snapshot after 1% changed and the small-files tree.
+func (b *bench) v2Targets(sum churnSummary) []string {
+	var out []string
+	if len(sum.rows) > 0 {
+		out = append(out, churnTargets(sum)...)
+	}
+	if b.opt.enabled(groupMain) && b.opt.changed && !b.opt.skipFireops {
+		what := "CPU of the snapshot after 1% changed / the first snapshot, fireops"
+		if r := b.opRatio(opChanged, opFirst, toolRestic, fCPU); r >= 0 {
+			what += fmt.Sprintf(" (restic: %s)", fmtRatio(r))
+		}
+		out = append(out, verdict(what, b.opRatio(opChanged, opFirst, toolFireops, fCPU), 0.4, "x"))
+	}
+	if b.opt.enabled(groupSmall) && !b.opt.skipFireops {
+		out = append(out, verdict(fmt.Sprintf("first snapshot of %d small files, wall, fireops/shell", b.smallStats.files), b.ratio(opSmall, toolFireops, toolShell, fWall), 1.3, "x"))
+	}
+	return out
+}
+
+// opRatio is median(op) / median(other op) of one tool's field; -1 when unknown.
+func (b *bench) opRatio(op, otherOp, tool string, f func(sample) int64) float64 {
+	a, _, _, ok1 := b.stat(op, tool, f)
+	c, _, _, ok2 := b.stat(otherOp, tool, f)
+	if !ok1 || !ok2 || c <= 0 || a < 0 {
+		return -1
+	}
+	return float64(a) / float64(c)
+}
+
+// reportMedians writes the table of medians and fireops' ratios to the others.
+func (b *bench) reportMedians(w io.Writer) {
+	fmt.Fprintf(w, "\n### Medians\n\n")
+	fmt.Fprintf(w, "| operation | tool | wall (min-max) | CPU | peak RSS | output | other load |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|\n")
+	noisy, total := 0, 0
+	for _, op := range allOps {
+		for _, tool := range allTools {
+			wall, lo, hi, ok := b.stat(op, tool, fWall)
+			if !ok {
+				continue
+			}
+			cpu, _, _, _ := b.stat(op, tool, fCPU)
+			rss, _, _, _ := b.stat(op, tool, fRSS)
+			out, _, _, _ := b.stat(op, tool, fOut)
+			rng := ""
+			if len(b.results[op][tool]) > 1 {
+				rng = fmt.Sprintf(" (%.2f-%.2f)", time.Duration(lo).Seconds(), time.Duration(hi).Seconds())
+			}
+			outS := fmtBytes(out)
+			switch op {
+			case opSecond, opChanged:
+				outS = "+" + outS
+			case opRestore:
+				outS += " restored"
+			}
+			worst := 0.0
+			for _, s := range b.results[op][tool] {
+				total++
+				worst = max(worst, busyShare(s))
+				if busyShare(s) > noisyShare {
+					noisy++
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | %s%s | %s | %s | %s | %.0f%% |\n", op, tool, fmtDur(time.Duration(wall)), rng,
+				fmtDur(time.Duration(cpu)), fmtBytes(rss), outS, worst*100)
+		}
+	}
+	fmt.Fprintf(w, "\nother load: the most CPU that other processes used during one of the runs, as a share of the machine.\n")
+	if noisy > 0 {
+		b.warns = append(b.warns, fmt.Sprintf("%d of %d runs overlapped with other processes using more than %.0f%% of the CPUs: their timings are unreliable; rerun on an idle machine", noisy, total, noisyShare*100))
+	}
+
+	fmt.Fprintf(w, "\n### fireops as a ratio of the others (medians)\n\n")
+	fmt.Fprintf(w, "| operation | fireops / | wall | CPU | peak RSS | output |\n|---|---|---:|---:|---:|---:|\n")
+	for _, op := range []string{opFirst, opSecond, opRestore, opChanged, opSmall} {
+		for _, other := range []string{toolShell, toolRestic} {
+			if _, _, _, ok := b.stat(op, other, fWall); !ok {
+				continue
+			}
+			if _, _, _, ok := b.stat(op, toolFireops, fWall); !ok {
+				continue
+			}
+			cols := []string{}
+			for _, f := range []func(sample) int64{fWall, fCPU, fRSS, fOut} {
+				cols = append(cols, fmtRatio(b.ratio(op, toolFireops, other, f)))
+			}
+			if op == opRestore {
+				cols[3] = "-"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s |\n", op, other, strings.Join(cols, " | "))
+		}
+	}
 }
