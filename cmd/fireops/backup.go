@@ -34,15 +34,16 @@ func human(n int64) string {
 }
 
 // setSnapshotMemoryLimit sets a soft memory limit for a snapshot run,
-// unless GOMEMLIMIT says otherwise: the engine's live memory is its chunk
-// buffers plus about 60 MiB (compressor, sources, destinations), and
-// without a limit the garbage collector lets the heap grow to twice that
-// before it collects. The limit keeps the peak near the live size.
+// unless GOMEMLIMIT says otherwise: the engine's live memory is its piece
+// buffers (snapshot.MemoryBudget) plus about 60 MiB (compressor, sources,
+// destinations, known-object caches), and without a limit the garbage
+// collector lets the heap grow to twice that before it collects. The
+// limit keeps the peak near the live size.
 func setSnapshotMemoryLimit(chunkSize int64, uploads int) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(int64(snapshot.ChunkBuffers(uploads))*chunkSize + 104<<20)
+	debug.SetMemoryLimit(snapshot.MemoryBudget(chunkSize, uploads) + 104<<20)
 }
 
 // progressLine shows, on a terminal only, the part being streamed with
@@ -213,14 +214,18 @@ func (a *app) printListing(ls []backup.DestListing) error {
 func (a *app) verifyCommand() *cobra.Command {
 	o := backup.VerifyOptions{}
 	cmd := &cobra.Command{
-		Use:   "verify [SNAPSHOT|latest|--all] [--level quick|full|restore-test]",
+		Use:   "verify [SNAPSHOT|latest|--all] [--level quick|hashes|full|restore-test]",
 		Short: "Check that snapshots are intact and restorable",
 		Long: `verify checks snapshots on every destination (default: the latest):
 
-  quick         the manifest's signature, every chunk present with its size
-                (no private key needed)
-  full          also download every chunk, check its SHA-256, decrypt,
-                decompress and parse every part; counts must match the index
+  quick         the manifest's signature, every object (piece, piece list,
+                v1 chunk) present with its size (no private key needed)
+  hashes        also download every object and check its SHA-256 against
+                the signed manifest: finds bit rot and tampering without a
+                private key, so the backup host can run it (the scheduled
+                default); objects shared by several snapshots are read once
+  full          also decrypt, decompress and parse every part; counts must
+                match the index (needs the identity)
   restore-test  also restore every part into a scratch folder, then drop it
                 (the mongo part: into a scratch database fireops-verify-ID
                 on the configured server or --scratch-uri-file, comparing
@@ -256,7 +261,7 @@ destination could not be checked at all; 4 when another verify runs
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.All, "all", false, "verify every snapshot")
-	f.StringVar(&o.Level, "level", "quick", "quick, full or restore-test")
+	f.StringVar(&o.Level, "level", "quick", "quick, hashes, full or restore-test")
 	f.StringSliceVar(&o.Dests, "dest", nil, "only this destination (repeatable)")
 	f.StringVar(&o.Identity, "identity", "", "age identity file (default: keys.identity_file)")
 	f.StringVar(&o.Mongo.ScratchURIFile, "scratch-uri-file", "", "mongo: file (0600) with the URI of the server restore-test uses (default: the configured one)")

@@ -73,7 +73,7 @@ func (a *app) verifyJob(ctx context.Context, cfg *config.Config, o backup.Verify
 	if level == "" {
 		level = backup.LevelQuick
 	}
-	if level == backup.LevelQuick || level == backup.LevelFull || level == backup.LevelRestoreTest {
+	if level == backup.LevelQuick || level == backup.LevelHashes || level == backup.LevelFull || level == backup.LevelRestoreTest {
 		a.record(cfg, backup.VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
 	}
 	return res, err

@@ -91,7 +91,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	}
 	res, err := snapshot.Create(ctx, snapshot.Options{
 		Host: cfg.Host, Recipients: rcp, Signer: signer, ChunkSize: int(cfg.ChunkSize),
-		Compression: cfg.Compression, Uploads: uploads, State: state, Version: o.Version, Log: o.Log,
+		Compression: cfg.Compression, Uploads: uploads, StateDir: cfg.StateDir, State: state, Version: o.Version, Log: o.Log,
 		Progress: o.Progress, Now: o.Now,
 	}, stores, srcs)
 	if res == nil {
@@ -231,6 +231,7 @@ func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing
 // Levels of verify.
 const (
 	LevelQuick       = "quick"
+	LevelHashes      = "hashes"
 	LevelFull        = "full"
 	LevelRestoreTest = "restore-test"
 )
@@ -241,7 +242,7 @@ type VerifyOptions struct {
 	Snapshot string
 	// All verifies every complete snapshot.
 	All bool
-	// Level is quick, full or restore-test.
+	// Level is quick, hashes, full or restore-test.
 	Level string
 	// Dests limits verify to these destinations.
 	Dests []string
@@ -273,6 +274,8 @@ type VerifyResult struct {
 	// destination), not one of the check itself (a scratch target the
 	// server refused, a download that broke off).
 	damaged bool
+	// wrongKey: the identity matches none of the recipients.
+	wrongKey bool
 }
 
 // Verify checks snapshots at the given level. It returns every result and
@@ -281,9 +284,9 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	switch o.Level {
 	case "":
 		o.Level = LevelQuick
-	case LevelQuick, LevelFull, LevelRestoreTest:
+	case LevelQuick, LevelHashes, LevelFull, LevelRestoreTest:
 	default:
-		return nil, exitcode.Usagef("use --level quick, full or restore-test", "unknown verify level %q", o.Level)
+		return nil, exitcode.Usagef("use --level quick, hashes, full or restore-test", "unknown verify level %q", o.Level)
 	}
 	if !o.All && o.Snapshot == "" {
 		o.Snapshot = "latest"
@@ -293,7 +296,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		return nil, err
 	}
 	var ids []age.Identity
-	if o.Level != LevelQuick {
+	if o.Level != LevelQuick && o.Level != LevelHashes {
 		if ids, err = Identities(cfg, o.Identity); err != nil {
 			return nil, err
 		}
@@ -305,7 +308,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	defer CloseDests(ctx, dests, o.Log)
 	var results []VerifyResult
 	var failed []string // snapshots that failed their check
-	damaged := false
+	damaged, wrongKey := false, false
 	// A destination that cannot be opened or listed is a failed result of
 	// its own (exit code 1 unless a check failed too), not the end of the
 	// run: the others are still checked.
@@ -346,11 +349,15 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			}
 			snaps = []string{id}
 		}
+		// What several snapshots of one destination share is looked at
+		// once: its listing of objects, and the pieces already hashed.
+		vc := &verifyCache{checked: map[string]bool{}}
 		for _, id := range snaps {
-			r := verifyOne(ctx, cfg, d, id, o, trusted, ids)
+			r := verifyOne(ctx, cfg, d, id, o, trusted, ids, vc)
 			if !r.OK {
 				failed = append(failed, fmt.Sprintf("%s on %s: %s", r.Snapshot, r.Destination, r.Error))
 				damaged = damaged || r.damaged
+				wrongKey = wrongKey || r.wrongKey
 			}
 			results = append(results, r)
 		}
@@ -360,6 +367,9 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		msg := fmt.Sprintf("verify: %d snapshot(s) failed: %s", len(failed), strings.Join(failed, "; "))
 		if len(unreachable) > 0 {
 			msg += "; not checked on " + strings.Join(unreachable, "; ")
+		}
+		if wrongKey && !damaged {
+			return results, exitcode.New(exitcode.Usage, errors.New(msg), "pass --identity with the identity of a recipient the manifest names (the one kept offline); the data was not found damaged")
 		}
 		hint := "the data on the destination is damaged or was altered; take a new snapshot and find the cause"
 		if !damaged {
@@ -375,20 +385,34 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	return results, nil
 }
 
-func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []byte, ids []age.Identity) VerifyResult {
+// verifyCache is what the checks of one destination's snapshots share.
+type verifyCache struct {
+	present map[[32]byte]int64 // the v2 objects listed, once
+	checked map[string]bool    // objects found intact by level hashes
+}
+
+func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []byte, ids []age.Identity, vc *verifyCache) VerifyResult {
 	begin := time.Now()
 	r := VerifyResult{Destination: d.Name, Snapshot: id, Level: o.Level}
 	err := func() error {
-		m, err := snapshot.Open(ctx, d.Store, cfg.Host, id, trusted)
+		m, err := openManifest(ctx, cfg, d, id, trusted)
 		if err != nil {
 			return err
 		}
-		r.Parts, r.Bytes = len(m.Objects), m.Size()
-		if err := snapshot.CheckPresent(ctx, d.Store, m); err != nil {
+		r.Parts, r.Bytes = m.PartCount(), m.Size()
+		if m.Version == snapshot.FormatVersion && vc.present == nil {
+			if vc.present, err = snapshot.ListObjects(ctx, d.Store, cfg.Host); err != nil {
+				return err
+			}
+		}
+		if err := snapshot.CheckPresent(ctx, d.Store, m, vc.present); err != nil {
 			return err
 		}
-		if o.Level == LevelQuick {
+		switch o.Level {
+		case LevelQuick:
 			return nil
+		case LevelHashes:
+			return snapshot.CheckHashes(ctx, d.Store, m, vc.checked)
 		}
 		idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
 		if err != nil {
@@ -414,6 +438,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 	if err != nil {
 		r.Error = err.Error()
 		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
+		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
 	} else {
 		r.OK = true
 	}
@@ -592,9 +617,9 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		if found[cand.Name] != want {
 			continue
 		}
-		mm, err := snapshot.Open(ctx, cand.Store, cfg.Host, want, trusted)
+		mm, err := openManifest(ctx, cfg, cand, want, trusted)
 		if err == nil {
-			err = snapshot.CheckPresent(ctx, cand.Store, mm)
+			err = snapshot.CheckPresent(ctx, cand.Store, mm, nil)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -614,8 +639,11 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		return nil, fmt.Errorf("restore %s: %w", o.Snapshot, err)
 	}
 	idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
+	if errors.Is(err, snapshot.ErrWrongIdentity) {
+		return nil, exitcode.New(exitcode.Usage, err, "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
+	}
 	if err != nil {
-		return nil, exitcode.New(exitcode.CheckFailed, err, "check that --identity is the identity of the recipients in the manifest")
+		return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot's index is damaged or was altered; try another destination with --dest or another snapshot")
 	}
 	parts, err := selectParts(idx.Parts, o.Parts)
 	if err != nil {

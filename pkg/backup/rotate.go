@@ -3,12 +3,9 @@ package backup
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
-	"regexp"
 	"strings"
 	"time"
 
@@ -84,23 +81,7 @@ type RotateDest struct {
 }
 
 // Sweep is what the object sweep found and did on one destination.
-type Sweep struct {
-	// Total is the number of objects on the destination before the sweep.
-	Total int `json:"total"`
-	// Referenced objects are named by a remaining manifest.
-	Referenced int `json:"referenced"`
-	// Removed objects were unreferenced and older than the grace period
-	// (with DryRun: would be removed).
-	Removed int `json:"removed"`
-	// FreedBytes is the size of the removed objects' chunks.
-	FreedBytes int64 `json:"freed_bytes"`
-	// Young objects are unreferenced but written within the grace period:
-	// an upload in progress, kept.
-	Young int `json:"young"`
-	// Skipped says why the sweep (and the removal of incomplete
-	// snapshots) did not run.
-	Skipped string `json:"skipped,omitempty"`
-}
+type Sweep = snapshot.Sweep
 
 // PolicyFor returns the retention rules and grace period of a destination:
 // its own retention section when it has one, else the global one. An
@@ -271,9 +252,9 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 		if !o.DryRun {
 			var err error
 			if dec.State == retention.Incomplete {
-				err = removeIncomplete(ctx, d.Store, cfg.Host, dec.ID)
+				err = snapshot.RemoveIncomplete(ctx, d.Store, cfg.Host, dec.ID)
 			} else {
-				err = removeSnapshot(ctx, d.Store, cfg.Host, dec.ID)
+				err = snapshot.RemoveSnapshot(ctx, d.Store, cfg.Host, dec.ID)
 			}
 			if err != nil {
 				rd.Err = err
@@ -293,132 +274,10 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 		rd.Objects.Skipped = skip
 		return rd
 	}
-	sw, err := sweep(ctx, d.Store, cfg.Host, now, grace, removed, o.DryRun, log)
+	sw, err := snapshot.SweepObjects(ctx, d.Store, cfg.Host, now, grace, removed, o.DryRun, log)
 	rd.Objects = sw
 	if err != nil {
 		rd.Err = err
 	}
 	return rd
-}
-
-// removeSnapshot removes a complete snapshot: its manifest first (from
-// then on it reads as incomplete), then its signature and the folder.
-func removeSnapshot(ctx context.Context, st snapshot.Store, host, id string) error {
-	dir := snapshot.SnapshotPath(host, id)
-	for _, f := range []string{snapshot.ManifestFile, snapshot.SignatureFile} {
-		if err := st.Delete(ctx, path.Join(dir, f)); err != nil {
-			return fmt.Errorf("remove snapshot %s: delete %s: %w", id, f, err)
-		}
-	}
-	if err := st.Rmdir(ctx, dir); err != nil {
-		return fmt.Errorf("remove snapshot %s: %w", id, err)
-	}
-	return nil
-}
-
-// removeIncomplete removes an incomplete snapshot folder, unless a
-// manifest appeared since it was listed (a snapshot that just finished).
-func removeIncomplete(ctx context.Context, st snapshot.Store, host, id string) error {
-	dir := snapshot.SnapshotPath(host, id)
-	_, err := st.GetBytes(ctx, path.Join(dir, snapshot.ManifestFile), 1)
-	switch {
-	case err == nil:
-		return fmt.Errorf("remove incomplete snapshot %s: it has a manifest now; run rotate again", id)
-	case !errors.Is(err, snapshot.ErrNotFound):
-		return fmt.Errorf("remove incomplete snapshot %s: %w", id, err)
-	}
-	if err := st.Rmdir(ctx, dir); err != nil {
-		return fmt.Errorf("remove incomplete snapshot %s: %w", id, err)
-	}
-	return nil
-}
-
-var objectIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
-// sweep removes the objects that no manifest of a remaining snapshot
-// references and whose newest chunk is older than grace. Every manifest
-// on the destination counts, damaged ones included (read without their
-// signature: a manifest that cannot be read at all stops the sweep, since
-// what it references is unknown). With dryRun, the snapshots in removed
-// count as gone and nothing is deleted.
-func sweep(ctx context.Context, st snapshot.Store, host string, now time.Time, grace time.Duration,
-	removed map[string]bool, dryRun bool, log *slog.Logger) (Sweep, error) {
-	var sw Sweep
-	refs, err := referenced(ctx, st, host, removed, dryRun)
-	if err != nil {
-		sw.Skipped = "a manifest could not be read"
-		return sw, fmt.Errorf("sweep skipped: %w", err)
-	}
-	entries, err := st.List(ctx, path.Join(host, snapshot.ObjectsDir))
-	if err != nil {
-		return sw, fmt.Errorf("sweep: list objects: %w", err)
-	}
-	for _, e := range entries {
-		if !e.Dir || !objectIDRE.MatchString(e.Name) {
-			continue
-		}
-		sw.Total++
-		if refs[e.Name] {
-			sw.Referenced++
-			continue
-		}
-		chunks, err := st.List(ctx, snapshot.ObjectPath(host, e.Name))
-		if err != nil {
-			return sw, fmt.Errorf("sweep: list object %s: %w", e.Name, err)
-		}
-		newest, size := e.ModTime, int64(0)
-		for _, c := range chunks {
-			size += c.Size
-			if c.ModTime.After(newest) {
-				newest = c.ModTime
-			}
-		}
-		if newest.IsZero() || now.Sub(newest) <= grace {
-			sw.Young++
-			continue
-		}
-		if !dryRun {
-			if err := st.Rmdir(ctx, snapshot.ObjectPath(host, e.Name)); err != nil {
-				return sw, fmt.Errorf("sweep: remove object %s: %w", e.Name, err)
-			}
-			log.Debug("object removed", "destination", st.Name(), "object", e.Name, "bytes", size)
-		}
-		sw.Removed++
-		sw.FreedBytes += size
-	}
-	if !dryRun && sw.Removed > 0 {
-		log.Info("objects swept", "destination", st.Name(), "removed", sw.Removed, "freed_bytes", sw.FreedBytes, "young", sw.Young)
-	}
-	return sw, nil
-}
-
-// referenced returns the object ids named by the manifests on the
-// destination now; with dryRun, those of the snapshots in removed are
-// left out as if they were gone.
-func referenced(ctx context.Context, st snapshot.Store, host string, removed map[string]bool, dryRun bool) (map[string]bool, error) {
-	dirs, err := st.List(ctx, path.Join(host, snapshot.SnapshotsDir))
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	refs := map[string]bool{}
-	for _, e := range dirs {
-		if !e.Dir || (dryRun && removed[e.Name]) {
-			continue
-		}
-		data, err := st.GetBytes(ctx, path.Join(snapshot.SnapshotPath(host, e.Name), snapshot.ManifestFile), 64<<20)
-		if errors.Is(err, snapshot.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read manifest of %s: %w", e.Name, err)
-		}
-		var m snapshot.Manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil, fmt.Errorf("manifest of %s does not decode (%v): remove that snapshot folder by hand once inspected", e.Name, err)
-		}
-		for _, obj := range m.Objects {
-			refs[obj.ID] = true
-		}
-	}
-	return refs, nil
 }

@@ -183,6 +183,24 @@ func TrustedKey(cfg *config.Config) (ed25519.PublicKey, error) {
 		"no trusted signing key: manifests cannot be checked")
 }
 
+// openManifest opens a snapshot's manifest (its signature checked with
+// trusted) and, where this host has the signing key, has its pieces' keyed
+// ids checked as they are read.
+func openManifest(ctx context.Context, cfg *config.Config, d Dest, id string, trusted ed25519.PublicKey) (*snapshot.Manifest, error) {
+	m, err := snapshot.Open(ctx, d.Store, cfg.Host, id, trusted)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Keys.SigningKeyFile != "" {
+		if k, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile); err == nil && k.Public().(ed25519.PublicKey).Equal(trusted) {
+			if err := m.CheckPieceIDs(k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
 // Identities loads the private age identity: the file given (a flag), else
 // keys.identity_file.
 func Identities(cfg *config.Config, file string) ([]age.Identity, error) {

@@ -45,7 +45,7 @@ func Default() *Config {
 		},
 		Schedule: Schedule{
 			Snapshot: "0 3 * * *", Rotate: "30 4 * * *", Verify: "0 5 * * 0", GPUCheck: "*/15 * * * *",
-			VerifyLevel: "quick",
+			VerifyLevel: "hashes",
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9798"},
 		Hub: Hub{

@@ -73,7 +73,7 @@ func TestParseMinimalDefaultsAndPaths(t *testing.T) {
 		{"grace default", cfg.Retention.IncompleteGrace.String(), "1d"},
 		{"hub default", cfg.Hub.DBVolume, "jupyterhub-data"},
 		{"schedule default", cfg.Schedule.Snapshot, "0 3 * * *"},
-		{"verify level default", cfg.Schedule.VerifyLevel, "quick"},
+		{"verify level default", cfg.Schedule.VerifyLevel, "hashes"},
 		{"jitter default", cfg.Schedule.Jitter.String(), "0s"},
 		{"stack default", cfg.Stack.Dir, "/opt/firetech"},
 	}

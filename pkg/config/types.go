@@ -154,8 +154,9 @@ type Schedule struct {
 	// Jitter delays each scheduled run by a random time up to this, so
 	// that hosts sharing a destination do not all start at once.
 	Jitter Duration `yaml:"jitter" json:"jitter"`
-	// VerifyLevel is the level of the scheduled verify: quick, full or
-	// restore-test (the last two need keys.identity_file on this host).
+	// VerifyLevel is the level of the scheduled verify: quick, hashes
+	// (the default: every stored byte checked without a private key),
+	// full or restore-test (the last two need keys.identity_file here).
 	VerifyLevel string `yaml:"verify_level" json:"verify_level"`
 }
 

@@ -69,9 +69,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.Schedule.VerifyLevel {
-	case "quick", "full", "restore-test":
+	case "quick", "hashes", "full", "restore-test":
 	default:
-		p.add("schedule.verify_level", "use quick, full or restore-test", "unknown verify level %q", c.Schedule.VerifyLevel)
+		p.add("schedule.verify_level", "use quick, hashes, full or restore-test", "unknown verify level %q", c.Schedule.VerifyLevel)
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

@@ -12,20 +12,17 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
-
+	
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/source"
 )
-
-// ChunkBuffers is the number of chunk buffers a snapshot run with the
-// given uploads per destination holds at most.
-func ChunkBuffers(uploads int) int { return max(uploads, 1) + 1 }
 
 // Options are the settings of one snapshot run.
 type Options struct {
@@ -35,16 +32,18 @@ type Options struct {
 	Recipients []*age.X25519Recipient
 	// Signer signs the manifest.
 	Signer ed25519.PrivateKey
-	// ChunkSize is the size of one uploaded chunk.
+	// ChunkSize bounds the size of a piece (config chunk_size); pieces
+	// are content-defined and average PieceAvg when it does not bind.
 	ChunkSize int
 	// Compression is fastest, default, better or best.
 	Compression string
-	// Uploads is the number of chunks uploaded at once to each
-	// destination (default 2). The run holds Uploads+1 chunk buffers, all
-	// destinations uploading from the same ones: memory is
-	// (Uploads+1) x ChunkSize plus the compressor.
+	// Uploads is the number of objects uploaded at once to each
+	// destination (default 2). Memory is bounded by MemoryBudget.
 	Uploads int
-	// State enables reuse of unchanged parts; nil uploads everything.
+	// StateDir holds the known-objects logs (required) and State's file.
+	StateDir string
+	// State enables reuse of unchanged parts without reading them; nil
+	// reads every part (pieces are still deduplicated).
 	State *State
 	// Version is the fireops version recorded in the index.
 	Version string
@@ -78,10 +77,14 @@ type DestResult struct {
 	Err error `json:"-"`
 	// Error is Err's message, for JSON output.
 	Error string `json:"error,omitempty"`
-	// Uploaded is the number of bytes sent (chunks, index, manifest).
+	// Uploaded is the number of bytes sent (pieces, piece lists, index,
+	// manifest).
 	Uploaded int64 `json:"uploaded"`
-	// Reused counts parts referenced from earlier snapshots.
+	// Reused counts parts whose source was unchanged and not read.
 	Reused int `json:"reused"`
+	// Stored is the stored size of the snapshot on this destination, its
+	// pieces counted once (most of it shared with earlier snapshots).
+	Stored int64 `json:"stored"`
 	// Retries counts the requests to this destination that failed and were
 	// tried again; the engine leaves it 0, the caller that owns the
 	// destination's connection fills it in.
@@ -127,23 +130,32 @@ func (r *Result) Failed() []DestResult {
 
 // destRun is one destination during a snapshot run.
 type destRun struct {
-	store    Store
-	err      error
-	parts    []Part
-	objects  []Object
+	store Store
+	known *Known
+	mu    sync.Mutex
+	err   error
+	parts []Part
+	lists []Ref
+	// pieces counts the stored size of each distinct piece the snapshot
+	// references on this destination.
+	pieces   map[[32]byte]int64
 	fps      []string // fingerprints of parts, for the state
-	created  []string // objects this run uploaded (to delete on failure)
-	uploaded int64
+	pending  map[[32]byte]*pending
+	queue    chan uploadJob
+	wg       sync.WaitGroup
+	uploaded atomic.Int64
 	reused   int
 }
 
-// Create takes a snapshot of every source to every store. A source error
-// or cancellation fails the whole run: the objects it uploaded are deleted
-// (best effort) and no manifest is written anywhere. The one exception is
-// a source whose Fingerprint reports source.ErrGone (its data no longer
-// exists): nothing was read from it, and it is left out of the snapshot
-// with a warning and listed in Result.Skipped. A destination that
-// fails on its own is reported in the result and cleaned up while the
+// Create takes a snapshot of every source to every store in format v2.
+// A source error or cancellation fails the whole run: no manifest is
+// written anywhere and the snapshot folders are removed; the pieces it
+// uploaded stay, recorded in the known-objects logs, for the next run to
+// reference (rotate sweeps them after the grace period if none does). The
+// one exception is a source whose Fingerprint reports source.ErrGone (its
+// data no longer exists): nothing was read from it, and it is left out of
+// the snapshot with a warning and listed in Result.Skipped. A destination
+// that fails on its own is reported in the result and cleaned up while the
 // others complete; Create then returns the result and an error naming it.
 func Create(ctx context.Context, opts Options, stores []Store, sources []source.Source) (*Result, error) {
 	if len(stores) == 0 {
@@ -154,6 +166,9 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 	}
 	if opts.Signer == nil {
 		return nil, errors.New("no signing key")
+	}
+	if opts.StateDir == "" {
+		return nil, errors.New("no state_dir for the known-objects logs")
 	}
 	level, err := zstdLevel(opts.Compression)
 	if err != nil {
@@ -170,26 +185,46 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 	if opts.Uploads < 1 {
 		opts.Uploads = 2
 	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = PieceMax
+	}
+	rstrings := recipientStrings(opts.Recipients)
+	dedup, err := NewDedup(opts.Signer, rstrings, opts.ChunkSize)
+	if err != nil {
+		return nil, err
+	}
 	recipients := make([]age.Recipient, len(opts.Recipients))
 	for i, r := range opts.Recipients {
 		recipients[i] = r
 	}
+	trusted := opts.Signer.Public().(ed25519.PublicKey)
 	started := now().UTC()
 	res := &Result{ID: NewSnapshotID(started), Host: opts.Host, Started: started}
 	runs := make([]*destRun, len(stores))
 	for i, s := range stores {
-		runs[i] = &destRun{store: s}
+		runs[i] = &destRun{store: s, pieces: map[[32]byte]int64{}, pending: map[[32]byte]*pending{}}
 	}
-	log.Info("snapshot started", "id", res.ID, "parts", len(sources), "destinations", len(stores))
+	log.Info("snapshot started", "id", res.ID, "parts", len(sources), "destinations", len(stores), "dedup_space", dedup.Space)
 	var startErrs []error
 	for _, r := range runs {
 		p := path.Join(SnapshotPath(opts.Host, res.ID), StartedFile)
 		if err := r.store.Put(ctx, p, []byte(started.Format(time.RFC3339Nano)+"\n")); err != nil {
 			r.err = fmt.Errorf("destination %s: write %s: %w", r.store.Name(), p, err)
+		} else if r.known, err = loadKnown(ctx, opts.StateDir, r.store, opts.Host, dedup, trusted, rstrings, log); err != nil {
+			r.err = fmt.Errorf("destination %s: %w", r.store.Name(), err)
+		}
+		if r.err != nil {
 			startErrs = append(startErrs, r.err)
 			log.Error("destination failed", "destination", r.store.Name(), "err", r.err)
 		}
 	}
+	defer func() {
+		for _, r := range runs {
+			if r.known != nil {
+				r.known.close()
+			}
+		}
+	}()
 	if len(startErrs) == len(runs) {
 		// Nothing can be written anywhere: say why for each destination
 		// before any source is read.
@@ -197,19 +232,24 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		return nil, fmt.Errorf("snapshot %s: %w: %w", res.ID, ErrEveryDestinationFailed, errors.Join(startErrs...))
 	}
 
-	// Uploads+1 chunk buffers for the whole run, whatever the number of
-	// destinations (every destination uploads from the same buffer): one
-	// being filled while the others are uploaded. The slowest destination
-	// sets the pace.
-	pool := newBufPool(ChunkBuffers(opts.Uploads), opts.ChunkSize)
-	// One compressor for the whole run too (~12 MiB of buffers a new one
-	// allocates): stream resets it for every part and closes it after.
-	zw, err := newEncoder(level)
+	e, err := newEngine(dedup, recipients, level, opts.Uploads, opts.Host)
 	if err != nil {
-		return nil, fmt.Errorf("start compression: %w", err)
+		cleanup(ctx, runs, opts.Host, res.ID, log)
+		return nil, err
+	}
+	defer e.zw.Close()
+	for _, r := range runs {
+		if r.err == nil {
+			r.startUploads(ctx, opts.Host, opts.Uploads)
+		}
+	}
+	stopUploads := func() {
+		for _, r := range runs {
+			r.stopUploads()
+		}
 	}
 	for _, src := range sources {
-		part, err := snapshotPart(ctx, opts, zw, recipients, pool, runs, src, log)
+		part, err := snapshotPart(ctx, opts, e, runs, src, log)
 		var gone *goneError
 		if errors.As(err, &gone) {
 			// Nothing was produced or uploaded for it: leave it out.
@@ -218,11 +258,13 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			continue
 		}
 		if err != nil {
+			stopUploads()
 			cleanup(ctx, runs, opts.Host, res.ID, log)
 			return nil, fmt.Errorf("snapshot %s: part %s: %w", res.ID, source.ID(src), err)
 		}
 		res.Parts = append(res.Parts, part)
 	}
+	stopUploads()
 	if err := ctx.Err(); err != nil {
 		cleanup(ctx, runs, opts.Host, res.ID, log)
 		return nil, fmt.Errorf("snapshot %s: %w", res.ID, err)
@@ -250,20 +292,25 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 	res.Finished = now().UTC()
 	var failed []error
 	for _, r := range runs {
-		d := DestResult{Name: r.store.Name(), Err: r.err, Uploaded: r.uploaded, Reused: r.reused}
+		d := DestResult{Name: r.store.Name(), Err: r.err, Uploaded: r.uploaded.Load(), Reused: r.reused}
 		if r.err != nil {
 			d.Error = r.err.Error()
 			failed = append(failed, r.err)
-		} else if opts.State != nil {
-			for i, p := range r.parts {
-				opts.State.Put(opts.Host, r.store.Name(), p.ID, StateEntry{Fingerprint: r.fps[i], Recipients: recipientsKey(opts.Recipients), Object: r.objects[i], Part: p})
+		} else {
+			for _, s := range r.pieces {
+				d.Stored += s
+			}
+			if opts.State != nil {
+				for i, p := range r.parts {
+					opts.State.Put(opts.Host, r.store.Name(), p.ID, StateEntry{Fingerprint: r.fps[i], Space: dedup.Space, List: r.lists[i], Part: p})
+				}
 			}
 		}
 		res.Destinations = append(res.Destinations, d)
 	}
 	if opts.State != nil {
 		if err := opts.State.Save(); err != nil {
-			log.Warn("reuse state not saved; the next snapshot uploads everything", "err", err)
+			log.Warn("reuse state not saved; the next snapshot reads every part again", "err", err)
 		}
 	}
 	log.Info("snapshot finished", "id", res.ID, "failed_destinations", len(failed))
@@ -277,9 +324,9 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 }
 
 // snapshotPart streams one source to every destination that cannot reuse
-// an earlier upload of it, and records the part in each destination's run.
-func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipients []age.Recipient,
-	pool *bufPool, runs []*destRun, src source.Source, log *slog.Logger) (Part, error) {
+// an earlier piece list of it, and records the part in each destination's
+// run.
+func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun, src source.Source, log *slog.Logger) (Part, error) {
 	id := source.ID(src)
 	begin := time.Now()
 	if c, ok := src.(io.Closer); ok {
@@ -301,14 +348,9 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 			continue
 		}
 		if fp != "" && opts.State != nil {
-			if e, ok := opts.State.Get(opts.Host, r.store.Name(), id); ok && e.Fingerprint == fp && e.Recipients == recipientsKey(opts.Recipients) &&
-				e.consistent(id) && objectPresent(ctx, r.store, opts.Host, e.Object) {
-				p := e.Part
-				p.Reused = true
-				r.parts, r.objects, r.fps = append(r.parts, p), append(r.objects, e.Object), append(r.fps, fp)
-				r.reused++
+			if p, ok := reuse(ctx, opts, e, r, id, fp); ok {
 				reused = &p
-				log.Info("part unchanged, reused", "part", id, "destination", r.store.Name(), "object", e.Object.ID)
+				log.Info("part unchanged, reused", "part", id, "destination", r.store.Name(), "list", p.List)
 				continue
 			}
 		}
@@ -325,11 +367,9 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 		return *reused, nil
 	}
 
-	objID := NewObjectID()
-	uploads := make([]*upload, len(todo))
-	for i, r := range todo {
-		uploads[i] = &upload{store: r.store, host: opts.Host, object: objID}
-		r.created = append(r.created, objID)
+	pr := &partRun{e: e, dests: todo, pieces: make([][]Piece, len(todo)), distinct: make([]map[[32]byte]int64, len(todo)), added: make([]int64, len(todo))}
+	for i := range todo {
+		pr.distinct[i] = map[[32]byte]int64{}
 	}
 	var stats source.Stats
 	produce := func(w io.Writer) error {
@@ -343,20 +383,13 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 		opts.Progress.Bytes.Store(0)
 		counter = &opts.Progress.Bytes
 	}
-	sr, err := stream(ctx, produce, recipients, zw, pool, opts.Uploads, uploads, counter)
-	allFailed := true
-	for _, u := range uploads {
-		if u.failed() == nil {
-			allFailed = false
-		}
-	}
-	if err != nil && (!allFailed || ctx.Err() != nil) {
+	err = pr.stream(ctx, produce, counter)
+	if err != nil && (!errors.Is(err, ErrEveryDestinationFailed) || ctx.Err() != nil) {
 		return Part{}, err // the source failed: the whole snapshot fails
 	}
-	for i, u := range uploads {
-		if uerr := u.failed(); uerr != nil {
-			todo[i].err = uerr
-			log.Error("destination failed", "destination", u.store.Name(), "err", uerr)
+	for _, r := range todo {
+		if uerr := r.failed(); uerr != nil {
+			log.Error("destination failed", "destination", r.store.Name(), "err", uerr)
 		}
 	}
 	if err != nil {
@@ -365,24 +398,111 @@ func snapshotPart(ctx context.Context, opts Options, zw *zstd.Encoder, recipient
 		}
 		return Part{}, err
 	}
-	part := Part{ID: id, Kind: src.Kind(), Name: src.Name(), Object: objID, Size: sr.size, SHA256: sr.sha256, Stored: sr.stored, Stats: stats}
-	obj := Object{ID: objID, Size: sr.stored, Chunks: sr.blobs}
-	for _, r := range todo {
-		if r.err == nil {
-			r.parts, r.objects, r.fps = append(r.parts, part), append(r.objects, obj), append(r.fps, fp)
-			r.uploaded += sr.stored
+	var out *Part
+	for i, r := range todo {
+		if r.failed() != nil {
+			continue
+		}
+		part := Part{ID: id, Kind: src.Kind(), Name: src.Name(), Size: pr.size, Pieces: len(pr.pieces[i]), Stats: stats}
+		for _, s := range pr.distinct[i] {
+			part.Stored += s
+		}
+		list := &PieceList{Format: PieceListFormat, Version: FormatVersion, Size: pr.size, Pieces: pr.pieces[i]}
+		if len(list.Pieces) == 0 {
+			list.Pieces = []Piece{}
+		}
+		ref, err := putList(ctx, r, opts.Host, list)
+		if err != nil {
+			r.fail(err)
+			log.Error("destination failed", "destination", r.store.Name(), "err", err)
+			continue
+		}
+		part.List = ref.ID
+		part.Uploaded = pr.added[i]
+		r.addPart(part, ref, fp, pr.distinct[i])
+		if out == nil {
+			p := part
+			out = &p
 		}
 	}
-	log.Info("part stored", "part", id, "bytes", sr.size, "stored", sr.stored, "chunks", len(sr.blobs),
+	if out == nil {
+		if reused != nil {
+			return *reused, nil
+		}
+		var errs []error
+		for _, r := range runs {
+			errs = append(errs, r.failed())
+		}
+		return Part{}, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(errs...))
+	}
+	log.Info("part stored", "part", id, "bytes", pr.size, "stored", out.Stored, "pieces", out.Pieces,
 		"entries", stats.Entries, "seconds", time.Since(begin).Seconds())
-	return part, nil
+	return *out, nil
 }
 
-// objectPresent reports whether every chunk of obj is on the store with
-// its recorded size.
-func objectPresent(ctx context.Context, st Store, host string, obj Object) bool {
-	entries, err := st.List(ctx, ObjectPath(host, obj.ID))
-	return err == nil && len(obj.Chunks) > 0 && missingChunk(entries, obj) < 0
+// addPart records a part in the destination's run.
+func (r *destRun) addPart(p Part, list Ref, fp string, pieces map[[32]byte]int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.parts, r.lists, r.fps = append(r.parts, p), append(r.lists, list), append(r.fps, fp)
+	for id, s := range pieces {
+		r.pieces[id] = s
+	}
+}
+
+// putList queues a part's piece list for upload unless the destination
+// already holds it (an unchanged part read again makes the same list).
+// It goes through the destination's upload queue, so that its uploads
+// limit holds.
+func putList(ctx context.Context, r *destRun, host string, l *PieceList) (Ref, error) {
+	data, ref, err := encodeList(l)
+	if err != nil {
+		return Ref{}, err
+	}
+	id, _ := parseID(ref.ID)
+	if r.known.isPresent(id, ref.Size) {
+		return ref, nil
+	}
+	s := &stored{data: data}
+	s.refs.Store(1)
+	select {
+	case r.queue <- uploadJob{id: id, obj: knownObject{stored: ref.Size}, data: s, list: true}:
+	case <-ctx.Done():
+		return Ref{}, ctx.Err()
+	}
+	return ref, nil
+}
+
+// reuse references, on one destination, the piece list an unchanged part
+// had in an earlier snapshot of the same dedup space, when the list and
+// every piece it names are still stored there as recorded.
+func reuse(ctx context.Context, opts Options, e *engine, r *destRun, id, fp string) (Part, bool) {
+	st, ok := opts.State.Get(opts.Host, r.store.Name(), id)
+	if !ok || st.Fingerprint != fp || st.Space != e.dedup.Space || !st.consistent(id) {
+		return Part{}, false
+	}
+	lid, _ := parseID(st.List.ID)
+	if !r.known.isPresent(lid, st.List.Size) {
+		return Part{}, false
+	}
+	l, err := fetchList(ctx, r.store, opts.Host, st.List)
+	if err != nil || l.Size != st.Part.Size {
+		return Part{}, false
+	}
+	pieces := make(map[[32]byte]int64, len(l.Pieces))
+	for _, p := range l.Pieces {
+		pid, _ := parseID(p.ID)
+		o, ok := r.known.lookup(pid)
+		if !ok || o.stored != p.Stored || hex.EncodeToString(o.sha[:]) != p.SHA256 {
+			return Part{}, false
+		}
+		pieces[pid] = p.Stored
+	}
+	p := st.Part
+	p.Reused, p.Uploaded = true, 0
+	r.addPart(p, st.List, fp, pieces)
+	r.reused++
+	return p, true
 }
 
 // writeMeta writes index.age, manifest.sig and, last, manifest.json.
@@ -405,13 +525,29 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 		return fmt.Errorf("encrypt index: %w", err)
 	}
 	sum := sha256.Sum256(enc.Bytes())
-	objs := append([]Object(nil), r.objects...)
-	sortObjects(objs)
+	lists := slices.Clone(r.lists)
+	slices.SortFunc(lists, func(a, b Ref) int { return strings.Compare(a.ID, b.ID) })
 	m := Manifest{
 		Format: FormatName, Version: FormatVersion, Snapshot: res.ID, Host: opts.Host,
-		Started: started, Finished: finished, ChunkSize: int64(opts.ChunkSize),
+		Started: started, Finished: finished,
 		Signer: keys.FormatPublicKey(opts.Signer.Public().(ed25519.PublicKey)),
-		Index:  Blob{Size: int64(enc.Len()), SHA256: hex.EncodeToString(sum[:])}, Objects: objs,
+		Index:  Blob{Size: int64(enc.Len()), SHA256: hex.EncodeToString(sum[:])}, Lists: lists,
+		Pieces: len(r.pieces),
+	}
+	seen := map[string]bool{}
+	for _, l := range lists {
+		if !seen[l.ID] {
+			seen[l.ID] = true
+			m.Stored += l.Size
+		}
+	}
+	for _, s := range r.pieces {
+		m.Stored += s
+	}
+	// Every object the manifest references must be durably known before
+	// the manifest exists (see Known.sync).
+	if err := r.known.sync(); err != nil {
+		return fmt.Errorf("destination %s: %w", r.store.Name(), err)
 	}
 	for _, rc := range opts.Recipients {
 		m.Recipients = append(m.Recipients, rc.String())
@@ -430,7 +566,10 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 		if err := r.store.Put(ctx, p, f.data); err != nil {
 			return fmt.Errorf("destination %s: write %s: %w", r.store.Name(), p, err)
 		}
-		r.uploaded += int64(len(f.data))
+		r.uploaded.Add(int64(len(f.data)))
+	}
+	if err := r.known.setLast(res.ID); err != nil {
+		return fmt.Errorf("destination %s: %w", r.store.Name(), err)
 	}
 	return nil
 }
@@ -469,7 +608,9 @@ func cleanup(ctx context.Context, runs []*destRun, host, id string, log *slog.Lo
 }
 
 // cleanupDest removes, best effort, the snapshot folder (manifest first)
-// and the objects this run uploaded to one destination.
+// of one destination. The pieces the run uploaded stay: they are in the
+// known-objects log, so the next run references them instead of uploading
+// them again, and rotate sweeps those no snapshot ever references.
 func cleanupDest(ctx context.Context, r *destRun, host, id string, log *slog.Logger) {
 	dir := SnapshotPath(host, id)
 	if err := r.store.Delete(ctx, path.Join(dir, ManifestFile)); err != nil {
@@ -478,10 +619,4 @@ func cleanupDest(ctx context.Context, r *destRun, host, id string, log *slog.Log
 	if err := r.store.Rmdir(ctx, dir); err != nil {
 		log.Warn("cleanup: could not delete snapshot folder; rotate removes it later", "destination", r.store.Name(), "err", err)
 	}
-	for _, o := range r.created {
-		if err := r.store.Rmdir(ctx, ObjectPath(host, o)); err != nil {
-			log.Warn("cleanup: could not delete object; rotate removes it later", "destination", r.store.Name(), "object", o, "err", err)
-		}
-	}
-	r.created = nil
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/source"
@@ -125,6 +123,8 @@ func (m *memSource) WriteTar(_ context.Context, w io.Writer) (source.Stats, erro
 // memRestorer stages a tar stream in memory.
 type memRestorer struct {
 	committed map[string][]byte
+	// staged is what Stage read, committed or not.
+	staged map[string][]byte
 }
 
 type memStaged struct {
@@ -135,6 +135,7 @@ type memStaged struct {
 func (r *memRestorer) Stage(_ context.Context, rd io.Reader) (source.Staged, error) {
 	tr := tar.NewReader(rd)
 	s := &memStaged{r: r, files: map[string][]byte{}}
+	r.staged = s.files
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -144,10 +145,10 @@ func (r *memRestorer) Stage(_ context.Context, rd io.Reader) (source.Staged, err
 			return nil, err
 		}
 		data, err := io.ReadAll(tr)
+		s.files[h.Name] = data
 		if err != nil {
 			return nil, err
 		}
-		s.files[h.Name] = data
 	}
 }
 func (s *memStaged) Stats() source.Stats          { return source.Stats{Entries: int64(len(s.files))} }
@@ -158,6 +159,7 @@ type env struct {
 	opts   Options
 	ids    []age.Identity
 	pub    ed25519.PublicKey
+	sk     ed25519.PrivateKey
 	stores []*dirStore
 }
 
@@ -168,9 +170,9 @@ func newEnv(t testing.TB, dests int) *env {
 		t.Fatal(err)
 	}
 	sk, _ := keys.GenerateSigningKey()
-	e := &env{ids: []age.Identity{id}, pub: sk.Public().(ed25519.PublicKey)}
+	e := &env{ids: []age.Identity{id}, pub: sk.Public().(ed25519.PublicKey), sk: sk}
 	e.opts = Options{Host: "gpu01", Recipients: []*age.X25519Recipient{id.Recipient()}, Signer: sk,
-		ChunkSize: 64 << 10, Compression: "fastest", Uploads: 3, Version: "test"}
+		ChunkSize: 64 << 10, Compression: "fastest", Uploads: 3, Version: "test", StateDir: t.TempDir()}
 	for i := range dests {
 		e.stores = append(e.stores, &dirStore{name: fmt.Sprintf("d%d", i), root: t.TempDir()})
 	}
@@ -219,7 +221,13 @@ func (e *env) restoreAll(t *testing.T, st Store, id string) map[string]map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckPresent(ctx, st, m); err != nil {
+	if err := m.CheckPieceIDs(e.sk); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPresent(ctx, st, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHashes(ctx, st, m, nil); err != nil {
 		t.Fatal(err)
 	}
 	idx, err := ReadIndex(ctx, st, m, e.ids)
@@ -276,8 +284,8 @@ func TestRoundTripTwoDestinations(t *testing.T) {
 	}
 }
 
-// chunkFiles lists the chunk files of a store.
-func chunkFiles(t *testing.T, st *dirStore) []string {
+// objectFiles lists the object files of a store.
+func objectFiles(t *testing.T, st *dirStore) []string {
 	t.Helper()
 	var out []string
 	filepath.WalkDir(filepath.Join(st.root, "gpu01", ObjectsDir), func(p string, d fs.DirEntry, err error) error {
@@ -290,18 +298,34 @@ func chunkFiles(t *testing.T, st *dirStore) []string {
 	return out
 }
 
-// snapChunks lists the chunk files of the objects of snapshot id.
-func snapChunks(t *testing.T, e *env, st *dirStore, id string) []string {
+// snapPieces lists the files of the pieces of snapshot id, in the order
+// of its first part's list, then the others'.
+func snapPieces(t *testing.T, e *env, st *dirStore, id string) []string {
 	t.Helper()
-	m, err := Open(context.Background(), st, "gpu01", id, e.pub)
+	var out []string
+	for _, l := range snapLists(t, e, st, id) {
+		for _, p := range l.Pieces {
+			out = append(out, filepath.Join(st.root, PiecePath("gpu01", p.ID)))
+		}
+	}
+	return out
+}
+
+// snapLists returns the piece lists of snapshot id.
+func snapLists(t *testing.T, e *env, st *dirStore, id string) []*PieceList {
+	t.Helper()
+	ctx := context.Background()
+	m, err := Open(ctx, st, "gpu01", id, e.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, o := range m.Objects {
-		for i := range o.Chunks {
-			out = append(out, filepath.Join(st.root, ChunkPath("gpu01", o.ID, i)))
+	var out []*PieceList
+	for _, ref := range m.Lists {
+		l, err := fetchList(ctx, st, "gpu01", ref)
+		if err != nil {
+			t.Fatal(err)
 		}
+		out = append(out, l)
 	}
 	return out
 }
@@ -315,48 +339,65 @@ func TestTamperIsDetected(t *testing.T) {
 		want   string // in the error: the cause, not a decryption error it led to
 	}{
 		{"flip a byte", func(t *testing.T, e *env, st *dirStore, id, _ string) {
-			c := snapChunks(t, e, st, id)[0]
+			c := snapPieces(t, e, st, id)[0]
 			data, _ := os.ReadFile(c)
 			data[len(data)/2] ^= 1
 			os.WriteFile(c, data, 0o600)
-		}, false, "chunk 000000 on d0: sha256 differs"},
+		}, false, "piece 0 ("},
 		{"flip a byte of the age header", func(t *testing.T, e *env, st *dirStore, id, _ string) {
-			c := snapChunks(t, e, st, id)[0]
+			c := snapPieces(t, e, st, id)[0]
 			data, _ := os.ReadFile(c)
 			data[100] ^= 1 // inside the recipient stanza: age alone says "incorrect identity"
 			os.WriteFile(c, data, 0o600)
-		}, false, "chunk 000000 on d0: sha256 differs"},
-		{"flip a byte of a later chunk", func(t *testing.T, e *env, st *dirStore, id, _ string) {
-			c := snapChunks(t, e, st, id)[1]
+		}, false, "sha256 differs from the piece list"},
+		{"flip a byte of a later piece", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			c := snapPieces(t, e, st, id)[1]
 			data, _ := os.ReadFile(c)
 			data[10] ^= 1
 			os.WriteFile(c, data, 0o600)
-		}, false, "chunk 000001 on d0: sha256 differs"},
-		{"truncate a chunk", func(t *testing.T, e *env, st *dirStore, id, _ string) {
-			os.Truncate(snapChunks(t, e, st, id)[0], 100)
-		}, true, "chunk 000000"},
-		{"delete a chunk", func(t *testing.T, e *env, st *dirStore, id, _ string) {
-			os.Remove(snapChunks(t, e, st, id)[1])
-		}, true, "chunk 000001"},
+		}, false, "piece 1 ("},
+		{"truncate a piece", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			os.Truncate(snapPieces(t, e, st, id)[0], 100)
+		}, true, "piece 0 ("},
+		{"delete a piece", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			os.Remove(snapPieces(t, e, st, id)[1])
+		}, true, "piece 1 ("},
+		{"forge a piece of the same size encrypted to the recipient", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			// Anyone can encrypt to the public recipient: a same-size
+			// piece of attacker plaintext must never reach a restorer.
+			c := snapPieces(t, e, st, id)[0]
+			old, _ := os.ReadFile(c)
+			l := snapLists(t, e, st, id)[0]
+			evil := bytes.Repeat([]byte("X"), int(l.Pieces[0].Size))
+			for pad := 0; ; pad++ {
+				var buf bytes.Buffer
+				aw, _ := age.Encrypt(&buf, e.opts.Recipients[0])
+				aw.Write(appendRawFrame(nil, evil))
+				aw.Close()
+				if buf.Len() == len(old) {
+					os.WriteFile(c, buf.Bytes(), 0o600)
+					return
+				}
+				if buf.Len() > len(old) || pad > 3 {
+					// Sizes differ by the frame: trim the plaintext to match.
+					evil = evil[:len(evil)-(buf.Len()-len(old))]
+				}
+			}
+		}, false, "sha256 differs from the piece list"},
+		{"delete a piece list", func(t *testing.T, e *env, st *dirStore, id, _ string) {
+			m, _ := Open(context.Background(), st, "gpu01", id, e.pub)
+			os.Remove(filepath.Join(st.root, PiecePath("gpu01", m.Lists[0].ID)))
+		}, true, "piece list"},
 		{"edit the manifest", func(t *testing.T, e *env, st *dirStore, id, _ string) {
 			p := filepath.Join(st.root, "gpu01/snapshots", id, ManifestFile)
 			data, _ := os.ReadFile(p)
 			os.WriteFile(p, bytes.Replace(data, []byte(`"host": "gpu01"`), []byte(`"host":  "gpu01"`), 1), 0o600)
 		}, true, "manifest"},
-		{"swap in a chunk of another snapshot", func(t *testing.T, e *env, st *dirStore, id, other string) {
-			m, _ := Open(context.Background(), st, "gpu01", id, e.pub)
-			om, _ := Open(context.Background(), st, "gpu01", other, e.pub)
-			// Same size chunk 0 of an object of the other snapshot.
-			src := filepath.Join(st.root, ChunkPath("gpu01", om.Objects[0].ID, 0))
-			for _, o := range m.Objects {
-				if o.Chunks[0].Size == om.Objects[0].Chunks[0].Size && o.ID != om.Objects[0].ID {
-					data, _ := os.ReadFile(src)
-					os.WriteFile(filepath.Join(st.root, ChunkPath("gpu01", o.ID, 0)), data, 0o600)
-					return
-				}
-			}
-			t.Fatal("no object of equal chunk size to swap: the test data no longer has equal-sized chunks")
-		}, false, "sha256 differs from the manifest (altered or swapped chunk)"},
+		{"swap in a piece of another snapshot", func(t *testing.T, e *env, st *dirStore, id, other string) {
+			mine, theirs := snapPieces(t, e, st, id), snapPieces(t, e, st, other)
+			data, _ := os.ReadFile(theirs[0])
+			os.WriteFile(mine[0], data, 0o600)
+		}, true, "piece 0 ("},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -364,7 +405,9 @@ func TestTamperIsDetected(t *testing.T) {
 			e := newEnv(t, 1)
 			st := e.stores[0]
 			ctx := context.Background()
-			// Two snapshots of same-shaped data: chunks can be swapped.
+			// Two snapshots of same-shaped data: pieces can be swapped
+			// (random data: every piece is stored raw, so equal plaintext
+			// sizes make equal stored sizes).
 			mk := func(seed uint64) string {
 				src := &memSource{kind: "files", name: "x", files: map[string][]byte{"f": randomBytes(200<<10, seed)}}
 				res, err := Create(ctx, e.opts, e.storeList(), []source.Source{src})
@@ -380,10 +423,16 @@ func TestTamperIsDetected(t *testing.T) {
 			var err error
 			m, err := Open(ctx, st, "gpu01", id, e.pub)
 			if err == nil {
-				err = CheckPresent(ctx, st, m)
+				err = CheckPresent(ctx, st, m, nil)
 			}
 			if tc.quick && (err == nil || !errors.Is(err, ErrIntegrity)) {
 				t.Fatalf("verify quick: err = %v, want an integrity error", err)
+			}
+			if err == nil {
+				// verify hashes finds it without the identity.
+				if herr := CheckHashes(ctx, st, m, nil); herr == nil || !errors.Is(herr, ErrIntegrity) {
+					t.Fatalf("verify hashes: err = %v, want an integrity error", herr)
+				}
 			}
 			if err == nil {
 				var idx *Index
@@ -393,6 +442,11 @@ func TestTamperIsDetected(t *testing.T) {
 					_, err = RestorePart(ctx, st, m, idx.Parts[0], e.ids, rs)
 					if rs.committed != nil {
 						t.Fatal("a tampered part was committed")
+					}
+					for _, data := range rs.staged {
+						if bytes.Contains(data, []byte("XXXXXXXX")) {
+							t.Fatal("forged plaintext reached the restorer")
+						}
 					}
 				}
 			}
@@ -419,8 +473,16 @@ func TestWrongIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := age.GenerateX25519Identity()
-	if _, err := ReadIndex(ctx, e.stores[0], m, []age.Identity{other}); !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "did not match any of the recipients") {
+	// The data is intact: a wrong key is not damage.
+	if _, err := ReadIndex(ctx, e.stores[0], m, []age.Identity{other}); !errors.Is(err, ErrWrongIdentity) || errors.Is(err, ErrIntegrity) {
 		t.Fatalf("err = %v", err)
+	}
+	idx, err := ReadIndex(ctx, e.stores[0], m, e.ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RestorePart(ctx, e.stores[0], m, idx.Parts[0], []age.Identity{other}, &memRestorer{}); !errors.Is(err, ErrWrongIdentity) || errors.Is(err, ErrIntegrity) {
+		t.Fatalf("restore with a wrong identity: err = %v", err)
 	}
 	// Another signing key: the manifest is refused.
 	sk, _ := keys.GenerateSigningKey()
@@ -429,7 +491,7 @@ func TestWrongIdentity(t *testing.T) {
 	}
 }
 
-func TestSourceFailureLeavesNothing(t *testing.T) {
+func TestSourceFailureLeavesNoSnapshot(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
 	srcs := testSources()
@@ -440,14 +502,21 @@ func TestSourceFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, st := range e.stores {
-		if c := chunkFiles(t, st); len(c) != 0 {
-			t.Errorf("%s: %d chunks left behind", st.name, len(c))
-		}
 		ls, _ := List(context.Background(), st, "gpu01", e.pub)
 		if len(ls) != 0 {
 			t.Errorf("%s: snapshots left behind: %+v", st.name, ls)
 		}
 	}
+	// The pieces uploaded stay, known: the next run references them.
+	srcs[1].(*memSource).fail = false
+	res, err := Create(context.Background(), e.opts, e.storeList(), srcs[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Parts[0].Uploaded != 0 {
+		t.Errorf("the next run uploaded %d bytes of a part the failed run had stored", res.Parts[0].Uploaded)
+	}
+	e.restoreAll(t, e.stores[0], res.ID)
 }
 
 func TestOneDestinationFails(t *testing.T) {
@@ -462,8 +531,8 @@ func TestOneDestinationFails(t *testing.T) {
 		t.Fatalf("result: %+v", res)
 	}
 	e.restoreAll(t, e.stores[0], res.ID)
-	if c := chunkFiles(t, e.stores[1]); len(c) != 0 {
-		t.Errorf("failed destination keeps %d chunks", len(c))
+	if ls, _ := List(context.Background(), e.stores[1], "gpu01", e.pub); len(ls) != 0 {
+		t.Errorf("failed destination keeps a snapshot: %+v", ls)
 	}
 }
 
@@ -490,26 +559,36 @@ func TestReuseUnchangedParts(t *testing.T) {
 	if len(got["files:stack"]) != 2 {
 		t.Fatalf("reused part did not restore: %v", got)
 	}
-	// An object the state names but the destination lost is uploaded again.
-	m, _ := Open(ctx, e.stores[0], "gpu01", second.ID, e.pub)
-	for _, o := range m.Objects {
-		e.stores[0].Rmdir(ctx, ObjectPath("gpu01", o.ID))
-	}
+	// A piece the state names but the destination lost is uploaded again.
+	lost := snapPieces(t, e, e.stores[0], second.ID)[0]
+	os.Remove(lost)
 	third, err := Create(ctx, e.opts, e.storeList(), srcs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if third.Destinations[0].Reused != 0 {
-		t.Fatal("a missing object was referenced instead of uploaded")
+		t.Fatal("a missing piece was referenced instead of uploaded")
+	}
+	if _, err := os.Stat(lost); err != nil {
+		t.Fatalf("the lost piece was not uploaded again: %v", err)
 	}
 	e.restoreAll(t, e.stores[0], third.ID)
-	// A lost state file: everything is uploaded and still works.
+	// A lost state file and known-objects log: every part is read again,
+	// nothing is uploaded again (the log is rebuilt from the piece lists),
+	// and it still restores.
 	fresh, _ := LoadState(t.TempDir())
 	e.opts.State = fresh
+	e.opts.StateDir = t.TempDir()
 	fourth, err := Create(ctx, e.opts, e.storeList(), srcs)
 	if err != nil || fourth.Destinations[0].Reused != 0 {
 		t.Fatalf("after losing the state: %v, reused %d", err, fourth.Destinations[0].Reused)
 	}
+	for _, p := range fourth.Parts {
+		if p.Uploaded != 0 {
+			t.Errorf("after losing the state, part %s uploaded %d bytes again", p.ID, p.Uploaded)
+		}
+	}
+	e.restoreAll(t, e.stores[0], fourth.ID)
 	// A changed fingerprint uploads the part again.
 	srcs[0].(*memSource).fp = "fp2"
 	fifth, err := Create(ctx, e.opts, e.storeList(), srcs)
@@ -563,84 +642,52 @@ func (s *gatedStore) Put(ctx context.Context, p string, data []byte) error {
 	return s.dirStore.Put(ctx, p, data)
 }
 
-// chunkerWaitingInFlush reports whether a goroutine is blocked in the
-// chunker's send of a chunk to the destinations' upload queues.
-func chunkerWaitingInFlush() bool {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "[select") && strings.Contains(g, "(*chunker).flush") {
-			return true
-		}
-	}
-	return false
-}
-
-// TestDestinationFailingDuringSendKeepsBuffers: a destination that fails
-// while the chunker waits to hand a chunk to a slower destination must
-// not leak that chunk's buffer from the pool (a leaked buffer is never
-// reused; once all are leaked the run blocks for ever).
-func TestDestinationFailingDuringSendKeepsBuffers(t *testing.T) {
+// TestDestinationFailingWhileAnotherIsSlowKeepsBuffers: a destination
+// that fails while another one is slow must not strand the stored-piece
+// buffers its queue held (once all are stranded the run blocks for ever):
+// the slow destination still gets every piece and a restorable snapshot.
+func TestDestinationFailingWhileAnotherIsSlowKeepsBuffers(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		dests int // the first is slow, the last fails; the others work
-	}{
-		{"two destinations", 2},
-		{"three destinations", 3},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, dests := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d destinations", dests), func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, tc.dests)
-			uploads := make([]*upload, tc.dests)
-			failing := tc.dests - 1
+			e := newEnv(t, dests)
+			failing := dests - 1
+			var failed atomic.Bool
+			stores := make([]Store, dests)
 			for i, st := range e.stores {
 				gs := &gatedStore{dirStore: st, before: func(string) error { return nil }}
 				switch i {
-				case 0: // slow: its first chunk waits until the last destination failed
-					var once atomic.Bool
-					gs.before = func(string) error {
-						if once.CompareAndSwap(false, true) {
-							for uploads[failing].failed() == nil {
-								time.Sleep(time.Millisecond)
-							}
+				case 0: // slow until the last destination failed
+					gs.before = func(p string) error {
+						for strings.Contains(p, "/objects/") && !failed.Load() {
+							time.Sleep(time.Millisecond)
 						}
 						return nil
 					}
-				case failing: // its second chunk fails while the chunker waits on the slow one
+				case failing:
 					var n atomic.Int32
-					gs.before = func(string) error {
-						if n.Add(1) == 2 {
-							for !chunkerWaitingInFlush() {
-								time.Sleep(time.Millisecond)
-							}
+					gs.before = func(p string) error {
+						if strings.Contains(p, "/objects/") && n.Add(1) == 2 {
+							failed.Store(true)
 							return errors.New("injected failure")
 						}
 						return nil
 					}
 				}
-				uploads[i] = &upload{store: gs, host: "gpu01", object: NewObjectID()}
+				stores[i] = gs
 			}
-			pool := newBufPool(4, 4<<10)
-			data := randomBytes(64<<10, 3)
-			produce := func(w io.Writer) error { _, err := w.Write(data); return err }
-			recipients := []age.Recipient{e.opts.Recipients[0]}
-			zw, err := newEncoder(zstd.SpeedFastest)
-			if err != nil {
-				t.Fatal(err)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			src := &memSource{kind: "files", name: "big", files: map[string][]byte{"f": randomBytes(3<<20, 3)}}
+			res, err := Create(ctx, e.opts, stores, []source.Source{src})
+			if ctx.Err() != nil {
+				t.Fatal("the run blocked: buffers were stranded")
 			}
-			if _, err := stream(context.Background(), produce, recipients, zw, pool, 1, uploads, nil); err != nil {
-				t.Fatal(err)
+			if err == nil || res == nil || res.Destinations[0].Err != nil || res.Destinations[failing].Err == nil {
+				t.Fatalf("err = %v, result %+v", err, res)
 			}
-			if uploads[failing].failed() == nil {
-				t.Fatal("the failing destination did not fail")
-			}
-			pool.mu.Lock()
-			made := pool.made
-			pool.mu.Unlock()
-			if len(pool.free) != made {
-				t.Fatalf("%d of %d chunk buffers came back to the pool after the part", len(pool.free), made)
-			}
+			e.restoreAll(t, e.stores[0], res.ID)
 		})
 	}
 }
@@ -655,9 +702,10 @@ func TestCorruptStateEntryIsNotReused(t *testing.T) {
 		name    string
 		corrupt func(e *StateEntry)
 	}{
-		{"part names another object", func(e *StateEntry) { e.Part.Object = NewObjectID() }},
-		{"part has another stored size", func(e *StateEntry) { e.Part.Stored++ }},
-		{"object size disagrees with its chunks", func(e *StateEntry) { e.Object.Size++; e.Part.Stored++ }},
+		{"part names another list", func(e *StateEntry) { e.Part.List = strings.Repeat("ab", 32) }},
+		{"list has another size", func(e *StateEntry) { e.List.Size++ }},
+		{"list id is not an id", func(e *StateEntry) { e.List.ID, e.Part.List = "../x", "../x" }},
+		{"part has another size", func(e *StateEntry) { e.Part.Size++ }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -737,12 +785,12 @@ func TestRestoreStopsOnRestorerFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunks := len(m.Objects[0].Chunks)
+	chunks := res.Parts[0].Pieces
 	_, err = RestorePart(ctx, st, m, res.Parts[0], e.ids, failingRestorer{})
 	if !errors.Is(err, errDiskFull) || errors.Is(err, ErrIntegrity) {
 		t.Fatalf("err = %v, want the restorer's own error", err)
 	}
 	if got := int(st.gets.Load()); got >= chunks {
-		t.Fatalf("downloaded %d of %d chunks after the restorer had failed", got, chunks)
+		t.Fatalf("downloaded %d of %d pieces after the restorer had failed", got, chunks)
 	}
 }

@@ -1,18 +1,21 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/firetech/fireops/pkg/chunker"
 )
 
 // zstdLevel maps the config's compression names to zstd levels.
@@ -30,52 +33,25 @@ func zstdLevel(name string) (zstd.EncoderLevel, error) {
 	return 0, fmt.Errorf("unknown compression %q", name)
 }
 
-// newEncoder returns the zstd encoder of the pipeline (stream sets its
-// writer with Reset): concurrent blocks on every core with a 1 MiB window,
-// which keeps both cores busy at about 115 MiB of memory (the default window in blocks mode takes ~700 MiB).
-func newEncoder(level zstd.EncoderLevel) (*zstd.Encoder, error) {
-	return zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(level),
-		zstd.WithEncoderConcurrency(2),
-		zstd.WithConcurrentBlocks(true),
-		zstd.WithWindowSize(1<<20),
-	)
+// pieceWorkers is the number of pieces hashed, compressed and encrypted
+// at once: one a core (the tar producer and the chunker share the rest).
+func pieceWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+
+// MemoryBudget is about the most memory a snapshot run's buffers take
+// with uploads parallel uploads per destination and pieces of at most
+// chunkSize bytes: plaintext pieces being filled and worked on, stored
+// pieces waiting for their uploads, and each worker's compression buffer.
+func MemoryBudget(chunkSize int64, uploads int) int64 {
+	maxPiece := int64(PieceParams(int(chunkSize)).Max)
+	w := int64(pieceWorkers())
+	return (w+2)*maxPiece + int64(storedBuffers(uploads))*maxStored(maxPiece) + w*maxStored(maxPiece)
 }
 
-// chunk is one full chunk buffer shared by every destination uploading it.
-type chunk struct {
-	n    int
-	data []byte
-	refs atomic.Int32
-}
+func storedBuffers(uploads int) int { return max(uploads, 1) + pieceWorkers() + 1 }
 
-// upload is the state of one destination while a part streams to it.
-type upload struct {
-	store  Store
-	host   string
-	object string
-	ch     chan *chunk
-	mu     sync.Mutex
-	err    error
-}
-
-func (u *upload) failed() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.err
-}
-
-func (u *upload) fail(err error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.err == nil {
-		u.err = err
-	}
-}
-
-// bufPool hands out chunk buffers: at most max of them ever exist, made
-// when first needed, and shared by every part of a run, so the memory of a
-// snapshot is bounded by max chunk sizes whatever the data size.
+// bufPool hands out buffers of one capacity: at most max of them ever
+// exist, made when first needed and shared by every part of a run, so the
+// memory of a snapshot is bounded whatever the data size.
 type bufPool struct {
 	free      chan []byte
 	mu        sync.Mutex
@@ -113,21 +89,315 @@ func (p *bufPool) get(ctx context.Context) ([]byte, error) {
 // put returns a buffer.
 func (p *bufPool) put(b []byte) { p.free <- b }
 
-// chunker is the last writer of the pipeline: it cuts the encrypted stream
-// into chunks, hashes each, and hands it to every destination's uploaders.
-// Back-pressure: it blocks while all buffers of its pool are in flight.
-type chunker struct {
-	ctx     context.Context
-	size    int
-	pool    *bufPool
-	cur     []byte
-	n       int
-	total   int64
-	blobs   []Blob
-	uploads []*upload
+// ErrEveryDestinationFailed is wrapped by Create's error when no
+// destination could take the snapshot (each one's cause is joined to it).
+var ErrEveryDestinationFailed = errors.New("every destination failed")
+
+// pending is a piece one destination's upload was claimed for in this
+// run: later copies of the same piece wait for its stored form and
+// reference it.
+type pending struct {
+	ready chan struct{}
+	obj   knownObject
+	err   error
 }
 
-func (c *chunker) Write(p []byte) (int, error) {
+// stored is one encrypted piece shared by the destinations uploading it.
+type stored struct {
+	data []byte
+	refs atomic.Int32
+	pool *bufPool
+}
+
+func (s *stored) release() {
+	if s.refs.Add(-1) == 0 && s.pool != nil {
+		s.pool.put(s.data)
+	}
+}
+
+// uploadJob is one object to put on one destination: a piece, or a
+// piece list (list: not recorded in the known-objects log, which holds
+// what the writer dedups against).
+type uploadJob struct {
+	id   [32]byte
+	obj  knownObject
+	data *stored
+	list bool
+}
+
+// startUploads starts the destination's upload workers, which live for
+// the whole run: each puts objects, records them in the known log, and
+// on the first failure marks the destination failed (the rest of its
+// queue is only released).
+func (r *destRun) startUploads(ctx context.Context, host string, n int) {
+	if l, ok := r.store.(UploadLimiter); ok && l.Uploads() > 0 {
+		n = min(n, l.Uploads())
+	}
+	r.queue = make(chan uploadJob, n)
+	for range n {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for j := range r.queue {
+				if r.failed() == nil {
+					idHex := hex.EncodeToString(j.id[:])
+					p := PiecePath(host, idHex)
+					if err := r.store.Put(ctx, p, j.data.data); err != nil {
+						r.fail(fmt.Errorf("destination %s: upload %s: %w", r.store.Name(), p, err))
+					} else {
+						r.uploaded.Add(j.obj.stored)
+						if j.list {
+							r.known.setPresent(j.id, j.obj.stored)
+						} else if err := r.known.add(j.id, j.obj); err != nil {
+							r.fail(err)
+						}
+					}
+				}
+				j.data.release()
+			}
+		}()
+	}
+}
+
+// stopUploads waits for the destination's queue to drain.
+func (r *destRun) stopUploads() {
+	if r.queue != nil {
+		close(r.queue)
+		r.wg.Wait()
+		r.queue = nil
+	}
+}
+
+func (r *destRun) failed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *destRun) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// engine is what every part of a run shares: the dedup space, the
+// buffers, the compressor and the recipients.
+type engine struct {
+	dedup      *Dedup
+	recipients []age.Recipient
+	zw         *zstd.Encoder
+	plain      *bufPool
+	stored     *bufPool
+	scratch    chan []byte // one compression buffer per worker
+	host       string
+}
+
+func newEngine(d *Dedup, recipients []age.Recipient, level zstd.EncoderLevel, uploads int, host string) (*engine, error) {
+	w := pieceWorkers()
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(w),
+		zstd.WithWindowSize(PieceMax), zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, fmt.Errorf("start compression: %w", err)
+	}
+	maxPiece := d.Chunker().Params().Max
+	e := &engine{dedup: d, recipients: recipients, zw: zw, host: host,
+		plain:   newBufPool(w+2, maxPiece),
+		stored:  newBufPool(storedBuffers(uploads), int(maxStored(int64(maxPiece)))),
+		scratch: make(chan []byte, w),
+	}
+	for range w {
+		e.scratch <- make([]byte, 0, maxStored(int64(maxPiece)))
+	}
+	return e, nil
+}
+
+// compressSample is the size of the samples that decide whether a piece
+// is worth compressing; incompressible says a sample saved less than 3%.
+const compressSample = 32 << 10
+
+// incompressible compresses sample into buf (a worker's scratch buffer)
+// and reports whether it saved less than 3%.
+func (e *engine) incompressible(sample, buf []byte) bool {
+	out := e.zw.EncodeAll(sample, buf[:0])
+	return len(out) > len(sample)-len(sample)/32
+}
+
+// encode returns age(zstd(plain)) in a buffer of the stored pool. A piece
+// whose samples (its start and its middle) do not compress is stored as a
+// frame of raw blocks: checkpoints and archives cost no zstd work.
+func (e *engine) encode(ctx context.Context, plain []byte) ([]byte, error) {
+	buf := <-e.scratch
+	defer func() { e.scratch <- buf[:0] }()
+	raw := false
+	if len(plain) > 4*compressSample {
+		mid := len(plain) / 2
+		raw = e.incompressible(plain[:compressSample], buf) && e.incompressible(plain[mid:mid+compressSample], buf)
+	}
+	if !raw {
+		buf = e.zw.EncodeAll(plain, buf[:0])
+		if len(buf) >= len(plain) {
+			raw = true
+		}
+	}
+	if raw {
+		buf = appendRawFrame(buf[:0], plain)
+	}
+	out, err := e.stored.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := bytes.NewBuffer(out)
+	aw, err := age.Encrypt(w, e.recipients...)
+	if err == nil {
+		_, err = aw.Write(buf)
+	}
+	if err == nil {
+		err = aw.Close()
+	}
+	if err != nil {
+		e.stored.put(out)
+		return nil, fmt.Errorf("encrypt piece: %w", err)
+	}
+	// The buffer is sized for the worst case; had it grown, the grown one
+	// takes the old one's place in the pool.
+	return w.Bytes(), nil
+}
+
+// partRun is one part streaming to the destinations that need it.
+type partRun struct {
+	e     *engine
+	dests []*destRun
+	mu    sync.Mutex
+	// pieces[i][seq] is piece seq of the part on destination i.
+	pieces [][]Piece
+	// distinct[i] holds the stored size of each distinct piece of the
+	// part on destination i; added[i] counts the stored bytes of the
+	// pieces it uploads for this part.
+	distinct []map[[32]byte]int64
+	added    []int64
+	size     int64
+}
+
+// alive reports whether any destination of the part is still healthy.
+func (pr *partRun) alive() bool {
+	for _, d := range pr.dests {
+		if d.failed() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// piece hashes one plaintext piece, references it on every destination
+// that holds it, and encodes it once for those that do not.
+func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
+	id := pr.e.dedup.PieceID(plain)
+	refs := make([]knownObject, len(pr.dests))
+	var claimed []*pending
+	var claimedBy []int
+	var waits []int
+	var waitOn []*pending
+	for i, d := range pr.dests {
+		if d.failed() != nil {
+			continue
+		}
+		if o, ok := d.known.lookup(id); ok {
+			refs[i] = o
+			continue
+		}
+		d.mu.Lock()
+		p, ok := d.pending[id]
+		if !ok {
+			p = &pending{ready: make(chan struct{})}
+			d.pending[id] = p
+			claimed, claimedBy = append(claimed, p), append(claimedBy, i)
+		} else {
+			waits, waitOn = append(waits, i), append(waitOn, p)
+		}
+		d.mu.Unlock()
+	}
+	if len(claimed) > 0 {
+		data, err := pr.e.encode(ctx, plain)
+		if err != nil {
+			for _, p := range claimed {
+				p.err = err
+				close(p.ready)
+			}
+			return err
+		}
+		o := knownObject{stored: int64(len(data)), sha: sha256.Sum256(data)}
+		s := &stored{data: data, pool: pr.e.stored}
+		s.refs.Store(int32(len(claimed)))
+		pr.mu.Lock()
+		for _, i := range claimedBy {
+			pr.added[i] += o.stored
+		}
+		pr.mu.Unlock()
+		for k, p := range claimed {
+			p.obj = o
+			close(p.ready)
+			i := claimedBy[k]
+			refs[i] = o
+			select {
+			case pr.dests[i].queue <- uploadJob{id: id, obj: o, data: s}:
+			case <-ctx.Done():
+				for range len(claimed) - k {
+					s.release()
+				}
+				return ctx.Err()
+			}
+		}
+	}
+	for k, p := range waitOn {
+		select {
+		case <-p.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if p.err != nil {
+			return p.err
+		}
+		refs[waits[k]] = p.obj
+	}
+	idHex := hex.EncodeToString(id[:])
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for i := range pr.dests {
+		if refs[i].stored == 0 {
+			continue // the destination failed
+		}
+		for len(pr.pieces[i]) <= seq {
+			pr.pieces[i] = append(pr.pieces[i], Piece{})
+		}
+		pr.pieces[i][seq] = Piece{ID: idHex, Size: int64(len(plain)), Stored: refs[i].stored, SHA256: hex.EncodeToString(refs[i].sha[:])}
+		pr.distinct[i][id] = refs[i].stored
+	}
+	return nil
+}
+
+// cutter is the writer the source's tar stream goes into: it cuts the
+// stream into pieces with the chunker and hands each full piece to the
+// workers. Back-pressure: it blocks while every plaintext buffer is in use.
+type cutter struct {
+	ctx      context.Context
+	state    *chunker.State
+	pool     *bufPool
+	cur      []byte
+	seq      int
+	jobs     chan<- pieceJob
+	alive    func() bool
+	progress *atomic.Int64
+	n        int64
+}
+
+type pieceJob struct {
+	seq   int
+	plain []byte
+}
+
+func (c *cutter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		if c.cur == nil {
@@ -137,11 +407,15 @@ func (c *chunker) Write(p []byte) (int, error) {
 			}
 			c.cur = b
 		}
-		k := min(c.size-len(c.cur), len(p))
-		c.cur = append(c.cur, p[:k]...)
-		p, written = p[k:], written+k
-		if len(c.cur) == c.size {
-			if err := c.flush(); err != nil {
+		n, cut := c.state.Scan(p)
+		c.cur = append(c.cur, p[:n]...)
+		p, written = p[n:], written+n
+		c.n += int64(n)
+		if c.progress != nil {
+			c.progress.Add(int64(n))
+		}
+		if cut {
+			if err := c.emit(); err != nil {
 				return written, err
 			}
 		}
@@ -149,156 +423,77 @@ func (c *chunker) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// flush sends the current buffer (if any) as the next chunk.
-func (c *chunker) flush() error {
-	if c.cur == nil {
+// emit hands the current piece to the workers.
+func (c *cutter) emit() error {
+	if len(c.cur) == 0 {
 		return nil
 	}
-	sum := sha256.Sum256(c.cur)
-	c.blobs = append(c.blobs, Blob{Size: int64(len(c.cur)), SHA256: hex.EncodeToString(sum[:])})
-	c.total += int64(len(c.cur))
-	ch := &chunk{n: c.n, data: c.cur}
-	c.n++
-	c.cur = nil
-	// Hand the chunk to exactly the destinations counted in its refs: one
-	// failing meanwhile still takes it (its workers release it).
-	var alive []*upload
-	for _, u := range c.uploads {
-		if u.failed() == nil {
-			alive = append(alive, u)
-		}
-	}
-	if len(alive) == 0 {
-		c.pool.put(ch.data)
+	if !c.alive() {
+		c.pool.put(c.cur)
+		c.cur = nil
 		return ErrEveryDestinationFailed
 	}
-	ch.refs.Store(int32(len(alive)))
-	for _, u := range alive {
-		select {
-		case u.ch <- ch:
-		case <-c.ctx.Done():
-			return c.ctx.Err()
-		}
+	select {
+	case c.jobs <- pieceJob{seq: c.seq, plain: c.cur}:
+	case <-c.ctx.Done():
+		c.pool.put(c.cur)
+		c.cur = nil
+		return c.ctx.Err()
 	}
+	c.seq++
+	c.cur = nil
 	return nil
 }
 
-// ErrEveryDestinationFailed is wrapped by Create's error when no
-// destination could take the snapshot (each one's cause is joined to it).
-var ErrEveryDestinationFailed = errors.New("every destination failed")
-
-// countWriter counts and hashes the plaintext payload.
-type countWriter struct {
-	h        hash.Hash
-	n        int64
-	progress *atomic.Int64 // plaintext bytes read so far, for progress output
-}
-
-func (w *countWriter) Write(p []byte) (int, error) {
-	w.h.Write(p)
-	w.n += int64(len(p))
-	if w.progress != nil {
-		w.progress.Add(int64(len(p)))
-	}
-	return len(p), nil
-}
-
-// streamResult is what one run of the pipeline produced.
-type streamResult struct {
-	size   int64  // plaintext payload bytes
-	sha256 string // plaintext payload hash
-	stored int64  // encrypted bytes
-	blobs  []Blob // chunks
-}
-
-// stream runs produce (a source writing its tar payload) through SHA-256,
-// zstd (zw, reset to this part's stream and closed at its end: one
-// encoder serves every part of a run), age and the chunker, uploading every chunk to each upload's store
-// with `workers` parallel puts per destination. Memory is bounded by the
-// pool's chunk buffers.
-func stream(ctx context.Context, produce func(io.Writer) error, recipients []age.Recipient, zw *zstd.Encoder,
-	pool *bufPool, workers int, uploads []*upload, progress *atomic.Int64) (*streamResult, error) {
+// streamPart runs produce (a source writing its tar payload) through the
+// chunker and the piece workers to the part's destinations, and returns
+// each destination's ordered pieces.
+func (pr *partRun) stream(ctx context.Context, produce func(io.Writer) error, progress *atomic.Int64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	release := func(c *chunk) {
-		if c.refs.Add(-1) == 0 {
-			pool.put(c.data)
-		}
-	}
+	jobs := make(chan pieceJob, 1)
+	var werr error
+	var werrOnce sync.Once
 	var wg sync.WaitGroup
-	for _, u := range uploads {
-		n := workers
-		if l, ok := u.store.(UploadLimiter); ok && l.Uploads() > 0 {
-			n = min(n, l.Uploads())
-		}
-		u.ch = make(chan *chunk, n)
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for c := range u.ch {
-					if u.failed() == nil {
-						path := ChunkPath(u.host, u.object, c.n)
-						if err := u.store.Put(ctx, path, c.data); err != nil {
-							u.fail(fmt.Errorf("destination %s: upload %s: %w", u.store.Name(), path, err))
-						}
-					}
-					release(c)
+	for range pieceWorkers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				err := ctx.Err()
+				if err == nil {
+					err = pr.piece(ctx, j.seq, j.plain)
 				}
-			}()
-		}
+				pr.e.plain.put(j.plain)
+				if err != nil {
+					werrOnce.Do(func() { werr = err; cancel() })
+				}
+			}
+		}()
 	}
-	closeUploads := func() {
-		for _, u := range uploads {
-			close(u.ch)
-		}
-		wg.Wait()
-	}
-
-	ck := &chunker{ctx: ctx, size: pool.size, pool: pool, uploads: uploads}
-	aw, err := age.Encrypt(ck, recipients...)
-	if err != nil {
-		closeUploads()
-		return nil, fmt.Errorf("start encryption: %w", err)
-	}
-	zw.Reset(aw)
-	cw := &countWriter{h: sha256.New(), progress: progress}
-	err = produce(io.MultiWriter(cw, zw))
+	c := &cutter{ctx: ctx, state: pr.e.dedup.Chunker().NewState(), pool: pr.e.plain, jobs: jobs, alive: pr.alive, progress: progress}
+	err := produce(c)
 	if err == nil {
-		err = zw.Close()
-	} else {
-		zw.Close()
+		err = c.emit()
+	} else if c.cur != nil {
+		pr.e.plain.put(c.cur)
+		c.cur = nil
 	}
-	if err == nil {
-		err = aw.Close()
+	close(jobs)
+	wg.Wait()
+	pr.size = c.n
+	if werr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = werr
 	}
-	if err == nil {
-		err = ck.flush()
+	if err == nil && !pr.alive() {
+		err = ErrEveryDestinationFailed
 	}
-	if err != nil {
-		cancel()
-	}
-	closeUploads()
-	if ck.cur != nil { // a failed run's half-filled buffer goes back too
-		pool.put(ck.cur)
-		ck.cur = nil
-	}
-	if err != nil {
-		if errors.Is(err, ErrEveryDestinationFailed) {
-			return nil, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, joinUploadErrors(uploads))
+	if errors.Is(err, ErrEveryDestinationFailed) {
+		var errs []error
+		for _, d := range pr.dests {
+			errs = append(errs, d.failed())
 		}
-		return nil, err
+		return fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(errs...))
 	}
-	return &streamResult{size: cw.n, sha256: hex.EncodeToString(cw.h.Sum(nil)), stored: ck.total, blobs: ck.blobs}, nil
-}
-
-func joinUploadErrors(uploads []*upload) error {
-	var errs []error
-	for _, u := range uploads {
-		if err := u.failed(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"path"
 	"slices"
 	"sort"
@@ -90,7 +91,7 @@ func List(ctx context.Context, st Store, host string, trusted ed25519.PublicKey)
 			if err != nil {
 				l.Problem = err.Error()
 			} else {
-				l.Complete, l.Parts, l.Size, l.Started = true, len(m.Objects), m.Size(), m.Started
+				l.Complete, l.Parts, l.Size, l.Started = true, m.PartCount(), m.Size(), m.Started
 				if trusted == nil {
 					l.Problem = "signature not checked: no trusted signing key configured"
 				}
@@ -181,6 +182,10 @@ func ReadIndex(ctx context.Context, st Store, m *Manifest, ids []age.Identity) (
 	}
 	r, err := age.Decrypt(bytes.NewReader(data), ids...)
 	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("decrypt %s: %w", p, ErrWrongIdentity)
+		}
 		return nil, integrityf("decrypt %s: %v", p, err)
 	}
 	var idx Index
@@ -191,6 +196,12 @@ func ReadIndex(ctx context.Context, st Store, m *Manifest, ids []age.Identity) (
 		return nil, integrityf("%s belongs to snapshot %s", p, idx.Snapshot)
 	}
 	for _, part := range idx.Parts {
+		if m.Version == FormatVersion {
+			if _, ok := m.List(part.List); !ok {
+				return nil, integrityf("index part %s: piece list %s is not in the manifest", part.ID, part.List)
+			}
+			continue
+		}
 		o, ok := m.Object(part.Object)
 		if !ok || o.Size != part.Stored {
 			return nil, integrityf("index part %s: object %s is not in the manifest as recorded", part.ID, part.Object)
@@ -199,9 +210,12 @@ func ReadIndex(ctx context.Context, st Store, m *Manifest, ids []age.Identity) (
 	return &idx, nil
 }
 
-// CheckPresent checks that the index and every chunk of every object of
-// the manifest are on the store with the recorded sizes (verify quick).
-func CheckPresent(ctx context.Context, st Store, m *Manifest) error {
+// CheckPresent checks that the index and every object of the manifest
+// are on the store with the recorded sizes (verify quick): v1 chunks, v2
+// piece lists (downloaded and checked: they name the pieces) and pieces.
+// present, when not nil, is a listing of the store's v2 objects shared by
+// the checks of several snapshots (see ListObjects).
+func CheckPresent(ctx context.Context, st Store, m *Manifest, present map[[32]byte]int64) error {
 	dir := SnapshotPath(m.Host, m.Snapshot)
 	files, err := st.List(ctx, dir)
 	if err != nil {
@@ -209,6 +223,22 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest) error {
 	}
 	if !hasFile(files, IndexFile, m.Index.Size) {
 		return integrityf("%s/%s on %s is missing or has the wrong size", dir, IndexFile, st.Name())
+	}
+	if m.Version == FormatVersion {
+		if present == nil {
+			if present, err = ListObjects(ctx, st, m.Host); err != nil {
+				return err
+			}
+		}
+		return forEachList(ctx, st, m, func(ref Ref, l *PieceList) error {
+			for i, p := range l.Pieces {
+				id, _ := parseID(p.ID)
+				if s, ok := present[id]; !ok || s != p.Stored {
+					return integrityf("piece %d (%s) of piece list %s on %s is missing or has the wrong size (want %d bytes)", i, p.ID, ref.ID, st.Name(), p.Stored)
+				}
+			}
+			return nil
+		})
 	}
 	for _, o := range m.Objects {
 		entries, err := st.List(ctx, ObjectPath(m.Host, o.ID))
@@ -218,6 +248,95 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest) error {
 		if i := missingChunk(entries, o); i >= 0 {
 			return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
 		}
+	}
+	return nil
+}
+
+// ListObjects returns every v2 object on a store (id -> stored size), for
+// CheckPresent over many snapshots.
+func ListObjects(ctx context.Context, st Store, host string) (map[[32]byte]int64, error) {
+	return listObjects(ctx, st, host)
+}
+
+// forEachList downloads and checks each distinct piece list of a v2
+// manifest and calls fn with it.
+func forEachList(ctx context.Context, st Store, m *Manifest, fn func(Ref, *PieceList) error) error {
+	seen := map[string]bool{}
+	for _, ref := range m.Lists {
+		if seen[ref.ID] {
+			continue
+		}
+		seen[ref.ID] = true
+		l, err := fetchList(ctx, st, m.Host, ref)
+		if err != nil {
+			return err
+		}
+		if err := fn(ref, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckHashes downloads every object the manifest references and checks
+// its size and SHA-256 against the signed manifest (v1 chunks) or the
+// piece lists it binds (v2 pieces), without decrypting anything: the
+// backup host, which has no identity, can run it (verify --level hashes).
+// checked, when not nil, holds the objects already found intact by an
+// earlier call and is filled in, so that pieces shared by many snapshots
+// are downloaded once.
+func CheckHashes(ctx context.Context, st Store, m *Manifest, checked map[string]bool) error {
+	if checked == nil {
+		checked = map[string]bool{}
+	}
+	if err := checkBlob(ctx, st, path.Join(SnapshotPath(m.Host, m.Snapshot), IndexFile), m.Index.Size, m.Index.SHA256); err != nil {
+		return fmt.Errorf("%s of %s on %s: %w", IndexFile, m.Snapshot, st.Name(), err)
+	}
+	if m.Version == FormatVersion {
+		return forEachList(ctx, st, m, func(ref Ref, l *PieceList) error {
+			for i, p := range l.Pieces {
+				key := p.ID + "/" + p.SHA256
+				if checked[key] {
+					continue
+				}
+				if err := checkBlob(ctx, st, PiecePath(m.Host, p.ID), p.Stored, p.SHA256); err != nil {
+					return fmt.Errorf("piece %d (%s) of piece list %s on %s: %w", i, p.ID, ref.ID, st.Name(), err)
+				}
+				checked[key] = true
+			}
+			return nil
+		})
+	}
+	for _, o := range m.Objects {
+		for i, c := range o.Chunks {
+			key := o.ID + "/" + c.SHA256
+			if checked[key] {
+				continue
+			}
+			if err := checkBlob(ctx, st, ChunkPath(m.Host, o.ID, i), c.Size, c.SHA256); err != nil {
+				return fmt.Errorf("object %s chunk %s on %s: %w", o.ID, ChunkName(i), st.Name(), err)
+			}
+			checked[key] = true
+		}
+	}
+	return nil
+}
+
+// checkBlob downloads one stored file and checks its size and SHA-256;
+// what it finds wrong with the data is an ErrIntegrity error, a failure
+// to read it (the network) is not.
+func checkBlob(ctx context.Context, st Store, p string, size int64, sum string) error {
+	h := sha256.New()
+	got, err := downloadInto(ctx, st, p, size, h)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return integrityf("missing")
+	case err != nil:
+		return err
+	case got != size:
+		return integrityf("truncated: %d of %d bytes", got, size)
+	case hex.EncodeToString(h.Sum(nil)) != sum:
+		return integrityf("sha256 differs (altered or swapped)")
 	}
 	return nil
 }
@@ -244,159 +363,157 @@ func missingChunk(entries []Entry, obj Object) int {
 	return -1
 }
 
-// chunkReader streams an object's chunks in order, checking each chunk's
-// size and SHA-256 against the manifest as it ends.
+// chunkSpoolLimit is the largest v1 chunk held in memory while it is
+// checked; a larger one (chunk_size up to 1 GiB) is spooled to a private,
+// unlinked temp file. Either holds ciphertext only.
+const chunkSpoolLimit = 64 << 20
+
+// chunkReader streams a v1 object's chunks in order. Each chunk is
+// downloaded whole and its size and SHA-256 checked against the signed
+// manifest before any of its bytes are passed on: nothing unverified
+// reaches the decryption, let alone a restorer.
 type chunkReader struct {
-	ctx     context.Context
-	st      Store
-	host    string
-	obj     Object
-	n       int
-	cur     io.ReadCloser
-	h       hash.Hash
-	got     int64
-	resumed int   // times the current chunk was opened again after a read error
-	err     error // the error Read returned, returned again ever after
+	ctx  context.Context
+	st   Store
+	host string
+	obj  Object
+	n    int
+	cur  io.Reader // the verified chunk being passed on
+	file *os.File  // its spool file, when it did not fit in memory
+	buf  []byte
+	err  error // the error Read returned, returned again ever after
 }
 
 // chunkResumes is how often one chunk's download is started again after
 // it broke off (a connection reset half way through a chunk on Yandex
-// Disk must not fail a restore of many GiB). The bytes already read are
-// skipped, not hashed again: the hash covers exactly what was passed on.
+// Disk must not fail a restore of many GiB).
 const chunkResumes = 3
 
-// resume opens the current chunk again and skips the r.got bytes already
-// read; it reports whether it did.
-func (r *chunkReader) resume(cause error) bool {
-	if r.resumed >= chunkResumes || r.ctx.Err() != nil {
-		return false
-	}
-	r.resumed++
-	r.cur.Close()
-	r.cur = nil
-	rc, err := r.st.Get(r.ctx, ChunkPath(r.host, r.obj.ID, r.n))
-	if err != nil {
-		return false
-	}
-	if _, err := io.CopyN(io.Discard, rc, r.got); err != nil {
-		rc.Close()
-		return false
-	}
-	r.cur = rc
-	return true
-}
-
-// Read reads the object's bytes. An error is final: every later Read
-// returns it again (a chunk is never started over from its first byte).
+// Read reads the object's verified bytes. An error is final.
 func (r *chunkReader) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	n, err := r.read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		r.err = err
-	}
-	return n, err
-}
-
-func (r *chunkReader) read(p []byte) (int, error) {
 	for {
-		if r.cur == nil {
-			if r.n >= len(r.obj.Chunks) {
-				return 0, io.EOF
-			}
-			rc, err := r.st.Get(r.ctx, ChunkPath(r.host, r.obj.ID, r.n))
-			if err != nil {
-				return 0, integrityf("object %s chunk %s on %s: %v", r.obj.ID, ChunkName(r.n), r.st.Name(), err)
-			}
-			r.cur, r.h, r.got, r.resumed = rc, sha256.New(), 0, 0
-		}
-		want := r.obj.Chunks[r.n]
-		if r.got+int64(len(p)) > want.Size {
-			// Never read past the recorded size: a longer chunk is caught
-			// below without passing its extra bytes on.
-			p = p[:max(0, want.Size-r.got+1)]
-		}
-		n, err := r.cur.Read(p)
-		r.h.Write(p[:n])
-		r.got += int64(n)
-		if r.got > want.Size {
-			return 0, integrityf("object %s chunk %s on %s is longer than the manifest says (%d bytes)", r.obj.ID, ChunkName(r.n), r.st.Name(), want.Size)
-		}
-		if errors.Is(err, io.EOF) {
-			r.cur.Close()
-			r.cur = nil
-			if r.got != want.Size {
-				return n, integrityf("object %s chunk %s on %s is truncated: %d of %d bytes", r.obj.ID, ChunkName(r.n), r.st.Name(), r.got, want.Size)
-			}
-			if hex.EncodeToString(r.h.Sum(nil)) != want.SHA256 {
-				return n, integrityf("object %s chunk %s on %s: sha256 differs from the manifest (altered or swapped chunk)", r.obj.ID, ChunkName(r.n), r.st.Name())
-			}
-			r.n++
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		if err != nil {
-			if n > 0 || r.resume(err) {
-				// Pass on what was read; the next Read goes on from the
-				// reopened chunk (or meets the error again).
-				if n > 0 {
-					return n, nil
+		if r.cur != nil {
+			n, err := r.cur.Read(p)
+			if errors.Is(err, io.EOF) {
+				r.dropSpool()
+				r.cur = nil
+				r.n++
+				if n == 0 {
+					continue
 				}
-				continue
+				err = nil
 			}
-			return n, fmt.Errorf("read object %s chunk %s on %s: %w", r.obj.ID, ChunkName(r.n), r.st.Name(), err)
+			if err != nil {
+				r.err = err
+			}
+			return n, err
 		}
-		return n, nil
+		if r.n >= len(r.obj.Chunks) {
+			return 0, io.EOF
+		}
+		if err := r.fetch(); err != nil {
+			r.err = err
+			return 0, err
+		}
 	}
 }
 
-func (r *chunkReader) Close() error {
-	if r.cur != nil {
-		return r.cur.Close()
+// fetch downloads chunk r.n whole and checks it.
+func (r *chunkReader) fetch() error {
+	want := r.obj.Chunks[r.n]
+	p := ChunkPath(r.host, r.obj.ID, r.n)
+	var w io.Writer
+	if want.Size <= chunkSpoolLimit {
+		if int64(cap(r.buf)) < want.Size+1 {
+			r.buf = make([]byte, 0, want.Size+1)
+		}
+		bw := bytes.NewBuffer(r.buf[:0])
+		w = bw
+		defer func() { r.buf = bw.Bytes() }()
+	} else {
+		f, err := os.CreateTemp("", ".fireops-chunk-*")
+		if err != nil {
+			return fmt.Errorf("spool object %s chunk %s: %w", r.obj.ID, ChunkName(r.n), err)
+		}
+		os.Remove(f.Name()) // private (0600) and gone when closed
+		r.file, w = f, f
+	}
+	h := sha256.New()
+	got, err := downloadInto(r.ctx, r.st, p, want.Size, io.MultiWriter(w, h))
+	if err != nil {
+		r.dropSpool()
+		if errors.Is(err, ErrIntegrity) || errors.Is(err, ErrNotFound) {
+			return integrityf("object %s chunk %s on %s: %v", r.obj.ID, ChunkName(r.n), r.st.Name(), err)
+		}
+		return fmt.Errorf("read object %s chunk %s on %s: %w", r.obj.ID, ChunkName(r.n), r.st.Name(), err)
+	}
+	if got != want.Size {
+		r.dropSpool()
+		return integrityf("object %s chunk %s on %s is truncated: %d of %d bytes", r.obj.ID, ChunkName(r.n), r.st.Name(), got, want.Size)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != want.SHA256 {
+		r.dropSpool()
+		return integrityf("object %s chunk %s on %s: sha256 differs from the manifest (altered or swapped chunk)", r.obj.ID, ChunkName(r.n), r.st.Name())
+	}
+	if r.file != nil {
+		if _, err := r.file.Seek(0, io.SeekStart); err != nil {
+			r.dropSpool()
+			return fmt.Errorf("spool object %s: %w", r.obj.ID, err)
+		}
+		r.cur = r.file
+	} else {
+		r.cur = bytes.NewReader(w.(*bytes.Buffer).Bytes())
 	}
 	return nil
 }
 
-// blame is called when decryption failed with err. Bytes of a chunk are
-// passed on before the chunk ends and its hash can be checked, so a
-// damaged chunk usually shows first as an age error ("incorrect identity"
-// for a damaged header, a failed authentication for a damaged body), which
-// would send whoever reads it after the wrong cause. blame reads the rest
-// of the current chunk; when its size or hash differs from the manifest it
-// returns that integrity error, naming the chunk, instead of err.
-func (r *chunkReader) blame(err error) error {
-	if errors.Is(err, ErrIntegrity) {
-		return err
+func (r *chunkReader) dropSpool() {
+	if r.file != nil {
+		r.file.Close()
+		r.file = nil
 	}
-	buf := make([]byte, 64<<10)
-	for r.cur != nil {
-		if _, rerr := r.Read(buf); rerr != nil {
-			if errors.Is(rerr, ErrIntegrity) {
-				return rerr
+}
+
+// downloadInto copies the stored file at p into w, reading at most max+1
+// bytes (a longer file is an integrity error) and resuming a download that
+// broke off where it stopped (chunkResumes times).
+func downloadInto(ctx context.Context, st Store, p string, max int64, w io.Writer) (int64, error) {
+	var got int64
+	for attempt := 0; ; attempt++ {
+		rc, err := st.Get(ctx, p)
+		if err != nil {
+			return got, err
+		}
+		if got > 0 {
+			if _, err := io.CopyN(io.Discard, rc, got); err != nil {
+				rc.Close()
+				if attempt < chunkResumes && ctx.Err() == nil {
+					continue
+				}
+				return got, err
 			}
-			break
+		}
+		n, err := io.Copy(w, io.LimitReader(rc, max+1-got))
+		rc.Close()
+		got += n
+		if got > max {
+			return got, integrityf("%s is longer than the manifest says (%d bytes)", p, max)
+		}
+		if err == nil {
+			return got, nil
+		}
+		if attempt >= chunkResumes || ctx.Err() != nil {
+			return got, err
 		}
 	}
-	return err
 }
 
-// blamingReader is the age decryption of a chunkReader's stream; a
-// decryption error becomes the chunk's integrity error when the chunk is
-// damaged (see blame).
-type blamingReader struct {
-	r  io.Reader
-	cr *chunkReader
-}
-
-func (b blamingReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		err = b.cr.blame(err)
-	}
-	return n, err
+func (r *chunkReader) Close() error {
+	r.dropSpool()
+	return nil
 }
 
 // prefetcher reads ahead from r in its own goroutine (downloading, hashing
@@ -483,39 +600,60 @@ func (p *prefetcher) close() {
 
 // PartReader is the verified plaintext payload (tar) of one part.
 type PartReader struct {
-	part   Part
+	part Part
+	// v1: the chunks, decrypted ahead, then decompressed and hashed.
 	pf     *prefetcher
 	chunks *chunkReader
 	zr     *zstd.Decoder
 	h      hash.Hash
+	// v2: the verified plaintext pieces, in order.
+	pieces *pieceReader
 	n      int64
 	done   bool
 	err    error // the first error Read returned (always an ErrIntegrity)
 }
 
-// OpenPart streams a part's plaintext payload: chunks checked against the
-// manifest, decrypted with ids, decompressed; at the end of the stream the
-// payload's size and SHA-256 are checked against the index, and Read
-// returns an ErrIntegrity error instead of io.EOF when they differ.
+// OpenPart streams a part's plaintext payload, releasing only verified
+// bytes. v2: each piece is downloaded whole, its size and SHA-256 checked
+// against the piece list the signed manifest binds, then decrypted with
+// ids, decompressed, and its size (and, after CheckPieceIDs, its keyed id)
+// checked before any byte is passed on. v1: each chunk is checked whole
+// before decryption, and the payload's size and SHA-256 against the index
+// at the end (Read returns an ErrIntegrity error instead of io.EOF when
+// they differ). No read goes past the part's recorded size.
 func OpenPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.Identity) (*PartReader, error) {
+	if m.Version == FormatVersion {
+		ref, ok := m.List(part.List)
+		if !ok {
+			return nil, integrityf("part %s: piece list %s is not in the manifest", part.ID, part.List)
+		}
+		l, err := fetchList(ctx, st, m.Host, ref)
+		if err != nil {
+			return nil, err
+		}
+		if l.Size != part.Size {
+			return nil, integrityf("part %s: piece list %s holds %d bytes, the index records %d", part.ID, ref.ID, l.Size, part.Size)
+		}
+		return &PartReader{part: part, pieces: newPieceReader(ctx, st, m, part, l, ids)}, nil
+	}
 	obj, ok := m.Object(part.Object)
 	if !ok {
 		return nil, integrityf("part %s: object %s is not in the manifest", part.ID, part.Object)
 	}
 	cr := &chunkReader{ctx: ctx, st: st, host: m.Host, obj: obj}
+	// Download, chunk checks and decryption run ahead in their own
+	// goroutine; decompression, the payload hash and the consumer (tar
+	// extraction) in the others. age.Decrypt reads the header, so the
+	// first chunk is fetched and checked here.
 	ar, err := age.Decrypt(cr, ids...)
 	if err != nil {
-		err = cr.blame(err)
 		cr.Close()
 		if errors.Is(err, ErrIntegrity) {
 			return nil, err
 		}
-		return nil, integrityf("part %s: decrypt object %s: %v", part.ID, obj.ID, err)
+		return nil, decryptError(part.ID, obj.ID, err)
 	}
-	// Download, chunk hashing and decryption run ahead in their own
-	// goroutine; decompression, the payload hash and the consumer (tar
-	// extraction) in the others.
-	pf := newPrefetcher(blamingReader{r: ar, cr: cr})
+	pf := newPrefetcher(ar)
 	// zstd's own xxhash of the frame is not checked: the payload SHA-256
 	// below covers the same bytes (it was 2.4% of a restore's CPU). The
 	// frames keep it for `zstd -d` in a restore without fireops.
@@ -528,12 +666,52 @@ func OpenPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.I
 	return &PartReader{part: part, pf: pf, chunks: cr, zr: zr, h: sha256.New()}, nil
 }
 
+// ErrWrongIdentity is wrapped by the error of a read whose verified
+// ciphertext the identities cannot decrypt: the data is intact, the key
+// is wrong (a usage error, never reported as damage).
+var ErrWrongIdentity = errors.New("the identity matches none of the snapshot's recipients")
+
+// decryptError explains a decryption failure of bytes that were checked
+// against the signed manifest: no identity matched, or the object was
+// encrypted wrongly when it was written (reported as damage).
+func decryptError(part, obj string, err error) error {
+	var nm *age.NoIdentityMatchError
+	if errors.As(err, &nm) {
+		return fmt.Errorf("part %s: decrypt %s: %w", part, obj, ErrWrongIdentity)
+	}
+	return integrityf("part %s: decrypt %s: %v", part, obj, err)
+}
+
 // Read reads plaintext payload bytes.
 func (r *PartReader) Read(p []byte) (int, error) {
 	if r.done {
 		return 0, io.EOF
 	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.pieces != nil {
+		n, err := r.pieces.Read(p)
+		r.n += int64(n)
+		if errors.Is(err, io.EOF) {
+			r.done = true
+			return n, io.EOF
+		}
+		if err != nil {
+			r.err = err
+		}
+		return n, err
+	}
+	if rest := r.part.Size - r.n; int64(len(p)) > rest {
+		// Never pass on more than the index records: one byte more is
+		// read to find out whether there is more.
+		p = p[:rest+1]
+	}
 	n, err := r.zr.Read(p)
+	if r.n+int64(n) > r.part.Size {
+		r.err = integrityf("part %s (object %s): payload is longer than the index records (%d bytes)", r.part.ID, r.part.Object, r.part.Size)
+		return 0, r.err
+	}
 	r.h.Write(p[:n])
 	r.n += int64(n)
 	if errors.Is(err, io.EOF) {
@@ -544,8 +722,13 @@ func (r *PartReader) Read(p []byte) (int, error) {
 		}
 		return n, io.EOF
 	}
-	if err != nil && !errors.Is(err, ErrIntegrity) {
-		err = integrityf("part %s (object %s): %v", r.part.ID, r.part.Object, err)
+	if err != nil && !errors.Is(err, ErrIntegrity) && !errors.Is(err, ErrWrongIdentity) {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			err = decryptError(r.part.ID, r.part.Object, err)
+		} else {
+			err = integrityf("part %s (object %s): %v", r.part.ID, r.part.Object, err)
+		}
 	}
 	if err != nil && r.err == nil {
 		r.err = err
@@ -560,8 +743,12 @@ func (r *PartReader) Finish() error {
 	return err
 }
 
-// Close releases the decoder and the open chunk.
+// Close releases the decoder and the open chunk or pieces.
 func (r *PartReader) Close() error {
+	if r.pieces != nil {
+		r.pieces.close()
+		return nil
+	}
 	r.zr.Close()
 	r.pf.close()
 	return r.chunks.Close()

@@ -7,21 +7,23 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 
-	"filippo.io/age"
 )
 
 // StateFile is the name of the reuse state inside state_dir.
 const StateFile = "state.json"
 
+// stateVersion is the version of the state file's content (2 for format
+// v2's piece lists).
+const stateVersion = 2
+
 // State remembers, per destination and part, the fingerprint and the
-// object of the last upload, so that an unchanged part is referenced
-// instead of uploaded again (design.md §4). It also keeps what the index
-// needs for a reused part, since the host cannot decrypt old indexes.
-// Losing it only means the next snapshot uploads everything.
+// piece list of the last snapshot of the part, so that an unchanged part
+// is referenced without being read again (design.md §4). It also keeps
+// what the index needs for a reused part, since the host cannot decrypt
+// old indexes. Losing it only means the next snapshot reads every part
+// again (its pieces still deduplicate against the known-objects logs).
 type State struct {
 	path string
 	mu   sync.Mutex
@@ -34,26 +36,17 @@ type stateData struct {
 	Destinations map[string]map[string]StateEntry `json:"destinations"`
 }
 
-// StateEntry is what the state keeps about one uploaded part.
+// StateEntry is what the state keeps about one stored part.
 type StateEntry struct {
 	Fingerprint string `json:"fingerprint"`
-	// Recipients are the age recipients the object is encrypted to
-	// (sorted, comma-separated): after keys.recipients changes, an object
-	// encrypted to the old ones must not be reused, or the new identity
-	// could not restore it.
-	Recipients string `json:"recipients"`
-	Object     Object `json:"object"`
-	Part       Part   `json:"part"`
-}
-
-// recipientsKey is the StateEntry.Recipients of a run's recipients.
-func recipientsKey(rs []*age.X25519Recipient) string {
-	keys := make([]string, len(rs))
-	for i, r := range rs {
-		keys[i] = r.String()
-	}
-	slices.Sort(keys)
-	return strings.Join(slices.Compact(keys), ",")
+	// Space is the dedup space the pieces are in (Dedup.Space): after
+	// keys.recipients or the signing key changes, pieces encrypted to the
+	// old recipients must not be referenced, or the new identity could
+	// not restore them.
+	Space string `json:"space"`
+	// List is the part's piece list on the destination.
+	List Ref  `json:"list"`
+	Part Part `json:"part"`
 }
 
 // LoadState reads the state file in dir, or starts an empty state when it
@@ -70,10 +63,14 @@ func LoadState(dir string) (*State, error) {
 			s.data = stateData{}
 		}
 	}
+	if s.data.Version != stateVersion {
+		// A v1 state names v1 objects, which v2 parts never reuse.
+		s.data.Destinations = nil
+	}
 	if s.data.Destinations == nil {
 		s.data.Destinations = map[string]map[string]StateEntry{}
 	}
-	s.data.Version = 1
+	s.data.Version = stateVersion
 	return s, nil
 }
 
@@ -81,12 +78,7 @@ func LoadState(dir string) (*State, error) {
 // index of a new snapshot need it (a state file that decodes may still be
 // damaged); an entry that does not is uploaded again instead of reused.
 func (e StateEntry) consistent(part string) bool {
-	var sum int64
-	for _, c := range e.Object.Chunks {
-		sum += c.Size
-	}
-	return e.Part.ID == part && objectIDRE.MatchString(e.Object.ID) && e.Part.Object == e.Object.ID &&
-		e.Part.Stored == e.Object.Size && sum == e.Object.Size
+	return e.Part.ID == part && ValidPieceID(e.List.ID) && e.Part.List == e.List.ID && e.List.Size > 0
 }
 
 func stateKey(host, dest string) string { return host + "/" + dest }
