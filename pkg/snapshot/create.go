@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"filippo.io/age"
-	
+
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/source"
 )

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-
 )
 
 // StateFile is the name of the reuse state inside state_dir.
