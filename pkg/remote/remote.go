@@ -355,10 +355,14 @@ func (r *Remote) Put(ctx context.Context, p string, data []byte) error {
 // folders are created as needed). The upload is an ordinary put of a known
 // size, tried again with backoff after a failure, and checked afterwards:
 // the stored size, and the backend's hash where it keeps one. If an object
-// with the same size and hash (size only where the backend keeps no hash)
-// is already at p, nothing is sent and skipped is true; this check runs
-// before every attempt, so an upload that succeeded although its reply was
-// lost is not sent twice.
+// with the same size and hash is already at p, nothing is sent and skipped
+// is true; this check runs before every attempt, so an upload that
+// succeeded although its reply was lost is not sent twice. Where the
+// backend keeps no hash an existing object is always replaced: a
+// snapshot's pieces are named by their plaintext, and an object of the
+// same size may hold another encryption of it (left by a run killed before
+// it recorded the upload), whose stored hash is not the one this upload's
+// snapshot will record.
 func (r *Remote) PutChunk(ctx context.Context, p string, data []byte) (skipped bool, err error) {
 	p, err = cleanPath(p)
 	if err != nil {
@@ -397,11 +401,8 @@ func (r *Remote) PutChunk(ctx context.Context, p string, data []byte) (skipped b
 			if err := hashData(); err != nil {
 				return err
 			}
-			// After a failed attempt of ours, an object of the right size
-			// on a backend that keeps no hash may be that attempt's
-			// half-sent or mixed body: only a hash can vouch for it, so
-			// without one it is uploaded again rather than skipped.
-			if attempt > 1 && r.ht == hash.None {
+			// Only a hash can vouch for an existing object's bytes.
+			if r.ht == hash.None {
 				break
 			}
 			if same, err := r.matches(ctx, o, size, sum); err != nil {
@@ -445,11 +446,8 @@ func (r *Remote) PutChunk(ctx context.Context, p string, data []byte) (skipped b
 // one, the given hash. An object whose hash the backend does not know (an
 // empty hash) does not match.
 func (r *Remote) matches(ctx context.Context, o fs.Object, size int64, sum string) (bool, error) {
-	if o.Size() != size {
+	if o.Size() != size || r.ht == hash.None {
 		return false, nil
-	}
-	if r.ht == hash.None {
-		return true, nil
 	}
 	got, err := o.Hash(ctx, r.ht)
 	if err != nil {
