@@ -1,0 +1,157 @@
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/pkg/keys"
+)
+
+// copyTree copies the fixture into a temp folder (tests must not touch
+// testdata).
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestV1SnapshotStillReads: a snapshot written by the first release
+// (testdata/v1snapshot, format v1) lists, verifies at every level and
+// restores with today's code, byte for byte, and a v2 snapshot written
+// beside it on the same destination does not disturb it; the sweep keeps
+// both.
+func TestV1SnapshotStillReads(t *testing.T) {
+	t.Parallel()
+	fix := filepath.Join("..", "..", "testdata", "v1snapshot")
+	root := copyTree(t, filepath.Join(fix, "repo"))
+	st := &dirStore{name: "local", root: root}
+	ids, err := keys.LoadIdentities(filepath.Join(fix, "identity.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(filepath.Join(fix, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := sk.Public().(ed25519.PublicKey)
+	ctx := context.Background()
+	ls, err := List(ctx, st, "fixture", trusted)
+	if err != nil || len(ls) != 1 || !ls[0].Complete || ls[0].Parts != 2 {
+		t.Fatalf("List = %+v, %v", ls, err)
+	}
+	id := ls[0].ID
+	m, err := Open(ctx, st, "fixture", id, trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != FormatV1 {
+		t.Fatalf("fixture has version %d", m.Version)
+	}
+	if err := CheckPresent(ctx, st, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHashes(ctx, st, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := ReadIndex(ctx, st, m, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	for _, p := range idx.Parts {
+		rs := &memRestorer{}
+		if _, err := RestorePart(ctx, st, m, p, ids, rs); err != nil {
+			t.Fatalf("restore %s: %v", p.ID, err)
+		}
+		for name, data := range rs.committed {
+			got[strings.TrimPrefix(name, "./")] = data
+		}
+	}
+	f, err := os.Open(filepath.Join(fix, "expected.sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) != 2 || len(fields[0]) != 64 {
+			continue // the symlink line
+		}
+		name := strings.TrimPrefix(fields[1], "./")
+		var data []byte
+		for k, v := range got {
+			if strings.HasSuffix("/"+k, "/"+name) {
+				data = v
+			}
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != fields[0] {
+			t.Errorf("%s: restored content differs (restored names: %v)", name, keysOf(got))
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("checked %d files, want 3", n)
+	}
+
+	// A v2 snapshot beside it: both list, verify, and survive a sweep.
+	e := newEnv(t, 0)
+	e.opts.Host, e.opts.Signer = "fixture", sk
+	e.opts.Recipients = nil
+	rcp, err := keys.ParseRecipients(strings.NewReader(m.Recipients[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Recipients, e.ids, e.pub, e.sk = rcp, ids, trusted, sk
+	res, err := Create(ctx, e.opts, []Store{st}, testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := SweepObjects(ctx, st, "fixture", time.Now().Add(365*24*time.Hour), time.Hour, nil, false, nil)
+	if err != nil || sw.Removed != 0 {
+		t.Fatalf("sweep removed %d objects (%v): every object is referenced", sw.Removed, err)
+	}
+	e.restoreAll(t, st, res.ID)
+	if err := CheckHashes(ctx, st, m, nil); err != nil {
+		t.Fatalf("the v1 snapshot after a v2 one and a sweep: %v", err)
+	}
+	ls, _ = List(ctx, st, "fixture", trusted)
+	if len(ls) != 2 || !ls[0].Complete || !ls[1].Complete {
+		t.Fatalf("List = %+v", ls)
+	}
+}
+
+func keysOf(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
