@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -206,24 +207,21 @@ func TestRestoreWithoutFireops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 1. The index tells which object is which part.
+	// 1. The index tells which piece list is which part.
 	idxJSON, err := exec.Command("age", "-d", "-i", f.init.Identity, filepath.Join(root, "gpu01", "snapshots", res.ID, "index.age")).Output()
 	if err != nil {
 		t.Fatalf("age -d index.age: %v", err)
 	}
-	var object string
-	for _, p := range res.Parts {
-		if p.ID == "files:stack" {
-			object = p.Object
-		}
+	list := partList(res, "files:stack")
+	if list == "" || !strings.Contains(string(idxJSON), `"list": "`+list+`"`) || !strings.Contains(string(idxJSON), `"id": "files:stack"`) {
+		t.Fatalf("index does not name the part's piece list %q:\n%s", list, idxJSON)
 	}
-	if !strings.Contains(string(idxJSON), `"object": "`+object+`"`) || !strings.Contains(string(idxJSON), `"id": "files:stack"`) {
-		t.Fatalf("index does not name the part's object:\n%s", idxJSON)
-	}
-	// 2. cat the chunks in order | age -d | zstd -d | tar -x, as docs/format.md says.
+	// 2. The piece list is plaintext JSON, one piece a line, in order:
+	// age -d each piece | zstd -d | tar -x, as docs/format.md says.
+	readPieceList(t, root, list)
 	out := t.TempDir()
-	script := fmt.Sprintf("cat %s/* | age -d -i %s | zstd -d | tar -xpf - -C %s",
-		filepath.Join(root, "gpu01", "objects", object), f.init.Identity, out)
+	script := fmt.Sprintf(`cd %s && for id in $(grep -o '^\["[0-9a-f]*"' %s | tr -d '["'); do age -d -i %s objects/${id:0:2}/$id || exit 1; done | zstd -d | tar -xpf - -C %s`,
+		filepath.Join(root, "gpu01"), filepath.Join("objects", list[:2], list), f.init.Identity, out)
 	if b, err := exec.Command("bash", "-o", "pipefail", "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, b)
 	}
@@ -239,18 +237,23 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := snapshot.Open(ctx, mustStore(t, f), "gpu01", res.ID, mustTrusted(t, f))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := filepath.Join(root, snapshot.ChunkPath("gpu01", m.Objects[0].ID, 0))
-	data, _ := os.ReadFile(chunk)
+	// Flip a byte of the first piece of files:stack.
+	piece := piecePath(t, root, res, "files:stack", 0)
+	pieceID := filepath.Base(piece)
+	data, _ := os.ReadFile(piece)
 	data[len(data)-10] ^= 0xff
-	must(t, os.WriteFile(chunk, data, 0o600))
+	must(t, os.WriteFile(piece, data, 0o600))
 
 	_, err = Verify(ctx, f.cfg, VerifyOptions{Level: LevelFull})
-	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), m.Objects[0].ID) || !strings.Contains(exitcode.Hint(err), "damaged") {
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), pieceID) || !strings.Contains(exitcode.Hint(err), "damaged") {
 		t.Fatalf("verify full: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+	// Level hashes finds it too, without an identity.
+	noKey := *f.cfg
+	noKey.Keys.IdentityFile = "/nonexistent/identity.txt"
+	_, err = Verify(ctx, &noKey, VerifyOptions{Level: LevelHashes})
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), pieceID) || !strings.Contains(exitcode.Hint(err), "damaged") {
+		t.Fatalf("verify hashes: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelQuick}); err != nil {
 		t.Fatalf("verify quick sees sizes only and should pass: %v", err)
@@ -267,7 +270,7 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 	}
 	left, _ := os.ReadDir(to)
 	for _, e := range left {
-		if e.Name() == "files-stack" && m.Objects[0].ID == partObject(res, "files:stack") {
+		if e.Name() == "files-stack" {
 			t.Fatalf("tampered part was written: %v", left)
 		}
 		if strings.Contains(e.Name(), "staging") || strings.HasPrefix(e.Name(), ".") {
@@ -276,13 +279,39 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 	}
 }
 
-func partObject(res *snapshot.Result, id string) string {
+// partList returns the id of the piece list of part id in res.
+func partList(res *snapshot.Result, id string) string {
 	for _, p := range res.Parts {
 		if p.ID == id {
-			return p.Object
+			return p.List
 		}
 	}
 	return ""
+}
+
+// readPieceList reads the piece list listID of host gpu01 on the
+// destination whose folder is root.
+func readPieceList(t *testing.T, root, listID string) *snapshot.PieceList {
+	t.Helper()
+	if listID == "" {
+		t.Fatal("no piece list")
+	}
+	b, err := os.ReadFile(filepath.Join(root, snapshot.PiecePath("gpu01", listID)))
+	must(t, err)
+	var l snapshot.PieceList
+	must(t, json.Unmarshal(b, &l))
+	if len(l.Pieces) == 0 {
+		t.Fatalf("piece list %s names no piece", listID)
+	}
+	return &l
+}
+
+// piecePath returns the file of piece n of part id of res on the
+// destination whose folder is root.
+func piecePath(t *testing.T, root string, res *snapshot.Result, id string, n int) string {
+	t.Helper()
+	l := readPieceList(t, root, partList(res, id))
+	return filepath.Join(root, snapshot.PiecePath("gpu01", l.Pieces[n].ID))
 }
 
 // loadTestConfig writes DIR/etc/NAME.yaml: init's keys, one local
@@ -361,7 +390,7 @@ func TestReuseOnlyChangedPart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := third.Parts[0]; p.ID != "files:stack" || p.Reused || p.Object == partObject(first, "files:stack") {
+	if p := third.Parts[0]; p.ID != "files:stack" || p.Reused || p.List == partList(first, "files:stack") {
 		t.Fatalf("changed part not uploaded: %+v", p)
 	}
 	// Every snapshot restores on its own, the first one too.
@@ -569,8 +598,11 @@ func TestRestoreLatestAcrossDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range m.Objects {
-		must(t, os.Remove(filepath.Join(a, snapshot.ChunkPath("gpu01", o.ID, 0))))
+	for _, l := range m.Lists {
+		p := filepath.Join(a, snapshot.PiecePath("gpu01", readPieceList(t, a, l.ID).Pieces[0].ID))
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
 	}
 	rr, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r2")})
 	if err != nil || rr.Snapshot != both.ID || rr.Destination != "second" {

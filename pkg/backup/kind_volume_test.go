@@ -363,8 +363,7 @@ func TestVolumeFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		root := filepath.Join(f.dir, "backups")
-		obj := partObject(res, "volume:"+prefix+"-user-ada")
-		chunk := filepath.Join(root, snapshot.ChunkPath("gpu01", obj, 0))
+		chunk := piecePath(t, root, res, "volume:"+prefix+"-user-ada", 0)
 		data, err := os.ReadFile(chunk)
 		if err != nil {
 			t.Fatal(err)

@@ -167,11 +167,11 @@ func (s *server) checkRestored(t *testing.T, data string) {
 	sameTree(t, data, s.f.data)
 }
 
-// corruptMongo flips a byte of the mongo part's first chunk on the
+// corruptMongo flips a byte of the mongo part's first piece on the
 // destination.
 func (s *server) corruptMongo(t *testing.T) {
 	t.Helper()
-	chunk := filepath.Join(s.dav.Dir, "fireops", snapshot.ChunkPath("gpu01", partObject(s.res, "mongo:mongodb"), 0))
+	chunk := piecePath(t, filepath.Join(s.dav.Dir, "fireops"), s.res, "mongo:mongodb", 0)
 	b, err := os.ReadFile(chunk)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker/docker/client"
 
-	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/volume"
 )
 
@@ -49,7 +48,7 @@ func TestSQLiteRestoreRemovesVolumeItCreated(t *testing.T) {
 
 	// A failed restore removes the volume it created.
 	dropVolume(t, cli, vol)
-	chunk := filepath.Join(f.dir, "backups", snapshot.ChunkPath("gpu01", partObject(res, "sqlite:hub"), 0))
+	chunk := piecePath(t, filepath.Join(f.dir, "backups"), res, "sqlite:hub", 0)
 	b, err := os.ReadFile(chunk)
 	must(t, err)
 	b[len(b)/2] ^= 0xff

@@ -2,6 +2,8 @@ package backup
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,8 +40,8 @@ func tree(t *testing.T, dir string) string {
 	return strings.Join(out, "\n")
 }
 
-// ageFiles sets the mtime of every file under dir (an object folder, a
-// snapshot folder) to when: uploads "made" then.
+// ageFiles sets the mtime of every file and folder under dir (the
+// objects, a snapshot folder) to when: uploads "made" then.
 func ageFiles(t *testing.T, dir string, when time.Time) {
 	t.Helper()
 	must(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -50,30 +52,65 @@ func ageFiles(t *testing.T, dir string, when time.Time) {
 	}))
 }
 
+// manifestObjects returns the ids of every object (format v2: the piece
+// lists and the pieces they name, each once) that the manifest of
+// snapshot id under the host folder references.
 func manifestObjects(t *testing.T, host, id string) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(host, "snapshots", id, "manifest.json"))
 	must(t, err)
 	var m snapshot.Manifest
 	must(t, json.Unmarshal(b, &m))
-	var ids []string
-	for _, o := range m.Objects {
-		ids = append(ids, o.ID)
+	if m.Version != snapshot.FormatVersion || len(m.Lists) == 0 {
+		t.Fatalf("manifest of %s: version %d with %d piece lists", id, m.Version, len(m.Lists))
 	}
-	return ids
+	var ids []string
+	for _, l := range m.Lists {
+		ids = append(ids, l.ID)
+		b, err := os.ReadFile(objectPath(host, l.ID))
+		must(t, err)
+		var pl snapshot.PieceList
+		must(t, json.Unmarshal(b, &pl))
+		for _, p := range pl.Pieces {
+			ids = append(ids, p.ID)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
-func dirSize(t *testing.T, dir string) int64 {
+// objectPath is the file of a v2 object under the host folder.
+func objectPath(host, id string) string {
+	return filepath.Join(host, "objects", id[:2], id)
+}
+
+// objectsOf returns the objects any of the snapshots references.
+func objectsOf(t *testing.T, host string, ids ...string) map[string]bool {
 	t.Helper()
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			fi, _ := d.Info()
-			n += fi.Size()
+	out := map[string]bool{}
+	for _, id := range ids {
+		for _, o := range manifestObjects(t, host, id) {
+			out[o] = true
 		}
-		return err
-	})
-	return n
+	}
+	return out
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	must(t, err)
+	return fi.Size()
+}
+
+// randomObjectID returns a random v2 object id (64 hex digits).
+func randomObjectID(t *testing.T) string {
+	t.Helper()
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b[:])
 }
 
 func decisions(d RotateDest) map[string]retention.Decision {
@@ -85,10 +122,13 @@ func decisions(d RotateDest) map[string]retention.Decision {
 }
 
 // TestRotateEndToEnd takes five snapshots "on five days" (a fake clock),
-// each with a changed database (a new object) and the same files (one
-// object shared by all), plus a killed run's leftovers, and rotates with
-// keep_last 2: a dry run first, then for real; on WebDAV also while a
-// snapshot is being written. Every kept snapshot still verifies full.
+// each with a changed database (new pieces and a new piece list) and the
+// same files (a piece list and pieces shared by all), plus a killed run's
+// leftovers (a started file and an uploaded piece no manifest names), and
+// rotates with keep_last 2: a dry run first, then for real; on WebDAV also
+// while a snapshot is being written. What only the removed snapshots
+// referenced is swept, what a kept one shares survives, and every kept
+// snapshot still verifies after each rotate.
 func TestRotateEndToEnd(t *testing.T) {
 	t.Parallel()
 	for _, kind := range []string{"local", "webdav"} {
@@ -112,6 +152,7 @@ func TestRotateEndToEnd(t *testing.T) {
 			host := filepath.Join(root, "gpu01")
 
 			var ids []string
+			var first *snapshot.Result
 			for i := 5; i >= 1; i-- {
 				sqlite3(t, f.db, fmt.Sprintf("INSERT INTO users(name) VALUES ('user%d');", i))
 				at := now.Add(-time.Duration(i) * 24 * time.Hour)
@@ -119,36 +160,53 @@ func TestRotateEndToEnd(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if first == nil {
+					first = res
+				}
 				ids = append(ids, res.ID)
 			}
-			shared := slices.DeleteFunc(manifestObjects(t, host, ids[0]), func(o string) bool {
-				return !slices.Contains(manifestObjects(t, host, ids[4]), o)
-			})
-			if len(shared) != 1 {
-				t.Fatalf("want one object shared by the first and the last snapshot, got %v", shared)
+			// The files part is shared by all: its piece list and pieces.
+			last := objectsOf(t, host, ids[4])
+			var shared []string
+			for _, o := range manifestObjects(t, host, ids[0]) {
+				if last[o] {
+					shared = append(shared, o)
+				}
 			}
+			filesObjs := []string{partList(first, "files:stack")}
+			for _, p := range readPieceList(t, root, filesObjs[0]).Pieces {
+				filesObjs = append(filesObjs, p.ID)
+			}
+			slices.Sort(filesObjs)
+			if filesObjs = slices.Compact(filesObjs); !slices.Equal(shared, filesObjs) {
+				t.Fatalf("want the files part's objects %v shared by the first and the last snapshot, got %v", filesObjs, shared)
+			}
+			kept := objectsOf(t, host, ids[3:]...)
 			var gone []string // objects only the removed snapshots reference
 			var goneBytes int64
-			for _, id := range ids[:3] {
-				for _, o := range manifestObjects(t, host, id) {
-					if o != shared[0] {
-						gone = append(gone, o)
-						goneBytes += dirSize(t, filepath.Join(host, "objects", o))
-					}
+			for o := range objectsOf(t, host, ids[:3]...) {
+				if !kept[o] {
+					gone = append(gone, o)
+					goneBytes += fileSize(t, objectPath(host, o))
 				}
+			}
+			if len(gone) == 0 {
+				t.Fatal("the removed snapshots reference nothing of their own")
 			}
 			// Everything uploaded so far was uploaded "a month ago".
 			ageFiles(t, filepath.Join(host, "objects"), now.Add(-30*24*time.Hour))
 
-			// A run killed three days ago: a started file and one chunk.
+			// A run killed three days ago: a started file and a piece it
+			// uploaded (a failed run leaves its pieces for the next run),
+			// which no manifest names.
 			killed := snapshot.NewSnapshotID(now.Add(-3 * 24 * time.Hour))
-			orphan := snapshot.NewObjectID()
+			orphan := randomObjectID(t)
 			must(t, os.MkdirAll(filepath.Join(host, "snapshots", killed), 0o755))
 			must(t, os.WriteFile(filepath.Join(host, "snapshots", killed, "started"), []byte(now.Add(-3*24*time.Hour).Format(time.RFC3339Nano)+"\n"), 0o644))
-			must(t, os.MkdirAll(filepath.Join(host, "objects", orphan), 0o755))
-			must(t, os.WriteFile(filepath.Join(host, "objects", orphan, "000000"), make([]byte, 1000), 0o644))
+			must(t, os.MkdirAll(filepath.Dir(objectPath(host, orphan)), 0o755))
+			must(t, os.WriteFile(objectPath(host, orphan), make([]byte, 1000), 0o644))
 			ageFiles(t, filepath.Join(host, "snapshots", killed), now.Add(-3*24*time.Hour))
-			ageFiles(t, filepath.Join(host, "objects", orphan), now.Add(-3*24*time.Hour))
+			ageFiles(t, objectPath(host, orphan), now.Add(-3*24*time.Hour))
 			goneBytes += 1000
 
 			// Dry run: the plan, and nothing touched.
@@ -183,7 +241,7 @@ func TestRotateEndToEnd(t *testing.T) {
 			var inflightObj string
 			if kind == "webdav" {
 				sqlite3(t, f.db, "INSERT INTO users(name) VALUES ('late');")
-				dav.HoldPutsAfter(2) // the started file and the database's chunk; the index waits
+				dav.HoldPutsAfter(2) // the started file and the database's piece; its piece list waits
 				base := dav.Puts()
 				inflight = make(chan error, 1)
 				go func() {
@@ -214,22 +272,27 @@ func TestRotateEndToEnd(t *testing.T) {
 						t.Fatalf("snapshot %s not removed: %v", id, err)
 					}
 				}
-				for _, o := range gone {
-					if _, err := os.Stat(filepath.Join(host, "objects", o)); err != nil {
+				for _, o := range append(gone, orphan) {
+					if _, err := os.Stat(objectPath(host, o)); err != nil {
 						t.Fatalf("object %s swept while a snapshot runs: %v", o, err)
 					}
 				}
 				// Which object is the one being written?
-				es, _ := os.ReadDir(filepath.Join(host, "objects"))
-				for _, e := range es {
-					fi, _ := e.Info()
-					if fi.ModTime().After(now.Add(-time.Hour)) {
-						inflightObj = e.Name()
+				var young []string
+				must(t, filepath.WalkDir(filepath.Join(host, "objects"), func(p string, d fs.DirEntry, err error) error {
+					if err != nil || d.IsDir() {
+						return err
 					}
+					fi, err := d.Info()
+					if err == nil && fi.ModTime().After(now.Add(-time.Hour)) {
+						young = append(young, d.Name())
+					}
+					return err
+				}))
+				if len(young) != 1 {
+					t.Fatalf("want one object of the running snapshot on the destination, got %v", young)
 				}
-				if inflightObj == "" {
-					t.Fatal("no object of the running snapshot on the destination")
-				}
+				inflightObj = young[0]
 				// Another state dir (no shared lock): the grace period alone
 				// protects the upload in progress.
 				other := *f.cfg
@@ -264,13 +327,15 @@ func TestRotateEndToEnd(t *testing.T) {
 					t.Fatalf("rotate: %+v", r)
 				}
 			}
-			for _, o := range gone {
-				if _, err := os.Stat(filepath.Join(host, "objects", o)); !errors.Is(err, fs.ErrNotExist) {
-					t.Fatalf("object %s of a removed snapshot survived: %v", o, err)
+			for _, o := range append(gone, orphan) {
+				if _, err := os.Stat(objectPath(host, o)); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("object %s of a removed snapshot or the killed run survived: %v", o, err)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(host, "objects", shared[0])); err != nil {
-				t.Fatalf("the object shared with kept snapshots was swept: %v", err)
+			for o := range kept {
+				if _, err := os.Stat(objectPath(host, o)); err != nil {
+					t.Fatalf("object %s of a kept snapshot was swept: %v", o, err)
+				}
 			}
 			if _, err := os.Stat(filepath.Join(host, "snapshots", killed)); !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("the killed run's folder survived: %v", err)
@@ -280,7 +345,7 @@ func TestRotateEndToEnd(t *testing.T) {
 				if err := <-inflight; err != nil {
 					t.Fatalf("the snapshot written during rotate: %v", err)
 				}
-				if _, err := os.Stat(filepath.Join(host, "objects", inflightObj)); err != nil {
+				if _, err := os.Stat(objectPath(host, inflightObj)); err != nil {
 					t.Fatalf("the running snapshot's object was swept: %v", err)
 				}
 			}
@@ -299,7 +364,8 @@ func TestRotateEndToEnd(t *testing.T) {
 				t.Fatalf("verified %d snapshots, want %d: %+v", len(vr), want, vr)
 			}
 			// Rotating again removes what the new snapshot pushed out of
-			// keep_last, then nothing more.
+			// keep_last, then nothing more; what the remaining snapshots
+			// share (the files part) survives, and they still verify.
 			for _, extra := range []int{want - 2, 0} {
 				again, err := Rotate(ctx, f.cfg, RotateOptions{})
 				if err != nil {
@@ -307,6 +373,15 @@ func TestRotateEndToEnd(t *testing.T) {
 				}
 				if r := again.Destinations[0]; r.Removed != extra || r.IncompleteRemoved != 0 || r.Kept != 2 {
 					t.Fatalf("rotate again: %+v, want %d removed", r, extra)
+				}
+				for _, o := range filesObjs {
+					if _, err := os.Stat(objectPath(host, o)); err != nil {
+						t.Fatalf("object %s of the files part, shared by the remaining snapshots, was swept: %v", o, err)
+					}
+				}
+				vr, err := Verify(ctx, f.cfg, VerifyOptions{All: true, Level: LevelHashes})
+				if err != nil || len(vr) != 2 {
+					t.Fatalf("verify hashes after rotating again: %v %+v", err, vr)
 				}
 			}
 		})
@@ -375,7 +450,7 @@ func TestRotateDamagedManifest(t *testing.T) {
 	// Alter the oldest snapshot's manifest: its signature no longer verifies.
 	mp := filepath.Join(host, "snapshots", ids[0], "manifest.json")
 	b, _ := os.ReadFile(mp)
-	must(t, os.WriteFile(mp, []byte(strings.Replace(string(b), `"chunk_size"`, `"chunk_size" `, 1)), 0o644))
+	must(t, os.WriteFile(mp, []byte(strings.Replace(string(b), `"stored"`, `"stored" `, 1)), 0o644))
 	objs := manifestObjects(t, host, ids[0])
 	res, err := Rotate(ctx, f.cfg, RotateOptions{})
 	if err != nil {
@@ -389,7 +464,7 @@ func TestRotateDamagedManifest(t *testing.T) {
 		t.Fatalf("plan: %+v", res.Destinations[0].Snapshots)
 	}
 	for _, o := range objs {
-		if _, err := os.Stat(filepath.Join(host, "objects", o)); err != nil {
+		if _, err := os.Stat(objectPath(host, o)); err != nil {
 			t.Fatalf("object %s of the damaged snapshot was swept: %v", o, err)
 		}
 	}
