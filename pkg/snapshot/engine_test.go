@@ -560,7 +560,15 @@ func TestReuseUnchangedParts(t *testing.T) {
 		t.Fatalf("reused part did not restore: %v", got)
 	}
 	// A piece the state names but the destination lost is uploaded again.
-	lost := snapPieces(t, e, e.stores[0], second.ID)[0]
+	ent, ok := e.opts.State.Get("gpu01", "d0", "files:stack")
+	if !ok {
+		t.Fatal("no state entry for the reused part")
+	}
+	l, err := fetchList(ctx, e.stores[0], "gpu01", ent.List)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := filepath.Join(e.stores[0].root, PiecePath("gpu01", l.Pieces[0].ID))
 	os.Remove(lost)
 	third, err := Create(ctx, e.opts, e.storeList(), srcs)
 	if err != nil {

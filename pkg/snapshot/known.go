@@ -269,8 +269,9 @@ func loadKnown(ctx context.Context, stateDir string, st Store, host string, d *D
 	return k, nil
 }
 
-// snapshotsAfter returns the ids of the snapshot folders newer than last
-// (all of them when last is empty).
+// snapshotsAfter returns the ids of the snapshot folders that may be
+// newer than last (all of them when last is empty): ids hold whole
+// seconds, so every other one of last's second counts too.
 func snapshotsAfter(ctx context.Context, st Store, host, last string) ([]string, error) {
 	es, err := st.List(ctx, path.Join(host, SnapshotsDir))
 	if err != nil {
@@ -278,7 +279,7 @@ func snapshotsAfter(ctx context.Context, st Store, host, last string) ([]string,
 	}
 	var out []string
 	for _, e := range es {
-		if e.Dir && ValidSnapshotID(e.Name) && e.Name > last {
+		if e.Dir && ValidSnapshotID(e.Name) && e.Name != last && (last == "" || e.Name[:16] >= last[:min(16, len(last))]) {
 			out = append(out, e.Name)
 		}
 	}
@@ -293,14 +294,19 @@ func snapshotsAfter(ctx context.Context, st Store, host, last string) ([]string,
 // it went missing) is recorded with the hash of its newest upload.
 func (k *Known) rebuild(ctx context.Context, st Store, host string, ids []string, trusted []byte, recipients []string) (int, error) {
 	want := sortedSet(recipients)
-	n := 0
-	seen := map[string]bool{}
-	for i := len(ids) - 1; i >= 0; i-- {
-		id := ids[i]
+	var ms []*Manifest
+	for _, id := range ids {
 		m, err := readManifest(ctx, st, host, id, trusted)
 		if err != nil || m.Version != FormatVersion || !slices.Equal(sortedSet(m.Recipients), want) {
 			continue
 		}
+		ms = append(ms, m)
+	}
+	// Newest first by start time (ids of one second sort by chance).
+	slices.SortFunc(ms, func(a, b *Manifest) int { return b.Started.Compare(a.Started) })
+	n := 0
+	seen := map[string]bool{}
+	for _, m := range ms {
 		for _, ref := range m.Lists {
 			if seen[ref.ID] {
 				continue
