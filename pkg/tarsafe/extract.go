@@ -1,6 +1,8 @@
 // Package tarsafe extracts tar streams into a folder without letting an
-// archive write outside it, and builds tar headers from file metadata for
-// the sources that write archives.
+// archive write outside it, and builds tar headers from file metadata and
+// writes archives ([Writer]: archive/tar's bytes, cheaply per file) for
+// the sources that write archives, with helpers for walking a tree
+// through folder descriptors ([Openat], [Lstatat]).
 //
 // Extract is what every restorer uses. It refuses entry names (and hard
 // link targets) that are absolute or contain a ".." component, and it

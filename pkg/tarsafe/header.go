@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"fmt"
 	"io/fs"
+	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,21 +19,75 @@ type fileKey struct{ dev, ino uint64 }
 // (device, inode), so that the second and later names of a file become hard
 // link entries instead of copies. Use one HeaderBuilder per archive; it is
 // not safe for concurrent use.
+//
+// Owner names are looked up once per id and archive, failed lookups too
+// (archive/tar caches only the names it found, so every file of an owner
+// the host does not know cost a lookup in the user database).
 type HeaderBuilder struct {
-	links map[fileKey]string
+	links   map[fileKey]string
+	numeric bool              // no owner names
+	unames  map[uint32]string // "" where the lookup failed
+	gnames  map[uint32]string
+	named   namedInfo // passed to tar.FileInfoHeader
 }
 
 // NewHeaderBuilder returns a HeaderBuilder for one archive.
 func NewHeaderBuilder() *HeaderBuilder {
-	return &HeaderBuilder{links: map[fileKey]string{}}
+	return &HeaderBuilder{links: map[fileKey]string{}, unames: map[uint32]string{}, gnames: map[uint32]string{}}
+}
+
+// NewNumericHeaderBuilder returns a HeaderBuilder for one archive whose
+// headers carry numeric owners only (Uname and Gname empty): no lookups.
+func NewNumericHeaderBuilder() *HeaderBuilder {
+	b := NewHeaderBuilder()
+	b.numeric = true
+	return b
+}
+
+// namedInfo gives tar.FileInfoHeader the owner names through
+// tar.FileInfoNames, from the builder's cache.
+type namedInfo struct {
+	fs.FileInfo
+	b *HeaderBuilder
+}
+
+func (n *namedInfo) Uname() (string, error) {
+	st, ok := n.Sys().(*syscall.Stat_t)
+	if !ok || n.b.numeric {
+		return "", nil
+	}
+	name, ok := n.b.unames[st.Uid]
+	if !ok {
+		if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+			name = u.Username
+		}
+		n.b.unames[st.Uid] = name
+	}
+	return name, nil
+}
+
+func (n *namedInfo) Gname() (string, error) {
+	st, ok := n.Sys().(*syscall.Stat_t)
+	if !ok || n.b.numeric {
+		return "", nil
+	}
+	name, ok := n.b.gnames[st.Gid]
+	if !ok {
+		if g, err := user.LookupGroupId(strconv.FormatUint(uint64(st.Gid), 10)); err == nil {
+			name = g.Name
+		}
+		n.b.gnames[st.Gid] = name
+	}
+	return name, nil
 }
 
 // Header returns the tar header for the file fi (from lstat or fstat),
 // stored in the archive as name (a relative slash-separated path; folders
 // get a trailing slash). link is a symbolic link's target, ignored for
 // other types. Owners are kept by number and by name (when the host knows
-// the name). Modification times keep nanoseconds (PAX format); access and
-// change times are left out, so an unchanged tree gives the same bytes.
+// the name; by number only from a [NewNumericHeaderBuilder]). Modification
+// times keep nanoseconds (PAX format); access and change times are left
+// out, so an unchanged tree gives the same bytes.
 //
 // A regular file with more than one link whose inode was already passed to
 // this builder yields a hard link entry (tar.TypeLink, Size 0) pointing at
@@ -41,7 +97,9 @@ func (b *HeaderBuilder) Header(name string, fi fs.FileInfo, link string) (*tar.H
 	if fi.Mode()&fs.ModeSocket != 0 {
 		return nil, fmt.Errorf("tarsafe: %s: sockets cannot be archived", name)
 	}
-	hdr, err := tar.FileInfoHeader(fi, link)
+	b.named = namedInfo{FileInfo: fi, b: b}
+	hdr, err := tar.FileInfoHeader(&b.named, link)
+	b.named.FileInfo = nil
 	if err != nil {
 		return nil, fmt.Errorf("tarsafe: %s: %w", name, err)
 	}
