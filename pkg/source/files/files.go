@@ -65,6 +65,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/fingerprint"
 	"github.com/firetech/fireops/pkg/source"
@@ -90,9 +92,6 @@ func RecordedRoots(details map[string]string) (roots []string, ok bool, err erro
 	}
 	return roots, true, nil
 }
-
-// copyBufferSize is the one buffer file contents are copied through.
-const copyBufferSize = 256 << 10
 
 // Source archives the paths of one config FileSource.
 type Source struct {
@@ -157,14 +156,28 @@ func (s *Source) Paths() []string { return append([]string(nil), s.roots...) }
 type entry struct {
 	name   string      // archive name: the absolute path without the leading "/"
 	path   string      // host path
+	dir    int         // descriptor of the folder holding it (unix.AT_FDCWD for roots)
+	base   string      // its name in that folder (the path for roots)
 	fi     fs.FileInfo // from lstat (stat for parents of the roots)
 	link   string      // symlink target
 	parent bool        // a folder above a configured path
 }
 
+// walker is the state of one walk.
+type walker struct {
+	s      *Source
+	fn     func(entry) error
+	dirbuf []byte // getdents buffer
+}
+
 // walk calls fn for every entry of the archive, in archive order, and
-// returns the number of sockets skipped.
+// returns the number of sockets skipped. Below each configured path it
+// works through folder descriptors (openat, fstatat and readlinkat
+// relative to the parent folder, which it keeps open while it walks the
+// folder's entries): cheaper per file than host paths, and no folder is
+// entered through a symlink.
 func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64, err error) {
+	w := &walker{s: s, fn: fn, dirbuf: make([]byte, 32<<10)}
 	parents := map[string]bool{}
 	for _, root := range s.roots {
 		// Folders above the root, outermost first.
@@ -185,7 +198,7 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 			if !fi.IsDir() {
 				return sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
 			}
-			if err := fn(entry{name: d[1:], path: d, fi: fi, parent: true}); err != nil {
+			if err := fn(entry{name: d[1:], path: d, dir: unix.AT_FDCWD, base: d, fi: fi, parent: true}); err != nil {
 				return sockets, err
 			}
 		}
@@ -193,7 +206,7 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 		if err != nil {
 			return sockets, fmt.Errorf("files:%s: %w", s.name, err)
 		}
-		n, err := s.walkPath(ctx, root, root, fi, fn)
+		n, err := w.walkPath(ctx, root, unix.AT_FDCWD, root, root, fi)
 		sockets += n
 		if err != nil {
 			return sockets, err
@@ -202,52 +215,54 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 	return sockets, nil
 }
 
-func (s *Source) walkPath(ctx context.Context, root, p string, fi fs.FileInfo, fn func(entry) error) (sockets int64, err error) {
+// walkPath walks p, the entry base of the folder dirfd.
+func (w *walker) walkPath(ctx context.Context, root string, dirfd int, base, p string, fi fs.FileInfo) (sockets int64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	e := entry{name: p[1:], path: p, fi: fi}
+	s := w.s
+	e := entry{name: p[1:], path: p, dir: dirfd, base: base, fi: fi}
 	switch m := fi.Mode(); {
 	case m&fs.ModeSocket != 0:
 		return 1, nil
 	case m&(fs.ModeNamedPipe|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0:
 		return 0, fmt.Errorf("files:%s: %s is a %s, which fireops does not archive (add it to exclude)", s.name, p, specialName(m))
 	case m&fs.ModeSymlink != 0:
-		link, err := os.Readlink(p)
+		link, err := tarsafe.Readlinkat(dirfd, base, p)
 		if err != nil {
 			return 0, fmt.Errorf("files:%s: %w", s.name, err)
 		}
 		e.link = link
 	}
-	if err := fn(e); err != nil {
+	if err := w.fn(e); err != nil {
 		return 0, err
 	}
 	if !fi.IsDir() {
 		return 0, nil
 	}
-	d, err := os.Open(p)
+	fd, err := tarsafe.Openat(dirfd, base, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
 	if err != nil {
 		return 0, fmt.Errorf("files:%s: %w", s.name, err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
+	defer unix.Close(fd)
+	names, err := tarsafe.ReadDirNames(fd, p, w.dirbuf)
 	if err != nil {
 		return 0, fmt.Errorf("files:%s: read folder %s: %w", s.name, p, err)
 	}
 	sort.Strings(names)
 	for _, n := range names {
 		child := p + "/" + n
-		if s.excluded(root, child) {
+		if s.excluded(root, n, child) {
 			continue
 		}
-		cfi, err := os.Lstat(child)
+		cfi, err := tarsafe.Lstatat(fd, n, child)
 		if errors.Is(err, fs.ErrNotExist) {
 			return sockets, fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, child, err)
 		}
 		if err != nil {
 			return sockets, fmt.Errorf("files:%s: %w", s.name, err)
 		}
-		k, err := s.walkPath(ctx, root, child, cfi, fn)
+		k, err := w.walkPath(ctx, root, fd, n, child, cfi)
 		sockets += k
 		if err != nil {
 			return sockets, err
@@ -256,10 +271,12 @@ func (s *Source) walkPath(ctx context.Context, root, p string, fi fs.FileInfo, f
 	return sockets, nil
 }
 
-// excluded matches the exclude patterns against the base name of p and
-// its path relative to root.
-func (s *Source) excluded(root, p string) bool {
-	base := filepath.Base(p)
+// excluded matches the exclude patterns against base, the base name of
+// p, and p's path relative to root.
+func (s *Source) excluded(root, base, p string) bool {
+	if len(s.exclude) == 0 {
+		return false
+	}
 	rel := strings.TrimPrefix(p, root+"/")
 	for _, pat := range s.exclude {
 		if ok, _ := filepath.Match(pat, base); ok {
@@ -314,9 +331,8 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 // Details holds "files", "dirs", "symlinks", "hardlinks", "bytes",
 // "sockets_skipped" and [DetailRoots].
 func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error) {
-	tw := tar.NewWriter(w)
+	tw := tarsafe.NewWriter(w)
 	hb := tarsafe.NewHeaderBuilder()
-	buf := make([]byte, copyBufferSize)
 	var st source.Stats
 	var files, dirs, symlinks, links, bytes int64
 	sockets, err := s.walk(ctx, func(e entry) error {
@@ -337,7 +353,7 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 			}
 			return nil
 		}
-		n, isLink, err := s.writeFile(ctx, tw, hb, e, buf)
+		n, isLink, err := s.writeFile(ctx, tw, hb, e)
 		bytes += n
 		if err != nil {
 			return err
@@ -375,19 +391,21 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 // writeFile writes one regular file's header and contents. It opens the
 // file without following a symlink and checks that it is still the inode
 // the walk saw, so a file swapped in between is an error, not a surprise.
-func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.HeaderBuilder, e entry, buf []byte) (n int64, isLink bool, err error) {
+// The contents are read straight into the archive writer's buffer: one
+// read for a small file.
+func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry) (n int64, isLink bool, err error) {
 	if s.beforeOpen != nil {
 		s.beforeOpen(e.path)
 	}
-	f, err := os.OpenFile(e.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, e.path, err)
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	defer unix.Close(fd)
+	fi, err := tarsafe.Fstat(fd, e.base, e.path)
 	if err != nil {
 		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
 	}
@@ -406,8 +424,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.Head
 	if hdr.Typeflag == tar.TypeLink {
 		return 0, true, nil
 	}
-	src := io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)
-	n, err = io.CopyBuffer(tw, src, buf)
+	n, err = tw.ReadContents(ctx, tarsafe.FileReader(fd))
 	if err != nil {
 		return n, false, fmt.Errorf("files:%s: read %s: %w", s.name, e.path, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/firetech/fireops/pkg/fingerprint"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -22,6 +24,8 @@ import (
 type entry struct {
 	rel  string      // path relative to the volume root; "." for the root
 	path string      // host path
+	dir  int         // descriptor of the folder holding it (unix.AT_FDCWD for the root)
+	base string      // its name in that folder (the path for the root)
 	fi   fs.FileInfo // from lstat
 	link string      // symlink target
 }
@@ -40,17 +44,22 @@ type inode struct{ dev, ino uint64 }
 // walker walks a volume's folder in archive order: the root, then depth
 // first with every folder's names sorted bytewise (the order of the
 // Engine's archiver). Left-out names and special files are skipped; so
-// are later names of a file whose first name was left out.
+// are later names of a file whose first name was left out. Below the root
+// it works through folder descriptors (openat, fstatat and readlinkat
+// relative to the parent folder, which stays open while its entries are
+// walked; folders are opened with O_NOFOLLOW): cheaper per file than host
+// paths.
 type walker struct {
 	s       *Source
 	c       *counts
 	dropped map[inode]bool // files whose first name was left out
 	seen    map[inode]bool // files with several names already walked
 	fn      func(entry) error
+	dirbuf  []byte // getdents buffer
 }
 
 func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(entry) error) error {
-	w := &walker{s: s, c: c, dropped: map[inode]bool{}, seen: map[inode]bool{}, fn: fn}
+	w := &walker{s: s, c: c, dropped: map[inode]bool{}, seen: map[inode]bool{}, fn: fn, dirbuf: make([]byte, 32<<10)}
 	fi, err := os.Lstat(root)
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
@@ -58,23 +67,25 @@ func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(entry
 	if !fi.IsDir() {
 		return fmt.Errorf("volume:%s: %s is not a folder", s.name, root)
 	}
-	return w.dir(ctx, entry{rel: ".", path: root, fi: fi})
+	return w.dir(ctx, entry{rel: ".", path: root, dir: unix.AT_FDCWD, base: root, fi: fi})
 }
 
 func (w *walker) dir(ctx context.Context, e entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d, err := os.Open(e.path)
-	if err != nil && e.rel != "." && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
+	// A folder replaced by a symlink since it was listed (ELOOP) is gone
+	// as a folder, like one removed.
+	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	if err != nil && e.rel != "." && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP)) {
 		w.c.vanished++
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", w.s.name, err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
+	defer unix.Close(fd)
+	names, err := tarsafe.ReadDirNames(fd, e.path, w.dirbuf)
 	if err != nil {
 		return fmt.Errorf("volume:%s: read folder %s: %w", w.s.name, e.path, err)
 	}
@@ -83,11 +94,11 @@ func (w *walker) dir(ctx context.Context, e entry) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		child := entry{rel: n, path: e.path + "/" + n}
+		child := entry{rel: n, path: e.path + "/" + n, dir: fd, base: n}
 		if e.rel != "." {
 			child.rel = e.rel + "/" + n
 		}
-		fi, err := os.Lstat(child.path)
+		fi, err := tarsafe.Lstatat(fd, n, child.path)
 		if errors.Is(err, fs.ErrNotExist) {
 			w.c.vanished++
 			continue
@@ -123,7 +134,7 @@ func (w *walker) dir(ctx context.Context, e entry) error {
 				w.seen[k] = true
 			}
 		case m&fs.ModeSymlink != 0:
-			link, err := os.Readlink(child.path)
+			link, err := tarsafe.Readlinkat(fd, n, child.path)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
 				w.c.vanished++
 				continue
@@ -184,9 +195,8 @@ func normalize(h *tar.Header) *tar.Header {
 // writeMountpoint archives the volume's host folder.
 func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (counts, error) {
 	var c counts
-	tw := tar.NewWriter(w)
-	hb := tarsafe.NewHeaderBuilder()
-	buf := make([]byte, copyBufferSize)
+	tw := tarsafe.NewWriter(w)
+	hb := tarsafe.NewNumericHeaderBuilder() // normalize drops owner names
 	err := s.walk(ctx, p.dir, &c, func(e entry) error {
 		if !e.fi.Mode().IsRegular() {
 			hdr, err := hb.Header(archiveName(e.rel), e.fi, e.link)
@@ -204,7 +214,7 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 			}
 			return nil
 		}
-		return s.writeFile(ctx, tw, hb, e, buf, &c)
+		return s.writeFile(ctx, tw, hb, e, &c)
 	})
 	if err != nil {
 		return c, err
@@ -217,10 +227,11 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 
 // writeFile writes one regular file: header from the open file's fstat,
 // then exactly its size in bytes (padded with zeros when it shrank while
-// read). A file that vanished or stopped being a regular file since the
-// walk saw it is left out and counted as vanished.
-func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.HeaderBuilder, e entry, buf []byte, c *counts) error {
-	f, err := os.OpenFile(e.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// read), read straight into the archive writer's buffer. A file that
+// vanished or stopped being a regular file since the walk saw it is left
+// out and counted as vanished.
+func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, c *counts) error {
+	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 		c.vanished++
 		return nil
@@ -228,8 +239,8 @@ func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.Head
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	defer unix.Close(fd)
+	fi, err := tarsafe.Fstat(fd, e.base, e.path)
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
 	}
@@ -250,18 +261,17 @@ func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.Head
 		return nil
 	}
 	c.files++
-	src := io.LimitReader(tarsafe.ContextReader(ctx, f), hdr.Size)
-	n, err := io.CopyBuffer(tw, src, buf)
+	n, err := tw.ReadContents(ctx, tarsafe.FileReader(fd))
 	c.bytes += n
 	if err != nil {
 		return fmt.Errorf("volume:%s: read %s: %w", s.name, e.path, err)
 	}
 	changed := n != hdr.Size
 	if changed {
-		if _, err := io.CopyBuffer(tw, io.LimitReader(zeros{}, hdr.Size-n), buf); err != nil {
+		if err := tw.FillZeros(); err != nil {
 			return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
 		}
-	} else if now, err := f.Stat(); err == nil && (now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime())) {
+	} else if now, err := tarsafe.Fstat(fd, e.base, e.path); err == nil && (now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime())) {
 		changed = true
 	}
 	if changed {
@@ -269,12 +279,4 @@ func (s *Source) writeFile(ctx context.Context, tw *tar.Writer, hb *tarsafe.Head
 		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.rel, "archived_bytes", hdr.Size, "read_bytes", n)
 	}
 	return nil
-}
-
-// zeros reads zero bytes forever.
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
