@@ -387,7 +387,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 
 // verifyCache is what the checks of one destination's snapshots share.
 type verifyCache struct {
-	present map[[32]byte]int64 // the v2 objects listed, once
+	present *snapshot.ObjectSet // the v2 objects listed, once
 	checked map[string]bool    // objects found intact by level hashes
 }
 

@@ -215,7 +215,7 @@ func ReadIndex(ctx context.Context, st Store, m *Manifest, ids []age.Identity) (
 // piece lists (downloaded and checked: they name the pieces) and pieces.
 // present, when not nil, is a listing of the store's v2 objects shared by
 // the checks of several snapshots (see ListObjects).
-func CheckPresent(ctx context.Context, st Store, m *Manifest, present map[[32]byte]int64) error {
+func CheckPresent(ctx context.Context, st Store, m *Manifest, present *ObjectSet) error {
 	dir := SnapshotPath(m.Host, m.Snapshot)
 	files, err := st.List(ctx, dir)
 	if err != nil {
@@ -232,8 +232,7 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest, present map[[32]by
 		}
 		return forEachList(ctx, st, m, func(ref Ref, l *PieceList) error {
 			for i, p := range l.Pieces {
-				id, _ := parseID(p.ID)
-				if s, ok := present[id]; !ok || s != p.Stored {
+				if !present.Has(p.ID, p.Stored) {
 					return integrityf("piece %d (%s) of piece list %s on %s is missing or has the wrong size (want %d bytes)", i, p.ID, ref.ID, st.Name(), p.Stored)
 				}
 			}
@@ -252,9 +251,9 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest, present map[[32]by
 	return nil
 }
 
-// ListObjects returns every v2 object on a store (id -> stored size), for
-// CheckPresent over many snapshots.
-func ListObjects(ctx context.Context, st Store, host string) (map[[32]byte]int64, error) {
+// ListObjects lists every v2 object on a store, for CheckPresent over
+// many snapshots.
+func ListObjects(ctx context.Context, st Store, host string) (*ObjectSet, error) {
 	return listObjects(ctx, st, host)
 }
 
