@@ -6,7 +6,10 @@ import (
 	"io"
 	"testing"
 
+	"github.com/firetech/fireops/internal/churn"
+	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/source/files"
 )
 
 // streamSource is a part of n bytes, half compressible text and half
@@ -45,6 +48,30 @@ func BenchmarkCreate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Create(context.Background(), e.opts, e.storeList(), []source.Source{streamSource{size}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCreateTree measures a first snapshot of a volume-like tree
+// (internal/churn: logs, near-random checkpoints, notebooks; 128 MiB) to a
+// fresh destination each time: the chunker, the keyed ids, zstd's choice
+// per piece, age and the uploads, with nothing to dedup against.
+func BenchmarkCreateTree(b *testing.B) {
+	tree := b.TempDir()
+	if _, err := churn.Generate(context.Background(), tree, 128<<20, 3); err != nil {
+		b.Fatal(err)
+	}
+	src, err := files.New(config.FileSource{Name: "tree", Paths: []string{tree}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(128 << 20)
+	for b.Loop() {
+		e := newEnv(b, 1)
+		e.opts.ChunkSize = 32 << 20
+		e.opts.Compression = "default"
+		if _, err := Create(context.Background(), e.opts, e.storeList(), []source.Source{src}); err != nil {
 			b.Fatal(err)
 		}
 	}

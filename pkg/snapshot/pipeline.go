@@ -224,20 +224,24 @@ func (e *engine) incompressible(sample, buf []byte) bool {
 	return len(out) > len(sample)-len(sample)/32
 }
 
-// encode returns age(zstd(plain)) in a buffer of the stored pool. A piece
-// whose samples (its start and its middle) do not compress is stored as a
-// frame of raw blocks: checkpoints and archives cost no zstd work.
-func (e *engine) encode(ctx context.Context, plain []byte) ([]byte, error) {
+// encode returns age(zstd(plain)) in a buffer of the stored pool, and
+// whether the piece was stored raw. A piece that does not compress is
+// stored as a frame of raw blocks: checkpoints and archives cost no zstd
+// work past a sample. sample says the part's last piece did not compress:
+// then two samples (the piece's start and middle) decide first; after a
+// piece that compressed, the piece is compressed whole and kept raw only
+// when that saved nothing, so compressible data pays for no sample.
+func (e *engine) encode(ctx context.Context, plain []byte, sample bool) ([]byte, bool, error) {
 	buf := <-e.scratch
 	defer func() { e.scratch <- buf[:0] }()
 	raw := false
-	if len(plain) > 4*compressSample {
+	if sample && len(plain) > 4*compressSample {
 		mid := len(plain) / 2
 		raw = e.incompressible(plain[:compressSample], buf) && e.incompressible(plain[mid:mid+compressSample], buf)
 	}
 	if !raw {
 		buf = e.zw.EncodeAll(plain, buf[:0])
-		if len(buf) >= len(plain) {
+		if len(buf) > len(plain)-len(plain)/32 {
 			raw = true
 		}
 	}
@@ -246,7 +250,7 @@ func (e *engine) encode(ctx context.Context, plain []byte) ([]byte, error) {
 	}
 	out, err := e.stored.get(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	w := bytes.NewBuffer(out)
 	aw, err := age.Encrypt(w, e.recipients...)
@@ -258,11 +262,11 @@ func (e *engine) encode(ctx context.Context, plain []byte) ([]byte, error) {
 	}
 	if err != nil {
 		e.stored.put(out)
-		return nil, fmt.Errorf("encrypt piece: %w", err)
+		return nil, false, fmt.Errorf("encrypt piece: %w", err)
 	}
 	// The buffer is sized for the worst case; had it grown, the grown one
 	// takes the old one's place in the pool.
-	return w.Bytes(), nil
+	return w.Bytes(), raw, nil
 }
 
 // partRun is one part streaming to the destinations that need it.
@@ -278,6 +282,9 @@ type partRun struct {
 	distinct []map[[32]byte]int64
 	added    []int64
 	size     int64
+	// lastRaw says the part's last encoded piece did not compress (the
+	// next one is sampled before zstd works on it whole).
+	lastRaw atomic.Bool
 }
 
 // alive reports whether any destination of the part is still healthy.
@@ -319,7 +326,8 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 		d.mu.Unlock()
 	}
 	if len(claimed) > 0 {
-		data, err := pr.e.encode(ctx, plain)
+		data, raw, err := pr.e.encode(ctx, plain, pr.lastRaw.Load())
+		pr.lastRaw.Store(raw)
 		if err != nil {
 			for _, p := range claimed {
 				p.err = err
