@@ -18,6 +18,24 @@ import (
 // decompressed at once while a consumer writes the previous ones.
 const readWorkers = 2
 
+// readBufs recycles the reader's piece-sized buffers (downloaded bytes,
+// decrypted frame, plaintext), so that a restore of many pieces does not
+// allocate three buffers a piece.
+var readBufs sync.Pool
+
+func getBuf(n int) []byte {
+	if b, ok := readBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+func putBuf(b []byte) {
+	if cap(b) > 0 && cap(b) <= 2*PieceMax+(64<<10) {
+		readBufs.Put(&b)
+	}
+}
+
 // pieceResult is one piece's verified plaintext, or why there is none.
 type pieceResult struct {
 	plain []byte
@@ -88,10 +106,10 @@ func newPieceReader(ctx context.Context, st Store, m *Manifest, part Part, l *Pi
 func (r *pieceReader) fetch(i int) ([]byte, error) {
 	p := r.list.Pieces[i]
 	path := PiecePath(r.m.Host, p.ID)
-	var buf bytes.Buffer
-	buf.Grow(int(p.Stored) + 1)
+	buf := bytes.NewBuffer(getBuf(int(p.Stored) + 1))
+	defer func() { putBuf(buf.Bytes()) }()
 	h := sha256.New()
-	got, err := downloadInto(r.ctx, r.st, path, p.Stored, io.MultiWriter(&buf, h))
+	got, err := downloadInto(r.ctx, r.st, path, p.Stored, io.MultiWriter(buf, h))
 	name := fmt.Sprintf("part %s: piece %d (%s) on %s", r.part.ID, i, p.ID, r.st.Name())
 	if err != nil {
 		if errors.Is(err, ErrIntegrity) || errors.Is(err, ErrNotFound) {
@@ -112,20 +130,23 @@ func (r *pieceReader) fetch(i int) ([]byte, error) {
 	if err != nil {
 		return nil, decryptError(r.part.ID, "piece "+p.ID, err)
 	}
-	frame := make([]byte, 0, p.Stored)
-	frame, err = readAllInto(ar, frame, p.Stored)
+	frame, err := readAllInto(ar, getBuf(int(p.Stored)), p.Stored)
+	defer putBuf(frame)
 	if err != nil {
 		return nil, decryptError(r.part.ID, "piece "+p.ID, err)
 	}
-	plain, err := r.zr.DecodeAll(frame, make([]byte, 0, p.Size))
+	plain, err := r.zr.DecodeAll(frame, getBuf(int(p.Size)))
 	if err != nil {
+		putBuf(plain)
 		return nil, integrityf("%s: decompress: %v", name, err)
 	}
 	if int64(len(plain)) != p.Size {
+		putBuf(plain)
 		return nil, integrityf("%s: %d bytes of plaintext, the piece list records %d", name, len(plain), p.Size)
 	}
 	if r.m.idKey != nil {
 		if id := keyedID(r.m.idKey, plain); hex.EncodeToString(id[:]) != p.ID {
+			putBuf(plain)
 			return nil, integrityf("%s: the plaintext does not match the piece's keyed id", name)
 		}
 	}
@@ -155,6 +176,10 @@ func readAllInto(r io.Reader, buf []byte, max int64) ([]byte, error) {
 // Read hands on verified plaintext in order.
 func (r *pieceReader) Read(p []byte) (int, error) {
 	for len(r.rest) == 0 {
+		if r.cur != nil {
+			putBuf(r.cur)
+			r.cur = nil
+		}
 		if r.err != nil {
 			return 0, r.err
 		}
