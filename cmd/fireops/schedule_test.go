@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,13 +258,19 @@ schedule: {snapshot: "@every 2s", rotate: "", verify: "", gpu_check: ""}`, prom)
 	}
 
 	// Changed data, uploads held: the next snapshot stops in the middle.
-	snaps := filepath.Join(dav.Dir, "fireops", "gpu01", "snapshots")
-	objects := func() int { es, _ := os.ReadDir(filepath.Join(dav.Dir, "fireops", "gpu01", "objects")); return len(es) }
-	objectsBefore := objects()
-	dav.HoldPutsAfter(2)
+	// The run records each upload in its known-objects log (state_dir/
+	// known, 72 bytes a record) as it ends; SIGTERM comes once it
+	// recorded two pieces and waits on the next.
+	hostDir := filepath.Join(dav.Dir, "fireops", "gpu01")
+	snaps := filepath.Join(hostDir, "snapshots")
+	objectsBefore := objectFiles(t, hostDir)
+	knownLogs := filepath.Join(filepath.Dir(cfg), "state", "known", "*.log")
+	knownBefore := filesSize(t, knownLogs)
+	dav.HoldPutsAfter(3)
 	base := dav.Puts()
 	writeData(t, data, 2)
-	waitFor(t, "a snapshot to reach the held upload", func() bool { return dav.Puts() >= base+3 })
+	waitFor(t, "a snapshot to reach the held upload", func() bool { return dav.Puts() >= base+4 })
+	waitFor(t, "the snapshot to record two uploads", func() bool { return filesSize(t, knownLogs) >= knownBefore+2*72 })
 	var inflight []string
 	es, _ := os.ReadDir(snaps)
 	for _, e := range es {
@@ -290,8 +297,16 @@ schedule: {snapshot: "@every 2s", rotate: "", verify: "", gpu_check: ""}`, prom)
 	if _, err := os.Stat(filepath.Join(snaps, inflight[0], "manifest.json")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the interrupted snapshot %s has a manifest: %v", inflight[0], err)
 	}
-	if n := objects(); n != objectsBefore {
-		t.Errorf("the interrupted snapshot's uploaded object was not removed: %d objects, %d before it", n, objectsBefore)
+	// The pieces the interrupted snapshot uploaded stay (rotate sweeps
+	// them after the grace period if nothing references them).
+	uploaded := map[string]string{}
+	for id, sum := range objectFiles(t, hostDir) {
+		if _, ok := objectsBefore[id]; !ok {
+			uploaded[id] = sum
+		}
+	}
+	if len(uploaded) == 0 {
+		t.Errorf("the interrupted snapshot left no uploaded piece: %d objects before it and after", len(objectsBefore))
 	}
 	if len(d.find("job failed", "task", "snapshot", "result", "interrupted")) != 1 || len(d.find("scheduler stopped")) != 1 {
 		t.Fatalf("log of the stop:\n%s", d.log())
@@ -299,4 +314,109 @@ schedule: {snapshot: "@every 2s", rotate: "", verify: "", gpu_check: ""}`, prom)
 	// What is on the destination still verifies, and the daemon's lock is
 	// free again.
 	runFireops(t, cfg, "verify", "--all", "-q")
+
+	// The next snapshot of the same data references the pieces the
+	// interrupted one uploaded, and does not upload again those it
+	// recorded (the two waited for above). One piece may differ: the
+	// first, which holds the tar headers of the folders above the data,
+	// whose times change when parallel tests write to the same temporary
+	// folder (its id is then another, and rotate sweeps the old one).
+	runFireops(t, cfg, "snapshot", "-q")
+	latest := ""
+	es, _ = os.ReadDir(snaps)
+	for _, e := range es {
+		if _, err := os.Stat(filepath.Join(snaps, e.Name(), "manifest.json")); err == nil && e.Name() > latest {
+			latest = e.Name()
+		}
+	}
+	refs := referencedObjects(t, hostDir, latest)
+	after := objectFiles(t, hostDir)
+	var unreferenced []string
+	reused := 0
+	for id, sum := range uploaded {
+		switch {
+		case !refs[id]:
+			unreferenced = append(unreferenced, id)
+		case after[id] == sum:
+			reused++
+		}
+	}
+	if len(unreferenced) > 1 || reused == 0 {
+		t.Errorf("of %d pieces uploaded by the interrupted snapshot, the next one (%s) references %d as stored, and leaves unreferenced %v (at most one may be)",
+			len(uploaded), latest, reused, unreferenced)
+	}
+	runFireops(t, cfg, "verify", "latest", "--level", "full", "-q")
+}
+
+// objectFiles returns the format 2 objects under a host folder of a
+// destination (objects/<2 hex>/<64 hex>): id -> SHA-256 of the bytes.
+func objectFiles(t *testing.T, hostDir string) map[string]string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(hostDir, "objects", "[0-9a-f][0-9a-f]", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(p)] = fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	return out
+}
+
+// referencedObjects returns the ids a format 2 snapshot references: the
+// piece lists its manifest names, and the pieces they list (read as
+// plaintext, the way a backup host without the identity sees them).
+func referencedObjects(t *testing.T, hostDir, snap string) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(hostDir, "snapshots", snap, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Version int
+		Lists   []struct{ ID string }
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || m.Version != 2 || len(m.Lists) == 0 {
+		t.Fatalf("manifest of %s: version %d, %d lists (%v)", snap, m.Version, len(m.Lists), err)
+	}
+	refs := map[string]bool{}
+	for _, l := range m.Lists {
+		refs[l.ID] = true
+		raw, err := os.ReadFile(filepath.Join(hostDir, "objects", l.ID[:2], l.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Format string
+			Pieces [][]any
+		}
+		if err := json.Unmarshal(raw, &list); err != nil || list.Format != "fireops-pieces" {
+			t.Fatalf("piece list %s: format %q (%v)", l.ID, list.Format, err)
+		}
+		for _, p := range list.Pieces {
+			id, _ := p[0].(string)
+			refs[id] = true
+		}
+	}
+	return refs
+}
+
+// filesSize is the total size of the files matching a glob.
+func filesSize(t *testing.T, glob string) int64 {
+	t.Helper()
+	paths, err := filepath.Glob(glob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
