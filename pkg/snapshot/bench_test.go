@@ -76,3 +76,48 @@ func BenchmarkCreateTree(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRestoreTree measures reading a part back (download, checks,
+// decryption, decompression) into a tar reader that discards it: the
+// restore path without a target's own cost.
+func BenchmarkRestoreTree(b *testing.B) {
+	tree := b.TempDir()
+	if _, err := churn.Generate(context.Background(), tree, 128<<20, 3); err != nil {
+		b.Fatal(err)
+	}
+	src, err := files.New(config.FileSource{Name: "tree", Paths: []string{tree}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := newEnv(b, 1)
+	e.opts.ChunkSize = 32 << 20
+	e.opts.Compression = "default"
+	ctx := context.Background()
+	res, err := Create(ctx, e.opts, e.storeList(), []source.Source{src})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := e.stores[0]
+	m, err := Open(ctx, st, "gpu01", res.ID, e.pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idx, err := ReadIndex(ctx, st, m, e.ids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(idx.Parts[0].Size)
+	for b.Loop() {
+		pr, err := OpenPart(ctx, st, m, idx.Parts[0], e.ids)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := CountTar(pr); err != nil {
+			b.Fatal(err)
+		}
+		if err := pr.Finish(); err != nil {
+			b.Fatal(err)
+		}
+		pr.Close()
+	}
+}
