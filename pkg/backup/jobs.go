@@ -371,7 +371,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		if wrongKey && !damaged {
 			return results, exitcode.New(exitcode.Usage, errors.New(msg), "pass --identity with the identity of a recipient the manifest names (the one kept offline); the data was not found damaged")
 		}
-		hint := "the data on the destination is damaged or was altered; take a new snapshot and find the cause"
+		hint := "the data on the destination is damaged or was altered: the next snapshot uploads the damaged pieces again (snapshots taken before it stay damaged); find the cause"
 		if !damaged {
 			// Every failure is the check's own: the data checked out as far
 			// as it was read.
@@ -388,7 +388,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 // verifyCache is what the checks of one destination's snapshots share.
 type verifyCache struct {
 	present *snapshot.ObjectSet // the v2 objects listed, once
-	checked map[string]bool    // objects found intact by level hashes
+	checked map[string]bool     // objects found intact by level hashes
 }
 
 func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []byte, ids []age.Identity, vc *verifyCache) VerifyResult {
@@ -439,6 +439,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 		r.Error = err.Error()
 		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
 		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
+		forgetDamaged(cfg, d.Name, err, o.Log)
 	} else {
 		r.OK = true
 	}
@@ -446,6 +447,25 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 		o.Log.Info("verified", "destination", d.Name, "snapshot", id, "level", o.Level, "ok", r.OK, "err", r.Error)
 	}
 	return r
+}
+
+// forgetDamaged tells this host's snapshots to upload again the pieces err
+// names as damaged on a destination, instead of referencing them in every
+// new snapshot (snapshot.ForgetObjects).
+func forgetDamaged(cfg *config.Config, dest string, err error, log *slog.Logger) {
+	ids := snapshot.DamagedObjects(err)
+	if len(ids) == 0 {
+		return
+	}
+	if ferr := snapshot.ForgetObjects(cfg.StateDir, cfg.Host, dest, ids); ferr != nil {
+		if log != nil {
+			log.Warn("damaged pieces not recorded: the next snapshot may reference them again", "destination", dest, "err", ferr)
+		}
+		return
+	}
+	if log != nil {
+		log.Warn("damaged pieces forgotten: the next snapshot uploads them again", "destination", dest, "pieces", len(ids))
+	}
 }
 
 // verifyPart downloads, hashes, decrypts, decompresses and parses a part.
@@ -683,6 +703,10 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			code, hint := exitcode.Failure, ""
 			if errors.Is(err, snapshot.ErrIntegrity) {
 				code, hint = exitcode.CheckFailed, "the snapshot was altered or damaged; the target was left as it was"
+				forgetDamaged(cfg, d.Name, err, o.Log)
+			}
+			if errors.Is(err, snapshot.ErrWrongIdentity) {
+				return res, exitcode.New(exitcode.Usage, fmt.Errorf("restore %s: %w", m.Snapshot, err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
 			}
 			if exitcode.Code(err) != exitcode.Failure {
 				return res, err

@@ -568,7 +568,7 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 		}
 		r.uploaded.Add(int64(len(f.data)))
 	}
-	if err := r.known.setLast(res.ID); err != nil {
+	if err := r.known.setLast(res.ID, data); err != nil {
 		return fmt.Errorf("destination %s: %w", r.store.Name(), err)
 	}
 	return nil

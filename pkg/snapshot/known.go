@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -65,6 +66,12 @@ type Known struct {
 	// Last is the newest snapshot this host wrote to the destination in
 	// this space (from the log's companion file).
 	last string
+	// damaged are objects verify or restore found damaged (ForgetObjects):
+	// taken for absent until this run uploads them again.
+	damaged      map[[32]byte]bool
+	damagedDirty bool
+	// stateDir, host, dest locate the damaged objects' file.
+	stateDir, host, dest string
 }
 
 // knownPath is the log of one destination and space in stateDir.
@@ -80,7 +87,7 @@ func openKnown(stateDir, host, dest, space string) (*Known, bool, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, false, fmt.Errorf("known objects: %w", err)
 	}
-	k := &Known{path: p, objs: map[uint64]uint32{}, overflow: map[[32]byte]uint32{}}
+	k := &Known{path: p, objs: map[uint64]uint32{}, overflow: map[[32]byte]uint32{}, stateDir: stateDir, host: host, dest: dest}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, fmt.Errorf("known objects: %w", err)
@@ -168,10 +175,33 @@ func (k *Known) find(id [32]byte) (knownObject, bool) {
 		}
 	}
 	rid, o, err := k.record(n)
-	if err != nil || rid != id {
-		return knownObject{}, false
+	if err != nil || rid != id || o.stored == 0 {
+		return knownObject{}, false // a tombstone: see invalidate
 	}
 	return o, true
+}
+
+// invalidate appends a tombstone for id when the log has a record of it,
+// before the object is uploaded again: from then on the log no longer
+// vouches for the old stored hash, whether or not the new upload is
+// recorded (a run killed, or an upload that failed after the provider
+// kept the new bytes, must not leave the old hash in force).
+func (k *Known) invalidate(id [32]byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.find(id); !ok {
+		return nil
+	}
+	var rec [knownRecord]byte
+	copy(rec[:32], id[:])
+	if _, err := k.w.Write(rec[:]); err != nil {
+		return fmt.Errorf("known objects: %w", err)
+	}
+	if err := k.w.Flush(); err != nil {
+		return fmt.Errorf("known objects: %w", err)
+	}
+	k.index(id)
+	return nil
 }
 
 // add records an uploaded object: appended to the log (flushed at once: a
@@ -181,6 +211,10 @@ func (k *Known) add(id [32]byte, o knownObject) error {
 	defer k.mu.Unlock()
 	if k.present != nil {
 		k.present.add(id, o.stored)
+	}
+	if k.damaged[id] {
+		delete(k.damaged, id)
+		k.damagedDirty = true
 	}
 	var rec [knownRecord]byte
 	copy(rec[:32], id[:])
@@ -238,10 +272,24 @@ func (k *Known) sync() error {
 	return nil
 }
 
-// setLast records the newest snapshot written in this space.
-func (k *Known) setLast(id string) error {
-	k.last = id
-	return writeFileAtomic(k.path+".last", []byte(id), 0o600)
+// setLast records the newest snapshot written in this space, with the
+// SHA-256 of its manifest (to notice a destination rewritten since).
+func (k *Known) setLast(id string, manifest []byte) error {
+	sum := sha256.Sum256(manifest)
+	k.last = id + " " + hex.EncodeToString(sum[:])
+	if err := writeFileAtomic(k.path+".last", []byte(k.last), 0o600); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.damagedDirty {
+		// The damaged objects uploaded again are no longer damaged.
+		if err := saveDamaged(k.stateDir, k.host, k.dest, k.damaged); err != nil {
+			return err
+		}
+		k.damagedDirty = false
+	}
+	return nil
 }
 
 func (k *Known) close() error {
@@ -264,15 +312,22 @@ func (k *Known) close() error {
 // one for present, which is left to that chance.
 type ObjectSet struct {
 	m map[uint64]uint32
+	// gone are objects forgotten as damaged until they are added again.
+	gone map[uint64]bool
 }
 
 // ambiguous marks a prefix shared by objects of different sizes.
 const ambiguous = ^uint32(0)
 
-func newObjectSet() *ObjectSet { return &ObjectSet{m: map[uint64]uint32{}} }
+func newObjectSet() *ObjectSet { return &ObjectSet{m: map[uint64]uint32{}, gone: map[uint64]bool{}} }
 
 func (s *ObjectSet) add(id [32]byte, size int64) {
 	p := prefix(id)
+	if s.gone[p] {
+		delete(s.gone, p)
+		s.m[p] = uint32(min(size, int64(ambiguous-1)))
+		return
+	}
 	v := uint32(min(size, int64(ambiguous-1)))
 	if old, ok := s.m[p]; ok && old != v {
 		v = ambiguous
@@ -280,12 +335,15 @@ func (s *ObjectSet) add(id [32]byte, size int64) {
 	s.m[p] = v
 }
 
+// forget makes an object read as absent until it is added again.
+func (s *ObjectSet) forget(id [32]byte) { s.gone[prefix(id)] = true }
+
 func (s *ObjectSet) has(id [32]byte, size int64) bool {
 	if s == nil {
 		return false
 	}
 	v, ok := s.m[prefix(id)]
-	return ok && v != ambiguous && int64(v) == size
+	return ok && !s.gone[prefix(id)] && v != ambiguous && int64(v) == size
 }
 
 // Has reports whether the listing holds the object with this (hex) id
@@ -348,22 +406,59 @@ func loadKnown(ctx context.Context, stateDir string, st Store, host string, d *D
 		return nil, err
 	}
 	k.present = present
-	newer, err := snapshotsAfter(ctx, st, host, k.last)
+	k.damaged = loadDamaged(stateDir, host, st.Name())
+	for id := range k.damaged {
+		present.forget(id)
+	}
+	lastID, lastSum, _ := strings.Cut(k.last, " ")
+	newer, err := snapshotsAfter(ctx, st, host, lastID)
 	if err != nil {
 		k.close()
 		return nil, err
 	}
+	if existed && lastID != "" && !manifestIs(ctx, st, host, lastID, lastSum) {
+		// The last manifest this host wrote is gone or was rewritten (the
+		// destination refilled from a mirror, or restored): nothing the
+		// log says can be trusted without the piece lists now there.
+		if newer, err = snapshotsAfter(ctx, st, host, ""); err != nil {
+			k.close()
+			return nil, err
+		}
+		log.Info("the destination changed since this host's last snapshot: checking the known objects against its piece lists", "destination", st.Name(), "last", lastID)
+	}
 	if !existed || len(newer) > 0 {
+		if lastID != "" && !slices.Contains(newer, lastID) {
+			// The newest this host knows takes part, so that a snapshot of
+			// the same second but older cannot put back a hash it
+			// replaced (the rebuild goes newest first by start time).
+			newer = append(newer, lastID)
+		}
 		n, err := k.rebuild(ctx, st, host, newer, trusted, recipients)
 		if err != nil {
 			k.close()
 			return nil, err
 		}
-		if n > 0 || !existed {
+		if n > 0 {
 			log.Info("known objects completed from the destination's piece lists", "destination", st.Name(), "objects", n, "snapshots", len(newer))
 		}
 	}
 	return k, nil
+}
+
+// manifestIs reports whether the manifest of snapshot id on the store is
+// the one this host wrote (its SHA-256, hex). A manifest that cannot be
+// read (gone, or the network) counts as changed: the rebuild that follows
+// only reads what is there.
+func manifestIs(ctx context.Context, st Store, host, id, sum string) bool {
+	if sum == "" {
+		return true // a .last file of an earlier version of this code
+	}
+	data, err := st.GetBytes(ctx, path.Join(SnapshotPath(host, id), ManifestFile), maxManifestSize)
+	if err != nil {
+		return false
+	}
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:]) == sum
 }
 
 // snapshotsAfter returns the ids of the snapshot folders that may be
@@ -403,6 +498,7 @@ func (k *Known) rebuild(ctx context.Context, st Store, host string, ids []string
 	slices.SortFunc(ms, func(a, b *Manifest) int { return b.Started.Compare(a.Started) })
 	n := 0
 	seen := map[string]bool{}
+	done := map[[32]byte]bool{} // pieces the newest snapshot naming them set
 	for _, m := range ms {
 		for _, ref := range m.Lists {
 			if seen[ref.ID] {
@@ -415,16 +511,21 @@ func (k *Known) rebuild(ctx context.Context, st Store, host string, ids []string
 			}
 			for _, p := range l.Pieces {
 				pid, _ := parseID(p.ID)
-				if _, ok := k.find(pid); ok {
+				if done[pid] {
+					continue
+				}
+				done[pid] = true
+				sha, _ := parseID(p.SHA256)
+				// A record with another hash is stale (the object was
+				// uploaded again, or the destination refilled from a
+				// mirror): the newest snapshot's hash takes its place.
+				if o, ok := k.find(pid); ok && o.sha == sha && o.stored == p.Stored {
 					continue
 				}
 				if !k.present.has(pid, p.Stored) {
 					continue
 				}
-				var o knownObject
-				sha, _ := parseID(p.SHA256)
-				o.stored, o.sha = p.Stored, sha
-				if err := k.add(pid, o); err != nil {
+				if err := k.add(pid, knownObject{stored: p.Stored, sha: sha}); err != nil {
 					return n, err
 				}
 				n++
@@ -437,12 +538,15 @@ func (k *Known) rebuild(ctx context.Context, st Store, host string, ids []string
 // fetchList downloads a piece list and checks it against its reference.
 func fetchList(ctx context.Context, st Store, host string, ref Ref) (*PieceList, error) {
 	data, err := st.GetBytes(ctx, PiecePath(host, ref.ID), ref.Size+1)
+	if errors.Is(err, ErrNotFound) {
+		return nil, damaged(ref.ID, integrityf("piece list %s on %s is missing", ref.ID, st.Name()))
+	}
 	if err != nil {
-		return nil, integrityf("piece list %s on %s: %v", ref.ID, st.Name(), err)
+		return nil, fmt.Errorf("piece list %s on %s: %w", ref.ID, st.Name(), err)
 	}
 	sum := sha256.Sum256(data)
 	if int64(len(data)) != ref.Size || hex.EncodeToString(sum[:]) != ref.SHA256 {
-		return nil, integrityf("piece list %s on %s: size or sha256 differs from the manifest", ref.ID, st.Name())
+		return nil, damaged(ref.ID, integrityf("piece list %s on %s: size or sha256 differs from the manifest", ref.ID, st.Name()))
 	}
 	l, err := decodeList(data)
 	if err != nil {
@@ -462,4 +566,113 @@ func sortedSet(s []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// DamagedObjectError is an integrity error about one stored v2 object
+// (a piece found missing, truncated or altered).
+type DamagedObjectError struct {
+	ID  string
+	Err error
+}
+
+func (e *DamagedObjectError) Error() string { return e.Err.Error() }
+func (e *DamagedObjectError) Unwrap() error { return e.Err }
+
+func damaged(id string, err error) error { return &DamagedObjectError{ID: id, Err: err} }
+
+// DamagedObjects returns the ids of the objects an error (possibly
+// joined) names as damaged.
+func DamagedObjects(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(err error) {
+		if err == nil {
+			return
+		}
+		if d, ok := err.(*DamagedObjectError); ok {
+			out = append(out, d.ID)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// damagedPath is the file of a destination's damaged objects in stateDir.
+func damagedPath(stateDir, host, dest string) string {
+	sum := sha256.Sum256([]byte(host + "\x00" + dest))
+	return filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+".damaged")
+}
+
+// ForgetObjects records that verify or restore found these objects of a
+// destination damaged: the next snapshot on this host treats them as
+// absent, so it uploads each one again (replacing the damaged copy) when
+// a part still has the piece, instead of referencing it in every new
+// snapshot. Snapshots that referenced the damaged copy stay damaged.
+func ForgetObjects(stateDir, host, dest string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	p := damagedPath(stateDir, host, dest)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("forget damaged objects: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("forget damaged objects: %w", err)
+	}
+	var b strings.Builder
+	for _, id := range ids {
+		if ValidPieceID(id) {
+			b.WriteString(id + "\n")
+		}
+	}
+	_, err = f.WriteString(b.String())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("forget damaged objects: %w", err)
+	}
+	return nil
+}
+
+// loadDamaged reads a destination's damaged objects.
+func loadDamaged(stateDir, host, dest string) map[[32]byte]bool {
+	out := map[[32]byte]bool{}
+	data, err := os.ReadFile(damagedPath(stateDir, host, dest))
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if id, err := parseID(strings.TrimSpace(line)); err == nil {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// saveDamaged rewrites the damaged objects not uploaded again since.
+func saveDamaged(stateDir, host, dest string, ids map[[32]byte]bool) error {
+	p := damagedPath(stateDir, host, dest)
+	if len(ids) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("forget damaged objects: %w", err)
+		}
+		return nil
+	}
+	var b strings.Builder
+	for id := range ids {
+		b.WriteString(hex.EncodeToString(id[:]) + "\n")
+	}
+	return writeFileAtomic(p, []byte(b.String()), 0o600)
 }

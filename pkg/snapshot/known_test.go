@@ -1,8 +1,12 @@
 package snapshot
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
+	"io/fs"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -108,5 +112,51 @@ func TestObjectSetAmbiguousPrefix(t *testing.T) {
 	s.add(twin, 20)
 	if s.has(a, 10) || s.has(twin, 20) {
 		t.Fatal("two objects of one prefix and different sizes must both read as absent")
+	}
+}
+
+// TestDamagedPieceIsUploadedAgain: a piece found damaged by verify is
+// forgotten, and the next snapshot uploads it again instead of
+// referencing the damaged copy (a damaged object must not spoil every
+// later snapshot), also for a part whose source did not change.
+func TestDamagedPieceIsUploadedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.withState(t)
+	ctx := context.Background()
+	st := e.stores[0]
+	first, err := Create(ctx, e.opts, e.storeList(), testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := snapPieces(t, e, st, first.ID)[0]
+	data, _ := os.ReadFile(piece)
+	data[len(data)/2] ^= 1
+	os.WriteFile(piece, data, 0o600)
+	m, err := Open(ctx, st, "gpu01", first.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	herr := CheckHashes(ctx, st, m, nil)
+	ids := DamagedObjects(herr)
+	if len(ids) != 1 || !strings.Contains(piece, ids[0]) {
+		t.Fatalf("damaged objects %v from %v", ids, herr)
+	}
+	// Without forgetting, the next snapshot would reference it again.
+	if err := ForgetObjects(e.opts.StateDir, "gpu01", "d0", ids); err != nil {
+		t.Fatal(err)
+	}
+	second, err := Create(ctx, e.opts, e.storeList(), testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.restoreAll(t, st, second.ID) // CheckHashes included
+	if _, err := os.Stat(damagedPath(e.opts.StateDir, "gpu01", "d0")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the damaged list outlived the upload that repaired it: %v", err)
+	}
+	// The first snapshot referenced the damaged copy: still damaged, and
+	// not silently "repaired" into a hash it does not record.
+	if err := CheckHashes(ctx, st, m, nil); err == nil {
+		t.Fatal("the first snapshot verifies after its piece was replaced by another encryption")
 	}
 }

@@ -113,7 +113,7 @@ func (r *pieceReader) fetch(i int) ([]byte, error) {
 	name := fmt.Sprintf("part %s: piece %d (%s) on %s", r.part.ID, i, p.ID, r.st.Name())
 	if err != nil {
 		if errors.Is(err, ErrIntegrity) || errors.Is(err, ErrNotFound) {
-			return nil, integrityf("%s: %v", name, err)
+			return nil, damaged(p.ID, integrityf("%s: %v", name, err))
 		}
 		if r.ctx.Err() != nil {
 			return nil, r.ctx.Err()
@@ -121,10 +121,10 @@ func (r *pieceReader) fetch(i int) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if got != p.Stored {
-		return nil, integrityf("%s is truncated: %d of %d bytes", name, got, p.Stored)
+		return nil, damaged(p.ID, integrityf("%s is truncated: %d of %d bytes", name, got, p.Stored))
 	}
 	if hex.EncodeToString(h.Sum(nil)) != p.SHA256 {
-		return nil, integrityf("%s: sha256 differs from the piece list (altered or swapped piece)", name)
+		return nil, damaged(p.ID, integrityf("%s: sha256 differs from the piece list (altered or swapped piece)", name))
 	}
 	ar, err := age.Decrypt(bytes.NewReader(buf.Bytes()), r.ids...)
 	if err != nil {

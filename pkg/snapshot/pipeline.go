@@ -326,6 +326,11 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 		d.mu.Unlock()
 	}
 	if len(claimed) > 0 {
+		for _, i := range claimedBy {
+			if err := pr.dests[i].known.invalidate(id); err != nil {
+				pr.dests[i].fail(err)
+			}
+		}
 		data, raw, err := pr.e.encode(ctx, plain, pr.lastRaw.Load())
 		pr.lastRaw.Store(raw)
 		if err != nil {

@@ -292,19 +292,32 @@ func CheckHashes(ctx context.Context, st Store, m *Manifest, checked map[string]
 		return fmt.Errorf("%s of %s on %s: %w", IndexFile, m.Snapshot, st.Name(), err)
 	}
 	if m.Version == FormatVersion {
-		return forEachList(ctx, st, m, func(ref Ref, l *PieceList) error {
+		// Every piece is checked, not only up to the first damaged one:
+		// the damaged ones are all named (and forgotten by the caller, so
+		// that the next snapshot uploads them again).
+		var bad []error
+		err := forEachList(ctx, st, m, func(ref Ref, l *PieceList) error {
 			for i, p := range l.Pieces {
 				key := p.ID + "/" + p.SHA256
 				if checked[key] {
 					continue
 				}
 				if err := checkBlob(ctx, st, PiecePath(m.Host, p.ID), p.Stored, p.SHA256); err != nil {
-					return fmt.Errorf("piece %d (%s) of piece list %s on %s: %w", i, p.ID, ref.ID, st.Name(), err)
+					err = fmt.Errorf("piece %d (%s) of piece list %s on %s: %w", i, p.ID, ref.ID, st.Name(), err)
+					if !errors.Is(err, ErrIntegrity) {
+						return err
+					}
+					bad = append(bad, damaged(p.ID, err))
+					continue
 				}
 				checked[key] = true
 			}
 			return nil
 		})
+		if len(bad) > 0 {
+			return errors.Join(append(bad, err)...)
+		}
+		return err
 	}
 	for _, o := range m.Objects {
 		for i, c := range o.Chunks {

@@ -2,6 +2,8 @@ package snapshot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,9 +159,11 @@ func SweepObjects(ctx context.Context, st Store, host string, now time.Time, gra
 // referenced returns the ids of the objects named by the manifests on the
 // destination now: v1 objects, and v2 piece lists with every piece they
 // name (each distinct list read once); with dryRun, those of the snapshots
-// in removed are left out as if they were gone. A piece list that is gone
-// marks nothing (its snapshot is damaged and verify says so); one that
-// cannot be read stops the sweep.
+// in removed are left out as if they were gone. A piece list that is
+// gone, cannot be read or does not match its manifest stops the sweep:
+// what the snapshot references is then unknown, and its pieces may still
+// serve once the list is put back (from another destination's copy, or
+// by removing that snapshot by hand once inspected).
 func referenced(ctx context.Context, st Store, host string, removed map[string]bool, dryRun bool, log *slog.Logger) (map[string]bool, error) {
 	dirs, err := st.List(ctx, path.Join(host, SnapshotsDir))
 	if err != nil {
@@ -191,14 +195,15 @@ func referenced(ctx context.Context, st Store, host string, removed map[string]b
 			refs[l.ID] = true
 			data, err := st.GetBytes(ctx, PiecePath(host, l.ID), maxManifestSize)
 			if errors.Is(err, ErrNotFound) {
-				log.Warn("sweep: a piece list is missing; its snapshot is damaged", "destination", st.Name(), "snapshot", e.Name, "list", l.ID)
-				continue
+				return nil, fmt.Errorf("piece list %s of snapshot %s is missing: put it back or remove that snapshot folder by hand once inspected", l.ID, e.Name)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("read piece list %s of %s: %w", l.ID, e.Name, err)
 			}
-			// Mark what the list names even when its hash is off: the
-			// sweep errs on the side of keeping.
+			sum := sha256.Sum256(data)
+			if int64(len(data)) != l.Size || hex.EncodeToString(sum[:]) != l.SHA256 {
+				return nil, fmt.Errorf("piece list %s of snapshot %s does not match its manifest: put it back or remove that snapshot folder by hand once inspected", l.ID, e.Name)
+			}
 			var pl PieceList
 			if err := json.Unmarshal(data, &pl); err != nil {
 				return nil, fmt.Errorf("piece list %s of %s does not decode (%v): remove that snapshot folder by hand once inspected", l.ID, e.Name, err)

@@ -1,0 +1,206 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Review (hostile or merely unreliable storage provider).
+
+// reviewListPath returns the stored path of the piece list of the first
+// part of snapshot id on st, and its bytes.
+func reviewFirstList(t *testing.T, e *env, st *dirStore, id string) (string, []byte, Ref) {
+	t.Helper()
+	m, err := Open(context.Background(), st, "gpu01", id, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The list of the bigger part: it has several pieces.
+	var best Ref
+	for _, ref := range m.Lists {
+		if ref.Size > best.Size {
+			best = ref
+		}
+	}
+	p := filepath.Join(st.root, PiecePath("gpu01", best.ID))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, data, best
+}
+
+// A piece list that is (transiently) missing on one destination must not
+// make the sweep delete the pieces a remaining snapshot references: the
+// list is byte-identical on the other destination and can be copied back,
+// but only while its pieces still exist. Today referenced() skips a list
+// that reads as not found, so every piece it names is swept and the
+// snapshot is lost for good on that destination.
+func TestReviewSweepKeepsPiecesOfSnapshotWhoseListIsMissing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	res, err := Create(ctx, e.opts, e.storeList(), testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0, data0, _ := reviewFirstList(t, e, e.stores[0], res.ID)
+	_, data1, _ := reviewFirstList(t, e, e.stores[1], res.ID)
+	if !bytes.Equal(data0, data1) {
+		t.Fatal("test premise: the list is not identical on both destinations")
+	}
+	if err := os.Remove(p0); err != nil {
+		t.Fatal(err)
+	}
+	sw, err := SweepObjects(ctx, e.stores[0], "gpu01", time.Now().Add(24*time.Hour), time.Hour, nil, false, nil)
+	if err == nil && sw.Removed > 0 {
+		t.Errorf("sweep removed %d objects of a remaining (signed, complete) snapshot whose piece list was missing; want them kept (or the sweep skipped)", sw.Removed)
+	}
+	// The repair: copy the list back from the other destination.
+	if err := os.WriteFile(p0, data1, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(ctx, e.stores[0], "gpu01", res.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHashes(ctx, e.stores[0], m, nil); err != nil {
+		t.Errorf("after the list was restored, the snapshot is still damaged (its pieces were swept): %v", err)
+	}
+}
+
+// A piece list whose bytes no longer match the manifest's hash (swapped
+// for another valid list by the provider, or overwritten) must not steer
+// the sweep: the comment in referenced() says it "errs on the side of
+// keeping", but it marks only what the wrong content names and deletes the
+// real pieces of the remaining snapshot.
+func TestReviewSweepKeepsPiecesWhenListHashIsOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	res, err := Create(ctx, e.opts, e.storeList(), testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0, _, _ := reviewFirstList(t, e, e.stores[0], res.ID)
+	_, data1, _ := reviewFirstList(t, e, e.stores[1], res.ID)
+	// A well-formed, empty list in its place.
+	forged, _, _ := encodeList(&PieceList{Format: PieceListFormat, Version: FormatVersion, Pieces: []Piece{}})
+	if err := os.WriteFile(p0, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sw, err := SweepObjects(ctx, e.stores[0], "gpu01", time.Now().Add(24*time.Hour), time.Hour, nil, false, nil)
+	if err == nil && sw.Removed > 0 {
+		t.Errorf("sweep trusted a piece list that fails its signed hash and removed %d live objects; want the sweep skipped or the pieces kept", sw.Removed)
+	}
+	os.WriteFile(p0, data1, 0o600)
+	m, err := Open(ctx, e.stores[0], "gpu01", res.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHashes(ctx, e.stores[0], m, nil); err != nil {
+		t.Errorf("after the list was repaired, the snapshot is still damaged (its pieces were swept): %v", err)
+	}
+}
+
+// The known-objects rebuild (state_dir restored from a backup / a second
+// copy of state_dir: exactly the case rebuild exists for) keeps the stale
+// SHA-256 of a piece that was lost and uploaded again since, because it
+// skips every id already in the log. The re-encrypted piece has the same
+// size, so lookup() accepts it and the writer references it with the old
+// hash: the new snapshot is born damaged although every stored byte is
+// intact.
+func TestReviewRebuildKeepsStaleHashOfReuploadedPiece(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	st := e.stores[0]
+	srcs := testSources()
+	first, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A copy of state_dir as it is now (a backup of the host's state).
+	old := t.TempDir()
+	if err := os.CopyFS(old, os.DirFS(e.opts.StateDir)); err != nil {
+		t.Fatal(err)
+	}
+	// The destination loses one piece; the next run uploads it again.
+	piece := snapPieces(t, e, st, first.ID)[0]
+	info, err := os.Stat(piece)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(piece)
+	os.Remove(piece)
+	second, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(piece)
+	if err != nil {
+		t.Fatalf("the lost piece was not uploaded again: %v", err)
+	}
+	if int64(len(after)) != info.Size() || bytes.Equal(before, after) {
+		t.Fatalf("test premise: re-upload should have the same size (%d vs %d) and other bytes", len(after), info.Size())
+	}
+	e.restoreAll(t, st, second.ID)
+	// The host's state is restored from the copy; the destination holds a
+	// newer snapshot (second), so the log is completed from its lists.
+	e.opts.StateDir = old
+	third, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(ctx, st, "gpu01", third.ID, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHashes(ctx, st, m, nil); err != nil {
+		t.Errorf("a snapshot written after the known-objects rebuild is damaged on arrival (stale piece hash from the old log): %v", err)
+	}
+}
+
+// A piece the provider altered in place (same size: bit rot, or a hostile
+// provider) is found by verify --level hashes, but the writer keeps
+// referencing it: lookup() checks only the listed size, nothing ever
+// forgets it, so every later snapshot that contains that piece is damaged
+// on arrival and the destination never heals.
+func TestReviewDamagedPieceIsReferencedByEveryLaterSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	st := e.stores[0]
+	srcs := testSources()
+	first, err := Create(ctx, e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := snapPieces(t, e, st, first.ID)[0]
+	data, _ := os.ReadFile(piece)
+	data[len(data)/2] ^= 0xff
+	os.WriteFile(piece, data, 0o600)
+	m1, _ := Open(ctx, st, "gpu01", first.ID, e.pub)
+	herr := CheckHashes(ctx, st, m1, nil)
+	if herr == nil {
+		t.Fatal("test premise: verify hashes should find the altered piece")
+	}
+	// What verify does on this host with what it found (backup.Verify).
+	if err := ForgetObjects(e.opts.StateDir, "gpu01", "d0", DamagedObjects(herr)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		next, err := Create(ctx, e.opts, e.storeList(), srcs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := Open(ctx, st, "gpu01", next.ID, e.pub)
+		if err := CheckHashes(ctx, st, m, nil); err != nil {
+			t.Fatalf("a new snapshot references a piece already found damaged (no way to heal): %v", err)
+		}
+	}
+}
