@@ -95,12 +95,19 @@ func (a *app) snapshotCommand() *cobra.Command {
 		Use:   "snapshot [--only PART]... [--dest NAME]...",
 		Short: "Take an encrypted, signed snapshot of every source to every destination",
 		Long: `snapshot streams every configured source (files, sqlite, ...) as a tar
-payload through SHA-256, zstd and age into chunks uploaded to every
-destination, then writes the encrypted index and the signed manifest last.
-Unchanged parts are referenced instead of uploaded again.
+payload, cut into content-defined pieces (256 KiB on average); each piece a
+destination does not hold yet is compressed, encrypted and uploaded, the
+others are referenced. Then it writes each part's piece list, the encrypted
+index and the signed manifest last. A part whose source did not change is
+not even read.
 
-On any source error nothing is left that looks complete: uploaded objects are
-deleted and no manifest is written. A destination that fails on its own is
+In the table, SIZE is a part's plaintext size, STORED the stored size of its
+pieces (most of them shared with earlier snapshots), UPLOADED what this run
+sent for it, REUSED whether it was referenced without being read.
+
+On any source error nothing is left that looks complete: no manifest is
+written; the pieces already uploaded stay for the next snapshot to
+reference (rotate sweeps them if none does). A destination that fails on its own is
 named; the others still complete (exit code 1). One snapshot runs at a
 time per host: a second one exits 4 naming the running one's PID, or waits
 with --lock-wait.`,
@@ -134,9 +141,9 @@ with --lock-wait.`,
 func (a *app) printSnapshot(res *snapshot.Result) error {
 	w := a.table()
 	fmt.Fprintf(w, "snapshot %s of %s: %s in %s\n\n", res.ID, res.Host, plural(len(res.Parts), "part"), res.Finished.Sub(res.Started).Round(time.Millisecond))
-	fmt.Fprintln(w, "PART\tSIZE\tSTORED\tENTRIES\tREUSED")
+	fmt.Fprintln(w, "PART\tSIZE\tSTORED\tUPLOADED\tENTRIES\tREUSED")
 	for _, p := range res.Parts {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), p.Entries, p.Reused)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), human(p.Uploaded), p.Entries, p.Reused)
 	}
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(w, "%s\tleft out: %s\n", sk.ID, sk.Reason)
