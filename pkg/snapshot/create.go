@@ -138,7 +138,7 @@ type destRun struct {
 	lists []Ref
 	// pieces counts the stored size of each distinct piece the snapshot
 	// references on this destination.
-	pieces   map[[32]byte]int64
+	pieces   pieceSet
 	fps      []string // fingerprints of parts, for the state
 	pending  map[[32]byte]*pending
 	queue    chan uploadJob
@@ -202,7 +202,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 	res := &Result{ID: NewSnapshotID(started), Host: opts.Host, Started: started}
 	runs := make([]*destRun, len(stores))
 	for i, s := range stores {
-		runs[i] = &destRun{store: s, pieces: map[[32]byte]int64{}, pending: map[[32]byte]*pending{}}
+		runs[i] = &destRun{store: s, pieces: pieceSet{}, pending: map[[32]byte]*pending{}}
 	}
 	log.Info("snapshot started", "id", res.ID, "parts", len(sources), "destinations", len(stores), "dedup_space", dedup.Space)
 	var startErrs []error
@@ -297,9 +297,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			d.Error = r.err.Error()
 			failed = append(failed, r.err)
 		} else {
-			for _, s := range r.pieces {
-				d.Stored += s
-			}
+			d.Stored = r.pieces.bytes()
 			if opts.State != nil {
 				for i, p := range r.parts {
 					opts.State.Put(opts.Host, r.store.Name(), p.ID, StateEntry{Fingerprint: r.fps[i], Space: dedup.Space, List: r.lists[i], Part: p})
@@ -344,7 +342,7 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 	var todo []*destRun
 	var reused *Part
 	for _, r := range runs {
-		if r.err != nil {
+		if r.failed() != nil {
 			continue
 		}
 		if fp != "" && opts.State != nil {
@@ -360,16 +358,16 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 		if reused == nil {
 			var errs []error
 			for _, r := range runs {
-				errs = append(errs, r.err)
+				errs = append(errs, r.failed())
 			}
 			return Part{}, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(errs...))
 		}
 		return *reused, nil
 	}
 
-	pr := &partRun{e: e, dests: todo, pieces: make([][]Piece, len(todo)), distinct: make([]map[[32]byte]int64, len(todo)), added: make([]int64, len(todo))}
+	pr := &partRun{e: e, dests: todo, pieces: make([][]pieceRec, len(todo)), distinct: make([]pieceSet, len(todo)), added: make([]int64, len(todo))}
 	for i := range todo {
-		pr.distinct[i] = map[[32]byte]int64{}
+		pr.distinct[i] = pieceSet{}
 	}
 	var stats source.Stats
 	produce := func(w io.Writer) error {
@@ -404,14 +402,9 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 			continue
 		}
 		part := Part{ID: id, Kind: src.Kind(), Name: src.Name(), Size: pr.size, Pieces: len(pr.pieces[i]), Stats: stats}
-		for _, s := range pr.distinct[i] {
-			part.Stored += s
-		}
-		list := &PieceList{Format: PieceListFormat, Version: FormatVersion, Size: pr.size, Pieces: pr.pieces[i]}
-		if len(list.Pieces) == 0 {
-			list.Pieces = []Piece{}
-		}
-		ref, err := putList(ctx, r, opts.Host, list)
+		part.Stored = pr.distinct[i].bytes()
+		ref, err := putList(ctx, r, opts.Host, pr.size, pr.pieces[i])
+		pr.pieces[i] = nil
 		if err != nil {
 			r.fail(err)
 			log.Error("destination failed", "destination", r.store.Name(), "err", err)
@@ -441,12 +434,12 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 }
 
 // addPart records a part in the destination's run.
-func (r *destRun) addPart(p Part, list Ref, fp string, pieces map[[32]byte]int64) {
+func (r *destRun) addPart(p Part, list Ref, fp string, pieces pieceSet) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.parts, r.lists, r.fps = append(r.parts, p), append(r.lists, list), append(r.fps, fp)
-	for id, s := range pieces {
-		r.pieces[id] = s
+	for k, s := range pieces {
+		r.pieces[k] = s
 	}
 }
 
@@ -454,11 +447,8 @@ func (r *destRun) addPart(p Part, list Ref, fp string, pieces map[[32]byte]int64
 // already holds it (an unchanged part read again makes the same list).
 // It goes through the destination's upload queue, so that its uploads
 // limit holds.
-func putList(ctx context.Context, r *destRun, host string, l *PieceList) (Ref, error) {
-	data, ref, err := encodeList(l)
-	if err != nil {
-		return Ref{}, err
-	}
+func putList(ctx context.Context, r *destRun, host string, size int64, pieces []pieceRec) (Ref, error) {
+	data, ref := encodeList(size, pieces)
 	id, _ := parseID(ref.ID)
 	if r.known.isPresent(id, ref.Size) {
 		return ref, nil
@@ -489,14 +479,14 @@ func reuse(ctx context.Context, opts Options, e *engine, r *destRun, id, fp stri
 	if err != nil || l.Size != st.Part.Size {
 		return Part{}, false
 	}
-	pieces := make(map[[32]byte]int64, len(l.Pieces))
+	pieces := make(pieceSet, len(l.Pieces))
 	for _, p := range l.Pieces {
 		pid, _ := parseID(p.ID)
 		o, ok := r.known.lookup(pid)
 		if !ok || o.stored != p.Stored || hex.EncodeToString(o.sha[:]) != p.SHA256 {
 			return Part{}, false
 		}
-		pieces[pid] = p.Stored
+		pieces.add(pid, p.Stored)
 	}
 	p := st.Part
 	p.Reused, p.Uploaded = true, 0
@@ -541,9 +531,7 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 			m.Stored += l.Size
 		}
 	}
-	for _, s := range r.pieces {
-		m.Stored += s
-	}
+	m.Stored += r.pieces.bytes()
 	// Every object the manifest references must be durably known before
 	// the manifest exists (see Known.sync).
 	if err := r.known.sync(); err != nil {

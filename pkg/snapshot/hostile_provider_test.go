@@ -89,7 +89,7 @@ func TestReviewSweepKeepsPiecesWhenListHashIsOff(t *testing.T) {
 	p0, _, _ := reviewFirstList(t, e, e.stores[0], res.ID)
 	_, data1, _ := reviewFirstList(t, e, e.stores[1], res.ID)
 	// A well-formed, empty list in its place.
-	forged, _, _ := encodeList(&PieceList{Format: PieceListFormat, Version: FormatVersion, Pieces: []Piece{}})
+	forged, _ := encodeList(0, nil)
 	if err := os.WriteFile(p0, forged, 0o600); err != nil {
 		t.Fatal(err)
 	}

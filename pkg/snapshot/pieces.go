@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
@@ -10,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"filippo.io/age"
@@ -189,24 +189,32 @@ func (p *Piece) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// encodeList returns a list's stored bytes and its Ref (id = SHA-256 of
-// those bytes: a list holds nothing secret, so a plain hash names it).
-func encodeList(l *PieceList) ([]byte, Ref, error) {
-	var buf bytes.Buffer
-	buf.WriteString(`{"format":"` + PieceListFormat + `","version":2,"size":`)
-	fmt.Fprintf(&buf, "%d", l.Size)
-	buf.WriteString(`,"pieces":[`)
-	for i, p := range l.Pieces {
+// encodeList returns the stored bytes of a part's piece list and its Ref
+// (id = SHA-256 of those bytes: a list holds nothing secret, so a plain
+// hash names it). About 150 bytes a piece, one piece a line.
+func encodeList(size int64, pieces []pieceRec) ([]byte, Ref) {
+	buf := make([]byte, 0, 64+len(pieces)*152)
+	buf = append(buf, `{"format":"`+PieceListFormat+`","version":2,"size":`...)
+	buf = strconv.AppendInt(buf, size, 10)
+	buf = append(buf, `,"pieces":[`...)
+	for i, p := range pieces {
 		if i > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		buf.WriteString("\n")
-		fmt.Fprintf(&buf, `["%s",%d,%d,"%s"]`, p.ID, p.Size, p.Stored, p.SHA256)
+		buf = append(buf, "\n[\""...)
+		buf = hex.AppendEncode(buf, p.id[:])
+		buf = append(buf, `",`...)
+		buf = strconv.AppendUint(buf, uint64(p.size), 10)
+		buf = append(buf, ',')
+		buf = strconv.AppendUint(buf, uint64(p.stored), 10)
+		buf = append(buf, `,"`...)
+		buf = hex.AppendEncode(buf, p.sha[:])
+		buf = append(buf, `"]`...)
 	}
-	buf.WriteString("\n]}\n")
-	sum := sha256.Sum256(buf.Bytes())
+	buf = append(buf, "\n]}\n"...)
+	sum := sha256.Sum256(buf)
 	id := hex.EncodeToString(sum[:])
-	return buf.Bytes(), Ref{ID: id, Size: int64(buf.Len()), SHA256: id}, nil
+	return buf, Ref{ID: id, Size: int64(len(buf)), SHA256: id}
 }
 
 // decodeList parses and checks a list's bytes (already checked against

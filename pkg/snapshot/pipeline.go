@@ -150,6 +150,12 @@ func (r *destRun) startUploads(ctx context.Context, host string, n int) {
 							r.known.setPresent(j.id, j.obj.stored)
 						} else if err := r.known.add(j.id, j.obj); err != nil {
 							r.fail(err)
+						} else {
+							// Known from now on: later copies look it up
+							// there, and the run holds nothing more for it.
+							r.mu.Lock()
+							delete(r.pending, j.id)
+							r.mu.Unlock()
 						}
 					}
 				}
@@ -274,12 +280,13 @@ type partRun struct {
 	e     *engine
 	dests []*destRun
 	mu    sync.Mutex
-	// pieces[i][seq] is piece seq of the part on destination i.
-	pieces [][]Piece
+	// pieces[i][seq] is piece seq of the part on destination i (72
+	// bytes a piece: the part's list is held until the part ends).
+	pieces [][]pieceRec
 	// distinct[i] holds the stored size of each distinct piece of the
 	// part on destination i; added[i] counts the stored bytes of the
 	// pieces it uploads for this part.
-	distinct []map[[32]byte]int64
+	distinct []pieceSet
 	added    []int64
 	size     int64
 	// lastRaw says the part's last encoded piece did not compress (the
@@ -317,6 +324,13 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 		d.mu.Lock()
 		p, ok := d.pending[id]
 		if !ok {
+			// An upload of it may have ended since the lookup: its
+			// pending entry goes only after it is known (upload workers).
+			if o, ok := d.known.lookup(id); ok {
+				d.mu.Unlock()
+				refs[i] = o
+				continue
+			}
 			p = &pending{ready: make(chan struct{})}
 			d.pending[id] = p
 			claimed, claimedBy = append(claimed, p), append(claimedBy, i)
@@ -374,7 +388,6 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 		}
 		refs[waits[k]] = p.obj
 	}
-	idHex := hex.EncodeToString(id[:])
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	for i := range pr.dests {
@@ -382,12 +395,35 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 			continue // the destination failed
 		}
 		for len(pr.pieces[i]) <= seq {
-			pr.pieces[i] = append(pr.pieces[i], Piece{})
+			pr.pieces[i] = append(pr.pieces[i], pieceRec{})
 		}
-		pr.pieces[i][seq] = Piece{ID: idHex, Size: int64(len(plain)), Stored: refs[i].stored, SHA256: hex.EncodeToString(refs[i].sha[:])}
-		pr.distinct[i][id] = refs[i].stored
+		pr.pieces[i][seq] = pieceRec{id: id, size: uint32(len(plain)), stored: uint32(refs[i].stored), sha: refs[i].sha}
+		pr.distinct[i].add(id, refs[i].stored)
 	}
 	return nil
+}
+
+// pieceRec is one piece of a part being written: a Piece in 72 bytes.
+type pieceRec struct {
+	id           [32]byte
+	size, stored uint32
+	sha          [32]byte
+}
+
+// pieceSet counts distinct pieces and their stored bytes, keyed by the
+// first 8 bytes of their ids (about 20 bytes a piece; two ids sharing
+// them would be counted once, which only makes a statistic smaller).
+type pieceSet map[uint64]uint32
+
+func (s pieceSet) add(id [32]byte, stored int64) { s[prefix(id)] = uint32(stored) }
+
+// bytes is the stored size of the set's pieces.
+func (s pieceSet) bytes() int64 {
+	var n int64
+	for _, v := range s {
+		n += int64(v)
+	}
+	return n
 }
 
 // cutter is the writer the source's tar stream goes into: it cuts the
