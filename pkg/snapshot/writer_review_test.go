@@ -159,7 +159,6 @@ func TestReviewDestinationErrorRace(t *testing.T) {
 	}
 }
 
-
 // TestReviewSmallUploadsRepeatedPiecesTwoDests: uploads 1, chunk_size
 // 1 MiB, two destinations of which one fails mid-part, a part made of one
 // piece repeated many times (same id claimed and awaited concurrently by
