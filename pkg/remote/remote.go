@@ -54,7 +54,12 @@ const (
 	DefaultUploads         = 2
 	DefaultRetries         = 5
 	DefaultRetryBase       = time.Second
-	DefaultLowLevelRetries = 3
+	// DefaultLowLevelRetries is 1 (one try): every retry goes through
+	// Retries, which counts it (the RETRIES column and metric) and waits
+	// with backoff. rclone's own quick retries used to absorb dropped
+	// connections of listings and downloads uncounted, and format v2's
+	// many small requests made that the common case.
+	DefaultLowLevelRetries = 1
 
 	// maxBackoff caps one wait between two attempts.
 	maxBackoff = time.Minute
