@@ -58,29 +58,18 @@ func BenchmarkCreate(b *testing.B) {
 // fresh destination each time: the chunker, the keyed ids, zstd's choice
 // per piece, age and the uploads, with nothing to dedup against.
 func BenchmarkCreateTree(b *testing.B) {
-	tree := b.TempDir()
-	if _, err := churn.Generate(context.Background(), tree, 128<<20, 3); err != nil {
-		b.Fatal(err)
-	}
-	src, err := files.New(config.FileSource{Name: "tree", Paths: []string{tree}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	src := benchTree(b)
 	b.SetBytes(128 << 20)
 	for b.Loop() {
-		e := newEnv(b, 1)
-		e.opts.ChunkSize = 32 << 20
-		e.opts.Compression = "default"
+		e := benchEnv(b)
 		if _, err := Create(context.Background(), e.opts, e.storeList(), []source.Source{src}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkRestoreTree measures reading a part back (download, checks,
-// decryption, decompression) into a tar reader that discards it: the
-// restore path without a target's own cost.
-func BenchmarkRestoreTree(b *testing.B) {
+// benchTree is a files source of a 128 MiB volume-like tree.
+func benchTree(b *testing.B) source.Source {
 	tree := b.TempDir()
 	if _, err := churn.Generate(context.Background(), tree, 128<<20, 3); err != nil {
 		b.Fatal(err)
@@ -89,11 +78,24 @@ func BenchmarkRestoreTree(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return src
+}
+
+// benchEnv is a fresh destination with the default settings.
+func benchEnv(b *testing.B) *env {
 	e := newEnv(b, 1)
 	e.opts.ChunkSize = 32 << 20
 	e.opts.Compression = "default"
+	return e
+}
+
+// BenchmarkRestoreTree measures reading a part back (download, checks,
+// decryption, decompression) into a tar reader that discards it: the
+// restore path without a target's own cost.
+func BenchmarkRestoreTree(b *testing.B) {
+	e := benchEnv(b)
 	ctx := context.Background()
-	res, err := Create(ctx, e.opts, e.storeList(), []source.Source{src})
+	res, err := Create(ctx, e.opts, e.storeList(), []source.Source{benchTree(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
