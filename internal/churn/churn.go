@@ -54,21 +54,7 @@ func plan(size int64, seed uint64) []spec {
 	add := func(rel string, k Kind, sz int64) {
 		specs = append(specs, spec{rel: rel, kind: k, size: sz, seed: r.Uint64()})
 	}
-	split := func(budget, lo, hi int64) []int64 {
-		if budget < 4*lo {
-			lo, hi = max(budget/8, 1), max(budget/2, 2)
-		}
-		var out []int64
-		for budget > 0 {
-			sz := lo + r.Int64N(hi-lo)
-			if sz > budget || budget-sz < lo/2 {
-				sz = budget
-			}
-			out = append(out, sz)
-			budget -= sz
-		}
-		return out
-	}
+	split := func(budget, lo, hi int64) []int64 { return Split(r, budget, lo, hi) }
 	projects := []string{"firebreak", "wind-field", "swarm-ppo", "smoke-seg"}
 	runDir := func(i int) string { return fmt.Sprintf("runs/%s/run-%03d", projects[i%len(projects)], i) }
 	logs := split(size*30/100, 2*mib, 12*mib)
@@ -89,6 +75,26 @@ func plan(size int64, seed uint64) []spec {
 		add(fmt.Sprintf("experiments/exp-%04d/%s", i/4, names[i%4]), Small, 512+r.Int64N(r.Int64N(8*kib-512)+1))
 	}
 	return specs
+}
+
+// Split cuts budget bytes into file sizes drawn from [lo, hi) with r (the
+// last one takes the rest, so that none is under lo/2); a budget under 4*lo
+// is cut into pieces of 1/8 to 1/2 of it instead. The tree planners here
+// and in internal/cmd/bench share it.
+func Split(r *rand.Rand, budget, lo, hi int64) []int64 {
+	if budget < 4*lo {
+		lo, hi = max(budget/8, 1), max(budget/2, 2)
+	}
+	var out []int64
+	for budget > 0 {
+		sz := lo + r.Int64N(hi-lo)
+		if sz > budget || budget-sz < lo/2 {
+			sz = budget
+		}
+		out = append(out, sz)
+		budget -= sz
+	}
+	return out
 }
 
 // Generate writes a tree of about size bytes under dir (made if missing;

@@ -70,21 +70,7 @@ func planDataset(size int64, seed uint64) []fileSpec {
 		specs = append(specs, fileSpec{rel: rel, kind: k, size: sz, seed: r.Uint64()})
 	}
 	// split cuts budget into pieces of [lo, hi) bytes.
-	split := func(budget, lo, hi int64) []int64 {
-		if budget < 4*lo {
-			lo, hi = max(budget/8, 1), max(budget/2, 2)
-		}
-		var out []int64
-		for budget > 0 {
-			sz := lo + r.Int64N(hi-lo)
-			if sz > budget || budget-sz < lo/2 {
-				sz = budget
-			}
-			out = append(out, sz)
-			budget -= sz
-		}
-		return out
-	}
+	split := func(budget, lo, hi int64) []int64 { return churn.Split(r, budget, lo, hi) }
 
 	users := []string{"anna", "boris", "chen", "dasha", "emre", "farid", "gita", "hugo"}
 	projects := int(min(16, 3+size/(256*mib)))

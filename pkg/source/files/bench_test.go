@@ -3,7 +3,6 @@ package files
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/churn"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 )
@@ -20,66 +20,24 @@ import (
 // files; the measurement that asked for it used 100,000).
 const benchFilesEnv = "FIREOPS_BENCH_FILES"
 
-// smallFileTree writes n files of 1-6 KB into dir, shaped like a Python
-// environment (about 40%: packages of 20-60 modules in nested folders,
-// a few symlinks) and an image dataset (about 60%: class folders of 250
-// images). As root the dataset belongs to 1000:100, as in a Jupyter
-// user's volume. It returns the bytes of file contents written.
+// smallFileTree writes n files of 1-6 KB into dir with churn.SmallFiles
+// (a Python environment and an image dataset); as root the dataset belongs
+// to 1000:100, as in a Jupyter user's volume. It returns the bytes of file
+// contents written.
 func smallFileTree(tb testing.TB, dir string, n int) int64 {
 	tb.Helper()
-	var total int64
-	x := uint32(12345)
-	rnd := func() uint32 { x ^= x << 13; x ^= x >> 17; x ^= x << 5; return x }
-	body := make([]byte, 6<<10)
-	for i := range body {
-		body[i] = byte(rnd())
-	}
-	write := func(p string, uid, gid int) {
-		size := 1024 + int(rnd()%5120)
-		off := int(rnd() % uint32(len(body)-size+1))
-		if err := os.WriteFile(p, body[off:off+size], 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		if uid >= 0 {
-			if err := os.Lchown(p, uid, gid); err != nil {
-				tb.Fatal(err)
-			}
-		}
-		total += int64(size)
-	}
-	mkdir := func(p string) {
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	env := filepath.Join(dir, "venv")
-	site := filepath.Join(env, "lib", "python3.11", "site-packages")
-	mkdir(filepath.Join(env, "bin"))
-	for _, l := range []string{"python", "python3"} {
-		if err := os.Symlink("python3.11", filepath.Join(env, "bin", l)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	nEnv := n * 4 / 10
-	for i, pkg := 0, 0; i < nEnv; pkg++ {
-		for sub := 0; sub < 3 && i < nEnv; sub++ {
-			d := filepath.Join(site, "pkg"+strconv.Itoa(pkg), "sub"+strconv.Itoa(sub))
-			mkdir(d)
-			for k, m := 0, 7+int(rnd()%14); k < m && i < nEnv; k, i = k+1, i+1 {
-				write(filepath.Join(d, "module_"+strconv.Itoa(k)+".py"), -1, -1)
-			}
-		}
-	}
-	uid, gid := -1, -1
+	var own func(string, bool) error
 	if os.Geteuid() == 0 {
-		uid, gid = 1000, 100
-	}
-	for i := nEnv; i < n; {
-		d := filepath.Join(dir, "dataset", "train", fmt.Sprintf("class_%03d", (i-nEnv)/250))
-		mkdir(d)
-		for k := 0; k < 250 && i < n; k, i = k+1, i+1 {
-			write(filepath.Join(d, fmt.Sprintf("img_%06d.jpg", i)), uid, gid)
+		own = func(p string, dataset bool) error {
+			if !dataset {
+				return nil
+			}
+			return os.Lchown(p, 1000, 100)
 		}
+	}
+	total, err := churn.SmallFiles(dir, n, own)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return total
 }
