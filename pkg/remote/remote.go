@@ -51,9 +51,9 @@ import (
 
 // Defaults for the zero values of Options.
 const (
-	DefaultUploads         = 2
-	DefaultRetries         = 5
-	DefaultRetryBase       = time.Second
+	DefaultUploads   = 2
+	DefaultRetries   = 5
+	DefaultRetryBase = time.Second
 	// DefaultLowLevelRetries is 1 (one try): every retry goes through
 	// Retries, which counts it (the RETRIES column and metric) and waits
 	// with backoff. rclone's own quick retries used to absorb dropped
