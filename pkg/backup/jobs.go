@@ -212,7 +212,7 @@ func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing
 	}
 	latest, ok := snapshot.Latest(ls)
 	if !ok {
-		return snapshot.Listing{}, nil, fmt.Errorf("destination %s has no complete snapshot of host %s", d.Name, cfg.Host)
+		return snapshot.Listing{}, nil, noSnapshotOn(ctx, cfg, d, ls)
 	}
 	for i, l := range ls {
 		if l.ID == latest {
@@ -226,6 +226,49 @@ func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing
 		}
 	}
 	return snapshot.Listing{}, nil, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+}
+
+// NoSnapshotError says that a destination answered but holds no usable
+// snapshot of the host: what it holds instead, so that an empty (or
+// misnamed) destination is not taken for one that is down.
+type NoSnapshotError struct {
+	Dest, Host string
+	// Incomplete counts the host's snapshots without a usable manifest.
+	Incomplete int
+	// OtherHosts are the hosts that do have snapshots there.
+	OtherHosts []string
+}
+
+// NoSnapshotHint is what to do about a NoSnapshotError.
+const NoSnapshotHint = "take one with `fireops snapshot`, or check `host:` in the config (and --dest)"
+
+func (e *NoSnapshotError) Error() string {
+	there := "none"
+	switch {
+	case e.Incomplete > 0:
+		there = fmt.Sprintf("only incomplete or refused ones (%d)", e.Incomplete)
+	case len(e.OtherHosts) > 0:
+		there = "other hosts: " + strings.Join(e.OtherHosts, ", ")
+	}
+	return fmt.Sprintf("destination %s holds no snapshot of host %s (snapshots there: %s)", e.Dest, e.Host, there)
+}
+
+// noSnapshotOn describes a destination whose listing ls has no complete
+// snapshot of the host.
+func noSnapshotOn(ctx context.Context, cfg *config.Config, d Dest, ls []snapshot.Listing) error {
+	e := &NoSnapshotError{Dest: d.Name, Host: cfg.Host, Incomplete: len(ls)}
+	if e.Incomplete == 0 {
+		entries, _ := d.Store.List(ctx, "")
+		for _, h := range entries {
+			if !h.Dir || h.Name == cfg.Host {
+				continue
+			}
+			if snaps, err := d.Store.List(ctx, h.Name+"/"+snapshot.SnapshotsDir); err == nil && len(snaps) > 0 {
+				e.OtherHosts = append(e.OtherHosts, h.Name)
+			}
+		}
+	}
+	return e
 }
 
 // Levels of verify.
