@@ -47,6 +47,7 @@ import (
 	"github.com/rclone/rclone/fs/operations"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/redact"
 )
 
 // Defaults for the zero values of Options.
@@ -175,14 +176,23 @@ type Error struct {
 	Path string
 	// Err is the cause, as rclone or this package reported it.
 	Err error
+
+	// hidden are the credentials of the remote string, hidden in the
+	// message wherever rclone repeats them (see redact.Values).
+	hidden []string
 }
 
-// Error says which destination, operation and path failed, and why.
+// Error says which destination, operation and path failed, and why. The
+// remote's credentials are redacted: rclone repeats parts of an inline
+// remote in its errors, URL-escaped.
 func (e *Error) Error() string {
+	var msg string
 	if e.Path == "" {
-		return fmt.Sprintf("destination %q: %s: %v", e.Dest, e.Op, e.Err)
+		msg = fmt.Sprintf("destination %q: %s: %v", e.Dest, e.Op, e.Err)
+	} else {
+		msg = fmt.Sprintf("destination %q: %s %s: %v", e.Dest, e.Op, e.Path, e.Err)
 	}
-	return fmt.Sprintf("destination %q: %s %s: %v", e.Dest, e.Op, e.Path, e.Err)
+	return redact.Known(redact.String(msg), e.hidden)
 }
 
 // Unwrap returns the cause.
@@ -680,7 +690,7 @@ func (r *Remote) wrap(op, p string, err error) error {
 	if errors.As(err, &e) && e.Dest == r.label {
 		return err
 	}
-	return &Error{Dest: r.label, Op: op, Path: p, Err: err}
+	return &Error{Dest: r.label, Op: op, Path: p, Err: err, hidden: redact.Values(r.opt.Remote)}
 }
 
 // retry runs fn until it succeeds, fails in a way that another try cannot
