@@ -275,8 +275,8 @@ func TestRedactRemote(t *testing.T) {
 		{"/var/backups/fireops", "/var/backups/fireops"},
 		{"yandex:fireops", "yandex:fireops"},
 		{":webdav,url='http://127.0.0.1:8080',user=bob,pass=s3cret:fireops", ":webdav,url='http://127.0.0.1:8080',user=bob,pass=REDACTED:fireops"},
-		{":s3,access_key_id=AK,secret_access_key='x,y':b", ":s3,access_key_id=REDACTED,secret_access_key=REDACTED:b"},
-		{":yandex,token='{\"access_token\":\"t\"}':x", ":yandex,token=REDACTED:x"},
+		{":s3,access_key_id=AK,secret_access_key='x,y':b", ":s3,access_key_id=REDACTED,secret_access_key='REDACTED':b"},
+		{":yandex,token='{\"access_token\":\"t\"}':x", ":yandex,token='REDACTED':x"},
 		{":webdav,url=https://bob:pw@dav.example/:p", ":webdav,url=https://bob:REDACTED@dav.example/:p"},
 	}
 	for _, tc := range tests {

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"regexp"
 
 	"filippo.io/age"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/firetech/fireops/pkg/redact"
 )
 
 // Recipients returns every age recipient of the config: the inline ones and
@@ -33,22 +34,14 @@ func (c *Config) Recipients() ([]*age.X25519Recipient, error) {
 	return out, nil
 }
 
-// secretParam matches key=value pairs of an inline rclone connection string
-// (or user:pass@ in a URL) whose value is a credential.
-var (
-	secretParam = regexp.MustCompile(`(?i)([,:]\s*[a-z_]*(?:pass|password|token|secret|key|credentials?)[a-z_]*\s*=\s*)('[^']*'|"[^"]*"|[^,:]*)`)
-	urlPassword = regexp.MustCompile(`(://[^:/@\s]+:)[^@/\s]+@`)
-)
-
 // RedactRemote hides the credentials an inline rclone connection string may
-// hold (pass=, token=, secret_access_key=, user:password@ in a URL).
-func RedactRemote(remote string) string {
-	r := secretParam.ReplaceAllString(remote, "${1}REDACTED")
-	return urlPassword.ReplaceAllString(r, "${1}REDACTED@")
-}
+// hold (pass=, token=, secret_access_key=, headers=, user:password@ in a
+// URL, in every quoting rclone accepts); see package redact.
+func RedactRemote(remote string) string { return redact.String(remote) }
 
 // Redacted returns a copy of c fit for printing: credentials in remote
-// strings are hidden. Secrets are otherwise never inline in the config.
+// strings and the stack's URLs are hidden. Secrets are otherwise never
+// inline in the config.
 func (c *Config) Redacted() *Config {
 	cp := *c
 	cp.Destinations = make([]Destination, len(c.Destinations))
@@ -56,6 +49,12 @@ func (c *Config) Redacted() *Config {
 		d.Remote = RedactRemote(d.Remote)
 		cp.Destinations[i] = d
 	}
+	// The stack's URLs: a webhook URL is a secret as a whole (Slack and
+	// others put the token in its path); the others may carry a password
+	// or a token parameter.
+	cp.Stack.Alerts.WebhookURL = redact.Webhook(c.Stack.Alerts.WebhookURL)
+	cp.Stack.Monitoring.GrafanaRootURL = redact.URL(c.Stack.Monitoring.GrafanaRootURL)
+	cp.Hub.APIURL = redact.URL(c.Hub.APIURL)
 	return &cp
 }
 
