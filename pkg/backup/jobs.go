@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/snapshot"
+	"github.com/firetech/fireops/pkg/source"
 )
 
 // SnapshotOptions select what one snapshot run covers.
@@ -185,16 +188,130 @@ func ListError(ls []DestListing) error {
 	return exitcode.New(exitcode.Failure, fmt.Errorf("snapshots: %s could not be listed", strings.Join(bad, ", ")), destHint)
 }
 
-// resolve turns "latest" or an id into a snapshot id on one store.
-func resolve(ctx context.Context, cfg *config.Config, d Dest, id string) (string, error) {
-	if id != "latest" {
-		if !snapshot.ValidSnapshotID(id) {
-			return "", exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest", "%q is not a snapshot id", id)
-		}
-		return id, nil
+// snapshotIDForm is the form of a snapshot id, position by position: d a
+// digit, h a lowercase hex digit, anything else itself.
+const snapshotIDForm = "ddddddddTddddddZ-hhhhhh"
+
+// validIDPrefix reports whether id is a non-empty prefix of a snapshot id.
+func validIDPrefix(id string) bool {
+	if id == "" || len(id) > len(snapshotIDForm) {
+		return false
 	}
-	l, _, err := latestOn(ctx, cfg, d)
-	return l.ID, err
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch snapshotIDForm[i] {
+		case 'd':
+			if c < '0' || c > '9' {
+				return false
+			}
+		case 'h':
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		default:
+			if c != snapshotIDForm[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// resolveID turns a snapshot id, or any unique prefix of one (like git and
+// restic), into the full id, looking at the snapshot folders of every
+// destination given; on says which of them hold it. "latest" is returned
+// as it is (each caller finds the newest its own way). A prefix that
+// matches several ids, or none, is a usage error that lists the matches or
+// the closest ids; when a destination could not be listed, an id found on
+// none of the others is a failure of that destination instead (it may be
+// there).
+func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened []DestError, id string) (string, map[string]bool, error) {
+	if id == "latest" {
+		return id, nil, nil
+	}
+	if !validIDPrefix(id) {
+		return "", nil, exitcode.Usagef("give an id (or a unique prefix of one) as listed by `fireops snapshots`, or latest",
+			"%q is not a snapshot id (YYYYMMDDTHHMMSSZ-xxxxxx)", id)
+	}
+	holders := map[string][]string{} // id -> the destinations holding it
+	var all []string
+	var unlisted []string
+	for _, u := range unopened {
+		unlisted = append(unlisted, fmt.Sprintf("%s: %v", u.Name, u.Err))
+	}
+	for _, d := range dests {
+		entries, err := d.Store.List(ctx, path.Join(cfg.Host, snapshot.SnapshotsDir))
+		if err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			unlisted = append(unlisted, fmt.Sprintf("%s: %v", d.Name, err))
+			continue
+		}
+		for _, e := range entries {
+			if !e.Dir || !snapshot.ValidSnapshotID(e.Name) {
+				continue
+			}
+			if _, ok := holders[e.Name]; !ok {
+				all = append(all, e.Name)
+			}
+			holders[e.Name] = append(holders[e.Name], d.Name)
+		}
+	}
+	sort.Strings(all) // oldest first: ids begin with their UTC time
+	var matches []string
+	for _, c := range all {
+		if strings.HasPrefix(c, id) {
+			matches = append(matches, c)
+		}
+	}
+	switch {
+	case len(matches) == 1:
+		on := map[string]bool{}
+		for _, n := range holders[matches[0]] {
+			on[n] = true
+		}
+		return matches[0], on, nil
+	case len(matches) > 1:
+		shown := matches
+		if len(shown) > 10 {
+			shown = append(slices.Clone(shown[:10]), fmt.Sprintf("and %d more", len(matches)-10))
+		}
+		return "", nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
+	case len(unlisted) > 0:
+		return "", nil, exitcode.New(exitcode.Failure, fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; ")), destHint)
+	case len(all) == 0:
+		return "", nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
+			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)
+	}
+	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
+		"no snapshot %q on %s; closest: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3), ", "))
+}
+
+// closestIDs returns up to n of ids (sorted) sharing the longest prefix
+// with id, newest first.
+func closestIDs(ids []string, id string, n int) []string {
+	best, out := -1, []string(nil)
+	for i := len(ids) - 1; i >= 0; i-- {
+		c := ids[i]
+		k := 0
+		for k < len(c) && k < len(id) && c[k] == id[k] {
+			k++
+		}
+		switch {
+		case k > best:
+			best, out = k, []string{c}
+		case k == best && len(out) < n:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// destNames names the destinations given ("local, yandex").
+func destNames(dests []Dest) string {
+	var names []string
+	for _, d := range dests {
+		names = append(names, d.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // latestOn returns the listing of the newest complete snapshot on d, and
@@ -313,6 +430,9 @@ type VerifyResult struct {
 	// PartIDs names the parts ("volume:jupyterhub-user-ada"), from the
 	// encrypted index: only levels full and restore-test read it.
 	PartIDs []string `json:"part_ids,omitempty"`
+	// FailedParts names the parts that failed their check (levels full
+	// and restore-test check each part on its own and go on).
+	FailedParts []string `json:"failed_parts,omitempty"`
 	// damaged: the failure is an integrity error (the data on the
 	// destination), not one of the check itself (a scratch target the
 	// server refused, a download that broke off).
@@ -367,6 +487,22 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	for _, u := range unopened {
 		destFailed(u.Name, u.Err)
 	}
+	// An id (or a unique prefix of one) is looked up on every destination
+	// at once: one it is on is enough, an unknown id is a usage error.
+	var on map[string]bool
+	if !o.All {
+		full, hosts, err := resolveID(ctx, cfg, dests, unopened, o.Snapshot)
+		if exitcode.Code(err) == exitcode.Usage {
+			return results, err
+		}
+		if err != nil {
+			for _, d := range dests {
+				destFailed(d.Name, err)
+			}
+			dests = nil
+		}
+		o.Snapshot, on = full, hosts
+	}
 	for _, d := range dests {
 		var snaps []string
 		if o.All {
@@ -380,8 +516,8 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 					snaps = append(snaps, l.ID)
 				}
 			}
-		} else {
-			id, err := resolve(ctx, cfg, d, o.Snapshot)
+		} else if o.Snapshot == "latest" {
+			l, _, err := latestOn(ctx, cfg, d)
 			var ee *exitcode.Error
 			if errors.As(err, &ee) {
 				return results, err
@@ -390,7 +526,15 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 				destFailed(d.Name, err)
 				continue
 			}
-			snaps = []string{id}
+			snaps = []string{l.ID}
+		} else {
+			if !on[d.Name] {
+				if o.Log != nil {
+					o.Log.Info("snapshot not on this destination", "destination", d.Name, "snapshot", o.Snapshot)
+				}
+				continue
+			}
+			snaps = []string{o.Snapshot}
 		}
 		// What several snapshots of one destination share is looked at
 		// once: its listing of objects, and the pieces already hashed.
@@ -448,15 +592,19 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 				return err
 			}
 		}
-		if err := snapshot.CheckPresent(ctx, d.Store, m, vc.present); err != nil {
-			return err
-		}
 		switch o.Level {
 		case LevelQuick:
-			return nil
+			return snapshot.CheckPresent(ctx, d.Store, m, vc.present)
 		case LevelHashes:
+			if err := snapshot.CheckPresent(ctx, d.Store, m, vc.present); err != nil {
+				return err
+			}
 			return snapshot.CheckHashes(ctx, d.Store, m, vc.checked)
 		}
+		// Levels full and restore-test check every part on its own (its
+		// objects present, then read or restored), name the part that
+		// fails and go on with the others: one damaged part never hides
+		// the state of the rest.
 		idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
 		if err != nil {
 			return err
@@ -464,22 +612,28 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 		for _, p := range idx.Parts {
 			r.PartIDs = append(r.PartIDs, p.ID)
 		}
+		var bad []error
 		for _, p := range idx.Parts {
-			if o.Level == LevelFull {
-				if err := verifyPart(ctx, d, m, p, ids); err != nil {
-					return err
-				}
+			err := snapshot.CheckPartPresent(ctx, d.Store, m, p, vc.present)
+			if err == nil && o.Level == LevelFull {
+				err = verifyPart(ctx, d, m, p, ids)
+			} else if err == nil {
+				err = restoreTestPart(withScratchInfo(ctx, id, o), cfg, d, m, p, ids, o.ScratchDir)
+			}
+			if err == nil {
 				continue
 			}
-			if err := restoreTestPart(withScratchInfo(ctx, id, o), cfg, d, m, p, ids, o.ScratchDir); err != nil {
-				return err
+			r.FailedParts = append(r.FailedParts, p.ID)
+			bad = append(bad, fmt.Errorf("part %s: %w", p.ID, err))
+			if errors.Is(err, snapshot.ErrWrongIdentity) || ctx.Err() != nil {
+				break // every other part would fail the same way
 			}
 		}
-		return nil
+		return errors.Join(bad...)
 	}()
 	r.Seconds = time.Since(begin).Seconds()
 	if err != nil {
-		r.Error = err.Error()
+		r.Error = strings.ReplaceAll(err.Error(), "\n", "; ")
 		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
 		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
 		forgetDamaged(cfg, d.Name, err, o.Log)
@@ -596,6 +750,9 @@ type PlannedPart struct {
 	Size   int64  `json:"size"`
 	Status string `json:"status"` // StatusPlanned, StatusRestored, ...
 	Error  string `json:"error,omitempty"`
+	// Destination is where the part was read from when that is not the
+	// result's destination (its objects were missing or damaged there).
+	Destination string `json:"destination,omitempty"`
 }
 
 // RestoreResult says what restore did.
@@ -609,7 +766,8 @@ type RestoreResult struct {
 
 // Restore restores parts of a snapshot. Each part is staged, checked and
 // only then committed over its target; a part that fails leaves its target
-// as it was, and restore stops there.
+// as it was, and the other parts are still restored (the error names the
+// parts that were not).
 func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*RestoreResult, error) {
 	trusted, err := TrustedKey(cfg)
 	if err != nil {
@@ -628,11 +786,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		return nil, err
 	}
 	defer CloseDests(ctx, dests, o.Log)
-	var (
-		d    Dest
-		m    *snapshot.Manifest
-		errs []error
-	)
+	var errs []error
 	// The snapshot comes from the first destination that has it.
 	for _, u := range unopened {
 		errs = append(errs, u)
@@ -645,12 +799,16 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	// run); an id is looked for on every destination. The first
 	// destination (in the config's order) whose copy is intact wins; an
 	// older snapshot is never taken silently instead.
+	full, on, err := resolveID(ctx, cfg, dests, unopened, o.Snapshot)
+	if err != nil {
+		return nil, err
+	}
 	found := map[string]string{} // destination -> the id resolved there
 	want, wantStarted := "", time.Time{}
 	for _, cand := range dests {
-		l := snapshot.Listing{ID: o.Snapshot}
+		l := snapshot.Listing{ID: full}
 		var err error
-		if o.Snapshot == "latest" {
+		if full == "latest" {
 			var refused []snapshot.Listing
 			l, refused, err = latestOn(ctx, cfg, cand)
 			for _, r := range refused {
@@ -659,8 +817,8 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 						"destination", cand.Name, "snapshot", r.ID, "problem", r.Problem, "restoring", l.ID)
 				}
 			}
-		} else {
-			l.ID, err = resolve(ctx, cfg, cand, o.Snapshot)
+		} else if !on[cand.Name] {
+			continue
 		}
 		var ee *exitcode.Error
 		if errors.As(err, &ee) {
@@ -676,13 +834,28 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			want, wantStarted = l.ID, l.Started
 		}
 	}
+	// The destination is chosen by the snapshot's manifest and index only:
+	// the first (in the config's order) where both are usable. A part's
+	// objects are checked per part (partSource), so that an object missing
+	// from one part never blocks another; a part whose objects are missing
+	// there is read from the next destination holding them.
+	var (
+		idx *snapshot.Index
+		src partSource
+	)
 	for _, cand := range dests {
-		if found[cand.Name] != want {
+		if want == "" || found[cand.Name] != want {
 			continue
 		}
 		mm, err := openManifest(ctx, cfg, cand, want, trusted)
+		var ix *snapshot.Index
 		if err == nil {
-			err = snapshot.CheckPresent(ctx, cand.Store, mm, nil)
+			// Every destination has its own pieces and piece lists: its
+			// own index says which are a part's.
+			ix, err = snapshot.ReadIndex(ctx, cand.Store, mm, ids)
+			if errors.Is(err, snapshot.ErrWrongIdentity) {
+				return nil, exitcode.New(exitcode.Usage, err, "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
+			}
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -691,29 +864,25 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			}
 			continue
 		}
-		d, m = cand, mm
-		break
+		if idx == nil {
+			idx = ix
+		}
+		src.cands = append(src.cands, &partCand{d: cand, m: mm, idx: ix})
 	}
-	if m == nil {
+	if idx == nil {
 		err := errors.Join(errs...)
 		if errors.Is(err, snapshot.ErrIntegrity) {
-			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot was altered or damaged; try another destination with --dest or another snapshot")
+			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
 		}
 		return nil, fmt.Errorf("restore %s: %w", o.Snapshot, err)
 	}
-	idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids)
-	if errors.Is(err, snapshot.ErrWrongIdentity) {
-		return nil, exitcode.New(exitcode.Usage, err, "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
-	}
-	if err != nil {
-		return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot's index is damaged or was altered; try another destination with --dest or another snapshot")
-	}
+	d, m := src.cands[0].d, src.cands[0].m
 	parts, err := selectParts(idx.Parts, o.Parts)
 	if err != nil {
 		return nil, err
 	}
 	if o.All {
-		return restoreAll(ctx, cfg, o, d, m, ids, parts)
+		return restoreAll(ctx, cfg, o, &src, ids, parts)
 	}
 	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
 	targets := make([]string, len(parts))
@@ -732,36 +901,170 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	if o.DryRun {
 		return res, nil
 	}
+	// Every part restores on its own (design.md §7): one that fails
+	// (damaged, or its target refused) leaves its target as it was, and the
+	// others are still restored. Only a wrong identity or a usage error
+	// (every part would fail the same way) stops the restore there.
+	var failed []string
+	integrity := false
 	for i, p := range parts {
-		k, _ := kindOf(p)
-		rs, err := k.restorer(ctx, cfg, p, targets[i], o)
-		if err == nil {
-			_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
-		}
-		if err != nil {
-			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
-			for j := i + 1; j < len(parts); j++ {
+		if err := ctx.Err(); err != nil {
+			for j := i; j < len(parts); j++ {
 				res.Parts[j].Status = StatusNotAttempted
 			}
-			code, hint := exitcode.Failure, ""
-			if errors.Is(err, snapshot.ErrIntegrity) {
-				code, hint = exitcode.CheckFailed, "the snapshot was altered or damaged; the target was left as it was"
-				forgetDamaged(cfg, d.Name, err, o.Log)
-			}
-			if errors.Is(err, snapshot.ErrWrongIdentity) {
-				return res, exitcode.New(exitcode.Usage, fmt.Errorf("restore %s: %w", m.Snapshot, err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
-			}
-			if exitcode.Code(err) != exitcode.Failure {
+			return res, err
+		}
+		k, _ := kindOf(p)
+		pd, err := src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
+			return k.restorer(ctx, cfg, p, targets[i], o)
+		})
+		if err != nil {
+			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
+			if errors.Is(err, snapshot.ErrWrongIdentity) || exitcode.Code(err) != exitcode.Failure {
+				for j := i + 1; j < len(parts); j++ {
+					res.Parts[j].Status = StatusNotAttempted
+				}
+				if errors.Is(err, snapshot.ErrWrongIdentity) {
+					return res, exitcode.New(exitcode.Usage, fmt.Errorf("restore %s: %w", m.Snapshot, err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
+				}
 				return res, err
 			}
-			return res, exitcode.New(code, fmt.Errorf("restore %s: %w", m.Snapshot, err), hint)
+			failed = append(failed, p.ID)
+			integrity = integrity || errors.Is(err, snapshot.ErrIntegrity)
+			if o.Log != nil {
+				o.Log.Error("part not restored; its target was left as it was", "part", p.ID, "err", err)
+			}
+			continue
 		}
 		res.Parts[i].Status = StatusRestored
+		if pd != d.Name {
+			res.Parts[i].Destination = pd
+		}
 		if o.Log != nil {
-			o.Log.Info("part restored", "part", p.ID, "target", targets[i])
+			o.Log.Info("part restored", "part", p.ID, "target", targets[i], "destination", pd)
 		}
 	}
+	settleDestination(res)
+	if len(failed) > 0 {
+		return res, partsFailed(fmt.Sprintf("restore %s", m.Snapshot), res, failed, len(parts), integrity)
+	}
 	return res, nil
+}
+
+// settleDestination names, as the result's destination, the one every
+// restored part was read from when that is another than the one chosen
+// first (its copy of each was missing or damaged).
+func settleDestination(res *RestoreResult) {
+	other := ""
+	for _, p := range res.Parts {
+		if p.Status != StatusRestored {
+			continue
+		}
+		if p.Destination == "" || other != "" && p.Destination != other {
+			return
+		}
+		other = p.Destination
+	}
+	if other == "" {
+		return
+	}
+	res.Destination = other
+	for i := range res.Parts {
+		res.Parts[i].Destination = ""
+	}
+}
+
+// partsFailed is the error of a restore in which some parts failed: it
+// names them and their errors. The hint names the failed parts only: the
+// others were restored, and an older snapshot is not what they need.
+func partsFailed(what string, res *RestoreResult, failed []string, n int, integrity bool) error {
+	var why []string
+	for _, p := range res.Parts {
+		if p.Status == StatusFailed {
+			why = append(why, p.Part+": "+p.Error)
+		}
+	}
+	restored := n - len(failed)
+	code := exitcode.Failure
+	hint := fmt.Sprintf("the parts not restored were left as they were (%d restored); fix the cause and restore them with --part %s", restored, strings.Join(failed, " --part "))
+	if integrity {
+		code = exitcode.CheckFailed
+		hint = fmt.Sprintf("%s of the snapshot is damaged or missing on the destination (its target was left as it was; %d other part(s) restored): restore it with --part from another destination (--dest) if one has it intact, else from another snapshot; run fireops verify --level full to see every damaged part",
+			strings.Join(failed, ", "), restored)
+	}
+	return exitcode.New(code, fmt.Errorf("%s: %d of %d parts NOT restored: %s (%s)", what, len(failed), n, strings.Join(failed, ", "), strings.Join(why, "; ")), hint)
+}
+
+// partSource is where the parts of one snapshot are read from: the
+// destinations whose copy of its manifest is usable, the chosen one first.
+type partSource struct {
+	cands []*partCand
+}
+
+type partCand struct {
+	d       Dest
+	m       *snapshot.Manifest
+	idx     *snapshot.Index
+	present *snapshot.ObjectSet // the v2 objects listed, once
+}
+
+// part returns this destination's copy of part p (its own piece list or
+// object), by the part's id.
+func (c *partCand) part(p snapshot.Part) (snapshot.Part, error) {
+	for _, q := range c.idx.Parts {
+		if q.ID == p.ID {
+			return q, nil
+		}
+	}
+	return p, fmt.Errorf("%w: part %s is not in the index of %s on %s", snapshot.ErrIntegrity, p.ID, c.m.Snapshot, c.d.Name)
+}
+
+// restore restores part p from the first destination on which its
+// objects are all present (a missing object is found before anything is
+// downloaded or staged), and returns that destination's name. When the
+// part is missing or damaged everywhere, the error is the first
+// destination's.
+func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot.Part, ids []age.Identity, log *slog.Logger, restorer func() (source.Restorer, error)) (string, error) {
+	var first error
+	for _, c := range s.cands {
+		cp, err := c.part(p)
+		if err == nil {
+			err = c.checkPresent(ctx, cp)
+		}
+		if err == nil {
+			var rs source.Restorer
+			if rs, err = restorer(); err != nil {
+				return "", err
+			}
+			_, err = snapshot.RestorePart(ctx, c.d.Store, c.m, cp, ids, rs)
+			if err == nil {
+				return c.d.Name, nil
+			}
+		}
+		if errors.Is(err, snapshot.ErrIntegrity) {
+			forgetDamaged(cfg, c.d.Name, err, log)
+		}
+		if first == nil {
+			first = err
+		}
+		if !errors.Is(err, snapshot.ErrIntegrity) {
+			return "", first // not the data: another copy would not help
+		}
+		if log != nil && len(s.cands) > 1 {
+			log.Warn("part damaged on this destination; trying the others", "destination", c.d.Name, "part", p.ID, "err", err)
+		}
+	}
+	return "", first
+}
+
+func (c *partCand) checkPresent(ctx context.Context, p snapshot.Part) error {
+	if c.m.Version == snapshot.FormatVersion && c.present == nil {
+		var err error
+		if c.present, err = snapshot.ListObjects(ctx, c.d.Store, c.m.Host); err != nil {
+			return err
+		}
+	}
+	return snapshot.CheckPartPresent(ctx, c.d.Store, c.m, p, c.present)
 }
 
 // selectParts picks the parts named by ids or kinds ("files:stack",

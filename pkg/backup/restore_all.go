@@ -121,8 +121,10 @@ func kindRank(p snapshot.Part) int {
 }
 
 // restoreAll restores parts in place, every one on its own (see the top
-// of this file). The manifest and index were checked by Restore.
-func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, d Dest, m *snapshot.Manifest, ids []age.Identity, parts []snapshot.Part) (*RestoreResult, error) {
+// of this file). The manifest and index were checked by Restore; each
+// part's objects are checked when it is restored (partSource).
+func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *partSource, ids []age.Identity, parts []snapshot.Part) (*RestoreResult, error) {
+	d, m := src.cands[0].d, src.cands[0].m
 	if o.To != "" {
 		return nil, exitcode.Usagef("leave out --to: --all puts every part back where it was; restore single parts elsewhere with --part and --to",
 			"--all and --to exclude each other")
@@ -214,16 +216,12 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, d Des
 			break
 		}
 		k, _ := kindOf(p)
-		var rs source.Restorer
-		var err error
-		if p.Kind == files.Kind {
-			rs, err = newInPlaceRestorer(cfg, p, o.Force)
-		} else {
-			rs, err = k.restorer(ctx, cfg, p, targets[i], o)
-		}
-		if err == nil {
-			_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
-		}
+		pd, err := src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
+			if p.Kind == files.Kind {
+				return newInPlaceRestorer(cfg, p, o.Force)
+			}
+			return k.restorer(ctx, cfg, p, targets[i], o)
+		})
 		if err != nil {
 			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
 			failed = append(failed, p.ID)
@@ -234,17 +232,16 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, d Des
 			continue
 		}
 		res.Parts[i].Status = StatusRestored
+		if pd != d.Name {
+			res.Parts[i].Destination = pd
+		}
 		if o.Log != nil {
-			o.Log.Info("part restored", "part", p.ID, "target", targets[i])
+			o.Log.Info("part restored", "part", p.ID, "target", targets[i], "destination", pd)
 		}
 	}
+	settleDestination(res)
 	if len(failed) > 0 {
-		code, hint := exitcode.Failure, "the parts not restored were left as they were; fix the cause and restore them with --part, or try another snapshot or --dest"
-		if integrity {
-			code = exitcode.CheckFailed
-			hint = "a part of the snapshot is damaged or was altered (its target was left as it was); restore it from another snapshot or destination with --part"
-		}
-		return res, exitcode.New(code, fmt.Errorf("restore %s --all: %d of %d parts NOT restored: %s", m.Snapshot, len(failed), len(parts), strings.Join(failed, ", ")), hint)
+		return res, partsFailed(fmt.Sprintf("restore %s --all", m.Snapshot), res, failed, len(parts), integrity)
 	}
 	return res, nil
 }

@@ -251,6 +251,47 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest, present *ObjectSet
 	return nil
 }
 
+// CheckPartPresent is CheckPresent for one part: its piece list and
+// pieces (v2) or its object's chunks (v1) are on the store with the
+// recorded sizes. A restore checks each part on its own, so that an
+// object missing from one part never blocks another. present is as for
+// CheckPresent. A missing piece is named as damaged (DamagedObjects).
+func CheckPartPresent(ctx context.Context, st Store, m *Manifest, part Part, present *ObjectSet) error {
+	if m.Version == FormatVersion {
+		ref, ok := m.List(part.List)
+		if !ok {
+			return integrityf("part %s: piece list %s is not in the manifest", part.ID, part.List)
+		}
+		l, err := fetchList(ctx, st, m.Host, ref)
+		if err != nil {
+			return err
+		}
+		if present == nil {
+			if present, err = ListObjects(ctx, st, m.Host); err != nil {
+				return err
+			}
+		}
+		for i, p := range l.Pieces {
+			if !present.Has(p.ID, p.Stored) {
+				return damaged(p.ID, integrityf("piece %d (%s) of piece list %s on %s is missing or has the wrong size (want %d bytes)", i, p.ID, ref.ID, st.Name(), p.Stored))
+			}
+		}
+		return nil
+	}
+	o, ok := m.Object(part.Object)
+	if !ok {
+		return integrityf("part %s: object %s is not in the manifest", part.ID, part.Object)
+	}
+	entries, err := st.List(ctx, ObjectPath(m.Host, o.ID))
+	if err != nil {
+		return fmt.Errorf("destination %s: list object %s: %w", st.Name(), o.ID, err)
+	}
+	if i := missingChunk(entries, o); i >= 0 {
+		return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
+	}
+	return nil
+}
+
 // ListObjects lists every v2 object on a store, for CheckPresent over
 // many snapshots.
 func ListObjects(ctx context.Context, st Store, host string) (*ObjectSet, error) {
