@@ -317,10 +317,12 @@ schedule: {snapshot: "@every 2s", rotate: "", verify: "", gpu_check: ""}`, prom)
 
 	// The next snapshot of the same data references the pieces the
 	// interrupted one uploaded, and does not upload again those it
-	// recorded (the two waited for above). One piece may differ: the
-	// first, which holds the tar headers of the folders above the data,
-	// whose times change when parallel tests write to the same temporary
-	// folder (its id is then another, and rotate sweeps the old one).
+	// recorded (the two waited for above). Up to two pieces may differ:
+	// the first, which holds the tar headers of the folders above the
+	// data, whose times change when parallel tests write to the same
+	// temporary folder (its id is then another, and rotate sweeps the old
+	// one), and the second when that change moves the first cut (the
+	// chunker finds its way back within a piece).
 	runFireops(t, cfg, "snapshot", "-q")
 	latest := ""
 	es, _ = os.ReadDir(snaps)
@@ -341,8 +343,8 @@ schedule: {snapshot: "@every 2s", rotate: "", verify: "", gpu_check: ""}`, prom)
 			reused++
 		}
 	}
-	if len(unreferenced) > 1 || reused == 0 {
-		t.Errorf("of %d pieces uploaded by the interrupted snapshot, the next one (%s) references %d as stored, and leaves unreferenced %v (at most one may be)",
+	if len(unreferenced) > 2 || reused == 0 {
+		t.Errorf("of %d pieces uploaded by the interrupted snapshot, the next one (%s) references %d as stored, and leaves unreferenced %v (at most two may be)",
 			len(uploaded), latest, reused, unreferenced)
 	}
 	runFireops(t, cfg, "verify", "latest", "--level", "full", "-q")
