@@ -7,11 +7,18 @@
 // Extract is what every restorer uses. It refuses entry names (and hard
 // link targets) that are absolute or contain a ".." component, and it
 // refuses to write through a symbolic link: every parent folder of an
-// entry is checked with lstat, so neither a symlink already in the target
-// nor one created earlier by the same archive can redirect a later entry.
-// As a second line of defence all writes go through an [os.Root] opened on
-// the target, so even a folder swapped for a symlink behind Extract's back
-// cannot lead outside the target.
+// entry is opened relative to the one above it with O_NOFOLLOW|O_DIRECTORY
+// and every entry is created relative to its opened parent (openat,
+// mkdirat, symlinkat, linkat, never following a symlink at the name), so
+// neither a symlink already in the target nor one created earlier by the
+// same archive can redirect a later entry. The opened chain of parents is
+// kept from one entry to the next, so the work per entry does not grow
+// with its depth (one openat per new folder level).
+//
+// Sparse entries (GNU old format and PAX GNU.sparse.*) are refused with
+// an error wrapping ErrUnsupported: written dense, a tiny archive could
+// fill the disk, and fireops never writes them. The context is checked
+// between entries and before every chunk of a file's contents.
 //
 // Supported entry types are regular files, folders, symbolic links and hard
 // links. Character and block devices and named pipes are refused with an
@@ -97,13 +104,42 @@ type dirMeta struct {
 	atime, mtime time.Time
 }
 
+// maxHeldDirs bounds the folder descriptors Extract keeps open for the
+// chain of parents of the current entry: the deepest maxHeldDirs levels,
+// and above them one level in every maxHeldDirs (a 1 MiB name, 500k
+// levels, holds about 2,200). Going back up to a closed level reopens at
+// most maxHeldDirs levels from the nearest open one, so the work stays
+// linear in the entries.
+const maxHeldDirs = 256
+
+// ctxCheckEvery is how many folder levels Extract walks between two
+// checks of its context.
+const ctxCheckEvery = 1024
+
+// level is one folder of the chain of the current entry's parents.
+type level struct {
+	name string // the component
+	fd   int    // open folder, -1 once closed to stay within maxHeldDirs
+}
+
+// checkpoint reports whether level i of the chain stays open above the
+// deepest maxHeldDirs levels.
+func checkpoint(i int) bool { return i%maxHeldDirs == maxHeldDirs-1 }
+
 type extractor struct {
-	ctx   context.Context
-	root  *os.Root
-	opts  Options
-	buf   []byte
-	safe  map[string]struct{} // folders known to be real folders (not symlinks)
-	dirs  map[string]int      // index into meta, so a repeated folder entry wins
+	ctx    context.Context
+	rootFd int // the target folder
+	opts   Options
+	buf    []byte
+	// chain holds the folders from the target down to the parent of the
+	// entry last written, each opened relative to the one above with
+	// O_NOFOLLOW|O_DIRECTORY, so none is a symlink. Levels more than
+	// maxHeldDirs above the bottom are closed, except checkpoints.
+	chain []level
+	// walks counts the openat and mkdirat calls made to resolve parent
+	// folders: tests check that it grows linearly with the entries.
+	walks int64
+	dirs  map[string]int // index into meta, so a repeated folder entry wins
 	meta  []dirMeta
 	stats Stats
 }
@@ -114,48 +150,52 @@ type extractor struct {
 // error, what was written so far stays in dir: extract into a staging
 // folder and remove it on failure.
 func Extract(ctx context.Context, r io.Reader, dir string, opts Options) (Stats, error) {
+	x, err := extract(ctx, r, dir, opts)
+	return x.stats, err
+}
+
+// extract is Extract, returning the extractor for tests to inspect.
+func extract(ctx context.Context, r io.Reader, dir string, opts Options) (*extractor, error) {
+	x := &extractor{ctx: ctx, rootFd: -1, opts: opts, dirs: map[string]int{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Stats{}, fmt.Errorf("tarsafe: create %s: %w", dir, err)
+		return x, fmt.Errorf("tarsafe: create %s: %w", dir, err)
 	}
-	root, err := os.OpenRoot(dir)
+	fd, err := Openat(unix.AT_FDCWD, dir, dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		return Stats{}, fmt.Errorf("tarsafe: open %s: %w", dir, err)
+		return x, fmt.Errorf("tarsafe: open %s: %w", dir, err)
 	}
-	defer root.Close()
-	x := &extractor{
-		ctx:  ctx,
-		root: root,
-		opts: opts,
-		buf:  make([]byte, copyBufferSize),
-		safe: map[string]struct{}{".": {}},
-		dirs: map[string]int{},
-	}
+	x.rootFd = fd
+	x.buf = make([]byte, copyBufferSize)
+	defer func() {
+		x.truncate(0)
+		unix.Close(x.rootFd)
+	}()
 	cr := ContextReader(ctx, r)
 	tr := tar.NewReader(cr)
 	for {
 		if err := ctx.Err(); err != nil {
-			return x.stats, err
+			return x, err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return x.stats, fmt.Errorf("tarsafe: read entry %d: %w", x.stats.Entries+1, err)
+			return x, fmt.Errorf("tarsafe: read entry %d: %w", x.stats.Entries+1, err)
 		}
 		x.stats.Entries++
 		if err := x.entry(tr, hdr); err != nil {
-			return x.stats, err
+			return x, err
 		}
 	}
 	if err := x.finishDirs(); err != nil {
-		return x.stats, err
+		return x, err
 	}
 	// Drain what follows the end-of-archive marker (record padding).
 	if _, err := io.CopyBuffer(io.Discard, cr, x.buf); err != nil {
-		return x.stats, fmt.Errorf("tarsafe: read after end of archive: %w", err)
+		return x, fmt.Errorf("tarsafe: read after end of archive: %w", err)
 	}
-	return x.stats, nil
+	return x, nil
 }
 
 // CleanName checks a tar entry name (or hard link target) and returns it
@@ -198,7 +238,26 @@ func (x *extractor) name(raw string) (string, bool, error) {
 	return n, true, nil
 }
 
+// isSparse reports whether hdr is a GNU sparse entry, old GNU format or
+// PAX (GNU.sparse.* records): archive/tar would expand its holes.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
 func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
+	if isSparse(hdr) {
+		// Written dense, a few KiB of archive can declare terabytes of
+		// holes; fireops never writes sparse entries.
+		return fmt.Errorf("tarsafe: entry %q: %w: sparse file (sparse entries are refused)", hdr.Name, ErrUnsupported)
+	}
 	name, ok, err := x.name(hdr.Name)
 	if err != nil {
 		return fmt.Errorf("tarsafe: entry %q: %w", hdr.Name, err)
@@ -236,7 +295,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		return fail(fmt.Errorf("%w: a %s cannot replace the target folder", ErrUnsafe, typeName(hdr.Typeflag)))
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeRegA:
 		if err := x.file(tr, hdr, name); err != nil {
 			return fail(err)
 		}
@@ -257,149 +316,263 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	return nil
 }
 
-// parents makes sure every parent folder of name is a real folder inside
-// the target, creating missing ones (0755 less umask, like tar; an entry
-// for them may follow and set its own) and refusing symlinks.
-func (x *extractor) parents(name string) error { return x.walkParents(name, true) }
-
-// walkParents is parents; with create false a missing folder is an error.
-func (x *extractor) walkParents(name string, create bool) error {
-	dir := path.Dir(name)
-	if _, ok := x.safe[dir]; ok {
-		return nil
-	}
-	parts := strings.Split(dir, "/")
-	for i := range parts {
-		p := strings.Join(parts[:i+1], "/")
-		if _, ok := x.safe[p]; ok {
-			continue
+// truncate closes the chain's folders from level k down and drops them.
+func (x *extractor) truncate(k int) {
+	for i := k; i < len(x.chain); i++ {
+		if x.chain[i].fd >= 0 {
+			unix.Close(x.chain[i].fd)
 		}
-		fi, err := x.root.Lstat(p)
+	}
+	x.chain = x.chain[:k]
+}
+
+// top returns the open folder at the bottom of the chain (the target when
+// the chain is empty), reopening it from the nearest open level above
+// (at most maxHeldDirs levels) when truncate left a closed level there.
+func (x *extractor) top() (int, error) {
+	if len(x.chain) == 0 {
+		return x.rootFd, nil
+	}
+	if fd := x.chain[len(x.chain)-1].fd; fd >= 0 {
+		return fd, nil
+	}
+	j := len(x.chain) - 1
+	for j >= 0 && x.chain[j].fd < 0 {
+		j--
+	}
+	levels := append([]level(nil), x.chain[j+1:]...)
+	x.chain = x.chain[:j+1]
+	for _, l := range levels {
+		if err := x.push(l.name, false); err != nil {
+			return -1, err
+		}
+	}
+	return x.chain[len(x.chain)-1].fd, nil
+}
+
+// push opens the folder name in the chain's bottom folder and appends it;
+// with create a missing folder is made (0755 less umask, like tar; an
+// entry for it may follow and set its own mode). A symlink is refused.
+func (x *extractor) push(name string, create bool) error {
+	if len(x.chain)%ctxCheckEvery == ctxCheckEvery-1 {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	parent, err := x.top()
+	if err != nil {
+		return err
+	}
+	x.walks++
+	fd, err := Openat(parent, name, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) && create {
+		x.walks++
+		if err := unix.Mkdirat(parent, name, 0o755); err != nil && err != unix.EEXIST {
+			return fmt.Errorf("create folder %s: %w", x.pathOf(name), err)
+		}
+		x.walks++
+		fd, err = Openat(parent, name, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	}
+	if err != nil {
+		p := x.pathOf(name)
+		fi, serr := Lstatat(parent, name, p)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && !create:
+		case serr != nil && errors.Is(serr, fs.ErrNotExist):
 			return fmt.Errorf("%w: %s is not extracted", ErrUnsafe, p)
-		case errors.Is(err, fs.ErrNotExist):
-			if err := x.root.Mkdir(p, 0o755); err != nil {
-				return fmt.Errorf("create folder %s: %w", p, err)
-			}
-		case err != nil:
-			return fmt.Errorf("check %s: %w", p, err)
+		case serr != nil:
+			return fmt.Errorf("check %s: %w", p, serr)
 		case fi.Mode()&fs.ModeSymlink != 0:
 			return fmt.Errorf("%w: %s is a symbolic link", ErrUnsafe, p)
 		case !fi.IsDir():
 			return fmt.Errorf("%s is not a folder", p)
 		}
-		x.safe[p] = struct{}{}
+		return fmt.Errorf("open folder %s: %w", p, err)
+	}
+	x.chain = append(x.chain, level{name: name, fd: fd})
+	if j := len(x.chain) - 1 - maxHeldDirs; j >= 0 && !checkpoint(j) && x.chain[j].fd >= 0 {
+		unix.Close(x.chain[j].fd)
+		x.chain[j].fd = -1
 	}
 	return nil
 }
 
-// clear removes whatever is at name unless it is a folder and keepDir is
-// set; a non-empty folder is an error. It never follows a symlink at name.
-func (x *extractor) clear(name string, keepDir bool) (isDir bool, err error) {
-	fi, err := x.root.Lstat(name)
+// pathOf names name in the chain's bottom folder, for messages.
+func (x *extractor) pathOf(name string) string {
+	var b strings.Builder
+	for _, l := range x.chain {
+		b.WriteString(l.name)
+		b.WriteByte('/')
+	}
+	b.WriteString(name)
+	return b.String()
+}
+
+// resolve returns the open folder dir (a cleaned name, "." for the
+// target), every component checked to be a real folder, not a symlink.
+// It keeps the folders it opens, so consecutive entries in the same or
+// nearby folders cost one openat per new level, not one per level of
+// depth. With create, missing folders are made; without, a missing one is
+// an error wrapping ErrUnsafe.
+func (x *extractor) resolve(dir string, create bool) (int, error) {
+	if dir == "." {
+		x.truncate(0)
+		return x.rootFd, nil
+	}
+	// Keep the common prefix of the chain and dir.
+	k, rest := 0, dir
+	for k < len(x.chain) {
+		c, after, _ := strings.Cut(rest, "/")
+		if c != x.chain[k].name {
+			break
+		}
+		k++
+		rest = after
+		if rest == "" {
+			break
+		}
+	}
+	x.truncate(k)
+	for rest != "" {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		if err := x.push(c, create); err != nil {
+			return -1, err
+		}
+	}
+	return x.top()
+}
+
+// clear removes whatever is at name in the folder dirfd unless it is a
+// folder and keepDir is set; a non-empty folder is an error. It never
+// follows a symlink at name.
+func (x *extractor) clear(dirfd int, name, p string, keepDir bool) (isDir bool, err error) {
+	fi, err := Lstatat(dirfd, name, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("check %s: %w", name, err)
+		return false, fmt.Errorf("check %s: %w", p, err)
 	}
 	if fi.IsDir() && keepDir {
 		return true, nil
 	}
-	if err := x.root.Remove(name); err != nil {
-		return false, fmt.Errorf("replace existing %s: %w", name, err)
-	}
-	delete(x.safe, name)
+	flags := 0
 	if fi.IsDir() {
-		// Only an empty folder can be removed, so nothing below it can
-		// still be cached; drop such entries anyway.
-		for p := range x.safe {
-			if strings.HasPrefix(p, name+"/") {
-				delete(x.safe, p)
-			}
-		}
+		flags = unix.AT_REMOVEDIR
+	}
+	if err := unix.Unlinkat(dirfd, name, flags); err != nil {
+		return false, fmt.Errorf("replace existing %s: %w", p, err)
 	}
 	return false, nil
 }
 
-func (x *extractor) mkdir(name string) error {
-	if err := x.parents(name); err != nil {
-		return err
+// prepare resolves name's parent folder (creating it) and clears name.
+func (x *extractor) prepare(name string, keepDir bool) (dirfd int, base string, isDir bool, err error) {
+	dirfd, err = x.resolve(path.Dir(name), true)
+	if err != nil {
+		return -1, "", false, err
 	}
-	isDir, err := x.clear(name, true)
+	base = path.Base(name)
+	isDir, err = x.clear(dirfd, base, name, keepDir)
+	return dirfd, base, isDir, err
+}
+
+func (x *extractor) mkdir(name string) error {
+	dirfd, base, isDir, err := x.prepare(name, true)
 	if err != nil {
 		return err
 	}
 	if !isDir {
-		if err := x.root.Mkdir(name, 0o700); err != nil {
+		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil {
 			return fmt.Errorf("create folder: %w", err)
 		}
 	}
-	x.safe[name] = struct{}{}
 	return nil
 }
 
 func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string) error {
-	if err := x.parents(name); err != nil {
+	dirfd, base, _, err := x.prepare(name, false)
+	if err != nil {
 		return err
 	}
-	if _, err := x.clear(name, false); err != nil {
-		return err
+	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	for err == unix.EINTR {
+		fd, err = unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	}
-	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	// Hide os.File's ReadFrom so the copy goes through x.buf.
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, tr, x.buf)
-	x.stats.Bytes += n
+	f := os.NewFile(uintptr(fd), name)
+	err = x.copy(f, tr)
+	if err == nil {
+		err = chown(f.Chown(hdr.Uid, hdr.Gid))
+		if err != nil {
+			err = fmt.Errorf("chown: %w", err)
+		}
+	}
+	if err == nil {
+		if err = f.Chmod(modeOf(hdr)); err != nil {
+			err = fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close: %w", cerr)
+	}
 	if err != nil {
-		f.Close()
-		return fmt.Errorf("write contents: %w", err)
+		return err
 	}
-	if err := chown(f.Chown(hdr.Uid, hdr.Gid)); err != nil {
-		f.Close()
-		return fmt.Errorf("chown: %w", err)
-	}
-	if err := f.Chmod(modeOf(hdr)); err != nil {
-		f.Close()
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
-	}
-	if err := x.root.Chtimes(name, atimeOf(hdr), hdr.ModTime); err != nil {
+	if err := setTimes(dirfd, base, atimeOf(hdr), hdr.ModTime); err != nil {
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
 }
 
+// copy writes the entry's contents to f through x.buf, checking the
+// context before every chunk.
+func (x *extractor) copy(f *os.File, r io.Reader) error {
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.Read(x.buf)
+		if n > 0 {
+			w, werr := f.Write(x.buf[:n])
+			x.stats.Bytes += int64(w)
+			if werr != nil {
+				return fmt.Errorf("write contents: %w", werr)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("write contents: %w", err)
+		}
+	}
+}
+
+// setTimes sets the access and modification times of name in dirfd,
+// without following a symlink at name.
+func setTimes(dirfd int, name string, atime, mtime time.Time) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
 func (x *extractor) symlink(hdr *tar.Header, name string) error {
-	if err := x.parents(name); err != nil {
-		return err
-	}
-	if _, err := x.clear(name, false); err != nil {
-		return err
-	}
 	if hdr.Linkname == "" {
 		return fmt.Errorf("symbolic link with an empty target")
 	}
-	if err := x.root.Symlink(hdr.Linkname, name); err != nil {
+	dirfd, base, _, err := x.prepare(name, false)
+	if err != nil {
+		return err
+	}
+	if err := unix.Symlinkat(hdr.Linkname, dirfd, base); err != nil {
 		return fmt.Errorf("create symbolic link: %w", err)
 	}
-	if err := chown(x.root.Lchown(name, hdr.Uid, hdr.Gid)); err != nil {
+	if err := chown(unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)); err != nil {
 		return fmt.Errorf("lchown: %w", err)
 	}
-	// No Root method sets a symlink's own times: use utimensat with
-	// AT_SYMLINK_NOFOLLOW relative to the (checked) parent folder.
-	parent, err := x.root.Open(path.Dir(name))
-	if err != nil {
-		return fmt.Errorf("open parent folder: %w", err)
-	}
-	defer parent.Close()
-	ts := []unix.Timespec{unix.NsecToTimespec(atimeOf(hdr).UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
-	if err := unix.UtimesNanoAt(int(parent.Fd()), path.Base(name), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := setTimes(dirfd, base, atimeOf(hdr), hdr.ModTime); err != nil {
 		return fmt.Errorf("set symbolic link times: %w", err)
 	}
 	return nil
@@ -417,27 +590,38 @@ func (x *extractor) hardlink(hdr *tar.Header, name string) error {
 		return fmt.Errorf("%w: hard link to the target folder", ErrUnsafe)
 	}
 	// The target must be a regular file already inside, reached without
-	// symlinks: check its parents like an entry's, then the file itself.
-	if err := x.walkParents(target, false); err != nil {
+	// symlinks: resolve its parents like an entry's, then check the file.
+	tdir, err := x.resolve(path.Dir(target), false)
+	if err != nil {
 		return fmt.Errorf("hard link target %q: %w", hdr.Linkname, err)
 	}
-	fi, err := x.root.Lstat(target)
+	tbase := path.Base(target)
+	fi, err := Lstatat(tdir, tbase, target)
 	if err != nil {
 		return fmt.Errorf("%w: hard link target %q is not extracted: %w", ErrUnsafe, hdr.Linkname, err)
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%w: hard link target %q is a %s, not a regular file", ErrUnsafe, hdr.Linkname, kindOf(fi.Mode()))
 	}
-	if err := x.parents(name); err != nil {
+	// Resolving name's parent may close tdir: keep a copy.
+	tdir, err = unix.Dup(tdir)
+	if err != nil {
+		return fmt.Errorf("hard link target %q: %w", hdr.Linkname, err)
+	}
+	defer unix.Close(tdir)
+	dirfd, err := x.resolve(path.Dir(name), true)
+	if err != nil {
 		return err
 	}
 	if target == name {
 		return nil // a link to itself: already there
 	}
-	if _, err := x.clear(name, false); err != nil {
+	base := path.Base(name)
+	if _, err := x.clear(dirfd, base, name, false); err != nil {
 		return err
 	}
-	if err := x.root.Link(target, name); err != nil {
+	// linkat without AT_SYMLINK_FOLLOW does not follow a symlink at tbase.
+	if err := unix.Linkat(tdir, tbase, dirfd, base, 0); err != nil {
 		return fmt.Errorf("create hard link to %q: %w", hdr.Linkname, err)
 	}
 	return nil
@@ -450,24 +634,63 @@ func (x *extractor) finishDirs() error {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
-		fi, err := x.root.Lstat(m.name)
+		fd := x.rootFd
+		if m.name != "." {
+			dirfd, err := x.resolve(path.Dir(m.name), false)
+			if err != nil {
+				return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+			}
+			base := path.Base(m.name)
+			fi, err := Lstatat(dirfd, base, m.name)
+			if err != nil {
+				return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+			}
+			if !fi.IsDir() {
+				continue // replaced by a later entry
+			}
+			if fd, err = Openat(dirfd, base, m.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW); err != nil {
+				return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+			}
+		}
+		err := x.applyDir(fd, m)
+		if fd != x.rootFd {
+			unix.Close(fd)
+		}
 		if err != nil {
 			return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
 		}
-		if !fi.IsDir() {
-			continue // replaced by a later entry
-		}
-		if err := chown(x.root.Chown(m.name, m.uid, m.gid)); err != nil {
-			return fmt.Errorf("tarsafe: folder %q: chown: %w", m.name, err)
-		}
-		if err := x.root.Chmod(m.name, m.mode); err != nil {
-			return fmt.Errorf("tarsafe: folder %q: chmod: %w", m.name, err)
-		}
-		if err := x.root.Chtimes(m.name, m.atime, m.mtime); err != nil {
-			return fmt.Errorf("tarsafe: folder %q: set times: %w", m.name, err)
-		}
 	}
 	return nil
+}
+
+// applyDir applies m to the open folder fd.
+func (x *extractor) applyDir(fd int, m dirMeta) error {
+	if err := chown(unix.Fchown(fd, m.uid, m.gid)); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if err := unix.Fchmod(fd, syscallMode(m.mode)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := setTimes(fd, ".", m.atime, m.mtime); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// syscallMode converts permission, setuid, setgid and sticky bits to
+// chmod(2)'s.
+func syscallMode(m fs.FileMode) uint32 {
+	o := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		o |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		o |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		o |= unix.S_ISVTX
+	}
+	return o
 }
 
 // chown drops the errors that only mean "not allowed to give files away":
