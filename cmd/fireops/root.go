@@ -128,6 +128,9 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 
 	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(), a.deployCommand(),
 		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand(), a.rotateCommand(), a.scheduleCommand())
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	a.strictGroups(root)
 	return root
 }
 
