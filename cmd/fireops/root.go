@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/remote"
 	"github.com/firetech/fireops/pkg/schedule"
 )
 
@@ -57,6 +58,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitcode.OK
 	}
 	err = classify(interrupted(ctx, err))
+	// A destination it may not write: say what to fix, not that the
+	// destination may be down.
+	var denied *remote.DeniedError
+	if errors.As(err, &denied) {
+		err = exitcode.New(exitcode.Code(err), err, denied.Hint())
+	}
 	fmt.Fprintf(stderr, "fireops: error: %s\n", oneLine(err.Error()))
 	if h := exitcode.Hint(err); h != "" {
 		fmt.Fprintf(stderr, "fireops: hint: %s\n", h)

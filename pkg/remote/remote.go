@@ -25,12 +25,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"os/user"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	// The backends fireops supports; the others are left out on purpose.
@@ -703,6 +708,9 @@ func (r *Remote) retry(ctx context.Context, op, p string, fn func(context.Contex
 		if err == nil {
 			return nil
 		}
+		if de := deniedError(err, p); de != nil {
+			return r.wrap(op, p, de)
+		}
 		if !retryable(ctx, err) {
 			return r.wrap(op, p, err)
 		}
@@ -735,6 +743,77 @@ func backoff(base time.Duration, n int) time.Duration {
 	return d/2 + rand.N(d+1)
 }
 
+// DeniedError is a local permission or read-only error (EACCES, EPERM,
+// EROFS) on the destination's file system, or one the remote reports the
+// same way: another attempt cannot fix it, so it is never retried.
+type DeniedError struct {
+	// Path is the local path that was refused (the object path when the
+	// cause names none).
+	Path string
+	// User is who fireops runs as: "uid 0 (root)".
+	User string
+	// Errno is the cause's error number.
+	Errno syscall.Errno
+	// Err is the cause.
+	Err error
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("%v (running as %s; not retried)", e.Err, e.User)
+}
+
+// Unwrap returns the cause.
+func (e *DeniedError) Unwrap() error { return e.Err }
+
+// Hint says what to do about it.
+func (e *DeniedError) Hint() string {
+	if e.Errno == syscall.EROFS {
+		return fmt.Sprintf("%s is on a read-only file system: mount it read-write, or point the destination elsewhere (destinations[].remote)", e.Path)
+	}
+	return fmt.Sprintf("let %s write %s (fix its permissions, owner or immutable flag), or point the destination elsewhere (destinations[].remote)", e.User, e.Path)
+}
+
+// deniedErrnos are the local errors another attempt cannot fix.
+var deniedErrnos = []syscall.Errno{syscall.EACCES, syscall.EPERM, syscall.EROFS}
+
+// deniedError returns err as a *DeniedError when it is a local permission
+// or read-only error, or nil. p is the object path, named when the cause
+// names no local path.
+func deniedError(err error, p string) *DeniedError {
+	var de *DeniedError
+	if errors.As(err, &de) {
+		return de
+	}
+	for _, n := range deniedErrnos {
+		if !errors.Is(err, n) {
+			continue
+		}
+		de = &DeniedError{Path: p, User: runningUser(), Errno: n, Err: err}
+		var pe *iofs.PathError
+		var le *os.LinkError
+		var se *os.SyscallError
+		switch {
+		case errors.As(err, &pe):
+			de.Path = pe.Path
+		case errors.As(err, &le):
+			de.Path = le.New
+		case errors.As(err, &se) && de.Path == "":
+			de.Path = se.Syscall
+		}
+		return de
+	}
+	return nil
+}
+
+// runningUser names the process's user: "uid 1000 (backup)".
+func runningUser() string {
+	uid := os.Getuid()
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
 // retryable reports whether another attempt could succeed.
 func retryable(ctx context.Context, err error) bool {
 	switch {
@@ -746,6 +825,7 @@ func retryable(ctx context.Context, err error) bool {
 		errors.Is(err, fs.ErrorIsFile),
 		errors.Is(err, fs.ErrorNotAFile),
 		errors.Is(err, fs.ErrorPermissionDenied),
+		deniedError(err, "") != nil,
 		fserrors.IsFatalError(err),
 		fserrors.IsNoRetryError(err):
 		return false

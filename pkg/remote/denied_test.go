@@ -1,0 +1,133 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rclone/rclone/fs/fserrors"
+)
+
+// TestDeniedNotRetryable: local permission and read-only errors, wrapped
+// the way rclone's local backend and operations wrap them, are never
+// retried and name the path and the running user; others still are.
+func TestDeniedNotRetryable(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name  string
+		err   error
+		path  string
+		errno syscall.Errno
+	}{
+		{"open EACCES", fmt.Errorf("failed to open for update: %w", &iofs.PathError{Op: "open", Path: "/srv/b/x", Err: syscall.EACCES}), "/srv/b/x", syscall.EACCES},
+		{"mkdir EPERM", fmt.Errorf("create root directory: %w", fmt.Errorf("failed to make directory: %w", &iofs.PathError{Op: "mkdir", Path: "/srv/b", Err: syscall.EPERM})), "/srv/b", syscall.EPERM},
+		{"rename EROFS", fserrors.RetryError(&os.LinkError{Op: "rename", Old: "/srv/b/.x.partial", New: "/srv/b/x", Err: syscall.EROFS}), "/srv/b/x", syscall.EROFS},
+		{"bare errno", fmt.Errorf("write: %w", syscall.EACCES), "o/0", syscall.EACCES},
+	} {
+		de := deniedError(c.err, "o/0")
+		if de == nil {
+			t.Errorf("%s: not classified as denied", c.name)
+			continue
+		}
+		if retryable(ctx, c.err) {
+			t.Errorf("%s: retryable", c.name)
+		}
+		if de.Path != c.path || de.Errno != c.errno {
+			t.Errorf("%s: path %q errno %v, want %q %v", c.name, de.Path, de.Errno, c.path, c.errno)
+		}
+		if !strings.Contains(de.Error(), fmt.Sprintf("uid %d", os.Getuid())) || !strings.Contains(de.Hint(), c.path) {
+			t.Errorf("%s: message %q hint %q: want the uid and the path", c.name, de.Error(), de.Hint())
+		}
+	}
+	for _, err := range []error{io.ErrUnexpectedEOF, syscall.ECONNRESET, fmt.Errorf("put: %w", syscall.ENOSPC)} {
+		if deniedError(err, "") != nil {
+			t.Errorf("%v: classified as denied", err)
+		}
+	}
+	if !retryable(ctx, syscall.ECONNRESET) {
+		t.Error("ECONNRESET: not retryable")
+	}
+}
+
+// TestDeniedFailsAtOnce: a local destination rclone cannot write fails in
+// well under a second with the default backoff (one second, doubling, five
+// retries: ~30 s if it were retried), naming the path and the user.
+// Root ignores mode bits, so the folder is made immutable (chattr +i,
+// EPERM) or bind-mounted read-only (EROFS), whichever this machine allows.
+func TestDeniedFailsAtOnce(t *testing.T) {
+	for _, how := range []string{"chattr", "ro-mount", "chmod"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			root := filepath.Join(dir, "dest")
+			if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ro := root
+			switch how {
+			case "chattr":
+				if out, err := exec.Command("chattr", "+i", filepath.Join(root, "snapshots")).CombinedOutput(); err != nil {
+					t.Skipf("chattr +i: %v %s", err, out)
+				}
+				t.Cleanup(func() { _ = exec.Command("chattr", "-i", filepath.Join(root, "snapshots")).Run() })
+			case "ro-mount":
+				ro = filepath.Join(dir, "ro")
+				if err := os.Mkdir(ro, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command("mount", "--bind", "-o", "ro", root, ro).CombinedOutput(); err != nil {
+					t.Skipf("read-only bind mount: %v %s", err, out)
+				}
+				t.Cleanup(func() { _ = exec.Command("umount", ro).Run() })
+			case "chmod":
+				if os.Geteuid() == 0 {
+					t.Skip("root ignores mode bits")
+				}
+				if err := os.Chmod(filepath.Join(root, "snapshots"), 0o555); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = os.Chmod(filepath.Join(root, "snapshots"), 0o755) })
+			}
+			ctx := context.Background()
+			start := time.Now()
+			r, err := Open(ctx, Options{Name: "local", Remote: ro}) // default retries and backoff
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer func() { _ = r.Close(ctx) }()
+			err = r.Put(ctx, "snapshots/s1/manifest.json", []byte(`{"v":1}`))
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("Put into a folder that cannot be written succeeded")
+			}
+			if took > time.Second {
+				t.Errorf("failed after %v, want under a second (retried?)", took)
+			}
+			var de *DeniedError
+			if !errors.As(err, &de) {
+				t.Fatalf("error is no *DeniedError: %v", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{`destination "local"`, ro, fmt.Sprintf("uid %d", os.Getuid()), "not retried"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not say %q", msg, want)
+				}
+			}
+			if !strings.HasPrefix(de.Path, ro) || !strings.Contains(de.Hint(), "point the destination elsewhere") {
+				t.Errorf("path %q hint %q", de.Path, de.Hint())
+			}
+			if n := r.Stats().Retries; n != 0 {
+				t.Errorf("%d retries, want 0", n)
+			}
+			t.Logf("%v; hint: %s", err, de.Hint())
+		})
+	}
+}
