@@ -318,18 +318,46 @@ func destNames(dests []Dest) string {
 // the newer ones that have a manifest but were refused (a signature that
 // does not verify, an unreadable manifest): a restore says so rather than
 // take the older one in silence.
-func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, error) {
+// rolledBack says why the latest complete snapshot of a destination is not
+// to be trusted as its newest: the newest snapshot this host wrote there
+// (state_dir) is gone, incomplete or refused, and not older than latest.
+// "" when all is well (or this host never wrote there).
+func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapshot.Listing) string {
+	last := snapshot.LastWritten(cfg.StateDir, cfg.Host, d.Name)
+	if last == "" || last == latest.ID || last[:16] < latest.ID[:16] {
+		return ""
+	}
+	for _, l := range ls {
+		if l.ID == last {
+			if l.Complete && l.Problem == "" {
+				return ""
+			}
+			why := l.Problem
+			if why == "" {
+				why = "incomplete: no manifest"
+			}
+			return fmt.Sprintf("the newest snapshot this host wrote to %s, %s, is not usable there (%s); the latest complete one is the older %s: check who changed the destination",
+				d.Name, last, why, latest.ID)
+		}
+	}
+	return fmt.Sprintf("the newest snapshot this host wrote to %s, %s, is gone; the latest there is the older %s: a newer snapshot was deleted (rollback), check who changed the destination",
+		d.Name, last, latest.ID)
+}
+
+// latestOn returns the newest complete snapshot on a destination, the
+// newer ones whose manifests were refused, and rolledBack's verdict.
+func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, string, error) {
 	trusted, err := TrustedKey(cfg)
 	if err != nil {
-		return snapshot.Listing{}, nil, err
+		return snapshot.Listing{}, nil, "", err
 	}
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
 	if err != nil {
-		return snapshot.Listing{}, nil, err
+		return snapshot.Listing{}, nil, "", err
 	}
 	latest, ok := snapshot.Latest(ls)
 	if !ok {
-		return snapshot.Listing{}, nil, noSnapshotOn(ctx, cfg, d, ls)
+		return snapshot.Listing{}, nil, "", noSnapshotOn(ctx, cfg, d, ls)
 	}
 	for i, l := range ls {
 		if l.ID == latest {
@@ -339,10 +367,10 @@ func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing
 					refused = append(refused, n)
 				}
 			}
-			return l, refused, nil
+			return l, refused, rolledBack(cfg, d, ls, l), nil
 		}
 	}
-	return snapshot.Listing{}, nil, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+	return snapshot.Listing{}, nil, "", fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
 }
 
 // NoSnapshotError says that a destination answered but holds no usable
@@ -517,7 +545,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 				}
 			}
 		} else if o.Snapshot == "latest" {
-			l, _, err := latestOn(ctx, cfg, d)
+			l, _, rollback, err := latestOn(ctx, cfg, d)
 			var ee *exitcode.Error
 			if errors.As(err, &ee) {
 				return results, err
@@ -525,6 +553,16 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			if err != nil {
 				destFailed(d.Name, err)
 				continue
+			}
+			if rollback != "" {
+				// The data that is there may be intact; what is missing is
+				// the newer snapshot: a failed check (exit 3).
+				results = append(results, VerifyResult{Destination: d.Name, Snapshot: l.ID, Level: o.Level, Error: rollback, damaged: true})
+				failed = append(failed, fmt.Sprintf("%s on %s: %s", l.ID, d.Name, rollback))
+				damaged = true
+				if o.Log != nil {
+					o.Log.Error("newest snapshot missing", "destination", d.Name, "err", rollback)
+				}
 			}
 			snaps = []string{l.ID}
 		} else {
@@ -810,7 +848,11 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		var err error
 		if full == "latest" {
 			var refused []snapshot.Listing
-			l, refused, err = latestOn(ctx, cfg, cand)
+			var rollback string
+			l, refused, rollback, err = latestOn(ctx, cfg, cand)
+			if rollback != "" && o.Log != nil {
+				o.Log.Warn("the newest snapshot this host wrote is missing: restoring an older one", "destination", cand.Name, "problem", rollback)
+			}
 			for _, r := range refused {
 				if o.Log != nil {
 					o.Log.Warn("a newer snapshot was refused: check who wrote it (fireops snapshots shows it)",

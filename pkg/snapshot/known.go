@@ -676,3 +676,25 @@ func saveDamaged(stateDir, host, dest string, ids map[[32]byte]bool) error {
 	}
 	return writeFileAtomic(p, []byte(b.String()), 0o600)
 }
+
+// LastWritten returns the newest snapshot this host wrote to a
+// destination (any dedup space), as recorded in stateDir, or "".
+// A destination whose newest complete snapshot is older than that lost
+// snapshots since: deleted, or its manifest removed or refused (a
+// rollback by deletion, which would otherwise pass unnoticed).
+func LastWritten(stateDir, host, dest string) string {
+	sum := sha256.Sum256([]byte(host + "\x00" + dest))
+	files, _ := filepath.Glob(filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+"-*.log.last"))
+	last := ""
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+		if ValidSnapshotID(id) && id > last {
+			last = id
+		}
+	}
+	return last
+}
