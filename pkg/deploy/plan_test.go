@@ -68,7 +68,7 @@ func TestWriteIsIdempotentAndRemovesStaleFiles(t *testing.T) {
 	if err := WriteDiff(&diff, plan); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--- a/compose.yaml\n+++ b/compose.yaml\n", "-  gpu-exporter:\n", "--- a/prometheus/rules/gpu.yml\n+++ /dev/null\n", "-c.DockerSpawner.extra_host_config = {\n"} {
+	for _, want := range []string{"--- a/compose.yaml\n+++ b/compose.yaml\n", "-  gpu-exporter:\n", "--- a/prometheus/rules/gpu.yml\n+++ /dev/null\n", "-    \"device_requests\": [\n"} {
 		if !strings.Contains(diff.String(), want) {
 			t.Errorf("diff lacks %q", want)
 		}

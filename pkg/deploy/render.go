@@ -120,6 +120,12 @@ var gpuExporters = map[string]gpuMetrics{
 }
 
 // renderData is what the templates see.
+// UserShmSize is the size of /dev/shm in user servers: PyTorch's DataLoader
+// workers pass batches through it, and Docker's default of 64 MB makes them
+// fail with "bus error". It counts against the server's memory limit only
+// as far as it is used.
+const UserShmSize = 2 * config.GiB
+
 type renderData struct {
 	Cfg                *config.Config
 	S                  *config.Stack
@@ -134,6 +140,7 @@ type renderData struct {
 	Receiver           string
 	GPU                gpuMetrics
 	PseudoFS           string
+	ShmSize            config.ByteSize
 	procs              map[string]proc
 	stub               RenderOptions
 	labels             map[string]string // service -> config hash
@@ -148,7 +155,7 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		MongoRootUser: MongoRootUser, TextfileDir: cfg.Metrics.TextfileDir,
 		SMTPPassword: s.Alerts.Email.PasswordFile != "",
 		GPU:          gpuExporters[s.GPUExporter], PseudoFS: pseudoFS, stub: opts,
-		labels: map[string]string{},
+		labels: map[string]string{}, ShmSize: UserShmSize,
 	}
 	// Rendered files name the config by its file name only: the same
 	// config renders the same bytes wherever it lives.

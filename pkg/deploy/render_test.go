@@ -106,6 +106,9 @@ func TestRenderFacts(t *testing.T) {
 		{"idle culler", strings.Contains(hub, "jupyterhub_idle_culler") && !strings.Contains(string(cpu.File("hub/jupyterhub_config.py")), "jupyterhub_idle_culler")},
 		{"bind address", strings.Contains(string(cpu.File("compose.yaml")), `"127.0.0.1:8080:8000"`)},
 		{"no secret in rendered files", !strings.Contains(string(cpu.File("alertmanager/alertmanager.yml")), "smtp-s3cret")},
+		{"user servers survive the hub", strings.Contains(hub, "c.JupyterHub.cleanup_servers = False") && strings.Contains(hub, "c.DockerSpawner.remove = False")},
+		{"shm size", strings.Contains(hub, `"shm_size": "2G",`) && strings.Contains(string(cpu.File("hub/jupyterhub_config.py")), `"shm_size": "2G",`)},
+		{"GPU memory growth", strings.Contains(hub, `"TF_FORCE_GPU_ALLOW_GROWTH": "true"`) && strings.Contains(hub, `"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"`)},
 		{"pinned packages", strings.Contains(string(gpu.File("notebook/Dockerfile")), `"optuna==`)},
 	}
 	for _, c := range checks {

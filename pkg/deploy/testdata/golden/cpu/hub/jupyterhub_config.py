@@ -21,6 +21,11 @@ c.JupyterHub.bind_url = "http://:8000"
 c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_connect_ip = "jupyterhub"
 
+# User servers outlive the hub: a redeploy that recreates the hub (a new
+# admin, a changed limit) leaves running containers alone, and the new hub
+# finds them again through the state in its database.
+c.JupyterHub.cleanup_servers = False
+
 # State in the data volume: the database (with NativeAuthenticator's users)
 # and the cookie secret, copied there once from the generated secret so that
 # a restored volume keeps its sessions.
@@ -51,10 +56,23 @@ c.DockerSpawner.network_name = "jupyter-network"
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.notebook_dir = "/home/jovyan/work"
 c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
-c.DockerSpawner.remove = True
+# Stopped servers keep their container (started again on the next spawn,
+# with the settings it was created with); the user's data is in the volume.
+c.DockerSpawner.remove = False
 c.DockerSpawner.pull_policy = "never"
 c.DockerSpawner.cpu_limit = 2.5
 c.DockerSpawner.mem_limit = "8G"
+# /dev/shm for PyTorch DataLoader workers (Docker's default is 64 MB).
+c.DockerSpawner.extra_host_config = {
+    "shm_size": "2G",
+}
+# TensorFlow allocates GPU memory as it needs it instead of nearly all of
+# it at start; PyTorch's caching allocator grows segments instead of
+# fragmenting memory that other users' servers could use.
+c.DockerSpawner.environment = {
+    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+}
 
 # Services: Prometheus reads /hub/metrics with its token; fireops administers
 # users with its own; the idle culler stops idle servers.
