@@ -109,6 +109,8 @@ func TestRenderFacts(t *testing.T) {
 		{"user servers survive the hub", strings.Contains(hub, "c.JupyterHub.cleanup_servers = False") && strings.Contains(hub, "c.DockerSpawner.remove = False")},
 		{"shm size", strings.Contains(hub, `"shm_size": "2G",`) && strings.Contains(string(cpu.File("hub/jupyterhub_config.py")), `"shm_size": "2G",`)},
 		{"GPU memory growth", strings.Contains(hub, `"TF_FORCE_GPU_ALLOW_GROWTH": "true"`) && strings.Contains(hub, `"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"`)},
+		{"nativeauthenticator templates", strings.Contains(hub, "import nativeauthenticator\n") && strings.Contains(hub, `c.JupyterHub.template_paths = [f"{os.path.dirname(nativeauthenticator.__file__)}/templates/"]`)},
+		{"admin users", strings.Contains(hub, `c.Authenticator.admin_users = {"alice"}`) && strings.Contains(string(cpu.File("hub/jupyterhub_config.py")), `c.Authenticator.admin_users = {"alice", "bob"}`)},
 		{"pinned packages", strings.Contains(string(gpu.File("notebook/Dockerfile")), `"optuna==`)},
 	}
 	for _, c := range checks {

@@ -4,6 +4,8 @@ import os
 import pathlib
 import sys
 
+import nativeauthenticator
+
 c = get_config()  # noqa: F821
 
 DATA = pathlib.Path("/srv/jupyterhub/data")  # the jupyterhub-data volume
@@ -42,6 +44,9 @@ c.JupyterHub.cookie_secret_file = str(cookie_secret)
 # Users: NativeAuthenticator (sign-up, then approval by an admin unless
 # open_signup is on; `fireops users` administers them).
 c.JupyterHub.authenticator_class = "native"
+# NativeAuthenticator's pages: the "Authorize users" (/hub/authorize) and
+# "Change password" links in the hub's menus come from its templates.
+c.JupyterHub.template_paths = [f"{os.path.dirname(nativeauthenticator.__file__)}/templates/"]
 c.NativeAuthenticator.open_signup = True
 c.NativeAuthenticator.minimum_password_length = 10
 c.NativeAuthenticator.check_common_password = True
