@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -92,8 +91,8 @@ func Parse(data []byte, abs string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, exitcode.Usagef("fix the key named above; docs/configuration.md lists every key",
-			"config %s: %s", abs, yamlError(err))
+		msg, hint := yamlError(err, data)
+		return nil, exitcode.Usagef(hint, "config %s: %s", abs, msg)
 	}
 	cfg.File = abs
 	if cfg.Sources.Volumes != nil {
@@ -115,24 +114,6 @@ func Parse(data []byte, abs string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
-
-// yamlError turns yaml's messages into ones that name the key and line.
-func yamlError(err error) string {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return strings.TrimPrefix(err.Error(), "yaml: ")
-	}
-	msgs := make([]string, 0, len(te.Errors))
-	for _, m := range te.Errors {
-		if s := unknownField.FindStringSubmatch(m); s != nil {
-			m = fmt.Sprintf("line %s: unknown key %q%s", s[1], s[2], section(s[3]))
-		}
-		msgs = append(msgs, m)
-	}
-	return strings.Join(msgs, "; ")
 }
 
 // section names the YAML section a Go type of this package decodes.
