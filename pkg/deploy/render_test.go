@@ -111,6 +111,8 @@ func TestRenderFacts(t *testing.T) {
 		{"GPU memory growth", strings.Contains(hub, `"TF_FORCE_GPU_ALLOW_GROWTH": "true"`) && strings.Contains(hub, `"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"`)},
 		{"nativeauthenticator templates", strings.Contains(hub, "import nativeauthenticator\n") && strings.Contains(hub, `c.JupyterHub.template_paths = [f"{os.path.dirname(nativeauthenticator.__file__)}/templates/"]`)},
 		{"admin users", strings.Contains(hub, `c.Authenticator.admin_users = {"alice"}`) && strings.Contains(string(cpu.File("hub/jupyterhub_config.py")), `c.Authenticator.admin_users = {"alice", "bob"}`)},
+		{"node-exporter in the host's namespaces", strings.Contains(compose, "  node-exporter:\n") && strings.Contains(strings.SplitN(strings.SplitN(compose, "  node-exporter:\n", 2)[1], "\n\n", 2)[0], "    network_mode: host\n    pid: host\n") &&
+			strings.Contains(string(gpu.File("prometheus/prometheus.yml")), `targets: ["host.docker.internal:9100"]`) && strings.Contains(compose, `"host.docker.internal:host-gateway"`)},
 		{"pinned packages", strings.Contains(string(gpu.File("notebook/Dockerfile")), `"optuna==`)},
 	}
 	for _, c := range checks {
