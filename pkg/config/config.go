@@ -95,6 +95,10 @@ func Parse(data []byte, abs string) (*Config, error) {
 		return nil, exitcode.Usagef(hint, "config %s: %s", abs, msg)
 	}
 	cfg.File = abs
+	if cfg.Sources.Volumes == nil && hasVolumesKey(data) {
+		// A bare `volumes:` line means the same as `volumes: {}`.
+		cfg.Sources.Volumes = &VolumeSource{}
+	}
 	if cfg.Sources.Volumes != nil {
 		def := defaultVolumeSource()
 		if cfg.Sources.Volumes.Include == nil {
@@ -114,6 +118,17 @@ func Parse(data []byte, abs string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// hasVolumesKey reports whether data has a sources.volumes key, even one
+// with no value (YAML null, which decodes to no section at all).
+func hasVolumesKey(data []byte) bool {
+	var raw struct {
+		Sources struct {
+			Volumes yaml.Node `yaml:"volumes"`
+		} `yaml:"sources"`
+	}
+	return yaml.Unmarshal(data, &raw) == nil && raw.Sources.Volumes.Kind != 0
 }
 
 // section names the YAML section a Go type of this package decodes.

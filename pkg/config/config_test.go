@@ -102,13 +102,23 @@ func TestParseEmptyIsValid(t *testing.T) {
 func TestParseVolumesDefaults(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	cfg, err := f.parse(t, "sources:\n  volumes: {}\n")
+	// A bare `volumes:` line (null) means the same as `volumes: {}`.
+	for _, text := range []string{"sources:\n  volumes: {}\n", "sources:\n  volumes:\n", "sources:\n  volumes: ~\n", "sources:\n  volumes:\n  files: []\n"} {
+		cfg, err := f.parse(t, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := cfg.Sources.Volumes
+		if v == nil || v.Read != "auto" || strings.Join(v.Include, ",") != "jupyterhub-user-*,jupyterhub-data" {
+			t.Fatalf("%q: volume defaults: %+v", text, v)
+		}
+	}
+	cfg, err := f.parse(t, "sources:\n  files: []\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := cfg.Sources.Volumes
-	if v.Read != "auto" || strings.Join(v.Include, ",") != "jupyterhub-user-*,jupyterhub-data" {
-		t.Fatalf("volume defaults: %+v", v)
+	if cfg.Sources.Volumes != nil {
+		t.Fatalf("no volumes key: got %+v", cfg.Sources.Volumes)
 	}
 }
 
@@ -371,6 +381,7 @@ func TestRetentionProblems(t *testing.T) {
 		{"empty global policy", minimal + "retention: {keep_last: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}\n", "retention: the retention policy is empty"},
 		{"empty destination policy", dest(", retention: {incomplete_grace: 48h}"), "destinations[0].retention: the retention policy is empty"},
 		{"zero global grace", minimal + "retention: {incomplete_grace: 0s}\n", "retention.incomplete_grace: is 0"},
+		{"zero global grace, every destination its own", dest(", retention: {keep_last: 2, incomplete_grace: 48h}") + "retention: {incomplete_grace: 0s}\n", "retention.incomplete_grace: is 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

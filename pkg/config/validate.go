@@ -98,20 +98,22 @@ func (c *Config) Validate() error {
 }
 
 // RetentionProblems reports what rotate would refuse in the retention
-// settings: an empty policy, a global incomplete_grace of 0. It is not
+// settings: an empty policy, a global incomplete_grace of 0 (refused
+// even when every destination sets its own grace). It is not
 // part of Validate on purpose: a snapshot must still be taken when only
 // rotation is misconfigured (rotate fails, and its alert fires); `config
 // check` reports these as errors too.
 func (c *Config) RetentionProblems() error {
 	var p problems
-	// The global policy counts where a destination has no policy of its
-	// own; its incomplete_grace also where a destination's leaves it out.
-	globalUsed, globalGraceUsed := len(c.Destinations) == 0, len(c.Destinations) == 0
+	// The global keep_* rules count where a destination has no policy of
+	// its own. A global incomplete_grace of 0 is refused even when every
+	// destination sets its own (docs/retention.md): a destination added
+	// later, or one whose grace is removed, would get it.
+	globalUsed := len(c.Destinations) == 0
 	for _, d := range c.Destinations {
 		globalUsed = globalUsed || d.Retention == nil
-		globalGraceUsed = globalGraceUsed || d.Retention == nil || d.Retention.IncompleteGrace == 0
 	}
-	validateRetention(&p, "retention", c.Retention, globalUsed, globalGraceUsed)
+	validateRetention(&p, "retention", c.Retention, globalUsed, true)
 	for i, d := range c.Destinations {
 		if d.Retention != nil {
 			validateRetention(&p, fmt.Sprintf("destinations[%d].retention", i), *d.Retention, true, false)
