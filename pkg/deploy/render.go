@@ -126,6 +126,10 @@ var gpuExporters = map[string]gpuMetrics{
 // as far as it is used.
 const UserShmSize = 2 * config.GiB
 
+// DefaultMonitoringIP is the host address Grafana's and Prometheus' ports
+// are published on when stack.bind_address is empty.
+const DefaultMonitoringIP = "127.0.0.1"
+
 type renderData struct {
 	Cfg                *config.Config
 	S                  *config.Stack
@@ -141,6 +145,8 @@ type renderData struct {
 	GPU                gpuMetrics
 	PseudoFS           string
 	ShmSize            config.ByteSize
+	HubIP              string // host address of the hub's port; "": every interface
+	MonitoringIP       string // host address of Grafana's and Prometheus' ports
 	procs              map[string]proc
 	stub               RenderOptions
 	labels             map[string]string // service -> config hash
@@ -156,6 +162,13 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		SMTPPassword: s.Alerts.Email.PasswordFile != "",
 		GPU:          gpuExporters[s.GPUExporter], PseudoFS: pseudoFS, stub: opts,
 		labels: map[string]string{}, ShmSize: UserShmSize,
+		HubIP: s.BindAddress, MonitoringIP: s.BindAddress,
+	}
+	if d.MonitoringIP == "" {
+		// Grafana and Prometheus speak plain HTTP, and Prometheus has no
+		// authentication: only the host reaches them unless bind_address
+		// says otherwise.
+		d.MonitoringIP = DefaultMonitoringIP
 	}
 	// Rendered files name the config by its file name only: the same
 	// config renders the same bytes wherever it lives.
@@ -283,9 +296,9 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		key, svc, ip string
 		port         int
 	}{
-		{"stack.ports.hub", "jupyterhub", s.BindAddress, s.Ports.Hub},
-		{"stack.ports.grafana", "grafana", s.BindAddress, s.Ports.Grafana},
-		{"stack.ports.prometheus", "prometheus", s.BindAddress, s.Ports.Prometheus},
+		{"stack.ports.hub", "jupyterhub", d.HubIP, s.Ports.Hub},
+		{"stack.ports.grafana", "grafana", d.MonitoringIP, s.Ports.Grafana},
+		{"stack.ports.prometheus", "prometheus", d.MonitoringIP, s.Ports.Prometheus},
 		{"stack.ports.mongodb", "mongodb", "127.0.0.1", s.Ports.MongoDB},
 	} {
 		if p.port != 0 {
@@ -353,8 +366,8 @@ func (d *renderData) funcs() template.FuncMap {
 		"hours": func(d config.Duration) string {
 			return strconv.Itoa(int(time.Duration(d)/time.Hour)) + "h"
 		},
-		"port": func(host, container int) string {
-			return jsonString(publish(d.S.BindAddress, host, container))
+		"port": func(ip string, host, container int) string {
+			return jsonString(publish(ip, host, container))
 		},
 		"proc":   d.procYAML,
 		"labels": d.labelsYAML,

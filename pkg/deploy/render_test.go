@@ -154,3 +154,40 @@ func TestRenderImageTags(t *testing.T) {
 		t.Errorf("a notebook package changed tags %s %s -> %s %s", b.HubImage, b.NotebookImage, c.HubImage, c.NotebookImage)
 	}
 }
+
+// TestRenderBindAddress checks where the ports are published: by default
+// the hub on every interface and Grafana and Prometheus on the loopback
+// only; stack.bind_address puts all three on that address.
+func TestRenderBindAddress(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t, "gpu")
+	for _, tc := range []struct {
+		bind string
+		want []string
+		ips  map[string]string
+	}{
+		{"", []string{`"8000:8000"`, `"127.0.0.1:3000:3000"`, `"127.0.0.1:9090:9090"`},
+			map[string]string{"jupyterhub": "", "grafana": "127.0.0.1", "prometheus": "127.0.0.1", "mongodb": "127.0.0.1"}},
+		{"0.0.0.0", []string{`"0.0.0.0:8000:8000"`, `"0.0.0.0:3000:3000"`, `"0.0.0.0:9090:9090"`},
+			map[string]string{"jupyterhub": "0.0.0.0", "grafana": "0.0.0.0", "prometheus": "0.0.0.0", "mongodb": "127.0.0.1"}},
+		{"10.1.2.3", []string{`"10.1.2.3:8000:8000"`, `"10.1.2.3:3000:3000"`, `"10.1.2.3:9090:9090"`},
+			map[string]string{"jupyterhub": "10.1.2.3", "grafana": "10.1.2.3", "prometheus": "10.1.2.3", "mongodb": "127.0.0.1"}},
+	} {
+		cfg.Stack.BindAddress = tc.bind
+		st, err := Render(cfg, RenderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compose := string(st.File("compose.yaml"))
+		for _, w := range tc.want {
+			if !strings.Contains(compose, "      - "+w+"\n") {
+				t.Errorf("bind_address %q: compose.yaml does not publish %s", tc.bind, w)
+			}
+		}
+		for _, p := range st.Ports {
+			if p.HostIP != tc.ips[p.Service] {
+				t.Errorf("bind_address %q: %s published on %q, want %q", tc.bind, p.Service, p.HostIP, tc.ips[p.Service])
+			}
+		}
+	}
+}
