@@ -16,7 +16,11 @@ func (a *app) configCommand() *cobra.Command {
 		Short: "Validate the config and print the effective config, secrets redacted",
 		Long: `check loads the config file strictly (an unknown key is an error naming its
 line), fills every default, validates every value and the key files it names
-(secret files must not be readable by group or others), and prints the
+(secret files must not be readable by group or others, must be owned by
+root or the running user and readable by it), checks what the jobs will
+need on this host (source paths exist and are readable, an SQLite path is
+an SQLite database, the identity parses and matches a recipient; a source
+under stack.dir that deploy has not created yet is only a note), and prints the
 effective config with credentials redacted. Exit code 2 when it is invalid,
 also when only the retention policy is (rotate would refuse it; the other
 jobs still run with such a config).`,
@@ -29,7 +33,12 @@ jobs still run with such a config).`,
 			if err := cfg.RetentionProblems(); err != nil {
 				return err
 			}
+			notes, err := cfg.HostProblems()
+			if err != nil {
+				return err
+			}
 			rep := cfg.Check()
+			rep.Notes = append(rep.Notes, notes...)
 			if a.jsonOut {
 				return a.printJSON(rep)
 			}

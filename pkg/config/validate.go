@@ -11,6 +11,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"filippo.io/age"
 	"github.com/robfig/cron/v3"
@@ -188,8 +189,9 @@ func readRecipientsFile(name string) ([]*age.X25519Recipient, error) {
 	return r, nil
 }
 
-// checkSecretFile refuses a secret file that group or others can read, and
-// a missing one when required. It reports whether the file is usable.
+// checkSecretFile refuses a secret file that group or others can read, one
+// owned by neither root nor the running user, one the running user cannot
+// read, and a missing one when required. It reports whether the file is usable.
 func checkSecretFile(p *problems, key, name string, required bool) bool {
 	st, err := os.Stat(name)
 	switch {
@@ -208,6 +210,17 @@ func checkSecretFile(p *problems, key, name string, required bool) bool {
 		p.add(key, "run: chmod 600 "+name, "%s holds a secret but is readable by group or others (mode %04o)", name, st.Mode().Perm())
 		return false
 	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 && int(sys.Uid) != os.Getuid() {
+		p.add(key, fmt.Sprintf("run: chown %d %s (root or the user running fireops)", os.Getuid(), name),
+			"%s holds a secret but is owned by uid %d, neither root nor the running user (uid %d)", name, sys.Uid, os.Getuid())
+		return false
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		p.add(key, "run fireops as the user that owns it, or root", "%s is not readable by the running user (uid %d): %v", name, os.Getuid(), errors.Unwrap(err))
+		return false
+	}
+	f.Close()
 	return true
 }
 
