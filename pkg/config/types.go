@@ -203,8 +203,9 @@ type Stack struct {
 	// GPUExporter chooses the GPU exporter: dcgm or nvidia-smi.
 	GPUExporter string `yaml:"gpu_exporter" json:"gpu_exporter"`
 	// BindAddress is the host address the hub, Grafana and Prometheus ports
-	// are published on; empty means every interface. MongoDB is always
-	// published on 127.0.0.1 only.
+	// are published on; empty means the hub on every interface and Grafana
+	// and Prometheus on 127.0.0.1 only (docs/deploy.md, "Exposure").
+	// MongoDB is always published on 127.0.0.1 only.
 	BindAddress string `yaml:"bind_address" json:"bind_address"`
 	// Ports are the host ports the stack publishes.
 	Ports StackPorts `yaml:"ports" json:"ports"`
