@@ -57,6 +57,7 @@ func defaultStack() Stack {
 			IdleTimeout: Duration(time.Hour),
 			CPULimit:    4,
 			MemLimit:    16 * GiB,
+			ShmSize:     2 * GiB,
 			NotebookDir: "/home/jovyan/work",
 		},
 		Notebook: StackNotebook{
@@ -203,6 +204,9 @@ func (c *Config) validateStack(p *problems) {
 	}
 	if s.Hub.CPULimit < 0 {
 		p.add("stack.hub.cpu_limit", "use a number of CPUs such as 4, or 0 for no limit", "must not be negative")
+	}
+	if s.Hub.ShmSize < 64*MiB || s.Hub.ShmSize > 1024*GiB {
+		p.add("stack.hub.shm_size", "use a size from 64MiB, such as 2GiB (it counts against mem_limit as it is used)", "%s is out of range", s.Hub.ShmSize)
 	}
 	if s.Hub.MemLimit < 0 || (s.Hub.MemLimit > 0 && s.Hub.MemLimit < 256*MiB) {
 		p.add("stack.hub.mem_limit", "use a size such as 16GiB, or 0 for no limit", "%s is out of range", s.Hub.MemLimit)

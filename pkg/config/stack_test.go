@@ -84,6 +84,7 @@ func TestStackErrors(t *testing.T) {
 		{"project name", "stack: {name: Fire Tech}\n", "stack.name"},
 		{"exporter", "stack: {gpu_exporter: nvml}\n", "stack.gpu_exporter"},
 		{"bind address", "stack: {bind_address: localhost}\n", "stack.bind_address"},
+		{"shm too small", "stack: {hub: {shm_size: 1MiB}}\n", "stack.hub.shm_size"},
 		{"port range", "stack: {ports: {grafana: 70000}}\n", "stack.ports.grafana"},
 		{"port twice", "stack: {ports: {grafana: 8000}}\n", "stack.ports.grafana: 8000 is also stack.ports.hub"},
 		{"hub port off", "stack: {ports: {hub: 0}}\n", "stack.ports.hub"},

@@ -291,6 +291,10 @@ type StackHub struct {
 	CPULimit float64 `yaml:"cpu_limit" json:"cpu_limit"`
 	// MemLimit is the memory of each user server; 0: no limit.
 	MemLimit ByteSize `yaml:"mem_limit" json:"mem_limit"`
+	// ShmSize is the size of /dev/shm in each user server (PyTorch's
+	// DataLoader workers pass batches through it; Docker's default is 64
+	// MB).
+	ShmSize ByteSize `yaml:"shm_size" json:"shm_size"`
 	// NotebookDir is where the user's volume is mounted in the server.
 	NotebookDir string `yaml:"notebook_dir" json:"notebook_dir"`
 }

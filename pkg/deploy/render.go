@@ -120,12 +120,6 @@ var gpuExporters = map[string]gpuMetrics{
 }
 
 // renderData is what the templates see.
-// UserShmSize is the size of /dev/shm in user servers: PyTorch's DataLoader
-// workers pass batches through it, and Docker's default of 64 MB makes them
-// fail with "bus error". It counts against the server's memory limit only
-// as far as it is used.
-const UserShmSize = 2 * config.GiB
-
 // DefaultMonitoringIP is the host address Grafana's and Prometheus' ports
 // are published on when stack.bind_address is empty.
 const DefaultMonitoringIP = "127.0.0.1"
@@ -161,7 +155,10 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		MongoRootUser: MongoRootUser, TextfileDir: cfg.Metrics.TextfileDir,
 		SMTPPassword: s.Alerts.Email.PasswordFile != "",
 		GPU:          gpuExporters[s.GPUExporter], PseudoFS: pseudoFS, stub: opts,
-		labels: map[string]string{}, ShmSize: UserShmSize,
+		// /dev/shm of user servers (stack.hub.shm_size): PyTorch's
+		// DataLoader workers pass batches through it, and Docker's default
+		// of 64 MB makes them fail with "bus error".
+		labels: map[string]string{}, ShmSize: s.Hub.ShmSize,
 		HubIP: s.BindAddress, MonitoringIP: s.BindAddress,
 	}
 	if d.MonitoringIP == "" {

@@ -191,3 +191,17 @@ func TestRenderBindAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderShmSize: stack.hub.shm_size reaches the user servers' /dev/shm.
+func TestRenderShmSize(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t, "gpu")
+	cfg.Stack.Hub.ShmSize = 8 << 30
+	st, err := Render(cfg, RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hub := string(st.File("hub/jupyterhub_config.py")); !strings.Contains(hub, `"shm_size": "8G",`) {
+		t.Errorf("jupyterhub_config.py does not give user servers an 8G /dev/shm")
+	}
+}
