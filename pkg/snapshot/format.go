@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/firetech/fireops/pkg/source"
@@ -301,10 +299,4 @@ func (m *Manifest) Size() int64 {
 		n += o.Size
 	}
 	return n + m.Stored
-}
-
-// sortObjects orders objects by id, so a manifest reveals nothing of the
-// order of parts.
-func sortObjects(objs []Object) {
-	slices.SortFunc(objs, func(a, b Object) int { return strings.Compare(a.ID, b.ID) })
 }

@@ -485,11 +485,11 @@ func snapshotsAfter(ctx context.Context, st Store, host, last string) ([]string,
 // when needed. Newer snapshots come first: a piece uploaded again (after
 // it went missing) is recorded with the hash of its newest upload.
 func (k *Known) rebuild(ctx context.Context, st Store, host string, ids []string, trusted []byte, recipients []string) (int, error) {
-	want := sortedSet(recipients)
+	want := recipientSet(recipients)
 	var ms []*Manifest
 	for _, id := range ids {
 		m, err := readManifest(ctx, st, host, id, trusted)
-		if err != nil || m.Version != FormatVersion || !slices.Equal(sortedSet(m.Recipients), want) {
+		if err != nil || m.Version != FormatVersion || !slices.Equal(recipientSet(m.Recipients), want) {
 			continue
 		}
 		ms = append(ms, m)
@@ -553,19 +553,6 @@ func fetchList(ctx context.Context, st Store, host string, ref Ref) (*PieceList,
 		return nil, integrityf("piece list %s on %s: %v", ref.ID, st.Name(), err)
 	}
 	return l, nil
-}
-
-func sortedSet(s []string) []string {
-	m := map[string]bool{}
-	for _, v := range s {
-		m[v] = true
-	}
-	out := make([]string, 0, len(m))
-	for v := range m {
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // DamagedObjectError is an integrity error about one stored v2 object

@@ -67,9 +67,7 @@ func NewDedup(signer ed25519.PrivateKey, recipients []string, maxPiece int) (*De
 	if signer == nil {
 		return nil, fmt.Errorf("no signing key: the dedup keys are derived from it")
 	}
-	rs := slices.Clone(recipients)
-	slices.Sort(rs)
-	rs = slices.Compact(rs)
+	rs := recipientSet(recipients)
 	seed := signer.Seed()
 	idKey, err := hkdf.Key(sha256.New, seed, []byte("fireops dedup v2"), "piece ids\x00"+strings.Join(rs, "\n"), 32)
 	if err != nil {
@@ -116,6 +114,14 @@ func keyedID(key, plain []byte) [32]byte {
 	return id
 }
 
+// recipientSet is a recipient list in the one order the dedup key and
+// the known-objects rebuild compare: sorted, without repeats.
+func recipientSet(rs []string) []string {
+	out := slices.Clone(rs)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // recipientStrings returns the recipients' age1... forms.
 func recipientStrings(rs []*age.X25519Recipient) []string {
 	out := make([]string, len(rs))
@@ -158,18 +164,13 @@ type PieceList struct {
 const PieceListFormat = "fireops-pieces"
 
 // Piece is one piece in a list: its object id, plaintext size, stored
-// size and SHA-256 of the stored bytes. It is encoded as a JSON array
-// [id, size, stored, sha256] to keep lists short.
+// size and SHA-256 of the stored bytes. A list holds it as a JSON array
+// [id, size, stored, sha256] to stay short (encodeList writes it).
 type Piece struct {
 	ID     string
 	Size   int64
 	Stored int64
 	SHA256 string
-}
-
-// MarshalJSON encodes a piece as [id, size, stored, sha256].
-func (p Piece) MarshalJSON() ([]byte, error) {
-	return json.Marshal([]any{p.ID, p.Size, p.Stored, p.SHA256})
 }
 
 // UnmarshalJSON decodes [id, size, stored, sha256].
