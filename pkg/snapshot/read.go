@@ -418,8 +418,8 @@ func missingChunk(entries []Entry, obj Object) int {
 
 // chunkSpoolLimit is the largest v1 chunk held in memory while it is
 // checked; a larger one (chunk_size up to 1 GiB) is spooled to a private,
-// unlinked temp file. Either holds ciphertext only.
-const chunkSpoolLimit = 64 << 20
+// unlinked temp file. Either holds ciphertext only. A variable for tests.
+var chunkSpoolLimit int64 = 64 << 20
 
 // chunkReader streams a v1 object's chunks in order. Each chunk is
 // downloaded whole and its size and SHA-256 checked against the signed

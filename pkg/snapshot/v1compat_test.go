@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,4 +155,68 @@ func keysOf(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestV1LargeChunksAreSpooled: a v1 chunk larger than chunkSpoolLimit
+// (chunk_size goes up to 1 GiB) is checked in a private unlinked temp
+// file, not in memory, and restores the same. Not parallel: it lowers the
+// limit before the parallel tests run.
+func TestV1LargeChunksAreSpooled(t *testing.T) {
+	old := chunkSpoolLimit
+	chunkSpoolLimit = 4 << 10 // the fixture's chunks are 1 MiB and 246 KiB
+	defer func() { chunkSpoolLimit = old }()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	fix := filepath.Join("..", "..", "testdata", "v1snapshot")
+	st := &dirStore{name: "local", root: copyTree(t, filepath.Join(fix, "repo"))}
+	ids, err := keys.LoadIdentities(filepath.Join(fix, "identity.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(filepath.Join(fix, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	trusted := sk.Public().(ed25519.PublicKey)
+	ls, err := List(ctx, st, "fixture", trusted)
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("List = %+v, %v", ls, err)
+	}
+	m, err := Open(ctx, st, "fixture", ls[0].ID, trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := ReadIndex(ctx, st, m, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range idx.Parts {
+		if _, err := RestorePart(ctx, st, m, p, ids, &memRestorer{}); err != nil {
+			t.Fatalf("restore %s through spooled chunks: %v", p.ID, err)
+		}
+	}
+	// A damaged spooled chunk is refused like one held in memory.
+	obj := m.Objects[0]
+	for _, o := range m.Objects {
+		if len(o.Chunks) > len(obj.Chunks) {
+			obj = o
+		}
+	}
+	chunk := filepath.Join(st.root, ChunkPath("fixture", obj.ID, 0))
+	data, _ := os.ReadFile(chunk)
+	data[len(data)/2] ^= 1
+	os.WriteFile(chunk, data, 0o600)
+	var failed error
+	for _, p := range idx.Parts {
+		if p.Object == obj.ID {
+			_, failed = RestorePart(ctx, st, m, p, ids, &memRestorer{})
+		}
+	}
+	if !errors.Is(failed, ErrIntegrity) {
+		t.Fatalf("a damaged spooled chunk: %v", failed)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("spool files left in the temp dir: %d", len(left))
+	}
 }
