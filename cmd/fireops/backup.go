@@ -343,10 +343,11 @@ func (a *app) restoreCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore SNAPSHOT|latest [--part PART]... [--to DIR|FILE|volume:NAME] [--ns DB.COLL|DB.*]... [--to-db PREFIX] [--to-uri-file F] [--drop] [--dry-run] [--force]",
 		Short: "Restore parts of a snapshot, checked and staged before anything is replaced",
-		Long: `restore checks the manifest's signature and every chunk, decrypts each part
-into a staging copy next to its target, checks it (payload SHA-256, entry
-count, SQLite integrity_check), and only then replaces the target. A failed
-restore leaves the target as it was.
+		Long: `restore checks the manifest's signature and every piece (each one against
+the signed manifest before it is decrypted), decrypts each part into a
+staging copy next to its target, checks it (entry count, SQLite
+integrity_check), and only then replaces the target. A failed restore
+leaves the target as it was.
 
 latest is the newest complete snapshot on any destination; the snapshot is
 read from the first destination (in the config's order) with an intact

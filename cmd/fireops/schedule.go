@@ -37,8 +37,8 @@ results (the same metrics as the textfiles in metrics.textfile_dir).
 
 SIGHUP reloads the config (a bad one is logged and the old one stays).
 SIGTERM or SIGINT stops it: no new run starts, a running snapshot is
-cancelled cleanly (no manifest is written, its uploaded chunks are
-removed), and it exits within --stop-timeout.
+cancelled cleanly (no manifest is written; its uploaded pieces stay for
+the next snapshot to reference), and it exits within --stop-timeout.
 
 Logs go to stderr; use --log-format json under systemd (journald).
 
