@@ -230,13 +230,8 @@ func TestRestoreWithoutFireops(t *testing.T) {
 
 func TestTamperFailsWithCheckCode(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root, res := localSnapshot(t)
 	ctx := context.Background()
-	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Flip a byte of the first piece of files:stack.
 	piece := piecePath(t, root, res, "files:stack", 0)
 	pieceID := filepath.Base(piece)
@@ -244,7 +239,7 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 	data[len(data)-10] ^= 0xff
 	must(t, os.WriteFile(piece, data, 0o600))
 
-	_, err = Verify(ctx, f.cfg, VerifyOptions{Level: LevelFull})
+	_, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelFull})
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), pieceID) || !strings.Contains(exitcode.Hint(err), "damaged") {
 		t.Fatalf("verify full: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}
@@ -673,4 +668,17 @@ func TestRestoreRefusals(t *testing.T) {
 	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("dry run wrote the target")
 	}
+}
+
+// localSnapshot is a fixture with one local destination (its root
+// folder) and a first snapshot taken there.
+func localSnapshot(t *testing.T) (*fixture, string, *snapshot.Result) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	res, err := Snapshot(context.Background(), f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, root, res
 }

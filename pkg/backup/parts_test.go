@@ -16,13 +16,8 @@ import (
 // verify full names the damaged part.
 func TestOnePartMissingPiece(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root, res := localSnapshot(t)
 	ctx := context.Background()
-	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	must(t, os.Remove(piecePath(t, root, res, "files:stack", 0)))
 
 	to := filepath.Join(t.TempDir(), "one")
@@ -76,13 +71,8 @@ func TestOnePartMissingPiece(t *testing.T) {
 // matches or the closest ids.
 func TestSnapshotIDPrefix(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root, res := localSnapshot(t)
 	ctx := context.Background()
-	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A second snapshot folder sharing the first 17 characters (the
 	// same second): the prefix up to the dash is ambiguous.
 	twin := res.ID[:17] + "000000"
@@ -153,13 +143,8 @@ func TestClosestIDs(t *testing.T) {
 // the live database is left as it was.
 func TestRestoreAllMissingPiece(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root, res := localSnapshot(t)
 	ctx := context.Background()
-	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	must(t, os.Remove(piecePath(t, root, res, "sqlite:hub", 0)))
 	must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), []byte("damaged"), 0o600))
 	sqlite3(t, f.db, "INSERT INTO users(name) VALUES ('live');")
