@@ -1,24 +1,16 @@
 package files
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/firetech/fireops/internal/churn"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 )
-
-// benchFilesEnv scales the tree of BenchmarkSmallFiles (default 20,000
-// files; the measurement that asked for it used 100,000).
-const benchFilesEnv = "FIREOPS_BENCH_FILES"
 
 // smallFileTree writes n files of 1-6 KB into dir with churn.SmallFiles
 // (a Python environment and an image dataset); as root the dataset belongs
@@ -58,13 +50,7 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // on /dev/null GNU tar skips reading the files). Each reports ns/file, MB/s
 // of file contents, and x_tar: its time over tar's.
 func BenchmarkSmallFiles(b *testing.B) {
-	n := 20000
-	if v := os.Getenv(benchFilesEnv); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			b.Fatalf("%s=%q: want a number of files", benchFilesEnv, v)
-		}
-	}
+	n := churn.BenchFiles(b, 20000)
 	dir := filepath.Join(b.TempDir(), "tree")
 	size := smallFileTree(b, dir, n)
 	s, err := New(config.FileSource{Name: "bench", Paths: []string{dir}})
@@ -76,27 +62,7 @@ func BenchmarkSmallFiles(b *testing.B) {
 		b.Fatal(err)
 	}
 	tarBin := testenv.RequireTool(b, "tar")
-	tarOnce := func() {
-		cmd := exec.Command(tarBin, "-cf", "-", "-C", dir, ".")
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &stderr // a pipe: tar must read every file
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("tar: %v %s", err, stderr.Bytes())
-		}
-	}
-	var tarTime time.Duration
-	for range 3 {
-		begin := time.Now()
-		tarOnce()
-		if d := time.Since(begin); tarTime == 0 || d < tarTime {
-			tarTime = d
-		}
-	}
-	report := func(b *testing.B) {
-		per := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-		b.ReportMetric(per/float64(n), "ns/file")
-		b.ReportMetric(per/float64(tarTime.Nanoseconds()), "x_tar")
-	}
+	report := churn.TarReference(b, tarBin, dir, n)
 	b.Run("Fingerprint", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
@@ -143,7 +109,7 @@ func BenchmarkSmallFiles(b *testing.B) {
 	b.Run("tar-pipe", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
-			tarOnce()
+			churn.TarPipe(b, tarBin, dir)
 		}
 		report(b)
 	})

@@ -7,12 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/firetech/fireops/internal/churn"
 	"github.com/firetech/fireops/internal/testenv"
@@ -72,10 +69,6 @@ func TestMountpointArchiveIsArchiveTars(t *testing.T) {
 	}
 }
 
-// benchFilesEnv scales the tree of BenchmarkMountpointSmallFiles (default
-// 20,000 files; the measurement that asked for it used 100,000).
-const benchFilesEnv = "FIREOPS_BENCH_FILES"
-
 // smallFileTree writes n files of 1-6 KB into dir with churn.SmallFiles,
 // like a user's volume holding a Python environment and an image dataset,
 // every file owned by 1000:100 when run as root. It returns the bytes of
@@ -100,13 +93,7 @@ func smallFileTree(tb testing.TB, dir string, n int) int64 {
 // io.Discard, both, and GNU tar piping into this process. Each reports
 // ns/file, MB/s of file contents, and x_tar: its time over tar's.
 func BenchmarkMountpointSmallFiles(b *testing.B) {
-	n := 20000
-	if v := os.Getenv(benchFilesEnv); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			b.Fatalf("%s=%q: want a number of files", benchFilesEnv, v)
-		}
-	}
+	n := churn.BenchFiles(b, 20000)
 	dir := filepath.Join(b.TempDir(), "_data")
 	size := smallFileTree(b, dir, n)
 	s := &Source{name: "bench", excluded: map[string]bool{}, log: slog.New(slog.DiscardHandler)}
@@ -116,27 +103,7 @@ func BenchmarkMountpointSmallFiles(b *testing.B) {
 		b.Fatal(err)
 	}
 	tarBin := testenv.RequireTool(b, "tar")
-	tarOnce := func() {
-		cmd := exec.Command(tarBin, "-cf", "-", "-C", dir, ".")
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &stderr // a pipe: tar must read every file
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("tar: %v %s", err, stderr.Bytes())
-		}
-	}
-	var tarTime time.Duration
-	for range 3 {
-		begin := time.Now()
-		tarOnce()
-		if d := time.Since(begin); tarTime == 0 || d < tarTime {
-			tarTime = d
-		}
-	}
-	report := func(b *testing.B) {
-		per := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-		b.ReportMetric(per/float64(n), "ns/file")
-		b.ReportMetric(per/float64(tarTime.Nanoseconds()), "x_tar")
-	}
+	report := churn.TarReference(b, tarBin, dir, n)
 	b.Run("Fingerprint", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
@@ -170,7 +137,7 @@ func BenchmarkMountpointSmallFiles(b *testing.B) {
 	b.Run("tar-pipe", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
-			tarOnce()
+			churn.TarPipe(b, tarBin, dir)
 		}
 		report(b)
 	})
