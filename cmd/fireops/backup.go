@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -261,7 +260,6 @@ destination could not be checked at all; 4 when another verify runs
 			}
 			o.Log = a.log
 			res, err := a.verifyJob(cmd.Context(), cfg, o)
-			err = emptyDestVerify(err, res)
 			if res == nil {
 				return err
 			}
@@ -302,39 +300,6 @@ func (a *app) printVerify(res []backup.VerifyResult) error {
 		}
 	}
 	return w.Flush()
-}
-
-// emptyDestRestore gives a restore that found no snapshot of the host
-// on a destination that answered the hint to take one (not the hint
-// about a destination that is down).
-func emptyDestRestore(err error) error {
-	var ns *backup.NoSnapshotError
-	if errors.As(err, &ns) && exitcode.Code(err) == exitcode.Failure && exitcode.Hint(err) == "" {
-		return exitcode.New(exitcode.Failure, err, backup.NoSnapshotHint)
-	}
-	return err
-}
-
-// emptyDestVerify does the same for verify, when every destination that
-// could not be checked answered but holds no snapshot of the host.
-func emptyDestVerify(err error, res []backup.VerifyResult) error {
-	if err == nil || exitcode.Code(err) != exitcode.Failure {
-		return err
-	}
-	empty := false
-	for _, r := range res {
-		if r.OK {
-			continue
-		}
-		if !strings.Contains(r.Error, " holds no snapshot of host ") {
-			return err
-		}
-		empty = true
-	}
-	if !empty {
-		return err
-	}
-	return exitcode.New(exitcode.Failure, err, backup.NoSnapshotHint)
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -404,7 +369,6 @@ starts them again at the end, also when parts failed.`,
 				}
 			}
 			res, err := a.restoreJob(cmd.Context(), cfg, o)
-			err = emptyDestRestore(err)
 			if res == nil {
 				return err
 			}

@@ -384,6 +384,18 @@ type NoSnapshotError struct {
 	OtherHosts []string
 }
 
+// emptyOnly reports whether every error says a destination holds no
+// snapshot of the host (and there is at least one).
+func emptyOnly(errs []error) bool {
+	for _, err := range errs {
+		var ns *NoSnapshotError
+		if !errors.As(err, &ns) {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
 // NoSnapshotHint is what to do about a NoSnapshotError.
 const NoSnapshotHint = "take one with `fireops snapshot`, or check `host:` in the config (and --dest)"
 
@@ -504,7 +516,9 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	// its own (exit code 1 unless a check failed too), not the end of the
 	// run: the others are still checked.
 	var unreachable []string
+	var unreachableErrs []error
 	destFailed := func(name string, err error) {
+		unreachableErrs = append(unreachableErrs, err)
 		snap := o.Snapshot
 		if o.All {
 			snap = "all"
@@ -605,7 +619,11 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg), hint)
 	}
 	if len(unreachable) > 0 {
-		return results, exitcode.New(exitcode.Failure, fmt.Errorf("verify: not checked on %s", strings.Join(unreachable, "; ")), destHint)
+		hint := destHint
+		if emptyOnly(unreachableErrs) {
+			hint = NoSnapshotHint
+		}
+		return results, exitcode.New(exitcode.Failure, fmt.Errorf("verify: not checked on %s", strings.Join(unreachable, "; ")), hint)
 	}
 	return results, nil
 }
@@ -915,6 +933,11 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		err := errors.Join(errs...)
 		if errors.Is(err, snapshot.ErrIntegrity) {
 			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
+		}
+		if emptyOnly(errs) {
+			// Every destination answered but holds no snapshot of the
+			// host: the hint is to take one, not that one is down.
+			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("restore %s: %w", o.Snapshot, err), NoSnapshotHint)
 		}
 		return nil, fmt.Errorf("restore %s: %w", o.Snapshot, err)
 	}
