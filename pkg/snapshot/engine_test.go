@@ -372,7 +372,7 @@ func TestTamperIsDetected(t *testing.T) {
 			for pad := 0; ; pad++ {
 				var buf bytes.Buffer
 				aw, _ := age.Encrypt(&buf, e.opts.Recipients[0])
-				aw.Write(appendRawFrame(nil, evil))
+				writeRawFrame(aw, evil)
 				aw.Close()
 				if buf.Len() == len(old) {
 					os.WriteFile(c, buf.Bytes(), 0o600)

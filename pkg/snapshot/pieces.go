@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -254,24 +255,32 @@ func maxStored(n int64) int64 { return n + n/4096 + 64<<10 }
 // zstd -d`) without spending zstd's work on it.
 const rawBlock = 128 << 10
 
-// appendRawFrame appends a zstd frame holding p in raw blocks (RFC 8878:
-// magic, a header with a 4-byte content size and a 128 KiB window, then
-// blocks with 3-byte headers of type Raw; no checksum).
-func appendRawFrame(dst, p []byte) []byte {
-	dst = append(dst, 0x28, 0xB5, 0x2F, 0xFD)
-	// Frame header descriptor: Frame_Content_Size_flag 2 (4 bytes), not
-	// single segment, no checksum, no dictionary; window descriptor 2^17.
-	dst = append(dst, 0x80, (17-10)<<3)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(p)))
+// writeRawFrame writes to w a zstd frame holding p in raw blocks (RFC
+// 8878: magic, a header with a 4-byte content size and a 128 KiB window,
+// then blocks with 3-byte headers of type Raw; no checksum), p's bytes
+// passed on as they are.
+func writeRawFrame(w io.Writer, p []byte) error {
+	hdr := []byte{0x28, 0xB5, 0x2F, 0xFD,
+		// Frame header descriptor: Frame_Content_Size_flag 2 (4 bytes), not
+		// single segment, no checksum, no dictionary; window 2^17.
+		0x80, (17 - 10) << 3}
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(p)))
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
 	for first := true; first || len(p) > 0; first = false {
 		n := min(len(p), rawBlock)
 		h := uint32(n) << 3 // Block_Type 0 (Raw)
 		if n == len(p) {
 			h |= 1 // Last_Block
 		}
-		dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
-		dst = append(dst, p[:n]...)
+		if _, err := w.Write([]byte{byte(h), byte(h >> 8), byte(h >> 16)}); err != nil {
+			return err
+		}
+		if _, err := w.Write(p[:n]); err != nil {
+			return err
+		}
 		p = p[n:]
 	}
-	return dst
+	return nil
 }

@@ -251,9 +251,6 @@ func (e *engine) encode(ctx context.Context, plain []byte, sample bool) ([]byte,
 			raw = true
 		}
 	}
-	if raw {
-		buf = appendRawFrame(buf[:0], plain)
-	}
 	out, err := e.stored.get(ctx)
 	if err != nil {
 		return nil, false, err
@@ -261,7 +258,12 @@ func (e *engine) encode(ctx context.Context, plain []byte, sample bool) ([]byte,
 	w := bytes.NewBuffer(out)
 	aw, err := age.Encrypt(w, e.recipients...)
 	if err == nil {
-		_, err = aw.Write(buf)
+		if raw {
+			// Straight from the piece into age: no copy of it first.
+			err = writeRawFrame(aw, plain)
+		} else {
+			_, err = aw.Write(buf)
+		}
 	}
 	if err == nil {
 		err = aw.Close()
