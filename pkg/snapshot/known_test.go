@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testID(s string) [32]byte { return sha256.Sum256([]byte(s)) }
@@ -159,4 +160,44 @@ func TestDamagedPieceIsUploadedAgain(t *testing.T) {
 	if err := CheckHashes(ctx, st, m, nil); err == nil {
 		t.Fatal("the first snapshot verifies after its piece was replaced by another encryption")
 	}
+}
+
+// TestDestinationRefilledFromAnotherRun: a destination is emptied and
+// refilled with the objects of another destination written by an earlier
+// run (same pieces, other encryptions, same sizes): the last manifest this
+// host wrote there is gone, so the known-objects log is checked against
+// the piece lists now there, and the next snapshot records the hashes the
+// stored bytes have.
+func TestDestinationRefilledFromAnotherRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	d0, d1 := e.stores[0], e.stores[1]
+	// d1's snapshot is older than the one this host last wrote to d0, so
+	// only the changed last manifest can tell that d0 is not what it was.
+	at := func(sec int) func() time.Time {
+		return func() time.Time { return time.Date(2026, 12, 1, 3, 0, sec, 0, time.UTC) }
+	}
+	e.opts.Now = at(0)
+	if _, err := Create(ctx, e.opts, []Store{d1}, testSources()); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Now = at(10)
+	if _, err := Create(ctx, e.opts, []Store{d0}, testSources()); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Now = at(20)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.RemoveAll(d0.root))
+	must(os.CopyFS(d0.root, os.DirFS(d1.root)))
+	res, err := Create(ctx, e.opts, []Store{d0}, testSources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.restoreAll(t, d0, res.ID) // CheckHashes included
 }
