@@ -17,8 +17,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,8 +80,47 @@ func (e *BusyError) Error() string {
 
 // Lock is a held lock; Release gives it back.
 type Lock struct {
-	f    *os.File
-	path string
+	f      *os.File
+	path   string
+	key    fileKey
+	holder Holder
+}
+
+// fileKey identifies a lock file (device and inode), whatever the path it
+// was opened by.
+type fileKey struct{ dev, ino uint64 }
+
+// held lists the locks this process holds, shared ones included, by lock
+// file: when a lock is busy because another job of the same process holds
+// it (the schedule daemon runs its jobs in one process), the holder line
+// in the file, written by whichever exclusive holder came last, does not
+// say which job; this does.
+var held struct {
+	sync.Mutex
+	m map[fileKey][]*Lock
+}
+
+// ownHolder returns the holder of the lock file f among this process's own
+// locks: the one that took it first.
+func ownHolder(f *os.File) (Holder, bool) {
+	k, err := keyOf(f)
+	if err != nil {
+		return Holder{}, false
+	}
+	held.Lock()
+	defer held.Unlock()
+	if ls := held.m[k]; len(ls) > 0 {
+		return ls[0].holder, true
+	}
+	return Holder{}, false
+}
+
+func keyOf(f *os.File) (fileKey, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return fileKey{}, err
+	}
+	return fileKey{dev: uint64(st.Dev), ino: st.Ino}, nil
 }
 
 // Path is the lock file.
@@ -94,7 +135,8 @@ type Options struct {
 	Command string
 	// Shared takes a shared lock: any number of shared holders at once,
 	// but none while an exclusive holder has it. Shared holders are not
-	// written into the file.
+	// written into the file (this process remembers its own, and names
+	// them when one of its other jobs finds the lock busy).
 	Shared bool
 	// BusyHint replaces the hint of the lock-busy error (by default: wait
 	// for the holder, or pass --lock-wait), for a lock whose holder is not
@@ -123,9 +165,15 @@ func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
 	if o.Shared {
 		how = syscall.LOCK_SH
 	}
+	k, err := keyOf(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: stat %s: %w", name, p, err)
+	}
+	l := &Lock{f: f, path: p, key: k}
 	begin := time.Now()
 	for first := true; ; first = false {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		err := l.try(how, o.Command)
 		if err == nil {
 			break
 		}
@@ -158,10 +206,8 @@ func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
 		case <-time.After(min(pollInterval, o.Wait-waited)):
 		}
 	}
-	l := &Lock{f: f, path: p}
 	if !o.Shared {
-		h := Holder{PID: os.Getpid(), Started: time.Now().UTC(), Command: o.Command}
-		b, _ := json.Marshal(h)
+		b, _ := json.Marshal(l.holder)
 		// Best effort: the lock is held either way; only the message of a
 		// second run would be less precise.
 		if err := f.Truncate(0); err == nil {
@@ -169,6 +215,23 @@ func Acquire(ctx context.Context, dir, name string, o Options) (*Lock, error) {
 		}
 	}
 	return l, nil
+}
+
+// try takes the lock without waiting and, once taken, records it among
+// this process's locks, both under held's mutex so that a run of this
+// process that finds the lock busy finds its holder too.
+func (l *Lock) try(how int, command string) error {
+	held.Lock()
+	defer held.Unlock()
+	if err := syscall.Flock(int(l.f.Fd()), how|syscall.LOCK_NB); err != nil {
+		return err
+	}
+	l.holder = Holder{PID: os.Getpid(), Started: time.Now().UTC(), Command: command}
+	if held.m == nil {
+		held.m = map[fileKey][]*Lock{}
+	}
+	held.m[l.key] = append(held.m[l.key], l)
+	return nil
 }
 
 // openLockFile creates dir (0700) when missing and opens the lock file p
@@ -187,7 +250,15 @@ func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
+	held.Lock()
+	ls := slices.DeleteFunc(held.m[l.key], func(o *Lock) bool { return o == l })
+	if len(ls) == 0 {
+		delete(held.m, l.key)
+	} else {
+		held.m[l.key] = ls
+	}
 	err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	held.Unlock()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
@@ -195,26 +266,42 @@ func (l *Lock) Release() error {
 	return err
 }
 
-// readHolder tells who holds the lock on f: the PIDs the kernel lists for
-// the file in /proc/locks, matched with the holder line in the file. When
-// the line names a process that does not hold the lock (the new holder
-// has not written its line yet), the kernel's PID wins, with its start
-// time from /proc.
+// readHolder tells who holds the lock on f. A lock held by another job of
+// this process is named from this process's own record of its locks.
+// Otherwise the kernel's list of holders in /proc/locks decides: the holder
+// line in the file is trusted only when its PID holds the lock exclusively
+// (only exclusive holders write the line, so for a shared holder it names
+// an earlier run; and a new holder may not have written its line yet);
+// else the first PID the kernel lists is named, with its start time and
+// command line from /proc.
 func readHolder(f *os.File, p string) Holder {
 	var h Holder
 	b := make([]byte, 4096)
 	n, _ := f.ReadAt(b, 0)
 	_ = json.Unmarshal([]byte(strings.TrimSpace(string(b[:n]))), &h)
-	pids := kernelHolders(f)
-	if len(pids) == 0 {
-		return h // not Linux, or /proc not mounted: trust the file
+	ks := kernelHolders(f)
+	self := os.Getpid()
+	if len(ks) == 0 {
+		// Not Linux, or /proc not mounted: this process's own record, then
+		// the file.
+		if own, ok := ownHolder(f); ok {
+			return own
+		}
+		return h
 	}
-	for _, pid := range pids {
-		if pid == h.PID {
+	for _, k := range ks {
+		if k.pid == self {
+			if own, ok := ownHolder(f); ok {
+				return own
+			}
+		}
+	}
+	for _, k := range ks {
+		if k.pid == h.PID && k.exclusive && k.pid != self {
 			return h
 		}
 	}
-	k := Holder{PID: pids[0]}
+	k := Holder{PID: ks[0].pid}
 	k.Started = processStart(k.PID)
 	if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k.PID)); err == nil {
 		k.Command = strings.TrimSpace(strings.ReplaceAll(string(c), "\x00", " "))
@@ -222,9 +309,16 @@ func readHolder(f *os.File, p string) Holder {
 	return k
 }
 
-// kernelHolders returns the PIDs holding a flock on the file, from
-// /proc/locks ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF").
-func kernelHolders(f *os.File) []int {
+// kernelLock is one holder of a flock as /proc/locks lists it.
+type kernelLock struct {
+	pid       int
+	exclusive bool
+}
+
+// kernelHolders returns the processes holding a flock on the file, from
+// /proc/locks ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; READ for
+// a shared lock).
+func kernelHolders(f *os.File) []kernelLock {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return nil
@@ -234,7 +328,7 @@ func kernelHolders(f *os.File) []int {
 		return nil
 	}
 	defer pl.Close()
-	var pids []int
+	var out []kernelLock
 	sc := bufio.NewScanner(pl)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
@@ -251,10 +345,10 @@ func kernelHolders(f *os.File) []int {
 			continue
 		}
 		if pid, err := strconv.Atoi(fs[4]); err == nil && pid > 0 {
-			pids = append(pids, pid)
+			out = append(out, kernelLock{pid: pid, exclusive: fs[3] == "WRITE"})
 		}
 	}
-	return pids
+	return out
 }
 
 // processStart reads a process's start time from /proc (Linux).

@@ -242,3 +242,69 @@ func TestBusyMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestBusyNamesOwnJob: in one process (the schedule daemon runs every job
+// in its own), a lock held by another job is named by that job, not by the
+// holder line an earlier job of the same process left in the file: here a
+// rotate wrote it and released, then a snapshot holds the lock shared.
+func TestBusyNamesOwnJob(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	r, err := Acquire(ctx, dir, "objects", Options{Command: "fireops rotate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r.Release())
+	for _, tc := range []struct {
+		name   string
+		holder Options
+		want   Options
+	}{
+		{"shared holder, exclusive wanted", Options{Command: "fireops snapshot", Shared: true}, Options{Command: "fireops rotate"}},
+		{"exclusive holder, shared wanted", Options{Command: "fireops verify"}, Options{Command: "fireops snapshot", Shared: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := time.Now()
+			h, err := Acquire(ctx, dir, "objects", tc.holder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Release()
+			_, err = Acquire(ctx, dir, "objects", tc.want)
+			var be *BusyError
+			if !errors.As(err, &be) {
+				t.Fatalf("got %v, want a BusyError", err)
+			}
+			if be.Holder.PID != os.Getpid() || be.Holder.Command != tc.holder.Command || be.Holder.Started.Before(before) {
+				t.Fatalf("holder %+v, want pid %d (%s) started after %s", be.Holder, os.Getpid(), tc.holder.Command, before)
+			}
+		})
+	}
+}
+
+// TestSharedHolderOtherProcess: a shared holder in another process is
+// named by its PID, not by the line an earlier exclusive holder of this
+// process left in the file.
+func TestSharedHolderOtherProcess(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r, err := Acquire(context.Background(), dir, "objects", Options{Command: "fireops rotate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, r.Release())
+	h := holder(t, dir, "objects", true)
+	_, err = Acquire(context.Background(), dir, "objects", Options{})
+	var be *BusyError
+	if !errors.As(err, &be) || be.Holder.PID != h.Process.Pid {
+		t.Fatalf("got %v, want the shared holder pid %d named", err, h.Process.Pid)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
