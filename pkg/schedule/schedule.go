@@ -113,6 +113,7 @@ type daemon struct {
 	addr    string
 	jobCtx  context.Context
 	last    map[string]time.Time // last run start per job (for the state file)
+	counted map[string]time.Time // missed runs due up to then are counted, per job (for the state file)
 
 	reg        *prometheus.Registry
 	runs       *prometheus.CounterVec
@@ -162,7 +163,8 @@ func Run(ctx context.Context, o Options) error {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = time.Minute
 	}
-	d := &daemon{o: o, log: o.Log, now: o.Now, running: map[string]bool{}, last: map[string]time.Time{}, jobCtx: ctx}
+	d := &daemon{o: o, log: o.Log, now: o.Now, running: map[string]bool{}, last: map[string]time.Time{},
+		counted: map[string]time.Time{}, jobCtx: ctx}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -369,12 +371,12 @@ func (d *daemon) fire(j Job) {
 		case <-ctx.Done():
 			t.Stop()
 			// The run never starts. It counts as missed now; its due time
-			// goes into the state file so that the next start does not
-			// count it a second time.
+			// goes into the state file as counted, so that the next start
+			// does not count it a second time.
 			d.missed.WithLabelValues(j.Name).Inc()
 			d.log.Warn("missed run: the daemon stopped during its jitter delay", "task", j.Name, "spec", j.Spec)
 			d.mu.Lock()
-			d.last[j.Name] = due
+			d.counted[j.Name] = due
 			d.saveState()
 			d.mu.Unlock()
 			return
@@ -468,14 +470,22 @@ func (d *daemon) shutdown() error {
 	return err
 }
 
-// state is the state file: the last run start of every job.
+// state is the state file: the last run start of every job, and the time
+// up to which its missed runs have been counted.
 type state struct {
 	LastRun map[string]time.Time `json:"last_run"`
+	// MissedCounted: the runs of a job due up to this time that did not
+	// happen are counted already (at a start of the daemon, or when it
+	// stopped during a run's jitter delay); a later start does not count
+	// them again.
+	MissedCounted map[string]time.Time `json:"missed_counted,omitempty"`
 }
 
 // loadState reads the state file and logs, once per job, a scheduled run
-// that fell between the job's last run and now (the daemon was down).
-// Called with d.mu held.
+// that fell between the job's last run (or the runs already counted as
+// missed) and now: the daemon was down. It records in the file that the
+// runs due until now are counted, so that the next start (before the job
+// runs again) does not count them again. Called with d.mu held.
 func (d *daemon) loadState() {
 	if d.cfg.StateFile == "" {
 		return
@@ -493,6 +503,12 @@ func (d *daemon) loadState() {
 		return
 	}
 	now := d.now()
+	for name, t := range st.MissedCounted {
+		if t.After(d.counted[name]) {
+			d.counted[name] = t
+		}
+	}
+	changed := false
 	for _, j := range d.cfg.Jobs {
 		last, ok := st.LastRun[j.Name]
 		if !ok {
@@ -506,13 +522,23 @@ func (d *daemon) loadState() {
 		if err != nil {
 			continue
 		}
-		// A run due after the last one and before now did not happen: the
-		// daemon was not running then (cron only runs what is due later).
-		if due := sched.Next(last.Add(time.Second)); due.Before(now) {
+		from := last
+		if c := d.counted[j.Name]; c.After(from) {
+			from = c
+		}
+		// A run due after the last one (and after those counted already)
+		// and before now did not happen: the daemon was not running then
+		// (cron only runs what is due later).
+		if due := sched.Next(from.Add(time.Second)); due.Before(now) {
 			d.missed.WithLabelValues(j.Name).Inc()
 			d.log.Warn("missed run: the daemon was not running when it was due", "task", j.Name, "due", due.UTC().Format(time.RFC3339),
 				"last_run", last.UTC().Format(time.RFC3339))
+			d.counted[j.Name] = now
+			changed = true
 		}
+	}
+	if changed {
+		d.saveState()
 	}
 }
 
@@ -521,7 +547,7 @@ func (d *daemon) saveState() {
 	if d.cfg.StateFile == "" {
 		return
 	}
-	b, _ := json.Marshal(state{LastRun: d.last})
+	b, _ := json.Marshal(state{LastRun: d.last, MissedCounted: d.counted})
 	dir := filepath.Dir(d.cfg.StateFile)
 	tmp, err := os.CreateTemp(dir, ".schedule-*.tmp")
 	if err == nil {

@@ -397,3 +397,50 @@ func TestHangupWhileStarting(t *testing.T) {
 		t.Fatalf("%d loads; log:\n%s", n, logs.String())
 	}
 }
+
+// TestMissedCountedOnce: a run missed while the daemon was down is counted
+// at the start after it, not again at every later start before the job
+// runs; a run missed during a later downtime is counted again.
+func TestMissedCountedOnce(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "schedule.json")
+	last := time.Date(2026, 11, 27, 3, 0, 0, 0, time.Local)
+	if err := os.WriteFile(state, []byte(`{"last_run":{"snapshot":"`+last.UTC().Format(time.RFC3339)+`"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(now time.Time) string {
+		logs := &syncBuf{}
+		ctx, stop := context.WithCancel(context.Background())
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
+				Now: func() time.Time { return now }, Ready: func(a string) { ready <- a },
+				Load: func() (*Config, error) {
+					return &Config{StateFile: state, Jobs: []Job{
+						{Name: "snapshot", Spec: "0 3 * * *", Run: func(context.Context) error { return nil }}}}, nil
+				}})
+		}()
+		<-ready
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	for _, tc := range []struct {
+		name   string
+		now    time.Time
+		missed int
+	}{
+		{"first start after the missed run", time.Date(2026, 11, 28, 9, 0, 0, 0, time.Local), 1},
+		{"restart the same day", time.Date(2026, 11, 28, 10, 0, 0, 0, time.Local), 0},
+		{"restart again", time.Date(2026, 11, 28, 11, 0, 0, 0, time.Local), 0},
+		{"start after the next day's run was missed too", time.Date(2026, 11, 29, 12, 0, 0, 0, time.Local), 1},
+	} {
+		log := start(tc.now)
+		if n := strings.Count(log, "missed run: the daemon was not running"); n != tc.missed {
+			t.Fatalf("%s: %d missed runs logged, want %d:\n%s", tc.name, n, tc.missed, log)
+		}
+	}
+}
