@@ -83,7 +83,7 @@ func (c *Config) Validate() error {
 		p.add("hub.api_url", "use a URL like http://127.0.0.1:8000/hub/api", "invalid URL %q", c.Hub.APIURL)
 	}
 	if c.Hub.TokenFile != "" {
-		checkSecretFile(&p, "hub.token_file", c.Hub.TokenFile, true)
+		checkSecretFile(&p, "hub.token_file", c.Hub.TokenFile, !c.WrittenByDeploy(c.Hub.TokenFile))
 	}
 	if c.GPU.ExpectCount < 0 {
 		p.add("gpu.expect_count", "use 0 (any number, at least one) or the number of GPUs", "must not be negative")
@@ -308,7 +308,7 @@ func (c *Config) validateSources(p *problems) {
 				p.add("sources.mongo.uri_file", "write the mongodb:// URI into a file (chmod 600) and name it here, or set FIREOPS_MONGO_URI", "is empty")
 			}
 		} else {
-			checkSecretFile(p, "sources.mongo.uri_file", m.URIFile, true)
+			checkSecretFile(p, "sources.mongo.uri_file", m.URIFile, !c.WrittenByDeploy(m.URIFile))
 		}
 	}
 	for i, s := range c.Sources.SQLite {

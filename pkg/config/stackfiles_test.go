@@ -1,0 +1,70 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDeployWrittenSecretsMayBeMissing: the MongoDB URI and the hub token
+// that `fireops deploy` writes into stack.dir/secrets may be missing when
+// the config is loaded (deploy itself loads it to write them); the same
+// files elsewhere, or a deploy-written one with loose modes, are refused.
+func TestDeployWrittenSecretsMayBeMissing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	stack := `
+keys:
+  recipients: [RECIPIENT]
+destinations:
+  - {name: local, remote: backups}
+stack: {dir: stack}
+hub: {token_file: %TOKEN%}
+sources:
+  mongo: {uri_file: %URI%}
+`
+	for _, tc := range []struct {
+		name, uri, token string
+		wantErr          []string
+	}{
+		{"in stack secrets, not deployed", "stack/secrets/mongo-uri", "stack/secrets/hub-fireops-token", nil},
+		{"elsewhere", "etc/mongo-uri", "etc/hub-token", []string{"sources.mongo.uri_file: ", "etc/mongo-uri does not exist", "hub.token_file: ", "etc/hub-token does not exist"}},
+		{"in stack.dir but not in its secrets", "stack/mongo-uri", "stack/secrets/hub-fireops-token", []string{"sources.mongo.uri_file: ", "stack/mongo-uri does not exist"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := strings.NewReplacer("%URI%", tc.uri, "%TOKEN%", tc.token).Replace(stack)
+			cfg, err := f.parse(t, y)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if !cfg.WrittenByDeploy(cfg.Sources.Mongo.URIFile) || !cfg.WrittenByDeploy(cfg.Hub.TokenFile) {
+					t.Errorf("WrittenByDeploy(%s, %s) = false", cfg.Sources.Mongo.URIFile, cfg.Hub.TokenFile)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+
+	// Once deploy wrote it, it is checked like every secret file.
+	dir := filepath.Join(f.dir, "stack", StackSecretsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mongo-uri"), []byte("mongodb://x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.NewReplacer("%URI%", "stack/secrets/mongo-uri", "%TOKEN%", "stack/secrets/hub-fireops-token").Replace(stack)
+	if _, err := f.parse(t, y); err == nil || !strings.Contains(err.Error(), "readable by group or others") {
+		t.Errorf("a world-readable mongo-uri in stack secrets: %v", err)
+	}
+}
