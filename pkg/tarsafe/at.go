@@ -1,6 +1,8 @@
 package tarsafe
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"path"
@@ -176,4 +178,204 @@ func fileMode(mode uint32) fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
+}
+
+// ErrChanged is wrapped by the errors of [DirChain] and [CheckSame] when
+// a name no longer holds the file a walk listed there (another device and
+// inode, or another type; a symlink or a non-folder where a folder was):
+// it was replaced, renamed over or swapped for a symlink in between.
+var ErrChanged = errors.New("replaced since it was listed")
+
+// MaxNameLen is the longest entry name the sources archive. archive/tar,
+// and so [Extract], reads PAX extended headers of at most 1 MiB; a hard
+// link entry holds two names (its own and its target), and the rest is
+// left for a symlink target (at most 4 KiB), owner names and the time.
+// Longer names (a path over 500 KiB, some 2,000 levels of 255-byte
+// names) would make an archive nothing restores; the sources leave them
+// out.
+const MaxNameLen = 500 << 10
+
+// CheckSame returns nil when got (from the fstat of an opened file) is
+// the file want (from the lstat of a listing) names: same device, inode
+// and type. Otherwise it returns an *fs.PathError for path wrapping
+// [ErrChanged].
+func CheckSame(want, got fs.FileInfo, path string) error {
+	a, ok1 := want.Sys().(*syscall.Stat_t)
+	b, ok2 := got.Sys().(*syscall.Stat_t)
+	if ok1 && ok2 && a.Dev == b.Dev && a.Ino == b.Ino && a.Mode&syscall.S_IFMT == b.Mode&syscall.S_IFMT {
+		return nil
+	}
+	return &fs.PathError{Op: "open", Path: path, Err: ErrChanged}
+}
+
+// walkHeldDirs bounds the folder descriptors a [DirChain] keeps open: its
+// root, the deepest walkHeldDirs levels and, above them, one level in
+// every walkHeldDirs (a walk 100,000 folders deep holds about 900).
+const walkHeldDirs = 128
+
+// DirChain is the chain of open folders of a walk through folder
+// descriptors, from its root down to the current folder. Each folder is
+// opened relative to the one above it with O_NOFOLLOW|O_DIRECTORY and
+// checked against what the listing saw there (device, inode), so none is
+// a symlink and none is a folder swapped in between listing and opening;
+// whatever is renamed or replaced above the current folder later cannot
+// redirect the walk, and no host path is ever resolved below the root,
+// so paths of any length work.
+//
+// Levels more than walkHeldDirs above the current one are closed, except
+// the root and one level in every walkHeldDirs; [DirChain.Leave] reopens
+// a closed level by name from the nearest open one above it (checked
+// again), keeping the levels it reopens, so the work stays linear in the
+// depth and the descriptors bounded whatever RLIMIT_NOFILE is.
+//
+// The zero value is an empty chain; Close it when done. It is not safe
+// for concurrent use.
+type DirChain struct {
+	levels []dirLevel
+	open   int // descriptors held
+	// reopens counts folders reopened by Leave (tests).
+	reopens int
+}
+
+// dirLevel is one folder of a DirChain.
+type dirLevel struct {
+	name     string // its name in the level above (the path for the root)
+	fd       int    // -1 while closed (or lost: it could not be reopened)
+	dev, ino uint64
+}
+
+// chainKeeps reports whether level i stays open above the deepest
+// walkHeldDirs levels.
+func chainKeeps(i int) bool { return i%walkHeldDirs == 0 }
+
+// openDir opens the folder name in dirfd without following a symlink and
+// checks that it is want (device and inode, from a listing's lstat; nil:
+// not checked). A symlink or a non-folder at name wraps ErrChanged, like
+// another folder.
+func openDir(dirfd int, name, path string, want fs.FileInfo) (int, fs.FileInfo, error) {
+	fd, err := Openat(dirfd, name, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: ErrChanged}
+	}
+	if err != nil {
+		return -1, nil, err
+	}
+	fi, err := Fstat(fd, name, path)
+	if err == nil && want != nil {
+		err = CheckSame(want, fi, path)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, err
+	}
+	return fd, fi, nil
+}
+
+// OpenRoot opens the folder path (the last component not followed if it
+// is a symlink) as the chain's root and checks that it is want, the
+// folder os.Lstat saw there. It returns the folder's FileInfo from fstat.
+func (c *DirChain) OpenRoot(path string, want fs.FileInfo) (fs.FileInfo, error) {
+	if len(c.levels) != 0 {
+		return nil, errors.New("tarsafe: DirChain.OpenRoot on a chain in use")
+	}
+	fd, fi, err := openDir(unix.AT_FDCWD, path, path, want)
+	if err != nil {
+		return nil, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	c.levels = append(c.levels, dirLevel{name: path, fd: fd, dev: uint64(st.Dev), ino: st.Ino})
+	c.open++
+	return fi, nil
+}
+
+// Enter opens the folder name of the current folder (path is its host
+// path, for errors), checks that it is want (the folder the listing's
+// lstat saw there) and makes it the current folder. It returns the
+// folder's FileInfo from fstat. On error (wrapping ErrChanged or
+// fs.ErrNotExist when it was replaced or removed) the current folder
+// stays.
+func (c *DirChain) Enter(name, path string, want fs.FileInfo) (fs.FileInfo, error) {
+	parent := c.Fd()
+	if parent < 0 {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EBADF}
+	}
+	fd, fi, err := openDir(parent, name, path, want)
+	if err != nil {
+		return nil, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	c.levels = append(c.levels, dirLevel{name: name, fd: fd, dev: uint64(st.Dev), ino: st.Ino})
+	c.open++
+	if j := len(c.levels) - 1 - walkHeldDirs; j > 0 && !chainKeeps(j) && c.levels[j].fd >= 0 {
+		unix.Close(c.levels[j].fd)
+		c.levels[j].fd = -1
+		c.open--
+	}
+	return fi, nil
+}
+
+// Fd returns the current folder's descriptor: -1 when the chain is empty
+// or Leave could not reopen it.
+func (c *DirChain) Fd() int {
+	if len(c.levels) == 0 {
+		return -1
+	}
+	return c.levels[len(c.levels)-1].fd
+}
+
+// Depth returns the number of folders in the chain, the root included.
+func (c *DirChain) Depth() int { return len(c.levels) }
+
+// Leave closes the current folder and makes the folder above it current,
+// reopening it when it was closed. When that fails (it was moved or
+// replaced meanwhile: the error wraps ErrChanged or fs.ErrNotExist), the
+// new current folder has no descriptor (Fd returns -1): its remaining
+// entries cannot be read, and the caller leaves it too.
+func (c *DirChain) Leave() error {
+	n := len(c.levels) - 1
+	if n < 0 {
+		return nil
+	}
+	if fd := c.levels[n].fd; fd >= 0 {
+		unix.Close(fd)
+		c.open--
+	}
+	c.levels = c.levels[:n]
+	if n == 0 || c.levels[n-1].fd >= 0 {
+		return nil
+	}
+	// Reopen from the nearest open level (the root always is), keeping
+	// the levels on the way: they are the next ones Leave goes up to.
+	j := n - 2
+	for c.levels[j].fd < 0 {
+		j--
+	}
+	for i := j + 1; i < n; i++ {
+		l := &c.levels[i]
+		fd, fi, err := openDir(c.levels[i-1].fd, l.name, l.name, nil)
+		if err == nil {
+			if st := fi.Sys().(*syscall.Stat_t); uint64(st.Dev) != l.dev || st.Ino != l.ino {
+				unix.Close(fd)
+				err = &fs.PathError{Op: "open", Path: l.name, Err: ErrChanged}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("reopen a folder %d levels up: %w", n-i, err)
+		}
+		l.fd = fd
+		c.open++
+		c.reopens++
+	}
+	return nil
+}
+
+// Close closes every folder of the chain and empties it.
+func (c *DirChain) Close() {
+	for _, l := range c.levels {
+		if l.fd >= 0 {
+			unix.Close(l.fd)
+		}
+	}
+	c.levels = c.levels[:0]
+	c.open = 0
 }
