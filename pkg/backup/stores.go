@@ -100,7 +100,9 @@ const destHint = "check that the destination answers (rclone lsd on its remote) 
 // An unknown name is a usage error. One destination that cannot be opened
 // does not stop the others: it is returned in failed (the caller reports
 // it with its own results) as long as another one opened; when none
-// opened, the error names them all.
+// opened, the error names them all. A usage error (an rclone config that
+// group or others can read) is returned at once: it is the config to fix,
+// like a bad config file.
 func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []Dest, failed []DestError, err error) {
 	if len(cfg.Destinations) == 0 {
 		return nil, nil, exitcode.Usagef("add a destination to the config (docs/configuration.md)", "config %s has no destinations", cfg.File)
@@ -119,6 +121,12 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []
 			return nil, nil, err
 		}
 		r, err := remote.Open(ctx, remote.Options{Name: d.Name, Remote: d.Remote, RcloneConfig: d.RcloneConfig, Uploads: d.Uploads})
+		if err != nil && exitcode.Code(err) == exitcode.Usage {
+			// A configuration error (an rclone config others can read):
+			// fix it before any job runs, like a bad config file.
+			CloseDests(ctx, dests, nil)
+			return nil, nil, DestError{Name: d.Name, Err: err}
+		}
 		if err != nil {
 			failed = append(failed, DestError{Name: d.Name, Err: err})
 			continue
@@ -202,7 +210,9 @@ func openManifest(ctx context.Context, cfg *config.Config, d Dest, id string, tr
 }
 
 // Identities loads the private age identity: the file given (a flag), else
-// keys.identity_file.
+// keys.identity_file. The file is checked like every secret file
+// (keys.OpenSecretFile: not readable by group or others, owned by root or
+// the running user): a refusal is a usage error with the fix as its hint.
 func Identities(cfg *config.Config, file string) ([]age.Identity, error) {
 	if file == "" {
 		file = cfg.Keys.IdentityFile
@@ -210,9 +220,18 @@ func Identities(cfg *config.Config, file string) ([]age.Identity, error) {
 	if file == "" {
 		return nil, exitcode.Usagef("pass --identity FILE or set keys.identity_file", "no age identity: decrypting needs the private key")
 	}
-	ids, err := keys.LoadIdentities(file)
+	f, err := keys.OpenSecretFile(file)
 	if err != nil {
-		return nil, exitcode.Usagef("pass --identity FILE with the identity kept offline (identity.txt)", "%w", err)
+		var se *keys.SecretFileError
+		if errors.As(err, &se) && se.Hint != "" {
+			return nil, exitcode.Usagef(se.Hint, "identity file: %w", err)
+		}
+		return nil, exitcode.Usagef("pass --identity FILE with the identity kept offline (identity.txt)", "identity file: %w", err)
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return nil, exitcode.Usagef("pass --identity FILE with the identity kept offline (identity.txt)", "parse identity file %s: %w", file, err)
 	}
 	return ids, nil
 }

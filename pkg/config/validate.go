@@ -11,7 +11,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"syscall"
 
 	"filippo.io/age"
 	"github.com/robfig/cron/v3"
@@ -191,37 +190,24 @@ func readRecipientsFile(name string) ([]*age.X25519Recipient, error) {
 
 // checkSecretFile refuses a secret file that group or others can read, one
 // owned by neither root nor the running user, one the running user cannot
-// read, and a missing one when required. It reports whether the file is usable.
+// read, and a missing one when required (keys.CheckSecretFile). It reports
+// whether the file is usable.
 func checkSecretFile(p *problems, key, name string, required bool) bool {
-	st, err := os.Stat(name)
+	err := keys.CheckSecretFile(name)
+	var se *keys.SecretFileError
 	switch {
+	case err == nil:
+		return true
 	case errors.Is(err, fs.ErrNotExist):
 		if required {
 			p.add(key, "create the file or fix the path (relative paths start at the config file's folder)", "%s does not exist", name)
 		}
-		return false
-	case err != nil:
+	case errors.As(err, &se):
+		p.add(key, se.Hint, "%s", se.Msg)
+	default:
 		p.add(key, "", "%v", err)
-		return false
-	case !st.Mode().IsRegular():
-		p.add(key, "point it at a regular file", "%s is not a regular file", name)
-		return false
-	case st.Mode().Perm()&0o077 != 0:
-		p.add(key, "run: chmod 600 "+name, "%s holds a secret but is readable by group or others (mode %04o)", name, st.Mode().Perm())
-		return false
 	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 && int(sys.Uid) != os.Getuid() {
-		p.add(key, fmt.Sprintf("run: chown %d %s (root or the user running fireops)", os.Getuid(), name),
-			"%s holds a secret but is owned by uid %d, neither root nor the running user (uid %d)", name, sys.Uid, os.Getuid())
-		return false
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		p.add(key, "run fireops as the user that owns it, or root", "%s is not readable by the running user (uid %d): %v", name, os.Getuid(), errors.Unwrap(err))
-		return false
-	}
-	f.Close()
-	return true
+	return false
 }
 
 func (c *Config) validateDestinations(p *problems) {

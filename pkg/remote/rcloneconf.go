@@ -11,6 +11,9 @@ import (
 	"github.com/rclone/rclone/fs"
 	rconfig "github.com/rclone/rclone/fs/config"
 	"github.com/rclone/rclone/fs/config/configfile"
+
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/keys"
 )
 
 // rclone's process-wide state: its config file (one per process) and the
@@ -51,6 +54,23 @@ func checkConfigFile(p string) error {
 	return nil
 }
 
+// checkSecret checks the rclone config p like every file holding
+// secrets (keys.CheckSecretFile: not readable by group or others, owned by
+// root or the running user): it holds the remotes' passwords and tokens.
+// A refusal is a usage error (exit 2) with the fix as its hint; a missing
+// file is left to rclone (no remotes) or to checkConfigFile.
+func checkSecret(p string) error {
+	err := keys.CheckSecretFile(p)
+	var se *keys.SecretFileError
+	switch {
+	case err == nil, errors.Is(err, os.ErrNotExist):
+		return nil
+	case errors.As(err, &se):
+		return exitcode.Usagef(se.Hint, "rclone config: %w", err)
+	}
+	return fmt.Errorf("rclone config: %w", err)
+}
+
 // useConfigFile installs p (or the default rclone.conf when p is empty) as
 // rclone's config file, the one named remotes are read from and refreshed
 // OAuth tokens are written to. rclone has one per process: a second,
@@ -68,6 +88,9 @@ func useConfigFile(p string) error {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return fmt.Errorf("rclone config %s: %w", p, err)
+	}
+	if err := checkSecret(p); err != nil {
+		return err
 	}
 	confMu.Lock()
 	defer confMu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"github.com/rclone/rclone/fs"
 
 	"github.com/firetech/fireops/internal/davtest"
+	"github.com/firetech/fireops/pkg/exitcode"
 )
 
 // fakeYandex stands in for the network when the yandex backend runs: it
@@ -89,6 +90,30 @@ token_url = http://oauth.fireops.invalid/token
 		_, err := Open(context.Background(), Options{Name: "dav", Remote: "dav:fireops", RcloneConfig: filepath.Join(dir, "nope.conf")})
 		if err == nil || !strings.Contains(err.Error(), `destination "dav"`) || !strings.Contains(err.Error(), "nope.conf does not exist") {
 			t.Fatalf("Open with a missing rclone_config: %v", err)
+		}
+	})
+
+	// The config holds the remotes' secrets: one that group or others can
+	// read is refused (exit 2, chmod as the hint), set or rclone's default.
+	t.Run("group-readable config file", func(t *testing.T) {
+		loose := filepath.Join(dir, "loose.conf")
+		if err := os.WriteFile(loose, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(loose, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range []bool{true, false} {
+			o := Options{Name: "dav", Remote: "dav:fireops", RcloneConfig: loose}
+			if !set {
+				o.RcloneConfig = ""
+				t.Setenv("RCLONE_CONFIG", loose)
+			}
+			_, err := Open(context.Background(), o)
+			if err == nil || exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "loose.conf holds a secret but is readable by group or others (mode 0640)") ||
+				exitcode.Hint(err) != "run: chmod 600 "+loose {
+				t.Fatalf("Open with a group-readable rclone config (rclone_config set: %v): %v (hint %q)", set, err, exitcode.Hint(err))
+			}
 		}
 	})
 
