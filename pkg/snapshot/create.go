@@ -17,10 +17,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"filippo.io/age"
 
 	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/source"
 )
 
@@ -102,6 +105,76 @@ type Result struct {
 	// Skipped lists the parts left out because their source vanished
 	// between discovery and reading (a Docker volume removed meanwhile).
 	Skipped []SkippedPart `json:"skipped,omitempty"`
+	// FailedParts lists the parts whose source failed: the snapshot holds
+	// the others and names these in its index (a partial snapshot).
+	FailedParts []FailedPart `json:"failed_parts,omitempty"`
+}
+
+// PartsError is wrapped by Create's error when parts failed because their
+// sources did (an unreadable file, a database that does not open): it
+// names each with its reason. Held is the number of parts the snapshot
+// holds; 0 means every part failed and no snapshot was written. errors.Is
+// and errors.As see each source's own error.
+type PartsError struct {
+	Failed []FailedPart
+	Held   int
+	errs   []error
+}
+
+func (e *PartsError) Error() string {
+	var b strings.Builder
+	for i, f := range e.Failed {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "part %s: %s", f.ID, f.Reason)
+	}
+	switch {
+	case e.Held == 1:
+		b.WriteString(" (partial snapshot: it holds the 1 other part)")
+	case e.Held > 1:
+		fmt.Fprintf(&b, " (partial snapshot: it holds the %d other parts)", e.Held)
+	}
+	return b.String()
+}
+
+func (e *PartsError) Unwrap() []error { return e.errs }
+
+// sourceError marks a part whose source failed (Fingerprint, or WriteTar
+// half way) while every destination and the run itself were fine: the run
+// goes on without the part.
+type sourceError struct{ err error }
+
+func (s *sourceError) Error() string { return s.err.Error() }
+func (s *sourceError) Unwrap() error { return s.err }
+
+// maxReason bounds a failed part's reason (a path in a user's volume can
+// be as long as a hostile user makes it).
+const maxReason = 1024
+
+// oneLine is err's message on one line, credentials redacted, at most
+// maxReason bytes.
+func oneLine(err error) string {
+	var lines []string
+	for _, l := range strings.Split(redact.String(err.Error()), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.Join(lines, "; "))
+	if len(s) > maxReason {
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
 }
 
 // SkippedPart is a configured part a snapshot run left out because its
@@ -148,14 +221,24 @@ type destRun struct {
 }
 
 // Create takes a snapshot of every source to every store in format v2.
-// A source error or cancellation fails the whole run: no manifest is
-// written anywhere and the snapshot folders are removed; the pieces it
-// uploaded stay, recorded in the known-objects logs, for the next run to
-// reference (rotate sweeps them after the grace period if none does). The
-// one exception is a source whose Fingerprint reports source.ErrGone (its
-// data no longer exists): nothing was read from it, and it is left out of
-// the snapshot with a warning and listed in Result.Skipped. A destination
-// that fails on its own is reported in the result and cleaned up while the
+//
+// A source that fails (its Fingerprint, or its WriteTar half way) fails
+// its part only: the snapshot is written and signed with the parts that
+// succeeded, its index names the failed ones with their reasons
+// (Index.FailedParts; the manifest only counts them), and Create returns
+// the result with an error wrapping a *PartsError. The pieces a failed
+// part uploaded stay, recorded in the known-objects logs, for the next run
+// to reference (rotate sweeps them after the grace period if none does),
+// as those of a failed run do. When every part fails, no manifest is
+// written anywhere and the snapshot folders are removed (nil result, the
+// error wraps a *PartsError with Held 0). A source whose Fingerprint
+// reports source.ErrGone (its data no longer exists) is not a failure:
+// nothing was read from it, and it is left out with a warning and listed
+// in Result.Skipped.
+//
+// Cancellation, and any failure that is not the source's own, fails the
+// whole run: no manifest, the snapshot folders removed. A destination that
+// fails on its own is reported in the result and cleaned up while the
 // others complete; Create then returns the result and an error naming it.
 func Create(ctx context.Context, opts Options, stores []Store, sources []source.Source) (*Result, error) {
 	if len(stores) == 0 {
@@ -248,26 +331,43 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			r.stopUploads()
 		}
 	}
+	var partErrs []error
 	for _, src := range sources {
 		part, err := snapshotPart(ctx, opts, e, runs, src, log)
 		var gone *goneError
-		if errors.As(err, &gone) {
+		var failed *sourceError
+		switch {
+		case err == nil:
+			res.Parts = append(res.Parts, part)
+		case errors.As(err, &gone):
 			// Nothing was produced or uploaded for it: leave it out.
 			log.Warn("part left out: its source no longer exists", "part", source.ID(src), "err", gone.err)
 			res.Skipped = append(res.Skipped, SkippedPart{ID: source.ID(src), Reason: gone.err.Error()})
-			continue
-		}
-		if err != nil {
+		case errors.As(err, &failed) && ctx.Err() == nil:
+			// Only this part: the others still make a snapshot.
+			fp := FailedPart{ID: source.ID(src), Reason: oneLine(failed.err)}
+			log.Error("part failed; the snapshot goes on without it", "part", fp.ID, "err", fp.Reason)
+			res.FailedParts = append(res.FailedParts, fp)
+			partErrs = append(partErrs, failed.err)
+		default:
 			stopUploads()
 			cleanup(ctx, runs, opts.Host, res.ID, log)
 			return nil, fmt.Errorf("snapshot %s: part %s: %w", res.ID, source.ID(src), err)
 		}
-		res.Parts = append(res.Parts, part)
 	}
 	stopUploads()
 	if err := ctx.Err(); err != nil {
 		cleanup(ctx, runs, opts.Host, res.ID, log)
 		return nil, fmt.Errorf("snapshot %s: %w", res.ID, err)
+	}
+	var partsErr *PartsError
+	if len(res.FailedParts) > 0 {
+		partsErr = &PartsError{Failed: res.FailedParts, Held: len(res.Parts), errs: partErrs}
+		if len(res.Parts) == 0 {
+			// Every part failed: nothing to sign, nothing left behind.
+			cleanup(ctx, runs, opts.Host, res.ID, log)
+			return nil, fmt.Errorf("snapshot %s: %w", res.ID, partsErr)
+		}
 	}
 
 	// The healthy destinations get their manifests first; only then is
@@ -311,12 +411,19 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			log.Warn("reuse state not saved; the next snapshot reads every part again", "err", err)
 		}
 	}
-	log.Info("snapshot finished", "id", res.ID, "failed_destinations", len(failed))
+	log.Info("snapshot finished", "id", res.ID, "failed_destinations", len(failed), "failed_parts", len(res.FailedParts))
+	var errs []error
+	if partsErr != nil {
+		errs = append(errs, partsErr)
+	}
 	switch {
 	case len(failed) == len(runs):
-		return res, fmt.Errorf("snapshot %s: %w: %w", res.ID, ErrEveryDestinationFailed, errors.Join(failed...))
+		errs = append(errs, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(failed...)))
 	case len(failed) > 0:
-		return res, fmt.Errorf("snapshot %s: %w", res.ID, errors.Join(failed...))
+		errs = append(errs, errors.Join(failed...))
+	}
+	if len(errs) > 0 {
+		return res, fmt.Errorf("snapshot %s: %w", res.ID, errors.Join(errs...))
 	}
 	return res, nil
 }
@@ -334,27 +441,44 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 	}
 	fp, err := src.Fingerprint(ctx)
 	if err != nil {
-		if errors.Is(err, source.ErrGone) && ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, source.ErrGone):
 			return Part{}, &goneError{err}
+		default:
+			return Part{}, &sourceError{fmt.Errorf("fingerprint: %w", err)}
 		}
 		return Part{}, fmt.Errorf("fingerprint: %w", err)
 	}
 	var todo []*destRun
 	var reused *Part
+	// The destinations that reuse the part record it only once the others
+	// have it too: a source that fails for them fails the part everywhere.
+	var reusedOn []reusedPart
 	for _, r := range runs {
 		if r.failed() != nil {
 			continue
 		}
 		if fp != "" && opts.State != nil {
-			if p, ok := reuse(ctx, opts, e, r, id, fp); ok {
-				reused = &p
-				log.Info("part unchanged, reused", "part", id, "destination", r.store.Name(), "list", p.List)
+			if rp, ok := reuse(ctx, opts, e, r, id, fp); ok {
+				reusedOn = append(reusedOn, rp)
+				reused = &rp.part
+				log.Info("part unchanged, reused", "part", id, "destination", r.store.Name(), "list", rp.part.List)
 				continue
 			}
 		}
 		todo = append(todo, r)
 	}
+	commitReused := func() {
+		for _, rp := range reusedOn {
+			rp.r.addPart(rp.part, rp.list, fp, rp.pieces)
+			rp.r.mu.Lock()
+			rp.r.reused++
+			rp.r.mu.Unlock()
+		}
+	}
 	if len(todo) == 0 {
+		commitReused()
 		if reused == nil {
 			var errs []error
 			for _, r := range runs {
@@ -383,8 +507,9 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 	}
 	err = pr.stream(ctx, produce, counter)
 	if err != nil && (!errors.Is(err, ErrEveryDestinationFailed) || ctx.Err() != nil) {
-		return Part{}, err // the source failed: the whole snapshot fails
+		return Part{}, err // the source failed (a *sourceError), or the run did
 	}
+	commitReused()
 	for _, r := range todo {
 		if uerr := r.failed(); uerr != nil {
 			log.Error("destination failed", "destination", r.store.Name(), "err", uerr)
@@ -463,42 +588,50 @@ func putList(ctx context.Context, r *destRun, host string, size int64, pieces []
 	return ref, nil
 }
 
-// reuse references, on one destination, the piece list an unchanged part
-// had in an earlier snapshot of the same dedup space, when the list and
-// every piece it names are still stored there as recorded.
-func reuse(ctx context.Context, opts Options, e *engine, r *destRun, id, fp string) (Part, bool) {
+// reusedPart is an unchanged part one destination can reference without
+// reading it, not yet recorded in its run.
+type reusedPart struct {
+	r      *destRun
+	part   Part
+	list   Ref
+	pieces pieceSet
+}
+
+// reuse finds, on one destination, the piece list an unchanged part had in
+// an earlier snapshot of the same dedup space, when the list and every
+// piece it names are still stored there as recorded.
+func reuse(ctx context.Context, opts Options, e *engine, r *destRun, id, fp string) (reusedPart, bool) {
 	st, ok := opts.State.Get(opts.Host, r.store.Name(), id)
 	if !ok || st.Fingerprint != fp || st.Space != e.dedup.Space || !st.consistent(id) {
-		return Part{}, false
+		return reusedPart{}, false
 	}
 	lid, _ := parseID(st.List.ID)
 	if !r.known.isPresent(lid, st.List.Size) {
-		return Part{}, false
+		return reusedPart{}, false
 	}
 	l, err := fetchList(ctx, r.store, opts.Host, st.List)
 	if err != nil || l.Size != st.Part.Size {
-		return Part{}, false
+		return reusedPart{}, false
 	}
 	pieces := make(pieceSet, len(l.Pieces))
 	for _, p := range l.Pieces {
 		pid, _ := parseID(p.ID)
 		o, ok := r.known.lookup(pid)
 		if !ok || o.stored != p.Stored || hex.EncodeToString(o.sha[:]) != p.SHA256 {
-			return Part{}, false
+			return reusedPart{}, false
 		}
 		pieces.add(pid, p.Stored)
 	}
 	p := st.Part
 	p.Reused, p.Uploaded = true, 0
-	r.addPart(p, st.List, fp, pieces)
-	r.reused++
-	return p, true
+	return reusedPart{r: r, part: p, list: st.List, pieces: pieces}, true
 }
 
 // writeMeta writes index.age, manifest.sig and, last, manifest.json.
 func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, res *Result, started, finished time.Time, r *destRun) error {
 	dir := SnapshotPath(opts.Host, res.ID)
-	idx := Index{Version: FormatVersion, Snapshot: res.ID, Host: opts.Host, Fireops: opts.Version, Created: started, Parts: r.parts}
+	idx := Index{Version: FormatVersion, Snapshot: res.ID, Host: opts.Host, Fireops: opts.Version, Created: started, Parts: r.parts,
+		FailedParts: res.FailedParts}
 	plain, err := json.MarshalIndent(idx, "", " ")
 	if err != nil {
 		return fmt.Errorf("encode index: %w", err)
@@ -522,7 +655,7 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 		Started: started, Finished: finished,
 		Signer: keys.FormatPublicKey(opts.Signer.Public().(ed25519.PublicKey)),
 		Index:  Blob{Size: int64(enc.Len()), SHA256: hex.EncodeToString(sum[:])}, Lists: lists,
-		Pieces: len(r.pieces),
+		Pieces: len(r.pieces), FailedParts: len(res.FailedParts),
 	}
 	seen := map[string]bool{}
 	for _, l := range lists {

@@ -81,6 +81,12 @@ type Manifest struct {
 	// it alone. Pieces is the number of distinct pieces.
 	Stored int64 `json:"stored,omitempty"`
 	Pieces int   `json:"pieces,omitempty"`
+	// FailedParts is the number of configured parts the run could not
+	// read whole (a partial snapshot): it holds the others. Which parts,
+	// and why, is in the encrypted index (names stay out of the
+	// manifest). Absent (0) in older manifests; readers that do not know
+	// it see a snapshot of fewer parts, which it is.
+	FailedParts int `json:"failed_parts,omitempty"`
 
 	// idKey, when set (CheckPieceIDs), makes the reader check each
 	// piece's keyed id against its plaintext.
@@ -118,6 +124,19 @@ type Index struct {
 	Fireops  string    `json:"fireops"`
 	Created  time.Time `json:"created"`
 	Parts    []Part    `json:"parts"`
+	// FailedParts are the configured parts the run could not read whole:
+	// not in this snapshot (their pieces uploaded so far are referenced
+	// by none of its lists).
+	FailedParts []FailedPart `json:"failed_parts,omitempty"`
+}
+
+// FailedPart is a part a snapshot run could not read whole (its source
+// failed: an unreadable file, a database that does not open): the run's
+// snapshot holds the other parts and names this one.
+type FailedPart struct {
+	ID string `json:"id"`
+	// Reason is the source's error on one line, credentials redacted.
+	Reason string `json:"reason"`
 }
 
 // Part is one part in the index.
@@ -232,6 +251,9 @@ func (m *Manifest) check() error {
 	}
 	if !ValidSnapshotID(m.Snapshot) {
 		return fmt.Errorf("manifest has an invalid snapshot id %q", m.Snapshot)
+	}
+	if m.FailedParts < 0 {
+		return fmt.Errorf("manifest has a negative failed_parts (%d)", m.FailedParts)
 	}
 	if m.Version == FormatVersion {
 		if len(m.Objects) > 0 {

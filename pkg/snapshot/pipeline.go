@@ -496,10 +496,15 @@ func (c *cutter) emit() error {
 	return nil
 }
 
-// streamPart runs produce (a source writing its tar payload) through the
-// chunker and the piece workers to the part's destinations, and returns
-// each destination's ordered pieces.
+// stream runs produce (a source writing its tar payload) through the
+// chunker and the piece workers to the part's destinations, and records
+// each destination's ordered pieces. When only produce failed (no worker,
+// destination or cancellation did), the error is a *sourceError: every
+// piece the source produced until then was handed to the uploads, so the
+// destinations' runs stay consistent and the run can go on without the
+// part.
 func (pr *partRun) stream(ctx context.Context, produce func(io.Writer) error, progress *atomic.Int64) error {
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan pieceJob, 1)
@@ -545,6 +550,9 @@ func (pr *partRun) stream(ctx context.Context, produce func(io.Writer) error, pr
 			errs = append(errs, d.failed())
 		}
 		return fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(errs...))
+	}
+	if err != nil && werr == nil && parent.Err() == nil && pr.alive() {
+		return &sourceError{err}
 	}
 	return err
 }

@@ -49,6 +49,11 @@ type Listing struct {
 	// Started is the manifest's start time (zero when incomplete); it
 	// orders snapshots taken within the same second.
 	Started time.Time `json:"started,omitempty"`
+	// FailedParts counts the parts the run could not read whole (from the
+	// manifest): the snapshot is partial, it holds the others. Failed
+	// names them, when the caller could read the encrypted index.
+	FailedParts int          `json:"failed_parts,omitempty"`
+	Failed      []FailedPart `json:"failed,omitempty"`
 }
 
 // List returns the snapshot folders of host on a store, oldest first. A
@@ -92,6 +97,7 @@ func List(ctx context.Context, st Store, host string, trusted ed25519.PublicKey)
 				l.Problem = err.Error()
 			} else {
 				l.Complete, l.Parts, l.Size, l.Started = true, m.PartCount(), m.Size(), m.Started
+				l.FailedParts = m.FailedParts
 				if trusted == nil {
 					l.Problem = "signature not checked: no trusted signing key configured"
 				}
