@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,9 +351,9 @@ func mustStore(t *testing.T, f *fixture) snapshot.Store {
 	return ds[0].Store
 }
 
-func mustTrusted(t *testing.T, f *fixture) []byte {
+func mustTrusted(t *testing.T, f *fixture) []ed25519.PublicKey {
 	t.Helper()
-	k, err := TrustedKey(f.cfg)
+	k, err := TrustedKeys(f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +590,7 @@ func TestRestoreLatestAcrossDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := snapshot.Open(ctx, mustStore(t, f), "gpu01", both.ID, mustTrusted(t, f))
+	m, err := snapshot.Open(ctx, mustStore(t, f), "gpu01", both.ID, mustTrusted(t, f)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -144,7 +145,7 @@ type DestListing struct {
 // List lists the snapshots of every destination (or those named). A
 // destination that cannot be listed is reported in its entry, not fatal.
 func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing, error) {
-	trusted, _ := TrustedKey(cfg) // listing works without one, and says so
+	trusted, _ := TrustedKeys(cfg) // listing works without one, and says so
 	dests, unopened, err := OpenDests(ctx, cfg, only)
 	if err != nil {
 		return nil, err
@@ -161,7 +162,7 @@ func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing
 			continue // left out with --dest
 		}
 		l := DestListing{Destination: d.Name, Snapshots: []snapshot.Listing{}}
-		ls, err := snapshot.List(ctx, dests[i].Store, cfg.Host, trusted)
+		ls, err := snapshot.List(ctx, dests[i].Store, cfg.Host, trusted...)
 		if err != nil {
 			l.Error = err.Error()
 		} else {
@@ -347,11 +348,11 @@ func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapsh
 // latestOn returns the newest complete snapshot on a destination, the
 // newer ones whose manifests were refused, and rolledBack's verdict.
 func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, string, error) {
-	trusted, err := TrustedKey(cfg)
+	trusted, err := TrustedKeys(cfg)
 	if err != nil {
 		return snapshot.Listing{}, nil, "", err
 	}
-	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
 		return snapshot.Listing{}, nil, "", err
 	}
@@ -494,7 +495,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	if !o.All && o.Snapshot == "" {
 		o.Snapshot = "latest"
 	}
-	trusted, err := TrustedKey(cfg)
+	trusted, err := TrustedKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -548,7 +549,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	for _, d := range dests {
 		var snaps []string
 		if o.All {
-			ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+			ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 			if err != nil {
 				destFailed(d.Name, err)
 				continue
@@ -634,7 +635,7 @@ type verifyCache struct {
 	checked map[string]bool     // objects found intact by level hashes
 }
 
-func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []byte, ids []age.Identity, vc *verifyCache) VerifyResult {
+func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity, vc *verifyCache) VerifyResult {
 	begin := time.Now()
 	r := VerifyResult{Destination: d.Name, Snapshot: id, Level: o.Level}
 	err := func() error {
@@ -825,7 +826,7 @@ type RestoreResult struct {
 // as it was, and the other parts are still restored (the error names the
 // parts that were not).
 func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*RestoreResult, error) {
-	trusted, err := TrustedKey(cfg)
+	trusted, err := TrustedKeys(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 	// A manifest counts only when its signature verifies: without the
 	// check, anyone who can write to the destination could make rotate
 	// remove real snapshots by adding newer forged ones.
-	trusted, err := TrustedKey(cfg)
+	trusted, err := TrustedKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -198,10 +198,10 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 	return res, nil
 }
 
-func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions, trusted ed25519.PublicKey, now time.Time, skip string, log *slog.Logger) RotateDest {
+func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions, trusted []ed25519.PublicKey, now time.Time, skip string, log *slog.Logger) RotateDest {
 	p, grace := PolicyFor(cfg, d.Name)
 	rd := RotateDest{Destination: d.Name, Policy: p.String(), Grace: retention.FormatDuration(grace), Snapshots: []retention.Decision{}}
-	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted)
+	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
 		rd.Err = err
 		return rd

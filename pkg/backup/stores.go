@@ -174,33 +174,61 @@ func CloseDests(ctx context.Context, dests []Dest, log *slog.Logger) {
 	}
 }
 
-// TrustedKey returns the public key manifests must be signed with:
-// keys.signing_public_key, else the public half of keys.signing_key_file.
-func TrustedKey(cfg *config.Config) (ed25519.PublicKey, error) {
+// TrustedKeys returns the public keys a manifest may be signed with:
+// every key of keys.signing_public_keys, keys.signing_public_key, and the
+// public half of keys.signing_key_file, each once. After a signing key
+// change the old public key stays listed until the snapshots it signed are
+// rotated away (docs/runbook.md).
+func TrustedKeys(cfg *config.Config) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	add := func(k ed25519.PublicKey) {
+		if !slices.ContainsFunc(out, func(o ed25519.PublicKey) bool { return o.Equal(k) }) {
+			out = append(out, k)
+		}
+	}
+	const fix = "copy the ed25519:... key printed by `fireops init` (docs/configuration.md)"
+	for i, s := range cfg.Keys.SigningPublicKeys {
+		k, err := keys.ParsePublicKey(s)
+		if err != nil {
+			return nil, exitcode.Usagef(fix, "keys.signing_public_keys[%d]: %w", i, err)
+		}
+		add(k)
+	}
 	if cfg.Keys.SigningPublicKey != "" {
-		return keys.ParsePublicKey(cfg.Keys.SigningPublicKey)
+		k, err := keys.ParsePublicKey(cfg.Keys.SigningPublicKey)
+		if err != nil {
+			return nil, exitcode.Usagef(fix, "keys.signing_public_key: %w", err)
+		}
+		add(k)
 	}
 	if cfg.Keys.SigningKeyFile != "" {
 		k, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile)
 		if err != nil {
 			return nil, err
 		}
-		return k.Public().(ed25519.PublicKey), nil
+		add(k.Public().(ed25519.PublicKey))
 	}
-	return nil, exitcode.Usagef("set keys.signing_public_key (the ed25519:... key `fireops init` printed) or keys.signing_key_file",
-		"no trusted signing key: manifests cannot be checked")
+	if len(out) == 0 {
+		return nil, exitcode.Usagef("set keys.signing_public_keys (the ed25519:... key `fireops init` printed) or keys.signing_key_file",
+			"no trusted signing key: manifests cannot be checked")
+	}
+	return out, nil
 }
 
-// openManifest opens a snapshot's manifest (its signature checked with
-// trusted) and, where this host has the signing key, has its pieces' keyed
-// ids checked as they are read.
-func openManifest(ctx context.Context, cfg *config.Config, d Dest, id string, trusted ed25519.PublicKey) (*snapshot.Manifest, error) {
-	m, err := snapshot.Open(ctx, d.Store, cfg.Host, id, trusted)
+// openManifest opens a snapshot's manifest (its signature checked with the
+// trusted keys) and, where this host has the signing key that signed it,
+// has its pieces' keyed ids checked as they are read. A snapshot signed by
+// another trusted key (one signed before a signing key change) was keyed
+// with that key, which this host no longer has: its pieces are checked by
+// the SHA-256s its signed manifest binds and by age's authentication, as
+// on a restore host without signing.key.
+func openManifest(ctx context.Context, cfg *config.Config, d Dest, id string, trusted []ed25519.PublicKey) (*snapshot.Manifest, error) {
+	m, signer, err := snapshot.OpenSigned(ctx, d.Store, cfg.Host, id, trusted...)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Keys.SigningKeyFile != "" {
-		if k, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile); err == nil && k.Public().(ed25519.PublicKey).Equal(trusted) {
+		if k, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile); err == nil && k.Public().(ed25519.PublicKey).Equal(signer) {
 			if err := m.CheckPieceIDs(k); err != nil {
 				return nil, err
 			}

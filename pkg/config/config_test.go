@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +157,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad hub url", "hub: {api_url: 'ftp://x'}\n", []string{"hub.api_url"}},
 		{"bad min driver", "gpu: {min_driver: new}\n", []string{"gpu.min_driver"}},
 		{"hot threshold", "gpu: {max_temperature_c: 500}\n", []string{"gpu.max_temperature_c"}},
-		{"wrong signing public key", "keys: {signing_key_file: signing.key, signing_public_key: 'ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='}\n", []string{"keys.signing_public_key", "does not match"}},
+		{"bad signing public key", "keys: {signing_key_file: signing.key, signing_public_key: 'ssh-ed25519 AAAA'}\n", []string{"keys.signing_public_key", `does not start with "ed25519:"`}},
+		{"bad key in the trusted list", "keys:\n  signing_public_keys:\n    - 'ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='\n    - 'ed25519:AAAA'\n", []string{"keys.signing_public_keys[1]", "not 32 bytes"}},
+		{"trusted list entry not a key", "keys:\n  signing_public_keys: ['age1xyz']\n", []string{"keys.signing_public_keys[0]", `does not start with "ed25519:"`}},
+		{"trusted list not a list", "keys:\n  signing_public_keys: {a: b}\n", []string{"line 2", "signing_public_keys"}},
 		{"not yaml", "keys: [\n", []string{"fireops.yaml"}},
 		{"two rclone configs", "destinations:\n  - {name: a, remote: 'x:a', rclone_config: a.conf}\n  - {name: b, remote: 'y:b', rclone_config: b.conf}\n", []string{"destinations[1].rclone_config", "one config file"}},
 	}
@@ -236,6 +240,29 @@ func TestMongoURIFromEnv(t *testing.T) {
 	}
 	if cfg.Sources.Mongo.URIFile != "" {
 		t.Fatalf("uri_file = %q", cfg.Sources.Mongo.URIFile)
+	}
+}
+
+// TestSigningPublicKeys: during a signing key change the config lists the
+// old key beside signing_key_file's; the one of signing_key_file may be
+// listed too, and the single signing_public_key of older configs is one
+// more trusted key, even when it is not signing_key_file's.
+func TestSigningPublicKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	old, _ := keys.GenerateSigningKey()
+	older, _ := keys.GenerateSigningKey()
+	oldPub := keys.FormatPublicKey(old.Public().(ed25519.PublicKey))
+	olderPub := keys.FormatPublicKey(older.Public().(ed25519.PublicKey))
+	cfg, err := f.parse(t, "keys:\n  signing_key_file: signing.key\n  signing_public_key: "+olderPub+"\n  signing_public_keys:\n    - "+f.pub+"\n    - "+oldPub+"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{f.pub, oldPub}; !slices.Equal(cfg.Keys.SigningPublicKeys, want) {
+		t.Fatalf("signing_public_keys = %v, want %v", cfg.Keys.SigningPublicKeys, want)
+	}
+	if cfg.Keys.SigningPublicKey != olderPub {
+		t.Fatalf("signing_public_key = %q", cfg.Keys.SigningPublicKey)
 	}
 }
 

@@ -55,9 +55,16 @@ type Keys struct {
 	IdentityFile string `yaml:"identity_file" json:"identity_file"`
 	// SigningKeyFile is the Ed25519 key that signs manifests.
 	SigningKeyFile string `yaml:"signing_key_file" json:"signing_key_file"`
-	// SigningPublicKey is the trusted public key manifests must be signed
-	// with, for hosts that verify or restore without the signing key.
+	// SigningPublicKey is a trusted public key (ed25519:...) manifests may
+	// be signed with, for hosts that verify or restore without the signing
+	// key. Kept for configs written before SigningPublicKeys; it is one
+	// more trusted key.
 	SigningPublicKey string `yaml:"signing_public_key" json:"signing_public_key"`
+	// SigningPublicKeys are the trusted public keys (ed25519:...): a
+	// manifest signed by any of them, or by signing_key_file, verifies.
+	// After a signing key change the old key stays here until the
+	// snapshots it signed are rotated away.
+	SigningPublicKeys []string `yaml:"signing_public_keys" json:"signing_public_keys"`
 }
 
 // Destination is one rclone remote that receives every snapshot.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -155,22 +154,23 @@ func (c *Config) validateKeys(p *problems) {
 		// restore says so when it needs it. A present one must be private.
 		checkSecretFile(p, "keys.identity_file", c.Keys.IdentityFile, false)
 	}
-	var signer ed25519.PublicKey
 	if c.Keys.SigningKeyFile != "" && checkSecretFile(p, "keys.signing_key_file", c.Keys.SigningKeyFile, true) {
-		k, err := keys.LoadSigningKey(c.Keys.SigningKeyFile)
-		if err != nil {
+		if _, err := keys.LoadSigningKey(c.Keys.SigningKeyFile); err != nil {
 			p.add("keys.signing_key_file", "point it at the signing.key written by `fireops init`", "%v", err)
-		} else {
-			signer = k.Public().(ed25519.PublicKey)
 		}
 	}
+	// The trusted keys: signing_public_keys, the single signing_public_key
+	// of older configs, and signing_key_file's public half. Any of them
+	// may name signing_key_file's key; the others are earlier signing
+	// keys whose snapshots are still kept (docs/runbook.md).
 	if c.Keys.SigningPublicKey != "" {
-		pub, err := keys.ParsePublicKey(c.Keys.SigningPublicKey)
-		switch {
-		case err != nil:
+		if _, err := keys.ParsePublicKey(c.Keys.SigningPublicKey); err != nil {
 			p.add("keys.signing_public_key", "copy the ed25519:... key printed by `fireops init`", "%v", err)
-		case signer != nil && !pub.Equal(signer):
-			p.add("keys.signing_public_key", "remove it or copy the key that matches signing_key_file", "does not match the key in %s", c.Keys.SigningKeyFile)
+		}
+	}
+	for i, s := range c.Keys.SigningPublicKeys {
+		if _, err := keys.ParsePublicKey(s); err != nil {
+			p.add(fmt.Sprintf("keys.signing_public_keys[%d]", i), "copy the ed25519:... key printed by `fireops init` (the signing_public_key of the config it wrote)", "%v", err)
 		}
 	}
 }

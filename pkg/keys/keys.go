@@ -125,6 +125,27 @@ func FormatPublicKey(pub ed25519.PublicKey) string {
 	return PublicKeyPrefix + base64.StdEncoding.EncodeToString(pub)
 }
 
+// fingerprintChars is how many base64 characters of a key Fingerprint
+// keeps: 48 bits, enough to tell a site's few keys apart.
+const fingerprintChars = 8
+
+// Fingerprint returns the short form of an Ed25519 public key that messages
+// use: "ed25519:", the first characters of its base64 (how the key starts in
+// the config, so that `grep` finds it there), then "...".
+func Fingerprint(pub ed25519.PublicKey) string {
+	s := FormatPublicKey(pub)
+	return s[:min(len(s), len(PublicKeyPrefix)+fingerprintChars)] + "..."
+}
+
+// Fingerprints returns the Fingerprint of every key, joined with ", ".
+func Fingerprints(pubs []ed25519.PublicKey) string {
+	out := make([]string, len(pubs))
+	for i, p := range pubs {
+		out[i] = Fingerprint(p)
+	}
+	return strings.Join(out, ", ")
+}
+
 // ParsePublicKey parses the text form written by FormatPublicKey.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	b64, ok := strings.CutPrefix(strings.TrimSpace(s), PublicKeyPrefix)

@@ -116,3 +116,23 @@ func TestWriteNewFileRefusesOverwrite(t *testing.T) {
 		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
 	}
 }
+
+func TestFingerprint(t *testing.T) {
+	t.Parallel()
+	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	for i := range pub {
+		pub[i] = byte(i)
+	}
+	// The key's text form is ed25519:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+	if got, want := Fingerprint(pub), "ed25519:AAECAwQF..."; got != want {
+		t.Fatalf("Fingerprint = %q, want %q", got, want)
+	}
+	if !strings.HasPrefix(FormatPublicKey(pub), strings.TrimSuffix(Fingerprint(pub), "...")) {
+		t.Fatal("the fingerprint is not how the key starts in the config")
+	}
+	other := append(ed25519.PublicKey{}, pub...)
+	other[0] = 0xff
+	if got, want := Fingerprints([]ed25519.PublicKey{pub, other}), "ed25519:AAECAwQF..., ed25519:/wECAwQF..."; got != want {
+		t.Fatalf("Fingerprints = %q, want %q", got, want)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/source"
 )
 
@@ -54,13 +55,18 @@ type Listing struct {
 	// names them, when the caller could read the encrypted index.
 	FailedParts int          `json:"failed_parts,omitempty"`
 	Failed      []FailedPart `json:"failed,omitempty"`
+	// Signer is the trusted key (ed25519:...) the manifest's signature
+	// verified with: after a signing key change it tells which snapshots
+	// still need the old key. Empty when unchecked or refused.
+	Signer string `json:"signer,omitempty"`
 }
 
 // List returns the snapshot folders of host on a store, oldest first. A
 // folder is complete only with a manifest whose signature verifies with
-// trusted (when trusted is nil, signatures are not checked and the
-// listing says so in Problem).
-func List(ctx context.Context, st Store, host string, trusted ed25519.PublicKey) ([]Listing, error) {
+// one of the trusted keys (nil keys are ignored; with none, signatures are
+// not checked and the listing says so in Problem).
+func List(ctx context.Context, st Store, host string, trusted ...ed25519.PublicKey) ([]Listing, error) {
+	trusted = trustedKeys(trusted)
 	entries, err := st.List(ctx, path.Join(host, SnapshotsDir))
 	if err != nil {
 		return nil, fmt.Errorf("destination %s: list snapshots: %w", st.Name(), err)
@@ -92,13 +98,16 @@ func List(ctx context.Context, st Store, host string, trusted ed25519.PublicKey)
 			}
 		}
 		if hasManifest {
-			m, err := readManifest(ctx, st, host, e.Name, trusted)
+			m, signer, err := readSignedManifest(ctx, st, host, e.Name, trusted)
 			if err != nil {
 				l.Problem = err.Error()
 			} else {
 				l.Complete, l.Parts, l.Size, l.Started = true, m.PartCount(), m.Size(), m.Started
 				l.FailedParts = m.FailedParts
-				if trusted == nil {
+				if signer != nil {
+					l.Signer = keys.FormatPublicKey(signer)
+				}
+				if len(trusted) == 0 {
 					l.Problem = "signature not checked: no trusted signing key configured"
 				}
 			}
@@ -128,49 +137,117 @@ func Latest(ls []Listing) (string, bool) {
 	return "", false
 }
 
-// readManifest fetches and decodes a manifest, checking its signature when
-// trusted is not nil.
-func readManifest(ctx context.Context, st Store, host, id string, trusted ed25519.PublicKey) (*Manifest, error) {
+// ErrUntrustedSigner is wrapped (with ErrIntegrity) by the error of a
+// manifest that names a signer outside the trusted keys and whose
+// signature none of them verifies: after a signing key change, the old
+// public key belongs in keys.signing_public_keys until the snapshots it
+// signed are rotated away.
+var ErrUntrustedSigner = errors.New("signed by a key that is not trusted")
+
+// trustedKeys returns the keys of trusted that are set.
+func trustedKeys(trusted []ed25519.PublicKey) []ed25519.PublicKey {
+	var out []ed25519.PublicKey
+	for _, k := range trusted {
+		if len(k) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// verifySignature returns the first trusted key that verifies sig over a
+// manifest's exact bytes. When none does, the error names the trusted keys
+// (short fingerprints) and says whether the manifest names a signer that
+// is not among them (ErrUntrustedSigner: an old key left out of the
+// config, or a stranger's) or one that is (the manifest or its signature
+// was altered). The signer a manifest names is read before anything is
+// trusted, only to say which it is.
+func verifySignature(data, sig []byte, trusted []ed25519.PublicKey) (ed25519.PublicKey, error) {
+	if len(sig) == ed25519.SignatureSize {
+		for _, k := range trusted {
+			if ed25519.Verify(k, data, sig) {
+				return k, nil
+			}
+		}
+	}
+	var claim struct {
+		Signer string `json:"signer"`
+	}
+	_ = json.Unmarshal(data, &claim)
+	names := keys.Fingerprints(trusted)
+	if signer, err := keys.ParsePublicKey(claim.Signer); err == nil && !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return k.Equal(signer) }) {
+		return nil, fmt.Errorf("%w: the manifest names signer %s, not one of the trusted keys (%s): if it is an earlier signing key of this site, add its public key to keys.signing_public_keys",
+			ErrUntrustedSigner, keys.Fingerprint(signer), names)
+	}
+	return nil, fmt.Errorf("manifest signature verifies with none of the trusted keys (%s): the manifest or its signature was altered, or it was signed by a key not in keys.signing_public_keys", names)
+}
+
+// readManifest fetches and decodes a manifest, checking its signature
+// against the trusted keys when there are any (nil keys are ignored).
+func readManifest(ctx context.Context, st Store, host, id string, trusted ...ed25519.PublicKey) (*Manifest, error) {
+	m, _, err := readSignedManifest(ctx, st, host, id, trustedKeys(trusted))
+	return m, err
+}
+
+// readSignedManifest is readManifest, also returning the trusted key the
+// signature verified with (nil when trusted is empty: nothing was checked).
+func readSignedManifest(ctx context.Context, st Store, host, id string, trusted []ed25519.PublicKey) (*Manifest, ed25519.PublicKey, error) {
 	dir := SnapshotPath(host, id)
 	data, err := st.GetBytes(ctx, path.Join(dir, ManifestFile), maxManifestSize)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("snapshot %s on %s is incomplete (no manifest): %w", id, st.Name(), err)
+			return nil, nil, fmt.Errorf("snapshot %s on %s is incomplete (no manifest): %w", id, st.Name(), err)
 		}
-		return nil, fmt.Errorf("read manifest of %s on %s: %w", id, st.Name(), err)
+		return nil, nil, fmt.Errorf("read manifest of %s on %s: %w", id, st.Name(), err)
 	}
-	var m *Manifest
-	if trusted != nil {
+	var (
+		m      *Manifest
+		signer ed25519.PublicKey
+	)
+	if len(trusted) > 0 {
 		sig, err := st.GetBytes(ctx, path.Join(dir, SignatureFile), 1024)
 		if err != nil {
-			return nil, integrityf("snapshot %s on %s: read signature: %v", id, st.Name(), err)
+			return nil, nil, integrityf("snapshot %s on %s: read signature: %v", id, st.Name(), err)
 		}
-		m, err = ParseManifest(data, sig, trusted)
+		if signer, err = verifySignature(data, sig, trusted); err != nil {
+			return nil, nil, fmt.Errorf("%w: snapshot %s on %s: %w", ErrIntegrity, id, st.Name(), err)
+		}
+		m, err = ParseManifest(data, sig, signer)
 		if err != nil {
-			return nil, integrityf("snapshot %s on %s: %v", id, st.Name(), err)
+			return nil, nil, integrityf("snapshot %s on %s: %v", id, st.Name(), err)
 		}
 	} else {
 		m = new(Manifest)
 		if err := json.Unmarshal(data, m); err != nil {
-			return nil, integrityf("snapshot %s on %s: decode manifest: %v", id, st.Name(), err)
+			return nil, nil, integrityf("snapshot %s on %s: decode manifest: %v", id, st.Name(), err)
 		}
 		if err := m.check(); err != nil {
-			return nil, integrityf("snapshot %s on %s: %v", id, st.Name(), err)
+			return nil, nil, integrityf("snapshot %s on %s: %v", id, st.Name(), err)
 		}
 	}
 	if m.Snapshot != id || m.Host != host {
-		return nil, integrityf("snapshot %s on %s: manifest is for %s/%s", id, st.Name(), m.Host, m.Snapshot)
+		return nil, nil, integrityf("snapshot %s on %s: manifest is for %s/%s", id, st.Name(), m.Host, m.Snapshot)
 	}
-	return m, nil
+	return m, signer, nil
 }
 
-// Open fetches a snapshot's manifest and checks its signature against
-// trusted, which is required: a manifest is never used unsigned.
-func Open(ctx context.Context, st Store, host, id string, trusted ed25519.PublicKey) (*Manifest, error) {
-	if trusted == nil {
-		return nil, errors.New("no trusted signing key: set keys.signing_public_key or keys.signing_key_file")
+// Open fetches a snapshot's manifest and checks that its signature
+// verifies with one of the trusted keys, which are required: a manifest
+// is never used unsigned.
+func Open(ctx context.Context, st Store, host, id string, trusted ...ed25519.PublicKey) (*Manifest, error) {
+	m, _, err := OpenSigned(ctx, st, host, id, trusted...)
+	return m, err
+}
+
+// OpenSigned is Open, also returning the trusted key the manifest's
+// signature verified with. After a signing key change that key tells the
+// snapshots of the old key (and the old dedup space) from the new ones.
+func OpenSigned(ctx context.Context, st Store, host, id string, trusted ...ed25519.PublicKey) (*Manifest, ed25519.PublicKey, error) {
+	trusted = trustedKeys(trusted)
+	if len(trusted) == 0 {
+		return nil, nil, errors.New("no trusted signing key: set keys.signing_public_keys or keys.signing_key_file")
 	}
-	return readManifest(ctx, st, host, id, trusted)
+	return readSignedManifest(ctx, st, host, id, trusted)
 }
 
 // ReadIndex fetches index.age, checks it against the manifest, decrypts it
