@@ -44,22 +44,62 @@ type inode struct{ dev, ino uint64 }
 // walker walks a volume's folder in archive order: the root, then depth
 // first with every folder's names sorted bytewise (the order of the
 // Engine's archiver). Left-out names and special files are skipped; so
-// are later names of a file whose first name was left out. Below the root
-// it works through folder descriptors (openat, fstatat and readlinkat
-// relative to the parent folder, which stays open while its entries are
-// walked; folders are opened with O_NOFOLLOW): cheaper per file than host
-// paths.
+// are later names of a file whose first name was left out.
+//
+// Nothing is read through a host path below the root, which is opened
+// once: folders are opened relative to the folder above with
+// O_NOFOLLOW|O_DIRECTORY (a [tarsafe.DirChain]), files relative to their
+// folder with O_NOFOLLOW, and each opened folder or file is checked to be
+// the inode the listing saw (device, inode, type). A user who renames or
+// swaps a folder or file of their volume for a symlink, a hard link or a
+// folder from elsewhere while it is walked (between listing and opening,
+// or while an earlier file is read) gets it left out and counted as
+// vanished, never the other file in their archive. Headers come from the
+// fstat of the opened folder or file. Paths of any length and depth work:
+// the walk is iterative, holds the path of the current folder only, and a
+// bounded number of descriptors; an entry whose name is longer than an
+// archive can hold for a restore ([tarsafe.MaxNameLen]) is left out with
+// everything below it, counted in special_skipped and logged.
 type walker struct {
 	s       *Source
 	c       *counts
+	root    string
 	dropped map[inode]bool // files whose first name was left out
 	seen    map[inode]bool // files with several names already walked
 	fn      func(entry) error
 	dirbuf  []byte // getdents buffer
+	chain   tarsafe.DirChain
+	stack   []frame // the folders being walked, from the root
+	path    []byte  // host path of the entry being walked
+}
+
+// frame is a folder being walked: its sorted names and the next one.
+type frame struct {
+	names []string
+	next  int
+	plen  int // length of the folder's host path
+}
+
+// Test hooks, set only by tests (not in parallel ones): called with the
+// host path before a folder or file is opened, and after a regular file
+// was archived (read).
+var testHookBeforeOpen, testHookAfterFile func(path string)
+
+// maxNameLen is tarsafe.MaxNameLen, lowered by tests.
+var maxNameLen = tarsafe.MaxNameLen
+
+// gone reports whether err says that a name no longer holds what the
+// listing saw there: removed, or replaced (another inode, a symlink).
+func gone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, tarsafe.ErrChanged)
 }
 
 func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(entry) error) error {
-	w := &walker{s: s, c: c, dropped: map[inode]bool{}, seen: map[inode]bool{}, fn: fn, dirbuf: make([]byte, 32<<10)}
+	w := &walker{s: s, c: c, root: root, dropped: map[inode]bool{}, seen: map[inode]bool{}, fn: fn, dirbuf: make([]byte, 32<<10)}
+	defer w.chain.Close()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	fi, err := os.Lstat(root)
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
@@ -67,89 +107,139 @@ func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(entry
 	if !fi.IsDir() {
 		return fmt.Errorf("volume:%s: %s is not a folder", s.name, root)
 	}
-	return w.dir(ctx, entry{rel: ".", path: root, dir: unix.AT_FDCWD, base: root, fi: fi})
-}
-
-func (w *walker) dir(ctx context.Context, e entry) error {
-	if err := ctx.Err(); err != nil {
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen(root)
+	}
+	if fi, err = w.chain.OpenRoot(root, fi); err != nil {
+		return fmt.Errorf("volume:%s: %w", s.name, err)
+	}
+	names, err := tarsafe.ReadDirNames(w.chain.Fd(), root, w.dirbuf)
+	if err != nil {
+		return fmt.Errorf("volume:%s: read folder %s: %w", s.name, root, err)
+	}
+	if err := fn(entry{rel: ".", path: root, dir: unix.AT_FDCWD, base: root, fi: fi}); err != nil {
 		return err
 	}
-	// A folder replaced by a symlink since it was listed (ELOOP) is gone
-	// as a folder, like one removed.
-	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
-	if err != nil && e.rel != "." && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP)) {
+	w.path = append(w.path[:0], root...)
+	w.push(names)
+	for len(w.stack) > 0 {
+		if err := w.step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// push makes the folder just entered (the chain's current one, whose host
+// path is w.path) the one walked, with its names.
+func (w *walker) push(names []string) {
+	sort.Strings(names)
+	w.stack = append(w.stack, frame{names: names, plen: len(w.path)})
+}
+
+// step walks the next name of the current folder, or leaves the folder
+// when it has none left.
+func (w *walker) step(ctx context.Context) error {
+	f := &w.stack[len(w.stack)-1]
+	fd := w.chain.Fd()
+	if fd < 0 || f.next == len(f.names) {
+		if fd < 0 {
+			// The folder moved away while a folder inside it was walked
+			// (only below the descriptors the chain keeps open): the rest
+			// of it is gone from here.
+			w.c.vanished++
+		}
+		w.stack = w.stack[:len(w.stack)-1]
+		if err := w.chain.Leave(); err != nil && !gone(err) {
+			return fmt.Errorf("volume:%s: %s: %w", w.s.name, w.root, err)
+		}
+		return nil
+	}
+	n := f.names[f.next]
+	f.next++
+	w.path = append(append(w.path[:f.plen], '/'), n...)
+	p := string(w.path)
+	child := entry{rel: p[len(w.root)+1:], path: p, dir: fd, base: n}
+	fi, err := tarsafe.Lstatat(fd, n, p)
+	if errors.Is(err, fs.ErrNotExist) {
 		w.c.vanished++
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", w.s.name, err)
 	}
-	defer unix.Close(fd)
-	names, err := tarsafe.ReadDirNames(fd, e.path, w.dirbuf)
-	if err != nil {
-		return fmt.Errorf("volume:%s: read folder %s: %w", w.s.name, e.path, err)
-	}
-	if err := w.fn(e); err != nil {
-		return err
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		child := entry{rel: n, path: e.path + "/" + n, dir: fd, base: n}
-		if e.rel != "." {
-			child.rel = e.rel + "/" + n
+	child.fi = fi
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if w.s.excluded[child.rel] {
+		// Left out. When it is the first name of a file with several,
+		// its other names are left out too (as the api path does).
+		if st != nil && fi.Mode().IsRegular() && st.Nlink > 1 {
+			k := inode{uint64(st.Dev), st.Ino}
+			if !w.seen[k] {
+				w.dropped[k] = true
+			}
 		}
-		fi, err := tarsafe.Lstatat(fd, n, child.path)
-		if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if len(child.rel)+3 > maxNameLen { // "./" and a folder's "/"
+		w.c.special++
+		w.s.log.Warn("path too long for the archive, left out with what it holds", "volume", w.s.name,
+			"path", child.rel[:min(len(child.rel), 200)]+"...", "bytes", len(child.rel))
+		return nil
+	}
+	switch m := fi.Mode(); {
+	case m.IsDir():
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if testHookBeforeOpen != nil {
+			testHookBeforeOpen(p)
+		}
+		dfi, err := w.chain.Enter(n, p, fi)
+		if gone(err) {
 			w.c.vanished++
-			continue
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("volume:%s: %w", w.s.name, err)
 		}
-		child.fi = fi
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		if w.s.excluded[child.rel] {
-			// Left out. When it is the first name of a file with several,
-			// its other names are left out too (as the api path does).
-			if st != nil && fi.Mode().IsRegular() && st.Nlink > 1 {
-				k := inode{uint64(st.Dev), st.Ino}
-				if !w.seen[k] {
-					w.dropped[k] = true
-				}
-			}
-			continue
+		names, err := tarsafe.ReadDirNames(w.chain.Fd(), p, w.dirbuf)
+		if err != nil {
+			return fmt.Errorf("volume:%s: read folder %s: %w", w.s.name, p, err)
 		}
-		switch m := fi.Mode(); {
-		case m.IsDir():
-			if err := w.dir(ctx, child); err != nil {
-				return err
-			}
-			continue
-		case m.IsRegular():
-			if st != nil && st.Nlink > 1 {
-				k := inode{uint64(st.Dev), st.Ino}
-				if w.dropped[k] {
-					continue
-				}
-				w.seen[k] = true
-			}
-		case m&fs.ModeSymlink != 0:
-			link, err := tarsafe.Readlinkat(fd, n, child.path)
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
-				w.c.vanished++
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("volume:%s: %w", w.s.name, err)
-			}
-			child.link = link
-		default: // sockets, named pipes, devices
-			w.c.special++
-			continue
-		}
+		child.fi = dfi
 		if err := w.fn(child); err != nil {
 			return err
 		}
+		w.push(names)
+		return nil
+	case m.IsRegular():
+		if st != nil && st.Nlink > 1 {
+			k := inode{uint64(st.Dev), st.Ino}
+			if w.dropped[k] {
+				return nil
+			}
+			w.seen[k] = true
+		}
+	case m&fs.ModeSymlink != 0:
+		link, err := tarsafe.Readlinkat(fd, n, p)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
+			w.c.vanished++
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("volume:%s: %w", w.s.name, err)
+		}
+		child.link = link
+	default: // sockets, named pipes, devices
+		w.c.special++
+		return nil
+	}
+	if err := w.fn(child); err != nil {
+		return err
+	}
+	if testHookAfterFile != nil && fi.Mode().IsRegular() {
+		testHookAfterFile(p)
 	}
 	return nil
 }
@@ -228,9 +318,13 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 // writeFile writes one regular file: header from the open file's fstat,
 // then exactly its size in bytes (padded with zeros when it shrank while
 // read), read straight into the archive writer's buffer. A file that
-// vanished or stopped being a regular file since the walk saw it is left
+// vanished or was replaced since the walk listed it (another inode: a
+// rename over it, a hard link or a symlink to a file elsewhere) is left
 // out and counted as vanished.
 func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, c *counts) error {
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen(e.path)
+	}
 	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 		c.vanished++
@@ -244,8 +338,8 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
 	}
-	if !fi.Mode().IsRegular() {
-		c.vanished++
+	if tarsafe.CheckSame(e.fi, fi, e.path) != nil {
+		c.vanished++ // another file took its name since it was listed
 		return nil
 	}
 	hdr, err := hb.Header(archiveName(e.rel), fi, "")
