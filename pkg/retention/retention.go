@@ -1,13 +1,15 @@
 // Package retention decides which snapshots a retention policy keeps, the
 // way restic's `forget` does: keep_last, keep_hourly, keep_daily,
 // keep_weekly, keep_monthly, keep_yearly and keep_within, with every time
-// bucket taken in UTC.
+// bucket taken in UTC. The rules are counted per part (parts.go): a
+// snapshot never stands in for a part it does not hold.
 //
 // It is pure planning: it never touches a destination. Its safety nets are
 // part of the contract: an empty policy is refused, the newest complete
-// snapshot is always kept, a damaged snapshot (a manifest that does not
-// verify) is never removed by a policy, and an incomplete snapshot is
-// removed only once it is older than the grace period.
+// snapshot and the newest holding each live part are always kept, a
+// damaged snapshot (a manifest that does not verify) is never removed by a
+// policy, and an incomplete snapshot is removed only once it is older than
+// the grace period.
 package retention
 
 import (
@@ -110,6 +112,20 @@ type Snapshot struct {
 	// `started` file, the newest file time in its folder); zero means
 	// unknown, and Time is used instead.
 	Activity time.Time `json:"activity,omitzero"`
+	// Parts are the parts a complete snapshot holds, as opaque tags (the
+	// manifest's keyed part tags: equal tags are the same part). Nil when
+	// the snapshot does not record them (written before fireops did): it
+	// counts as holding every part.
+	Parts []string `json:"parts,omitempty"`
+	// PartCount is how many parts the snapshot holds, for display (the
+	// manifest's count, also when Parts is nil).
+	PartCount int `json:"part_count,omitempty"`
+	// Only marks a snapshot of selected parts (snapshot --only): a part
+	// it does not hold was not looked at.
+	Only bool `json:"only,omitempty"`
+	// FailedParts counts the parts its run could not read: they were
+	// meant to be in it, so it proves nothing about them.
+	FailedParts int `json:"failed_parts,omitempty"`
 }
 
 // Decision says what happens to one snapshot and why.
@@ -132,6 +148,7 @@ func (d Decision) Action() string {
 // Reasons given by the planner besides the rule names.
 const (
 	ReasonNewest            = "newest complete snapshot (never removed)"
+	ReasonNewestOfPart      = "newest snapshot holding a part (never removed)"
 	ReasonNoRule            = "no rule keeps it"
 	ReasonDamaged           = "damaged: never removed by a policy, inspect it"
 	ReasonIncompleteOld     = "incomplete, older than the grace period"
@@ -163,11 +180,13 @@ func (p Policy) rules() []rule {
 }
 
 // Plan decides, for every snapshot, keep or remove with the reasons.
-// Complete snapshots follow the policy; the newest complete one is always
-// kept; damaged ones are kept; incomplete ones are removed once their last
-// activity is more than grace before now. The result is ordered newest
-// first (ties broken by id, newest id first). Plan refuses an invalid or
-// empty policy and a negative grace.
+// Complete snapshots follow the policy, counted per part (see the package
+// doc of parts.go); damaged ones are kept; incomplete ones are removed
+// once their last activity is more than grace before now. The newest
+// complete snapshot, and the newest holding each live part, are always
+// kept. The result is ordered newest first by start time (Time, to the
+// nanosecond; the same start: the higher id first). Plan refuses an
+// invalid or empty policy and a negative grace.
 func Plan(p Policy, snaps []Snapshot, now time.Time, grace time.Duration) ([]Decision, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -219,56 +238,7 @@ func Plan(p Policy, snaps []Snapshot, now time.Time, grace time.Duration) ([]Dec
 	if len(complete) == 0 {
 		return out, nil
 	}
-
-	type bucketState struct {
-		rule
-		left int
-		last int64
-		used bool
-	}
-	var buckets []*bucketState
-	for _, r := range p.rules() {
-		if r.count > 0 {
-			buckets = append(buckets, &bucketState{rule: r, left: r.count})
-		}
-	}
-	newest := complete[0].Time
-	for n, d := range complete {
-		if p.KeepWithin > 0 && newest.Sub(d.Time) < p.KeepWithin {
-			d.Keep = true
-			d.Reasons = append(d.Reasons, "keep_within "+FormatDuration(p.KeepWithin))
-		}
-		oldest := n == len(complete)-1
-		for _, b := range buckets {
-			if b.left <= 0 {
-				continue
-			}
-			v := b.bucket(d.Time, n)
-			switch {
-			case !b.used || v != b.last:
-				d.Keep = true
-				d.Reasons = append(d.Reasons, b.name)
-			case oldest:
-				// Like restic: a rule with counts left also keeps the
-				// oldest snapshot, so the history kept is as long as the
-				// policy allows while there are too few snapshots yet.
-				d.Keep = true
-				d.Reasons = append(d.Reasons, "oldest "+b.name)
-			default:
-				continue
-			}
-			b.last, b.used = v, true
-			b.left--
-		}
-		if !d.Keep {
-			d.Reasons = []string{ReasonNoRule}
-		}
-	}
-	if first := complete[0]; !first.Keep {
-		// Unreachable with a valid policy (every rule keeps the newest),
-		// kept as the safety net the contract promises.
-		first.Keep, first.Reasons = true, []string{ReasonNewest}
-	}
+	planParts(p, complete)
 	return out, nil
 }
 

@@ -35,6 +35,11 @@ type input struct {
 		From  time.Time `json:"from"`
 		To    time.Time `json:"to"`
 		Every string    `json:"every"`
+		// Parts, Only and FailedParts are those of every snapshot of the
+		// series (none: snapshots that record no parts).
+		Parts       []string `json:"parts"`
+		Only        bool     `json:"only"`
+		FailedParts int      `json:"failed_parts"`
 	} `json:"series"`
 }
 
@@ -74,7 +79,7 @@ func render(in input, p Policy, grace time.Duration, ds []Decision, err error) s
 		return b.String()
 	}
 	w := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ACTION\tID\tTIME (UTC)\tSTATE\tREASONS")
+	fmt.Fprintln(w, "ACTION\tID\tTIME (UTC)\tSTATE\tPARTS\tREASONS")
 	kept, removed := 0, 0
 	for _, d := range ds {
 		if d.Keep {
@@ -82,11 +87,38 @@ func render(in input, p Policy, grace time.Duration, ds []Decision, err error) s
 		} else {
 			removed++
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", d.Action(), d.ID, d.Time.Format("2006-01-02 15:04:05 Mon"), d.State, strings.Join(d.Reasons, ", "))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Action(), d.ID, d.Time.Format("2006-01-02 15:04:05.000 Mon"), d.State, renderParts(d.Snapshot), strings.Join(d.Reasons, ", "))
 	}
 	w.Flush()
 	fmt.Fprintf(&b, "summary: %d kept, %d removed\n", kept, removed)
+	var snaps []Snapshot
+	for _, d := range ds {
+		snaps = append(snaps, d.Snapshot)
+	}
+	if parts, retired := PartCounts(snaps); parts > 0 {
+		fmt.Fprintf(&b, "parts: %d, %d retired\n", parts, retired)
+	}
 	return b.String()
+}
+
+// renderParts writes a snapshot's parts: "-" when it records none, else
+// the tags joined with "+", and whether it was an --only run or had
+// failed parts.
+func renderParts(s Snapshot) string {
+	if s.State != Complete {
+		return ""
+	}
+	if s.Parts == nil {
+		return "-"
+	}
+	out := strings.Join(s.Parts, "+")
+	if s.Only {
+		out += " only"
+	}
+	if s.FailedParts > 0 {
+		out += fmt.Sprintf(" (%d failed)", s.FailedParts)
+	}
+	return out
 }
 
 // TestGolden runs every testdata/*.json through Plan and compares with
@@ -125,7 +157,7 @@ func TestGolden(t *testing.T) {
 			for _, s := range in.Series {
 				every := parseDur(t, s.Every)
 				for ts := s.From; !ts.After(s.To); ts = ts.Add(every) {
-					snaps = append(snaps, Snapshot{ID: id(ts, n), Time: ts, State: Complete})
+					snaps = append(snaps, Snapshot{ID: id(ts, n), Time: ts, State: Complete, Parts: s.Parts, Only: s.Only, FailedParts: s.FailedParts})
 					n++
 				}
 			}
@@ -191,4 +223,67 @@ func TestSafetyNets(t *testing.T) {
 			t.Fatalf("order-dependent plan: %+v vs %+v", ds, ds2)
 		}
 	}
+}
+
+// TestOnlyRunsNeverStandIn: adding `snapshot --only` runs (of one part, at
+// any time of day) to a history of full runs never changes which full runs
+// a policy keeps: a snapshot never stands in for parts it does not hold.
+func TestOnlyRunsNeverStandIn(t *testing.T) {
+	t.Parallel()
+	policies := []Policy{
+		{KeepLast: 3, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6},
+		{KeepLast: 1},
+		{KeepHourly: 24, KeepDaily: 3},
+		{KeepDaily: 1},
+		{KeepWeekly: 2, KeepYearly: 1},
+		{KeepWithin: 3 * 24 * time.Hour, KeepDaily: 2},
+	}
+	start := time.Date(2026, 9, 1, 3, 0, 0, 0, time.UTC)
+	now := start.AddDate(0, 3, 0)
+	full := []string{"files", "sqlite", "vol-a", "vol-b"}
+	var fulls, mixed []Snapshot
+	var x uint32 = 12345
+	n := 0
+	for ts := start; ts.Before(now); ts = ts.Add(24 * time.Hour) {
+		s := Snapshot{ID: id(ts, n), Time: ts, State: Complete, Parts: full}
+		n++
+		fulls = append(fulls, s)
+		mixed = append(mixed, s)
+		// One to three --only runs of vol-a later that day.
+		x = x*1664525 + 1013904223
+		for k := uint32(0); k <= x%3; k++ {
+			at := ts.Add(time.Duration(1+k*7+x%5) * time.Hour)
+			mixed = append(mixed, Snapshot{ID: id(at, n), Time: at, State: Complete, Parts: []string{"vol-a"}, Only: true})
+			n++
+		}
+	}
+	for _, p := range policies {
+		want := keptIDs(t, p, fulls, now)
+		got := keptIDs(t, p, mixed, now)
+		for id := range want {
+			if !got[id] {
+				t.Errorf("%s: the full run %s is kept without the --only runs, removed with them", p, id)
+			}
+		}
+		for _, s := range fulls {
+			if got[s.ID] && !want[s.ID] {
+				t.Errorf("%s: the full run %s is kept only because of the --only runs", p, s.ID)
+			}
+		}
+	}
+}
+
+func keptIDs(t *testing.T, p Policy, snaps []Snapshot, now time.Time) map[string]bool {
+	t.Helper()
+	ds, err := Plan(p, snaps, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, d := range ds {
+		if d.Keep {
+			out[d.ID] = true
+		}
+	}
+	return out
 }
