@@ -32,8 +32,11 @@
 // # Errors, not skips
 //
 // Nothing is silently lost: a file or folder that cannot be read, that
-// vanishes between listing its folder and reading it, or that shrinks
-// while it is read fails the whole part with an error naming the file.
+// vanishes or is replaced (another inode at its name: renamed over,
+// swapped for a symlink) between listing its folder and reading it, or
+// that shrinks while it is read fails the whole part with an error naming
+// the file. Nothing is ever read through a symlink below a configured
+// path, nor through a folder swapped in during the walk (see walk).
 // Named pipes and devices are an error too (fireops' restore refuses to
 // create them, so a backup holding them could not be restored; exclude
 // them). Sockets are the one exception: a tar cannot hold them and they
@@ -98,9 +101,10 @@ type Source struct {
 	name    string
 	roots   []string
 	exclude []string
-	// beforeOpen, when set (by tests), is called before a file is opened
-	// for reading.
-	beforeOpen func(path string)
+	// beforeOpen and afterRead, when set (by tests), are called with the
+	// host path before a folder or file is opened, and after a regular
+	// file was archived (read).
+	beforeOpen, afterRead func(path string)
 }
 
 var _ source.Source = (*Source)(nil)
@@ -165,19 +169,45 @@ type entry struct {
 
 // walker is the state of one walk.
 type walker struct {
-	s      *Source
-	fn     func(entry) error
-	dirbuf []byte // getdents buffer
+	s       *Source
+	fn      func(entry) error
+	dirbuf  []byte // getdents buffer
+	chain   tarsafe.DirChain
+	stack   []frame // the folders of the current root being walked
+	root    string  // the configured path being walked
+	path    []byte  // host path of the entry being walked
+	sockets int64
 }
 
+// frame is a folder being walked: its sorted names and the next one.
+type frame struct {
+	names []string
+	next  int
+	plen  int // length of the folder's host path
+}
+
+// maxNameLen is tarsafe.MaxNameLen, lowered by tests.
+var maxNameLen = tarsafe.MaxNameLen
+
 // walk calls fn for every entry of the archive, in archive order, and
-// returns the number of sockets skipped. Below each configured path it
-// works through folder descriptors (openat, fstatat and readlinkat
-// relative to the parent folder, which it keeps open while it walks the
-// folder's entries): cheaper per file than host paths, and no folder is
-// entered through a symlink.
+// returns the number of sockets skipped.
+//
+// Below each configured path it works through descriptors: the path is
+// opened once (its last component not followed), every folder below it
+// relative to the folder above with O_NOFOLLOW|O_DIRECTORY (a
+// [tarsafe.DirChain]) and every file relative to its folder with
+// O_NOFOLLOW, and each opened folder or file must be the inode its
+// listing saw (device, inode, type): a folder or file renamed over,
+// swapped for a symlink or for one from elsewhere fails the walk ("was
+// replaced"), and whatever is renamed above the current folder cannot
+// redirect it, so nothing outside the configured paths is read. Headers
+// come from the fstat of the opened folder or file. Paths of any length
+// and depth work (iterative, bounded descriptors, only the current path
+// held); a name too long for an archive a restore can read
+// ([tarsafe.MaxNameLen]) is an error naming it.
 func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64, err error) {
 	w := &walker{s: s, fn: fn, dirbuf: make([]byte, 32<<10)}
+	defer w.chain.Close()
 	parents := map[string]bool{}
 	for _, root := range s.roots {
 		// Folders above the root, outermost first.
@@ -193,82 +223,162 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 			parents[d] = true
 			fi, err := os.Stat(d)
 			if err != nil {
-				return sockets, fmt.Errorf("files:%s: %w", s.name, err)
+				return w.sockets, fmt.Errorf("files:%s: %w", s.name, err)
 			}
 			if !fi.IsDir() {
-				return sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
+				return w.sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
 			}
 			if err := fn(entry{name: d[1:], path: d, dir: unix.AT_FDCWD, base: d, fi: fi, parent: true}); err != nil {
-				return sockets, err
+				return w.sockets, err
 			}
 		}
-		fi, err := os.Lstat(root)
-		if err != nil {
-			return sockets, fmt.Errorf("files:%s: %w", s.name, err)
-		}
-		n, err := w.walkPath(ctx, root, unix.AT_FDCWD, root, root, fi)
-		sockets += n
-		if err != nil {
-			return sockets, err
+		if err := w.walkRoot(ctx, root); err != nil {
+			return w.sockets, err
 		}
 	}
-	return sockets, nil
+	return w.sockets, nil
 }
 
-// walkPath walks p, the entry base of the folder dirfd.
-func (w *walker) walkPath(ctx context.Context, root string, dirfd int, base, p string, fi fs.FileInfo) (sockets int64, err error) {
+// walkRoot walks the configured path root.
+func (w *walker) walkRoot(ctx context.Context, root string) error {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
 	s := w.s
-	e := entry{name: p[1:], path: p, dir: dirfd, base: base, fi: fi}
-	switch m := fi.Mode(); {
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return fmt.Errorf("files:%s: %w", s.name, err)
+	}
+	e := entry{name: root[1:], path: root, dir: unix.AT_FDCWD, base: root, fi: fi}
+	if !fi.IsDir() {
+		return w.leaf(e)
+	}
+	if s.beforeOpen != nil {
+		s.beforeOpen(root)
+	}
+	defer w.chain.Close()
+	if e.fi, err = w.chain.OpenRoot(root, fi); err != nil {
+		return w.openError(root, err)
+	}
+	names, err := tarsafe.ReadDirNames(w.chain.Fd(), root, w.dirbuf)
+	if err != nil {
+		return fmt.Errorf("files:%s: read folder %s: %w", s.name, root, err)
+	}
+	if err := w.fn(e); err != nil {
+		return err
+	}
+	w.root = root
+	w.path = append(w.path[:0], root...)
+	w.stack = w.stack[:0]
+	w.push(names)
+	for len(w.stack) > 0 {
+		if err := w.step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// push makes the folder just entered (the chain's current one, whose host
+// path is w.path) the one walked, with its names.
+func (w *walker) push(names []string) {
+	sort.Strings(names)
+	w.stack = append(w.stack, frame{names: names, plen: len(w.path)})
+}
+
+// step walks the next name of the current folder, or leaves the folder
+// when it has none left.
+func (w *walker) step(ctx context.Context) error {
+	s := w.s
+	f := &w.stack[len(w.stack)-1]
+	if f.next == len(f.names) {
+		w.stack = w.stack[:len(w.stack)-1]
+		if err := w.chain.Leave(); err != nil {
+			// A folder far above moved away while this one was walked.
+			p := w.root
+			if len(w.stack) > 0 {
+				p = string(w.path[:w.stack[len(w.stack)-1].plen])
+			}
+			return fmt.Errorf("files:%s: %s was moved or replaced during the walk: %w", s.name, p, err)
+		}
+		return nil
+	}
+	n := f.names[f.next]
+	f.next++
+	w.path = append(append(w.path[:f.plen], '/'), n...)
+	p := string(w.path)
+	if s.excluded(w.root, n, p) {
+		return nil
+	}
+	fd := w.chain.Fd()
+	fi, err := tarsafe.Lstatat(fd, n, p)
+	if err != nil {
+		return w.openError(p, err)
+	}
+	if len(p) > maxNameLen { // the archive name lacks the "/", a folder's has one at the end
+		return fmt.Errorf("files:%s: %s...: a path of %d bytes is too long for an archive (add it to exclude)",
+			s.name, p[:min(len(p), 200)], len(p))
+	}
+	e := entry{name: p[1:], path: p, dir: fd, base: n, fi: fi}
+	if !fi.IsDir() {
+		return w.leaf(e)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.beforeOpen != nil {
+		s.beforeOpen(p)
+	}
+	if e.fi, err = w.chain.Enter(n, p, fi); err != nil {
+		return w.openError(p, err)
+	}
+	names, err := tarsafe.ReadDirNames(w.chain.Fd(), p, w.dirbuf)
+	if err != nil {
+		return fmt.Errorf("files:%s: read folder %s: %w", s.name, p, err)
+	}
+	if err := w.fn(e); err != nil {
+		return err
+	}
+	w.push(names)
+	return nil
+}
+
+// leaf walks an entry that is not a folder.
+func (w *walker) leaf(e entry) error {
+	s := w.s
+	switch m := e.fi.Mode(); {
 	case m&fs.ModeSocket != 0:
-		return 1, nil
+		w.sockets++
+		return nil
 	case m&(fs.ModeNamedPipe|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0:
-		return 0, fmt.Errorf("files:%s: %s is a %s, which fireops does not archive (add it to exclude)", s.name, p, specialName(m))
+		return fmt.Errorf("files:%s: %s is a %s, which fireops does not archive (add it to exclude)", s.name, e.path, specialName(m))
 	case m&fs.ModeSymlink != 0:
-		link, err := tarsafe.Readlinkat(dirfd, base, p)
+		link, err := tarsafe.Readlinkat(e.dir, e.base, e.path)
 		if err != nil {
-			return 0, fmt.Errorf("files:%s: %w", s.name, err)
+			return w.openError(e.path, err)
 		}
 		e.link = link
 	}
 	if err := w.fn(e); err != nil {
-		return 0, err
+		return err
 	}
-	if !fi.IsDir() {
-		return 0, nil
+	if s.afterRead != nil && e.fi.Mode().IsRegular() {
+		s.afterRead(e.path)
 	}
-	fd, err := tarsafe.Openat(dirfd, base, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
-	if err != nil {
-		return 0, fmt.Errorf("files:%s: %w", s.name, err)
+	return nil
+}
+
+// openError is the error for p that could not be listed, opened or read:
+// it vanished or was replaced since its folder was listed, or another
+// failure.
+func (w *walker) openError(p string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("files:%s: %s vanished during the walk: %w", w.s.name, p, err)
+	case errors.Is(err, tarsafe.ErrChanged):
+		return fmt.Errorf("files:%s: %s was replaced during the walk", w.s.name, p)
 	}
-	defer unix.Close(fd)
-	names, err := tarsafe.ReadDirNames(fd, p, w.dirbuf)
-	if err != nil {
-		return 0, fmt.Errorf("files:%s: read folder %s: %w", s.name, p, err)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		child := p + "/" + n
-		if s.excluded(root, n, child) {
-			continue
-		}
-		cfi, err := tarsafe.Lstatat(fd, n, child)
-		if errors.Is(err, fs.ErrNotExist) {
-			return sockets, fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, child, err)
-		}
-		if err != nil {
-			return sockets, fmt.Errorf("files:%s: %w", s.name, err)
-		}
-		k, err := w.walkPath(ctx, root, fd, n, child, cfi)
-		sockets += k
-		if err != nil {
-			return sockets, err
-		}
-	}
-	return sockets, nil
+	return fmt.Errorf("files:%s: %w", w.s.name, err)
 }
 
 // excluded matches the exclude patterns against base, the base name of
