@@ -54,6 +54,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Only marks a run limited to selected parts (snapshot --only) in the
+	// manifest (Manifest.Only).
+	Only bool
 	// Progress, when set, is told which part starts streaming and counts
 	// the plaintext bytes read, for progress output on a terminal.
 	Progress *Progress
@@ -655,8 +658,13 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 		Started: started, Finished: finished,
 		Signer: keys.FormatPublicKey(opts.Signer.Public().(ed25519.PublicKey)),
 		Index:  Blob{Size: int64(enc.Len()), SHA256: hex.EncodeToString(sum[:])}, Lists: lists,
-		Pieces: len(r.pieces), FailedParts: len(res.FailedParts),
+		Pieces: len(r.pieces), FailedParts: len(res.FailedParts), Only: opts.Only,
 	}
+	tagger, err := NewPartTagger(opts.Signer)
+	if err != nil {
+		return err
+	}
+	m.Parts = tagger.Tags(r.parts)
 	seen := map[string]bool{}
 	for _, l := range lists {
 		if !seen[l.ID] {

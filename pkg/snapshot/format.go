@@ -87,6 +87,13 @@ type Manifest struct {
 	// manifest). Absent (0) in older manifests; readers that do not know
 	// it see a snapshot of fewer parts, which it is.
 	FailedParts int `json:"failed_parts,omitempty"`
+	// Parts are the keyed tags of the parts the snapshot holds, sorted
+	// (parttags.go): rotate counts its rules per part by them without
+	// learning the parts' names. Absent in manifests written before.
+	Parts []string `json:"parts,omitempty"`
+	// Only is set on a snapshot of selected parts (snapshot --only): a
+	// part it does not hold was not looked at, not found gone.
+	Only bool `json:"only,omitempty"`
 
 	// idKey, when set (CheckPieceIDs), makes the reader check each
 	// piece's keyed id against its plaintext.
@@ -254,6 +261,9 @@ func (m *Manifest) check() error {
 	}
 	if m.FailedParts < 0 {
 		return fmt.Errorf("manifest has a negative failed_parts (%d)", m.FailedParts)
+	}
+	if err := checkPartTags(m.Parts, m.PartCount()); err != nil {
+		return err
 	}
 	if m.Version == FormatVersion {
 		if len(m.Objects) > 0 {

@@ -55,6 +55,10 @@ type Listing struct {
 	// names them, when the caller could read the encrypted index.
 	FailedParts int          `json:"failed_parts,omitempty"`
 	Failed      []FailedPart `json:"failed,omitempty"`
+	// PartTags are the manifest's keyed part tags (nil when it records
+	// none), and Only says it was a snapshot --only run.
+	PartTags []string `json:"part_tags,omitempty"`
+	Only     bool     `json:"only,omitempty"`
 	// Signer is the trusted key (ed25519:...) the manifest's signature
 	// verified with: after a signing key change it tells which snapshots
 	// still need the old key. Empty when unchecked or refused.
@@ -104,6 +108,7 @@ func List(ctx context.Context, st Store, host string, trusted ...ed25519.PublicK
 			} else {
 				l.Complete, l.Parts, l.Size, l.Started = true, m.PartCount(), m.Size(), m.Started
 				l.FailedParts = m.FailedParts
+				l.PartTags, l.Only = m.Parts, m.Only
 				if signer != nil {
 					l.Signer = keys.FormatPublicKey(signer)
 				}
