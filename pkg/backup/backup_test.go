@@ -473,7 +473,8 @@ func TestFlakyDestination(t *testing.T) {
 	}
 }
 
-// TestSnapshotFailureHints: a source path that does not exist and a
+// TestSnapshotFailureHints: a source path that does not exist (the only
+// part: a failing part among good ones is TestPartialSnapshot) and a
 // destination that does not answer fail the run with a hint naming the
 // fix, and leave no manifest.
 func TestSnapshotFailureHints(t *testing.T) {
@@ -484,7 +485,7 @@ func TestSnapshotFailureHints(t *testing.T) {
 	cfg := *f.cfg
 	cfg.Sources.Files = slices.Clone(cfg.Sources.Files)
 	cfg.Sources.Files[0].Paths = []string{filepath.Join(f.dir, "no-such-folder")}
-	_, err := Snapshot(ctx, &cfg, SnapshotOptions{})
+	_, err := Snapshot(ctx, &cfg, SnapshotOptions{Only: []string{"files"}})
 	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "no-such-folder") || !strings.Contains(exitcode.Hint(err), "fix sources") {
 		t.Fatalf("missing source path: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}

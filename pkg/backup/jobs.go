@@ -104,7 +104,9 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		case errors.Is(err, snapshot.ErrEveryDestinationFailed):
 			err = exitcode.New(exitcode.Code(err), err, destHint)
 		case errors.Is(err, fs.ErrNotExist):
-			err = exitcode.New(exitcode.Code(err), err, "a path a source names does not exist: fix sources in the config (fireops config check shows them), or create it")
+			err = exitcode.New(exitcode.Code(err), err, missingPathHint)
+		case errors.As(err, new(*snapshot.PartsError)):
+			err = exitcode.New(exitcode.Code(err), err, partsHint)
 		}
 		return nil, err
 	}
@@ -116,8 +118,8 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		}
 	}
 	if len(unopened) == 0 {
-		if err != nil && exitcode.Hint(err) == "" {
-			err = exitcode.New(exitcode.Code(err), err, destHint) // a destination failed
+		if err != nil {
+			err = exitcode.New(exitcode.Failure, err, failureHint(err, res))
 		}
 		return res, err
 	}
@@ -132,7 +134,39 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	} else {
 		err = fmt.Errorf("%w\n%w", err, destFailures(unopened))
 	}
-	return res, exitcode.New(exitcode.Failure, err, destHint)
+	return res, exitcode.New(exitcode.Failure, err, failureHint(err, res))
+}
+
+// Hints of a snapshot run whose parts failed.
+const (
+	missingPathHint = "a path a source names does not exist: fix sources in the config (fireops config check shows them), or create it"
+	partsHint       = "fix what the error names for each part (a path, a permission, the database) and run fireops snapshot again"
+)
+
+// failureHint is the hint of a snapshot run that wrote a snapshot but
+// failed on some parts or destinations (exit code 1): a failed part's own
+// hint (or a generic one), then the destinations' when one failed.
+func failureHint(err error, res *snapshot.Result) string {
+	var hints []string
+	if errors.As(err, new(*snapshot.PartsError)) {
+		h := exitcode.Hint(err)
+		switch {
+		case h != "":
+		case errors.Is(err, fs.ErrNotExist):
+			h = missingPathHint
+		default:
+			h = partsHint
+		}
+		hints = append(hints, h+" (the snapshot holds the other parts; --only PART takes the failed ones alone)")
+	}
+	if len(res.Failed()) > 0 {
+		h := exitcode.Hint(err) // a destination's own
+		if h == "" || len(hints) > 0 {
+			h = destHint
+		}
+		hints = append(hints, h)
+	}
+	return strings.Join(hints, "; ")
 }
 
 // DestListing is the snapshots of one destination.

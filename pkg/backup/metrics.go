@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -81,7 +82,10 @@ func runFamilies(job, what string, now time.Time, dur time.Duration, ok bool, la
 // SnapshotMetrics returns what a snapshot run publishes. res may be nil
 // when the run failed early; dests are the configured destinations, each
 // of which gets a destination_success sample (0 when this run did not
-// complete a snapshot there, also when it was left out with --dest).
+// complete a snapshot there, also when it was left out with --dest). Each
+// part the run stored, and each one that failed (runErr wraps a
+// *snapshot.PartsError, also when every part failed and res is nil), gets
+// a part_last_run_success sample.
 func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) JobMetrics {
 	ok := runErr == nil && res != nil
 	m := JobMetrics{Job: "snapshot", RunFile: SnapshotRunFile, SuccessFile: SnapshotSuccessFile}
@@ -114,6 +118,7 @@ func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, run
 		gauge("fireops_snapshot_destination_uploaded_bytes", "Bytes the last snapshot run uploaded to this destination.", up...),
 		gauge("fireops_snapshot_destination_reused_parts", "Parts the last snapshot run referenced from earlier uploads on this destination.", reused...),
 		gauge("fireops_snapshot_destination_retries", "Requests to this destination the last snapshot run had to try again.", retries...),
+		gauge("fireops_snapshot_part_last_run_success", "1 if the last snapshot run stored this part, 0 if the part failed (its source could not be read whole).", partResults(res, runErr)...),
 	)
 	if !ok {
 		return m
@@ -138,6 +143,25 @@ func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, run
 		gauge("fireops_snapshot_part_reused", "1 if the part was referenced from an earlier upload, else 0.", reusedPart...),
 	}
 	return m
+}
+
+// partResults are the part_last_run_success samples of a snapshot run, by
+// part id.
+func partResults(res *snapshot.Result, runErr error) []metrics.Sample {
+	var out []metrics.Sample
+	if res != nil {
+		for _, p := range res.Parts {
+			out = append(out, one(1, "part", p.ID))
+		}
+	}
+	var pe *snapshot.PartsError
+	if errors.As(runErr, &pe) {
+		for _, f := range pe.Failed {
+			out = append(out, one(0, "part", f.ID))
+		}
+	}
+	slices.SortFunc(out, func(a, b metrics.Sample) int { return strings.Compare(a.Labels[0].Value, b.Labels[0].Value) })
+	return out
 }
 
 // VerifyMetrics returns what a verify run at one level publishes. A

@@ -29,8 +29,11 @@ func sampleJobs() []JobMetrics {
 		{Destination: "local", Kept: 3, Removed: 2, IncompleteRemoved: 1, Objects: Sweep{Removed: 4, FreedBytes: 4096, Young: 1}},
 		{Destination: "yandex", Error: "timeout", Objects: Sweep{Skipped: "a manifest could not be read"}},
 	}}
+	partial := &snapshot.Result{ID: res.ID, Parts: res.Parts[:1], Destinations: res.Destinations[:1],
+		FailedParts: []snapshot.FailedPart{{ID: "volume:jupyterhub-user-ada", Reason: "file name too long"}}}
 	return []JobMetrics{
 		SnapshotMetrics(now, time.Minute, res, errors.New("yandex down"), []string{"local", "yandex", "nas"}),
+		SnapshotMetrics(now, time.Minute, partial, fmt.Errorf("snapshot %s: %w", res.ID, &snapshot.PartsError{Failed: partial.FailedParts, Held: 1}), []string{"local"}),
 		SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
 		VerifyMetrics(LevelQuick, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
 		VerifyMetrics(LevelFull, now, time.Second, []VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
@@ -117,6 +120,7 @@ func TestMetricsTextfiles(t *testing.T) {
 		`fireops_rotate_freed_bytes{destination="local"} 4096`,
 		`fireops_rotate_sweep_skipped{destination="local"} 0`,
 		`fireops_snapshot_part_reused{part="sqlite:hub"} 1`,
+		`fireops_snapshot_part_last_run_success{part="sqlite:hub"} 1`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("node-exporter does not serve %s", want)
@@ -129,6 +133,51 @@ func TestMetricsTextfiles(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(page)
+	}
+}
+
+// TestSnapshotPartMetrics: every part of the last run has a
+// part_last_run_success sample: 1 stored, 0 failed, also when every part
+// failed and there is no result; a partial run is not a success.
+func TestSnapshotPartMetrics(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+	parts := func(m JobMetrics) string {
+		var got []string
+		for _, f := range m.Run {
+			if f.Name == "fireops_snapshot_part_last_run_success" {
+				for _, s := range f.Samples {
+					got = append(got, fmt.Sprintf("%s=%v", s.Labels[0].Value, s.Value))
+				}
+			}
+		}
+		return strings.Join(got, " ")
+	}
+	failed := []snapshot.FailedPart{{ID: "volume:jupyterhub-user-ada", Reason: "file name too long"}, {ID: "mongo:mongodb", Reason: "connection refused"}}
+	ok := []snapshot.Part{{ID: "sqlite:hub"}, {ID: "files:stack"}}
+	tests := []struct {
+		name   string
+		res    *snapshot.Result
+		err    error
+		want   string
+		runsOK bool
+	}{
+		{"success", &snapshot.Result{Parts: ok}, nil, "files:stack=1 sqlite:hub=1", true},
+		{"partial", &snapshot.Result{Parts: ok, FailedParts: failed},
+			fmt.Errorf("snapshot x: %w", &snapshot.PartsError{Failed: failed, Held: 2}),
+			"files:stack=1 mongo:mongodb=0 sqlite:hub=1 volume:jupyterhub-user-ada=0", false},
+		{"every part failed", nil, fmt.Errorf("snapshot x: %w", &snapshot.PartsError{Failed: failed}),
+			"mongo:mongodb=0 volume:jupyterhub-user-ada=0", false},
+		{"destination down", nil, errors.New("every destination failed"), "", false},
+	}
+	for _, tc := range tests {
+		m := SnapshotMetrics(now, time.Minute, tc.res, tc.err, []string{"local"})
+		if got := parts(m); got != tc.want {
+			t.Errorf("%s: part_last_run_success %q, want %q", tc.name, got, tc.want)
+		}
+		if (m.Success != nil) != tc.runsOK {
+			t.Errorf("%s: success metrics written: %v", tc.name, m.Success != nil)
+		}
 	}
 }
 

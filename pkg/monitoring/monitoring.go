@@ -21,7 +21,8 @@ var rules []byte
 // Rules returns the alerting rules file for fireops backups (a copy):
 // no successful snapshot for 26 h, a verify failed, a job's last run
 // failed, a job never ran, a destination missing from the last snapshot,
-// and no restore drill for 8 days.
+// a part the last snapshot could not back up, and no restore drill for 8
+// days.
 func Rules() []byte { return append([]byte(nil), rules...) }
 
 // Alerts returns the names of the alerts in Rules, in file order, without

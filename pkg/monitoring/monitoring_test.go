@@ -44,7 +44,7 @@ func TestRulesWithPromtool(t *testing.T) {
 func TestAlertsAreTested(t *testing.T) {
 	t.Parallel()
 	want := []string{"FireopsNoRecentSnapshot", "FireopsJobFailed", "FireopsVerifyFailed", "FireopsJobNeverRan",
-		"FireopsDestinationMissing", "FireopsRestoreDrillOverdue"}
+		"FireopsDestinationMissing", "FireopsSnapshotPartFailed", "FireopsRestoreDrillOverdue"}
 	if got := Alerts(); !slices.Equal(got, want) {
 		t.Fatalf("alerts %v, want %v", got, want)
 	}
