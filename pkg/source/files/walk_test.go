@@ -301,3 +301,41 @@ func TestNameTooLong(t *testing.T) {
 		t.Errorf("archive without the long path: a %q", got[app[1:]+"/a"])
 	}
 }
+
+// TestDeepFolderMovedDuringWalk: deep in a configured folder, a folder
+// whose descriptor the walk closed (it holds a bounded number) is swapped
+// for a symlink to a host folder while a file far below it is read; going
+// back up, the walk reopens it by name, sees it is not the folder it
+// listed and fails the part, having archived nothing of the host folder.
+func TestDeepFolderMovedDuringWalk(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	app, host := filepath.Join(base, "app"), filepath.Join(base, "host")
+	writeFiles(t, app, map[string]string{"a": "first"})
+	hostSecrets(t, host)
+	rel := deepChain(t, app, 300, func(int) string { return "c" }, "deep")
+	fifth := filepath.Join(app, "c/c/c/c/c")
+	must(t, os.WriteFile(filepath.Join(fifth, "z"), []byte("mine"), 0o644))
+	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})
+	must(t, err)
+	leaf, swapped := filepath.Join(app, rel, "leaf"), false
+	s.afterRead = func(p string) {
+		if p == leaf && !swapped {
+			swapped = true
+			must(t, os.Rename(fifth, filepath.Join(base, "moved")))
+			must(t, os.Symlink(host, fifth))
+		}
+	}
+	var buf bytes.Buffer
+	_, err = s.WriteTar(context.Background(), &buf)
+	if !swapped {
+		t.Fatal("the hook did not run")
+	}
+	if err == nil || !strings.Contains(err.Error(), "moved or replaced") {
+		t.Fatalf("WriteTar: %v, want a moved-or-replaced error", err)
+	}
+	t.Logf("error: %v", err)
+	if bytes.Contains(buf.Bytes(), []byte("SECRET")) {
+		t.Errorf("the archive written so far holds a host file")
+	}
+}

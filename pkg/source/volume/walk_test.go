@@ -357,3 +357,43 @@ func TestMountpointNameTooLong(t *testing.T) {
 		t.Errorf("counts %+v, want the too-long folder counted in special", c)
 	}
 }
+
+// TestMountpointDeepFolderMovedDuringWalk: deep in a volume, a folder
+// whose descriptor the walk closed (it holds a bounded number) is swapped
+// for a host folder moved in while a file far below it is read. Going
+// back up, the walk reopens it by name, sees it is not the folder it
+// listed, and leaves the rest of it out (vanished): nothing of the host
+// folder is archived, and the rest of the volume is. (Not parallel: test
+// hooks.)
+func TestMountpointDeepFolderMovedDuringWalk(t *testing.T) {
+	base := t.TempDir()
+	vol, host := filepath.Join(base, "vol"), filepath.Join(base, "host")
+	writeTree(t, vol, map[string]string{"a": "first", "z": "last"})
+	hostFolder(t, host)
+	rel := deepChain(t, vol, 300, func(int) string { return "c" }, "deep")
+	fifth := filepath.Join(vol, "c/c/c/c/c")
+	must(t, os.WriteFile(filepath.Join(fifth, "z"), []byte("mine"), 0o644)) // read after the chain below
+	leaf, swapped := filepath.Join(vol, rel, "leaf"), false
+	setHook(t, &testHookAfterFile, func(p string) {
+		if p == leaf && !swapped {
+			swapped = true
+			must(t, os.Rename(fifth, filepath.Join(base, "moved")))
+			must(t, os.Rename(host, fifth))
+		}
+	})
+	b, c, err := readMountpoint(t, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !swapped {
+		t.Fatal("the hook did not run")
+	}
+	got := archiveFiles(t, b)
+	noSecret(t, got)
+	if got["./"+rel+"/leaf"] != "deep" || got["./z"] != "last" {
+		t.Errorf("archive: leaf %q, z %q", got["./"+rel+"/leaf"], got["./z"])
+	}
+	if c.vanished == 0 {
+		t.Errorf("counts %+v: nothing counted as vanished", c)
+	}
+}
