@@ -15,10 +15,14 @@
 // kept from one entry to the next, so the work per entry does not grow
 // with its depth (one openat per new folder level).
 //
-// Sparse entries (GNU old format and PAX GNU.sparse.*) are refused with
-// an error wrapping ErrUnsupported: written dense, a tiny archive could
-// fill the disk, and fireops never writes them. The context is checked
-// between entries and before every chunk of a file's contents.
+// Sparse files in GNU's PAX format 1.0 (what fireops writes for a file
+// with holes, see [ScanSparse]) are written without their holes: the file
+// gets its size first and only the 4 KiB blocks that are not all zeros
+// are written, so a tiny archive declaring a terabyte file allocates
+// nothing and never writes it dense. Other sparse forms (old GNU 'S', PAX
+// 0.x) are refused with an error wrapping ErrUnsupported. The context is
+// checked between entries and before every chunk of a file's contents,
+// holes included.
 //
 // Supported entry types are regular files, folders, symbolic links and hard
 // links. Character and block devices and named pipes are refused with an
@@ -131,6 +135,7 @@ type extractor struct {
 	rootFd int // the target folder
 	opts   Options
 	buf    []byte
+	zeros  []byte // as long as buf, for sparse entries
 	// chain holds the folders from the target down to the parent of the
 	// entry last written, each opened relative to the one above with
 	// O_NOFOLLOW|O_DIRECTORY, so none is a symlink. Levels more than
@@ -238,25 +243,10 @@ func (x *extractor) name(raw string) (string, bool, error) {
 	return n, true, nil
 }
 
-// isSparse reports whether hdr is a GNU sparse entry, old GNU format or
-// PAX (GNU.sparse.* records): archive/tar would expand its holes.
-func isSparse(hdr *tar.Header) bool {
-	if hdr.Typeflag == tar.TypeGNUSparse {
-		return true
-	}
-	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
-		}
-	}
-	return false
-}
-
 func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
-	if isSparse(hdr) {
-		// Written dense, a few KiB of archive can declare terabytes of
-		// holes; fireops never writes sparse entries.
-		return fmt.Errorf("tarsafe: entry %q: %w: sparse file (sparse entries are refused)", hdr.Name, ErrUnsupported)
+	sparse, err := sparseEntry(hdr)
+	if err != nil {
+		return fmt.Errorf("tarsafe: entry %q: %w", hdr.Name, err)
 	}
 	name, ok, err := x.name(hdr.Name)
 	if err != nil {
@@ -296,7 +286,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
-		if err := x.file(tr, hdr, name); err != nil {
+		if err := x.file(tr, hdr, name, sparse); err != nil {
 			return fail(err)
 		}
 		x.stats.Files++
@@ -490,7 +480,7 @@ func (x *extractor) mkdir(name string) error {
 	return nil
 }
 
-func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string) error {
+func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string, sparse bool) error {
 	dirfd, base, _, err := x.prepare(name, false)
 	if err != nil {
 		return err
@@ -503,7 +493,11 @@ func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string) error {
 		return fmt.Errorf("create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), name)
-	err = x.copy(f, tr)
+	if sparse {
+		err = x.copySparse(f, tr, hdr.Size)
+	} else {
+		err = x.copy(f, tr)
+	}
 	if err == nil {
 		err = chown(f.Chown(hdr.Uid, hdr.Gid))
 		if err != nil {

@@ -101,7 +101,8 @@ func paxSparseBomb(t *testing.T) []byte {
 
 func TestExtractRefusesSparse(t *testing.T) {
 	t.Parallel()
-	for name, arch := range map[string][]byte{"gnu": gnuSparseBomb(t), "pax": paxSparseBomb(t)} {
+	// PAX format 1.0 is written with holes: TestExtractSparseBomb.
+	for name, arch := range map[string][]byte{"gnu": gnuSparseBomb(t)} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			// The archive really is a sparse bomb: archive/tar expands it.

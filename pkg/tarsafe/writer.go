@@ -331,21 +331,7 @@ func (w *Writer) encode(hdr *tar.Header, flag byte) bool {
 		if len(rec) > maxSpecialFileSize {
 			return false // archive/tar's error
 		}
-		xname := paxHeaderName(hdr.Name)
-		if len(xname) > nameSize {
-			xname = xname[:nameSize]
-		}
-		xname = strings.TrimRight(xname, "/")
-		blk := w.reserve(blockSize)
-		blk[offTypeflag] = tar.TypeXHeader
-		formatString(blk[offName:offName+nameSize], xname)
-		formatOctal(blk[offMode:offMode+8], 0)
-		formatOctal(blk[offUID:offUID+8], 0)
-		formatOctal(blk[offGID:offGID+8], 0)
-		formatOctal(blk[offSize:offSize+12], int64(len(rec)))
-		formatOctal(blk[offMtime:offMtime+12], 0)
-		finishBlock(blk)
-		copy(w.reserve(len(rec)+(-len(rec)&(blockSize-1))), rec)
+		w.writeXHeader(hdr.Name, rec)
 	}
 	blk := w.reserve(blockSize)
 	blk[offTypeflag] = flag
@@ -363,6 +349,27 @@ func (w *Writer) encode(hdr *tar.Header, flag byte) bool {
 	formatString(blk[offPrefix:offPrefix+prefixSize], prefix)
 	finishBlock(blk)
 	return true
+}
+
+// writeXHeader writes the PAX extended header holding the records rec
+// for the entry name, as archive/tar does: named "PaxHeaders.0" in the
+// entry's folder (cut to the name field), mode, owner and time zero.
+func (w *Writer) writeXHeader(name string, rec []byte) {
+	xname := paxHeaderName(name)
+	if len(xname) > nameSize {
+		xname = xname[:nameSize]
+	}
+	xname = strings.TrimRight(xname, "/")
+	blk := w.reserve(blockSize)
+	blk[offTypeflag] = tar.TypeXHeader
+	formatString(blk[offName:offName+nameSize], xname)
+	formatOctal(blk[offMode:offMode+8], 0)
+	formatOctal(blk[offUID:offUID+8], 0)
+	formatOctal(blk[offGID:offGID+8], 0)
+	formatOctal(blk[offSize:offSize+12], int64(len(rec)))
+	formatOctal(blk[offMtime:offMtime+12], 0)
+	finishBlock(blk)
+	copy(w.reserve(len(rec)+(-len(rec)&(blockSize-1))), rec)
 }
 
 // finishBlock sets the USTAR magic and version and the checksum: the sum
