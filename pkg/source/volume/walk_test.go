@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -395,5 +396,42 @@ func TestMountpointDeepFolderMovedDuringWalk(t *testing.T) {
 	}
 	if c.vanished == 0 {
 		t.Errorf("counts %+v: nothing counted as vanished", c)
+	}
+}
+
+// TestLongPathVolume: a Docker volume holding a path far over PATH_MAX
+// (12 KiB) snapshots through the mountpoint path (WriteTar completes, the
+// deep file is in the archive with the others) and restores through the
+// volume's Restorer.
+func TestLongPathVolume(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	cli := engine(t)
+	name, mp := newVolume(t, cli, "long")
+	writeTree(t, mp, map[string]string{"a": "first", "z": "last"})
+	rel := deepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
+	s, err := NewSource(name, Options{Read: ReadMountpoint})
+	must(t, err)
+	if _, err := s.Fingerprint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	st, err := s.WriteTar(context.Background(), &buf)
+	must(t, err)
+	must(t, s.Close())
+	got := archiveFiles(t, buf.Bytes())
+	if got["./"+rel+"/leaf"] != "deep" || got["./a"] != "first" || got["./z"] != "last" || st.Entries != 304 {
+		t.Errorf("archive: leaf %q, a %q, z %q, %d entries", got["./"+rel+"/leaf"], got["./a"], got["./z"], st.Entries)
+	}
+	removeTestVolume(t, cli, name)
+	rs, err := NewRestorer(name, RestoreOptions{Write: ReadMountpoint})
+	must(t, err)
+	staged, err := rs.Stage(context.Background(), bytes.NewReader(buf.Bytes()))
+	must(t, err)
+	must(t, staged.Commit(context.Background()))
+	v, err := cli.VolumeInspect(context.Background(), name)
+	must(t, err)
+	if leaf := readDeep(t, v.Mountpoint, rel+"/leaf"); leaf != "deep" {
+		t.Errorf("restored leaf %q", leaf)
 	}
 }
