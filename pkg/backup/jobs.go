@@ -514,6 +514,9 @@ type VerifyResult struct {
 	damaged bool
 	// wrongKey: the identity matches none of the recipients.
 	wrongKey bool
+	// untrustedSigner: the manifest was refused because it names a signer
+	// outside the trusted keys (an earlier signing key left out?).
+	untrustedSigner bool
 }
 
 // Verify checks snapshots at the given level. It returns every result and
@@ -651,6 +654,9 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			// as it was read.
 			hint = "the snapshot could not be checked to its end (see the error: e.g. a scratch restore the server refused); the data read so far was intact"
 		}
+		if untrustedOnly(results) {
+			hint = UntrustedSignerHint
+		}
 		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg), hint)
 	}
 	if len(unreachable) > 0 {
@@ -727,6 +733,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 		r.Error = strings.ReplaceAll(err.Error(), "\n", "; ")
 		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
 		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
+		r.untrustedSigner = errors.Is(err, snapshot.ErrUntrustedSigner)
 		forgetDamaged(cfg, d.Name, err, o.Log)
 	} else {
 		r.OK = true
@@ -966,6 +973,9 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	}
 	if idx == nil {
 		err := errors.Join(errs...)
+		if errors.Is(err, snapshot.ErrUntrustedSigner) {
+			return nil, exitcode.New(exitcode.CheckFailed, err, UntrustedSignerHint)
+		}
 		if errors.Is(err, snapshot.ErrIntegrity) {
 			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
 		}

@@ -215,6 +215,25 @@ func TrustedKeys(cfg *config.Config) ([]ed25519.PublicKey, error) {
 	return out, nil
 }
 
+// UntrustedSignerHint is the hint for a manifest refused because it names
+// a signer outside the trusted keys (snapshot.ErrUntrustedSigner).
+const UntrustedSignerHint = "if it was signed by an earlier signing key of this site, add that key's ed25519:... public key to keys.signing_public_keys until its snapshots are rotated away (docs/runbook.md, \"Changing the signing key\"); otherwise the snapshot is not this site's"
+
+// untrustedOnly reports whether the verify results that found the data
+// wrong were all refused for their signer alone (and there is one).
+func untrustedOnly(rs []VerifyResult) bool {
+	n := 0
+	for _, r := range rs {
+		switch {
+		case r.untrustedSigner:
+			n++
+		case r.damaged:
+			return false
+		}
+	}
+	return n > 0
+}
+
 // openManifest opens a snapshot's manifest (its signature checked with the
 // trusted keys) and, where this host has the signing key that signed it,
 // has its pieces' keyed ids checked as they are read. A snapshot signed by
