@@ -63,7 +63,7 @@ const (
 // maxSparseRegions regions covers it without storing far more zeros than
 // data (more than its data and 64 MiB): archived dense, its holes would
 // cost their size in time and space.
-var ErrTooFragmented = errors.New("too many separate data regions to archive without its holes")
+var ErrTooFragmented = errors.New("sparse file too fragmented to archive without its holes")
 
 // Region is a run of a file's data: Length bytes from Offset.
 type Region struct{ Offset, Length int64 }
@@ -138,7 +138,7 @@ func ScanSparse(ctx context.Context, fd int, fi fs.FileInfo) (*SparseMap, error)
 			last.Length = max(end, last.Offset+last.Length) - last.Offset
 		} else {
 			if len(rs) == maxScanRegions {
-				return nil, fmt.Errorf("%s: more than %d separate data regions: %w", fi.Name(), maxScanRegions, ErrTooFragmented)
+				return nil, fmt.Errorf("%w: more than %d separate data regions in %d bytes", ErrTooFragmented, maxScanRegions, size)
 			}
 			rs = append(rs, Region{Offset: start, Length: end - start})
 			raw += end - start
@@ -152,8 +152,8 @@ func ScanSparse(ctx context.Context, fd int, fi fs.FileInfo) (*SparseMap, error)
 		var added int64
 		rs, added = mergeGaps(rs, maxSparseRegions)
 		if added > max(raw, sparseMergeAllowance) {
-			return nil, fmt.Errorf("%s: %d data bytes in regions %d bytes apart on average: %w",
-				fi.Name(), raw, (size-raw)/int64(maxSparseRegions), ErrTooFragmented)
+			return nil, fmt.Errorf("%w: %d bytes of data in more than %d separate regions over %d bytes",
+				ErrTooFragmented, raw, maxSparseRegions, size)
 		}
 	}
 	return &SparseMap{Size: size, Regions: rs}, nil

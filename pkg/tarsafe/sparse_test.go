@@ -17,107 +17,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/firetech/fireops/internal/sparsetest"
 	"github.com/firetech/fireops/internal/testenv"
 )
 
-// makeSparse creates path as a file of size bytes holding data at the
-// given offsets and holes elsewhere, and checks that the file system
-// kept the holes.
-func makeSparse(t testing.TB, path string, size int64, data map[int64][]byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for off, b := range data {
-		if _, err := f.WriteAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-		n += int64(len(b))
-	}
-	if a := allocated(t, path); a > n+int64(len(data))*(64<<10)+(1<<20) {
-		t.Fatalf("%s: the test folder's file system does not keep holes (%d bytes allocated for %d of data)", path, a, n)
-	}
-}
-
-// allocated returns the bytes the file system allocated for path.
-func allocated(t testing.TB, path string) int64 {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Blocks * 512
-}
-
-// dataRegions returns the data regions of path as lseek reports them.
-func dataRegions(t testing.TB, path string) []Region {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	var rs []Region
-	for off := int64(0); off < fi.Size(); {
-		d, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
-		if err == unix.ENXIO {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := unix.Seek(int(f.Fd()), d, unix.SEEK_HOLE)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, Region{d, h - d})
-		off = h
-	}
-	return rs
-}
-
-// sameSparse compares two files of any size by reading only where either
-// holds data: everywhere else both are holes, which read as zeros.
-func sameSparse(t testing.TB, want, got string) {
-	t.Helper()
-	wf, err := os.Open(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wf.Close()
-	gf, err := os.Open(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gf.Close()
-	wi, _ := wf.Stat()
-	gi, _ := gf.Stat()
-	if wi.Size() != gi.Size() {
-		t.Fatalf("%s: size %d, want %d", got, gi.Size(), wi.Size())
-	}
-	a, b := make([]byte, 1<<20), make([]byte, 1<<20)
-	for _, r := range append(dataRegions(t, want), dataRegions(t, got)...) {
-		for off := r.Offset; off < r.Offset+r.Length; off += int64(len(a)) {
-			n := int(min(int64(len(a)), r.Offset+r.Length-off))
-			if _, err := wf.ReadAt(a[:n], off); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := gf.ReadAt(b[:n], off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(a[:n], b[:n]) {
-				t.Fatalf("%s differs from %s in %d bytes from %d", got, want, n, off)
-			}
-		}
-	}
-}
+var (
+	makeSparse = sparsetest.Make
+	allocated  = sparsetest.Allocated
+	sameSparse = sparsetest.Same
+	pattern    = sparsetest.Pattern
+)
 
 // archiveFiles writes an archive of the files (name in the archive ->
 // host path) the way the sources do: a sparse entry for a file with
@@ -163,15 +72,6 @@ func archiveFiles(t testing.TB, files [][2]string) []byte {
 	}
 	must(t, tw.Close())
 	return buf.Bytes()
-}
-
-// pattern returns n bytes of a repeating non-zero pattern.
-func pattern(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = seed + byte(i%251) | 1
-	}
-	return b
 }
 
 func TestScanSparse(t *testing.T) {

@@ -502,7 +502,11 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 // file without following a symlink and checks that it is still the inode
 // the walk saw, so a file swapped in between is an error, not a surprise.
 // The contents are read straight into the archive writer's buffer: one
-// read for a small file.
+// read for a small file. A file with holes (tarsafe.ScanSparse: a megabyte
+// or more unallocated) is written as a GNU sparse entry holding only its
+// data: its holes are neither read nor stored, and a restore (Extract or
+// tar -x) does not allocate them. One whose data is scattered in too many
+// pieces to map fails the part with an error naming it.
 func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry) (n int64, isLink bool, err error) {
 	if s.beforeOpen != nil {
 		s.beforeOpen(e.path)
@@ -524,22 +528,41 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	if !fi.Mode().IsRegular() || was == nil || now == nil || was.Ino != now.Ino || was.Dev != now.Dev {
 		return 0, false, fmt.Errorf("files:%s: %s was replaced during the walk", s.name, e.path)
 	}
+	sp, err := tarsafe.ScanSparse(ctx, fd, fi)
+	if errors.Is(err, tarsafe.ErrTooFragmented) {
+		return 0, false, fmt.Errorf("files:%s: %s: %w; exclude it, or copy it without holes", s.name, e.path, err)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
+	}
 	hdr, err := hb.Header(e.name, fi, "")
 	if err != nil {
 		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
 	}
-	if err := tw.WriteHeader(hdr); err != nil {
+	sparse := sp != nil && hdr.Typeflag == tar.TypeReg
+	if sparse {
+		err = tw.WriteSparseHeader(hdr, sp)
+	} else {
+		err = tw.WriteHeader(hdr)
+	}
+	if err != nil {
 		return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
 	}
 	if hdr.Typeflag == tar.TypeLink {
 		return 0, true, nil
 	}
-	n, err = tw.ReadContents(ctx, tarsafe.FileReader(fd))
+	want := hdr.Size
+	if sparse {
+		want = sp.DataSize()
+		n, err = tw.ReadSparse(ctx, fd, sp)
+	} else {
+		n, err = tw.ReadContents(ctx, tarsafe.FileReader(fd))
+	}
 	if err != nil {
 		return n, false, fmt.Errorf("files:%s: read %s: %w", s.name, e.path, err)
 	}
-	if n != hdr.Size {
-		return n, false, fmt.Errorf("files:%s: %s shrank while it was read (%d of %d bytes)", s.name, e.path, n, hdr.Size)
+	if n != want {
+		return n, false, fmt.Errorf("files:%s: %s shrank while it was read (%d of %d bytes)", s.name, e.path, n, want)
 	}
 	return n, false, nil
 }
