@@ -320,7 +320,12 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 // read), read straight into the archive writer's buffer. A file that
 // vanished or was replaced since the walk listed it (another inode: a
 // rename over it, a hard link or a symlink to a file elsewhere) is left
-// out and counted as vanished.
+// out and counted as vanished. A file with holes (tarsafe.ScanSparse: a
+// megabyte or more unallocated, like one made with truncate) is written
+// as a GNU sparse entry holding only its data: its holes are neither read
+// nor stored, and a restore does not allocate them. One whose data is
+// scattered in too many pieces to map is left out, logged and counted in
+// sparse_skipped: archived dense it would cost its whole size.
 func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, c *counts) error {
 	if testHookBeforeOpen != nil {
 		testHookBeforeOpen(e.path)
@@ -342,11 +347,29 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 		c.vanished++ // another file took its name since it was listed
 		return nil
 	}
+	// Before the header: a file left out must not become the target of
+	// hard links from its other names.
+	sp, err := tarsafe.ScanSparse(ctx, fd, fi)
+	if errors.Is(err, tarsafe.ErrTooFragmented) {
+		c.sparseSkipped++
+		s.log.Warn("sparse file left out: its data is in too many pieces to archive without its holes",
+			"volume", s.name, "file", e.rel, "size", fi.Size(), "error", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+	}
 	hdr, err := hb.Header(archiveName(e.rel), fi, "")
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
 	}
-	if err := tw.WriteHeader(normalize(hdr)); err != nil {
+	sparse := sp != nil && hdr.Typeflag == tar.TypeReg
+	if sparse {
+		err = tw.WriteSparseHeader(normalize(hdr), sp)
+	} else {
+		err = tw.WriteHeader(normalize(hdr))
+	}
+	if err != nil {
 		return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
 	}
 	c.entries++
@@ -355,12 +378,19 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 		return nil
 	}
 	c.files++
-	n, err := tw.ReadContents(ctx, tarsafe.FileReader(fd))
+	var n int64
+	want := hdr.Size
+	if sparse {
+		want = sp.DataSize()
+		n, err = tw.ReadSparse(ctx, fd, sp)
+	} else {
+		n, err = tw.ReadContents(ctx, tarsafe.FileReader(fd))
+	}
 	c.bytes += n
 	if err != nil {
 		return fmt.Errorf("volume:%s: read %s: %w", s.name, e.path, err)
 	}
-	changed := n != hdr.Size
+	changed := n != want
 	if changed {
 		if err := tw.FillZeros(); err != nil {
 			return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
@@ -370,7 +400,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	}
 	if changed {
 		c.changed++
-		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.rel, "archived_bytes", hdr.Size, "read_bytes", n)
+		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.rel, "archived_bytes", want, "read_bytes", n)
 	}
 	return nil
 }

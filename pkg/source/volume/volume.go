@@ -406,6 +406,7 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (st source.Stats, er
 type counts struct {
 	entries, files, dirs, symlinks, links, bytes int64
 	special, vanished, changed                   int64
+	sparseSkipped                                int64 // too fragmented (mountpoint path)
 }
 
 func (c counts) stats(mode string, leftOut []string) source.Stats {
@@ -425,6 +426,7 @@ func (c counts) stats(mode string, leftOut []string) source.Stats {
 	if mode == ReadMountpoint {
 		d["vanished"] = strconv.FormatInt(c.vanished, 10)
 		d["changed_during_read"] = strconv.FormatInt(c.changed, 10)
+		d["sparse_skipped"] = strconv.FormatInt(c.sparseSkipped, 10)
 	}
 	return source.Stats{Entries: c.entries, Details: d}
 }
