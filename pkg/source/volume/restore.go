@@ -330,7 +330,8 @@ func (c *Client) copyIn(ctx context.Context, h *helper, produce func(io.Writer) 
 // forEngine reads a volume part's tar stream from in, checks every entry
 // like tarsafe.Extract does (names, types, nothing below a symlink), and
 // writes it to w with names under helperMount for CopyToContainer. It
-// reads in to its end.
+// reads in to its end. Sparse files are refused: the Engine's extraction
+// would write their holes as zeros, a terabyte for a truncated file.
 func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error {
 	top := strings.TrimPrefix(helperMount, "/")
 	cr := &countingReader{r: tarsafe.ContextReader(ctx, in)}
@@ -366,6 +367,9 @@ func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error 
 			return fmt.Errorf("read entry %d: %w", c.entries+1, err)
 		}
 		c.entries++
+		if tarsafe.IsSparse(hdr) {
+			return fmt.Errorf("entry %q: %w: a sparse file of %d bytes, which the Engine would write dense, its holes as zeros; restore as root on the Engine's host (the mountpoint path keeps the holes)", hdr.Name, tarsafe.ErrUnsupported, hdr.Size)
+		}
 		out := normalize(hdr)
 		if out.Name, err = engine(hdr.Name); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/firetech/fireops/internal/sparsetest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
 // limitWriter fails once more than max bytes were written: an archive
@@ -107,5 +109,25 @@ func TestMountpointSparse(t *testing.T) {
 	sparsetest.Same(t, notes, filepath.Join(out, "work", "notes.txt"))
 	if a := sparsetest.Allocated(t, got); a > 2<<20 {
 		t.Errorf("tar -x allocated %d bytes for %s", a, got)
+	}
+}
+
+func TestForEngineRefusesSparse(t *testing.T) {
+	t.Parallel()
+	// The api restore path hands the stream to the Engine, whose
+	// extraction writes a sparse file dense: refused, not a full disk.
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	sparsetest.Make(t, img, 1<<40, map[int64][]byte{1 << 39: []byte("x")})
+	s := &Source{name: "t", log: slog.New(slog.DiscardHandler)}
+	var arch bytes.Buffer
+	if _, err := s.writeMountpoint(context.Background(), &pinned{mode: ReadMountpoint, dir: dir, ident: "t"}, &limitWriter{w: &arch, max: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	var c counts
+	out := &limitWriter{w: io.Discard, max: 1 << 20}
+	err := forEngine(context.Background(), bytes.NewReader(arch.Bytes()), out, &c)
+	if !errors.Is(err, tarsafe.ErrUnsupported) || !strings.Contains(err.Error(), "sparse") || !strings.Contains(err.Error(), "disk.img") {
+		t.Fatalf("forEngine: %v, want a sparse refusal naming the file", err)
 	}
 }
