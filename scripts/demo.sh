@@ -33,9 +33,11 @@ for i in $(seq 1 200); do echo "INSERT INTO users(name, approved) VALUES('user$i
 writer=$!
 
 # 3. init writes the config, the identity and the signing key; point the
-#    config at the demo data.
+#    config at the demo data (init's config backs up the stack `fireops
+#    deploy` runs to /var/backups/fireops: here the demo's folder and
+#    database instead, without Docker volumes, to a folder beside it).
 step "$FIREOPS" init --dir "$work/etc" --host demo
-sed -i "s#paths: \[/opt/firetech\]#paths: [$data]#; s@^  # sqlite:@  sqlite:\n    - {name: hub, path: $db}@; s@^# state_dir: .*@state_dir: state@" "$cfg"
+sed -i "s#paths: \[/opt/firetech\]#paths: [$data]#; s@^    - {name: jupyterhub, volume: .*@    - {name: hub, path: $db}@; s@^# state_dir: .*@state_dir: state@; /^  volumes:/d; s#remote: /var/backups/fireops#remote: backups#; s#textfile_dir: /var/lib/prometheus/node-exporter#textfile_dir: \"\"#" "$cfg"
 
 # 3b. MongoDB, when a URI is given (FIREOPS_DEMO_MONGO_URI, or the test
 #     FerretDB of scripts/test-deps.sh): a demo database is backed up too and
@@ -50,9 +52,10 @@ if [ -n "$mongo_uri" ]; then
   (umask 077 && printf '%s\n' "$mongo_uri" > "$work/etc/mongo-uri")
   go run ./internal/cmd/demoseed -uri-file "$work/etc/mongo-uri" -db "$mongo_db" -docs 2000
   trap 'go run ./internal/cmd/demoseed -uri-file "$work/etc/mongo-uri" -db "$mongo_db" -drop >/dev/null 2>&1 || true; cleanup' EXIT
-  sed -i "s@^  # mongo: .*@  mongo: {uri_file: mongo-uri, databases: [$mongo_db]}@" "$cfg"
+  sed -i "s@^  mongo: .*@  mongo: {uri_file: mongo-uri, databases: [$mongo_db]}@" "$cfg"
   echo "MongoDB: backing up database $mongo_db (2000 documents)"
 else
+  sed -i "/^  mongo: /d" "$cfg"
   echo "MongoDB: no URI (set FIREOPS_DEMO_MONGO_URI or run scripts/test-deps.sh): the mongo part is skipped"
 fi
 step fo config check -q >/dev/null && echo "config: valid"

@@ -4,6 +4,9 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/deploy"
 )
 
 func (a *app) configCommand() *cobra.Command {
@@ -21,9 +24,12 @@ root or the running user and readable by it), checks what the jobs will
 need on this host (source paths exist and are readable, an SQLite path is
 an SQLite database, the identity parses and matches a recipient; a source
 under stack.dir that deploy has not created yet is only a note), and prints the
-effective config with credentials redacted. Exit code 2 when it is invalid,
-also when only the retention policy is (rotate would refuse it; the other
-jobs still run with such a config).`,
+effective config with credentials redacted. On a stack host (a config
+with a stack: section) it warns, in WARNING lines (exit 0), about the
+stack's data no source backs up: the hub database, MongoDB, the users'
+volumes, the stack folder; and notes which sources deploy has not created
+yet. Exit code 2 when it is invalid, also when only the retention policy
+is (rotate would refuse it; the other jobs still run with such a config).`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := a.loadConfig()
@@ -37,10 +43,19 @@ jobs still run with such a config).`,
 			if err != nil {
 				return err
 			}
+			cov, err := deploy.CheckCoverage(cfg)
+			if err != nil {
+				return err
+			}
 			rep := cfg.Check()
 			rep.Notes = append(rep.Notes, notes...)
+			rep.Notes = append(rep.Notes, cov.NotDeployed...)
 			if a.jsonOut {
-				return a.printJSON(rep)
+				return a.printJSON(struct {
+					*config.Report
+					// Warnings: the stack's data no source backs up.
+					Warnings []string `json:"warnings"`
+				}{rep, cov.Uncovered})
 			}
 			out, err := rep.YAML()
 			if err != nil {
@@ -48,6 +63,9 @@ jobs still run with such a config).`,
 			}
 			w := a.stdout
 			fmt.Fprintf(w, "# %s: valid\n", rep.File)
+			for _, u := range cov.Uncovered {
+				fmt.Fprintf(w, "# WARNING: %s\n", u)
+			}
 			for _, f := range rep.Files {
 				fmt.Fprintf(w, "# %s: %s: %s\n", f.Key, f.Path, f.Status)
 			}

@@ -58,10 +58,11 @@ func TestKillDuringUpload(t *testing.T) {
 	write("checkpoint.bin", 1)
 	cfg := filepath.Join(dir, "fireops.yaml")
 	raw, _ := os.ReadFile(cfg)
-	y := strings.Replace(string(raw), "paths: [/opt/firetech]", "paths: ["+data+"]", 1)
-	y = strings.Replace(y, "    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", dav.Remote("fireops")), 1)
-	y = strings.Replace(y, "# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest", 1)
-	y = strings.Replace(y, "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"), 1)
+	y := initForFiles(t, string(raw),
+		"paths: [/opt/firetech]", "paths: ["+data+"]",
+		"    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", dav.Remote("fireops")),
+		"# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest",
+		"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}

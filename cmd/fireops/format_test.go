@@ -92,9 +92,10 @@ func TestFormatDocCommands(t *testing.T) {
 			}
 		}
 		y, _ := os.ReadFile(cfg)
-		ys := strings.Replace(string(y), "paths: [/opt/firetech]", "paths: ["+data+"]", 1)
-		ys = strings.Replace(ys, "# chunk_size: 32MiB", "chunk_size: 1MiB", 1)
-		ys = strings.Replace(ys, "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"), 1)
+		ys := initForFiles(t, string(y),
+			"paths: [/opt/firetech]", "paths: ["+data+"]",
+			"# chunk_size: 32MiB", "chunk_size: 1MiB",
+			"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
 		if err := os.WriteFile(cfg, []byte(ys), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -16,12 +16,16 @@ func (a *app) initCommand() *cobra.Command {
 		Short: "Write a commented config, a new age identity and a signing key",
 		Long: `init writes three new files into DIR (default: the folder of --config):
 
-  fireops.yaml   a commented config: a local destination DIR/backups and a
-                 files source for the stack folder
+  fireops.yaml   a commented config that backs up the whole stack
+                 fireops deploy renders from it: the hub database,
+                 MongoDB (through the URI deploy writes), every user's
+                 volume and the stack folder, to /var/backups/fireops (and,
+                 commented out, Yandex Disk with its rclone steps), with job
+                 metrics for node-exporter's textfile collector
   identity.txt   a new age X25519 identity (0600), in age's own format
   signing.key    a new Ed25519 key that signs manifests (0600, PKCS#8 PEM)
 
-It refuses to overwrite any existing file.`,
+It refuses to overwrite any existing file. Next steps: docs/quickstart.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
@@ -40,7 +44,9 @@ It refuses to overwrite any existing file.`,
 			fmt.Fprintf(w, "  without it no snapshot can ever be restored. It need not stay on this host.\n\n")
 			fmt.Fprintf(w, "Stays on this host:\n  recipient (public, in the config): %s\n  signing key: %s\n", res.Recipient, res.SigningKey)
 			fmt.Fprintf(w, "  signing public key (in the config): %s\n\n", res.SigningPublicKey)
-			fmt.Fprintf(w, "Next: edit %s, then run `fireops --config %s config check`.\n", res.Config, res.Config)
+			fmt.Fprintf(w, "Next (docs/quickstart.md): check the stack: section of %s, then run\n", res.Config)
+			fmt.Fprintf(w, "  fireops --config %s config check\n  fireops --config %s deploy\n", res.Config, res.Config)
+			fmt.Fprintf(w, "and enable the timers (fireops-snapshot.timer and the others).\n")
 			return nil
 		},
 	}

@@ -33,7 +33,7 @@ func idleConfig(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	y := strings.Replace(string(raw), "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"), 1)
+	y := initForFiles(t, string(raw), "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
 	y += "\nschedule: {snapshot: \"\", rotate: \"\", verify: \"\", gpu_check: \"\"}\nmetrics: {listen: \"127.0.0.1:0\"}\n"
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
