@@ -57,7 +57,7 @@ func CheckCoverage(cfg *config.Config) (*Coverage, error) {
 	if !section && !deployed {
 		return cov, nil
 	}
-	notYet := "stack not deployed yet: run `fireops deploy` (or, when rebuilding this host, restore it: docs/runbook.md)"
+	notYet := "stack not deployed yet: run `fireops deploy`"
 	secrets := map[string]bool{}
 	for _, sp := range secretSpecs(cfg) {
 		secrets[filepath.Join(s.Dir, SecretsDir, sp.Name)] = true
