@@ -105,10 +105,14 @@ In the table, SIZE is a part's plaintext size, STORED the stored size of its
 pieces (most of them shared with earlier snapshots), UPLOADED what this run
 sent for it, REUSED whether it was referenced without being read.
 
-On any source error nothing is left that looks complete: no manifest is
-written; the pieces already uploaded stay for the next snapshot to
-reference (rotate sweeps them if none does). A destination that fails on its own is
-named; the others still complete (exit code 1). One snapshot runs at a
+A part whose source fails (an unreadable file, a database that does not
+open, a dump that breaks off) fails that part only: the snapshot is signed
+with the other parts, the table shows the failed part with its error, and
+the exit code is 1. Its pieces already uploaded stay for the next snapshot
+to reference (rotate sweeps them if none does). When every part fails, or
+the run is interrupted, no manifest is written: nothing is left that looks
+complete. A destination that fails on its own is named; the others still
+complete (exit code 1). One snapshot runs at a
 time per host: a second one exits 4 naming the running one's PID, or waits
 with --lock-wait.`,
 		Args: cobra.NoArgs,
@@ -140,10 +144,17 @@ with --lock-wait.`,
 // printSnapshot prints a snapshot's parts and destinations.
 func (a *app) printSnapshot(res *snapshot.Result) error {
 	w := a.table()
-	fmt.Fprintf(w, "snapshot %s of %s: %s in %s\n\n", res.ID, res.Host, plural(len(res.Parts), "part"), res.Finished.Sub(res.Started).Round(time.Millisecond))
+	fmt.Fprintf(w, "snapshot %s of %s: %s in %s", res.ID, res.Host, plural(len(res.Parts), "part"), res.Finished.Sub(res.Started).Round(time.Millisecond))
+	if n := len(res.FailedParts); n > 0 {
+		fmt.Fprintf(w, "; %s FAILED, not in the snapshot", plural(n, "part"))
+	}
+	fmt.Fprint(w, "\n\n")
 	fmt.Fprintln(w, "PART\tSIZE\tSTORED\tUPLOADED\tENTRIES\tREUSED")
 	for _, p := range res.Parts {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), human(p.Uploaded), p.Entries, p.Reused)
+	}
+	for _, f := range res.FailedParts {
+		fmt.Fprintf(w, "%s\tFAILED: %s\n", f.ID, f.Reason)
 	}
 	for _, sk := range res.Skipped {
 		fmt.Fprintf(w, "%s\tleft out: %s\n", sk.ID, sk.Reason)
@@ -165,8 +176,10 @@ func (a *app) snapshotsCommand() *cobra.Command {
 		Use:   "snapshots [--dest NAME]...",
 		Short: "List the snapshots on every destination, complete or incomplete",
 		Long: `snapshots lists, per destination, every snapshot of this host: id, time,
-parts, size, and complete, incomplete (no manifest: interrupted or still
-being written) or BAD (a manifest that does not verify: the reason is
+parts, size, and complete, partial (complete, but parts failed in that run:
+it holds the others; with keys.identity_file the failed parts are named
+with their errors, else counted), incomplete (no manifest: interrupted or
+still being written) or BAD (a manifest that does not verify: the reason is
 shown). Needs no private key.
 
 A destination that cannot be opened or listed is shown with its error and
@@ -204,18 +217,34 @@ func (a *app) printListing(ls []backup.DestListing) error {
 		fmt.Fprintln(w, "  ID\tTIME\tPARTS\tSIZE\tSTATE")
 		for _, s := range d.Snapshots {
 			state := "complete"
+			if s.FailedParts > 0 {
+				state = "partial: " + failedParts(s)
+			}
 			switch {
 			case !s.Complete && s.Problem != "":
 				state = "BAD: " + s.Problem
 			case !s.Complete:
 				state = "incomplete"
 			case s.Problem != "":
-				state = "complete (" + s.Problem + ")"
+				state += " (" + s.Problem + ")"
 			}
 			fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Parts, human(s.Size), state)
 		}
 	}
 	return w.Flush()
+}
+
+// failedParts says which parts of a partial snapshot failed, or how many
+// when its index could not be read.
+func failedParts(s snapshot.Listing) string {
+	if len(s.Failed) == 0 {
+		return plural(s.FailedParts, "part") + " failed (named in the encrypted index: set keys.identity_file)"
+	}
+	var out []string
+	for _, f := range s.Failed {
+		out = append(out, f.ID+" failed: "+f.Reason)
+	}
+	return strings.Join(out, "; ")
 }
 
 func (a *app) verifyCommand() *cobra.Command {

@@ -178,8 +178,14 @@ type DestListing struct {
 
 // List lists the snapshots of every destination (or those named). A
 // destination that cannot be listed is reported in its entry, not fatal.
+// A partial snapshot's failed parts are named when keys.identity_file can
+// decrypt its index; without it the listing only counts them.
 func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing, error) {
 	trusted, _ := TrustedKeys(cfg) // listing works without one, and says so
+	var ids []age.Identity
+	if cfg.Keys.IdentityFile != "" {
+		ids, _ = Identities(cfg, "")
+	}
 	dests, unopened, err := OpenDests(ctx, cfg, only)
 	if err != nil {
 		return nil, err
@@ -200,11 +206,34 @@ func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing
 		if err != nil {
 			l.Error = err.Error()
 		} else {
+			nameFailed(ctx, cfg, dests[i], ls, trusted, ids)
 			l.Snapshots = ls
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// nameFailed fills in which parts of each partial snapshot in ls failed,
+// and why, from its encrypted index, when ids can decrypt it. A snapshot
+// whose index cannot be read keeps only the count.
+func nameFailed(ctx context.Context, cfg *config.Config, d Dest, ls []snapshot.Listing, trusted []ed25519.PublicKey, ids []age.Identity) {
+	if len(ids) == 0 {
+		return
+	}
+	for i := range ls {
+		l := &ls[i]
+		if !l.Complete || l.Problem != "" || l.FailedParts == 0 {
+			continue
+		}
+		m, err := snapshot.Open(ctx, d.Store, cfg.Host, l.ID, trusted...)
+		if err != nil {
+			continue
+		}
+		if idx, err := snapshot.ReadIndex(ctx, d.Store, m, ids); err == nil {
+			l.Failed = idx.FailedParts
+		}
+	}
 }
 
 // ListError is the error of a listing in which some destinations could not

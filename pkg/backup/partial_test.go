@@ -1,0 +1,88 @@
+package backup
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// TestPartialSnapshot: a SQLite source whose file is not a database fails
+// its part only. The run exits 1 naming the part with a hint, its result
+// holds the good parts and names the failed one, the metrics say which
+// part failed, `snapshots` lists the snapshot as complete with the failed
+// part (named with the identity, counted without), and the good parts
+// verify and restore.
+func TestPartialSnapshot(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	ctx := context.Background()
+	notDB := filepath.Join(f.dir, "data", "broken.sqlite")
+	must(t, os.WriteFile(notDB, []byte("this is not a database, it is a shopping list\n"), 0o600))
+	cfg := *f.cfg
+	cfg.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: "broken", Path: notDB})
+
+	res, err := Snapshot(ctx, &cfg, SnapshotOptions{})
+	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "part sqlite:broken: ") ||
+		!strings.Contains(exitcode.Hint(err), "the snapshot holds the other parts") {
+		t.Fatalf("snapshot: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+	if res == nil || len(res.Parts) != 2 || len(res.FailedParts) != 1 || res.FailedParts[0].ID != "sqlite:broken" ||
+		!strings.Contains(res.FailedParts[0].Reason, "not a database") || len(res.Failed()) != 0 {
+		t.Fatalf("result %+v", res)
+	}
+
+	var buf strings.Builder
+	mx := SnapshotMetrics(time.Now(), time.Second, res, err, []string{"local"})
+	must(t, metrics.Write(&buf, mx.Run))
+	for _, want := range []string{
+		`fireops_snapshot_part_last_run_success{part="sqlite:broken"} 0`,
+		`fireops_snapshot_part_last_run_success{part="sqlite:hub"} 1`,
+		`fireops_snapshot_part_last_run_success{part="files:stack"} 1`,
+		`fireops_snapshot_last_run_success 0`,
+		`fireops_snapshot_destination_success{destination="local"} 1`,
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, buf.String())
+		}
+	}
+
+	listed := func(c *config.Config) snapshot.Listing {
+		t.Helper()
+		ls, err := List(ctx, c, nil)
+		if err != nil || len(ls) != 1 || len(ls[0].Snapshots) != 1 {
+			t.Fatalf("list: %v %+v", err, ls)
+		}
+		return ls[0].Snapshots[0]
+	}
+	l := listed(&cfg)
+	if !l.Complete || l.Parts != 2 || l.FailedParts != 1 || len(l.Failed) != 1 || l.Failed[0] != res.FailedParts[0] {
+		t.Errorf("listing with the identity: %+v", l)
+	}
+	noID := cfg
+	noID.Keys.IdentityFile = ""
+	if l := listed(&noID); !l.Complete || l.FailedParts != 1 || l.Failed != nil {
+		t.Errorf("listing without the identity: %+v", l)
+	}
+
+	if _, err := Verify(ctx, &cfg, VerifyOptions{Level: LevelFull}); err != nil {
+		t.Errorf("verify full of the partial snapshot: %v", err)
+	}
+	to := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: to}); err != nil {
+		t.Fatalf("restore of the good part: %v", err)
+	}
+	sameTree(t, f.data, filepath.Join(to, f.data))
+	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:broken"}, To: filepath.Join(t.TempDir(), "x")}); err == nil {
+		t.Error("the failed part restored from a snapshot that does not hold it")
+	}
+}
