@@ -114,9 +114,9 @@ func (x *partIndex) retired(holders []int) bool {
 	return len(holders) > 0 && x.newestFull < holders[0]
 }
 
-// PartCounts returns how many parts the complete snapshots hold, and how
-// many of those are retired (see parts.go); the snapshots that record no
-// parts count as one part.
+// PartCounts returns how many parts the complete snapshots record, and
+// how many of those are retired (see parts.go). Snapshots that record no
+// parts add none.
 func PartCounts(snaps []Snapshot) (parts, retired int) {
 	var ds []*Decision
 	for _, s := range snaps {
@@ -133,11 +133,15 @@ func PartCounts(snaps []Snapshot) (parts, retired int) {
 	})
 	x := newPartIndex(ds)
 	for _, p := range x.parts {
+		if p == everyPart {
+			continue
+		}
+		parts++
 		if x.retired(x.holders(p)) {
 			retired++
 		}
 	}
-	return len(x.parts), retired
+	return parts, retired
 }
 
 // planParts applies the policy to the complete snapshots ds (newest
