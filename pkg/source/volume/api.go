@@ -3,15 +3,68 @@ package volume
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
 // endMarker is the size of tar's end-of-archive marker: two zero blocks.
 const endMarker = 1024
+
+// The Engine's archiver walks the volume by path, as the helper container
+// sees it ("/v/a/b"), and leaves out without an error (not even a line in
+// dockerd's log) every name it cannot lstat: a path of enginePathMax bytes
+// or more (PATH_MAX, ENAMETOOLONG), with all that lies below it. So a
+// folder whose Engine path, with "/" and a name of up to nameMax bytes,
+// reaches enginePathMax may have lost names, and the stream cannot say
+// which or whether: the api path refuses such a folder (errTooDeep)
+// rather than archive it incomplete. A folder whose path in the volume is
+// 3,836 bytes or shorter is safe.
+const (
+	enginePathMax = 4096 // PATH_MAX on Linux, the terminating NUL included
+	nameMax       = 255  // NAME_MAX of ext4, xfs, btrfs, tmpfs
+)
+
+// errTooDeep is wrapped by the error of a volume holding a folder too deep
+// for the Engine's archive.
+var errTooDeep = errors.New("too deep for the Docker Engine's archive")
+
+// enginePathLen is the length of the path of rel as the Engine's archiver
+// sees it: helperMount, "/", rel.
+func enginePathLen(rel string) int {
+	if rel == "." {
+		return len(helperMount)
+	}
+	return len(helperMount) + 1 + len(rel)
+}
+
+// mayLoseNames reports whether the Engine may have left out names inside
+// the folder rel: its path, "/" and the longest name reach enginePathMax.
+func mayLoseNames(rel string) bool {
+	return enginePathLen(rel)+1+nameMax >= enginePathMax
+}
+
+// shortName abbreviates a long path for a message: its first and last
+// 100 bytes (whole characters) around an ellipsis.
+func shortName(rel string) string {
+	const keep = 100
+	if len(rel) <= 2*keep+20 {
+		return rel
+	}
+	head, tail := keep, len(rel)-keep
+	for head > 0 && !utf8.RuneStart(rel[head]) {
+		head--
+	}
+	for tail < len(rel) && !utf8.RuneStart(rel[tail]) {
+		tail++
+	}
+	return rel[:head] + "…" + rel[tail:]
+}
 
 // countingReader counts the bytes read through it.
 type countingReader struct {
@@ -45,15 +98,27 @@ func engineName(name string) (string, error) {
 
 // writeAPI archives the volume through the Engine (CopyFromContainer from
 // the helper container) and re-encodes the stream with the names and
-// headers of the mountpoint path.
+// headers of the mountpoint path (see rewriteEngine).
 func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, error) {
-	var c counts
 	rc, _, err := s.c.cli.CopyFromContainer(ctx, p.h.id, helperMount)
 	if err != nil {
-		return c, s.c.wrap("archive volume "+s.name, err)
+		return counts{}, s.c.wrap("archive volume "+s.name, err)
 	}
 	defer rc.Close()
-	cr := &countingReader{r: tarsafe.ContextReader(ctx, rc)}
+	return s.rewriteEngine(ctx, rc, w, p.why)
+}
+
+// rewriteEngine re-encodes the Engine's archive of helperMount, read from
+// r, into w with the names and headers of the mountpoint path. It fails,
+// rather than write an archive that silently misses files, when the
+// stream ends without tar's end-of-archive marker (the Engine failed half
+// way), when it does not start with the volume's root folder (the Engine
+// could not read it), and at a folder whose names the Engine may have left
+// out for their length (errTooDeep; why is the reason the mountpoint path
+// is not used, for the hint, or "").
+func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, why string) (counts, error) {
+	var c counts
+	cr := &countingReader{r: tarsafe.ContextReader(ctx, r)}
 	tr := tar.NewReader(cr)
 	tw := tar.NewWriter(w)
 	buf := make([]byte, copyBufferSize)
@@ -67,6 +132,7 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 		dropped     = map[string]bool{} // entries left out: links to them are too
 		droppedDirs []string            // folders left out with their contents
 		symlinks    = map[string]string{}
+		rootSeen    bool
 	)
 	for {
 		before := cr.n
@@ -77,6 +143,9 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 			if cr.n-before < endMarker {
 				return fail(fmt.Errorf("it ended without tar's end-of-archive marker: the Engine failed while reading the volume (a file that changed size during the read does that; see dockerd's log, or set pause_containers)"))
 			}
+			if !rootSeen {
+				return fail(errors.New("it holds no entry for the volume's root folder: the Engine could not read the volume"))
+			}
 			break
 		}
 		if err != nil {
@@ -85,6 +154,14 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 		rel, err := engineName(hdr.Name)
 		if err != nil {
 			return fail(err)
+		}
+		// The archiver leaves out a folder it cannot read, the root too;
+		// the root comes first.
+		if !rootSeen {
+			if rel != "." || hdr.Typeflag != tar.TypeDir {
+				return fail(fmt.Errorf("it starts with %q, not the volume's root folder: the Engine could not read the volume", hdr.Name))
+			}
+			rootSeen = true
 		}
 		if s.excluded[rel] || underAny(droppedDirs, rel) {
 			dropped[rel] = true
@@ -97,6 +174,9 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 		out.Name = archiveName(rel)
 		switch hdr.Typeflag {
 		case tar.TypeDir:
+			if mayLoseNames(rel) {
+				return c, s.tooDeep(rel, why)
+			}
 			out.Name += "/"
 			if rel == "." {
 				out.Name = "./"
@@ -154,6 +234,19 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 		return c, fmt.Errorf("volume:%s: finish archive: %w", s.name, err)
 	}
 	return c, nil
+}
+
+// tooDeep is the error for the folder rel, which the Engine's archive may
+// hold incomplete (see enginePathMax); why is the reason the mountpoint
+// path is not used, or "".
+func (s *Source) tooDeep(rel, why string) error {
+	hint := "read this volume through its mountpoint, which has no such limit: run fireops as root with read: auto or mountpoint"
+	if why != "" {
+		hint += " (now it cannot be used: " + why + ")"
+	}
+	err := fmt.Errorf("volume:%s: folder ./%s (%d bytes) is %w: the Engine leaves out, without an error, every path inside it of %d bytes or more (PATH_MAX); the api read path refuses the volume rather than archive it incomplete",
+		s.name, shortName(rel), len(rel), errTooDeep, enginePathMax)
+	return exitcode.New(exitcode.Failure, err, hint)
 }
 
 // underAny reports whether rel lies inside one of the folders dirs.
