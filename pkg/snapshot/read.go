@@ -170,7 +170,8 @@ func trustedKeys(trusted []ed25519.PublicKey) []ed25519.PublicKey {
 func verifySignature(data, sig []byte, trusted []ed25519.PublicKey) (ed25519.PublicKey, error) {
 	if len(sig) == ed25519.SignatureSize {
 		for _, k := range trusted {
-			if ed25519.Verify(k, data, sig) {
+			// A key of another length is no key: it verifies nothing.
+			if len(k) == ed25519.PublicKeySize && ed25519.Verify(k, data, sig) {
 				return k, nil
 			}
 		}

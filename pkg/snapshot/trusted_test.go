@@ -73,6 +73,11 @@ func TestTrustedKeys(t *testing.T) {
 		t.Fatalf("unchecked listing: %+v, %v", ls, err)
 	}
 
+	// A key of the wrong length verifies nothing (and does not panic).
+	if _, err := Open(ctx, st, "gpu01", res.ID, old[:31]); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("a 31-byte key: err = %v", err)
+	}
+
 	// Altered under a trusted signer: not an untrusted signer.
 	p := filepath.Join(st.root, SnapshotPath("gpu01", res.ID), ManifestFile)
 	data, err := os.ReadFile(p)
