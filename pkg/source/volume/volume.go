@@ -355,7 +355,7 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 // removes the helper container afterwards. Stats.Entries counts tar
 // entries; Details: read (the path used), files, dirs, symlinks,
 // hardlinks, bytes, special_skipped, left_out and, on the mountpoint path,
-// vanished and changed_during_read.
+// vanished, changed_during_read and sparse_skipped.
 func (s *Source) WriteTar(ctx context.Context, w io.Writer) (st source.Stats, err error) {
 	if s.pin == nil {
 		p, err := s.prepare(ctx)
