@@ -16,6 +16,9 @@ import (
 // endMarker is the size of tar's end-of-archive marker: two zero blocks.
 const endMarker = 1024
 
+// engineFailed says why the Engine's archive breaks off.
+const engineFailed = "the Engine failed while reading the volume (a file that changed size, or a file or folder replaced, during the read does that; see dockerd's log, or set pause_containers)"
+
 // The Engine's archiver walks the volume by path, as the helper container
 // sees it ("/v/a/b"), and leaves out without an error (not even a line in
 // dockerd's log) every name it cannot lstat: a path of enginePathMax bytes
@@ -141,12 +144,15 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 			// The Engine writes the end marker only when its archiver got
 			// through; when it fails half way it just ends the stream.
 			if cr.n-before < endMarker {
-				return fail(fmt.Errorf("it ended without tar's end-of-archive marker: the Engine failed while reading the volume (a file that changed size during the read does that; see dockerd's log, or set pause_containers)"))
+				return fail(errors.New("it ended without tar's end-of-archive marker: " + engineFailed))
 			}
 			if !rootSeen {
 				return fail(errors.New("it holds no entry for the volume's root folder: the Engine could not read the volume"))
 			}
 			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fail(errors.New("it broke off inside an entry's header: " + engineFailed))
 		}
 		if err != nil {
 			return fail(err)
@@ -222,6 +228,9 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 		if out.Typeflag == tar.TypeReg {
 			n, err := io.CopyBuffer(tw, tr, buf)
 			c.bytes += n
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fail(fmt.Errorf("%s: it broke off after %d of %d bytes: %s", out.Name, n, out.Size, engineFailed))
+			}
 			if err != nil {
 				return fail(fmt.Errorf("%s: %w", out.Name, err))
 			}

@@ -219,17 +219,20 @@ func TestRewriteEngine(t *testing.T) {
 		exclude []string
 		want    []string // the names written, or nil for an error
 		errHas  string
+		cut     int // keep only this many bytes of the stream, when > 0
 	}{
-		{"volume", []string{".", "a", "d/", "d/f"}, true, nil, []string{"./", "./a", "./d/", "./d/f"}, ""},
-		{"deepest safe folder", []string{".", safe + "/", safe + "/f"}, true, nil, []string{"./", "./" + safe + "/", "./" + safe + "/f"}, ""},
+		{"volume", []string{".", "a", "d/", "d/f"}, true, nil, []string{"./", "./a", "./d/", "./d/f"}, "", 0},
+		{"deepest safe folder", []string{".", safe + "/", safe + "/f"}, true, nil, []string{"./", "./" + safe + "/", "./" + safe + "/f"}, "", 0},
 		{"folder one byte deeper", []string{".", "a", deep + "/", "z"}, true, nil, nil,
-			fmt.Sprintf("folder ./%s (%d bytes) is too deep", shortName(deep), len(deep))},
-		{"empty folder one byte deeper", []string{".", deep + "/"}, true, nil, nil, "too deep"},
+			fmt.Sprintf("folder ./%s (%d bytes) is too deep", shortName(deep), len(deep)), 0},
+		{"empty folder one byte deeper", []string{".", deep + "/"}, true, nil, nil, "too deep", 0},
 		{"deep folder left out", []string{".", "a", top + "/", deep + "/", deep + "/f", "z"}, true, []string{top},
-			[]string{"./", "./a", "./z"}, ""},
-		{"no root folder", []string{"a", "z"}, true, nil, nil, `starts with "v/a", not the volume's root folder`},
-		{"nothing at all", nil, true, nil, nil, "no entry for the volume's root folder"},
-		{"cut short", []string{".", "a"}, false, nil, nil, "without tar's end-of-archive marker"},
+			[]string{"./", "./a", "./z"}, "", 0},
+		{"no root folder", []string{"a", "z"}, true, nil, nil, `starts with "v/a", not the volume's root folder`, 0},
+		{"nothing at all", nil, true, nil, nil, "no entry for the volume's root folder", 0},
+		{"cut short", []string{".", "a"}, false, nil, nil, "without tar's end-of-archive marker", 0},
+		{"cut inside a file", []string{".", "a"}, false, nil, nil, "./a: it broke off after 0 of 1 bytes: the Engine failed", 1024},
+		{"cut inside a header", []string{".", "a"}, false, nil, nil, "broke off inside an entry's header: the Engine failed", 600},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -239,7 +242,11 @@ func TestRewriteEngine(t *testing.T) {
 			s.log = slog.New(slog.DiscardHandler)
 			t.Cleanup(func() { s.Close() })
 			var out bytes.Buffer
-			c, err := s.rewriteEngine(context.Background(), bytes.NewReader(engineStream(t, tc.entries, tc.end)), &out, "")
+			in := engineStream(t, tc.entries, tc.end)
+			if tc.cut > 0 {
+				in = in[:tc.cut]
+			}
+			c, err := s.rewriteEngine(context.Background(), bytes.NewReader(in), &out, "")
 			if tc.want == nil {
 				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
 					t.Fatalf("err = %v, want one holding %q", err, tc.errHas)
