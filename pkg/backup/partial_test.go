@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/mongotest"
+	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
@@ -84,5 +86,38 @@ func TestPartialSnapshot(t *testing.T) {
 	sameTree(t, f.data, filepath.Join(to, f.data))
 	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:broken"}, To: filepath.Join(t.TempDir(), "x")}); err == nil {
 		t.Error("the failed part restored from a snapshot that does not hold it")
+	}
+}
+
+// TestPartialSnapshotMongoCut: the MongoDB server goes away in the middle
+// of the dump while a files part is in the same run: the mongo part fails
+// with the cause, the files part is in a signed snapshot and restores.
+func TestPartialSnapshotMongoCut(t *testing.T) {
+	t.Parallel()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Dataset{Runs: 3000, Events: 20})
+	p := mongotest.StartProxy(t, mongotest.Target(uri))
+	cfg, dir := mongoConfig(t, p.URI(uri), db)
+	data := filepath.Join(dir, "data")
+	must(t, os.MkdirAll(data, 0o700))
+	must(t, os.WriteFile(filepath.Join(data, "notes.txt"), []byte("drones fight fires\n"), 0o600))
+	cfg.Sources.Files = []config.FileSource{{Name: "stack", Paths: []string{data}}}
+	p.CutAfter(150_000, true)
+	ctx := context.Background()
+	res, err := Snapshot(ctx, cfg, SnapshotOptions{})
+	if !p.Cut() || exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "part mongo:mongodb: ") ||
+		!strings.Contains(err.Error(), "lost the connection to the server") {
+		t.Fatalf("snapshot through a cut connection: %v (code %d, cut %v)", err, exitcode.Code(err), p.Cut())
+	}
+	if res == nil || len(res.Parts) != 1 || res.Parts[0].ID != "files:stack" || len(res.FailedParts) != 1 || res.FailedParts[0].ID != "mongo:mongodb" {
+		t.Fatalf("result %+v", res)
+	}
+	to := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: to}); err != nil {
+		t.Fatalf("restore of the files part: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(to, data, "notes.txt")); string(got) != "drones fight fires\n" {
+		t.Errorf("restored %q", got)
 	}
 }
