@@ -343,9 +343,14 @@ staging copy next to its target, checks it (entry count, SQLite
 integrity_check), and only then replaces the target. A failed restore
 leaves the target as it was.
 
-latest is the newest complete snapshot on any destination; the snapshot is
-read from the first destination (in the config's order) with an intact
-copy of it, never from an older snapshot in its stead (--dest picks one).
+latest is, for each part, the newest complete snapshot holding it on any
+destination: a snapshot --only run does not hide the other parts of the
+full run before it. The snapshots are read newest first back to the newest
+full run; a part only older snapshots hold is left out (that run no longer
+held it), and the plan names each part's snapshot. An id restores that
+snapshot's parts only. A snapshot is read from the first destination (in
+the config's order) with an intact copy of it, never from an older
+snapshot in its stead (--dest picks one).
 
 Targets: a files part needs --to DIR (its paths are recreated under DIR); a
 sqlite part goes to its configured path, or --to FILE. With several parts,
@@ -435,7 +440,10 @@ starts them again at the end, also when parts failed.`,
 func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) error {
 	w := a.table()
 	fmt.Fprintf(w, "%s of %s from %s:\n", verb, res.Snapshot, res.Destination)
-	fmt.Fprintln(w, "PART\tSIZE\tTARGET\tSTATUS")
+	if res.Note != "" {
+		fmt.Fprintf(w, "(%s)\n", res.Note)
+	}
+	fmt.Fprintln(w, "PART\tSNAPSHOT\tSIZE\tTARGET\tSTATUS")
 	var done, notDone []string
 	acted := false
 	for _, p := range res.Parts {
@@ -444,7 +452,7 @@ func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) err
 		if p.Error != "" {
 			status += ": " + p.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Part, human(p.Size), p.Target, status)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Part, p.Snapshot, human(p.Size), p.Target, status)
 		if p.Status == backup.StatusRestored {
 			done = append(done, p.Part)
 		} else {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firetech/fireops/pkg/backup"
+	"github.com/firetech/fireops/pkg/retention"
 )
 
 func (a *app) rotateCommand() *cobra.Command {
@@ -26,9 +27,12 @@ swept, and the bytes freed reported. While a snapshot runs on this host the
 sweep is skipped (or waits --lock-wait): a running snapshot may reference
 objects that no manifest names yet.
 
-Safety nets: an empty policy is refused, the newest complete snapshot is
-never removed, a snapshot whose manifest does not verify is never removed.
-rotate needs no private key.
+The rules are counted per part: a snapshot --only run never stands in for
+the parts it does not hold (the PARTS column; docs/retention.md).
+
+Safety nets: an empty policy is refused, the newest complete snapshot and
+the newest holding each part are never removed, a snapshot whose manifest
+does not verify is never removed. rotate needs no private key.
 
 --dry-run prints every snapshot with keep or remove and the rules that
 decided it, and what the sweep would free; it changes nothing.
@@ -70,11 +74,14 @@ func (a *app) printRotate(res *backup.RotateResult) error {
 			head = "rotate plan (dry run, nothing removed)"
 		}
 		fmt.Fprintf(w, "%s of %s: %s; incomplete_grace %s\n", head, d.Destination, d.Policy, d.Grace)
+		if d.Parts > 0 {
+			fmt.Fprintf(w, "  counted per part: %d part(s), %d retired (no longer in a newer full snapshot)\n", d.Parts, d.RetiredParts)
+		}
 		if len(d.Snapshots) > 0 {
-			fmt.Fprintln(w, "  ACTION\tSNAPSHOT\tTIME (UTC)\tSTATE\tREASON")
+			fmt.Fprintln(w, "  ACTION\tSNAPSHOT\tTIME (UTC)\tPARTS\tSTATE\tREASON")
 		}
 		for _, s := range d.Snapshots {
-			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", s.Action(), s.ID, s.Time.Format("2006-01-02 15:04:05"), s.State, strings.Join(s.Reasons, ", "))
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", s.Action(), s.ID, s.Time.Format("2006-01-02 15:04:05"), rotateParts(s.Snapshot), s.State, strings.Join(s.Reasons, ", "))
 		}
 		verb := "removed"
 		if res.DryRun {
@@ -98,4 +105,24 @@ func (a *app) printRotate(res *backup.RotateResult) error {
 		}
 	}
 	return w.Flush()
+}
+
+// rotateParts describes the parts of a snapshot in rotate's plan: "5",
+// "1 --only", "4 +1 failed", or "5 unrecorded" for a snapshot written
+// before fireops recorded its parts (it counts as holding every part).
+func rotateParts(s retention.Snapshot) string {
+	if s.State != retention.Complete {
+		return "-"
+	}
+	out := fmt.Sprint(s.PartCount)
+	switch {
+	case s.Parts == nil:
+		out += " unrecorded"
+	case s.Only:
+		out += " --only"
+	}
+	if s.FailedParts > 0 {
+		out += fmt.Sprintf(" +%d failed", s.FailedParts)
+	}
+	return out
 }

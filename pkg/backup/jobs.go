@@ -96,7 +96,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	res, err := snapshot.Create(ctx, snapshot.Options{
 		Host: cfg.Host, Recipients: rcp, Signer: signer, ChunkSize: int(cfg.ChunkSize),
 		Compression: cfg.Compression, Uploads: uploads, StateDir: cfg.StateDir, State: state, Version: o.Version, Log: o.Log,
-		Progress: o.Progress, Now: o.Now,
+		Progress: o.Progress, Now: o.Now, Only: len(o.Only) > 0,
 	}, stores, srcs)
 	if res == nil {
 		switch {
@@ -411,30 +411,12 @@ func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapsh
 // latestOn returns the newest complete snapshot on a destination, the
 // newer ones whose manifests were refused, and rolledBack's verdict.
 func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, string, error) {
-	trusted, err := TrustedKeys(cfg)
+	ls, refused, rollback, err := latestListing(ctx, cfg, d)
 	if err != nil {
 		return snapshot.Listing{}, nil, "", err
 	}
-	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
-	if err != nil {
-		return snapshot.Listing{}, nil, "", err
-	}
-	latest, ok := snapshot.Latest(ls)
-	if !ok {
-		return snapshot.Listing{}, nil, "", noSnapshotOn(ctx, cfg, d, ls)
-	}
-	for i, l := range ls {
-		if l.ID == latest {
-			var refused []snapshot.Listing
-			for _, n := range ls[i+1:] {
-				if n.Problem != "" {
-					refused = append(refused, n)
-				}
-			}
-			return l, refused, rolledBack(cfg, d, ls, l), nil
-		}
-	}
-	return snapshot.Listing{}, nil, "", fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+	id, _ := snapshot.Latest(ls)
+	return ls[slices.IndexFunc(ls, func(l snapshot.Listing) bool { return l.ID == id })], refused, rollback, nil
 }
 
 // NoSnapshotError says that a destination answered but holds no usable
@@ -877,6 +859,9 @@ type PlannedPart struct {
 	Size   int64  `json:"size"`
 	Status string `json:"status"` // StatusPlanned, StatusRestored, ...
 	Error  string `json:"error,omitempty"`
+	// Snapshot is the snapshot the part comes from: with latest, the
+	// newest holding it (restore_latest.go).
+	Snapshot string `json:"snapshot"`
 	// Destination is where the part was read from when that is not the
 	// result's destination (its objects were missing or damaged there).
 	Destination string `json:"destination,omitempty"`
@@ -887,6 +872,9 @@ type RestoreResult struct {
 	Destination string        `json:"destination"`
 	Snapshot    string        `json:"snapshot"`
 	Parts       []PlannedPart `json:"parts"`
+	// Note says how the parts' snapshots were chosen when they are not
+	// all one (restore latest).
+	Note string `json:"note,omitempty"`
 	// Stack is what --stop-stack did (with All).
 	Stack *StackAction `json:"stack,omitempty"`
 }
@@ -921,109 +909,44 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			o.Log.Warn("destination not available; trying the others", "destination", u.Name, "err", u.Err)
 		}
 	}
-	// "latest" is the newest complete snapshot on any destination, not
-	// the first destination's newest (it may have missed last night's
-	// run); an id is looked for on every destination. The first
-	// destination (in the config's order) whose copy is intact wins; an
-	// older snapshot is never taken silently instead.
+	// "latest" is, for each part, the newest complete snapshot holding it
+	// on any destination (restore_latest.go), not the first destination's
+	// newest (it may have missed last night's run); an id is looked for on
+	// every destination. The first destination (in the config's order)
+	// whose copy is intact wins; an older snapshot is never taken silently
+	// instead.
 	full, on, err := resolveID(ctx, cfg, dests, unopened, o.Snapshot)
 	if err != nil {
 		return nil, err
 	}
-	found := map[string]string{} // destination -> the id resolved there
-	want, wantStarted := "", time.Time{}
-	for _, cand := range dests {
-		l := snapshot.Listing{ID: full}
-		var err error
-		if full == "latest" {
-			var refused []snapshot.Listing
-			var rollback string
-			l, refused, rollback, err = latestOn(ctx, cfg, cand)
-			if rollback != "" && o.Log != nil {
-				o.Log.Warn("the newest snapshot this host wrote is missing: restoring an older one", "destination", cand.Name, "problem", rollback)
-			}
-			for _, r := range refused {
-				if o.Log != nil {
-					o.Log.Warn("a newer snapshot was refused: check who wrote it (fireops snapshots shows it)",
-						"destination", cand.Name, "snapshot", r.ID, "problem", r.Problem, "restoring", l.ID)
-				}
-			}
-		} else if !on[cand.Name] {
-			continue
-		}
-		var ee *exitcode.Error
-		if errors.As(err, &ee) {
-			return nil, err
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		found[cand.Name] = l.ID
-		// Newest first by start time (ids have whole seconds), then id.
-		if want == "" || l.Started.After(wantStarted) || l.Started.Equal(wantStarted) && l.ID > want {
-			want, wantStarted = l.ID, l.Started
-		}
+	// A snapshot's destinations are chosen by its manifest and index only:
+	// those where both are usable, the first in the config's order first.
+	// A part's objects are checked per part (partSource), so that an
+	// object missing from one part never blocks another; a part whose
+	// objects are missing there is read from the next destination holding
+	// them.
+	var all []partFrom
+	note := ""
+	if full == "latest" {
+		all, note, err = latestParts(ctx, cfg, dests, trusted, ids, o, errs)
+	} else {
+		all, err = idParts(ctx, cfg, dests, on, full, trusted, ids, o, errs)
 	}
-	// The destination is chosen by the snapshot's manifest and index only:
-	// the first (in the config's order) where both are usable. A part's
-	// objects are checked per part (partSource), so that an object missing
-	// from one part never blocks another; a part whose objects are missing
-	// there is read from the next destination holding them.
-	var (
-		idx *snapshot.Index
-		src partSource
-	)
-	for _, cand := range dests {
-		if want == "" || found[cand.Name] != want {
-			continue
-		}
-		mm, err := openManifest(ctx, cfg, cand, want, trusted)
-		var ix *snapshot.Index
-		if err == nil {
-			// Every destination has its own pieces and piece lists: its
-			// own index says which are a part's.
-			ix, err = snapshot.ReadIndex(ctx, cand.Store, mm, ids)
-			if errors.Is(err, snapshot.ErrWrongIdentity) {
-				return nil, exitcode.New(exitcode.Usage, err, "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
-			}
-		}
-		if err != nil {
-			errs = append(errs, err)
-			if o.Log != nil && len(dests) > 1 {
-				o.Log.Warn("snapshot not usable on this destination; trying the others", "destination", cand.Name, "snapshot", want, "err", err)
-			}
-			continue
-		}
-		if idx == nil {
-			idx = ix
-		}
-		src.cands = append(src.cands, &partCand{d: cand, m: mm, idx: ix})
+	if err != nil {
+		return nil, err
 	}
-	if idx == nil {
-		err := errors.Join(errs...)
-		if errors.Is(err, snapshot.ErrUntrustedSigner) {
-			return nil, exitcode.New(exitcode.CheckFailed, err, UntrustedSignerHint)
-		}
-		if errors.Is(err, snapshot.ErrIntegrity) {
-			return nil, exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
-		}
-		if emptyOnly(errs) {
-			// Every destination answered but holds no snapshot of the
-			// host: the hint is to take one, not that one is down.
-			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("restore %s: %w", o.Snapshot, err), NoSnapshotHint)
-		}
-		return nil, fmt.Errorf("restore %s: %w", o.Snapshot, err)
-	}
-	d, m := src.cands[0].d, src.cands[0].m
-	parts, err := selectParts(idx.Parts, o.Parts)
+	sel, err := selectFrom(all, o.Parts)
 	if err != nil {
 		return nil, err
 	}
 	if o.All {
-		return restoreAll(ctx, cfg, o, &src, ids, parts)
+		return restoreAll(ctx, cfg, o, sel, ids, note)
 	}
-	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
+	res := newRestoreResult(sel, note)
+	parts := make([]snapshot.Part, len(sel))
+	for i, pf := range sel {
+		parts[i] = pf.part
+	}
 	targets := make([]string, len(parts))
 	for i, p := range parts {
 		k, err := kindOf(p)
@@ -1035,7 +958,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			return nil, err
 		}
 		targets[i] = t
-		res.Parts = append(res.Parts, PlannedPart{Part: p.ID, Target: t, Size: p.Size, Status: StatusPlanned})
+		res.Parts = append(res.Parts, PlannedPart{Part: p.ID, Snapshot: sel[i].snapshotID(), Target: t, Size: p.Size, Status: StatusPlanned})
 	}
 	if o.DryRun {
 		return res, nil
@@ -1054,7 +977,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			return res, err
 		}
 		k, _ := kindOf(p)
-		pd, err := src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
+		pd, err := sel[i].src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
 			return k.restorer(ctx, cfg, p, targets[i], o)
 		})
 		if err != nil {
@@ -1064,7 +987,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 					res.Parts[j].Status = StatusNotAttempted
 				}
 				if errors.Is(err, snapshot.ErrWrongIdentity) {
-					return res, exitcode.New(exitcode.Usage, fmt.Errorf("restore %s: %w", m.Snapshot, err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
+					return res, exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", restoreWhat(res), err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
 				}
 				return res, err
 			}
@@ -1076,16 +999,16 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			continue
 		}
 		res.Parts[i].Status = StatusRestored
-		if pd != d.Name {
+		if pd != res.Destination {
 			res.Parts[i].Destination = pd
 		}
 		if o.Log != nil {
-			o.Log.Info("part restored", "part", p.ID, "target", targets[i], "destination", pd)
+			o.Log.Info("part restored", "part", p.ID, "snapshot", res.Parts[i].Snapshot, "target", targets[i], "destination", pd)
 		}
 	}
 	settleDestination(res)
 	if len(failed) > 0 {
-		return res, partsFailed(fmt.Sprintf("restore %s", m.Snapshot), res, failed, len(parts), integrity)
+		return res, partsFailed(restoreWhat(res), res, failed, len(parts), integrity)
 	}
 	return res, nil
 }

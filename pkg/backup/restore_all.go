@@ -121,10 +121,11 @@ func kindRank(p snapshot.Part) int {
 }
 
 // restoreAll restores parts in place, every one on its own (see the top
-// of this file). The manifest and index were checked by Restore; each
-// part's objects are checked when it is restored (partSource).
-func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *partSource, ids []age.Identity, parts []snapshot.Part) (*RestoreResult, error) {
-	d, m := src.cands[0].d, src.cands[0].m
+// of this file), each from its own snapshot (restore_latest.go: with
+// latest, the newest holding it). The manifests and indexes were checked
+// by Restore; each part's objects are checked when it is restored
+// (partSource).
+func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel []partFrom, ids []age.Identity, note string) (*RestoreResult, error) {
 	if o.To != "" {
 		return nil, exitcode.Usagef("leave out --to: --all puts every part back where it was; restore single parts elsewhere with --part and --to",
 			"--all and --to exclude each other")
@@ -132,10 +133,14 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *
 	if o.Force {
 		o.Mongo.Drop = true // --all --force replaces everything
 	}
-	parts = slices.Clone(parts)
-	sort.SliceStable(parts, func(i, j int) bool { return kindRank(parts[i]) < kindRank(parts[j]) })
+	sel = slices.Clone(sel)
+	sort.SliceStable(sel, func(i, j int) bool { return kindRank(sel[i].part) < kindRank(sel[j].part) })
+	parts := make([]snapshot.Part, len(sel))
+	for i, pf := range sel {
+		parts[i] = pf.part
+	}
 
-	res := &RestoreResult{Destination: d.Name, Snapshot: m.Snapshot}
+	res := newRestoreResult(sel, note)
 	var eng *client.Client
 	if o.StopStack {
 		var err error
@@ -159,7 +164,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *
 	targets := make([]string, len(parts))
 	var refused []string
 	for i, p := range parts {
-		pp := PlannedPart{Part: p.ID, Size: p.Size, Status: StatusPlanned}
+		pp := PlannedPart{Part: p.ID, Snapshot: sel[i].snapshotID(), Size: p.Size, Status: StatusPlanned}
 		t, err := planInPlace(ctx, cfg, p, o, len(parts))
 		if err != nil {
 			pp.Status, pp.Error = StatusRefused, err.Error()
@@ -170,7 +175,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *
 	}
 	if len(refused) > 0 {
 		return res, exitcode.Usagef("fix what the plan names (--force replaces existing targets), or leave those parts out with --part",
-			"restore %s --all: nothing was written: %d part(s) cannot be restored as planned: %s", m.Snapshot, len(refused), strings.Join(refused, ", "))
+			"%s --all: nothing was written: %d part(s) cannot be restored as planned: %s", restoreWhat(res), len(refused), strings.Join(refused, ", "))
 	}
 	if o.DryRun {
 		return res, nil
@@ -200,7 +205,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *
 			for i := range res.Parts {
 				res.Parts[i].Status = StatusNotAttempted
 			}
-			return res, exitcode.New(exitcode.Failure, fmt.Errorf("restore %s --all: stopping the stack %s: %w; nothing was restored", m.Snapshot, cfg.Stack.Name, err),
+			return res, exitcode.New(exitcode.Failure, fmt.Errorf("%s --all: stopping the stack %s: %w; nothing was restored", restoreWhat(res), cfg.Stack.Name, err),
 				"stop the containers by hand (docker stop), then run the restore again")
 		}
 	}
@@ -216,7 +221,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *
 			break
 		}
 		k, _ := kindOf(p)
-		pd, err := src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
+		pd, err := sel[i].src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
 			if p.Kind == files.Kind {
 				return newInPlaceRestorer(cfg, p, o.Force)
 			}
@@ -232,16 +237,16 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, src *
 			continue
 		}
 		res.Parts[i].Status = StatusRestored
-		if pd != d.Name {
+		if pd != res.Destination {
 			res.Parts[i].Destination = pd
 		}
 		if o.Log != nil {
-			o.Log.Info("part restored", "part", p.ID, "target", targets[i], "destination", pd)
+			o.Log.Info("part restored", "part", p.ID, "snapshot", res.Parts[i].Snapshot, "target", targets[i], "destination", pd)
 		}
 	}
 	settleDestination(res)
 	if len(failed) > 0 {
-		return res, partsFailed(fmt.Sprintf("restore %s --all", m.Snapshot), res, failed, len(parts), integrity)
+		return res, partsFailed(restoreWhat(res)+" --all", res, failed, len(parts), integrity)
 	}
 	return res, nil
 }

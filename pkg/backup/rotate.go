@@ -68,6 +68,11 @@ type RotateDest struct {
 	// Snapshots is every snapshot folder, newest first, with keep or
 	// remove and the rules that decided it.
 	Snapshots []retention.Decision `json:"snapshots"`
+	// Parts counts the parts the complete snapshots hold (the policy is
+	// counted per part, docs/retention.md), RetiredParts those a newer
+	// full snapshot no longer holds.
+	Parts        int `json:"parts"`
+	RetiredParts int `json:"retired_parts"`
 	// Kept counts the complete snapshots kept; Removed those removed by
 	// the policy; IncompleteRemoved the incomplete folders removed.
 	Kept              int `json:"kept"`
@@ -208,9 +213,11 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 	}
 	snaps := make([]retention.Snapshot, 0, len(ls))
 	for _, l := range ls {
-		s := retention.Snapshot{ID: l.ID, Time: l.Time, State: retention.Complete}
+		// Ordered by the full start time: ids have whole seconds.
+		s := retention.Snapshot{ID: l.ID, Time: l.Start(), State: retention.Complete}
 		switch {
 		case l.Complete:
+			s.Parts, s.PartCount, s.Only, s.FailedParts = l.PartTags, l.Parts, l.Only, l.FailedParts
 		case l.Problem != "":
 			s.State = retention.Damaged
 		case !l.Complete:
@@ -227,6 +234,7 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 		rd.Err = err
 		return rd
 	}
+	rd.Parts, rd.RetiredParts = retention.PartCounts(snaps)
 	rd.Snapshots = plan
 	for _, dec := range plan {
 		if dec.State == retention.Complete && dec.Keep {

@@ -475,3 +475,141 @@ func TestRotateDamagedManifest(t *testing.T) {
 		t.Fatalf("undecodable manifest: %v %+v", err, res)
 	}
 }
+
+// TestRotateOnlyRunsAMonth: a month of full snapshots at 03:00 and a
+// `snapshot --only files:stack` at noon every day (the clock hook), rotated
+// with the default policy: retention counts per part, so every full run
+// the policy keeps without the noon runs (the daily, weekly and monthly
+// copies of sqlite:hub, which only the full runs hold) is kept with them,
+// and the noon runs are kept only as copies of files:stack. After the real
+// rotate, the kept snapshots are there and verify.
+func TestRotateOnlyRunsAMonth(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f.cfg.Retention = config.Retention{KeepLast: 3, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, IncompleteGrace: config.Duration(24 * time.Hour)}
+	ctx := context.Background()
+	first := time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 11, 30, 18, 0, 0, 0, time.UTC)
+	var fulls []retention.Snapshot
+	full, noon := map[string]bool{}, map[string]bool{}
+	for day := first; day.Before(now); day = day.AddDate(0, 0, 1) {
+		sqlite3(t, f.db, fmt.Sprintf("INSERT INTO users(name) VALUES ('u%s');", day.Format("0102")))
+		at := day
+		res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		full[res.ID] = true
+		fulls = append(fulls, retention.Snapshot{ID: res.ID, Time: at, State: retention.Complete})
+		at12 := day.Add(9 * time.Hour)
+		res, err = Snapshot(ctx, f.cfg, SnapshotOptions{Only: []string{"files:stack"}, Now: func() time.Time { return at12 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Parts) != 1 {
+			t.Fatalf("--only run: %+v", res.Parts)
+		}
+		noon[res.ID] = true
+	}
+	// What the policy keeps of the full runs alone.
+	p, grace := PolicyFor(f.cfg, "local")
+	alone, err := retention.Plan(p, fulls, now, grace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, d := range alone {
+		if d.Keep {
+			want[d.ID] = true
+		}
+	}
+	if len(want) < 10 {
+		t.Fatalf("the policy keeps %d full runs alone: %+v", len(want), alone)
+	}
+
+	dry, err := Rotate(ctx, f.cfg, RotateOptions{DryRun: true, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dry.Destinations[0]
+	if d.Parts != 2 || d.RetiredParts != 0 {
+		t.Fatalf("parts: %d, %d retired", d.Parts, d.RetiredParts)
+	}
+	dec := decisions(d)
+	keptNoon := 0
+	for id, dc := range dec {
+		switch {
+		case full[id] && dc.Keep != want[id]:
+			t.Errorf("full run %s: keep=%v (%v), without the --only runs %v", id, dc.Keep, dc.Reasons, want[id])
+		case noon[id] && dc.Keep:
+			keptNoon++
+			if !dc.Only || dc.PartCount != 1 {
+				t.Errorf("--only run %s: %+v", id, dc)
+			}
+		}
+	}
+	// The noon runs are the daily copies of files:stack (and its last 3).
+	if keptNoon < 7 {
+		t.Errorf("%d --only runs kept, want at least the 7 daily copies of files:stack", keptNoon)
+	}
+
+	res, err := Rotate(ctx, f.cfg, RotateOptions{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Destinations[0]; r.Kept != len(want)+keptNoon {
+		t.Fatalf("rotate kept %d, want %d full and %d --only runs", r.Kept, len(want), keptNoon)
+	}
+	for id := range want {
+		if _, err := os.Stat(filepath.Join(root, "gpu01", "snapshots", id, "manifest.json")); err != nil {
+			t.Errorf("full run %s: %v", id, err)
+		}
+	}
+	vr, err := Verify(ctx, f.cfg, VerifyOptions{All: true, Level: LevelHashes})
+	if err != nil || len(vr) != len(want)+keptNoon {
+		t.Fatalf("verify after rotate: %v (%d results)", err, len(vr))
+	}
+}
+
+// TestRotateSameSecond: snapshots started in the same second order by
+// their start time, not by their random ids: keep_last 1 keeps the one
+// that started last, also when its id is the lowest.
+func TestRotateSameSecond(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "backups")
+	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f.cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(time.Hour)}
+	ctx := context.Background()
+	second := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	var ids []string
+	// Until the last one's id is below the first's (each try: one in two).
+	for k := 1; k <= 40 && (len(ids) < 2 || ids[len(ids)-1] > ids[0]); k++ {
+		at := second.Add(time.Duration(k) * 10 * time.Millisecond)
+		res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	last := ids[len(ids)-1]
+	if last > ids[0] {
+		t.Fatalf("40 snapshots, none with an id below the first's: %v", ids)
+	}
+	dry, err := Rotate(ctx, f.cfg, RotateOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dc := range dry.Destinations[0].Snapshots {
+		if dc.Keep != (dc.ID == last) {
+			t.Errorf("%s (started %s): keep=%v %v; the last started is %s", dc.ID, dc.Time.Format("15:04:05.000"), dc.Keep, dc.Reasons, last)
+		}
+	}
+	ls, err := List(ctx, f.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := snapshot.Latest(ls[0].Snapshots); !ok || l != last {
+		t.Errorf("latest: %s, want %s", l, last)
+	}
+}

@@ -1,0 +1,384 @@
+package backup
+
+// Which snapshot each part of a restore comes from.
+//
+// An id (or a unique prefix) names one snapshot: every part comes from it.
+//
+// "latest" is, for each part, the newest complete snapshot holding it, on
+// any destination (ordered by start time; an ad hoc `snapshot --only X`
+// never hides the other parts of last night's run). The snapshots are
+// walked newest first, reading each one's index, until the newest full run
+// (a snapshot not limited with --only; one written before fireops recorded
+// that counts as full): each part is taken from the first snapshot in the
+// walk that holds it. Parts held only by snapshots older than that full run
+// are not restored: the full run read every configured part, so they were
+// no longer on the server (a deleted user's volume, a source taken out of
+// the config). The exception is a part that failed in that full run (its
+// index names it): it comes from the newest older snapshot holding it, and
+// when none does, the plan says so. The result names each part's snapshot,
+// and Note says how the snapshots were chosen.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"filippo.io/age"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// partFrom is one part of a restore and the snapshot it is read from.
+type partFrom struct {
+	part snapshot.Part
+	src  *partSource
+}
+
+// snapshotID is the id of the snapshot the part is read from.
+func (p partFrom) snapshotID() string { return p.src.cands[0].m.Snapshot }
+
+// openSnapshot opens a snapshot's manifest and index on every destination
+// of dests holding it (in the config's order); the destinations whose
+// copy is usable are the part source, the first one's index is returned.
+// A wrong identity is a usage error at once; other failures are added to
+// errs, and a nil source means no destination had a usable copy.
+func openSnapshot(ctx context.Context, cfg *config.Config, dests []Dest, id string, trusted []ed25519.PublicKey, ids []age.Identity, log logger, errs *[]error) (*partSource, *snapshot.Index, error) {
+	var (
+		idx *snapshot.Index
+		src partSource
+	)
+	for _, cand := range dests {
+		mm, err := openManifest(ctx, cfg, cand, id, trusted)
+		var ix *snapshot.Index
+		if err == nil {
+			// Every destination has its own pieces and piece lists: its
+			// own index says which are a part's.
+			ix, err = snapshot.ReadIndex(ctx, cand.Store, mm, ids)
+			if errors.Is(err, snapshot.ErrWrongIdentity) {
+				return nil, nil, exitcode.New(exitcode.Usage, err, "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
+			}
+		}
+		if err != nil {
+			*errs = append(*errs, err)
+			if log != nil && len(dests) > 1 {
+				log.Warn("snapshot not usable on this destination; trying the others", "destination", cand.Name, "snapshot", id, "err", err)
+			}
+			continue
+		}
+		if idx == nil {
+			idx = ix
+		}
+		src.cands = append(src.cands, &partCand{d: cand, m: mm, idx: ix})
+	}
+	if idx == nil {
+		return nil, nil, nil
+	}
+	return &src, idx, nil
+}
+
+// logger is what the planning logs to (a *slog.Logger, or nil).
+type logger interface {
+	Warn(msg string, args ...any)
+}
+
+// snapshotNotFound is the error of a restore that found no usable copy of the
+// snapshot it needs: what the destinations said.
+func snapshotNotFound(what string, errs []error) error {
+	err := errors.Join(errs...)
+	if errors.Is(err, snapshot.ErrUntrustedSigner) {
+		return exitcode.New(exitcode.CheckFailed, err, UntrustedSignerHint)
+	}
+	if errors.Is(err, snapshot.ErrIntegrity) {
+		return exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
+	}
+	if emptyOnly(errs) {
+		// Every destination answered but holds no snapshot of the host:
+		// the hint is to take one, not that one is down.
+		return exitcode.New(exitcode.Failure, fmt.Errorf("restore %s: %w", what, err), NoSnapshotHint)
+	}
+	return fmt.Errorf("restore %s: %w", what, err)
+}
+
+// idParts plans the restore of one snapshot, id, held by the destinations
+// on names: every part of it.
+func idParts(ctx context.Context, cfg *config.Config, dests []Dest, on map[string]bool, id string, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, error) {
+	var holding []Dest
+	for _, d := range dests {
+		if on[d.Name] {
+			holding = append(holding, d)
+		}
+	}
+	src, idx, err := openSnapshot(ctx, cfg, holding, id, trusted, ids, optLogger(o), &errs)
+	if err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, snapshotNotFound(o.Snapshot, errs)
+	}
+	out := make([]partFrom, len(idx.Parts))
+	for i, p := range idx.Parts {
+		out[i] = partFrom{part: p, src: src}
+	}
+	return out, nil
+}
+
+func optLogger(o RestoreOptions) logger {
+	if o.Log == nil {
+		return nil
+	}
+	return o.Log
+}
+
+// latestCand is one complete snapshot of the walk and the destinations
+// holding it.
+type latestCand struct {
+	l     snapshot.Listing
+	dests []Dest
+}
+
+// full reports whether the snapshot was a full run: not limited with
+// --only (one that does not record its parts counts as full).
+func (c latestCand) full() bool { return c.l.PartTags == nil || !c.l.Only }
+
+// latestParts plans a restore of "latest": per part, the newest complete
+// snapshot holding it (see the top of this file). It returns the parts and
+// a note for the plan.
+func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, string, error) {
+	// Every complete snapshot on every destination, newest first.
+	byID := map[string]*latestCand{}
+	var cands []*latestCand
+	for _, d := range dests {
+		ls, refused, rollback, err := latestListing(ctx, cfg, d)
+		var ee *exitcode.Error
+		if errors.As(err, &ee) {
+			return nil, "", err
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if o.Log != nil {
+			if rollback != "" {
+				o.Log.Warn("the newest snapshot this host wrote is missing: restoring from older ones", "destination", d.Name, "problem", rollback)
+			}
+			for _, r := range refused {
+				o.Log.Warn("a newer snapshot was refused: check who wrote it (fireops snapshots shows it)",
+					"destination", d.Name, "snapshot", r.ID, "problem", r.Problem)
+			}
+		}
+		for _, l := range ls {
+			if !l.Complete || l.Problem != "" {
+				continue
+			}
+			c := byID[l.ID]
+			if c == nil {
+				c = &latestCand{l: l}
+				byID[l.ID] = c
+				cands = append(cands, c)
+			}
+			c.dests = append(c.dests, d)
+		}
+	}
+	slices.SortStableFunc(cands, func(a, b *latestCand) int {
+		switch {
+		case a.l.Newer(b.l):
+			return -1
+		case b.l.Newer(a.l):
+			return 1
+		}
+		return 0
+	})
+
+	var (
+		out      []partFrom
+		order    []string // part ids as first seen
+		assigned = map[string]int{}
+		closed   bool            // the newest full run was read
+		pending  map[string]bool // parts that failed in it
+		fullRun  string
+		used     []string // the snapshots read, newest first
+	)
+	for _, c := range cands {
+		if closed && len(pending) == 0 {
+			break
+		}
+		src, idx, err := openSnapshot(ctx, cfg, c.dests, c.l.ID, trusted, ids, optLogger(o), &errs)
+		if err != nil {
+			return nil, "", err
+		}
+		if src == nil {
+			// A newer snapshot that cannot be read is never skipped for an
+			// older one in silence.
+			return nil, "", snapshotNotFound("latest: snapshot "+c.l.ID, errs)
+		}
+		used = append(used, c.l.ID)
+		for _, p := range idx.Parts {
+			if _, ok := assigned[p.ID]; ok || closed && !pending[p.ID] {
+				continue
+			}
+			assigned[p.ID] = len(out)
+			out = append(out, partFrom{part: p, src: src})
+			order = append(order, p.ID)
+			delete(pending, p.ID)
+		}
+		if !closed && c.full() {
+			closed, fullRun = true, c.l.ID
+			pending = map[string]bool{}
+			for _, f := range idx.FailedParts {
+				if _, ok := assigned[f.ID]; !ok {
+					pending[f.ID] = true
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, "", snapshotNotFound("latest", errs)
+	}
+	// The parts in the order of the last snapshot read (the full run:
+	// usually all of them), then those it does not hold.
+	var last []string
+	for _, pf := range out {
+		if pf.snapshotID() == used[len(used)-1] {
+			last = append(last, pf.part.ID)
+		}
+	}
+	rank := func(id string) int {
+		if i := slices.Index(last, id); i >= 0 {
+			return i
+		}
+		return len(last) + slices.Index(order, id)
+	}
+	slices.SortStableFunc(out, func(a, b partFrom) int { return rank(a.part.ID) - rank(b.part.ID) })
+
+	note := ""
+	if len(used) > 1 {
+		note = fmt.Sprintf("latest: each part from the newest snapshot holding it; %d snapshots read, newest first: %s", len(used), strings.Join(used, ", "))
+	}
+	if n := leftOut(cands, len(used)); n > 0 {
+		note = joinNote(note, fmt.Sprintf("%d part(s) that only snapshots older than %s hold are not restored: that full run no longer held them (restore one by the id of an older snapshot with --part)", n, fullRun))
+	}
+	if len(pending) > 0 {
+		var miss []string
+		for p := range pending {
+			miss = append(miss, p)
+		}
+		slices.Sort(miss)
+		note = joinNote(note, fmt.Sprintf("%s failed in %s and no older snapshot holds it: not in the plan", strings.Join(miss, ", "), fullRun))
+	}
+	return out, note, nil
+}
+
+// leftOut counts the parts that the snapshots older than the first n of
+// cands (those read) hold and none of those read does, by the manifests'
+// part tags (no index is read); only snapshots that record their tags
+// under a signer of one of those read are compared (another signing key
+// tags the same parts otherwise).
+func leftOut(cands []*latestCand, n int) int {
+	held, signers := map[string]bool{}, map[string]bool{}
+	for _, c := range cands[:n] {
+		if c.l.PartTags == nil {
+			return 0 // what an untagged snapshot held is unknown
+		}
+		signers[c.l.Signer] = true
+		for _, t := range c.l.PartTags {
+			held[t] = true
+		}
+	}
+	gone := map[string]bool{}
+	for _, c := range cands[n:] {
+		if !signers[c.l.Signer] {
+			continue
+		}
+		for _, t := range c.l.PartTags {
+			if !held[t] {
+				gone[t] = true
+			}
+		}
+	}
+	return len(gone)
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// selectFrom picks the parts named by ids or kinds ("files:stack",
+// "sqlite"); empty selects all (selectParts, for planned parts).
+func selectFrom(all []partFrom, sel []string) ([]partFrom, error) {
+	parts := make([]snapshot.Part, len(all))
+	for i, pf := range all {
+		parts[i] = pf.part
+	}
+	picked, err := selectParts(parts, sel)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]partFrom, 0, len(picked))
+	for _, p := range picked {
+		i := slices.IndexFunc(all, func(pf partFrom) bool { return pf.part.ID == p.ID })
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// newRestoreResult is the result of a restore of parts before anything
+// is planned: the destination and snapshot of the newest part (every
+// part's own in PlannedPart.Snapshot).
+func newRestoreResult(sel []partFrom, note string) *RestoreResult {
+	newest := sel[0].src.cands[0]
+	for _, pf := range sel[1:] {
+		c := pf.src.cands[0]
+		if c.m.Started.After(newest.m.Started) || c.m.Started.Equal(newest.m.Started) && c.m.Snapshot > newest.m.Snapshot {
+			newest = c
+		}
+	}
+	return &RestoreResult{Destination: newest.d.Name, Snapshot: newest.m.Snapshot, Note: note}
+}
+
+// restoreWhat names a restore in errors: "restore ID", or "restore
+// latest" when its parts come from several snapshots.
+func restoreWhat(res *RestoreResult) string {
+	for _, p := range res.Parts {
+		if p.Snapshot != "" && p.Snapshot != res.Snapshot {
+			return "restore latest"
+		}
+	}
+	return "restore " + res.Snapshot
+}
+
+// latestListing lists a destination's snapshots and finds its newest
+// complete one (latestOn), returning the whole listing too.
+func latestListing(ctx context.Context, cfg *config.Config, d Dest) ([]snapshot.Listing, []snapshot.Listing, string, error) {
+	trusted, err := TrustedKeys(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	latest, ok := snapshot.Latest(ls)
+	if !ok {
+		return nil, nil, "", noSnapshotOn(ctx, cfg, d, ls)
+	}
+	for i, l := range ls {
+		if l.ID == latest {
+			var refused []snapshot.Listing
+			for _, n := range ls[i+1:] {
+				if n.Problem != "" {
+					refused = append(refused, n)
+				}
+			}
+			return ls, refused, rolledBack(cfg, d, ls, l), nil
+		}
+	}
+	return nil, nil, "", fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+}
