@@ -2,7 +2,9 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -52,7 +54,9 @@ func (mongoKind) sources(_ context.Context, cfg *config.Config, only []string) (
 	}
 	uri, err := configuredMongoURI(cfg)
 	if err != nil {
-		return nil, err
+		// The URI file missing (before the first deploy) or unreadable
+		// fails the mongo part only.
+		return []source.Source{failedSetup(mongo.Kind, mongo.Name, mongoURIError(cfg, err))}, nil
 	}
 	src, err := mongo.New(uri, m.Databases, mongo.WithTempDir(cfg.StateDir))
 	if err != nil {
@@ -73,6 +77,19 @@ func configuredMongoURI(cfg *config.Config) (string, error) {
 	}
 	return "", exitcode.Usagef("set sources.mongo.uri_file (a 0600 file holding the mongodb:// URI) or "+mongo.EnvURI,
 		"no MongoDB server configured")
+}
+
+// mongoURIError is the error of a snapshot whose configured MongoDB URI
+// could not be read: a URI file that `fireops deploy` writes and that does
+// not exist yet gets deploy's hint.
+func mongoURIError(cfg *config.Config, err error) error {
+	err = fmt.Errorf("sources.mongo: %w", err)
+	name := cfg.Sources.Mongo.URIFile
+	if _, serr := os.Stat(name); name != "" && errors.Is(serr, fs.ErrNotExist) && cfg.WrittenByDeploy(name) {
+		return exitcode.New(exitcode.Failure, err,
+			"run fireops deploy (it writes "+name+" with the stack's MongoDB URI), or point sources.mongo.uri_file at a file (chmod 600) holding the mongodb:// URI")
+	}
+	return err
 }
 
 // mongoTarget returns the URI to restore into and how to name it in

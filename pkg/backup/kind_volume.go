@@ -65,6 +65,12 @@ func readMode(cfg *config.Config) string {
 // sources discovers the volumes (one part each). A volume holding an
 // sqlite source's database leaves that database out (with its -wal,
 // -journal and -shm): the sqlite part holds the consistent copy.
+//
+// When the volumes cannot be listed (the Docker Engine down or
+// unreachable), which parts there are is unknown: the run gets one failed
+// pseudo-part, volume:*, with the cause, and goes on with the other
+// sources. No snapshot holds volume:*, so retention counts nothing for it
+// (and the run, having a failed part, retires no volume's part).
 func (volumeKind) sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
 	v := cfg.Sources.Volumes
 	if v == nil || !selectsKind(only, volume.Kind) {
@@ -72,12 +78,13 @@ func (volumeKind) sources(ctx context.Context, cfg *config.Config, only []string
 	}
 	c, err := volume.NewClient(nil)
 	if err != nil {
-		return nil, err
+		return []source.Source{failedSetup(volume.Kind, everyOfKind, exitcode.New(exitcode.Failure, fmt.Errorf("sources.volumes: %w", err),
+			"check DOCKER_HOST (unset: the local Engine at /var/run/docker.sock)"))}, nil
 	}
 	defer c.Close()
 	names, err := c.Discover(ctx, v.Include, v.Exclude)
 	if err != nil {
-		return nil, engineError("sources.volumes", err)
+		return []source.Source{failedSetup(volume.Kind, everyOfKind, engineError("sources.volumes", err))}, nil
 	}
 	if afterDiscovery != nil {
 		afterDiscovery(names)

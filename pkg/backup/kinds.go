@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/firetech/fireops/pkg/config"
@@ -20,8 +21,11 @@ type kind interface {
 	// name is the kind as in part ids ("files" in "files:stack").
 	name() string
 	// sources returns the configured sources of this kind that only
-	// selects (see wanted). A configured source this version cannot
-	// read is an error, never a silent skip.
+	// selects (see wanted). A source that cannot be set up on this host
+	// now (a missing file, the Docker Engine down) is a failedSetup
+	// source, which fails its part only; an error stops the whole run
+	// and is kept for the config's own errors. A configured source this
+	// version cannot read is never a silent skip.
 	sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error)
 	// plan decides the target of a part being restored (n parts are
 	// restored together) and refuses, before anything is downloaded, a
@@ -55,9 +59,54 @@ func kindOf(p snapshot.Part) (kind, error) {
 }
 
 // wanted reports whether a part id ("kind:name") is selected by only
-// (ids or kinds); an empty selection selects everything.
+// (ids or kinds; "kind:*" is the kind); an empty selection selects
+// everything.
 func wanted(only []string, kind, name string) bool {
-	return len(only) == 0 || slices.Contains(only, kind) || slices.Contains(only, kind+":"+name)
+	return len(only) == 0 || slices.Contains(only, kind) || slices.Contains(only, kind+":"+everyOfKind) ||
+		slices.Contains(only, kind+":"+name)
+}
+
+// everyOfKind is the name of the failed pseudo-part that stands for every
+// part of a kind whose parts could not even be listed ("volume:*" while
+// the Docker Engine is down). It is only ever a failed part: no snapshot
+// holds it, so retention counts nothing for it and restore has nothing of
+// it to restore.
+const everyOfKind = "*"
+
+// setupFailed is a configured part whose source could not be set up
+// before anything was read: the MongoDB URI file missing (it exists only
+// after `fireops deploy`) or unreadable, the Docker Engine down while the
+// volumes are listed, an sqlite source's volume that does not exist. Its
+// Fingerprint returns the cause, so the snapshot engine fails this part
+// only (design.md §5): the other parts are snapshotted, the snapshot's
+// index names this one with the cause, and the run exits 1 with the
+// cause's hint. Config errors that `config check` catches at load never
+// get here: they stop the run before anything starts.
+type setupFailed struct {
+	kind, name string
+	err        error
+}
+
+// failedSetup returns the source of part kind:name whose set-up failed
+// with err. The error keeps its hint and exits 1 (a usage code of the
+// cause would make a run whose other parts failed too exit 2).
+func failedSetup(kind, name string, err error) source.Source {
+	return &setupFailed{kind: kind, name: name, err: exitcode.New(exitcode.Failure, err, exitcode.Hint(err))}
+}
+
+// Kind returns the part's kind.
+func (s *setupFailed) Kind() string { return s.kind }
+
+// Name returns the part's name.
+func (s *setupFailed) Name() string { return s.name }
+
+// Fingerprint returns the set-up error.
+func (s *setupFailed) Fingerprint(context.Context) (string, error) { return "", s.err }
+
+// WriteTar returns the set-up error (the engine never calls it after a
+// failed Fingerprint).
+func (s *setupFailed) WriteTar(context.Context, io.Writer) (source.Stats, error) {
+	return source.Stats{}, s.err
 }
 
 // Sources builds the configured sources, or those selected by only (part

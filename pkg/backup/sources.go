@@ -113,7 +113,10 @@ func (sqliteKind) sources(ctx context.Context, cfg *config.Config, only []string
 		if q.Path == "" { // {volume, file}: through the volume's folder
 			p, err := sqliteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), q.Volume, q.File)
 			if err != nil {
-				return nil, err
+				// The volume missing, the Engine down, not root: this
+				// part fails, the others are snapshotted.
+				out = append(out, failedSetup(sqlite.Kind, q.Name, err))
+				continue
 			}
 			q.Path = p
 		}
