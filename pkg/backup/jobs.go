@@ -1098,8 +1098,13 @@ func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot
 			if rs, err = restorer(); err != nil {
 				return "", err
 			}
-			_, err = snapshot.RestorePart(ctx, c.d.Store, c.m, cp, ids, rs)
+			var st source.Stats
+			st, err = snapshot.RestorePart(ctx, c.d.Store, c.m, cp, ids, rs)
 			if err == nil {
+				if n := st.Details["setid_dropped"]; n != "" && n != "0" && log != nil {
+					log.Warn("setuid/setgid bits not restored (fireops never restores them)", "part", p.ID, "files", n,
+						"hint", "check those files, then chmod u+s/g+s them by hand if they need it")
+				}
 				return c.d.Name, nil
 			}
 		}

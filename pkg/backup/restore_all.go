@@ -64,6 +64,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -492,7 +493,7 @@ func applyMeta(created []folderMeta) error {
 }
 
 func (s *inPlaceStaged) Stats() source.Stats {
-	return source.Stats{Entries: s.x.Entries}
+	return source.Stats{Entries: s.x.Entries, Details: map[string]string{"setid_dropped": strconv.FormatInt(s.x.SetIDDropped, 10)}}
 }
 
 // moved is one path put in place, and how to undo it.

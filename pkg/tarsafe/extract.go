@@ -31,12 +31,15 @@
 // and creating device nodes from a backup is not something a restore should
 // do silently. Unknown entry types are always an error.
 //
-// Modes (including setuid, setgid and sticky bits), numeric owners and
-// access and modification times are restored. Owners are applied by
-// number, like tar --numeric-owner, because archives of container volumes
-// carry ids that mean nothing by name on the host; when the process may
-// not change owners (not root), EPERM is ignored and files belong to the
-// current user. Folder modes and times are applied after all entries, so a
+// Modes, numeric owners and access and modification times are restored,
+// except that no file gets a setuid or setgid bit and the target folder
+// itself stays private (0700 when Extract creates it): its "./" entry's
+// metadata is returned for the caller to apply when it commits (see
+// [ApplyRoot] and [Stats.SetIDDropped]; modes.go says why). Owners are
+// applied by number, like tar --numeric-owner, because archives of
+// container volumes carry ids that mean nothing by name on the host; when
+// the process may not change owners (not root), EPERM is ignored and files
+// belong to the current user. Folder modes and times are applied after all entries, so a
 // read-only folder can still be filled and its mtime is not disturbed by
 // its contents. Extended attributes and ACLs are not restored.
 package tarsafe
@@ -96,8 +99,15 @@ type Stats struct {
 	// Bytes is the total size of the regular files written.
 	Bytes int64
 	// Root is true when the archive held an entry for the target folder
-	// itself ("./") whose mode, owner and times were applied to it.
+	// itself ("./"). Its owner, mode and times are in RootMeta, not
+	// applied: the target stays private until the caller commits it and
+	// applies them with ApplyRoot.
 	Root bool
+	// RootMeta is the "./" entry's metadata (the last one's), when Root.
+	RootMeta Meta
+	// SetIDDropped counts the regular files whose setuid, setgid or
+	// sticky bit was not applied (see the package documentation).
+	SetIDDropped int64
 }
 
 // dirMeta is what is applied to a folder after all entries are written.
@@ -266,13 +276,17 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		}
 		return fail(fmt.Errorf("%w: %s (devices and named pipes are not restored)", ErrUnsupported, typeName(hdr.Typeflag)))
 	case tar.TypeDir:
+		x.stats.Dirs++
 		if name == "." {
+			// Not applied: the target stays private until its commit.
 			x.stats.Root = true
-		} else if err := x.mkdir(name); err != nil {
+			x.stats.RootMeta = Meta{Mode: dirMode(hdr), UID: hdr.Uid, GID: hdr.Gid, Atime: atimeOf(hdr), Mtime: hdr.ModTime}
+			return nil
+		}
+		if err := x.mkdir(name); err != nil {
 			return fail(err)
 		}
-		x.stats.Dirs++
-		m := dirMeta{name: name, mode: modeOf(hdr), uid: hdr.Uid, gid: hdr.Gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
+		m := dirMeta{name: name, mode: dirMode(hdr), uid: hdr.Uid, gid: hdr.Gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
 		if i, ok := x.dirs[name]; ok {
 			x.meta[i] = m
 		} else {
@@ -505,7 +519,11 @@ func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string, sparse bo
 		}
 	}
 	if err == nil {
-		if err = f.Chmod(modeOf(hdr)); err != nil {
+		mode, dropped := regularMode(hdr)
+		if dropped {
+			x.stats.SetIDDropped++
+		}
+		if err = f.Chmod(mode); err != nil {
 			err = fmt.Errorf("chmod: %w", err)
 		}
 	}
@@ -658,18 +676,7 @@ func (x *extractor) finishDirs() error {
 }
 
 // applyDir applies m to the open folder fd.
-func (x *extractor) applyDir(fd int, m dirMeta) error {
-	if err := chown(unix.Fchown(fd, m.uid, m.gid)); err != nil {
-		return fmt.Errorf("chown: %w", err)
-	}
-	if err := unix.Fchmod(fd, syscallMode(m.mode)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := setTimes(fd, ".", m.atime, m.mtime); err != nil {
-		return fmt.Errorf("set times: %w", err)
-	}
-	return nil
-}
+func (x *extractor) applyDir(fd int, m dirMeta) error { return applyMeta(fd, m) }
 
 // syscallMode converts permission, setuid, setgid and sticky bits to
 // chmod(2)'s.

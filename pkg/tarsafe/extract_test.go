@@ -485,6 +485,10 @@ func TestRoundTripAtime(t *testing.T) {
 	if !st.Root {
 		t.Errorf("root entry not reported")
 	}
+	// The root's metadata is the caller's to apply, at its commit.
+	if err := ApplyRoot(dst, st); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{dst, filepath.Join(dst, "d"), filepath.Join(dst, "d", "f")} {
 		fi, err := os.Lstat(p)
 		if err != nil {

@@ -152,6 +152,9 @@ func (s *staged) Stats() source.Stats {
 			"hardlinks": strconv.FormatInt(s.x.Links, 10),
 			"bytes":     strconv.FormatInt(s.x.Bytes, 10),
 			"skipped":   strconv.FormatInt(s.x.Skipped, 10),
+			// Files whose setuid, setgid or sticky bit was not restored
+			// (tarsafe never applies them).
+			"setid_dropped": strconv.FormatInt(s.x.SetIDDropped, 10),
 		},
 	}
 }
@@ -169,8 +172,12 @@ func (s *staged) Commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The staging folder is 0700; unless the archive set the root's
-	// metadata, give it the replaced folder's (or 0755).
+	// The staging folder is 0700 until now: give it the archive's root
+	// metadata, or, when the archive has none, the replaced folder's (or
+	// 0755).
+	if err := tarsafe.ApplyRoot(s.staging, s.x); err != nil {
+		return fmt.Errorf("files: %w", err)
+	}
 	if !s.x.Root {
 		mode, uid, gid := fs.FileMode(0o755), -1, -1
 		if fi, err := os.Stat(dir); err == nil && exists {

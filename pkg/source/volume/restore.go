@@ -225,6 +225,7 @@ type staged struct {
 	direct   bool
 	h        *helper // the staging volume's helper, on the api path
 	st       source.Stats
+	x        tarsafe.Stats // Extract's, on the direct path: the root's metadata for Commit
 	done     bool
 	released bool
 }
@@ -284,6 +285,7 @@ func (r *Restorer) stage(ctx context.Context, in io.Reader) (*staged, error) {
 		if err != nil {
 			return fail(err)
 		}
+		s.x = x
 		s.st = source.Stats{Entries: x.Entries, Details: map[string]string{
 			"files": strconv.FormatInt(x.Files, 10), "dirs": strconv.FormatInt(x.Dirs, 10),
 			"symlinks": strconv.FormatInt(x.Symlinks, 10), "hardlinks": strconv.FormatInt(x.Links, 10),
@@ -384,6 +386,8 @@ func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error 
 			c.dirs++
 		case tar.TypeReg, tar.TypeRegA:
 			out.Typeflag = tar.TypeReg
+			// As tarsafe.Extract: no file gets setuid, setgid or sticky.
+			out.Mode &^= 0o7000
 			c.files++
 		case tar.TypeSymlink:
 			if out.Name == top+"/" {
@@ -492,6 +496,11 @@ func (s *staged) replace(ctx context.Context) error {
 	if s.direct {
 		dir, err := r.c.hostFolder(tv)
 		if err != nil {
+			return err
+		}
+		// The staged root took the archive's metadata only now (swap
+		// gives it to the live root).
+		if err := tarsafe.ApplyRoot(s.dir, s.x); err != nil {
 			return err
 		}
 		return swap(dir, s.dir, filepath.Join(filepath.Dir(s.dir), "fireops-old"), r.keep)
