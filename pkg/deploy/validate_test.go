@@ -62,7 +62,8 @@ func TestRenderValidates(t *testing.T) {
 				if len(rules) == 0 {
 					t.Fatal("no rule files rendered")
 				}
-				run(t, st.Dir, promtool, append([]string{"check", "rules"}, rules...)...)
+				// Lint errors (two rules with the same name and labels) fail.
+				run(t, st.Dir, promtool, append([]string{"check", "rules", "--lint=all", "--lint-fatal"}, rules...)...)
 			})
 			t.Run("amtool", func(t *testing.T) {
 				amtool := testenv.RequireTool(t, "amtool")

@@ -19,10 +19,12 @@ const RulesFile = "fireops-backups.yml"
 var rules []byte
 
 // Rules returns the alerting rules file for fireops backups (a copy):
-// no successful snapshot for 26 h, a verify failed, a job's last run
+// no successful full snapshot for 26 h, a verify failed, a job's last run
 // failed, a job never ran, a destination missing from the last snapshot,
-// a part the last snapshot could not back up, and no restore drill for 8
-// days.
+// a part the last snapshot could not back up, no object sweep for 3 days,
+// and no restore drill for 8 days. The snapshot alerts read the full runs'
+// metrics only: a `snapshot --only` run publishes its own
+// (fireops_snapshot_only_*) and never ends them.
 func Rules() []byte { return append([]byte(nil), rules...) }
 
 // Alerts returns the names of the alerts in Rules, in file order, without

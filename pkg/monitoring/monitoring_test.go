@@ -12,7 +12,8 @@ import (
 )
 
 // TestRulesWithPromtool checks the embedded rules with `promtool check
-// rules` and runs the unit tests in testdata/ with `promtool test rules`.
+// rules`, lint errors (two rules with the same name and labels) fatal, and
+// runs the unit tests in testdata/ with `promtool test rules`.
 func TestRulesWithPromtool(t *testing.T) {
 	t.Parallel()
 	promtool := testenv.RequireTool(t, "promtool")
@@ -30,7 +31,7 @@ func TestRulesWithPromtool(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "fireops-backups_test.yml"), tests, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"check", "rules", RulesFile}, {"test", "rules", "fireops-backups_test.yml"}} {
+	for _, args := range [][]string{{"check", "rules", "--lint=all", "--lint-fatal", RulesFile}, {"test", "rules", "fireops-backups_test.yml"}} {
 		cmd := exec.Command(promtool, args...)
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
@@ -44,7 +45,7 @@ func TestRulesWithPromtool(t *testing.T) {
 func TestAlertsAreTested(t *testing.T) {
 	t.Parallel()
 	want := []string{"FireopsNoRecentSnapshot", "FireopsJobFailed", "FireopsVerifyFailed", "FireopsJobNeverRan",
-		"FireopsDestinationMissing", "FireopsSnapshotPartFailed", "FireopsRestoreDrillOverdue"}
+		"FireopsDestinationMissing", "FireopsSnapshotPartFailed", "FireopsObjectSweepOverdue", "FireopsRestoreDrillOverdue"}
 	if got := Alerts(); !slices.Equal(got, want) {
 		t.Fatalf("alerts %v, want %v", got, want)
 	}
