@@ -70,7 +70,9 @@ func readMode(cfg *config.Config) string {
 // unreachable), which parts there are is unknown: the run gets one failed
 // pseudo-part, volume:*, with the cause, and goes on with the other
 // sources. No snapshot holds volume:*, so retention counts nothing for it
-// (and the run, having a failed part, retires no volume's part).
+// (and the run, having a failed part, retires no volume's part), and
+// restore latest takes the volumes from older snapshots, back to the
+// newest full run holding any (restore_latest.go).
 func (volumeKind) sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
 	v := cfg.Sources.Volumes
 	if v == nil || !selectsKind(only, volume.Kind) {

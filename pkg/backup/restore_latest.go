@@ -15,8 +15,11 @@ package backup
 // no longer on the server (a deleted user's volume, a source taken out of
 // the config). The exception is a part that failed in that full run (its
 // index names it): it comes from the newest older snapshot holding it, and
-// when none does, the plan says so. The result names each part's snapshot,
-// and Note says how the snapshots were chosen.
+// when none does, the plan says so. A kind whose parts could not even be
+// listed in that run (volume:*, the Docker Engine down) takes the parts of
+// that kind from the snapshots walked on to the newest older full run
+// holding any. The result names each part's snapshot, and Note says how
+// the snapshots were chosen.
 
 import (
 	"context"
@@ -217,14 +220,22 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 			return nil, "", snapshotNotFound("latest: snapshot "+c.l.ID, errs)
 		}
 		used = append(used, c.l.ID)
+		var every []string // the kinds' pseudo-parts this full run resolves
 		for _, p := range idx.Parts {
-			if _, ok := assigned[p.ID]; ok || closed && !pending[p.ID] {
+			kindFailed := pending[p.Kind+":"+everyOfKind]
+			if _, ok := assigned[p.ID]; ok || closed && !pending[p.ID] && !kindFailed {
 				continue
 			}
 			assigned[p.ID] = len(out)
 			out = append(out, partFrom{part: p, src: src})
 			order = append(order, p.ID)
 			delete(pending, p.ID)
+			if kindFailed && c.full() {
+				every = append(every, p.Kind+":"+everyOfKind)
+			}
+		}
+		for _, e := range every {
+			delete(pending, e)
 		}
 		if !closed && c.full() {
 			closed, fullRun = true, c.l.ID
