@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 )
@@ -553,6 +554,16 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			return nil, err
 		}
 	}
+	if o.Level == LevelRestoreTest {
+		// The scratch restores a killed verify left hold plaintext.
+		scratch := o.ScratchDir
+		if scratch == "" {
+			scratch = os.TempDir()
+		}
+		if _, err := leftover.Clean(scratch, restoreTestPrefix, o.Log); err != nil && o.Log != nil {
+			o.Log.Warn("leftover scratch restores not removed", "err", err)
+		}
+	}
 	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
@@ -794,6 +805,11 @@ func verifyPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Pa
 	return nil
 }
 
+// restoreTestPrefix starts the name of a restore-test's scratch folder;
+// the run's tag follows (pkg/leftover), so the next restore-test removes
+// what a killed one left.
+const restoreTestPrefix = "fireops-restore-test-"
+
 // restoreTestPart restores a part into a private scratch target and
 // drops it, also when the restore failed.
 func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity, scratch string) error {
@@ -801,7 +817,7 @@ func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapsho
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(scratch, "fireops-restore-test-")
+	dir, err := os.MkdirTemp(scratch, leftover.Pattern(restoreTestPrefix))
 	if err != nil {
 		return fmt.Errorf("restore-test: %w", err)
 	}
@@ -1097,6 +1113,9 @@ func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot
 			var rs source.Restorer
 			if rs, err = restorer(); err != nil {
 				return "", err
+			}
+			if l, ok := rs.(loggerSetter); ok && log != nil {
+				l.SetLogger(log) // leftovers of killed restores are logged
 			}
 			var st source.Stats
 			st, err = snapshot.RestorePart(ctx, c.d.Store, c.m, cp, ids, rs)

@@ -24,9 +24,11 @@ package backup
 // A part that records no paths (an older fireops wrote it) is refused:
 // restore it with --to DIR. In one pass over
 // the part's stream the whole archive is extracted into a private staging
-// folder (mode 0700, ".fireops-staging-*") created in the parent folder of
-// the part's first path, so that it is on the same filesystem as the
-// targets in the usual layout and a move is a rename. Only when the whole
+// folder (mode 0700, ".fireops-staging-<run tag>-*"; the staging and undo
+// folders a killed restore left next to the paths are removed first, see
+// pkg/leftover) created in the parent folder of the part's first path, so
+// that it is on the same filesystem as the targets in the usual layout
+// and a move is a rename. Only when the whole
 // stream has been read, its hash checked and its entry count matched
 // (snapshot.RestorePart) does Commit move each configured path into
 // place: an existing file or folder is first renamed to PATH.fireops-old
@@ -60,6 +62,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,6 +79,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
@@ -353,6 +357,36 @@ func archivedPaths(p snapshot.Part, paths []string) error {
 type inPlaceRestorer struct {
 	paths []string
 	force bool
+	log   *slog.Logger
+}
+
+// The prefixes of the folders an in-place restore makes next to its
+// paths; each name then carries the run's tag (pkg/leftover), so the next
+// restore removes what a killed one left.
+const (
+	stagingPrefix = ".fireops-staging-"
+	undoPrefix    = ".fireops-undo-"
+)
+
+// SetLogger sets the logger that reports leftovers removed (nil: none).
+func (r *inPlaceRestorer) SetLogger(log *slog.Logger) { r.log = log }
+
+// cleanLeftovers removes, next to every path, the staging and undo
+// folders that killed restores left (they may hold restored plaintext).
+func (r *inPlaceRestorer) cleanLeftovers() {
+	seen := map[string]bool{}
+	for _, p := range r.paths {
+		dir := filepath.Dir(p)
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		for _, prefix := range []string{stagingPrefix, undoPrefix} {
+			if _, err := leftover.Clean(dir, prefix, r.log); err != nil && r.log != nil {
+				r.log.Warn("leftover staging folders not removed", "folder", dir, "err", err)
+			}
+		}
+	}
 }
 
 func newInPlaceRestorer(cfg *config.Config, p snapshot.Part, force bool) (*inPlaceRestorer, error) {
@@ -367,11 +401,12 @@ func newInPlaceRestorer(cfg *config.Config, p snapshot.Part, force bool) (*inPla
 // the first path.
 func (r *inPlaceRestorer) Stage(ctx context.Context, tr io.Reader) (source.Staged, error) {
 	parent := filepath.Dir(r.paths[0])
+	r.cleanLeftovers()
 	created, err := mkdirMissing(parent)
 	if err != nil {
 		return nil, err
 	}
-	staging, err := os.MkdirTemp(parent, ".fireops-staging-*")
+	staging, err := os.MkdirTemp(parent, leftover.Pattern(stagingPrefix))
 	if err != nil {
 		removeCreated(created)
 		return nil, fmt.Errorf("files: create a staging folder in %s: %w", parent, err)
@@ -515,7 +550,7 @@ func (s *inPlaceStaged) Commit(ctx context.Context) error {
 			mv := done[i]
 			// Take the restored copy back into a folder next to it: the
 			// path may be on another filesystem than the staging folder.
-			aside, err := os.MkdirTemp(filepath.Dir(mv.path), ".fireops-undo-*")
+			aside, err := os.MkdirTemp(filepath.Dir(mv.path), leftover.Pattern(undoPrefix))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("take back %s: %w", mv.path, err))
 				continue
@@ -641,7 +676,7 @@ func sameFilesystem(ctx context.Context, staged, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".fireops-staging-*")
+	dir, err := os.MkdirTemp(filepath.Dir(path), leftover.Pattern(stagingPrefix))
 	if err != nil {
 		return "", fmt.Errorf("files: create a staging folder next to %s: %w", path, err)
 	}

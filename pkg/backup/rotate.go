@@ -14,6 +14,7 @@ import (
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/retention"
 	"github.com/firetech/fireops/pkg/snapshot"
+	"github.com/firetech/fireops/pkg/source/sqlite"
 )
 
 // ObjectsLock is the lock that keeps rotate's sweep and snapshots apart:
@@ -147,6 +148,12 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		if grace <= 0 {
 			return nil, exitcode.Usagef("set retention.incomplete_grace to a time longer than any snapshot takes, e.g. 24h",
 				"destination %s: incomplete_grace is 0: an upload in progress could be swept", n)
+		}
+	}
+	if !o.DryRun {
+		// The database copies killed snapshots left in state_dir (plaintext).
+		if _, err := sqlite.CleanLeftovers(cfg.StateDir, log); err != nil {
+			log.Warn("leftover copies in state_dir not removed", "err", err)
 		}
 	}
 	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -25,8 +27,11 @@ var ErrNotEmpty = errors.New("target folder is not empty")
 // a staging folder next to it.
 //
 // Stage creates the staging folder in dir's parent (created if missing),
-// named ".fireops-staging-*", mode 0700, so that it is on the same
-// filesystem and Commit is a rename; it extracts with [tarsafe.Extract].
+// named ".fireops-staging-<run tag>-*", mode 0700, so that it is on the
+// same filesystem and Commit is a rename; it extracts with
+// [tarsafe.Extract]. The staging folders that killed restores left in
+// that parent are removed first, each logged (pkg/leftover). The staging
+// folder stays 0700 until Commit gives it the archive's root metadata.
 // A dir that exists and is not empty is refused, before anything is
 // extracted, unless force is set; the check is repeated by Commit.
 //
@@ -40,7 +45,14 @@ type Restorer struct {
 	dir    string
 	force  bool
 	prefix string
+	log    *slog.Logger
 }
+
+// stagingPrefix starts the name of a staging folder.
+const stagingPrefix = ".fireops-staging-"
+
+// SetLogger sets the logger that reports leftovers removed (nil: none).
+func (r *Restorer) SetLogger(log *slog.Logger) { r.log = log }
 
 var _ source.Restorer = (*Restorer)(nil)
 
@@ -110,7 +122,10 @@ func (r *Restorer) Stage(ctx context.Context, tr io.Reader) (source.Staged, erro
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("files: create %s: %w", parent, err)
 	}
-	staging, err := os.MkdirTemp(parent, ".fireops-staging-*")
+	if _, err := leftover.Clean(parent, stagingPrefix, r.log); err != nil && r.log != nil {
+		r.log.Warn("leftover staging folders not removed", "target", r.dir, "err", err)
+	}
+	staging, err := os.MkdirTemp(parent, leftover.Pattern(stagingPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("files: create staging folder in %s: %w", parent, err)
 	}

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
 
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -26,9 +28,10 @@ var sidecars = []string{"-wal", "-shm", "-journal"}
 // Restorer puts a sqlite part back as the database file target.
 //
 // Stage reads the part's single tar entry into a temp file
-// ".<target name>.fireops-restore-*" (0600) in target's folder (created if
-// missing) and runs integrity_check on it; the live database is not
-// touched. Commit gives the file the archived mode and owner (owner only
+// ".<target name>.fireops-restore-<run tag>-*" (0600) in target's folder
+// (created if missing) and runs integrity_check on it; the live database
+// is not touched. It first removes the temp files that killed restores of
+// the same target left there (pkg/leftover), logging each. Commit gives the file the archived mode and owner (owner only
 // as root), fsyncs it, retires the old database's -wal, -shm and -journal
 // files, renames the file over target and fsyncs the folder.
 //
@@ -42,7 +45,11 @@ var sidecars = []string{"-wal", "-shm", "-journal"}
 type Restorer struct {
 	target string
 	opts   options
+	log    *slog.Logger
 }
+
+// SetLogger sets the logger that reports leftovers removed (nil: none).
+func (r *Restorer) SetLogger(log *slog.Logger) { r.log = log }
 
 var _ source.Restorer = (*Restorer)(nil)
 
@@ -65,7 +72,11 @@ func (r *Restorer) Stage(ctx context.Context, in io.Reader) (source.Staged, erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite: create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(r.target)+".fireops-restore-*")
+	prefix := "." + filepath.Base(r.target) + ".fireops-restore-"
+	if _, err := leftover.Clean(dir, prefix, r.log); err != nil && r.log != nil {
+		r.log.Warn("leftover staging files not removed", "target", r.target, "err", err)
+	}
+	f, err := os.CreateTemp(dir, leftover.Pattern(prefix))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: staging file in %s: %w", dir, err)
 	}

@@ -20,7 +20,9 @@
 //
 // The copy lives in a private temp folder (0700, under [WithTempDir], by
 // default os.TempDir) that is always removed, on error and cancellation
-// too. `PRAGMA integrity_check` on the copy must return exactly "ok", or
+// too. Its name carries the run's tag (pkg/leftover), so that the copy a
+// killed run left (SIGKILL, power loss) is removed by the next copy into
+// the same folder, and by [CleanLeftovers] (fireops rotate). `PRAGMA integrity_check` on the copy must return exactly "ok", or
 // the part fails. The tar holds one entry, "<name>.sqlite", with the
 // source file's mode, owner and modification time and the copy's bytes.
 //
@@ -45,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -55,6 +58,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -101,13 +105,27 @@ func newOptions(opts []Option) options {
 	return o
 }
 
+// copyPrefix starts the name of the private folder of a copy.
+const copyPrefix = "fireops-sqlite-"
+
+// CleanLeftovers removes the copies that killed runs left in dir (the
+// folder given to WithTempDir: state_dir for fireops), logging each, and
+// never one a live run is making (see pkg/leftover).
+func CleanLeftovers(dir string, log *slog.Logger) ([]string, error) {
+	return leftover.Clean(dir, copyPrefix, log)
+}
+
 // Source makes the consistent copy of one database.
 type Source struct {
 	name string
 	path string
 	opts options
 	prep *prepared // the copy Fingerprint made, until WriteTar or Close
+	log  *slog.Logger
 }
+
+// SetLogger sets the logger that reports leftovers removed (nil: none).
+func (s *Source) SetLogger(log *slog.Logger) { s.log = log }
 
 var _ source.Source = (*Source)(nil)
 
@@ -165,7 +183,12 @@ func (s *Source) prepare(ctx context.Context) (*prepared, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("sqlite:%s: %s is not a regular file", s.name, s.path)
 	}
-	tmp, err := os.MkdirTemp(s.opts.tempDir, "fireops-sqlite-*")
+	// A copy a killed run left holds the database in plaintext: it goes
+	// first (a failure to remove it does not stop this copy).
+	if _, err := CleanLeftovers(s.opts.tempDir, s.log); err != nil && s.log != nil {
+		s.log.Warn("leftover copies not removed", "source", source.ID(s), "err", err)
+	}
+	tmp, err := os.MkdirTemp(s.opts.tempDir, leftover.Pattern(copyPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite:%s: temp folder for the copy: %w", s.name, err)
 	}
