@@ -13,7 +13,21 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(
 # go-nvml is cgo; its headers use deprecated declarations.
 export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 
-.PHONY: build test bench demo lint install clean
+.PHONY: build test bench demo lint install clean fuzz
+
+# fuzz: every fuzz target (package:Name) for FUZZTIME each, one after the
+# other; `make test` runs them for FUZZTIME_SHORT each. A crash leaves its
+# input in the package's testdata/fuzz/<Name>/: keep it there as a
+# regression seed once fixed.
+FUZZTIME       ?= 5m
+FUZZTIME_SHORT ?= 3s
+FUZZ_TARGETS := \
+	./pkg/snapshot:FuzzDecodeList \
+	./pkg/snapshot:FuzzParseManifest \
+	./pkg/snapshot:FuzzReadIndex \
+	./pkg/tarsafe:FuzzCleanName \
+	./pkg/tarsafe:FuzzExtract \
+	./pkg/tarsafe:FuzzExtractBytes
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fireops
@@ -21,6 +35,14 @@ build:
 test:
 	bash scripts/test-deps.sh
 	bash -c 'set -a; . .cache/testenv.sh; set +a; $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...'
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # bench: the end-to-end comparison with the shell pipeline and restic on a
 # generated ML-team dataset (BENCH_FLAGS=-size 256MiB for a quick run), then
