@@ -20,12 +20,15 @@ retention:) on every destination, like restic's forget + prune:
 keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly
 and keep_within, with time buckets in UTC (docs/retention.md).
 
-A snapshot is removed whole, its manifest first. Incomplete snapshots
-older than incomplete_grace are removed too. Then the objects that no
-remaining manifest references and that are older than incomplete_grace are
-swept, and the bytes freed reported. While a snapshot runs on this host the
-sweep is skipped (or waits --lock-wait): a running snapshot may reference
-objects that no manifest names yet.
+A snapshot is removed whole, its manifest first; one an interrupted rotate
+left half removed is finished at once. Incomplete snapshots older than
+incomplete_grace are removed too. Then the objects that no remaining
+manifest references and that are older than incomplete_grace are swept,
+and the bytes freed reported. While a snapshot, verify or restore runs on
+this host, rotate waits --lock-wait for it, then removes and sweeps
+nothing (the next rotate does): a running snapshot may reference objects
+that no manifest names yet, and a verify or restore must not lose the
+snapshot it reads.
 
 The rules are counted per part: a snapshot --only run never stands in for
 the parts it does not hold (the PARTS column; docs/retention.md).

@@ -64,7 +64,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	}
 	// Shared with other snapshots, exclusive for rotate's sweep: the sweep
 	// must not remove an object this run references (see ObjectsLock).
-	objLock, err := holdObjects(ctx, cfg, o.Log)
+	objLock, err := holdObjects(ctx, cfg, "fireops snapshot", o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -564,6 +564,14 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			o.Log.Warn("leftover scratch restores not removed", "err", err)
 		}
 	}
+	// Rotate removes nothing while this run holds the objects lock: a
+	// snapshot listed here is not removed before it is read (see
+	// ObjectsLock).
+	objLock, err := holdObjects(ctx, cfg, "fireops verify", o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer objLock.Release()
 	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
@@ -912,6 +920,14 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	if o.Dest != "" {
 		only = []string{o.Dest}
 	}
+	// Rotate removes nothing while this run holds the objects lock: the
+	// snapshot chosen is not removed while it is restored (see
+	// ObjectsLock).
+	objLock, err := holdObjects(ctx, cfg, "fireops restore", o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer objLock.Release()
 	dests, unopened, err := OpenDests(ctx, cfg, only)
 	if err != nil {
 		return nil, err

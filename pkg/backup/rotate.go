@@ -17,23 +17,26 @@ import (
 	"github.com/firetech/fireops/pkg/source/sqlite"
 )
 
-// ObjectsLock is the lock that keeps rotate's sweep and snapshots apart:
-// a snapshot holds it shared for its whole run (it may reference objects
-// of earlier snapshots that no manifest on the destination references any
-// more), rotate takes it exclusive to remove incomplete snapshots and
-// sweep objects.
+// ObjectsLock is the lock that keeps rotate's removals and the runs that
+// read or write snapshots apart. A snapshot holds it shared for its whole
+// run (it may reference objects of earlier snapshots that no manifest on
+// the destination references any more), and so do verify and restore (the
+// snapshots they read must not be removed under them); rotate takes it
+// exclusive to remove snapshots (by policy or incomplete) and sweep
+// objects, and removes nothing while it cannot.
 const ObjectsLock = "objects"
 
-// holdObjects takes the objects lock shared for a snapshot run, waiting
-// (up to an hour, or until ctx ends) while rotate sweeps.
-func holdObjects(ctx context.Context, cfg *config.Config, log *slog.Logger) (*lock.Lock, error) {
+// holdObjects takes the objects lock shared for a run of command (a
+// snapshot, verify or restore), waiting (up to an hour, or until ctx ends)
+// while rotate removes snapshots and sweeps.
+func holdObjects(ctx context.Context, cfg *config.Config, command string, log *slog.Logger) (*lock.Lock, error) {
 	dir := lock.Dir(cfg.StateDir)
-	l, err := lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true})
+	l, err := lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Command: command})
 	if exitcode.Code(err) != exitcode.LockBusy {
 		return l, err
 	}
 	if log != nil {
-		log.Info("waiting for rotate to finish sweeping objects", "err", err)
+		log.Info("waiting for rotate to finish removing snapshots and sweeping objects", "err", err)
 	}
 	return lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Wait: time.Hour})
 }
@@ -44,8 +47,9 @@ type RotateOptions struct {
 	Dests []string
 	// DryRun plans and reports, and removes nothing.
 	DryRun bool
-	// SweepWait is how long to wait for a running snapshot before the
-	// sweep is skipped (the next rotate sweeps).
+	// SweepWait is how long to wait for the objects lock, held shared by
+	// a running snapshot, verify or restore, before the removals and the
+	// sweep are skipped (the next rotate does them).
 	SweepWait time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -115,9 +119,12 @@ func PolicyFor(cfg *config.Config, dest string) (retention.Policy, time.Duration
 // named): it removes the snapshots no rule keeps, whole and manifest first
 // (so that a half-removed one reads as incomplete), the incomplete
 // snapshots older than the grace period, and then the objects no remaining
-// manifest references that are older than the grace period. It needs no
-// private key. A destination that fails is reported in its entry and in
-// the returned error; the others are still rotated.
+// manifest references that are older than the grace period. It removes
+// only while it holds the objects lock exclusively: while a snapshot,
+// verify or restore of this host holds it past SweepWait, it plans and
+// removes nothing (the next rotate does). It needs no private key. A
+// destination that fails is reported in its entry and in the returned
+// error; the others are still rotated.
 func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateResult, error) {
 	now := o.Now
 	if now == nil {
@@ -170,8 +177,10 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 	}
 	res := &RotateResult{DryRun: o.DryRun, Time: now().UTC()}
 
-	// The sweep must never run while a snapshot on this host may reference
-	// objects that no manifest names yet.
+	// Nothing is removed while a run of this host holds the objects lock:
+	// the sweep could remove objects a running snapshot references that no
+	// manifest names yet, and a policy removal would pull a snapshot from
+	// under a verify or restore reading it.
 	var objLock *lock.Lock
 	skip := ""
 	if !o.DryRun {
@@ -181,8 +190,8 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 			if !errors.As(err, &be) {
 				return nil, err
 			}
-			skip = "a snapshot is running (" + be.Holder.String() + "); the next rotate sweeps"
-			log.Warn("sweep skipped: a snapshot is running", "holder", be.Holder.String())
+			skip = "the objects lock is held by " + be.Holder.String() + " (a snapshot, verify or restore runs); the next rotate removes and sweeps"
+			log.Warn("removals and sweep skipped: a snapshot, verify or restore runs", "holder", be.Holder.String())
 		} else {
 			defer objLock.Release()
 		}
@@ -243,17 +252,23 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 	}
 	rd.Parts, rd.RetiredParts = retention.PartCounts(snaps)
 	rd.Snapshots = plan
+	if err := finishHalfRemoved(ctx, d, cfg.Host, rd.Snapshots); err != nil {
+		rd.Err = err
+		return rd
+	}
 	for _, dec := range plan {
 		if dec.State == retention.Complete && dec.Keep {
 			rd.Kept++
 		}
 	}
 	if !o.DryRun && skip != "" {
-		// Without the objects lock the incomplete folders may belong to the
-		// running snapshot: leave them with the objects.
+		// Without the objects lock nothing is removed: an incomplete folder
+		// may belong to the running snapshot, a complete one may be read by
+		// a running verify or restore. The next rotate removes them.
 		for i := range rd.Snapshots {
-			if dec := &rd.Snapshots[i]; dec.State == retention.Incomplete && !dec.Keep {
-				dec.Keep, dec.Reasons = true, []string{"incomplete: left while a snapshot runs"}
+			if dec := &rd.Snapshots[i]; !dec.Keep {
+				dec.Keep = true
+				dec.Reasons = append(dec.Reasons, "left while the objects lock is held")
 			}
 		}
 	}
@@ -295,4 +310,30 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 		rd.Err = err
 	}
 	return rd
+}
+
+// ReasonHalfRemoved is why rotate removes an incomplete folder within the
+// grace period: an earlier rotate began to remove it.
+const ReasonHalfRemoved = "half removed by an earlier rotate: finished now"
+
+// finishHalfRemoved turns the plan's incomplete folders kept within the
+// grace period that an earlier rotate began to remove (neither a manifest
+// nor a started file left: snapshot.HalfRemoved) into removals: their
+// time is that of the interrupted removal, not of a snapshot being
+// written.
+func finishHalfRemoved(ctx context.Context, d Dest, host string, plan []retention.Decision) error {
+	for i := range plan {
+		dec := &plan[i]
+		if dec.State != retention.Incomplete || !dec.Keep {
+			continue
+		}
+		half, err := snapshot.HalfRemoved(ctx, d.Store, host, dec.ID)
+		if err != nil {
+			return err
+		}
+		if half {
+			dec.Keep, dec.Reasons = false, []string{ReasonHalfRemoved}
+		}
+	}
+	return nil
 }

@@ -33,12 +33,21 @@ type Sweep struct {
 	Skipped string `json:"skipped,omitempty"`
 }
 
-// RemoveSnapshot removes a complete snapshot: its manifest first (from
-// then on it reads as incomplete), then its signature and the folder. Its
-// objects stay until a sweep finds them unreferenced.
+// RemoveSnapshot removes a complete snapshot: its started file first,
+// then its manifest (from then on it reads as incomplete), its signature,
+// and the folder with what is left. Its objects stay until a sweep finds
+// them unreferenced.
+//
+// The started file goes first so that a removal that stops half way
+// (rotate killed, the destination gone) leaves a folder with neither a
+// manifest nor a started file, which no snapshot run ever leaves (a run
+// writes its started file before anything else): the next rotate
+// recognises it (HalfRemoved) and finishes it at once, instead of taking
+// it for a fresh incomplete snapshot (the deletions bump the folder's
+// time) and waiting a whole grace period.
 func RemoveSnapshot(ctx context.Context, st Store, host, id string) error {
 	dir := SnapshotPath(host, id)
-	for _, f := range []string{ManifestFile, SignatureFile} {
+	for _, f := range []string{StartedFile, ManifestFile, SignatureFile} {
 		if err := st.Delete(ctx, path.Join(dir, f)); err != nil {
 			return fmt.Errorf("remove snapshot %s: delete %s: %w", id, f, err)
 		}
@@ -49,8 +58,9 @@ func RemoveSnapshot(ctx context.Context, st Store, host, id string) error {
 	return nil
 }
 
-// RemoveIncomplete removes an incomplete snapshot folder, unless a
-// manifest appeared since it was listed (a snapshot that just finished).
+// RemoveIncomplete removes an incomplete snapshot folder, its started file
+// first (see RemoveSnapshot), unless a manifest appeared since it was
+// listed (a snapshot that just finished).
 func RemoveIncomplete(ctx context.Context, st Store, host, id string) error {
 	dir := SnapshotPath(host, id)
 	_, err := st.GetBytes(ctx, path.Join(dir, ManifestFile), 1)
@@ -60,10 +70,31 @@ func RemoveIncomplete(ctx context.Context, st Store, host, id string) error {
 	case !errors.Is(err, ErrNotFound):
 		return fmt.Errorf("remove incomplete snapshot %s: %w", id, err)
 	}
+	if err := st.Delete(ctx, path.Join(dir, StartedFile)); err != nil {
+		return fmt.Errorf("remove incomplete snapshot %s: delete %s: %w", id, StartedFile, err)
+	}
 	if err := st.Rmdir(ctx, dir); err != nil {
 		return fmt.Errorf("remove incomplete snapshot %s: %w", id, err)
 	}
 	return nil
+}
+
+// HalfRemoved tells whether a snapshot folder is one whose removal began:
+// it holds neither a manifest nor a started file (RemoveSnapshot deletes
+// the started file first; a snapshot run writes it first). Rotate
+// finishes such a folder at once, whatever its age. It is meant for a
+// caller that holds the objects lock (no snapshot of this host runs).
+func HalfRemoved(ctx context.Context, st Store, host, id string) (bool, error) {
+	files, err := st.List(ctx, SnapshotPath(host, id))
+	if err != nil {
+		return false, fmt.Errorf("list snapshot %s: %w", id, err)
+	}
+	for _, f := range files {
+		if f.Name == StartedFile || f.Name == ManifestFile {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // SweepObjects removes the objects (v1 object folders, v2 pieces and
