@@ -38,7 +38,7 @@ func holdObjects(ctx context.Context, cfg *config.Config, command string, log *s
 	if log != nil {
 		log.Info("waiting for rotate to finish removing snapshots and sweeping objects", "err", err)
 	}
-	return lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Wait: time.Hour})
+	return lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Wait: time.Hour, Command: command})
 }
 
 // RotateOptions select what rotate does.
