@@ -59,7 +59,13 @@ func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.Snap
 	if res != nil && !res.Finished.IsZero() {
 		dur = res.Finished.Sub(res.Started)
 	}
-	a.record(cfg, backup.SnapshotMetrics(time.Now(), dur, res, err, destNames(cfg)))
+	// An --only run publishes its own families: the alerts read the full
+	// runs', and an --only run never ends them.
+	record := backup.SnapshotMetrics
+	if len(o.Only) > 0 {
+		record = backup.SnapshotOnlyMetrics
+	}
+	a.record(cfg, record(time.Now(), dur, res, err, destNames(cfg)))
 	return res, err
 }
 

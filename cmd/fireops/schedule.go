@@ -73,9 +73,8 @@ EXIT STATUS
 			defer l.Release()
 			results := schedule.NewResults()
 			a.publish = func(m backup.JobMetrics) {
-				results.Set(m.RunFile, m.Run)
-				if m.Success != nil {
-					results.Set(m.SuccessFile, m.Success)
+				for _, f := range m.Textfiles() {
+					results.Set(f.Name, f.Families)
 				}
 			}
 			// The jobs' reports (the gpu check's table) are for a terminal;

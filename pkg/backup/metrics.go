@@ -15,14 +15,19 @@ import (
 // one, so the last success survives failures (the "no good snapshot in
 // 26 h" alert reads it). Verify writes one pair per level
 // (VerifyRunFile(level)), so that a quick verify never hides the result of
-// a full one. docs/metrics.md lists every metric.
+// a full one; a snapshot --only run writes its own pair, so that it never
+// hides the result of the last full snapshot; rotate writes a sweep file
+// per destination (RotateSweepFile) when it swept there.
+// docs/metrics.md lists every metric.
 const (
-	SnapshotRunFile     = "fireops_snapshot.prom"
-	SnapshotSuccessFile = "fireops_snapshot_success.prom"
-	RotateRunFile       = "fireops_rotate.prom"
-	RotateSuccessFile   = "fireops_rotate_success.prom"
-	RestoreRunFile      = "fireops_restore.prom"
-	RestoreSuccessFile  = "fireops_restore_success.prom"
+	SnapshotRunFile         = "fireops_snapshot.prom"
+	SnapshotSuccessFile     = "fireops_snapshot_success.prom"
+	SnapshotOnlyRunFile     = "fireops_snapshot_only.prom"
+	SnapshotOnlySuccessFile = "fireops_snapshot_only_success.prom"
+	RotateRunFile           = "fireops_rotate.prom"
+	RotateSuccessFile       = "fireops_rotate_success.prom"
+	RestoreRunFile          = "fireops_restore.prom"
+	RestoreSuccessFile      = "fireops_restore_success.prom"
 )
 
 // VerifyRunFile is the run textfile of verify at one level.
@@ -35,6 +40,20 @@ func VerifySuccessFile(level string) string {
 	return "fireops_verify_" + strings.ReplaceAll(level, "-", "_") + "_success.prom"
 }
 
+// RotateSweepFile is the textfile rotate writes for one destination when
+// it swept its objects: the last sweep's time survives the rotate runs
+// that skip the sweep. Destination names are plain (config: letters,
+// digits, '.', '_' and '-').
+func RotateSweepFile(destination string) string {
+	return "fireops_rotate_sweep_" + destination + ".prom"
+}
+
+// Textfile is one metrics textfile: its name and its families.
+type Textfile struct {
+	Name     string
+	Families []metrics.Family
+}
+
 // JobMetrics is what one job run publishes: the families of its run file,
 // and those of its success file when the run succeeded. The textfiles and
 // the daemon's /metrics get exactly these.
@@ -45,6 +64,19 @@ type JobMetrics struct {
 	RunFile, SuccessFile string
 	// Run is written on every run; Success only when it is not nil.
 	Run, Success []metrics.Family
+	// Extra are further files this run replaces (rotate's sweep file of
+	// each destination it swept); other files of the same kind stay.
+	Extra []Textfile
+}
+
+// Textfiles are the files this run replaces: the run file, the success
+// file when the run succeeded, and the extra ones.
+func (m JobMetrics) Textfiles() []Textfile {
+	out := []Textfile{{Name: m.RunFile, Families: m.Run}}
+	if m.Success != nil {
+		out = append(out, Textfile{Name: m.SuccessFile, Families: m.Success})
+	}
+	return append(out, m.Extra...)
 }
 
 // Write replaces the textfiles in dir (nothing when dir is empty), each
@@ -53,13 +85,12 @@ func (m JobMetrics) Write(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	if err := metrics.WriteTextfile(dir, m.RunFile, m.Run); err != nil {
-		return err
+	for _, f := range m.Textfiles() {
+		if err := metrics.WriteTextfile(dir, f.Name, f.Families); err != nil {
+			return err
+		}
 	}
-	if m.Success == nil {
-		return nil
-	}
-	return metrics.WriteTextfile(dir, m.SuccessFile, m.Success)
+	return nil
 }
 
 func gauge(name, help string, samples ...metrics.Sample) metrics.Family {
@@ -145,6 +176,30 @@ func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, run
 	return m
 }
 
+// SnapshotOnlyMetrics returns what a snapshot --only run publishes: the
+// families of SnapshotMetrics named fireops_snapshot_only_* instead of
+// fireops_snapshot_*, in their own textfiles. The full runs' metrics, which
+// the alerts read, stay as the last full run left them: an --only run that
+// succeeds after a failed full one does not end its alerts.
+func SnapshotOnlyMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) JobMetrics {
+	m := SnapshotMetrics(now, dur, res, runErr, dests)
+	m.RunFile, m.SuccessFile = SnapshotOnlyRunFile, SnapshotOnlySuccessFile
+	only := func(fams []metrics.Family) []metrics.Family {
+		if fams == nil {
+			return nil
+		}
+		out := make([]metrics.Family, len(fams))
+		for i, f := range fams {
+			f.Name = "fireops_snapshot_only_" + strings.TrimPrefix(f.Name, "fireops_snapshot_")
+			f.Help = "snapshot --only runs: " + f.Help
+			out[i] = f
+		}
+		return out
+	}
+	m.Run, m.Success = only(m.Run), only(m.Success)
+	return m
+}
+
 // partResults are the part_last_run_success samples of a snapshot run, by
 // part id.
 func partResults(res *snapshot.Result, runErr error) []metrics.Sample {
@@ -212,7 +267,9 @@ func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyR
 
 // RotateMetrics returns what a rotate run publishes (a dry run publishes
 // nothing). res may be nil when the run failed early; dests are the
-// configured destinations.
+// configured destinations. Each destination whose sweep ran to the end
+// gets its sweep file (RotateSweepFile), which the runs that skip the
+// sweep leave alone.
 func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr error, dests []string) JobMetrics {
 	ok := runErr == nil && res != nil
 	m := JobMetrics{Job: "rotate", RunFile: RotateRunFile, SuccessFile: RotateSuccessFile}
@@ -233,9 +290,15 @@ func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr e
 	var succ, kept, removed, incomplete, objs, freed, young, skipped []metrics.Sample
 	for _, n := range names {
 		d, there := byName[n]
-		succ = append(succ, one(metrics.Bool(there && d.Err == nil && d.Error == ""), "destination", n))
+		done := there && d.Err == nil && d.Error == ""
+		succ = append(succ, one(metrics.Bool(done), "destination", n))
 		if !there {
 			continue
+		}
+		if done && d.Objects.Skipped == "" {
+			m.Extra = append(m.Extra, Textfile{Name: RotateSweepFile(n), Families: []metrics.Family{
+				gauge("fireops_rotate_last_sweep_timestamp_seconds", "Time the last rotate run that swept this destination's unreferenced objects ended, in seconds since the epoch.", one(float64(now.Unix()), "destination", n)),
+			}})
 		}
 		l := []string{"destination", n}
 		kept = append(kept, one(float64(d.Kept), l...))

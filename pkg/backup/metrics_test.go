@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +37,7 @@ func sampleJobs() []JobMetrics {
 		SnapshotMetrics(now, time.Minute, res, errors.New("yandex down"), []string{"local", "yandex", "nas"}),
 		SnapshotMetrics(now, time.Minute, partial, fmt.Errorf("snapshot %s: %w", res.ID, &snapshot.PartsError{Failed: partial.FailedParts, Held: 1}), []string{"local"}),
 		SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
+		SnapshotOnlyMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts[:1], Destinations: res.Destinations[:1]}, nil, []string{"local"}),
 		VerifyMetrics(LevelQuick, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
 		VerifyMetrics(LevelFull, now, time.Second, []VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
 		VerifyMetrics(LevelRestoreTest, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
@@ -62,13 +65,18 @@ func TestMetricsTextfiles(t *testing.T) {
 	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
 	must(t, err)
 	for n := range names {
-		if !strings.Contains(string(docs), "`"+n+"`") {
+		// The --only families are documented as one, with the full runs'.
+		doc := n
+		if rest, ok := strings.CutPrefix(n, "fireops_snapshot_only_"); ok && strings.Contains(string(docs), "`fireops_snapshot_only_*`") {
+			doc = "fireops_snapshot_" + rest
+		}
+		if !strings.Contains(string(docs), "`"+doc+"`") {
 			t.Errorf("docs/metrics.md does not list %s", n)
 		}
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.prom"))
-	if len(files) != 11 {
-		t.Fatalf("want 11 textfiles, got %v", files)
+	if len(files) != 14 {
+		t.Fatalf("want 14 textfiles, got %v", files)
 	}
 	if promtool := testenv.RequireTool(t, "promtool"); promtool != "" {
 		for _, f := range files {
@@ -121,6 +129,9 @@ func TestMetricsTextfiles(t *testing.T) {
 		`fireops_rotate_sweep_skipped{destination="local"} 0`,
 		`fireops_snapshot_part_reused{part="sqlite:hub"} 1`,
 		`fireops_snapshot_part_last_run_success{part="sqlite:hub"} 1`,
+		`fireops_snapshot_only_last_run_success 1`,
+		`fireops_snapshot_only_part_last_run_success{part="files:stack"} 1`,
+		`fireops_rotate_last_sweep_timestamp_seconds{destination="local"} 1.7`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("node-exporter does not serve %s", want)
@@ -199,5 +210,93 @@ func TestSnapshotMetricsDestinations(t *testing.T) {
 	}
 	if m.Success != nil {
 		t.Fatal("a failed run wrote success metrics")
+	}
+}
+
+// readTextfiles returns the textfiles in dir by name.
+func readTextfiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.prom"))
+	must(t, err)
+	out := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		must(t, err)
+		out[filepath.Base(f)] = string(b)
+	}
+	return out
+}
+
+// TestSnapshotOnlyMetrics: a snapshot --only run that succeeds after a
+// failed full run leaves the full run's textfiles as they were (the
+// alerts read those) and publishes its own families, fireops_snapshot_only_*.
+func TestSnapshotOnlyMetrics(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+	failed := []snapshot.FailedPart{{ID: "mongo:mongodb", Reason: "connection refused"}}
+	full := SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: []snapshot.Part{{ID: "files:stack"}}, FailedParts: failed,
+		Destinations: []snapshot.DestResult{{Name: "local"}}}, fmt.Errorf("snapshot x: %w", &snapshot.PartsError{Failed: failed, Held: 1}), []string{"local"})
+	must(t, full.Write(dir))
+	before := readTextfiles(t, dir)
+	only := SnapshotOnlyMetrics(now.Add(time.Hour), time.Second, &snapshot.Result{Parts: []snapshot.Part{{ID: "mongo:mongodb", Size: 7}},
+		Destinations: []snapshot.DestResult{{Name: "local"}}}, nil, []string{"local"})
+	must(t, only.Write(dir))
+	after := readTextfiles(t, dir)
+	if after[SnapshotRunFile] != before[SnapshotRunFile] || !strings.Contains(after[SnapshotRunFile], "fireops_snapshot_last_run_success 0\n") ||
+		!strings.Contains(after[SnapshotRunFile], `fireops_snapshot_part_last_run_success{part="mongo:mongodb"} 0`) {
+		t.Errorf("the --only run changed the full run's file or it lost the failure:\n%s", after[SnapshotRunFile])
+	}
+	if _, ok := after[SnapshotSuccessFile]; ok {
+		t.Errorf("the --only run wrote the full runs' success file %s", SnapshotSuccessFile)
+	}
+	if len(after) != 3 {
+		t.Errorf("textfiles %v, want %s, %s and %s", slices.Sorted(maps.Keys(after)), SnapshotRunFile, SnapshotOnlyRunFile, SnapshotOnlySuccessFile)
+	}
+	for _, want := range []string{"fireops_snapshot_only_last_run_success 1\n", `fireops_snapshot_only_part_last_run_success{part="mongo:mongodb"} 1`,
+		"# HELP fireops_snapshot_only_last_run_success snapshot --only runs: 1 if"} {
+		if !strings.Contains(after[SnapshotOnlyRunFile], want) {
+			t.Errorf("%s lacks %q:\n%s", SnapshotOnlyRunFile, want, after[SnapshotOnlyRunFile])
+		}
+	}
+	if !strings.Contains(after[SnapshotOnlySuccessFile], "fireops_snapshot_only_last_success_timestamp_seconds 1.7") {
+		t.Errorf("%s:\n%s", SnapshotOnlySuccessFile, after[SnapshotOnlySuccessFile])
+	}
+	for _, f := range append(only.Run, only.Success...) {
+		if !strings.HasPrefix(f.Name, "fireops_snapshot_only_") {
+			t.Errorf("--only family %s", f.Name)
+		}
+	}
+}
+
+// TestRotateSweepMetrics: a destination whose sweep ran gets its sweep
+// file; a later run that skips the sweep there (or fails there) leaves the
+// file, so the time of the last sweep survives.
+func TestRotateSweepMetrics(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	t0 := time.Unix(1_800_000_000, 0)
+	res := &RotateResult{Destinations: []RotateDest{{Destination: "local"}, {Destination: "nas", Objects: Sweep{Skipped: "the objects lock is held"}}}}
+	must(t, RotateMetrics(t0, time.Second, res, nil, []string{"local", "nas"}).Write(dir))
+	got := readTextfiles(t, dir)
+	if !strings.Contains(got[RotateSweepFile("local")], `fireops_rotate_last_sweep_timestamp_seconds{destination="local"} 1.8e+09`) {
+		t.Fatalf("%s:\n%s", RotateSweepFile("local"), got[RotateSweepFile("local")])
+	}
+	if _, ok := got[RotateSweepFile("nas")]; ok {
+		t.Fatal("a skipped sweep wrote the sweep file")
+	}
+	// A day later: the sweep is skipped on local, nas fails.
+	res = &RotateResult{Destinations: []RotateDest{{Destination: "local", Objects: Sweep{Skipped: "the objects lock is held"}}, {Destination: "nas", Error: "timeout"}}}
+	m := RotateMetrics(t0.Add(24*time.Hour), time.Second, res, errors.New("nas: timeout"), []string{"local", "nas"})
+	if len(m.Extra) != 0 {
+		t.Fatalf("sweep files for a run that swept nothing: %v", m.Extra)
+	}
+	must(t, m.Write(dir))
+	after := readTextfiles(t, dir)
+	if after[RotateSweepFile("local")] != got[RotateSweepFile("local")] {
+		t.Fatalf("a skipped sweep changed the last sweep:\n%s", after[RotateSweepFile("local")])
+	}
+	if !strings.Contains(after[RotateRunFile], `fireops_rotate_sweep_skipped{destination="local"} 1`) {
+		t.Fatalf("%s:\n%s", RotateRunFile, after[RotateRunFile])
 	}
 }
