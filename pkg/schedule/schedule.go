@@ -404,6 +404,13 @@ func (d *daemon) fire(j Job) {
 		result = ResultFailure
 	}
 	d.runs.WithLabelValues(j.Name, result).Inc()
+	if result == ResultBusy {
+		// The job never got its lock: it did not run, and that is no
+		// failure (another run of it, by hand or by a timer, holds the
+		// lock). The last run's gauges stay as that run left them.
+		d.log.Warn("job skipped: another run holds its lock", "task", j.Name, "err", err)
+		return
+	}
 	d.lastRun.WithLabelValues(j.Name).Set(float64(end.Unix()))
 	d.lastDur.WithLabelValues(j.Name).Set(end.Sub(begin).Seconds())
 	d.lastOK.WithLabelValues(j.Name).Set(metrics.Bool(err == nil))
