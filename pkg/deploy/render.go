@@ -133,7 +133,7 @@ type renderData struct {
 	NotebookImage      string
 	MongoRootUser      string
 	TextfileDir        string
-	FireopsMetricsPort int
+	FireopsTarget      string // where Prometheus scrapes `fireops schedule`; "": no scrape job
 	SMTPPassword       bool
 	Receiver           string
 	GPU                gpuMetrics
@@ -176,9 +176,7 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 	if d.TextfileDir == "" {
 		d.TextfileDir = DefaultTextfileDir
 	}
-	if _, port, err := net.SplitHostPort(cfg.Metrics.Listen); err == nil && cfg.Metrics.Listen != "" {
-		d.FireopsMetricsPort, _ = strconv.Atoi(port)
-	}
+	d.FireopsTarget = FireopsScrapeTarget(cfg.Metrics.Listen)
 	switch {
 	case len(s.Alerts.Email.To) > 0 || s.Alerts.WebhookURL != "":
 		d.Receiver = "operators"
@@ -314,6 +312,36 @@ func (st *Stack) File(p string) []byte {
 		}
 	}
 	return nil
+}
+
+// FireopsScrapeTarget returns the address the stack's Prometheus (in a
+// container) scrapes `fireops schedule`'s /metrics at, for metrics.listen:
+// host.docker.internal:PORT when it listens on every address,
+// the address itself when it is another host address, and "" (no scrape
+// job) when it is off or on loopback (the default, 127.0.0.1:9798), which
+// no container reaches: a job for it would be down for ever. The job
+// results reach Prometheus through the textfiles either way.
+func FireopsScrapeTarget(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if listen == "" || err != nil || port == "" || port == "0" {
+		return ""
+	}
+	if host == "localhost" {
+		return ""
+	}
+	if host == "" {
+		return net.JoinHostPort("host.docker.internal", port)
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return net.JoinHostPort(host, port) // a host name
+	case ip.IsLoopback():
+		return ""
+	case ip.IsUnspecified():
+		return net.JoinHostPort("host.docker.internal", port)
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // shortHash is the first 12 hex digits of data's SHA-256.
