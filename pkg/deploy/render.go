@@ -125,25 +125,25 @@ var gpuExporters = map[string]gpuMetrics{
 const DefaultMonitoringIP = "127.0.0.1"
 
 type renderData struct {
-	Cfg                *config.Config
-	S                  *config.Stack
-	ConfigFile         string
-	Host               string
-	HubImage           string
-	NotebookImage      string
-	MongoRootUser      string
-	TextfileDir        string
-	FireopsTarget      string // where Prometheus scrapes `fireops schedule`; "": no scrape job
-	SMTPPassword       bool
-	Receiver           string
-	GPU                gpuMetrics
-	PseudoFS           string
-	ShmSize            config.ByteSize
-	HubIP              string // host address of the hub's port; "": every interface
-	MonitoringIP       string // host address of Grafana's and Prometheus' ports
-	procs              map[string]proc
-	stub               RenderOptions
-	labels             map[string]string // service -> config hash
+	Cfg           *config.Config
+	S             *config.Stack
+	ConfigFile    string
+	Host          string
+	HubImage      string
+	NotebookImage string
+	MongoRootUser string
+	TextfileDir   string
+	FireopsTarget string // where Prometheus scrapes `fireops schedule`; "": no scrape job
+	SMTPPassword  bool
+	Receiver      string
+	GPU           gpuMetrics
+	PseudoFS      string
+	ShmSize       config.ByteSize
+	HubIP         string // host address of the hub's port; "": every interface
+	MonitoringIP  string // host address of Grafana's and Prometheus' ports
+	procs         map[string]proc
+	stub          RenderOptions
+	labels        map[string]string // service -> config hash
 }
 
 // Render renders the stack from the config's stack: section. It touches
