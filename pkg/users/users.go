@@ -8,9 +8,13 @@
 // safe while the hub runs. Everything the hub owns (the admin flag, the
 // hub user itself) goes through the REST API, never through the database.
 //
+// Each approved user also gets a MongoDB account of their own (mongo.go):
+// a database, a MongoDB user with readWrite on it alone, and a URI file in
+// the stack's secrets folder that the hub hands to the user's server.
+//
 // This package must never toggle a state (approve and reject set it), never
 // store a password hash as TEXT (the hub then fails at login), and never
-// delete a user's Docker volume.
+// delete a user's Docker volume or drop a user's MongoDB database.
 package users
 
 import (
@@ -31,6 +35,35 @@ type Manager struct {
 	dbPath func(context.Context) (string, error)
 	busy   time.Duration
 	store  *Store
+	mongo  *MongoAccounts
+}
+
+// SetMongo makes approve and delete manage the users' MongoDB accounts
+// with a (nil: they do not).
+func (m *Manager) SetMongo(a *MongoAccounts) { m.mongo = a }
+
+// EnsureMongo makes sure each of names has their MongoDB account
+// (MongoAccounts.Ensure), in order, stopping at the first failure; without
+// SetMongo it does nothing. `approve` runs it after the approval, which
+// stays: the error says to run approve again, which only completes the
+// accounts.
+func (m *Manager) EnsureMongo(ctx context.Context, names []string) ([]*MongoAccount, error) {
+	if m.mongo == nil {
+		return nil, nil
+	}
+	var out []*MongoAccount
+	for _, n := range dedupe(names) {
+		acc, err := m.mongo.Ensure(ctx, n)
+		if err != nil {
+			hint := "the approval is done; run `fireops users approve " + n + "` again to create the MongoDB account"
+			if h := exitcode.Hint(err); h != "" {
+				hint = h + "; then run `fireops users approve " + n + "` again"
+			}
+			return out, exitcode.New(exitcode.Failure, fmt.Errorf("MongoDB account of %s: %w", n, err), hint)
+		}
+		out = append(out, acc)
+	}
+	return out, nil
 }
 
 // NewManager returns a Manager that talks to hub and finds the database
@@ -313,6 +346,9 @@ type DeleteResult struct {
 	HubUser bool `json:"hub_user_deleted"`
 	// Volume is the user's Docker volume, which Delete never removes.
 	Volume string `json:"volume_kept"`
+	// Mongo says what became of the user's MongoDB account (nil without
+	// SetMongo); their database is kept.
+	Mongo *MongoAccount `json:"mongo,omitempty"`
 }
 
 // Delete removes the hub user (REST API; the hub stops a running server
@@ -320,7 +356,9 @@ type DeleteResult struct {
 // user's volume. The database's write lock is tried before the hub is
 // changed, so a locked database changes nothing; if the database write
 // still fails after the hub user was deleted, the error says so and a
-// second run finishes the job.
+// second run finishes the job. With SetMongo it first drops the user's
+// MongoDB user and URI file (never their database): a failure there
+// changes nothing else, and a second run finds the MongoDB user absent.
 func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error) {
 	s, rows, err := m.signups(ctx, name)
 	if err != nil {
@@ -339,6 +377,11 @@ func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error
 		return nil, err
 	}
 	res := &DeleteResult{Name: name, Volume: VolumeName(name)}
+	if m.mongo != nil {
+		if res.Mongo, err = m.mongo.Remove(ctx, name); err != nil {
+			return nil, fmt.Errorf("MongoDB account of %s (nothing was deleted): %w", name, err)
+		}
+	}
 	if inHub {
 		err := m.hub.DeleteUser(ctx, name)
 		if err != nil && !errors.Is(err, ErrNoHubUser) {
