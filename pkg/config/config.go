@@ -142,7 +142,7 @@ func section(typ string) string {
 		"StackPorts": "stack.ports", "StackNetworks": "stack.networks", "StackImages": "stack.images",
 		"StackHub": "stack.hub", "StackNotebook": "stack.notebook", "StackMongo": "stack.mongo",
 		"StackMonitoring": "stack.monitoring", "StackAlerts": "stack.alerts", "StackEmail": "stack.alerts.email",
-		"StackLimits": "stack.limits",
+		"StackTelegram": "stack.alerts.telegram", "StackLimits": "stack.limits",
 	}[typ]
 	if s == "" {
 		return " at the top level"
@@ -175,6 +175,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Hub.DBPath)
 	abs(&c.Stack.Dir)
 	abs(&c.Stack.Alerts.Email.PasswordFile)
+	abs(&c.Stack.Alerts.Telegram.BotTokenFile)
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		abs(&d.RcloneConfig)

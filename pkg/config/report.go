@@ -112,6 +112,7 @@ func (c *Config) Check() *Report {
 	}
 	add("hub.token_file", c.Hub.TokenFile)
 	add("stack.alerts.email.password_file", c.Stack.Alerts.Email.PasswordFile)
+	add("stack.alerts.telegram.bot_token_file", c.Stack.Alerts.Telegram.BotTokenFile)
 
 	if len(c.Keys.Recipients) == 0 && c.Keys.RecipientsFile == "" {
 		r.Notes = append(r.Notes, "no keys.recipients: snapshot cannot encrypt until one is set")

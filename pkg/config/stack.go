@@ -263,6 +263,16 @@ func (c *Config) validateAlerts(p *problems) {
 	if a.WebhookURL != "" && !strings.HasPrefix(a.WebhookURL, "http://") && !strings.HasPrefix(a.WebhookURL, "https://") {
 		p.add("stack.alerts.webhook_url", "use an http(s) URL", "%q is not an http(s) URL", a.WebhookURL)
 	}
+	if tg := a.Telegram; tg.BotTokenFile != "" || tg.ChatID != 0 {
+		if tg.BotTokenFile == "" {
+			p.add("stack.alerts.telegram.bot_token_file", "name the file with the bot's token (from @BotFather), mode 0600", "is empty but chat_id is set")
+		} else {
+			checkSecretFile(p, "stack.alerts.telegram.bot_token_file", tg.BotTokenFile, true)
+		}
+		if tg.ChatID == 0 {
+			p.add("stack.alerts.telegram.chat_id", "set the chat's id (a group's is negative, e.g. -1001234567890)", "is empty but bot_token_file is set")
+		}
+	}
 	e := a.Email
 	if len(e.To) == 0 {
 		if e.From != "" || e.Smarthost != "" || e.Username != "" || e.PasswordFile != "" {

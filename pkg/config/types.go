@@ -341,6 +341,9 @@ type StackAlerts struct {
 	Email StackEmail `yaml:"email" json:"email"`
 	// WebhookURL posts alerts to this URL when set.
 	WebhookURL string `yaml:"webhook_url" json:"webhook_url"`
+	// Telegram sends alerts to a Telegram chat through a bot when
+	// BotTokenFile and ChatID are set.
+	Telegram StackTelegram `yaml:"telegram" json:"telegram"`
 	// DiskFreePercent fires DiskSpaceLow below this much free space.
 	DiskFreePercent int `yaml:"disk_free_percent" json:"disk_free_percent"`
 	// MemoryFreePercent fires MemoryLow below this much available memory.
@@ -356,6 +359,16 @@ type StackEmail struct {
 	// PasswordFile is a secret file with the SMTP password.
 	PasswordFile string `yaml:"password_file" json:"password_file"`
 	RequireTLS   bool   `yaml:"require_tls" json:"require_tls"`
+}
+
+// StackTelegram is Alertmanager's Telegram receiver (its own
+// telegram_configs): the bot's token in a file, and the chat it posts to.
+type StackTelegram struct {
+	// BotTokenFile is a secret file with the bot's token (from @BotFather).
+	BotTokenFile string `yaml:"bot_token_file" json:"bot_token_file"`
+	// ChatID is the chat, group or channel the bot posts to (a group's
+	// or channel's id is negative).
+	ChatID int64 `yaml:"chat_id" json:"chat_id"`
 }
 
 // StackLimits are one service's resource limits; 0 means no limit.

@@ -20,11 +20,13 @@ import (
 const UserVolumePrefix = "jupyterhub-user-"
 
 // Coverage is what `fireops config check` says of the stack's data: what
-// no source backs up, and which sources `fireops deploy` has not created
-// yet.
+// no source backs up, whether alerts reach anyone, and which sources
+// `fireops deploy` has not created yet.
 type Coverage struct {
 	// Uncovered has one line per part of the stack's data that no source
-	// backs up, naming the source to add.
+	// backs up, naming the source to add, and one when stack.alerts has no
+	// receiver (the alerts would reach no one). config check prints each
+	// as a WARNING.
 	Uncovered []string `json:"uncovered"`
 	// NotDeployed has one line per file or volume a source (or
 	// hub.token_file) names that does not exist yet because the stack is
@@ -139,8 +141,18 @@ func CheckCoverage(cfg *config.Config) (*Coverage, error) {
 	if cfg.Hub.TokenFile != "" {
 		deployFile("hub.token_file", cfg.Hub.TokenFile, "writes no such file (the hub's token for fireops is "+filepath.Join(s.Dir, SecretsDir, "hub-fireops-token")+")")
 	}
+
+	// Alerts that reach no one are as good as none.
+	if !HasReceiver(cfg) {
+		cov.Uncovered = append(cov.Uncovered, NoReceiverWarning)
+	}
 	return cov, nil
 }
+
+// NoReceiverWarning is config check's warning for a stack whose alerts
+// reach no one.
+const NoReceiverWarning = "stack.alerts has no receiver: a failed backup or a full disk alerts no one (the alerts stay in Alertmanager's and Grafana's pages): " +
+	"set stack.alerts.telegram (bot_token_file, chat_id), stack.alerts.email or stack.alerts.webhook_url (docs/deploy.md, Alerting), then run `fireops deploy`"
 
 // hasStackSection reports whether the config file has a top-level stack:
 // key.

@@ -19,7 +19,7 @@ sources:
   mongo: {uri_file: STACK/secrets/mongo-uri}
   volumes: {include: ["jupyterhub-user-*", "jupyterhub-data"]}
 hub: {token_file: STACK/secrets/hub-fireops-token}
-stack: {dir: STACK, gpus: false}
+stack: {dir: STACK, gpus: false, alerts: {webhook_url: "https://alerts.example.org/hook"}}
 `
 
 // loadCoverage writes the config (STACK replaced by stack) into dir and
@@ -109,10 +109,10 @@ func TestCheckCoverage(t *testing.T) {
 			uncovered: []string{"the stack folder STACK "},
 			notes:     []string{"sources.sqlite[0]", "sources.mongo.uri_file", "hub.token_file"}},
 		{name: "nothing: with a stack section", config: "stack: {dir: STACK}\n",
-			uncovered: []string{"the hub database", "MongoDB", "the users' volumes", "the stack folder"}},
+			uncovered: []string{"the hub database", "MongoDB", "the users' volumes", "the stack folder", "stack.alerts has no receiver"}},
 		{name: "nothing: no stack section: not deployed", config: "sources: {files: [{name: x, paths: [DIR]}]}\n"},
 		{name: "nothing: no stack section: deployed", config: "sources: {files: [{name: x, paths: [DIR/data]}]}\n", deployed: true,
-			uncovered: []string{"the hub database", "MongoDB", "the users' volumes", "the stack folder"}},
+			uncovered: []string{"the hub database", "MongoDB", "the users' volumes", "the stack folder", "stack.alerts has no receiver"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

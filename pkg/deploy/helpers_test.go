@@ -11,7 +11,8 @@ import (
 )
 
 // loadConfig parses testdata/configs/<name>.yaml as if it lived in a
-// fresh temp dir (with the SMTP password file some configs name).
+// fresh temp dir (with the SMTP password and Telegram token files some
+// configs name).
 func loadConfig(t *testing.T, name string) *config.Config {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "configs", name+".yaml"))
@@ -20,6 +21,9 @@ func loadConfig(t *testing.T, name string) *config.Config {
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "smtp-password"), []byte("smtp-s3cret-for-tests\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "telegram-token"), []byte(testTelegramToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Parse(data, filepath.Join(dir, "fireops.yaml"))

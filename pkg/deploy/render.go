@@ -135,6 +135,7 @@ type renderData struct {
 	TextfileDir   string
 	FireopsTarget string // where Prometheus scrapes `fireops schedule`; "": no scrape job
 	SMTPPassword  bool
+	Telegram      bool // stack.alerts.telegram is set: a telegram_configs receiver and its token secret
 	Receiver      string
 	GPU           gpuMetrics
 	PseudoFS      string
@@ -154,6 +155,7 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		Cfg: cfg, S: s, Host: cfg.Host,
 		MongoRootUser: MongoRootUser, TextfileDir: cfg.Metrics.TextfileDir,
 		SMTPPassword: s.Alerts.Email.PasswordFile != "",
+		Telegram:     s.Alerts.Telegram.BotTokenFile != "" && s.Alerts.Telegram.ChatID != 0,
 		GPU:          gpuExporters[s.GPUExporter], PseudoFS: pseudoFS, stub: opts,
 		// /dev/shm of user servers (stack.hub.shm_size): PyTorch's
 		// DataLoader workers pass batches through it, and Docker's default
@@ -178,7 +180,7 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 	}
 	d.FireopsTarget = FireopsScrapeTarget(cfg.Metrics.Listen)
 	switch {
-	case len(s.Alerts.Email.To) > 0 || s.Alerts.WebhookURL != "":
+	case HasReceiver(cfg):
 		d.Receiver = "operators"
 	default:
 		d.Receiver = "ui-only"
@@ -247,6 +249,13 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		}
 		add(p.out, data)
 	}
+	// Alertmanager's notification templates, as they are: Alertmanager
+	// expands them (the same {{ }} as text/template).
+	notify, err := fs.ReadFile(templatesFS, "templates/"+NotificationTemplates)
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	add(NotificationTemplates, notify)
 	for _, rf := range ExtraRuleFiles(cfg) {
 		if !validRuleFileName(rf.Name) {
 			return nil, fmt.Errorf("render: extra rule file name %q: want a plain name ending in .yml", rf.Name)
@@ -312,6 +321,19 @@ func (st *Stack) File(p string) []byte {
 		}
 	}
 	return nil
+}
+
+// NotificationTemplates is the file, relative to stack.dir, of the
+// Alertmanager templates the receivers' messages use (the Telegram message,
+// in Russian); alertmanager.yml names it relative to itself.
+const NotificationTemplates = "alertmanager/notifications.tmpl"
+
+// HasReceiver reports whether stack.alerts sends alerts anywhere: e-mail,
+// a webhook or Telegram. Without one, alerts are only in Alertmanager's and
+// Grafana's UIs.
+func HasReceiver(cfg *config.Config) bool {
+	a := cfg.Stack.Alerts
+	return len(a.Email.To) > 0 || a.WebhookURL != "" || (a.Telegram.BotTokenFile != "" && a.Telegram.ChatID != 0)
 }
 
 // FireopsScrapeTarget returns the address the stack's Prometheus (in a

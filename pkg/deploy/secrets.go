@@ -106,6 +106,15 @@ func secretSpecs(cfg *config.Config) []SecretSpec {
 			return bytes.TrimRight(b, "\r\n"), nil
 		}})
 	}
+	if file := cfg.Stack.Alerts.Telegram.BotTokenFile; file != "" {
+		specs = append(specs, SecretSpec{Name: "alertmanager-telegram-token", UID: uidPrometheus, Derived: true, make: func(func(string) ([]byte, error)) ([]byte, error) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("stack.alerts.telegram.bot_token_file: %w", err)
+			}
+			return bytes.TrimSpace(b), nil
+		}})
+	}
 	return specs
 }
 

@@ -35,7 +35,8 @@ func renderToDir(t *testing.T, name string) *Stack {
 }
 
 // TestRenderValidates runs the real validators on every render:
-// docker compose config, promtool check config/rules, amtool check-config,
+// docker compose config, promtool check config/rules, amtool check-config
+// (Debian's) and tools/amcheck (the stack's Alertmanager release),
 // Python's compile() on jupyterhub_config.py, and every dashboard as JSON
 // with its PromQL parsed by Prometheus' own parser.
 func TestRenderValidates(t *testing.T) {
@@ -67,7 +68,10 @@ func TestRenderValidates(t *testing.T) {
 			})
 			t.Run("amtool", func(t *testing.T) {
 				amtool := testenv.RequireTool(t, "amtool")
-				run(t, st.Dir, amtool, "check-config", "alertmanager/alertmanager.yml")
+				run(t, st.Dir, amtool, "check-config", debianAlertmanagerConfig(t, st))
+			})
+			t.Run("amcheck", func(t *testing.T) {
+				run(t, st.Dir, amcheck(t), "alertmanager/alertmanager.yml")
 			})
 			t.Run("python", func(t *testing.T) {
 				py := debianPython(t)
