@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/deploy"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/users"
 )
 
 // deployOptions are the flags of `fireops deploy`.
@@ -55,7 +57,7 @@ EXIT STATUS
 	f := cmd.Flags()
 	f.BoolVar(&opts.dryRun, "dry-run", false, "render into a temp dir and print the plan; start nothing")
 	f.BoolVar(&opts.diff, "diff", false, "print what would change in stack.dir as a unified diff; start nothing")
-	cmd.AddCommand(a.deployStatusCommand(), a.deployDownCommand())
+	cmd.AddCommand(a.deployStatusCommand(), a.deployDownCommand(), a.deployPruneCommand())
 	return cmd
 }
 
@@ -317,4 +319,151 @@ EXIT STATUS
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove the stack's volumes (needs --yes)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm --volumes")
 	return cmd
+}
+
+// deployPruneOptions are the flags of `fireops deploy prune`.
+type deployPruneOptions struct {
+	dryRun      bool
+	volumes     bool
+	verifyLevel string
+}
+
+func (a *app) deployPruneCommand() *cobra.Command {
+	var opts deployPruneOptions
+	cmd := &cobra.Command{
+		Use:   "prune [--volumes] [--dry-run]",
+		Short: "Remove hub and notebook image tags no container uses (and, with --volumes, deleted users' archived volumes)",
+		Long: `prune removes the tags of the hub and notebook images (stack.hub.image,
+stack.notebook.image) that deploy built for earlier configs, keeping the
+current tag, the previous one (the newest other tag, to roll back to) and
+every tag whose image a container uses, running or stopped (DockerSpawner
+keeps stopped user servers). Nothing is forced.
+
+With --volumes it also removes the volumes (jupyterhub-user-*) of users the
+hub no longer knows (neither a hub user nor a sign-up), once a snapshot
+holding the volume passes verify --level hashes (or --verify-level) and no
+container mounts it. It asks the hub (hub.api_url, hub.token_file) and its
+database for the users, and the destinations for the snapshots: the newest
+snapshot whose signed manifest tags the part volume:NAME is verified, then
+older ones if it fails. A volume no verified snapshot holds stays, and the
+listing says how to archive it.
+
+  --dry-run  list what would go and why the rest stays; remove nothing
+
+EXIT STATUS
+  0  done (or the plan was printed); what stays is listed with its reason
+  1  the Engine, the hub or the destinations could not be asked, or a
+     removal failed (the rest was removed)
+  2  bad flags or config
+  3  a snapshot holding a deleted user's volume failed its verify: the
+     volume stays`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runDeployPrune(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.dryRun, "dry-run", false, "list what would be removed; remove nothing")
+	f.BoolVar(&opts.volumes, "volumes", false, "also remove deleted users' volumes that a verified snapshot holds")
+	f.StringVar(&opts.verifyLevel, "verify-level", backup.LevelHashes, "verify level a snapshot holding a volume must pass: quick, hashes or full")
+	return cmd
+}
+
+func (a *app) runDeployPrune(ctx context.Context, opts deployPruneOptions) error {
+	switch opts.verifyLevel {
+	case backup.LevelQuick, backup.LevelHashes, backup.LevelFull:
+	default:
+		return exitcode.Usagef("use quick, hashes or full", "unknown --verify-level %q", opts.verifyLevel)
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	po := deploy.PruneOptions{DryRun: opts.dryRun, Volumes: opts.volumes, Log: a.log, VolumeName: users.VolumeName}
+	if opts.volumes {
+		holder, err := backup.NewHolder(cfg, backup.HolderOptions{Level: opts.verifyLevel, Log: a.log})
+		if err != nil {
+			return err
+		}
+		po.Archive = holderArchive{holder}
+		m, err := a.usersManager()
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		po.Users = func(ctx context.Context) ([]string, error) {
+			l, err := m.List(ctx, users.All)
+			if err != nil {
+				return nil, err
+			}
+			names := make([]string, 0, len(l.Users))
+			for _, u := range l.Users {
+				names = append(names, u.Name)
+			}
+			return names, nil
+		}
+	}
+	res, err := deploy.Prune(ctx, cfg, po)
+	if res != nil {
+		if a.jsonOut {
+			if perr := a.printJSON(res); perr != nil && err == nil {
+				err = perr
+			}
+		} else if !a.quiet || err != nil {
+			a.printPrune(res, opts.volumes)
+		}
+	}
+	var pe *deploy.PreflightError
+	if errors.As(err, &pe) {
+		return exitcode.New(exitcode.Failure, err, pe.Hint)
+	}
+	return err
+}
+
+// holderArchive is backup's Holder as deploy's Archive.
+type holderArchive struct{ h *backup.Holder }
+
+func (h holderArchive) Find(ctx context.Context, part string) (deploy.ArchiveRef, error) {
+	got, err := h.h.Find(ctx, part)
+	if err != nil {
+		return deploy.ArchiveRef{}, err
+	}
+	return deploy.ArchiveRef{Destination: got.Destination, Snapshot: got.Snapshot, Level: got.Level}, nil
+}
+
+func (a *app) printPrune(res *deploy.PruneResult, volumes bool) {
+	if res.DryRun {
+		fmt.Fprintln(a.stdout, "dry run: nothing removed")
+	}
+	if len(res.Images) == 0 {
+		fmt.Fprintln(a.stdout, "images: no tag of the hub or notebook image")
+	}
+	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	if len(res.Images) > 0 {
+		fmt.Fprintln(w, "IMAGE\tCREATED\tSIZE\tACTION\tWHY")
+	}
+	for _, im := range res.Images {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", im.Ref, im.Created.UTC().Format("2006-01-02 15:04"), human(im.Size), im.Action, dash(im.Reason))
+	}
+	w.Flush()
+	if !volumes {
+		return
+	}
+	if len(res.Volumes) == 0 {
+		fmt.Fprintln(a.stdout, "volumes: no deleted user's volume")
+		return
+	}
+	w = tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VOLUME\tACTION\tWHY")
+	for _, v := range res.Volumes {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", v.Name, v.Action, dash(v.Reason))
+	}
+	w.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,0 +1,189 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// Holding is a snapshot that holds a part and passed a verify.
+type Holding struct {
+	// Part is the part's id ("volume:jupyterhub-user-ada").
+	Part string `json:"part"`
+	// Destination and Snapshot name the snapshot.
+	Destination string `json:"destination"`
+	Snapshot    string `json:"snapshot"`
+	// Level is the verify level it passed.
+	Level string `json:"level"`
+}
+
+// NotHeldError says that no verified snapshot holds a part: none holds
+// it, or those that do failed or could not finish their verify.
+type NotHeldError struct {
+	Part   string
+	Reason string
+	// CheckFailed says a snapshot holding the part failed its verify
+	// (exit code 3 of verify): the data on a destination needs a look.
+	CheckFailed bool
+	err         error // the verify errors, if any
+}
+
+func (e *NotHeldError) Error() string {
+	return fmt.Sprintf("no verified snapshot holds %s: %s", e.Part, e.Reason)
+}
+
+// IsCheckFailed reports CheckFailed (pkg/deploy's prune asks it).
+func (e *NotHeldError) IsCheckFailed() bool { return e.CheckFailed }
+
+// Unwrap returns the errors of the verifies that failed (nil when no
+// snapshot holds the part).
+func (e *NotHeldError) Unwrap() error { return e.err }
+
+// HolderOptions configure a Holder.
+type HolderOptions struct {
+	// Level is the verify level a snapshot must pass: quick, hashes (the
+	// default: every stored byte against the signed manifest, no private
+	// key) or full.
+	Level string
+	// Log receives what the verifies do.
+	Log *slog.Logger
+}
+
+// Holder finds, for a part, the newest complete snapshot on any
+// destination that holds it and verifies it (`fireops deploy prune
+// --volumes` removes a deleted user's volume only once one does).
+//
+// Which snapshots hold a part comes from the part tags of their signed
+// manifests (Listing.PartTags): the keyed tag of the part id under the
+// signing key (keys.signing_key_file), so no private identity is needed.
+// Only snapshots in which the part succeeded carry its tag; snapshots
+// signed by another key, or written before part tags were recorded, do not
+// count. A snapshot is verified at most once per Holder; when the newest
+// one fails, older ones holding the part are tried.
+type Holder struct {
+	cfg    *config.Config
+	opts   HolderOptions
+	tagger *snapshot.PartTagger
+	// listed is the listing of every destination, once.
+	listed   []DestListing
+	listErr  error
+	isListed bool
+	verdicts map[string]error // destination + "/" + snapshot -> verify error (nil: passed)
+}
+
+// NewHolder returns a Holder for the config. It needs the signing key
+// (keys.signing_key_file): the part tags are derived from it.
+func NewHolder(cfg *config.Config, o HolderOptions) (*Holder, error) {
+	switch o.Level {
+	case "":
+		o.Level = LevelHashes
+	case LevelQuick, LevelHashes, LevelFull:
+	default:
+		return nil, exitcode.Usagef("use quick, hashes or full", "unknown verify level %q", o.Level)
+	}
+	if cfg.Keys.SigningKeyFile == "" {
+		return nil, exitcode.Usagef("set keys.signing_key_file (fireops init writes it): snapshots name their parts by tags derived from it",
+			"no signing key: cannot tell which snapshots hold a part")
+	}
+	signer, err := keys.LoadSigningKey(cfg.Keys.SigningKeyFile)
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("keys.signing_key_file: %w", err), "")
+	}
+	tagger, err := snapshot.NewPartTagger(signer)
+	if err != nil {
+		return nil, err
+	}
+	return &Holder{cfg: cfg, opts: o, tagger: tagger, verdicts: map[string]error{}}, nil
+}
+
+type holdingCand struct {
+	dest string
+	l    snapshot.Listing
+}
+
+// Find returns the newest snapshot holding part that passes a verify at
+// the Holder's level. A *NotHeldError says why there is none; it wraps
+// (errors.Is) the error of a verify that found the data damaged, so the
+// caller can tell a failed check (exit code 3) from a missing archive.
+func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
+	if !h.isListed {
+		h.listed, h.listErr = List(ctx, h.cfg, nil)
+		h.isListed = true
+	}
+	if h.listErr != nil {
+		return Holding{}, h.listErr
+	}
+	tag := h.tagger.Tag(part)
+	var cands []holdingCand
+	var unlisted []string
+	for _, d := range h.listed {
+		if d.Error != "" {
+			unlisted = append(unlisted, d.Destination)
+			continue
+		}
+		for _, l := range d.Snapshots {
+			if l.Complete && l.Problem == "" && slices.Contains(l.PartTags, tag) {
+				cands = append(cands, holdingCand{dest: d.Destination, l: l})
+			}
+		}
+	}
+	slices.SortStableFunc(cands, func(a, b holdingCand) int {
+		switch {
+		case a.l.Newer(b.l):
+			return -1
+		case b.l.Newer(a.l):
+			return 1
+		}
+		return 0
+	})
+	var failed []error
+	checkFailed := false
+	for _, c := range cands {
+		key := c.dest + "/" + c.l.ID
+		verr, done := h.verdicts[key]
+		if !done {
+			verr = h.verify(ctx, c.dest, c.l.ID)
+			h.verdicts[key] = verr
+		}
+		if ctx.Err() != nil {
+			return Holding{}, ctx.Err()
+		}
+		if verr == nil {
+			return Holding{Part: part, Destination: c.dest, Snapshot: c.l.ID, Level: h.opts.Level}, nil
+		}
+		failed = append(failed, fmt.Errorf("%s on %s: %w", c.l.ID, c.dest, verr))
+		checkFailed = checkFailed || exitcode.Code(verr) == exitcode.CheckFailed
+	}
+	reason := "no snapshot signed with keys.signing_key_file holds it (take one: fireops snapshot --only " + part + ")"
+	if len(failed) > 0 {
+		reason = fmt.Sprintf("%d snapshot(s) hold it but failed verify --level %s: %v", len(failed), h.opts.Level, errors.Join(failed...))
+		reason = strings.ReplaceAll(reason, "\n", "; ")
+	}
+	if len(unlisted) > 0 {
+		reason += fmt.Sprintf(" (not listed: %s)", strings.Join(unlisted, ", "))
+	}
+	return Holding{}, &NotHeldError{Part: part, Reason: reason, CheckFailed: checkFailed, err: errors.Join(failed...)}
+}
+
+// verify runs verify at the Holder's level on one snapshot of one
+// destination; nil means it passed.
+func (h *Holder) verify(ctx context.Context, dest, id string) error {
+	res, err := Verify(ctx, h.cfg, VerifyOptions{Snapshot: id, Level: h.opts.Level, Dests: []string{dest}, Log: h.opts.Log})
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		if r.Destination == dest && r.Snapshot == id && r.OK {
+			return nil
+		}
+	}
+	return fmt.Errorf("verify gave no result for %s on %s", id, dest)
+}
