@@ -172,6 +172,9 @@ type GPU struct {
 	PersistenceMode *bool `json:"persistence_mode"`
 	// MIGMode is "enabled", "disabled" or "" when MIG is unsupported.
 	MIGMode string `json:"mig_mode,omitempty"`
+	// ProcessesError is the NVML error of the process or utilisation
+	// query; "" when both answered (or the GPU has no process).
+	ProcessesError string `json:"processes_error,omitempty"`
 }
 
 // ECCCounts are the memory error counters of one GPU.
@@ -228,6 +231,9 @@ type Report struct {
 	// Checks lists every check in a stable order: host checks, then each
 	// GPU's, then the container runtime and the smoke test.
 	Checks []Check `json:"checks"`
+	// Users lists the compute processes on the GPUs per hub user
+	// (GroupByUser): [] when none runs or NVML did not initialise.
+	Users []UserProcesses `json:"users"`
 }
 
 // Failed returns the checks that did not pass: failures, and warnings too
@@ -285,8 +291,11 @@ type Options struct {
 	Thresholds Thresholds
 	// Strict makes warnings fail the run.
 	Strict bool
-	// NVML is the NVML library; nil means the real one (nvml.New()).
+	// NVML is the NVML library; nil means the real one (Library()).
 	NVML nvml.Interface
+	// Owners places the GPU processes in containers and user servers;
+	// nil lists them without owners.
+	Owners OwnerResolver
 	// Engine is the Docker Engine; nil means a client built from the
 	// environment (DOCKER_HOST and friends, like the docker CLI).
 	Engine Engine
@@ -316,11 +325,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	lib := opts.NVML
 	if lib == nil {
-		lib = nvml.New()
+		lib = Library()
 	}
 	r := &Report{Time: now().UTC(), Status: Pass, Strict: opts.Strict, Thresholds: opts.Thresholds, GPUs: []GPU{}}
 
-	probeNVML(ctx, lib, opts.Thresholds, r, log)
+	procs := probeNVML(ctx, lib, opts.Thresholds, r, log)
+	resolveOwners(ctx, opts.Owners, procs)
+	r.Users = GroupByUser(procs)
 
 	engine := opts.Engine
 	if engine == nil {

@@ -56,6 +56,8 @@ type probe struct {
 	r    *Report
 	log  *slog.Logger
 	syms map[string]bool
+	// procs are the compute processes found on the GPUs so far.
+	procs []Process
 }
 
 // hasSymbol reports whether the loaded library exports name. It must only
@@ -72,9 +74,10 @@ func (p *probe) hasSymbol(name string) bool {
 	return err == nil
 }
 
-// probeNVML initialises NVML and adds the driver, count and per-GPU checks.
-// After a failed Init it adds the nvml failure and makes no other call.
-func probeNVML(ctx context.Context, lib nvml.Interface, th Thresholds, r *Report, log *slog.Logger) {
+// probeNVML initialises NVML and adds the driver, count and per-GPU checks;
+// it returns the compute processes on the GPUs. After a failed Init it adds
+// the nvml failure and makes no other call.
+func probeNVML(ctx context.Context, lib nvml.Interface, th Thresholds, r *Report, log *slog.Logger) []Process {
 	ret := lib.Init()
 	if ret != nvml.SUCCESS {
 		log.Debug("NVML init failed", "return", int(ret), "err", ret.Error())
@@ -83,7 +86,7 @@ func probeNVML(ctx context.Context, lib nvml.Interface, th Thresholds, r *Report
 			Message: "NVML did not initialise: " + ret.Error(),
 			Hint:    initHint(ret),
 		})
-		return
+		return nil
 	}
 	defer func() {
 		if ret := lib.Shutdown(); ret != nvml.SUCCESS {
@@ -107,16 +110,17 @@ func probeNVML(ctx context.Context, lib nvml.Interface, th Thresholds, r *Report
 			Name: CheckGPUCount, Status: Fail, Value: ret.Error(), Threshold: countThreshold(th.ExpectCount),
 			Message: "NVML could not count the GPUs: " + ret.Error(), Hint: initHint(ret),
 		})
-		return
+		return nil
 	}
 	r.add(countCheck(n, th.ExpectCount))
 
 	for i := 0; i < n; i++ {
 		if ctx.Err() != nil {
-			return
+			break
 		}
 		p.checkGPU(i)
 	}
+	return p.procs
 }
 
 // checkDriver adds the driver version check.
@@ -252,6 +256,12 @@ func (p *probe) checkGPU(i int) {
 	p.r.add(p.remappedRows(dev, &g))
 	p.r.add(p.persistence(dev, &g))
 	p.r.add(p.mig(dev, &g))
+	procs, _, err := ListProcesses(dev, i, g.UUID, 0)
+	if err != nil {
+		g.ProcessesError = err.Error()
+		p.log.Debug("NVML process query failed", "gpu", i, "err", err)
+	}
+	p.procs = append(p.procs, procs...)
 	p.r.GPUs = append(p.r.GPUs, g)
 }
 

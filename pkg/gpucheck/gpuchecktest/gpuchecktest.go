@@ -16,8 +16,8 @@ import (
 // HealthyDevice sets every Func gpucheck calls on d to a healthy answer:
 // 40+index °C, only benign clock event reasons, no ECC errors, nothing
 // retired or remapped (retired pages unsupported from Ampere on, row
-// remapping unsupported before), persistence mode on, 1 GiB used. The bus
-// id comes from d.PciBusID.
+// remapping unsupported before), persistence mode on, 1 GiB used, no
+// compute process. The bus id comes from d.PciBusID.
 func HealthyDevice(d *server.Device) {
 	d.MemoryInfo.Used = 1 << 30
 	d.MemoryInfo.Free = d.MemoryInfo.Total - d.MemoryInfo.Used
@@ -55,6 +55,29 @@ func HealthyDevice(d *server.Device) {
 	}
 	d.GetPersistenceModeFunc = func() (nvml.EnableState, nvml.Return) {
 		return nvml.FEATURE_ENABLED, nvml.SUCCESS
+	}
+	SetProcesses(d, nil, nil)
+}
+
+// SetProcesses makes d list procs as its compute processes, and samples
+// as their utilisation samples: GetProcessUtilization(since) answers the
+// samples newer than since, or ERROR_NOT_FOUND when there is none, as
+// NVML does.
+func SetProcesses(d *server.Device, procs []nvml.ProcessInfo, samples []nvml.ProcessUtilizationSample) {
+	d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		return append([]nvml.ProcessInfo{}, procs...), nvml.SUCCESS
+	}
+	d.GetProcessUtilizationFunc = func(since uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+		var out []nvml.ProcessUtilizationSample
+		for _, s := range samples {
+			if s.TimeStamp > since {
+				out = append(out, s)
+			}
+		}
+		if len(out) == 0 {
+			return nil, nvml.ERROR_NOT_FOUND
+		}
+		return out, nvml.SUCCESS
 	}
 }
 
