@@ -59,6 +59,9 @@ func defaultStack() Stack {
 			MemLimit:    16 * GiB,
 			ShmSize:     2 * GiB,
 			NotebookDir: "/home/jovyan/work",
+			// One GPU per user server, from the host's GPUs, the least
+			// used first (docs/deploy.md, "GPU sharing").
+			GPUs: StackHubGPUs{Default: GPUGrant{Count: 1}},
 		},
 		Notebook: StackNotebook{
 			Image: "my-custom-jupyter-notebook",
@@ -230,6 +233,7 @@ func (c *Config) validateStack(p *problems) {
 	if m.GrafanaRootURL != "" && !strings.HasPrefix(m.GrafanaRootURL, "http://") && !strings.HasPrefix(m.GrafanaRootURL, "https://") {
 		p.add("stack.monitoring.grafana_root_url", "use the URL users open, e.g. https://gpu01.example.org/grafana/", "%q is not an http(s) URL", m.GrafanaRootURL)
 	}
+	c.validateHubGPUs(p)
 	c.validateAlerts(p)
 	names := make([]string, 0, len(s.Limits))
 	for name := range s.Limits {

@@ -304,6 +304,8 @@ type StackHub struct {
 	ShmSize ByteSize `yaml:"shm_size" json:"shm_size"`
 	// NotebookDir is where the user's volume is mounted in the server.
 	NotebookDir string `yaml:"notebook_dir" json:"notebook_dir"`
+	// GPUs says which GPUs each user server gets (pkg/config/gpu.go).
+	GPUs StackHubGPUs `yaml:"gpus" json:"gpus"`
 }
 
 // StackNotebook configures the user servers' image.
