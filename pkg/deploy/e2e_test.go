@@ -19,10 +19,12 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
@@ -145,6 +147,7 @@ metrics: {textfile_dir: %[2]s/textfile, listen: ""}
 hub: {db_volume: %[1]s-hub}
 stack:
   notebook: {image: %[1]s-notebook}
+  hub: {image: %[1]s-hub}
   dir: %[2]s/stack
   name: %[1]s
   gpus: false
@@ -184,14 +187,16 @@ func cleanupStack(t *testing.T, cfg *config.Config) {
 		}
 		if cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation()); err == nil {
 			defer cli.Close()
-			list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", cfg.Stack.Notebook.Image))})
-			for _, im := range list {
-				if _, err := cli.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-					t.Logf("cleanup: removing %s: %v", cfg.Stack.Notebook.Image, err)
+			for _, repo := range []string{cfg.Stack.Notebook.Image, cfg.Stack.Hub.Image} {
+				list, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
+				for _, im := range list {
+					if _, err := cli.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+						t.Logf("cleanup: removing %s: %v", repo, err)
+					}
 				}
-			}
-			if err != nil {
-				t.Logf("cleanup: listing images: %v", err)
+				if err != nil {
+					t.Logf("cleanup: listing images: %v", err)
+				}
 			}
 		}
 	})
@@ -210,12 +215,17 @@ func requireEngineAndCompose(t *testing.T) {
 // exporter) on the real Engine, with every image replaced by the stub, and
 // checks: up --wait succeeds, status says every service is healthy, a
 // second deploy changes nothing (same containers), secrets are private,
-// kept and never printed, and down keeps the volumes.
+// kept and never printed, a user server outlives a redeploy that recreates
+// the hub, prune removes old image tags and archived volumes of deleted
+// users only, and down keeps the volumes.
 func TestDeployEndToEnd(t *testing.T) {
 	requireEngineAndCompose(t)
 	cfg := e2eConfig(t)
 	cleanupStack(t, cfg)
-	opts := Options{Render: RenderOptions{StubImage: stubImage(t)}}
+	// node-exporter's stub listens in the host's network: on a port of its
+	// own, so that end-to-end deploys running at the same time do not
+	// collide on 9100.
+	opts := Options{Render: RenderOptions{StubImage: stubImage(t), StubHostPort: freePort(t)}}
 	ctx := context.Background()
 
 	var progress1 bytes.Buffer
@@ -306,6 +316,28 @@ func TestDeployEndToEnd(t *testing.T) {
 			t.Errorf("%s: container %s -> %s after the SMTP password changed", s.Service, ids[s.Service], s.ID)
 		}
 	}
+	// A user server, started as DockerSpawner starts one, survives a
+	// redeploy that recreates the hub.
+	user := startUserServer(t, cfg)
+	ids = map[string]string{}
+	for _, s := range res3.Services {
+		ids[s.Service] = s.ID
+	}
+	cfg.Stack.Hub.AdminUsers = append(cfg.Stack.Hub.AdminUsers, "carol")
+	res4, err := Deploy(ctx, cfg, opts)
+	if err != nil {
+		t.Fatalf("deploy with a changed hub config: %v", err)
+	}
+	for _, s := range res4.Services {
+		if replaced := ids[s.Service] != s.ID; replaced != (s.Service == "jupyterhub") {
+			t.Errorf("%s: container %s -> %s after the hub config changed", s.Service, ids[s.Service], s.ID)
+		}
+	}
+	user.checkSurvived(t)
+
+	e2ePrune(t, cfg, opts.Render, user)
+	user.remove(t)
+
 	out, _ := json.Marshal([]any{res, res2})
 	printed := progress1.String() + progress2.String() + string(out)
 	for name, v := range secrets {
@@ -342,6 +374,216 @@ func TestDeployEndToEnd(t *testing.T) {
 			t.Errorf("volume %s gone after down: %v", v, err)
 		}
 	}
+}
+
+// userServer is a container started the way DockerSpawner starts a user's
+// server: not a Compose container, from the notebook image, on the
+// jupyter network, with the user's volume.
+type userServer struct {
+	cli     *client.Client
+	id      string
+	name    string
+	volume  string
+	started string
+}
+
+// startUserServer starts a user server from the notebook image deploy
+// built.
+func startUserServer(t *testing.T, cfg *config.Config) *userServer {
+	t.Helper()
+	ctx := context.Background()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	st, err := Render(cfg, RenderOptions{StubImage: stubImageTag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &userServer{cli: cli, name: "jupyter-" + cfg.Stack.Name, volume: UserVolumePrefix + cfg.Stack.Name}
+	t.Cleanup(func() { u.remove(t) })
+	created, err := cli.ContainerCreate(ctx,
+		&container.Config{Image: st.NotebookImage, Entrypoint: []string{"/stackhelper", "serve", "-listen", ":8888"}},
+		&container.HostConfig{NetworkMode: container.NetworkMode(cfg.Stack.Networks.Jupyter), Binds: []string{u.volume + ":" + cfg.Stack.Hub.NotebookDir}},
+		nil, nil, u.name)
+	if err != nil {
+		t.Fatalf("create the user server: %v", err)
+	}
+	u.id = created.ID
+	if err := cli.ContainerStart(ctx, u.id, container.StartOptions{}); err != nil {
+		t.Fatalf("start the user server: %v", err)
+	}
+	insp, err := cli.ContainerInspect(ctx, u.id)
+	if err != nil || insp.State == nil || !insp.State.Running {
+		t.Fatalf("user server not running: %v", err)
+	}
+	u.started = insp.State.StartedAt
+	return u
+}
+
+// checkSurvived fails unless the same container still runs, never
+// restarted.
+func (u *userServer) checkSurvived(t *testing.T) {
+	t.Helper()
+	insp, err := u.cli.ContainerInspect(context.Background(), u.name)
+	switch {
+	case err != nil:
+		t.Errorf("user server %s gone after the redeploy: %v", u.name, err)
+	case insp.ID != u.id:
+		t.Errorf("user server %s replaced: %s -> %s", u.name, u.id[:12], insp.ID[:12])
+	case insp.State == nil || !insp.State.Running || insp.State.StartedAt != u.started:
+		t.Errorf("user server %s not running since %s: %+v", u.name, u.started, insp.State)
+	}
+}
+
+// remove removes the user server and its volume.
+func (u *userServer) remove(t *testing.T) {
+	ctx := context.Background()
+	if err := u.cli.ContainerRemove(ctx, u.name, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		t.Logf("remove %s: %v", u.name, err)
+	}
+	if err := u.cli.VolumeRemove(ctx, u.volume, true); err != nil && !cerrdefs.IsNotFound(err) {
+		t.Logf("remove %s: %v", u.volume, err)
+	}
+}
+
+// buildTag builds a tiny image FROM the stub (a label of its own makes it
+// a new image) and tags it ref.
+func buildTag(t *testing.T, cli *client.Client, ref string) string {
+	t.Helper()
+	ctx := context.Background()
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	df := []byte("FROM " + stubImageTag + "\nLABEL io.fireops.test.tag=" + jsonString(ref) + "\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(df)), ModTime: time.Unix(0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(df)
+	tw.Close()
+	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{Tags: []string{ref}, Remove: true, ForceRemove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	insp, err := cli.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatalf("build %s: %v", ref, err)
+	}
+	return insp.ID
+}
+
+// e2eArchive holds the volumes whose names are in held.
+type e2eArchive struct{ held map[string]bool }
+
+func (a e2eArchive) Find(_ context.Context, part string) (ArchiveRef, error) {
+	if a.held[strings.TrimPrefix(part, "volume:")] {
+		return ArchiveRef{Destination: "local", Snapshot: "20261101T030000Z-e2e000", Level: "hashes"}, nil
+	}
+	return ArchiveRef{}, errors.New("not held")
+}
+
+// e2ePrune checks deploy prune on the real Engine: old hub and notebook
+// tags go, the current, the previous and one a stopped container uses
+// stay; a deleted user's archived volume goes, the running user server's
+// volume stays, and nothing else on the Engine is touched.
+func e2ePrune(t *testing.T, cfg *config.Config, render RenderOptions, user *userServer) {
+	t.Helper()
+	ctx := context.Background()
+	cli := user.cli
+	nb, hub := cfg.Stack.Notebook.Image, cfg.Stack.Hub.Image
+	st, err := Render(cfg, render)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := st.NotebookImage
+	// Oldest first: nb:old1 (a stopped container uses it), nb:old2
+	// (removed), nb:old3 (the previous); hub:a (removed), hub:b (the
+	// previous: the stub runs the hub, so no hub tag is current).
+	old1 := buildTag(t, cli, nb+":old1")
+	buildTag(t, cli, nb+":old2")
+	buildTag(t, cli, nb+":old3")
+	buildTag(t, cli, hub+":a")
+	buildTag(t, cli, hub+":b")
+	stopped, err := cli.ContainerCreate(ctx, &container.Config{Image: old1}, nil, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.ContainerRemove(context.Background(), stopped.ID, container.RemoveOptions{Force: true}) })
+	gone := UserVolumePrefix + cfg.Stack.Name + "-gone"
+	if _, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: gone}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.VolumeRemove(context.Background(), gone, true) })
+
+	opts := PruneOptions{
+		Volumes: true, Render: render, DryRun: true,
+		Users:      func(context.Context) ([]string, error) { return []string{"someone-else"}, nil },
+		VolumeName: func(u string) string { return UserVolumePrefix + u },
+		// Only this test's volumes are archived: other volumes on the
+		// Engine must stay whatever their users.
+		Archive: e2eArchive{held: map[string]bool{gone: true, user.volume: true}},
+	}
+	want := map[string]string{
+		current: PruneKept, nb + ":old3": PruneKept, nb + ":old1": PruneKept, nb + ":old2": PruneRemoved,
+		hub + ":b": PruneKept, hub + ":a": PruneRemoved,
+		gone: PruneRemoved, user.volume: PruneKept,
+	}
+	got := func(r *PruneResult) map[string]string {
+		out := map[string]string{}
+		for _, im := range r.Images {
+			out[im.Ref] = im.Action
+		}
+		for _, v := range r.Volumes {
+			if v.Name == gone || v.Name == user.volume {
+				out[v.Name] = v.Action
+			}
+		}
+		return out
+	}
+	dry, err := Prune(ctx, cfg, opts)
+	if err != nil {
+		t.Fatalf("prune --dry-run: %v", err)
+	}
+	wantDry := map[string]string{}
+	for k, v := range want {
+		if v == PruneRemoved {
+			v = PruneWouldRemove
+		}
+		wantDry[k] = v
+	}
+	if g := got(dry); fmt.Sprint(g) != fmt.Sprint(wantDry) {
+		t.Errorf("prune --dry-run: %v\nwant %v", g, wantDry)
+	}
+	if _, err := cli.ImageInspect(ctx, nb+":old2"); err != nil {
+		t.Errorf("the dry run removed %s: %v", nb+":old2", err)
+	}
+	opts.DryRun = false
+	pr, err := Prune(ctx, cfg, opts)
+	if err != nil {
+		t.Fatalf("prune: %v", err)
+	}
+	if g := got(pr); fmt.Sprint(g) != fmt.Sprint(want) {
+		t.Errorf("prune: %v\nwant %v", g, want)
+	}
+	for ref, action := range want {
+		_, ierr := cli.ImageInspect(ctx, ref)
+		if strings.HasPrefix(ref, UserVolumePrefix) {
+			_, ierr = cli.VolumeInspect(ctx, ref)
+		}
+		if exists := ierr == nil; exists != (action == PruneKept) {
+			t.Errorf("%s: exists %v after prune (%v), want %s", ref, exists, ierr, action)
+		}
+	}
+	for _, v := range pr.Volumes {
+		if v.Name == user.volume && !strings.Contains(v.Reason, "mounted by container "+user.name) {
+			t.Errorf("user volume kept for %q, want: mounted by %s", v.Reason, user.name)
+		}
+	}
+	user.checkSurvived(t)
 }
 
 // projectContainers counts the containers of a Compose project.

@@ -59,6 +59,9 @@ type PruneOptions struct {
 	Archive Archive
 	// Log receives what prune does; nil discards it.
 	Log *slog.Logger
+	// Render changes the render that says which tags are current (tests:
+	// the stub images of the end-to-end test).
+	Render RenderOptions
 }
 
 // PrunedImage is what prune did (or would do) with one image tag.
@@ -131,7 +134,7 @@ func Prune(ctx context.Context, cfg *config.Config, opts PruneOptions) (*PruneRe
 	if opts.Volumes && (opts.Users == nil || opts.Archive == nil || opts.VolumeName == nil) {
 		return nil, errors.New("prune: volumes need Users, VolumeName and Archive")
 	}
-	st, err := Render(cfg, RenderOptions{})
+	st, err := Render(cfg, opts.Render)
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,10 @@ type RenderOptions struct {
 	StubImage string
 	// StubBinary is the helper's path inside StubImage (default /stackhelper).
 	StubBinary string
+	// StubHostPort is the port node-exporter's stub listens on in the
+	// host's network namespace (default 9100, node-exporter's): end-to-end
+	// tests that run at the same time each take a free one.
+	StubHostPort int
 }
 
 // Stack is a rendered stack: the files to write into stack.dir and what

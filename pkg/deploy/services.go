@@ -127,6 +127,10 @@ quit(primary ? 0 : 1);`, jsonString(MongoRootUser), jsonString(s.Mongo.ReplicaSe
 	}
 	if d.stub.StubImage != "" {
 		for name, p := range procs {
+			if name == "node-exporter" && d.stub.StubHostPort != 0 {
+				// In the host's network: a port of its own per test stack.
+				p.Port = d.stub.StubHostPort
+			}
 			listen := fmt.Sprintf(":%d", p.Port)
 			procs[name] = proc{
 				Image:      d.stub.StubImage,
