@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/users"
 )
 
 // UserVolumePrefix starts the name of every user's Docker volume:
@@ -77,7 +78,10 @@ func CheckCoverage(cfg *config.Config) (*Coverage, error) {
 			cov.NotDeployed = append(cov.NotDeployed, fmt.Sprintf("%s: %s does not exist yet: %s", key, name, notYet))
 		}
 	}
-	mongoURI := filepath.Join(s.Dir, SecretsDir, "mongo-uri")
+	// The backup account's URI (least privilege), which sources.mongo
+	// should name; root's URI (mongo-uri) works too.
+	mongoURI := filepath.Join(s.Dir, SecretsDir, MongoBackupURIFile)
+	rootURI := filepath.Join(s.Dir, SecretsDir, users.MongoAdminURIFile)
 
 	// The hub database, in its volume (or on the host with hub.db_path).
 	hubDB := -1
@@ -107,10 +111,10 @@ func CheckCoverage(cfg *config.Config) (*Coverage, error) {
 			fix = ", and set stack.ports.mongodb (deploy writes that file only while MongoDB is published on 127.0.0.1)"
 		}
 		cov.Uncovered = append(cov.Uncovered, fmt.Sprintf("MongoDB (volume %s) is not backed up: add to sources: mongo: {uri_file: %s} (written by `fireops deploy`)%s", s.Mongo.Volume, mongoURI, fix))
-	case m.URIFile == mongoURI && s.Ports.MongoDB == 0:
-		// A mongo-uri left from an earlier deploy still names the port
+	case (m.URIFile == mongoURI || m.URIFile == rootURI) && s.Ports.MongoDB == 0:
+		// A URI file left from an earlier deploy still names the port
 		// MongoDB is no longer published on, and deploy no longer updates it.
-		cov.Uncovered = append(cov.Uncovered, fmt.Sprintf("MongoDB is not backed up: sources.mongo.uri_file is %s, which `fireops deploy` writes and keeps current only while stack.ports.mongodb is set (it is 0): set stack.ports.mongodb: 27017", mongoURI))
+		cov.Uncovered = append(cov.Uncovered, fmt.Sprintf("MongoDB is not backed up: sources.mongo.uri_file is %s, which `fireops deploy` writes and keeps current only while stack.ports.mongodb is set (it is 0): set stack.ports.mongodb: 27017", m.URIFile))
 	case m.URIFile != "":
 		deployFile("sources.mongo.uri_file", m.URIFile, "writes no such file (MongoDB's URI is "+mongoURI+")")
 	}

@@ -16,7 +16,7 @@ const coveredStack = `
 sources:
   files: [{name: stack, paths: [STACK]}]
   sqlite: [{name: jupyterhub, volume: jupyterhub-data, file: jupyterhub.sqlite}]
-  mongo: {uri_file: STACK/secrets/mongo-uri}
+  mongo: {uri_file: STACK/secrets/mongo-backup-uri}
   volumes: {include: ["jupyterhub-user-*", "jupyterhub-data"]}
 hub: {token_file: STACK/secrets/hub-fireops-token}
 stack: {dir: STACK, gpus: false, alerts: {webhook_url: "https://alerts.example.org/hook"}}
@@ -64,24 +64,30 @@ func TestCheckCoverage(t *testing.T) {
 		{name: "all covered: not deployed", config: coveredStack,
 			notes: []string{
 				"sources.sqlite[0]: the hub creates its database in volume jupyterhub-data when it first starts: stack not deployed yet: run `fireops deploy`",
-				"sources.mongo.uri_file: STACK/secrets/mongo-uri does not exist yet: stack not deployed yet: run `fireops deploy`",
+				"sources.mongo.uri_file: STACK/secrets/mongo-backup-uri does not exist yet: stack not deployed yet: run `fireops deploy`",
 				"hub.token_file: STACK/secrets/hub-fireops-token does not exist yet: stack not deployed yet",
 			}},
-		{name: "all covered: deployed", config: coveredStack, deployed: true, secrets: []string{"mongo-uri", "hub-fireops-token"}},
-		{name: "deployed: mongo-uri missing", config: coveredStack, deployed: true, secrets: []string{"hub-fireops-token"},
-			notes: []string{"sources.mongo.uri_file: STACK/secrets/mongo-uri does not exist yet: run `fireops deploy` again to write it"}},
-		{name: "no mongo source", config: edit("  mongo: {uri_file: STACK/secrets/mongo-uri}\n", ""),
-			uncovered: []string{"MongoDB (volume mongo-data) is not backed up: add to sources: mongo: {uri_file: STACK/secrets/mongo-uri}"},
+		{name: "all covered: deployed", config: coveredStack, deployed: true, secrets: []string{"mongo-backup-uri", "hub-fireops-token"}},
+		{name: "deployed: mongo-backup-uri missing", config: coveredStack, deployed: true, secrets: []string{"mongo-uri", "hub-fireops-token"},
+			notes: []string{"sources.mongo.uri_file: STACK/secrets/mongo-backup-uri does not exist yet: run `fireops deploy` again to write it"}},
+		// Root's URI, which configs written before the backup account named.
+		{name: "root's URI: deployed", config: edit("secrets/mongo-backup-uri", "secrets/mongo-uri"), deployed: true, secrets: []string{"mongo-uri", "hub-fireops-token"}},
+		{name: "root's URI: not deployed", config: edit("secrets/mongo-backup-uri", "secrets/mongo-uri"),
+			notes: []string{"sources.sqlite[0]", "sources.mongo.uri_file: STACK/secrets/mongo-uri does not exist yet: stack not deployed yet", "hub.token_file"}},
+		{name: "no mongo source", config: edit("  mongo: {uri_file: STACK/secrets/mongo-backup-uri}\n", ""),
+			uncovered: []string{"MongoDB (volume mongo-data) is not backed up: add to sources: mongo: {uri_file: STACK/secrets/mongo-backup-uri}"},
 			notes:     []string{"sources.sqlite[0]", "hub.token_file"}},
-		{name: "no mongo source: no mongo port", config: edit("  mongo: {uri_file: STACK/secrets/mongo-uri}\n", "", "gpus: false", "gpus: false, ports: {mongodb: 0}"),
-			uncovered: []string{"MongoDB (volume mongo-data) is not backed up: add to sources: mongo: {uri_file: STACK/secrets/mongo-uri} (written by `fireops deploy`), and set stack.ports.mongodb"},
+		{name: "no mongo source: no mongo port", config: edit("  mongo: {uri_file: STACK/secrets/mongo-backup-uri}\n", "", "gpus: false", "gpus: false, ports: {mongodb: 0}"),
+			uncovered: []string{"MongoDB (volume mongo-data) is not backed up: add to sources: mongo: {uri_file: STACK/secrets/mongo-backup-uri} (written by `fireops deploy`), and set stack.ports.mongodb"},
 			notes:     []string{"sources.sqlite[0]", "hub.token_file"}},
-		{name: "mongo-uri without mongo port", config: edit("gpus: false", "gpus: false, ports: {mongodb: 0}"), deployed: true, secrets: []string{"mongo-uri", "hub-fireops-token"},
+		{name: "mongo-backup-uri without mongo port", config: edit("gpus: false", "gpus: false, ports: {mongodb: 0}"), deployed: true, secrets: []string{"mongo-backup-uri", "hub-fireops-token"},
+			uncovered: []string{"MongoDB is not backed up: sources.mongo.uri_file is STACK/secrets/mongo-backup-uri, which `fireops deploy` writes and keeps current only while stack.ports.mongodb is set (it is 0)"}},
+		{name: "mongo-uri without mongo port", config: edit("gpus: false", "gpus: false, ports: {mongodb: 0}", "secrets/mongo-backup-uri", "secrets/mongo-uri"), deployed: true, secrets: []string{"mongo-uri", "hub-fireops-token"},
 			uncovered: []string{"MongoDB is not backed up: sources.mongo.uri_file is STACK/secrets/mongo-uri, which `fireops deploy` writes and keeps current only while stack.ports.mongodb is set (it is 0)"}},
-		{name: "a URI file deploy never writes", config: edit("secrets/mongo-uri", "secrets/mongo-backup-uri"),
-			uncovered: []string{"sources.mongo.uri_file: STACK/secrets/mongo-backup-uri does not exist and `fireops deploy` writes no such file"},
+		{name: "a URI file deploy never writes", config: edit("secrets/mongo-backup-uri", "secrets/mongo-exporter-uri"),
+			uncovered: []string{"sources.mongo.uri_file: STACK/secrets/mongo-exporter-uri does not exist and `fireops deploy` writes no such file (MongoDB's URI is STACK/secrets/mongo-backup-uri)"},
 			notes:     []string{"sources.sqlite[0]", "hub.token_file"}},
-		{name: "a URI file elsewhere", config: edit("STACK/secrets/mongo-uri", "DIR/mongo-uri"), uriElsewhere: true,
+		{name: "a URI file elsewhere", config: edit("STACK/secrets/mongo-backup-uri", "DIR/mongo-uri"), uriElsewhere: true,
 			notes: []string{"sources.sqlite[0]", "hub.token_file"}},
 		{name: "no sqlite source", config: edit("  sqlite: [{name: jupyterhub, volume: jupyterhub-data, file: jupyterhub.sqlite}]\n", ""),
 			uncovered: []string{"the hub database (jupyterhub.sqlite in volume jupyterhub-data) is not backed up (sources.volumes copies the live file raw, which can be corrupt): add to sources: sqlite: [{name: jupyterhub, volume: jupyterhub-data, file: jupyterhub.sqlite}]"},
@@ -179,7 +185,7 @@ func TestCoverageKnowsTheStack(t *testing.T) {
 	for _, s := range st.Secrets {
 		names = append(names, s.Name)
 	}
-	for _, want := range []string{"mongo-uri", "hub-fireops-token"} {
+	for _, want := range []string{"mongo-uri", MongoBackupURIFile, "hub-fireops-token"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("deploy writes no secret %s (it writes %v)", want, names)
 		}

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/users"
 )
 
 // SecretsDir is the folder of stack.dir that holds the secrets (0700).
@@ -59,12 +60,15 @@ func randomHex(n int) func(func(string) ([]byte, error)) ([]byte, error) {
 
 // secretSpecs lists the stack's secrets.
 func secretSpecs(cfg *config.Config) []SecretSpec {
-	mongoPassword := func(read func(string) ([]byte, error)) (string, error) {
-		pw, err := read("mongo-root-password")
+	password := func(read func(string) ([]byte, error), name string) (string, error) {
+		pw, err := read(name)
 		if err != nil {
 			return "", err
 		}
 		return string(bytes.TrimSpace(pw)), nil
+	}
+	mongoPassword := func(read func(string) ([]byte, error)) (string, error) {
+		return password(read, "mongo-root-password")
 	}
 	specs := []SecretSpec{
 		{Name: "jupyterhub-cookie-secret", UID: uidRoot, make: randomHex(32)},
@@ -80,21 +84,35 @@ func secretSpecs(cfg *config.Config) []SecretSpec {
 			return []byte(base64.StdEncoding.EncodeToString(b) + "\n"), nil
 		}},
 		{Name: "grafana-admin-password", UID: uidGrafana, make: randomHex(16)},
+		// The service accounts' passwords, which the mongodb service's
+		// healthcheck gives their MongoDB users (mongo.go).
+		{Name: "mongo-backup-password", UID: uidMongoDB, make: randomHex(24)},
+		{Name: "mongo-exporter-password", UID: uidMongoDB, make: randomHex(24)},
 		{Name: "mongodb-exporter.env", UID: uidRoot, Derived: true, make: func(read func(string) ([]byte, error)) ([]byte, error) {
-			pw, err := mongoPassword(read)
+			pw, err := password(read, "mongo-exporter-password")
 			if err != nil {
 				return nil, err
 			}
-			return fmt.Appendf(nil, "MONGODB_URI=mongodb://%s:%s@mongodb:27017/admin?directConnection=true\n", MongoRootUser, pw), nil
+			return fmt.Appendf(nil, "MONGODB_URI=mongodb://%s:%s@mongodb:27017/admin?directConnection=true\n", MongoExporterUser, pw), nil
 		}},
 	}
 	if port := cfg.Stack.Ports.MongoDB; port != 0 {
-		specs = append(specs, SecretSpec{Name: "mongo-uri", UID: uidRoot, Derived: true, make: func(read func(string) ([]byte, error)) ([]byte, error) {
+		// Root's URI on the host: `fireops users` creates and drops the
+		// users' MongoDB accounts with it.
+		specs = append(specs, SecretSpec{Name: users.MongoAdminURIFile, UID: uidRoot, Derived: true, make: func(read func(string) ([]byte, error)) ([]byte, error) {
 			pw, err := mongoPassword(read)
 			if err != nil {
 				return nil, err
 			}
 			return fmt.Appendf(nil, "mongodb://%s:%s@127.0.0.1:%d/?authSource=admin&directConnection=true\n", MongoRootUser, pw, port), nil
+		}})
+		// The backup account's URI on the host: sources.mongo.uri_file.
+		specs = append(specs, SecretSpec{Name: MongoBackupURIFile, UID: uidRoot, Derived: true, make: func(read func(string) ([]byte, error)) ([]byte, error) {
+			pw, err := password(read, "mongo-backup-password")
+			if err != nil {
+				return nil, err
+			}
+			return fmt.Appendf(nil, "mongodb://%s:%s@127.0.0.1:%d/?authSource=admin&directConnection=true\n", MongoBackupUser, pw, port), nil
 		}})
 	}
 	if file := cfg.Stack.Alerts.Email.PasswordFile; file != "" {
@@ -200,6 +218,12 @@ func EnsureSecrets(dir string, specs []SecretSpec) ([]SecretResult, error) {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	if err := os.Chmod(sdir, 0o700); err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	// The users' MongoDB URIs (`fireops users approve`): the hub mounts
+	// the folder, which must exist before it starts (Docker would create
+	// it 0755).
+	if err := os.MkdirAll(filepath.Join(sdir, users.MongoUsersDir), 0o700); err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	read := func(name string) ([]byte, error) {

@@ -48,9 +48,25 @@ func TestSecretsGeneratedOnceAndPrivate(t *testing.T) {
 		contents[s.Name] = data
 		inodes[s.Name] = fi.Sys().(*syscall.Stat_t).Ino
 	}
-	if !bytes.Contains(contents["mongodb-exporter.env"], bytes.TrimSpace(contents["mongo-root-password"])) ||
-		!bytes.Contains(contents["mongo-uri"], bytes.TrimSpace(contents["mongo-root-password"])) {
-		t.Error("the derived MongoDB URIs do not hold the root password")
+	// Root's URI for fireops users; the exporter and the backups each have
+	// their own user, and never see root's password (the cpu config
+	// publishes MongoDB on 27018).
+	root := bytes.TrimSpace(contents["mongo-root-password"])
+	for name, want := range map[string]string{
+		"mongo-uri":            "mongodb://root:" + string(root) + "@127.0.0.1:27018/?authSource=admin&directConnection=true\n",
+		"mongo-backup-uri":     "mongodb://fireops-backup:" + string(bytes.TrimSpace(contents["mongo-backup-password"])) + "@127.0.0.1:27018/?authSource=admin&directConnection=true\n",
+		"mongodb-exporter.env": "MONGODB_URI=mongodb://mongodb-exporter:" + string(bytes.TrimSpace(contents["mongo-exporter-password"])) + "@mongodb:27017/admin?directConnection=true\n",
+	} {
+		if string(contents[name]) != want {
+			t.Errorf("%s: %q, want %q", name, contents[name], want)
+		}
+	}
+	if bytes.Equal(contents["mongo-backup-password"], contents["mongo-exporter-password"]) || len(contents["mongo-backup-password"]) != 49 {
+		t.Error("the service accounts' passwords are not 24 random bytes each")
+	}
+	// The users' URI folder, which the hub mounts.
+	if fi, err := os.Stat(filepath.Join(sdir, "mongo-users")); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("secrets/mongo-users: %v %v", fi, err)
 	}
 	if string(contents["alertmanager-smtp-password"]) != "smtp-s3cret-for-tests" {
 		t.Error("the SMTP password was not mirrored from stack.alerts.email.password_file")
@@ -90,9 +106,12 @@ func TestSecretsGeneratedOnceAndPrivate(t *testing.T) {
 			t.Errorf("mongo-uri: %s after the password changed", third[i].Action)
 		}
 	}
-	env, _ := os.ReadFile(filepath.Join(sdir, "mongodb-exporter.env"))
-	if !strings.Contains(string(env), ":changed-by-the-admin@") {
-		t.Errorf("mongodb-exporter.env does not follow the password")
+	uri, _ := os.ReadFile(filepath.Join(sdir, "mongo-uri"))
+	if !strings.Contains(string(uri), ":changed-by-the-admin@") {
+		t.Errorf("mongo-uri does not follow the password")
+	}
+	if env, _ := os.ReadFile(filepath.Join(sdir, "mongodb-exporter.env")); strings.Contains(string(env), "changed-by-the-admin") {
+		t.Errorf("mongodb-exporter.env holds the root password")
 	}
 	for _, r := range third {
 		if strings.Contains(r.Action+r.Note, "changed-by-the-admin") {

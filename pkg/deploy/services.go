@@ -32,17 +32,7 @@ func (d *renderData) serviceProcs() map[string]proc {
 	bashGet := func(port int, p string) []string {
 		return cmd("bash", "-c", fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET %s HTTP/1.0\r\n\r\n' >&3 && head -n 1 <&3 | grep -q ' 200'`, port, p))
 	}
-	mongoHealth := fmt.Sprintf(`const pw = require("fs").readFileSync("/run/secrets/mongo_root_password", "utf8").trim();
-db.getSiblingDB("admin").auth(%[1]s, pw);
-let primary;
-try {
-  primary = rs.status().members.some((m) => m.self && m.stateStr === "PRIMARY");
-} catch (e) {
-  if (e.codeName !== "NotYetInitialized") throw e;
-  rs.initiate({_id: %[2]s, members: [{_id: 0, host: "mongodb:27017"}]});
-  primary = false;
-}
-quit(primary ? 0 : 1);`, jsonString(MongoRootUser), jsonString(s.Mongo.ReplicaSet))
+	mongoHealth := mongoHealthScript(s.Mongo.ReplicaSet)
 
 	procs := map[string]proc{
 		"jupyterhub": {

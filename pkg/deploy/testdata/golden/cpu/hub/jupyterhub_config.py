@@ -79,6 +79,47 @@ c.DockerSpawner.environment = {
     "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
 }
 
+# MongoDB: every approved user has a database and a MongoDB user of their
+# own, with readWrite on that database alone (`fireops users approve`,
+# docs/users.md). Their server gets that user's URI from the file fireops
+# wrote into stack.dir/secrets/mongo-users (mounted read-only), never the
+# root password. The URI's database is the user's: in Python,
+# pymongo.MongoClient(os.environ["MONGODB_URI"]).get_default_database().
+# A server container keeps the environment it was created with.
+MONGO_USERS = pathlib.Path("/run/fireops/mongo-users")
+
+
+def mongo_name(username):
+    """The user's database and MongoDB user name (fireops: users.MongoName)."""
+    import hashlib
+
+    raw = username.encode()
+    escaped = "".join(chr(b) if 97 <= b <= 122 or 48 <= b <= 57 else "-%02x" % b for b in raw)
+    if len("user_" + escaped) <= 63:
+        return "user_" + escaped
+    return "user_" + escaped[:40] + "_" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def mongo_uri(spawner):
+    """MONGODB_URI of the user's server: their own URI, or "" before approval made it."""
+    path = MONGO_USERS / mongo_name(spawner.user.name)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        spawner.log.warning(
+            "%s has no MongoDB account (%s is missing): run `fireops users approve %s`",
+            spawner.user.name, path, spawner.user.name,
+        )
+        return ""
+
+
+c.DockerSpawner.environment.update(
+    {
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": lambda spawner: mongo_name(spawner.user.name),
+    }
+)
+
 # Services: Prometheus reads /hub/metrics with its token; fireops administers
 # users with its own; the idle culler stops idle servers.
 c.JupyterHub.authenticate_prometheus = True
