@@ -1,0 +1,164 @@
+package gpuusage
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/gpucheck"
+	"github.com/firetech/fireops/pkg/users"
+)
+
+// helperImage builds an image FROM scratch holding only the project's
+// static stackhelper binary (the test machine cannot pull images) and
+// removes it when the test ends.
+func helperImage(t *testing.T, cli *client.Client) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "stackhelper")
+	cmd := exec.Command("go", "build", "-o", bin, "./internal/cmd/stackhelper")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build stackhelper: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	if err := tw.WriteHeader(&tar.Header{Name: "stackhelper", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref := "fireops-gpuusage-test:" + randomHex(t, 4)
+	rc, err := cli.ImageImport(context.Background(), image.ImportSource{Source: &tb, SourceName: "-"}, ref,
+		image.ImportOptions{Changes: []string{`ENTRYPOINT ["/stackhelper"]`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true}); err != nil {
+			t.Errorf("remove test image: %v", err)
+		}
+	})
+	return ref
+}
+
+func randomHex(t *testing.T, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// TestResolverRealContainer starts a user server's stand-in (a container
+// named the way DockerSpawner names a hub user's server), reads its
+// process's real /proc/<pid>/cgroup and expects the Resolver to find the
+// container through the Engine and the hub user through its name; a
+// process of this test (outside any container) has no owner.
+func TestResolverRealContainer(t *testing.T) {
+	testenv.RequireDocker(t)
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	user := "gpuusage-test." + randomHex(t, 3)
+	name := ServerPrefix + users.EscapeUsername(user)
+	resp, err := cli.ContainerCreate(ctx, &container.Config{Image: helperImage(t, cli), Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}},
+		&container.HostConfig{NetworkMode: "none"}, nil, nil, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}); err != nil {
+			t.Errorf("remove test container: %v", err)
+		}
+	})
+	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ci, err := cli.ContainerInspect(ctx, resp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ci.State.Running || ci.State.Pid <= 0 {
+		t.Fatalf("test container not running: %+v", ci.State)
+	}
+	pid := uint32(ci.State.Pid)
+	cgroup, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(ci.State.Pid), "cgroup"))
+	if errors.Is(err, fs.ErrNotExist) {
+		testenv.Unavailable(t, "a Docker Engine in this PID namespace",
+			fmt.Errorf("the container's pid %d is not in /proc here (a remote DOCKER_HOST?)", pid))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("/proc/%d/cgroup:\n%s", pid, cgroup)
+	if got := ContainerIDFromCgroup(cgroup); got != resp.ID {
+		t.Fatalf("ContainerIDFromCgroup = %q, want the container's id %s", got, resp.ID)
+	}
+
+	dc, err := NewDockerContainers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	var failures []string
+	r := &Resolver{Containers: dc, OnError: func(op string, err error) { failures = append(failures, op+": "+err.Error()) }}
+	self := uint32(os.Getpid())
+	got := r.Owners(ctx, []uint32{pid, self})
+	want := gpucheck.Owner{ContainerID: resp.ID, Container: name, User: user}
+	if got[pid] != want {
+		t.Errorf("owner of the container's pid = %+v, want %+v", got[pid], want)
+	}
+	// This test runs on the host here; in a CI container it runs in one.
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ownID := ContainerIDFromCgroup(own); got[self].ContainerID != ownID {
+		t.Errorf("this test's own process placed in %+v, want container %q", got[self], ownID)
+	}
+	if len(failures) != 0 {
+		t.Errorf("failures: %v", failures)
+	}
+
+	// An id the Engine does not know is ErrNoContainer, not a failure.
+	if _, err := dc.Inspect(ctx, hexID(0xe)); !errors.Is(err, ErrNoContainer) {
+		t.Errorf("Inspect of an unknown id: %v, want ErrNoContainer", err)
+	}
+}
