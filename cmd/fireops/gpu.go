@@ -16,6 +16,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
+	"github.com/firetech/fireops/pkg/gpuusage"
 	"github.com/firetech/fireops/pkg/metrics"
 )
 
@@ -35,6 +36,8 @@ type gpuCheckOptions struct {
 
 	nvml   nvml.Interface
 	engine gpucheck.Engine
+	// owners places the GPU processes; nil: /proc and the Docker Engine.
+	owners gpucheck.OwnerResolver
 }
 
 func (a *app) gpuCommand() *cobra.Command {
@@ -60,7 +63,10 @@ func (a *app) gpuCheckCommand() *cobra.Command {
 		Long: `check asks NVML about the driver and every GPU (count, temperature, clock
 throttling, ECC errors, retired pages, row remapping, persistence and MIG
 mode) and asks the Docker Engine whether containers can reach the GPUs (an
-nvidia runtime or a CDI spec for nvidia.com/gpu). Thresholds come from the
+nvidia runtime or a CDI spec for nvidia.com/gpu). It also lists the compute
+processes on the GPUs per hub user: each process's container comes from its
+cgroup, the user from the name DockerSpawner gave the container (--json:
+"users"). Thresholds come from the
 config's gpu: section; the flags below override them. Without a config file
 (and without --config) the documented defaults apply.
 
@@ -143,11 +149,25 @@ func (a *app) runGPUCheck(ctx context.Context, opts gpuCheckOptions) error {
 		return exitcode.Usagef("fix the flag or the gpu: section of the config (docs/gpu.md)", "gpu check: %w", err)
 	}
 
+	owners := opts.owners
+	if owners == nil {
+		r := &gpuusage.Resolver{OnError: func(op string, err error) {
+			a.log.Debug("cannot place a GPU process in its container", "op", op, "err", err)
+		}}
+		if dc, err := gpuusage.NewDockerContainers(); err != nil {
+			a.log.Debug("no Docker client: GPU processes stay without container names", "err", err)
+		} else {
+			defer dc.Close()
+			r.Containers = dc
+		}
+		owners = r
+	}
 	rep, err := gpucheck.Run(ctx, gpucheck.Options{
 		Thresholds: th,
 		Strict:     opts.strict,
 		NVML:       opts.nvml,
 		Engine:     opts.engine,
+		Owners:     owners,
 		SmokeImage: opts.smokeImage,
 		Log:        a.log,
 	})
@@ -227,6 +247,29 @@ func printGPUReport(w io.Writer, r *gpucheck.Report) error {
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s / %s\t%s\t%s\n", g.Index, orDash(g.Name), orDash(g.UUID), orDash(g.BusID),
 				gpuGiB(g.MemoryUsedBytes), gpuGiB(g.MemoryTotalBytes), temp, orDash(g.MIGMode))
+		}
+	}
+	if len(r.Users) > 0 {
+		fmt.Fprintln(tw, "\nUSER\tGPU\tPID\tMEMORY\tSM\tCONTAINER")
+		for _, u := range r.Users {
+			for _, p := range u.Processes {
+				mem, sm := "-", "-"
+				if p.MemoryUsedBytes != nil {
+					mem = gpuGiB(*p.MemoryUsedBytes)
+				}
+				if p.SMUtilizationPercent != nil {
+					sm = fmt.Sprintf("%.0f%%", *p.SMUtilizationPercent)
+				}
+				ctr := p.Container
+				if ctr == "" && p.ContainerID != "" {
+					ctr = p.ContainerID[:min(12, len(p.ContainerID))]
+				}
+				user := orDash(p.User)
+				if p.Server != "" {
+					user += "/" + p.Server
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", user, p.GPU, p.PID, mem, sm, orDash(ctr))
+			}
 		}
 	}
 	fmt.Fprintln(tw, "\nCHECK\tON\tSTATUS\tVALUE\tTHRESHOLD")

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
 	"github.com/firetech/fireops/pkg/gpucheck/gpuchecktest"
+	"github.com/firetech/fireops/pkg/gpuusage"
 )
 
 // gpuEngine is a Docker Engine stand-in with or without an nvidia runtime.
@@ -154,5 +157,114 @@ func TestGPUCheckJSONAndMetrics(t *testing.T) {
 	})
 	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "gpu check passed, but") {
 		t.Errorf("err = %v, want exit code 1", err)
+	}
+}
+
+// gpuContainers is a Docker Engine stand-in that names containers.
+type gpuContainers map[string]gpuusage.Container
+
+func (g gpuContainers) Inspect(_ context.Context, id string) (gpuusage.Container, error) {
+	if c, ok := g[id]; ok {
+		return c, nil
+	}
+	return gpuusage.Container{}, gpuusage.ErrNoContainer
+}
+
+// TestGPUCheckProcessesPerUser runs the check on go-nvml's mock DGX A100
+// with processes of two hub users' servers and a host process, placed
+// through their cgroup files (a stand-in /proc) and container names, and
+// reads them per user in the JSON and the table.
+func TestGPUCheckProcessesPerUser(t *testing.T) {
+	const gib = 1 << 30
+	s := gpuchecktest.HealthyDGXA100()
+	proc := func(pid uint32, mem uint64) nvml.ProcessInfo {
+		return nvml.ProcessInfo{Pid: pid, UsedGpuMemory: mem, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
+	}
+	gpuchecktest.SetProcesses(gpuchecktest.Device(s, 0), []nvml.ProcessInfo{proc(101, 3*gib), proc(300, gib)},
+		[]nvml.ProcessUtilizationSample{{Pid: 101, TimeStamp: 1, SmUtil: 80}})
+	gpuchecktest.SetProcesses(gpuchecktest.Device(s, 4), []nvml.ProcessInfo{proc(202, 2*gib)}, nil)
+	procRoot := t.TempDir()
+	aliceID, bobID := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	for pid, cg := range map[string]string{
+		"101": "0::/system.slice/docker-" + aliceID + ".scope\n",
+		"202": "4:memory:/docker/" + bobID + "\n0::/docker/" + bobID + "\n",
+		"300": "0::/user.slice/user-0.slice/session-1.scope\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(procRoot, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(procRoot, pid, "cgroup"), []byte(cg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners := &gpuusage.Resolver{ProcRoot: procRoot, Containers: gpuContainers{
+		aliceID: {ID: aliceID, Name: "jupyter-alice"},
+		bobID:   {ID: bobID, Name: "jupyter-bob-2dsmith--rl"},
+	}}
+	run := func(jsonOut bool) string {
+		var stdout, stderr bytes.Buffer
+		a := &app{configPath: filepath.Join(t.TempDir(), "none.yaml"), jsonOut: jsonOut, stdout: &stdout, stderr: &stderr,
+			log: slog.New(slog.NewTextHandler(&stderr, nil))}
+		err := a.runGPUCheck(context.Background(), gpuCheckOptions{nvml: s, engine: gpuEngine{runtimes: []string{"nvidia"}}, owners: owners})
+		if err != nil {
+			t.Fatalf("gpu check: %v\n%s", err, stderr.String())
+		}
+		return stdout.String()
+	}
+
+	var rep struct {
+		Users []struct {
+			User            string `json:"user"`
+			MemoryUsedBytes uint64 `json:"memory_used_bytes"`
+			Processes       []struct {
+				PID       uint32   `json:"pid"`
+				GPU       int      `json:"gpu"`
+				UUID      string   `json:"uuid"`
+				Memory    *uint64  `json:"memory_used_bytes"`
+				SM        *float64 `json:"sm_utilization_percent"`
+				Container string   `json:"container"`
+				ID        string   `json:"container_id"`
+				User      string   `json:"user"`
+				Server    string   `json:"server"`
+			} `json:"processes"`
+		} `json:"users"`
+	}
+	out := run(true)
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	var got []string
+	for _, u := range rep.Users {
+		for _, p := range u.Processes {
+			sm := "-"
+			if p.SM != nil {
+				sm = fmt.Sprint(*p.SM)
+			}
+			got = append(got, fmt.Sprintf("%s(%d): pid %d gpu %d mem %d sm %s in %s/%.4s user %s server %s",
+				u.User, u.MemoryUsedBytes, p.PID, p.GPU, *p.Memory, sm, p.Container, p.ID, p.User, p.Server))
+		}
+	}
+	want := []string{
+		"alice(3221225472): pid 101 gpu 0 mem 3221225472 sm 80 in jupyter-alice/aaaa user alice server ",
+		"bob-smith(2147483648): pid 202 gpu 4 mem 2147483648 sm 0 in jupyter-bob-2dsmith--rl/bbbb user bob-smith server rl",
+		"(1073741824): pid 300 gpu 0 mem 1073741824 sm 0 in / user  server ",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("users in JSON:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if rep.Users[0].Processes[0].UUID != gpuchecktest.Device(s, 0).UUID {
+		t.Errorf("alice's process is on %s, want GPU 0's UUID", rep.Users[0].Processes[0].UUID)
+	}
+
+	table := run(false)
+	for _, re := range []string{
+		`(?m)^USER +GPU +PID +MEMORY +SM +CONTAINER$`,
+		`(?m)^alice +0 +101 +3\.0 GiB +80% +jupyter-alice$`,
+		`(?m)^bob-smith/rl +4 +202 +2\.0 GiB +0% +jupyter-bob-2dsmith--rl$`,
+		`(?m)^- +0 +300 +1\.0 GiB +0% +-$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(table) {
+			t.Errorf("table does not match %s:\n%s", re, table)
+		}
 	}
 }
