@@ -10,11 +10,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/buildinfo"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/gpuusage"
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/schedule"
 )
@@ -80,9 +82,14 @@ EXIT STATUS
 			// The jobs' reports (the gpu check's table) are for a terminal;
 			// the daemon logs instead.
 			a.stdout = io.Discard
+			// GPU memory and utilisation per user server, measured at
+			// each scrape (docs/gpu.md); nothing on a host without GPUs.
+			gpuUsage := gpuusage.NewCollector(gpuusage.CollectorOptions{Log: a.log})
+			defer gpuUsage.Close()
 			err = schedule.Run(ctx, schedule.Options{
 				Load: a.scheduleConfig, Log: a.log, StopTimeout: stopTimeout, Results: results,
-				Version: buildinfo.Get().Version, Hangup: hup,
+				Collectors: []prometheus.Collector{gpuUsage},
+				Version:    buildinfo.Get().Version, Hangup: hup,
 			})
 			if st := (*schedule.StopTimeoutError)(nil); errors.As(err, &st) {
 				// Exit 1, not 130 (see run): the stop was asked for, the

@@ -78,6 +78,8 @@ type Options struct {
 	// Results, when set, is served on /metrics: the job results that the
 	// jobs publish (the same families as their textfiles).
 	Results *Results
+	// Collectors are served on /metrics too (the per-user GPU usage).
+	Collectors []prometheus.Collector
 	// Version is reported by fireops_build_info.
 	Version string
 	// Hangup delivers reload requests; nil subscribes to SIGHUP.
@@ -237,6 +239,7 @@ func (d *daemon) metrics() {
 	if d.o.Results != nil {
 		d.reg.MustRegister(d.o.Results)
 	}
+	d.reg.MustRegister(d.o.Collectors...)
 }
 
 // apply schedules the jobs of cfg in place of the current ones and moves
