@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/remote"
 	"github.com/firetech/fireops/pkg/schedule"
 )
@@ -99,7 +100,7 @@ func classify(err error) error {
 
 // oneLine joins a multi-line message so that every error is one line.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+	return strings.Join(strings.Fields(redact.Line(s)), " ")
 }
 
 func (a *app) rootCommand() *cobra.Command {

@@ -15,8 +15,10 @@
 package redact
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Mask replaces every hidden value.
@@ -416,4 +418,48 @@ func urlPasswords(s string) []string {
 		}
 	}
 	return out
+}
+
+// Line returns s made safe to print as one line on a terminal or in a log:
+// newlines, carriage returns and tabs become spaces, and every other
+// control character (C0, DEL, C1), the bidirectional-override characters
+// and bytes that are not UTF-8 are written as escapes (\x1b, \u202e).
+// Text fireops did not write (a storage server's error body, a hub user's
+// file name) reaches messages through it, so that it can neither move the
+// cursor, hide text nor forge a log line.
+func Line(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case unsafeRune(r) && r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unsafeRune(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// unsafeRune reports whether r must not reach a terminal as it is.
+func unsafeRune(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) ||
+		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }

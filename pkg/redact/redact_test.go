@@ -120,3 +120,21 @@ func TestWebhook(t *testing.T) {
 		}
 	}
 }
+
+func TestLine(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"plain text, é and 日本", "plain text, é and 日本"},
+		{"two\nlines\r\tand a tab", "two lines  and a tab"},
+		{"erase\x1b[2K\x1b[1Aline", `erase\x1b[2K\x1b[1Aline`},
+		{"bell\x07 nul\x00 del\x7f", `bell\x07 nul\x00 del\x7f`},
+		{"c1 \u009b31m", `c1 \u009b31m`},
+		{"rtl \u202eevil\u2066", `rtl \u202eevil\u2066`},
+		{"bad utf8 \xff\xfe end", `bad utf8 \xff\xfe end`},
+		{"replacement char \ufffd stays", "replacement char \ufffd stays"},
+	} {
+		if got := Line(c.in); got != c.want {
+			t.Errorf("Line(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -197,7 +197,9 @@ func (e *Error) Error() string {
 	} else {
 		msg = fmt.Sprintf("destination %q: %s %s: %v", e.Dest, e.Op, e.Path, e.Err)
 	}
-	return redact.Known(redact.String(msg), e.hidden)
+	// The cause may carry the server's own text (an error body): one line,
+	// no control characters.
+	return redact.Line(redact.Known(redact.String(msg), e.hidden))
 }
 
 // Unwrap returns the cause.
