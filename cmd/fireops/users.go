@@ -33,6 +33,10 @@ API (hub.api_url, with an admin token from hub.token_file).
 approve and reject SET the state (a second approve changes nothing), unlike
 the hub's /hub/authorize page, where a click toggles it.
 
+On a stack that fireops deploy runs (stack.dir holds its compose.yaml),
+approve also gives each user a MongoDB database and user of their own, and
+delete drops that MongoDB user (never the database): see docs/users.md.
+
 EXIT STATUS
   0 done, 1 failure (hub down, database locked), 2 usage or config error
   (unknown user, bad token, missing database).`,
@@ -70,6 +74,41 @@ func (a *app) withUsers(fn func(*users.Manager) error) error {
 	}
 	defer m.Close()
 	return fn(m)
+}
+
+// withMongo gives m the users' MongoDB accounts of the deployed stack
+// (none without one, or with noMongo) and runs fn.
+func (a *app) withMongo(m *users.Manager, noMongo bool, fn func() error) error {
+	if noMongo {
+		return fn()
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	acc, done, err := users.StackMongo(cfg)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m.SetMongo(acc)
+	return fn()
+}
+
+// printMongo prints what became of a user's MongoDB account.
+func printMongo(w io.Writer, acc *users.MongoAccount) {
+	switch acc.Action {
+	case users.MongoKept:
+		fmt.Fprintf(w, "%s: MongoDB database and user %s: already there\n", acc.Name, acc.Database)
+	case users.MongoRemoved, users.MongoAbsent:
+		if acc.Action == users.MongoRemoved {
+			fmt.Fprintf(w, "%s: dropped MongoDB user %s\n", acc.Name, acc.Database)
+		} else {
+			fmt.Fprintf(w, "%s: no MongoDB user %s to drop\n", acc.Name, acc.Database)
+		}
+	default:
+		fmt.Fprintf(w, "%s: MongoDB database and user %s: %s (URI in %s)\n", acc.Name, acc.Database, acc.Action, acc.URIFile)
+	}
 }
 
 func (a *app) usersListCommand() *cobra.Command {
@@ -129,37 +168,70 @@ two-factor authentication, whether a server runs, last activity and email.`,
 }
 
 func (a *app) usersApproveCommand(approve bool) *cobra.Command {
-	use, short, long := "approve NAME...", "Approve sign-ups (set, never toggle)",
+	var noMongo bool
+	use, short, long := "approve NAME... [--no-mongo]", "Approve sign-ups (set, never toggle) and give them their MongoDB database",
 		`approve lets the named users log in. It sets the approval; a user who is
 already approved stays approved. All names are checked first: when one is
-unknown nothing changes.`
+unknown nothing changes.
+
+On a stack that fireops deploy runs, each user then gets a MongoDB database
+and a MongoDB user of their own (user_<escaped name>, readWrite on that
+database only); its URI goes into stack.dir/secrets/mongo-users/, from where
+the hub hands it to the user's server as MONGODB_URI. Running approve again
+creates what is missing (a MongoDB user lost with a server rebuild, a lost
+URI file) and changes nothing else. --no-mongo skips this step.`
 	if !approve {
 		use, short, long = "reject NAME...", "Withdraw approval of sign-ups (set, never toggle)",
 			`reject withdraws the approval of the named users: they can no longer log
 in. Their sign-up stays (use delete to remove it). All names are checked
 first: when one is unknown nothing changes.`
 	}
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Long:  long,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withUsers(func(m *users.Manager) error {
-				changes, err := m.SetApproved(cmd.Context(), args, approve)
-				if err != nil {
-					return err
+				run := func() error {
+					changes, err := m.SetApproved(cmd.Context(), args, approve)
+					if err != nil {
+						return err
+					}
+					var accounts []*users.MongoAccount
+					var merr error
+					if approve {
+						accounts, merr = m.EnsureMongo(cmd.Context(), args)
+					}
+					if a.jsonOut {
+						out := map[string]any{"changes": changes}
+						if approve {
+							out["mongo"] = accounts
+						}
+						if err := a.printJSON(out); err != nil {
+							return err
+						}
+						return merr
+					}
+					for _, c := range changes {
+						printChange(a.stdout, c)
+					}
+					for _, acc := range accounts {
+						printMongo(a.stdout, acc)
+					}
+					return merr
 				}
-				if a.jsonOut {
-					return a.printJSON(map[string]any{"changes": changes})
+				if !approve {
+					return run()
 				}
-				for _, c := range changes {
-					printChange(a.stdout, c)
-				}
-				return nil
+				return a.withMongo(m, noMongo, run)
 			})
 		},
 	}
+	if approve {
+		c.Flags().BoolVar(&noMongo, "no-mongo", false, "only approve: create no MongoDB database and user")
+	}
+	return c
 }
 
 func (a *app) usersAdminCommand() *cobra.Command {
@@ -292,54 +364,70 @@ func (a *app) terminal() (int, bool) {
 }
 
 func (a *app) usersDeleteCommand() *cobra.Command {
-	var yes bool
+	var yes, noMongo bool
 	cmd := &cobra.Command{
-		Use:   "delete NAME [--yes]",
-		Short: "Delete a user: the hub user and the sign-up (never the volume)",
+		Use:   "delete NAME [--yes] [--no-mongo]",
+		Short: "Delete a user: the hub user, the sign-up and the MongoDB user (never the volume or the database)",
 		Long: `delete removes the hub user of NAME (the hub stops a running server first)
 and NAME's sign-up in users_info. The user's Docker volume with their files
 is kept; the command says how to snapshot and remove it.
+
+On a stack that fireops deploy runs, it first drops NAME's MongoDB user and
+URI file; their MongoDB database is kept, and the command says how to
+snapshot and drop it. --no-mongo leaves the MongoDB user alone.
 
 Without --yes it asks for the name on a terminal, and refuses otherwise.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			return a.withUsers(func(m *users.Manager) error {
-				ctx := cmd.Context()
-				if !yes {
-					if err := m.Exists(ctx, name); err != nil {
-						return err
-					}
-					if err := a.confirmDelete(name); err != nil {
-						return err
-					}
-				}
-				res, err := m.Delete(ctx, name)
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					return a.printJSON(res)
-				}
-				var what []string
-				if res.HubUser {
-					what = append(what, "the hub user")
-				}
-				if res.Rows > 0 {
-					what = append(what, fmt.Sprintf("%d users_info row(s)", res.Rows))
-				}
-				if len(what) == 0 {
-					what = append(what, "nothing left to delete")
-				}
-				fmt.Fprintf(a.stdout, "%s: deleted %s\n", name, strings.Join(what, " and "))
-				fmt.Fprintf(a.stdout, "%s: kept volume %s (the user's files); to archive and remove it:\n", name, res.Volume)
-				fmt.Fprintf(a.stdout, "  fireops snapshot --only volume:%s && docker volume rm %s\n", res.Volume, res.Volume)
-				return nil
+				return a.withMongo(m, noMongo, func() error { return a.deleteUser(cmd.Context(), m, name, yes) })
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&noMongo, "no-mongo", false, "leave the user's MongoDB user alone")
 	return cmd
+}
+
+// deleteUser is delete's work: confirm, delete, say what was kept.
+func (a *app) deleteUser(ctx context.Context, m *users.Manager, name string, yes bool) error {
+	if !yes {
+		if err := m.Exists(ctx, name); err != nil {
+			return err
+		}
+		if err := a.confirmDelete(name); err != nil {
+			return err
+		}
+	}
+	res, err := m.Delete(ctx, name)
+	if err != nil {
+		return err
+	}
+	if a.jsonOut {
+		return a.printJSON(res)
+	}
+	var what []string
+	if res.HubUser {
+		what = append(what, "the hub user")
+	}
+	if res.Rows > 0 {
+		what = append(what, fmt.Sprintf("%d users_info row(s)", res.Rows))
+	}
+	if len(what) == 0 {
+		what = append(what, "nothing left to delete")
+	}
+	fmt.Fprintf(a.stdout, "%s: deleted %s\n", name, strings.Join(what, " and "))
+	fmt.Fprintf(a.stdout, "%s: kept volume %s (the user's files); to archive and remove it:\n", name, res.Volume)
+	fmt.Fprintf(a.stdout, "  fireops snapshot --only volume:%s && docker volume rm %s\n", res.Volume, res.Volume)
+	if acc := res.Mongo; acc != nil {
+		printMongo(a.stdout, acc)
+		if acc.DatabaseKept {
+			fmt.Fprintf(a.stdout, "%s: kept MongoDB database %s (the user's data); to archive and drop it:\n", name, acc.Database)
+			fmt.Fprintf(a.stdout, "  fireops snapshot --only mongo && mongosh \"$(cat %s)\" --quiet --eval 'db.getSiblingDB(\"%s\").dropDatabase()'\n", m.MongoAdminURIFile(), acc.Database)
+		}
+	}
+	return nil
 }
 
 // confirmDelete asks for the user's name on a terminal.

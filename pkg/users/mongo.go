@@ -12,13 +12,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/redact"
+	mongosrc "github.com/firetech/fireops/pkg/source/mongo"
 )
 
 // Every approved hub user has a MongoDB database of their own and a
@@ -87,6 +90,8 @@ type MongoAccounts struct {
 	// Host is host:port in the URIs, as user servers reach MongoDB;
 	// empty means MongoUserHost.
 	Host string
+	// AdminURIFile is the file Server's URI came from, for messages.
+	AdminURIFile string
 }
 
 // MongoAccount says what Ensure or Remove did with one user's account. It
@@ -102,6 +107,9 @@ type MongoAccount struct {
 	// existed but its URI file did not), roles fixed, kept (nothing to
 	// do), removed or absent (Remove found no MongoDB user).
 	Action string `json:"action"`
+	// DatabaseKept says Remove left the user's database, which exists
+	// (MongoDB creates it at the first write).
+	DatabaseKept bool `json:"database_kept,omitempty"`
 }
 
 // The Actions of MongoAccount.
@@ -204,6 +212,22 @@ func (a *MongoAccounts) Remove(ctx context.Context, name string) (*MongoAccount,
 	if err := os.Remove(res.URIFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("remove the MongoDB URI file of %s: %w", name, err)
 	}
+	raw, err := a.run(ctx, "look up database "+db, bson.D{
+		{Key: "listDatabases", Value: 1}, {Key: "nameOnly", Value: true},
+		{Key: "filter", Value: bson.D{{Key: "name", Value: db}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Databases []struct {
+			Name string `bson:"name"`
+		} `bson:"databases"`
+	}
+	if err := bson.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("look up database %s: %w", db, err)
+	}
+	res.DatabaseKept = len(list.Databases) > 0
 	return res, nil
 }
 
@@ -351,7 +375,8 @@ func DialMongo(uri string) (*MongoServer, error) {
 			hidden = append(hidden, pw)
 		}
 	}
-	c, err := mongo.Connect(options.Client().SetAppName("fireops users").ApplyURI(uri))
+	c, err := mongo.Connect(options.Client().SetAppName("fireops users").
+		SetServerSelectionTimeout(10 * time.Second).ApplyURI(uri))
 	if err != nil {
 		return nil, fmt.Errorf("connect to MongoDB: %w", redact.Error(err, hidden...))
 	}
@@ -370,4 +395,35 @@ func (s *MongoServer) RunCommand(ctx context.Context, db string, cmd bson.D) (bs
 // Close disconnects.
 func (s *MongoServer) Close(ctx context.Context) error {
 	return s.c.Disconnect(ctx)
+}
+
+// StackMongo returns the MongoAccounts of the stack that `fireops deploy`
+// runs in cfg.Stack.Dir, connected as root through MongoAdminURIFile, and
+// a function that disconnects. When no stack is deployed there (no
+// compose.yaml: a config that administers a hub fireops did not deploy)
+// it returns nil: that hub's users get no MongoDB accounts.
+func StackMongo(cfg *config.Config) (*MongoAccounts, func(), error) {
+	dir := cfg.Stack.Dir
+	if dir == "" {
+		return nil, func() {}, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compose.yaml")); err != nil {
+		return nil, func() {}, nil
+	}
+	secrets := filepath.Join(dir, config.StackSecretsDir)
+	file := filepath.Join(secrets, MongoAdminURIFile)
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, exitcode.Usagef("set stack.ports.mongodb and run `fireops deploy` (it writes "+file+"), or add --no-mongo",
+			"the users' MongoDB accounts need MongoDB's root URI, and %s does not exist", file)
+	}
+	uri, err := mongosrc.ReadURIFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := DialMongo(uri)
+	if err != nil {
+		return nil, nil, err
+	}
+	acc := &MongoAccounts{Server: srv, Dir: filepath.Join(secrets, MongoUsersDir), AdminURIFile: file}
+	return acc, func() { srv.Close(context.Background()) }, nil
 }

@@ -54,6 +54,7 @@ func TestMongoName(t *testing.T) {
 // records every command it is sent.
 type fakeMongo struct {
 	users    map[string]bson.D // name -> {pwd, roles}
+	dbs      []string          // databases that exist
 	commands []string
 	missing  string // a command the server does not know
 }
@@ -104,6 +105,15 @@ func (f *fakeMongo) RunCommand(_ context.Context, db string, cmd bson.D) (bson.R
 		if r := get("roles"); r != nil {
 			cur[1].Value = r
 		}
+	case "listDatabases":
+		var dbs bson.A
+		name := get("filter").(bson.D)[0].Value
+		for _, d := range f.dbs {
+			if d == name {
+				dbs = append(dbs, bson.D{{Key: "name", Value: d}})
+			}
+		}
+		return bson.Marshal(bson.D{{Key: "databases", Value: dbs}, {Key: "ok", Value: 1.0}})
 	case "dropUser":
 		u := get("dropUser").(string)
 		if _, ok := f.users[u]; !ok {
@@ -214,17 +224,19 @@ func TestMongoAccountLifeCycle(t *testing.T) {
 	}
 
 	// Remove drops the MongoDB user and the URI file, never the database.
+	srv.dbs = []string{"user_ivan", db, "user_ivan-2epetrov2"}
 	res, err := acc.Remove(ctx, "ivan.petrov")
-	if err != nil || res.Action != MongoRemoved {
+	if err != nil || res.Action != MongoRemoved || !res.DatabaseKept {
 		t.Fatalf("remove: %+v %v", res, err)
 	}
-	if got := srv.take(); got != "admin.dropUser" {
+	if got := srv.take(); got != "admin.dropUser admin.listDatabases" {
 		t.Errorf("remove: commands %q (the database must stay)", got)
 	}
+	srv.dbs = nil
 	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("URI file after remove: %v", err)
 	}
-	if res, err := acc.Remove(ctx, "ivan.petrov"); err != nil || res.Action != MongoAbsent {
+	if res, err := acc.Remove(ctx, "ivan.petrov"); err != nil || res.Action != MongoAbsent || res.DatabaseKept {
 		t.Errorf("second remove: %+v %v", res, err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

@@ -42,6 +42,15 @@ type Manager struct {
 // with a (nil: they do not).
 func (m *Manager) SetMongo(a *MongoAccounts) { m.mongo = a }
 
+// MongoAdminURIFile returns the root URI file of the MongoAccounts given to
+// SetMongo, or "".
+func (m *Manager) MongoAdminURIFile() string {
+	if m.mongo == nil {
+		return ""
+	}
+	return m.mongo.AdminURIFile
+}
+
 // EnsureMongo makes sure each of names has their MongoDB account
 // (MongoAccounts.Ensure), in order, stopping at the first failure; without
 // SetMongo it does nothing. `approve` runs it after the approval, which
