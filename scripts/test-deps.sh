@@ -7,6 +7,9 @@
 #   - FerretDB v1.24.2 (SQLite backend) on 127.0.0.1:27117, built from the
 #     launcher in tools/ferretdb (its own Go module)
 #   - JupyterHub 3.0.0 (Debian) on 127.0.0.1:18000 with an admin API token
+#   - Debian's prometheus, prometheus-alertmanager and prometheus-node-exporter:
+#     checked to run; the live monitoring test (cmd/fireops TestLiveMonitoring)
+#     starts its own on free loopback ports with the configs deploy renders
 #
 # Idempotent and quiet: it prints one line per thing it had to install or
 # start, and nothing when everything was ready. Runs as root.
@@ -349,6 +352,16 @@ if [ -n "$hub_config_changed" ] || ! hub_token_ok; then
 	say "started JupyterHub on 127.0.0.1:$HUB_PORT (pid $(<"$HUB_DIR/hub.pid"), NODE_PATH=$NODE_PATH)"
 fi
 hub_api_ok || die "JupyterHub at $HUB_API does not answer"
+
+# --- Monitoring ---------------------------------------------------------------
+
+# TestLiveMonitoring runs these binaries itself (one set per case, on free
+# loopback ports, clustering off), so nothing is started here and nothing
+# slow is cached: the packages above install them; check that they run.
+for bin in prometheus prometheus-alertmanager prometheus-node-exporter promtool amtool; do
+	PATH=$SYS_PATH "$bin" --version >/dev/null 2>&1 ||
+		die "$bin --version failed: reinstall its Debian package (apt-get install --reinstall prometheus prometheus-alertmanager prometheus-node-exporter)"
+done
 
 # --- settings for the tests --------------------------------------------------
 
