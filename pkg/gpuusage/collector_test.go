@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -260,5 +262,34 @@ func TestCollectorDriverGone(t *testing.T) {
 	c.Close()
 	if shutdowns != 2 {
 		t.Errorf("Close shut NVML down %d times in all, want 2", shutdowns)
+	}
+}
+
+// TestMetricsDocumented: docs/metrics.md lists every family the Collector
+// describes.
+func TestMetricsDocumented(t *testing.T) {
+	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCollector(CollectorOptions{NVML: gpuchecktest.HealthyDGXA100(), Resolver: &Resolver{}})
+	ch := make(chan *prometheus.Desc, 10)
+	c.Describe(ch)
+	close(ch)
+	n := 0
+	for d := range ch {
+		// Desc has no name accessor; its String() is `Desc{fqName: "name", ...`.
+		_, rest, _ := strings.Cut(d.String(), `fqName: "`)
+		name, _, _ := strings.Cut(rest, `"`)
+		if name == "" {
+			t.Fatalf("no name in %s", d)
+		}
+		n++
+		if !strings.Contains(string(docs), "`"+name+"`") {
+			t.Errorf("docs/metrics.md does not list %s", name)
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d families described, want 4", n)
 	}
 }
