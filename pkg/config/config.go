@@ -143,6 +143,7 @@ func section(typ string) string {
 		"StackHub": "stack.hub", "StackNotebook": "stack.notebook", "StackMongo": "stack.mongo",
 		"StackMonitoring": "stack.monitoring", "StackAlerts": "stack.alerts", "StackEmail": "stack.alerts.email",
 		"StackTelegram": "stack.alerts.telegram", "StackLimits": "stack.limits",
+		"StackTLS": "stack.tls",
 	}[typ]
 	if s == "" {
 		return " at the top level"
@@ -175,6 +176,8 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Hub.DBPath)
 	abs(&c.Stack.Dir)
 	abs(&c.Stack.Alerts.Email.PasswordFile)
+	abs(&c.Stack.TLS.CertFile)
+	abs(&c.Stack.TLS.KeyFile)
 	abs(&c.Stack.Alerts.Telegram.BotTokenFile)
 	for i := range c.Destinations {
 		d := &c.Destinations[i]

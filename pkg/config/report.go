@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"filippo.io/age"
 	"go.yaml.in/yaml/v3"
@@ -112,6 +113,9 @@ func (c *Config) Check() *Report {
 	}
 	add("hub.token_file", c.Hub.TokenFile)
 	add("stack.alerts.email.password_file", c.Stack.Alerts.Email.PasswordFile)
+	add("stack.tls.cert_file", c.Stack.TLS.CertFile)
+	add("stack.tls.key_file", c.Stack.TLS.KeyFile)
+	r.Notes = append(r.Notes, c.TLSNotes(time.Now())...)
 	add("stack.alerts.telegram.bot_token_file", c.Stack.Alerts.Telegram.BotTokenFile)
 
 	if len(c.Keys.Recipients) == 0 && c.Keys.RecipientsFile == "" {

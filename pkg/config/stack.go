@@ -235,6 +235,7 @@ func (c *Config) validateStack(p *problems) {
 	}
 	c.validateHubGPUs(p)
 	c.validateAlerts(p)
+	c.validateTLS(p)
 	names := make([]string, 0, len(s.Limits))
 	for name := range s.Limits {
 		names = append(names, name)

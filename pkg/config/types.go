@@ -214,6 +214,8 @@ type Stack struct {
 	// and Prometheus on 127.0.0.1 only (docs/deploy.md, "Exposure").
 	// MongoDB is always published on 127.0.0.1 only.
 	BindAddress string `yaml:"bind_address" json:"bind_address"`
+	// TLS is the hub's certificate and key (pkg/config/tls.go).
+	TLS StackTLS `yaml:"tls" json:"tls"`
 	// Ports are the host ports the stack publishes.
 	Ports StackPorts `yaml:"ports" json:"ports"`
 	// Networks names the two Docker networks of design.md §1.

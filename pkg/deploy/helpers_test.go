@@ -26,6 +26,7 @@ func loadConfig(t *testing.T, name string) *config.Config {
 	if err := os.WriteFile(filepath.Join(dir, "telegram-token"), []byte(testTelegramToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	writeTestTLS(t, dir, "hub")
 	cfg, err := config.Parse(data, filepath.Join(dir, "fireops.yaml"))
 	if err != nil {
 		t.Fatal(err)

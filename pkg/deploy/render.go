@@ -240,6 +240,9 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 		{"grafana/datasources.yml.tmpl", "grafana/provisioning/datasources/fireops.yml"},
 		{"grafana/dashboards.yml.tmpl", "grafana/provisioning/dashboards/fireops.yml"},
 	}
+	if prometheusAuth(s) {
+		plain = append(plain, struct{ tmpl, out string }{"prometheus/healthcheck.yml.tmpl", "prometheus/healthcheck.yml"})
+	}
 	if s.GPUs {
 		plain = append(plain, struct{ tmpl, out string }{"prometheus/gpu.rules.yml.tmpl", "prometheus/rules/gpu.yml"})
 		if s.GPUExporter == "dcgm" {

@@ -133,6 +133,7 @@ func secretSpecs(cfg *config.Config) []SecretSpec {
 			return bytes.TrimSpace(b), nil
 		}})
 	}
+	specs = append(specs, exposureSecretSpecs(cfg)...)
 	return specs
 }
 

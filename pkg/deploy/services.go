@@ -115,6 +115,9 @@ func (d *renderData) serviceProcs() map[string]proc {
 		}
 		procs["gpu-exporter"] = g
 	}
+	if prometheusAuth(s) {
+		procs["prometheus"] = withPrometheusAuth(procs["prometheus"])
+	}
 	if d.stub.StubImage != "" {
 		for name, p := range procs {
 			if name == "node-exporter" && d.stub.StubHostPort != 0 {

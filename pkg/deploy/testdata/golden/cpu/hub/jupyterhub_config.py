@@ -19,7 +19,11 @@ def secret(name):
 
 # The hub: behind its proxy on port 8000; user servers reach it by its
 # service name on the jupyter network.
-c.JupyterHub.bind_url = "http://:8000"
+# The proxy serves HTTPS with stack.tls' certificate and key (copied into
+# the stack's secrets by `fireops deploy`).
+c.JupyterHub.bind_url = "https://:8000"
+c.JupyterHub.ssl_cert = "/run/secrets/hub_tls_cert"
+c.JupyterHub.ssl_key = "/run/secrets/hub_tls_key"
 c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_connect_ip = "jupyterhub"
 
