@@ -79,7 +79,7 @@ func (s *wireServer) serve(c net.Conn) {
 		switch binary.LittleEndian.Uint32(hdr[12:16]) {
 		case 2004: // OP_QUERY: the handshake's hello; answered by OP_REPLY
 			doc, _ := bson.Marshal(helloDoc())
-			reply = binary.LittleEndian.AppendUint32(nil, 0)  // flags
+			reply = binary.LittleEndian.AppendUint32(nil, 0)   // flags
 			reply = binary.LittleEndian.AppendUint64(reply, 0) // cursor
 			reply = binary.LittleEndian.AppendUint32(reply, 0) // starting from
 			reply = binary.LittleEndian.AppendUint32(reply, 1) // documents
