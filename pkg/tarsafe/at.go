@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -31,6 +32,60 @@ func Openat(dirfd int, name, path string, flags int) (int, error) {
 			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 		}
 		return fd, nil
+	}
+}
+
+// procFdDir is where OpenRegular reopens its O_PATH descriptors.
+const procFdDir = "/proc/self/fd/"
+
+// ErrNoProc is wrapped by OpenRegular's error when /proc is not mounted:
+// it reopens files through /proc/self/fd.
+var ErrNoProc = errors.New("/proc is not mounted (fireops opens files through /proc/self/fd; mount it: mount -t proc proc /proc)")
+
+// OpenRegular opens the regular file name in the folder dirfd for reading
+// and returns its descriptor and fstat, never opening anything else that
+// may have taken the name since want (the lstat of a listing) was taken:
+// it opens the name with O_PATH|O_NOFOLLOW, which runs no driver's open
+// and sends no inotify IN_OPEN (a device node, a named pipe or a socket
+// renamed over the file is not opened; a symlink is not followed), checks
+// its fstat against want with [CheckSame] and that it is a regular file,
+// and only then opens that very inode for reading through
+// /proc/self/fd/N (O_RDONLY|O_NOCTTY|O_NONBLOCK|O_CLOEXEC). A name that no
+// longer exists gives an error wrapping fs.ErrNotExist; one that holds
+// another inode or something other than a regular file, an error wrapping
+// [ErrChanged]; /proc not mounted, one wrapping [ErrNoProc].
+func OpenRegular(dirfd int, name, path string, want fs.FileInfo) (int, fs.FileInfo, error) {
+	pfd, err := Openat(dirfd, name, path, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return -1, nil, err
+	}
+	defer unix.Close(pfd)
+	fi, err := Fstat(pfd, name, path)
+	if err != nil {
+		return -1, nil, err
+	}
+	if err := CheckSame(want, fi, path); err != nil {
+		return -1, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: ErrChanged}
+	}
+	for {
+		fd, err := unix.Open(procFdDir+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		switch {
+		case err == nil:
+			return fd, fi, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.ENOENT:
+			var sf unix.Statfs_t
+			if unix.Statfs("/proc", &sf) != nil || sf.Type != unix.PROC_SUPER_MAGIC {
+				err = ErrNoProc
+			}
+		case err == unix.ENXIO || err == unix.ENODEV || err == unix.ELOOP:
+			err = ErrChanged // not a regular file after all (cannot happen: checked)
+		}
+		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 }
 

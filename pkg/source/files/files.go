@@ -371,14 +371,17 @@ func (w *walker) leaf(e entry) error {
 // openError is the error for p that could not be listed, opened or read:
 // it vanished or was replaced since its folder was listed, or another
 // failure.
-func (w *walker) openError(p string, err error) error {
+func (w *walker) openError(p string, err error) error { return w.s.openError(p, err) }
+
+// openError is walker.openError.
+func (s *Source) openError(p string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("files:%s: %s vanished during the walk: %w", w.s.name, p, err)
+		return fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, p, err)
 	case errors.Is(err, tarsafe.ErrChanged):
-		return fmt.Errorf("files:%s: %s was replaced during the walk", w.s.name, p)
+		return fmt.Errorf("files:%s: %s was replaced during the walk", s.name, p)
 	}
-	return fmt.Errorf("files:%s: %w", w.s.name, err)
+	return fmt.Errorf("files:%s: %w", s.name, err)
 }
 
 // excluded matches the exclude patterns against base, the base name of
@@ -500,7 +503,10 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 
 // writeFile writes one regular file's header and contents. It opens the
 // file without following a symlink and checks that it is still the inode
-// the walk saw, so a file swapped in between is an error, not a surprise.
+// the walk saw, so a file swapped in between is an error, not a surprise;
+// whatever took its name is never opened for reading (the name is opened
+// with O_PATH and checked first, [tarsafe.OpenRegular]: a device node
+// swapped in is not opened, its driver does not run).
 // The contents are read straight into the archive writer's buffer: one
 // read for a small file. A file with holes (tarsafe.ScanSparse: a megabyte
 // or more unallocated) is written as a GNU sparse entry holding only its
@@ -511,23 +517,11 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	if s.beforeOpen != nil {
 		s.beforeOpen(e.path)
 	}
-	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, false, fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, e.path, err)
-	}
+	fd, fi, err := tarsafe.OpenRegular(e.dir, e.base, e.path, e.fi)
 	if err != nil {
-		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
+		return 0, false, s.openError(e.path, err)
 	}
 	defer unix.Close(fd)
-	fi, err := tarsafe.Fstat(fd, e.base, e.path)
-	if err != nil {
-		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
-	}
-	was, _ := e.fi.Sys().(*syscall.Stat_t)
-	now, _ := fi.Sys().(*syscall.Stat_t)
-	if !fi.Mode().IsRegular() || was == nil || now == nil || was.Ino != now.Ino || was.Dev != now.Dev {
-		return 0, false, fmt.Errorf("files:%s: %s was replaced during the walk", s.name, e.path)
-	}
 	sp, err := tarsafe.ScanSparse(ctx, fd, fi)
 	if errors.Is(err, tarsafe.ErrTooFragmented) {
 		return 0, false, fmt.Errorf("files:%s: %s: %w; exclude it, or copy it without holes", s.name, e.path, err)

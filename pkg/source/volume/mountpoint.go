@@ -320,7 +320,10 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 // read), read straight into the archive writer's buffer. A file that
 // vanished or was replaced since the walk listed it (another inode: a
 // rename over it, a hard link or a symlink to a file elsewhere) is left
-// out and counted as vanished. A file with holes (tarsafe.ScanSparse: a
+// out and counted as vanished, and never opened for reading: the name is
+// opened with O_PATH and checked first ([tarsafe.OpenRegular]), so a
+// device node swapped in is not opened (its driver would run, as root on
+// the host). A file with holes (tarsafe.ScanSparse: a
 // megabyte or more unallocated, like one made with truncate) is written
 // as a GNU sparse entry holding only its data: its holes are neither read
 // nor stored, and a restore does not allocate them. One whose data is
@@ -330,23 +333,18 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	if testHookBeforeOpen != nil {
 		testHookBeforeOpen(e.path)
 	}
-	fd, err := tarsafe.Openat(e.dir, e.base, e.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
-		c.vanished++
+	// Never opened unless it is still the regular file listed: a device
+	// node, named pipe or socket the user renamed over it is not opened
+	// (no driver open), only left out.
+	fd, fi, err := tarsafe.OpenRegular(e.dir, e.base, e.path, e.fi)
+	if gone(err) {
+		c.vanished++ // removed, or something else took its name since it was listed
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
 	}
 	defer unix.Close(fd)
-	fi, err := tarsafe.Fstat(fd, e.base, e.path)
-	if err != nil {
-		return fmt.Errorf("volume:%s: %w", s.name, err)
-	}
-	if tarsafe.CheckSame(e.fi, fi, e.path) != nil {
-		c.vanished++ // another file took its name since it was listed
-		return nil
-	}
 	// Before the header: a file left out must not become the target of
 	// hard links from its other names.
 	sp, err := tarsafe.ScanSparse(ctx, fd, fi)
