@@ -81,6 +81,29 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	}
 }
 
+// localDest is the local destination of the config `fireops init` writes;
+// mkLocalDest makes it before the sandbox is set up.
+const (
+	localDest   = "/var/backups/fireops"
+	mkLocalDest = "+/bin/mkdir -p -m 0700 " + localDest
+)
+
+// writes are the paths each service may write besides its state dir
+// (sorted): the textfile folder; the local destination for the jobs that
+// write snapshots or remove them; rclone's default config folder for
+// those that reach a destination (refreshing an OAuth token, Yandex
+// Disk's, writes it back); the Docker volumes' folders for those that read
+// the hub's SQLite database (a WAL-mode database is read through its -shm
+// file, which SQLite makes beside it). cmd/fireops/sandbox_test.go runs
+// the jobs under these settings.
+var writes = map[string][]string{
+	"fireops-snapshot.service":  {"/root/.config/rclone", localDest, "/var/lib/docker/volumes", "/var/lib/prometheus/node-exporter"},
+	"fireops-schedule.service":  {"/root/.config/rclone", localDest, "/var/lib/docker/volumes", "/var/lib/prometheus/node-exporter"},
+	"fireops-rotate.service":    {"/root/.config/rclone", localDest, "/var/lib/prometheus/node-exporter"},
+	"fireops-verify.service":    {"/root/.config/rclone", "/var/lib/prometheus/node-exporter"},
+	"fireops-gpu-check.service": {"/var/lib/prometheus/node-exporter"},
+}
+
 // TestHardening: every service keeps the sandboxing the design asks for,
 // job services are oneshot with a timer that catches up missed runs, and
 // the daemon conflicts with the timers.
@@ -96,14 +119,16 @@ func TestHardening(t *testing.T) {
 				t.Errorf("%s: no %s", s, want)
 			}
 		}
-		rw := strings.Join(k["Service.ReadWritePaths"], " ")
-		for _, p := range strings.Fields(rw) {
-			p = strings.TrimPrefix(p, "-")
-			// rclone's default config folder: refreshing an OAuth token
-			// (Yandex Disk) writes it back.
-			if !slices.Contains([]string{"/var/lib/prometheus/node-exporter", "/var/backups/fireops", "/root/.config/rclone"}, p) {
-				t.Errorf("%s: writes to %s", s, p)
-			}
+		var rw []string
+		for _, p := range strings.Fields(strings.Join(k["Service.ReadWritePaths"], " ")) {
+			rw = append(rw, strings.TrimPrefix(p, "-"))
+		}
+		slices.Sort(rw)
+		if want := writes[s]; !slices.Equal(rw, want) {
+			t.Errorf("%s: ReadWritePaths %v, want %v", s, rw, want)
+		}
+		if slices.Contains(rw, localDest) && !slices.Contains(k["Service.ExecStartPre"], mkLocalDest) {
+			t.Errorf("%s: no ExecStartPre=%s: on a new host the local destination cannot be made (/var/backups is read-only)", s, mkLocalDest)
 		}
 		exec := strings.Join(k["Service.ExecStart"], " ")
 		if !strings.HasPrefix(exec, "/usr/local/bin/fireops ") || !strings.Contains(exec, "--log-format json") {
