@@ -229,6 +229,13 @@ func Render(cfg *config.Config, opts RenderOptions) (*Stack, error) {
 	}
 	add("hub/Dockerfile", hubDockerfile)
 	add("notebook/Dockerfile", nbDockerfile)
+	if s.GPUs {
+		check, err := cudaCheck()
+		if err != nil {
+			return nil, err
+		}
+		add(CUDACheckFile, check)
+	}
 
 	plain := []struct{ tmpl, out string }{
 		{"hub/jupyterhub_config.py.tmpl", "hub/jupyterhub_config.py"},
@@ -403,7 +410,7 @@ func (d *renderData) exec(name string) ([]byte, error) {
 
 // funcs are the template helpers.
 func (d *renderData) funcs() template.FuncMap {
-	return template.FuncMap{
+	m := template.FuncMap{
 		// q quotes a string for YAML (and Alloy): a JSON string is both.
 		"q": jsonString,
 		// sq quotes a string for a PromQL or LogQL label matcher inside a
@@ -428,6 +435,10 @@ func (d *renderData) funcs() template.FuncMap {
 		"limits": d.limitsYAML,
 		"limit":  d.limit,
 	}
+	for name, f := range d.gpuFuncs() {
+		m[name] = f
+	}
+	return m
 }
 
 // publish formats a Compose port mapping.
