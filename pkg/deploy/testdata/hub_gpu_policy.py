@@ -421,11 +421,13 @@ class TestProfiles(PolicyTest):
         self.engine.add("jupyter-x", True, [{"Driver": "nvidia", "Count": 0, "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}])
         self.assertEqual(self.gpus("alice", options={"gpu_profile": "one"}), ["2"])
 
-    def test_profile_beyond_the_grant_refused(self):
-        msg = self.refused("ada", options={"gpu_profile": "two"})
-        self.assertIn("'two' is not one you may choose", msg)
-        self.assertIn("cpu, one, gpu2", msg)
-        self.assertIn("unknown", self.refused("ada", options={"gpu_profile": "unknown"}))
+    def test_profile_beyond_the_grant(self):
+        """A profile the grant does not allow (a stale choice the hub
+        reuses, an API call's) gives the first profile, with a warning."""
+        with self.assertLogs(level="WARNING") as logs:
+            self.assertEqual(self.gpus("ada", options={"gpu_profile": "two"}), [])
+        self.assertIn("'two' is not one ada may choose (stack.hub.gpus.default: cpu, one, gpu2)", logs.output[0])
+        self.assertEqual(self.gpus("ben", options={"gpu_profile": "unknown"}), [])
 
 
 if __name__ == "__main__":

@@ -264,9 +264,12 @@ def gpu_wanted(spawner):
         for p in profiles:
             if p["name"] == choice:
                 return p["gpus"], own, f"profile {choice} within {key}"
-        offered = ", ".join(p["name"] for p in profiles) or "none"
-        raise GPUPolicyError(
-            f"GPU profile {choice!r} is not one you may choose (yours: {offered}; {key})"
+        # A choice the grant no longer allows (the hub reuses the last
+        # options when a start has none) or an API call's: the first
+        # profile, never more than the grant.
+        spawner.log.warning(
+            "GPU profile %r is not one %s may choose (%s: %s); using the first",
+            choice, spawner.user.name, key, ", ".join(p["name"] for p in profiles) or "none",
         )
     if profiles:
         p = profiles[0]
