@@ -81,6 +81,16 @@ func (n *namedInfo) Gname() (string, error) {
 	return name, nil
 }
 
+// LinkTarget returns the name that [HeaderBuilder.Header] would make fi a
+// hard link to, or "" when it would give a regular entry. It records
+// nothing: a caller that may leave the file out asks it first.
+func (b *HeaderBuilder) LinkTarget(fi fs.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
+		return b.links[fileKey{dev: uint64(st.Dev), ino: st.Ino}]
+	}
+	return ""
+}
+
 // Header returns the tar header for the file fi (from lstat or fstat),
 // stored in the archive as name (a relative slash-separated path; folders
 // get a trailing slash). link is a symbolic link's target, ignored for

@@ -58,6 +58,25 @@ const (
 	scanCtxEvery = 4096
 )
 
+// MaxSparseHoles is the most hole bytes the sources let the sparse
+// entries of one part carry, and the most one sparse entry may have for
+// Extract to restore it. A restore cannot skip holes: archive/tar hides
+// an entry's sparse map and hands its holes over as zeros, which Extract
+// checks at 10 to 50 GB/s on one core (docs/format.md), so a tebibyte of
+// holes costs a restore 20 seconds to 2 minutes. Without a cap, files
+// made with truncate (free to snapshot: 16 TiB costs a few KB) would cost
+// a restore hours per file, and never end on XFS (8 EiB files); a user's
+// terabyte disk image still fits.
+const MaxSparseHoles = 1 << 40
+
+// maxSparseHoles is MaxSparseHoles for Extract, lowered by tests.
+var maxSparseHoles int64 = MaxSparseHoles
+
+// ErrTooManyHoles is wrapped by the errors about a sparse file whose
+// holes pass [MaxSparseHoles]: a source's (a files part fails naming the
+// file) and Extract's.
+var ErrTooManyHoles = errors.New("sparse file with more holes than a restore reads in reasonable time")
+
 // ErrTooFragmented is wrapped by ScanSparse's error for a file whose data
 // lies in so many separate regions that no sparse map of at most
 // maxSparseRegions regions covers it without storing far more zeros than
@@ -75,6 +94,10 @@ type SparseMap struct {
 	Size    int64 // the file's size
 	Regions []Region
 }
+
+// Holes returns the bytes outside the regions: what a restore reads as
+// zeros without their being stored.
+func (m *SparseMap) Holes() int64 { return m.Size - m.DataSize() }
 
 // DataSize returns the bytes of the regions: what the entry stores.
 func (m *SparseMap) DataSize() int64 {

@@ -50,6 +50,20 @@ func sparseEntry(hdr *tar.Header) (bool, error) {
 	return true, nil
 }
 
+// countReader counts the bytes read through it. Extract reads the
+// archive through one: while a sparse entry is copied, what archive/tar
+// hands over beyond what it read from the archive is holes.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
 // copySparse writes the contents of a sparse entry of size bytes, r (in
 // which archive/tar reads the holes as zeros), to the new empty file f
 // without allocating the holes: f first gets its size (ftruncate, so a
@@ -57,7 +71,11 @@ func sparseEntry(hdr *tar.Header) (bool, error) {
 // blocks of r that are not all zeros are written, at their offsets. The
 // context is checked before every read of up to 256 KiB, so a cancel
 // stops even a terabyte hole at once. The cost of a hole is archive/tar
-// clearing the buffer and one comparison: tens of GB/s.
+// clearing the buffer and one comparison: tens of GB/s. An entry with
+// more than MaxSparseHoles bytes of holes (what archive/tar made up, not
+// read from the archive; zeros the entry stores are data) is refused with
+// an error wrapping ErrTooManyHoles once that much was read, so a restore
+// spends at most that on one entry's holes: fireops never writes one.
 func (x *extractor) copySparse(f *os.File, r io.Reader, size int64) error {
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("set the size of a sparse file to %d bytes: %w", size, err)
@@ -66,6 +84,7 @@ func (x *extractor) copySparse(f *os.File, r io.Reader, size int64) error {
 		x.zeros = make([]byte, len(x.buf))
 	}
 	var off int64
+	start := x.in.n // the archive's bytes read before the entry's data
 	for {
 		if err := x.ctx.Err(); err != nil {
 			return err
@@ -90,6 +109,10 @@ func (x *extractor) copySparse(f *os.File, r io.Reader, size int64) error {
 			return err
 		}
 		off += int64(n)
+		if holes := off - (x.in.n - start); holes > maxSparseHoles {
+			return fmt.Errorf("%w: %d bytes, more than %d of them holes, which fireops never archives (a restore reads every hole as zeros); "+
+				"restore it with GNU tar -x", ErrTooManyHoles, size, maxSparseHoles)
+		}
 		if eof {
 			break
 		}

@@ -42,7 +42,11 @@
 // them). Sockets are the one exception: a tar cannot hold them and they
 // are runtime artefacts, so they are skipped and counted in
 // Stats.Details["sockets_skipped"]. A file that grows while it is read is
-// archived with the size it had when opened.
+// archived with the size it had when opened. A file with holes is stored
+// without them, but the holes a part may carry are capped
+// ([tarsafe.MaxSparseHoles], 1 TiB: a restore reads them as zeros): a
+// file that would pass the cap, or whose data is too scattered to map,
+// fails the part naming it (exclude it).
 //
 // # Recorded roots
 //
@@ -188,6 +192,10 @@ type frame struct {
 
 // maxNameLen is tarsafe.MaxNameLen, lowered by tests.
 var maxNameLen = tarsafe.MaxNameLen
+
+// maxPartHoles is tarsafe.MaxSparseHoles, the hole bytes the sparse
+// entries of one part may carry; lowered by tests.
+var maxPartHoles int64 = tarsafe.MaxSparseHoles
 
 // walk calls fn for every entry of the archive, in archive order, and
 // returns the number of sockets skipped.
@@ -447,7 +455,7 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	tw := tarsafe.NewWriter(w)
 	hb := tarsafe.NewHeaderBuilder()
 	var st source.Stats
-	var files, dirs, symlinks, links, bytes int64
+	var files, dirs, symlinks, links, bytes, holes int64
 	sockets, err := s.walk(ctx, func(e entry) error {
 		var hdr *tar.Header
 		var err error
@@ -466,7 +474,7 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 			}
 			return nil
 		}
-		n, isLink, err := s.writeFile(ctx, tw, hb, e)
+		n, isLink, err := s.writeFile(ctx, tw, hb, e, &holes)
 		bytes += n
 		if err != nil {
 			return err
@@ -512,8 +520,11 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 // or more unallocated) is written as a GNU sparse entry holding only its
 // data: its holes are neither read nor stored, and a restore (Extract or
 // tar -x) does not allocate them. One whose data is scattered in too many
-// pieces to map fails the part with an error naming it.
-func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry) (n int64, isLink bool, err error) {
+// pieces to map fails the part with an error naming it, and so does one
+// whose holes would bring the part's (*holes, which it adds to) past
+// maxPartHoles: a restore reads every hole as zeros (see
+// [tarsafe.MaxSparseHoles]).
+func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, holes *int64) (n int64, isLink bool, err error) {
 	if s.beforeOpen != nil {
 		s.beforeOpen(e.path)
 	}
@@ -522,12 +533,21 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 		return 0, false, s.openError(e.path, err)
 	}
 	defer unix.Close(fd)
-	sp, err := tarsafe.ScanSparse(ctx, fd, fi)
-	if errors.Is(err, tarsafe.ErrTooFragmented) {
-		return 0, false, fmt.Errorf("files:%s: %s: %w; exclude it, or copy it without holes", s.name, e.path, err)
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
+	// A later name of a file archived is a hard link entry: nothing to
+	// scan, no holes.
+	var sp *tarsafe.SparseMap
+	if hb.LinkTarget(fi) == "" {
+		sp, err = tarsafe.ScanSparse(ctx, fd, fi)
+		if errors.Is(err, tarsafe.ErrTooFragmented) {
+			return 0, false, fmt.Errorf("files:%s: %s: %w; exclude it, or copy it without holes", s.name, e.path, err)
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
+		}
+		if sp != nil && *holes+sp.Holes() > maxPartHoles {
+			return 0, false, fmt.Errorf("files:%s: %s: %w: its %d bytes of holes would bring the part's to %d, over %d (a restore reads every hole as zeros); exclude it",
+				s.name, e.path, tarsafe.ErrTooManyHoles, sp.Holes(), *holes+sp.Holes(), maxPartHoles)
+		}
 	}
 	hdr, err := hb.Header(e.name, fi, "")
 	if err != nil {
@@ -535,6 +555,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	}
 	sparse := sp != nil && hdr.Typeflag == tar.TypeReg
 	if sparse {
+		*holes += sp.Holes()
 		err = tw.WriteSparseHeader(hdr, sp)
 	} else {
 		err = tw.WriteHeader(hdr)

@@ -88,6 +88,10 @@ var testHookBeforeOpen, testHookAfterFile func(path string)
 // maxNameLen is tarsafe.MaxNameLen, lowered by tests.
 var maxNameLen = tarsafe.MaxNameLen
 
+// maxPartHoles is tarsafe.MaxSparseHoles, the hole bytes the sparse
+// entries of one volume's archive may carry; lowered by tests.
+var maxPartHoles int64 = tarsafe.MaxSparseHoles
+
 // gone reports whether err says that a name no longer holds what the
 // listing saw there: removed, or replaced (another inode, a symlink).
 func gone(err error) bool {
@@ -328,7 +332,11 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 // as a GNU sparse entry holding only its data: its holes are neither read
 // nor stored, and a restore does not allocate them. One whose data is
 // scattered in too many pieces to map is left out, logged and counted in
-// sparse_skipped: archived dense it would cost its whole size.
+// sparse_skipped: archived dense it would cost its whole size. So is one
+// whose holes would bring the part's past maxPartHoles: a restore reads
+// every hole as zeros (see [tarsafe.MaxSparseHoles]). A file left out
+// is never the target of a hard link: its later names meet the same test
+// and are left out too.
 func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, c *counts) error {
 	if testHookBeforeOpen != nil {
 		testHookBeforeOpen(e.path)
@@ -346,16 +354,27 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	}
 	defer unix.Close(fd)
 	// Before the header: a file left out must not become the target of
-	// hard links from its other names.
-	sp, err := tarsafe.ScanSparse(ctx, fd, fi)
-	if errors.Is(err, tarsafe.ErrTooFragmented) {
-		c.sparseSkipped++
-		s.log.Warn("sparse file left out: its data is in too many pieces to archive without its holes",
-			"volume", s.name, "file", e.rel, "size", fi.Size(), "error", err)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+	// hard links from its other names. A later name of a file archived
+	// is a hard link entry: nothing to scan, no holes.
+	var sp *tarsafe.SparseMap
+	if hb.LinkTarget(fi) == "" {
+		sp, err = tarsafe.ScanSparse(ctx, fd, fi)
+		if errors.Is(err, tarsafe.ErrTooFragmented) {
+			c.sparseSkipped++
+			s.log.Warn("sparse file left out: its data is in too many pieces to archive without its holes",
+				"volume", s.name, "file", e.rel, "size", fi.Size(), "error", err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+		}
+		if sp != nil && c.holes+sp.Holes() > maxPartHoles {
+			c.sparseSkipped++
+			s.log.Warn("sparse file left out: its holes would cost a restore too long (a restore reads every hole as zeros)",
+				"volume", s.name, "file", e.rel, "size", fi.Size(), "holes", sp.Holes(),
+				"part_holes", c.holes, "max_part_holes", maxPartHoles)
+			return nil
+		}
 	}
 	hdr, err := hb.Header(archiveName(e.rel), fi, "")
 	if err != nil {
@@ -363,6 +382,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	}
 	sparse := sp != nil && hdr.Typeflag == tar.TypeReg
 	if sparse {
+		c.holes += sp.Holes()
 		err = tw.WriteSparseHeader(normalize(hdr), sp)
 	} else {
 		err = tw.WriteHeader(normalize(hdr))
