@@ -410,14 +410,21 @@ func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapsh
 }
 
 // latestOn returns the newest complete snapshot on a destination, the
-// newer ones whose manifests were refused, and rolledBack's verdict.
+// newer ones whose manifests were refused, and the rollbacks found: of the
+// newest snapshot (rolledBack) and of the newest snapshot holding a part
+// (partRollbacks), "" when none.
 func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, string, error) {
-	ls, refused, rollback, err := latestListing(ctx, cfg, d)
+	x, err := latestListing(ctx, cfg, d)
 	if err != nil {
 		return snapshot.Listing{}, nil, "", err
 	}
-	id, _ := snapshot.Latest(ls)
-	return ls[slices.IndexFunc(ls, func(l snapshot.Listing) bool { return l.ID == id })], refused, rollback, nil
+	var newer []snapshot.Listing
+	for _, r := range x.refused {
+		if r.Newer(x.latest) {
+			newer = append(newer, r)
+		}
+	}
+	return x.latest, newer, x.rollbackAlarm(), nil
 }
 
 // NoSnapshotError says that a destination answered but holds no usable

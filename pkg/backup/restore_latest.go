@@ -155,8 +155,10 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 	// Every complete snapshot on every destination, newest first.
 	byID := map[string]*latestCand{}
 	var cands []*latestCand
+	var listed []*destLatest // per destination listed (names in listedOn)
+	var listedOn []string
 	for _, d := range dests {
-		ls, refused, rollback, err := latestListing(ctx, cfg, d)
+		x, err := latestListing(ctx, cfg, d)
 		var ee *exitcode.Error
 		if errors.As(err, &ee) {
 			return nil, "", err
@@ -165,16 +167,25 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 			errs = append(errs, err)
 			continue
 		}
+		listed, listedOn = append(listed, x), append(listedOn, d.Name)
 		if o.Log != nil {
-			if rollback != "" {
-				o.Log.Warn("the newest snapshot this host wrote is missing: restoring from older ones", "destination", d.Name, "problem", rollback)
+			if x.rollback != "" {
+				o.Log.Warn("the newest snapshot this host wrote is missing: restoring from older ones", "destination", d.Name, "problem", x.rollback)
 			}
-			for _, r := range refused {
-				o.Log.Warn("a newer snapshot was refused: check who wrote it (fireops snapshots shows it)",
-					"destination", d.Name, "snapshot", r.ID, "problem", r.Problem)
+			for _, r := range x.parts {
+				if x.rollback == "" || !strings.Contains(x.rollback, r.Snapshot) {
+					o.Log.Warn("a snapshot this host wrote, the newest holding some parts, is missing: those parts come from older ones (rollback: check who changed the destination)",
+						"destination", d.Name, "snapshot", r.Snapshot, "parts", namesOf(r.Parts), "state", r.Why, "problem", r.Problem)
+				}
+			}
+			for _, r := range x.refused {
+				if r.Newer(x.latest) {
+					o.Log.Warn("a newer snapshot was refused: check who wrote it (fireops snapshots shows it)",
+						"destination", d.Name, "snapshot", r.ID, "problem", r.Problem)
+				}
 			}
 		}
-		for _, l := range ls {
+		for _, l := range x.ls {
 			if !l.Complete || l.Problem != "" {
 				continue
 			}
@@ -266,6 +277,25 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 	}
 	slices.SortStableFunc(out, func(a, b partFrom) int { return rank(a.part.ID) - rank(b.part.ID) })
 
+	// A refused snapshot older than the newest but newer than a snapshot a
+	// part comes from may be that part's newest: said too.
+	oldest := byID[used[0]].l
+	for _, pf := range out {
+		if l := byID[pf.snapshotID()].l; oldest.Newer(l) {
+			oldest = l
+		}
+	}
+	var rolled []partRollback
+	for i, x := range listed {
+		rolled = append(rolled, x.parts...)
+		for _, r := range x.refused {
+			if o.Log != nil && !r.Newer(x.latest) && r.Newer(oldest) && !namedIn(x.parts, r.ID) {
+				o.Log.Warn("a snapshot newer than one a part is restored from was refused: check who wrote it (fireops snapshots shows it)",
+					"destination", listedOn[i], "snapshot", r.ID, "problem", r.Problem)
+			}
+		}
+	}
+
 	note := ""
 	if len(used) > 1 {
 		note = fmt.Sprintf("latest: each part from the newest snapshot holding it; %d snapshots read, newest first: %s", len(used), strings.Join(used, ", "))
@@ -281,7 +311,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 		slices.Sort(miss)
 		note = joinNote(note, fmt.Sprintf("%s failed in %s and no older snapshot holds it: not in the plan", strings.Join(miss, ", "), fullRun))
 	}
-	return out, note, nil
+	return out, joinNote(note, rollbackNote(out, rolled)), nil
 }
 
 // leftOut counts the parts that the snapshots older than the first n of
@@ -315,8 +345,8 @@ func leftOut(cands []*latestCand, n int) int {
 }
 
 func joinNote(a, b string) string {
-	if a == "" {
-		return b
+	if a == "" || b == "" {
+		return a + b
 	}
 	return a + "; " + b
 }
@@ -365,31 +395,49 @@ func restoreWhat(res *RestoreResult) string {
 	return "restore " + res.Snapshot
 }
 
+// destLatest is what latestListing finds on a destination.
+type destLatest struct {
+	ls []snapshot.Listing
+	// latest is the newest complete snapshot (snapshot.Latest).
+	latest snapshot.Listing
+	// refused are the listed snapshots whose manifest was refused, oldest
+	// first.
+	refused []snapshot.Listing
+	// rollback is rolledBack's verdict on latest, parts partRollbacks'.
+	rollback string
+	parts    []partRollback
+}
+
 // latestListing lists a destination's snapshots and finds its newest
-// complete one (latestOn), returning the whole listing too.
-func latestListing(ctx context.Context, cfg *config.Config, d Dest) ([]snapshot.Listing, []snapshot.Listing, string, error) {
+// complete one (snapshot.Latest), the refused ones, and whether snapshots
+// the host wrote there are missing (rolledBack, partRollbacks).
+func latestListing(ctx context.Context, cfg *config.Config, d Dest) (*destLatest, error) {
 	trusted, err := TrustedKeys(cfg)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
 	latest, ok := snapshot.Latest(ls)
 	if !ok {
-		return nil, nil, "", noSnapshotOn(ctx, cfg, d, ls)
+		return nil, noSnapshotOn(ctx, cfg, d, ls)
 	}
-	for i, l := range ls {
+	x := &destLatest{ls: ls}
+	found := false
+	for _, l := range ls {
 		if l.ID == latest {
-			var refused []snapshot.Listing
-			for _, n := range ls[i+1:] {
-				if n.Problem != "" {
-					refused = append(refused, n)
-				}
-			}
-			return ls, refused, rolledBack(cfg, d, ls, l), nil
+			x.latest, found = l, true
+		}
+		if l.Problem != "" {
+			x.refused = append(x.refused, l)
 		}
 	}
-	return nil, nil, "", fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+	if !found {
+		return nil, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+	}
+	x.rollback = rolledBack(cfg, d, ls, x.latest)
+	x.parts = partRollbacks(cfg, d, ls)
+	return x, nil
 }

@@ -291,6 +291,13 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 				return rd
 			}
 			log.Info("snapshot removed", "destination", d.Name, "snapshot", dec.ID, "state", dec.State, "reasons", strings.Join(dec.Reasons, ", "))
+			if dec.State == retention.Complete {
+				// Removed by the policy, not lost: never a rollback (see
+				// snapshot.ForgetPartsWritten).
+				if err := snapshot.ForgetPartsWritten(cfg.StateDir, cfg.Host, d.Name, dec.ID); err != nil {
+					log.Warn("per-part record not updated", "destination", d.Name, "snapshot", dec.ID, "err", err)
+				}
+			}
 		}
 		removed[dec.ID] = true
 		if dec.State == retention.Incomplete {

@@ -697,7 +697,7 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 		}
 		r.uploaded.Add(int64(len(f.data)))
 	}
-	if err := r.known.setLast(res.ID, data); err != nil {
+	if err := r.known.setLast(res.ID, data, Written{Tagger: tagger, Parts: r.parts, Clean: !m.Only && m.FailedParts == 0}); err != nil {
 		return fmt.Errorf("destination %s: %w", r.store.Name(), err)
 	}
 	return nil

@@ -273,11 +273,15 @@ func (k *Known) sync() error {
 }
 
 // setLast records the newest snapshot written in this space, with the
-// SHA-256 of its manifest (to notice a destination rewritten since).
-func (k *Known) setLast(id string, manifest []byte) error {
+// SHA-256 of its manifest (to notice a destination rewritten since), and
+// the parts it holds in the destination's per-part record (PartsWritten).
+func (k *Known) setLast(id string, manifest []byte, w Written) error {
 	sum := sha256.Sum256(manifest)
 	k.last = id + " " + hex.EncodeToString(sum[:])
 	if err := writeFileAtomic(k.path+".last", []byte(k.last), 0o600); err != nil {
+		return err
+	}
+	if err := recordParts(k.stateDir, k.host, k.dest, id, w); err != nil {
 		return err
 	}
 	k.mu.Lock()
@@ -684,4 +688,143 @@ func LastWritten(stateDir, host, dest string) string {
 		}
 	}
 	return last
+}
+
+// Written is what a snapshot just written holds, for the per-part record
+// (PartsWritten).
+type Written struct {
+	// Tagger tags the parts (the run's signing key).
+	Tagger *PartTagger
+	// Parts are the parts the snapshot holds.
+	Parts []Part
+	// Clean is a run of every configured part (not --only) in which none
+	// failed: the manifest's !Only && FailedParts == 0.
+	Clean bool
+}
+
+// PartWritten is one entry of a destination's per-part record: the newest
+// snapshot this host wrote there holding a part.
+type PartWritten struct {
+	// Tag is the part's keyed tag, as in the manifests (Listing.PartTags).
+	Tag string
+	// Snapshot is the id of the newest snapshot written holding it.
+	Snapshot string
+	// Part is the part's id ("files:stack"): state_dir is on the host.
+	Part string
+}
+
+// partsPath is the per-part record of a destination in stateDir.
+func partsPath(stateDir, host, dest string) string {
+	sum := sha256.Sum256([]byte(host + "\x00" + dest))
+	return filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+".parts")
+}
+
+// PartsWritten returns a destination's per-part record, sorted by part:
+// for each part this host wrote there since (and including) its last
+// clean run (Written.Clean), the newest snapshot holding it. A snapshot
+// of a part that is older than the record's (or gone, or refused) while
+// no newer clean run retires the part means the destination lost the
+// part's newest snapshot: a per-part rollback that the newest snapshot
+// alone does not show (an --only run, or a run in which that part
+// failed, taken after the lost one). Empty when the host has no record
+// (a fresh state_dir: a new host after a disaster).
+func PartsWritten(stateDir, host, dest string) []PartWritten {
+	m := readParts(partsPath(stateDir, host, dest))
+	out := make([]PartWritten, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b PartWritten) int {
+		if c := strings.Compare(a.Part, b.Part); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Tag, b.Tag)
+	})
+	return out
+}
+
+// readParts reads a per-part record (missing or unreadable: empty), one
+// entry a line: tag, snapshot id, part id. Malformed lines are skipped.
+func readParts(p string) map[string]PartWritten {
+	out := map[string]PartWritten{}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.SplitN(line, " ", 3)
+		if len(f) != 3 || !partTagRE.MatchString(f[0]) || !ValidSnapshotID(f[1]) {
+			continue
+		}
+		if old, ok := out[f[0]]; ok && old.Snapshot > f[1] {
+			continue
+		}
+		out[f[0]] = PartWritten{Tag: f[0], Snapshot: f[1], Part: f[2]}
+	}
+	return out
+}
+
+// writeParts replaces a per-part record (written to a temporary file,
+// synced, renamed: a crash leaves the old record or the new one).
+func writeParts(p string, m map[string]PartWritten) error {
+	if len(m) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("per-part record: %w", err)
+		}
+		return nil
+	}
+	lines := make([]string, 0, len(m))
+	for _, e := range m {
+		lines = append(lines, e.Tag+" "+e.Snapshot+" "+strings.ReplaceAll(e.Part, "\n", " ")+"\n")
+	}
+	slices.Sort(lines)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("per-part record: %w", err)
+	}
+	return writeFileAtomic(p, []byte(strings.Join(lines, "")), 0o600)
+}
+
+// recordParts adds snapshot id's parts to the destination's per-part
+// record. A clean run starts the record afresh: a part it does not hold
+// is retired (no longer on the server, or tagged anew under a new signing
+// key), and retention no longer keeps its newest snapshot (docs/retention.md),
+// so the record holds the parts of the last clean run and those written
+// since. Any other run (--only, or one in which a part failed) merges.
+// The snapshot runs of one host do not overlap (the snapshot job lock),
+// and rotate edits it (ForgetPartsWritten) only under the objects
+// lock held exclusively, which a snapshot holds shared.
+func recordParts(stateDir, host, dest, id string, w Written) error {
+	if w.Tagger == nil {
+		return nil
+	}
+	p := partsPath(stateDir, host, dest)
+	m := map[string]PartWritten{}
+	if !w.Clean {
+		m = readParts(p)
+	}
+	for _, part := range w.Parts {
+		tag := w.Tagger.Tag(part.ID)
+		m[tag] = PartWritten{Tag: tag, Snapshot: id, Part: part.ID}
+	}
+	return writeParts(p, m)
+}
+
+// ForgetPartsWritten drops from a destination's per-part record the
+// entries of snapshots that rotate removes by policy (it never removes the
+// newest snapshot of a live part: this only drops what a retired part or
+// a stale record left), so that rotate's own removals never read as a
+// rollback.
+func ForgetPartsWritten(stateDir, host, dest string, ids ...string) error {
+	p := partsPath(stateDir, host, dest)
+	m := readParts(p)
+	n := len(m)
+	for tag, e := range m {
+		if slices.Contains(ids, e.Snapshot) {
+			delete(m, tag)
+		}
+	}
+	if len(m) == n {
+		return nil
+	}
+	return writeParts(p, m)
 }

@@ -1,0 +1,177 @@
+package backup
+
+// Per-part rollback: the newest snapshot on a destination may hold only
+// some parts (`snapshot --only`, or a nightly run in which a part failed),
+// and restore latest then takes the other parts from older snapshots. A
+// provider that deletes (or spoils the manifest of) the snapshot before it
+// rolls those parts back, and the newest snapshot, still the one the host
+// wrote last, shows nothing. So the host records, per destination, the
+// newest snapshot it wrote holding each part (snapshot.PartsWritten), and
+// restore latest and verify latest compare each entry with the listing.
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// partRollback is a snapshot this host wrote to a destination, the newest
+// holding some parts, that is not usable there, while no newer snapshot
+// there holds those parts or retires them.
+type partRollback struct {
+	Dest string
+	// Snapshot is the id of the snapshot the host wrote.
+	Snapshot string
+	// Why says what became of it: gone, incomplete or refused; Problem is
+	// why a refused one was refused.
+	Why, Problem string
+	// Parts are the parts it was the newest snapshot holding (part ids,
+	// from the host's record).
+	Parts []string
+}
+
+func (r partRollback) String() string {
+	return fmt.Sprintf("snapshot %s, the newest this host wrote to %s holding %s, is %s there and no newer one holds them: they would be restored from older snapshots (rollback): check who changed the destination",
+		r.Snapshot, r.Dest, namesOf(r.Parts), r.Why)
+}
+
+// namesOf names parts, the first few of them.
+func namesOf(parts []string) string {
+	const shown = 5
+	if len(parts) <= shown {
+		return strings.Join(parts, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(parts[:shown], ", "), len(parts)-shown)
+}
+
+// partRollbacks compares the host's per-part record of destination d with
+// its listing ls: for each part recorded, the snapshot written holding it
+// must be listed and usable, unless a snapshot there of a later second
+// holds the part or is a clean run (a full run in which no part failed,
+// see snapshot.Written) that does not: the part is then retired, and
+// rotate may remove its snapshots (the record of an older state_dir, or a
+// part retired under an earlier signing key). Nil when the host has no
+// record (a new host after a disaster: as before the record existed).
+func partRollbacks(cfg *config.Config, d Dest, ls []snapshot.Listing) []partRollback {
+	rec := snapshot.PartsWritten(cfg.StateDir, cfg.Host, d.Name)
+	if len(rec) == 0 {
+		return nil
+	}
+	byID := make(map[string]snapshot.Listing, len(ls))
+	for _, l := range ls {
+		byID[l.ID] = l
+	}
+	var out []partRollback
+	at := map[string]int{} // snapshot id -> index in out
+	for _, e := range rec {
+		l, listed := byID[e.Snapshot]
+		if listed && usable(l) || supersededOn(ls, e) {
+			continue
+		}
+		i, ok := at[e.Snapshot]
+		if !ok {
+			r := partRollback{Dest: d.Name, Snapshot: e.Snapshot, Why: "gone"}
+			switch {
+			case listed && l.Problem != "":
+				r.Why, r.Problem = "refused (`fireops snapshots` says why)", l.Problem
+			case listed:
+				r.Why = "incomplete (no manifest)"
+			}
+			i = len(out)
+			at[e.Snapshot] = i
+			out = append(out, r)
+		}
+		out[i].Parts = append(out[i].Parts, e.Part)
+	}
+	return out
+}
+
+// usable reports whether a listed snapshot can be read: complete, its
+// manifest accepted.
+func usable(l snapshot.Listing) bool { return l.Complete && l.Problem == "" }
+
+// supersededOn reports whether a usable snapshot of ls taken in a later
+// second than the recorded one holds the part, or is a clean run without
+// it (a snapshot that records no parts counts as holding it).
+func supersededOn(ls []snapshot.Listing, e snapshot.PartWritten) bool {
+	for _, l := range ls {
+		if !usable(l) || l.ID[:16] <= e.Snapshot[:16] {
+			continue
+		}
+		if l.PartTags == nil || !l.Only && l.FailedParts == 0 {
+			return true
+		}
+		for _, t := range l.PartTags {
+			if t == e.Tag {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rollbackAlarm is the verdict of destLatest: the whole-snapshot rollback
+// (rolledBack) and the per-part ones, each missing snapshot named once.
+func (x *destLatest) rollbackAlarm() string {
+	out := x.rollback
+	for _, r := range x.parts {
+		if x.rollback != "" && strings.Contains(x.rollback, r.Snapshot) {
+			continue
+		}
+		out = joinNote(out, r.String())
+	}
+	return out
+}
+
+// rolledBackParts says which planned parts a per-part rollback affects:
+// those of r that out takes from a snapshot older than r.Snapshot, or does
+// not restore at all. Empty when another destination still had it.
+func rolledBackParts(out []partFrom, r partRollback) (older, missing []string) {
+	for _, id := range r.Parts {
+		i := -1
+		for j, pf := range out {
+			if pf.part.ID == id {
+				i = j
+				break
+			}
+		}
+		switch {
+		case i < 0:
+			missing = append(missing, id)
+		case out[i].snapshotID() == r.Snapshot || out[i].snapshotID()[:16] > r.Snapshot[:16]:
+		default:
+			older = append(older, id)
+		}
+	}
+	return older, missing
+}
+
+// rollbackNote is the plan's note about the per-part rollbacks of every
+// destination that the plan out is affected by.
+func rollbackNote(out []partFrom, rs []partRollback) string {
+	note := ""
+	for _, r := range rs {
+		older, missing := rolledBackParts(out, r)
+		if len(older) > 0 {
+			note = joinNote(note, fmt.Sprintf("%s from snapshots older than %s, the newest this host wrote holding them, which is %s on %s (rollback: check who changed the destination)",
+				namesOf(older), r.Snapshot, r.Why, r.Dest))
+		}
+		if len(missing) > 0 {
+			note = joinNote(note, fmt.Sprintf("%s not restored: %s, the newest snapshot this host wrote holding them, is %s on %s and no other holds them (rollback: check who changed the destination)",
+				namesOf(missing), r.Snapshot, r.Why, r.Dest))
+		}
+	}
+	return note
+}
+
+// namedIn reports whether one of rs is about snapshot id.
+func namedIn(rs []partRollback, id string) bool {
+	for _, r := range rs {
+		if r.Snapshot == id {
+			return true
+		}
+	}
+	return false
+}
