@@ -24,7 +24,25 @@
 # broke. Usage: scripts/gpu-smoke.sh [extra `fireops gpu check` flags...]
 #   e.g. scripts/gpu-smoke.sh --require-container-runtime=false
 #        scripts/gpu-smoke.sh --smoke-image nvidia/cuda:12.4.1-base-ubuntu22.04
+#
+# --hub [FLAGS...] then runs scripts/gpu-smoke-hub.sh FLAGS... with the
+# fireops just built: two user servers of the deployed stack, each checked
+# to see exactly the GPUs the hub's GPU policy assigned it (see that
+# script), its output in the same OUT.
+#   e.g. sudo scripts/gpu-smoke.sh --hub --deploy
 set -euo pipefail
+
+check_args=() hub_args=() hub=0
+while [ $# -gt 0 ]; do
+	if [ "$1" = --hub ]; then
+		hub=1
+		shift
+		hub_args=("$@")
+		break
+	fi
+	check_args+=("$1")
+	shift
+done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu-smoke-out}
@@ -56,10 +74,10 @@ mkdir "$tmp/textfile"
 printf 'metrics:\n  textfile_dir: %s\n' "$tmp/textfile" >"$tmp/fireops.yaml"
 
 set +e
-timeout 120 "$OUT/fireops" --config "$tmp/fireops.yaml" gpu check --json "$@" \
+timeout 120 "$OUT/fireops" --config "$tmp/fireops.yaml" gpu check --json ${check_args[@]+"${check_args[@]}"} \
 	>"$OUT/fireops-gpu-check.json" 2>"$OUT/fireops-gpu-check.stderr"
 rc=$?
-timeout 120 "$OUT/fireops" --config "$tmp/fireops.yaml" gpu check --no-metrics "$@" \
+timeout 120 "$OUT/fireops" --config "$tmp/fireops.yaml" gpu check --no-metrics ${check_args[@]+"${check_args[@]}"} \
 	>"$OUT/fireops-gpu-check.txt" 2>>"$OUT/fireops-gpu-check.stderr"
 rc_text=$?
 set -e
@@ -157,6 +175,14 @@ PY
 else
 	say "fireops and nvidia-smi DISAGREE: $(tail -1 "$OUT/compare.txt") (see compare.txt)"
 	status=1
+fi
+
+if [ "$hub" = 1 ]; then
+	say "scripts/gpu-smoke-hub.sh ${hub_args[*]}"
+	export OUT FIREOPS="$OUT/fireops"
+	if ! "$ROOT/scripts/gpu-smoke-hub.sh" ${hub_args[@]+"${hub_args[@]}"}; then
+		status=1
+	fi
 fi
 
 say "outputs in $OUT"

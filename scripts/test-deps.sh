@@ -29,7 +29,7 @@ SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 PKGS=(docker.io jupyterhub python3-bcrypt prometheus prometheus-alertmanager
 	prometheus-node-exporter age zstd sqlite3 restic tar node-configurable-http-proxy
-	systemd jq rclone) # systemd-analyze verify checks the units in systemd/; jq, rclone: the runbook
+	systemd jq rclone shellcheck) # systemd-analyze verify checks the units in systemd/; jq, rclone: the runbook; shellcheck: scripts/gpu-smoke*.sh
 
 say() { echo "test-deps: $*"; }
 die() {
