@@ -19,7 +19,11 @@ package backup
 // listed in that run (volume:*, the Docker Engine down) takes the parts of
 // that kind from the snapshots walked on to the newest older full run
 // holding any. The result names each part's snapshot, and Note says how
-// the snapshots were chosen.
+// the snapshots were chosen, and which parts come from snapshots older
+// than the newest one this host wrote holding them (rollback_parts.go:
+// that one is gone, incomplete or refused on a destination and no other
+// has it). Refused snapshots newer than the newest, or than a snapshot a
+// part comes from, are logged.
 
 import (
 	"context"
