@@ -6,7 +6,8 @@
 //
 // The Resolver serves `fireops gpu check` (its processes per user); the
 // Collector serves the `fireops schedule` daemon's /metrics (GPU memory
-// and utilisation per container, labelled with the hub user).
+// and utilisation per container, labelled with the hub user); Textfile
+// writes its series for node-exporter's textfile collector.
 //
 // It must never crash or flood the daemon's log: an NVML error on one GPU
 // is counted and logged once, the others are still reported; a host
