@@ -14,17 +14,42 @@ import (
 // fileKey identifies an inode, for hard link detection.
 type fileKey struct{ dev, ino uint64 }
 
+// FileStamp tells a file from a later one that got its inode number
+// after it was removed (file systems reuse them at once): its change and
+// modification times and size. Two names of one file that nobody changed
+// in between have the same stamp.
+type FileStamp struct {
+	ctime, mtime syscall.Timespec
+	size         int64
+}
+
+// StampOf returns the FileStamp of st.
+func StampOf(st *syscall.Stat_t) FileStamp {
+	return FileStamp{ctime: st.Ctim, mtime: st.Mtim, size: st.Size}
+}
+
+// linkTarget is the first name of a file with several, and its stamp.
+type linkTarget struct {
+	name  string
+	stamp FileStamp
+}
+
 // HeaderBuilder makes tar headers from file metadata for archive writers.
 // It remembers the regular files with more than one link it has seen, by
-// (device, inode), so that the second and later names of a file become hard
-// link entries instead of copies. Use one HeaderBuilder per archive; it is
-// not safe for concurrent use.
+// (device, inode) and [FileStamp], so that the second and later names of
+// a file become hard link entries instead of copies. A name whose inode
+// number was seen with another stamp is a regular entry (and the first
+// name of what may be a new file): an inode number reused during a walk
+// (a hard-linked file removed, a new one created) must not make the new
+// file a hard link to the old one's name, and a file changed between two
+// of its names is better archived twice than linked to other contents.
+// Use one HeaderBuilder per archive; it is not safe for concurrent use.
 //
 // Owner names are looked up once per id and archive, failed lookups too
 // (archive/tar caches only the names it found, so every file of an owner
 // the host does not know cost a lookup in the user database).
 type HeaderBuilder struct {
-	links   map[fileKey]string
+	links   map[fileKey]linkTarget
 	numeric bool              // no owner names
 	unames  map[uint32]string // "" where the lookup failed
 	gnames  map[uint32]string
@@ -33,7 +58,7 @@ type HeaderBuilder struct {
 
 // NewHeaderBuilder returns a HeaderBuilder for one archive.
 func NewHeaderBuilder() *HeaderBuilder {
-	return &HeaderBuilder{links: map[fileKey]string{}, unames: map[uint32]string{}, gnames: map[uint32]string{}}
+	return &HeaderBuilder{links: map[fileKey]linkTarget{}, unames: map[uint32]string{}, gnames: map[uint32]string{}}
 }
 
 // NewNumericHeaderBuilder returns a HeaderBuilder for one archive whose
@@ -86,7 +111,9 @@ func (n *namedInfo) Gname() (string, error) {
 // nothing: a caller that may leave the file out asks it first.
 func (b *HeaderBuilder) LinkTarget(fi fs.FileInfo) string {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
-		return b.links[fileKey{dev: uint64(st.Dev), ino: st.Ino}]
+		if l, ok := b.links[fileKey{dev: uint64(st.Dev), ino: st.Ino}]; ok && l.stamp == StampOf(st) {
+			return l.name
+		}
 	}
 	return ""
 }
@@ -100,9 +127,9 @@ func (b *HeaderBuilder) LinkTarget(fi fs.FileInfo) string {
 // out, so an unchanged tree gives the same bytes.
 //
 // A regular file with more than one link whose inode was already passed to
-// this builder yields a hard link entry (tar.TypeLink, Size 0) pointing at
-// the first name; the caller must then write no contents. Sockets are
-// refused: a tar archive cannot hold them.
+// this builder, with the same [FileStamp], yields a hard link entry
+// (tar.TypeLink, Size 0) pointing at the first name; the caller must then
+// write no contents. Sockets are refused: a tar archive cannot hold them.
 func (b *HeaderBuilder) Header(name string, fi fs.FileInfo, link string) (*tar.Header, error) {
 	if fi.Mode()&fs.ModeSocket != 0 {
 		return nil, fmt.Errorf("tarsafe: %s: sockets cannot be archived", name)
@@ -122,13 +149,13 @@ func (b *HeaderBuilder) Header(name string, fi fs.FileInfo, link string) (*tar.H
 	hdr.AccessTime = time.Time{}
 	hdr.ChangeTime = time.Time{}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
-		key := fileKey{dev: uint64(st.Dev), ino: st.Ino}
-		if first, seen := b.links[key]; seen {
+		key, stamp := fileKey{dev: uint64(st.Dev), ino: st.Ino}, StampOf(st)
+		if first, seen := b.links[key]; seen && first.stamp == stamp {
 			hdr.Typeflag = tar.TypeLink
-			hdr.Linkname = first
+			hdr.Linkname = first.name
 			hdr.Size = 0
 		} else {
-			b.links[key] = name
+			b.links[key] = linkTarget{name: name, stamp: stamp}
 		}
 	}
 	return hdr, nil

@@ -64,8 +64,8 @@ type walker struct {
 	s       *Source
 	c       *counts
 	root    string
-	dropped map[inode]bool // files whose first name was left out
-	seen    map[inode]bool // files with several names already walked
+	dropped map[inode]tarsafe.FileStamp // files whose first name was left out
+	seen    map[inode]tarsafe.FileStamp // files with several names already walked
 	fn      func(entry) error
 	dirbuf  []byte // getdents buffer
 	chain   tarsafe.DirChain
@@ -99,7 +99,7 @@ func gone(err error) bool {
 }
 
 func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(entry) error) error {
-	w := &walker{s: s, c: c, root: root, dropped: map[inode]bool{}, seen: map[inode]bool{}, fn: fn, dirbuf: make([]byte, 32<<10)}
+	w := &walker{s: s, c: c, root: root, dropped: map[inode]tarsafe.FileStamp{}, seen: map[inode]tarsafe.FileStamp{}, fn: fn, dirbuf: make([]byte, 32<<10)}
 	defer w.chain.Close()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -176,11 +176,13 @@ func (w *walker) step(ctx context.Context) error {
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	if w.s.excluded[child.rel] {
 		// Left out. When it is the first name of a file with several,
-		// its other names are left out too (as the api path does).
+		// its other names are left out too (as the api path does). The
+		// stamp tells that file from a later one given its inode number
+		// (the file removed during the walk, a new one created).
 		if st != nil && fi.Mode().IsRegular() && st.Nlink > 1 {
-			k := inode{uint64(st.Dev), st.Ino}
-			if !w.seen[k] {
-				w.dropped[k] = true
+			k, stamp := inode{uint64(st.Dev), st.Ino}, tarsafe.StampOf(st)
+			if seen, ok := w.seen[k]; !ok || seen != stamp {
+				w.dropped[k] = stamp
 			}
 		}
 		return nil
@@ -219,11 +221,11 @@ func (w *walker) step(ctx context.Context) error {
 		return nil
 	case m.IsRegular():
 		if st != nil && st.Nlink > 1 {
-			k := inode{uint64(st.Dev), st.Ino}
-			if w.dropped[k] {
+			k, stamp := inode{uint64(st.Dev), st.Ino}, tarsafe.StampOf(st)
+			if d, ok := w.dropped[k]; ok && d == stamp {
 				return nil
 			}
-			w.seen[k] = true
+			w.seen[k] = stamp
 		}
 	case m&fs.ModeSymlink != 0:
 		link, err := tarsafe.Readlinkat(fd, n, p)
