@@ -306,7 +306,10 @@ func chainKeeps(i int) bool { return i%walkHeldDirs == 0 }
 // openDir opens the folder name in dirfd without following a symlink and
 // checks that it is want (device and inode, from a listing's lstat; nil:
 // not checked). A symlink or a non-folder at name wraps ErrChanged, like
-// another folder.
+// another folder. Nothing but a folder is ever opened: the kernel refuses
+// O_DIRECTORY on anything else (ENOTDIR) before it calls a driver's open,
+// so a device node swapped in for a folder is not opened
+// (TestOpenRegularOpensNothingElse checks it with inotify).
 func openDir(dirfd int, name, path string, want fs.FileInfo) (int, fs.FileInfo, error) {
 	fd, err := Openat(dirfd, name, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
 	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
