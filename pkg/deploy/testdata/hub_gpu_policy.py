@@ -365,10 +365,13 @@ class TestContainers(PolicyTest):
         self.assertEqual(self.engine.removed, [])
 
     def test_running_container_left_alone(self):
+        """A running container is reused as it is, and its GPUs are not
+        assigned again to a later start."""
         self.policy(pool=["0", "1"], default={"count": 0})
         self.engine.add("jupyter-ada", True, [{"Driver": "nvidia", "Count": 0, "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}])
         self.assertEqual(self.gpus("ada"), ["1"])
         self.assertEqual(self.engine.removed, [])
+        self.assertNotIn("jupyter-ada", self.ns["GPU_PENDING"])
 
 
 class TestProfiles(PolicyTest):

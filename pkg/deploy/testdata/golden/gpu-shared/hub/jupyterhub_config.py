@@ -408,6 +408,11 @@ async def gpu_pre_spawn_hook(spawner):
     async with GPU_LOCK:
         existing = await spawner.get_object()
         had = gpu_held(existing) if existing else []
+        if existing and existing["State"].get("Running"):
+            # Already running (the hub lost track of it): DockerSpawner
+            # reuses it as it is.
+            spawner.log.info("GPUs for %s: %s (its running container)", spawner.user.name, gpu_text(had))
+            return
         if "devices" in grant:
             gpus = list(grant["devices"])
         elif grant["count"] == GPU_ALL:
@@ -433,7 +438,7 @@ async def gpu_pre_spawn_hook(spawner):
         host_config = dict(spawner.extra_host_config)
         host_config["device_requests"] = requests
         spawner.extra_host_config = host_config
-        if existing and not existing["State"].get("Running") and had != gpus:
+        if existing and had != gpus:
             spawner.log.info(
                 "GPUs of %s change from %s to %s: removing its stopped container",
                 spawner.container_name, gpu_text(had), gpu_text(gpus),
