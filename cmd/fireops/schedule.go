@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/buildinfo"
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/deploy"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpuusage"
 	"github.com/firetech/fireops/pkg/lock"
@@ -35,7 +39,12 @@ run by a random time. A run missed because the previous one was still
 going, or because the daemon was down, is logged.
 
 It serves /metrics on metrics.listen: its own counters and every job's
-results (the same metrics as the textfiles in metrics.textfile_dir).
+results (the same metrics as the textfiles in metrics.textfile_dir), and
+the GPU usage per user server. When metrics.textfile_dir is set and the
+stack's Prometheus does not scrape metrics.listen (a loopback address, the
+default), it also writes the GPU usage to fireops_gpu_usage.prom there
+every 15 s, and removes that file when it stops (docs/gpu.md); it decides
+so at start: restart it after changing either key.
 
 SIGHUP reloads the config (a bad one is logged and the old one stays).
 SIGTERM or SIGINT stops it: no new run starts, a running snapshot is
@@ -84,8 +93,12 @@ EXIT STATUS
 			a.stdout = io.Discard
 			// GPU memory and utilisation per user server, measured at
 			// each scrape (docs/gpu.md); nothing on a host without GPUs.
-			gpuUsage := gpuusage.NewCollector(gpuusage.CollectorOptions{Log: a.log})
+			gpuUsage := gpuusage.NewCollector(gpuusage.CollectorOptions{Log: a.log, NVML: gpuUsageNVML})
 			defer gpuUsage.Close()
+			// ... and written to metrics.textfile_dir for node-exporter
+			// when the stack's Prometheus does not scrape /metrics.
+			stopGPUTextfile := a.gpuUsageTextfile(ctx, cfg.Metrics, gpuUsage)
+			defer stopGPUTextfile()
 			err = schedule.Run(ctx, schedule.Options{
 				Load: a.scheduleConfig, Log: a.log, StopTimeout: stopTimeout, Results: results,
 				Collectors: []prometheus.Collector{gpuUsage},
@@ -102,6 +115,65 @@ EXIT STATUS
 	}
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", time.Minute, "on SIGTERM, wait this long for running jobs to clean up")
 	return cmd
+}
+
+// The per-user GPU usage of the daemon; tests set them (a go-nvml mock, a
+// short interval).
+var (
+	// gpuUsageNVML is the NVML library the daemon measures with; nil
+	// means the real one.
+	gpuUsageNVML nvml.Interface
+	// gpuUsageInterval is how often the daemon rewrites the textfile.
+	gpuUsageInterval = gpuusage.TextfileInterval
+)
+
+// gpuUsageTextfileDir returns the folder the daemon writes the per-user
+// GPU usage textfile to, "" for none, and why. The series reach the
+// stack's Prometheus once: through node-exporter's textfile collector
+// when fireops deploy renders no scrape job for metrics.listen (the
+// default, loopback), else on /metrics only; both would count every
+// container twice in the dashboards' sums.
+func gpuUsageTextfileDir(m config.Metrics) (dir, why string) {
+	switch target := deploy.FireopsScrapeTarget(m.Listen); {
+	case m.TextfileDir == "":
+		return "", "metrics.textfile_dir is not set"
+	case target != "":
+		return "", "the stack's Prometheus scrapes /metrics at " + target
+	}
+	return m.TextfileDir, ""
+}
+
+// gpuUsageTextfile starts writing the per-user GPU usage to
+// metrics.textfile_dir (gpuUsageTextfileDir) every gpuUsageInterval;
+// stop ends it and removes the file, so that node-exporter serves no
+// stale values once the daemon stops. Without a textfile, a file an
+// earlier daemon left is removed.
+func (a *app) gpuUsageTextfile(ctx context.Context, m config.Metrics, c *gpuusage.Collector) (stop func()) {
+	dir, why := gpuUsageTextfileDir(m)
+	if dir == "" {
+		a.log.Info("per-user GPU usage: on /metrics only, no textfile", "reason", why)
+		if m.TextfileDir != "" {
+			if err := os.Remove(filepath.Join(m.TextfileDir, gpuusage.TextfileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				a.log.Warn("per-user GPU usage: cannot remove an earlier daemon's textfile", "err", err)
+			}
+		}
+		return func() {}
+	}
+	tf, err := gpuusage.NewTextfile(c, dir, "", a.log)
+	if err != nil {
+		a.log.Warn("per-user GPU usage: no textfile", "err", err)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tf.Run(ctx, gpuUsageInterval)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // scheduleConfig loads the config and turns its schedule: section into the
