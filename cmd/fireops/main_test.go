@@ -11,8 +11,11 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
+// TestMain runs the tests under hostGuard: the test binary fails when a
+// test wrote to the host's own backup, state, textfile, config or stack
+// folders. Run as "fireops" (a script's exec), it is the program.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(newHostGuard(m), map[string]func(){
 		"fireops": func() { os.Exit(Main()) },
 	})
 }
@@ -41,6 +44,7 @@ func TestScripts(t *testing.T) {
 			"testmongo": cmdTestMongo,
 			"mongo":     cmdMongo,
 			"dr":        cmdDR,
+			"initlocal": cmdInitLocal,
 		},
 	})
 }
