@@ -284,6 +284,12 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 			if dec.State == retention.Incomplete {
 				err = snapshot.RemoveIncomplete(ctx, d.Store, cfg.Host, dec.ID)
 			} else {
+				// Removed by the policy, not lost: never a rollback (see
+				// snapshot.ForgetPartsWritten), even if rotate stops half
+				// way through the removal.
+				if err := snapshot.ForgetPartsWritten(cfg.StateDir, cfg.Host, d.Name, dec.ID); err != nil {
+					log.Warn("per-part record not updated", "destination", d.Name, "snapshot", dec.ID, "err", err)
+				}
 				err = snapshot.RemoveSnapshot(ctx, d.Store, cfg.Host, dec.ID)
 			}
 			if err != nil {
@@ -291,13 +297,6 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 				return rd
 			}
 			log.Info("snapshot removed", "destination", d.Name, "snapshot", dec.ID, "state", dec.State, "reasons", strings.Join(dec.Reasons, ", "))
-			if dec.State == retention.Complete {
-				// Removed by the policy, not lost: never a rollback (see
-				// snapshot.ForgetPartsWritten).
-				if err := snapshot.ForgetPartsWritten(cfg.StateDir, cfg.Host, d.Name, dec.ID); err != nil {
-					log.Warn("per-part record not updated", "destination", d.Name, "snapshot", dec.ID, "err", err)
-				}
-			}
 		}
 		removed[dec.ID] = true
 		if dec.State == retention.Incomplete {
