@@ -8,6 +8,11 @@ import "path/filepath"
 // pkg/deploy's SecretsDir is the same (a test there keeps them equal).
 const StackSecretsDir = "secrets"
 
+// HubTokenSecret is the file in StackSecretsDir that holds the hub API
+// token deploy generates for fireops; hub.token_file defaults to it when
+// the config has a stack section.
+const HubTokenSecret = "hub-fireops-token"
+
 // WrittenByDeploy reports whether name is a file in stack.dir's secrets
 // folder, which `fireops deploy` writes. Such a file missing is not a
 // config error: before the first deploy it cannot exist, and deploy itself

@@ -68,3 +68,42 @@ sources:
 		t.Errorf("a world-readable mongo-uri in stack secrets: %v", err)
 	}
 }
+
+// TestHubTokenDefault: with a stack section, hub.token_file defaults to the
+// token deploy generates; without one (a backup-only host) it stays unset,
+// and a configured one always wins.
+func TestHubTokenDefault(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	base := `
+keys:
+  recipients: [RECIPIENT]
+destinations:
+  - {name: local, remote: backups}
+`
+	for _, tc := range []struct {
+		name, extra string
+		want        func(cfg *Config) string
+	}{
+		{"stack section", "stack: {dir: stack}\n", func(cfg *Config) string {
+			return filepath.Join(cfg.Stack.Dir, StackSecretsDir, HubTokenSecret)
+		}},
+		{"bare stack key", "stack:\n", func(cfg *Config) string {
+			return filepath.Join(cfg.Stack.Dir, StackSecretsDir, HubTokenSecret)
+		}},
+		{"no stack", "", func(*Config) string { return "" }},
+		{"configured", "stack: {dir: stack}\nhub: {token_file: stack/secrets/other}\n", func(cfg *Config) string {
+			return filepath.Join(cfg.Stack.Dir, StackSecretsDir, "other")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := f.parse(t, base+tc.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := cfg.Hub.TokenFile, tc.want(cfg); got != want {
+				t.Errorf("hub.token_file = %q, want %q", got, want)
+			}
+		})
+	}
+}
