@@ -52,8 +52,23 @@ func unknownSubcommand(c *cobra.Command, word string) error {
 	if s := c.SuggestionsFor(word); len(s) > 0 {
 		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
 	}
-	msg += "; valid subcommands: " + strings.Join(subcommandNames(c), ", ")
+	if names := subcommandNames(c); len(names) > 0 {
+		msg += "; valid subcommands: " + strings.Join(names, ", ")
+	} else {
+		msg += fmt.Sprintf("; %s has no subcommands", c.CommandPath())
+	}
 	return exitcode.Usagef(fmt.Sprintf("run `%s --help`", c.CommandPath()), "%s", msg)
+}
+
+// subcommand returns c's subcommand named (or aliased) word, help
+// included, or nil.
+func subcommand(c *cobra.Command, word string) *cobra.Command {
+	for _, s := range c.Commands() {
+		if s.Name() == word || s.HasAlias(word) {
+			return s
+		}
+	}
+	return nil
 }
 
 // subcommandNames lists c's subcommands a user may run (help included

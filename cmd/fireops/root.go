@@ -139,7 +139,33 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	a.strictGroups(root)
+	strictHelp(root)
 	return root
+}
+
+// strictHelp makes `fireops help WORDS...` refuse a word that names no
+// command like `fireops WORDS...` does (exit 2, the closest subcommand,
+// nothing on stdout) instead of cobra's root help with exit 0.
+func strictHelp(root *cobra.Command) {
+	for _, h := range root.Commands() {
+		if h.Name() != "help" {
+			continue
+		}
+		h.Run = nil
+		h.RunE = func(c *cobra.Command, args []string) error {
+			cmd := c.Root()
+			for _, w := range args {
+				next := subcommand(cmd, w)
+				if next == nil {
+					return unknownSubcommand(cmd, w)
+				}
+				cmd = next
+			}
+			cmd.InitDefaultHelpFlag()
+			cmd.InitDefaultVersionFlag()
+			return cmd.Help()
+		}
+	}
 }
 
 // setup validates the global flags and builds the logger.
