@@ -156,7 +156,8 @@ func CheckCoverage(cfg *config.Config) (*Coverage, error) {
 // NoReceiverWarning is config check's warning for a stack whose alerts
 // reach no one.
 const NoReceiverWarning = "stack.alerts has no receiver: a failed backup or a full disk alerts no one (the alerts stay in Alertmanager's and Grafana's pages): " +
-	"set stack.alerts.telegram (bot_token_file, chat_id), stack.alerts.email or stack.alerts.webhook_url (docs/deploy.md, Alerting), then run `fireops deploy`"
+	"set stack.alerts.telegram (bot_token_file, chat_id), stack.alerts.email or stack.alerts.webhook_url " +
+	"(the config `fireops init` writes has a commented alerts: example at the end of its stack: section; docs/deploy.md, Alerting), then run `fireops deploy`"
 
 // hasStackSection reports whether the config file has a top-level stack:
 // key.
