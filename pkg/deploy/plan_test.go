@@ -68,7 +68,7 @@ func TestWriteIsIdempotentAndRemovesStaleFiles(t *testing.T) {
 	if err := WriteDiff(&diff, plan); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--- a/compose.yaml\n+++ b/compose.yaml\n", "-  gpu-exporter:\n", "--- a/prometheus/rules/gpu.yml\n+++ /dev/null\n", "-    \"device_requests\": [\n"} {
+	for _, want := range []string{"--- a/compose.yaml\n+++ b/compose.yaml\n", "-  gpu-exporter:\n", "--- a/prometheus/rules/gpu.yml\n+++ /dev/null\n", "-c.Spawner.pre_spawn_hook = gpu_pre_spawn_hook\n"} {
 		if !strings.Contains(diff.String(), want) {
 			t.Errorf("diff lacks %q", want)
 		}
