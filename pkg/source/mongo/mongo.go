@@ -262,6 +262,9 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	}
 
 	tw := tar.NewWriter(w)
+	if _, err := CleanLeftovers(s.opts.tempDir, log); err != nil {
+		log.Warn("mongo: leftover spool files not removed", "err", err)
+	}
 	sp := newSpool(s.opts.tempDir, s.opts.spoolMemory)
 	defer sp.Close()
 	dbDone := map[string]bool{}

@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -40,14 +41,18 @@ func integrityf(format string, args ...any) error {
 // that exists with documents and may not be replaced (no Drop).
 var ErrNotEmpty = errors.New("target exists and is not empty")
 
-// StagingPrefix starts the name of every staging collection; a restore
-// that was killed leaves collections named so behind, safe to drop.
+// StagingPrefix starts the name of every staging collection: then the
+// run's tag (pkg/leftover), the host's id ([leftover.Host]), a random part
+// and the collection's number. A restore that was killed leaves
+// collections named so behind; the next restore into the same database
+// drops them (see Restorer).
 const StagingPrefix = "fireops-staging-"
 
 // ReplacedPrefix starts the name a live collection is renamed to while a
-// staging collection takes its place on a server without dropTarget; a
-// restore killed between the two renames leaves the old documents under
-// this name (rename it back; it is not safe to drop).
+// staging collection takes its place on a server without dropTarget (the
+// rest as StagingPrefix's); a restore killed between the two renames
+// leaves the old documents under this name (rename it back; it is not
+// safe to drop: the next restore into the database says so in a warning).
 const ReplacedPrefix = "fireops-replaced-"
 
 // maxDocSize bounds one document of a .bson entry: MongoDB's 16 MiB plus
@@ -215,6 +220,14 @@ func inspectTarget(ctx context.Context, db *mongo.Database, name string) (target
 // collection into place, and the old one dropped) and creates the views.
 // Abort drops the staging collections.
 //
+// Before it creates anything in a database, Stage drops the staging
+// collections (and trial views) that restores killed before their end
+// (SIGKILL, a power loss) left there: those whose name carries the tag of
+// a run of this host that is not alive, never one of a live run or of
+// another host, logging each. A staging name without a tag (an older
+// fireops) and a collection moved aside (ReplacedPrefix) by a killed run
+// are named in a warning and kept.
+//
 // A time series collection cannot be renamed: it is loaded directly under
 // its target name, which Plan requires to be free, and dropped by Abort.
 type Restorer struct {
@@ -254,13 +267,14 @@ type stagedView struct {
 }
 
 type staged struct {
-	r      *Restorer
-	c      *mongo.Client
-	run    string
-	colls  []*stagedColl
-	views  []stagedView
-	st     source.Stats
-	closed bool
+	r       *Restorer
+	c       *mongo.Client
+	run     string          // tag, host and random part of the staging names
+	cleaned map[string]bool // databases whose leftovers were looked for
+	colls   []*stagedColl
+	views   []stagedView
+	st      source.Stats
+	closed  bool
 }
 
 // Stage loads the stream into staging collections (see Restorer). On
@@ -272,7 +286,8 @@ func (r *Restorer) Stage(ctx context.Context, in io.Reader) (source.Staged, erro
 	}
 	var rb [4]byte
 	rand.Read(rb[:])
-	s := &staged{r: r, c: c, run: hex.EncodeToString(rb[:]), st: source.Stats{Details: map[string]string{}}}
+	s := &staged{r: r, c: c, run: leftover.Tag() + "-" + leftover.Host() + "-" + hex.EncodeToString(rb[:]),
+		cleaned: map[string]bool{}, st: source.Stats{Details: map[string]string{}}}
 	fail := func(err error) (source.Staged, error) {
 		s.Abort()
 		return nil, err
@@ -381,6 +396,7 @@ func (s *staged) load(ctx context.Context, ns Namespace, m *Metadata, in io.Read
 	if m.Type == TypeTimeseries {
 		sc.staging, sc.direct = tcoll, true
 	}
+	s.cleanLeftovers(ctx, tdb)
 	db := s.c.Database(tdb)
 	cmd, err := m.CreateCommand(sc.staging, "")
 	if err != nil {
@@ -485,6 +501,53 @@ func (s *staged) load(ctx context.Context, ns Namespace, m *Metadata, in io.Read
 	return sc, nil
 }
 
+// cleanLeftovers drops, once per database, the staging collections and
+// trial views that killed restores of this host left in db (see
+// Restorer). It never fails the restore: what it cannot list or drop is
+// named in a warning.
+func (s *staged) cleanLeftovers(ctx context.Context, db string) {
+	if s.cleaned[db] {
+		return
+	}
+	s.cleaned[db] = true
+	log := s.r.opts.log
+	names, err := s.c.Database(db).ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		log.Warn("mongo: staging collections that interrupted restores left were not looked for", "db", db,
+			"err", explain(err, s.r.uri, "list the collections of "+db))
+		return
+	}
+	for _, name := range names {
+		prefix := StagingPrefix
+		if strings.HasPrefix(name, ReplacedPrefix) {
+			prefix = ReplacedPrefix
+		} else if !strings.HasPrefix(name, StagingPrefix) {
+			continue
+		}
+		o, ok := leftover.OwnerOf(name, prefix)
+		switch {
+		case !ok && prefix == ReplacedPrefix:
+			log.Warn("mongo: left by an older fireops's restore that was killed half way: it holds the live documents of a collection; rename it back", "collection", db+"."+name)
+			continue
+		case !ok:
+			log.Warn("mongo: left by an older fireops: drop it when no restore runs", "collection", db+"."+name)
+			continue
+		case o.Alive || !strings.HasPrefix(o.Rest, leftover.Host()+"-"):
+			continue // a live run's, or another host's
+		case prefix == ReplacedPrefix:
+			log.Warn("mongo: a restore killed half way left the live documents of a collection under this name: rename it back to the collection it replaced (drop the restored one first)",
+				"collection", db+"."+name, "pid", o.PID)
+			continue
+		}
+		if err := s.c.Database(db).Collection(name).Drop(ctx); err != nil {
+			log.Warn("mongo: a staging collection that an interrupted restore left could not be dropped; drop it by hand",
+				"collection", db+"."+name, "err", explain(err, s.r.uri, "drop "+db+"."+name))
+			continue
+		}
+		log.Warn("removed what an interrupted fireops run left behind", "collection", db+"."+name, "pid", o.PID)
+	}
+}
+
 // check compares a staged collection with the index.
 func (s *staged) check(ctx context.Context, sc *stagedColl, want Namespace) error {
 	if sc.ns.Documents != want.Documents {
@@ -563,6 +626,7 @@ func (s *staged) Commit(ctx context.Context) error {
 	// without views) fails the restore before anything is replaced or
 	// dropped, not after.
 	for i, v := range s.views {
+		s.cleanLeftovers(ctx, v.db)
 		trial := StagingPrefix + s.run + "-v" + strconv.Itoa(i)
 		cmd, err := v.meta.CreateCommand(trial, v.viewOn)
 		if err != nil {

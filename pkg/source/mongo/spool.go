@@ -8,14 +8,32 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+
+	"github.com/firetech/fireops/pkg/leftover"
 )
+
+// spoolPrefix starts the name of a spool file while it has one: only
+// where the filesystem lacks O_TMPFILE, between its creation and its
+// unlink (see [leftover.TempFile]).
+const spoolPrefix = ".fireops-mongo-spool-"
+
+// CleanLeftovers removes the spool files that killed runs left in dir
+// (the folder given to WithTempDir: state_dir for fireops), logging each,
+// and never one of a live run. A spool file has no name (O_TMPFILE) or
+// loses it at once, so only a run killed in that instant, on a
+// filesystem without O_TMPFILE, leaves one, and it holds ciphertext
+// under a key that died with the run.
+func CleanLeftovers(dir string, log *slog.Logger) ([]string, error) {
+	return leftover.Clean(dir, spoolPrefix, log)
+}
 
 // spool holds one collection's raw documents between the cursor and the
 // tar entry, whose header needs the size before the contents. Up to limit
-// bytes stay in memory; the rest goes to a temp file in dir that is
-// unlinked as soon as it is created (nothing is left after a crash) and
-// encrypted with AES-256-CTR under a key that only this process ever
+// bytes stay in memory; the rest goes to a temp file in dir that never has
+// a name (O_TMPFILE; else it is unlinked as soon as it is created, see
+// [CleanLeftovers]), so nothing is left after a crash, and is encrypted with AES-256-CTR under a key that only this process ever
 // holds, so no plaintext document reaches the disk.
 type spool struct {
 	dir   string
@@ -58,13 +76,9 @@ func (s *spool) Write(p []byte) (int, error) {
 
 // spill starts the encrypted file.
 func (s *spool) spill() error {
-	f, err := os.CreateTemp(s.dir, ".fireops-mongo-spool-*")
+	f, err := leftover.TempFile(s.dir, spoolPrefix)
 	if err != nil {
 		return fmt.Errorf("mongo: spool file: %w (set state_dir to a folder with room for the largest collection)", err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return fmt.Errorf("mongo: spool file: %w", err)
 	}
 	if s.block == nil {
 		key := make([]byte, 32)
