@@ -6,6 +6,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -15,7 +16,12 @@ import (
 // record its metrics in the textfiles (and on /metrics in the daemon).
 // A run that never got its lock (busy, or its wait interrupted, or the
 // lock folder unwritable) did not run: it records nothing, so no alert
-// fires for a run that never started.
+// fires for a run that never started. Nor does a run stopped by a usage
+// error (exit code 2: a malformed or unknown snapshot id, an --only or
+// --dest that names nothing configured, a missing or wrong identity): it
+// checked and wrote nothing, and its failure is the command line's, not
+// the backups'. A timer whose every run is a usage error shows as
+// FireopsJobNeverRan once its job's time is up.
 
 // locked runs a job holding the lock of its kind. begin is when it
 // started: zero when it never got its lock, so it did not run.
@@ -28,6 +34,13 @@ func locked[T any](ctx context.Context, a *app, cfg *config.Config, job string, 
 	begin = time.Now()
 	res, err = run()
 	return res, begin, err
+}
+
+// ran reports whether a job that got its lock at begin (zero: never) and
+// ended with err did run, so that it records its metrics: not when it
+// never got its lock, nor when a usage error stopped it.
+func ran(begin time.Time, err error) bool {
+	return !begin.IsZero() && exitcode.Code(err) != exitcode.Usage
 }
 
 // record writes a job's metrics to the textfiles and hands them to the
@@ -52,8 +65,8 @@ func destNames(cfg *config.Config) []string {
 // snapshotJob takes a snapshot under the snapshot lock.
 func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.SnapshotOptions) (*snapshot.Result, error) {
 	res, begin, err := locked(ctx, a, cfg, "snapshot", func() (*snapshot.Result, error) { return backup.Snapshot(ctx, cfg, o) })
-	if begin.IsZero() {
-		return nil, err
+	if !ran(begin, err) {
+		return res, err
 	}
 	dur := time.Since(begin)
 	if res != nil && !res.Finished.IsZero() {
@@ -72,8 +85,8 @@ func (a *app) snapshotJob(ctx context.Context, cfg *config.Config, o backup.Snap
 // verifyJob verifies under the verify lock.
 func (a *app) verifyJob(ctx context.Context, cfg *config.Config, o backup.VerifyOptions) ([]backup.VerifyResult, error) {
 	res, begin, err := locked(ctx, a, cfg, "verify", func() ([]backup.VerifyResult, error) { return backup.Verify(ctx, cfg, o) })
-	if begin.IsZero() {
-		return nil, err
+	if !ran(begin, err) {
+		return res, err
 	}
 	level := o.Level
 	if level == "" {
@@ -93,8 +106,8 @@ func (a *app) rotateJob(ctx context.Context, cfg *config.Config, o backup.Rotate
 	}
 	o.SweepWait = a.lockWait
 	res, begin, err := locked(ctx, a, cfg, "rotate", func() (*backup.RotateResult, error) { return backup.Rotate(ctx, cfg, o) })
-	if begin.IsZero() {
-		return nil, err
+	if !ran(begin, err) {
+		return res, err
 	}
 	a.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
 	return res, err
@@ -103,7 +116,7 @@ func (a *app) rotateJob(ctx context.Context, cfg *config.Config, o backup.Rotate
 // restoreJob restores under the restore lock; a dry run records nothing.
 func (a *app) restoreJob(ctx context.Context, cfg *config.Config, o backup.RestoreOptions) (*backup.RestoreResult, error) {
 	res, begin, err := locked(ctx, a, cfg, "restore", func() (*backup.RestoreResult, error) { return backup.Restore(ctx, cfg, o) })
-	if !begin.IsZero() && !o.DryRun {
+	if ran(begin, err) && !o.DryRun {
 		a.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
 	}
 	return res, err
