@@ -281,6 +281,9 @@ destination could not be checked at all; 4 when another verify runs
 				if o.All {
 					return exitcode.Usagef("give a snapshot or --all", "--all and a snapshot id exclude each other")
 				}
+				if args[0] == "" {
+					return backup.EmptyIDError() // not latest: Verify takes "" for it
+				}
 				o.Snapshot = args[0]
 			}
 			cfg, err := a.loadConfig()

@@ -282,6 +282,13 @@ func validIDPrefix(id string) bool {
 	return true
 }
 
+// EmptyIDError is the usage error of a snapshot id given but empty (a
+// script's unset $ID): it never stands for latest.
+func EmptyIDError() error {
+	return exitcode.Usagef("`fireops snapshots` lists the ids; in a script, check that the variable holding the id is set",
+		"an empty snapshot id: give an id, a unique prefix, or latest")
+}
+
 // resolveID turns a snapshot id, or any unique prefix of one (like git and
 // restic), into the full id, looking at the snapshot folders of every
 // destination given; on says which of them hold it. "latest" is returned
@@ -293,6 +300,9 @@ func validIDPrefix(id string) bool {
 func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened []DestError, id string) (string, map[string]bool, error) {
 	if id == "latest" {
 		return id, nil, nil
+	}
+	if id == "" {
+		return "", nil, EmptyIDError()
 	}
 	if !validIDPrefix(id) {
 		return "", nil, exitcode.Usagef("give an id (or a unique prefix of one) as listed by `fireops snapshots`, or latest",
