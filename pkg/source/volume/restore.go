@@ -16,8 +16,11 @@ import (
 	"syscall"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 	"golang.org/x/sys/unix"
 
+	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -53,8 +56,10 @@ type RestoreOptions struct {
 // Restorer writes a volume part into the volume target through a staging
 // volume.
 //
-// Stage creates a staging volume "fireops-staging-<random>" (labelled
-// LabelStaging=target) and writes the whole part into it: as root on the
+// Stage first removes the staging volumes that restores into the same
+// target killed before their end left (see [Client.CleanStaging]), then
+// creates a staging volume "fireops-staging-<run tag>-<random>" (labelled
+// LabelStaging=target and LabelHost) and writes the whole part into it: as root on the
 // Engine's host with [tarsafe.Extract] into its folder, otherwise through a
 // helper container and the Engine (CopyToContainer), after fireops checked
 // every entry (no absolute names, no "..", nothing through a symlink, no
@@ -249,8 +254,15 @@ func (r *Restorer) stage(ctx context.Context, in io.Reader) (*staged, error) {
 	if err != nil && !errors.Is(err, ErrGone) {
 		return nil, err
 	}
-	s := &staged{r: r, name: "fireops-staging-" + randomHex(6)}
-	if err := r.c.createVolume(ctx, s.name, map[string]string{LabelStaging: r.target}); err != nil {
+	if _, err := r.c.cleanStaging(ctx, r.target, r.log); err != nil {
+		r.log.Warn("staging volumes that interrupted restores left were not all removed", "err", err)
+	}
+	s := &staged{r: r, name: leftover.Name(stagingPrefix, randomHex(6))}
+	labels := map[string]string{LabelStaging: r.target, LabelHost: runHost()}
+	if r.o.Write == ReadAPI || os.Geteuid() != 0 || !r.c.local() {
+		labels[labelSwap] = "no" // see hostFolder: nothing can be swapped in its folder
+	}
+	if err := r.c.createVolume(ctx, s.name, labels); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*staged, error) {
@@ -503,7 +515,7 @@ func (s *staged) replace(ctx context.Context) error {
 		if err := tarsafe.ApplyRoot(s.dir, s.x); err != nil {
 			return err
 		}
-		return swap(dir, s.dir, filepath.Join(filepath.Dir(s.dir), "fireops-old"), r.keep)
+		return swap(dir, s.dir, holdFolder(s.dir), r.keep)
 	}
 	empty, err := r.c.emptyViaAPI(ctx, r.target)
 	if err != nil {
@@ -703,6 +715,127 @@ func swapWith(rename func(from, to string) error, live, staged, hold string, kee
 	}
 	if err := os.RemoveAll(hold); err != nil {
 		return fmt.Errorf("restored, but removing the old content in %s failed: %w", hold, err)
+	}
+	return nil
+}
+
+// stagingPrefix starts the name of a staging volume: the run's tag
+// (pkg/leftover) and a random part follow.
+const stagingPrefix = "fireops-staging-"
+
+// LabelHost is put on a staging volume: the id of the host whose run made
+// it ([leftover.Host]); only that host removes it when the run is gone.
+const LabelHost = "org.firetech.fireops.host"
+
+// labelSwap is "no" on a staging volume whose run could not write it
+// directly: no swap can have moved live content into its holding folder.
+const labelSwap = "org.firetech.fireops.swap"
+
+// runHost is leftover.Host; tests give their process a host of its own,
+// so that no other process on this host removes what they made.
+var runHost = leftover.Host
+
+// holdFolder is where swap moves the live volume's content aside: next to
+// the staging volume's folder dir (its _data), inside the volume's own
+// folder, so that removing the staging volume removes it too.
+func holdFolder(dir string) string { return filepath.Join(filepath.Dir(dir), "fireops-old") }
+
+// CleanStaging removes the staging volumes (and their helper containers)
+// that restores killed before their end (SIGKILL, a power loss) left
+// behind; fireops rotate calls it. They may hold plaintext of a user's
+// volume. See [Client.CleanStaging].
+func CleanStaging(ctx context.Context, log *slog.Logger) ([]string, error) {
+	c, err := NewClient(log)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.CleanStaging(ctx, log)
+}
+
+// CleanStaging removes the staging volumes that restores killed before
+// their end left: those whose name carries the tag of a run of this host
+// (LabelHost) that is not alive (pkg/leftover), never one of a live run or
+// of another host, with the helper containers that run made for them, and
+// logs each. It keeps, and names in a warning, a staging volume whose
+// holding folder exists (a swap was interrupted, or failed and could not
+// be undone: it may hold the live volume's content), one whose folder it
+// cannot look into when its run could have swapped there, one that
+// another container uses, and one without a tag (an older fireops). It
+// returns the volumes it removed.
+func (c *Client) CleanStaging(ctx context.Context, log *slog.Logger) ([]string, error) {
+	return c.cleanStaging(ctx, "", log)
+}
+
+// cleanStaging is CleanStaging for the staging volumes of restores into
+// target ("": all).
+func (c *Client) cleanStaging(ctx context.Context, target string, log *slog.Logger) ([]string, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := LabelStaging
+	if target != "" {
+		f += "=" + target
+	}
+	vs, err := c.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", f))})
+	if err != nil {
+		return nil, c.wrap("list staging volumes", err)
+	}
+	var removed []string
+	var errs []error
+	for _, v := range vs.Volumes {
+		o, ok := leftover.OwnerOf(v.Name, stagingPrefix)
+		if !ok {
+			log.Warn("staging volume left by an older fireops or another program: remove it (docker volume rm) when no restore runs; it may hold a user's files",
+				"volume", v.Name, "target", v.Labels[LabelStaging])
+			continue
+		}
+		if o.Alive || v.Labels[LabelHost] != runHost() {
+			continue // a live run's, or another host's
+		}
+		if v.Labels[labelSwap] != "no" {
+			dir, err := c.hostFolder(*v)
+			if err != nil {
+				log.Warn("staging volume of an interrupted restore kept: its folder cannot be looked into, and the live volume's content may be in it; run fireops as root on the Engine's host, or remove it by hand",
+					"volume", v.Name, "target", v.Labels[LabelStaging], "why", err.Error())
+				continue
+			}
+			if _, err := os.Lstat(holdFolder(dir)); !errors.Is(err, fs.ErrNotExist) {
+				log.Warn("staging volume of an interrupted restore kept: the restore stopped while it swapped content, and the live volume's old content may be in its holding folder; move back what is needed, then docker volume rm it",
+					"volume", v.Name, "target", v.Labels[LabelStaging], "holding_folder", holdFolder(dir))
+				continue
+			}
+		}
+		if err := c.removeHelpers(ctx, v.Name); err != nil {
+			log.Warn("staging volume of an interrupted restore kept", "volume", v.Name, "err", err)
+			continue
+		}
+		if err := c.removeVolume(v.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, v.Name)
+		log.Warn("removed what an interrupted fireops run left behind", "volume", v.Name, "target", v.Labels[LabelStaging], "pid", o.PID)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// removeHelpers removes the helper containers that mount vol (a dead
+// run's), failing when another container uses it.
+func (c *Client) removeHelpers(ctx context.Context, vol string) error {
+	cs, err := c.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("volume", vol))})
+	if err != nil {
+		return c.wrap("list the containers using "+vol, err)
+	}
+	for _, ct := range cs {
+		if ct.Labels[LabelHelper] == "" || ct.Labels[LabelVolume] != vol {
+			return fmt.Errorf("container %s uses it", containerName(ct))
+		}
+	}
+	for _, ct := range cs {
+		if err := (&helper{c: c, id: ct.ID}).remove(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
