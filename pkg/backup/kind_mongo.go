@@ -80,16 +80,21 @@ func configuredMongoURI(cfg *config.Config) (string, error) {
 }
 
 // mongoURIError is the error of a snapshot whose configured MongoDB URI
-// could not be read: a URI file that `fireops deploy` writes and that does
-// not exist yet gets deploy's hint.
+// could not be read. A URI file that does not exist fails the mongo part
+// (exit 1), wherever it is: a URI file that `fireops deploy` writes gets
+// deploy's hint, any other says to write it.
 func mongoURIError(cfg *config.Config, err error) error {
 	err = fmt.Errorf("sources.mongo: %w", err)
 	name := cfg.Sources.Mongo.URIFile
-	if _, serr := os.Stat(name); name != "" && errors.Is(serr, fs.ErrNotExist) && cfg.WrittenByDeploy(name) {
+	if _, serr := os.Stat(name); name == "" || !errors.Is(serr, fs.ErrNotExist) {
+		return err
+	}
+	if cfg.WrittenByDeploy(name) {
 		return exitcode.New(exitcode.Failure, err,
 			"run fireops deploy (it writes "+name+" with the stack's MongoDB URI), or point sources.mongo.uri_file at a file (chmod 600) holding the mongodb:// URI")
 	}
-	return err
+	return exitcode.New(exitcode.Failure, err,
+		"write the mongodb:// URI into "+name+" (chmod 600), or point sources.mongo.uri_file at the file that holds it (relative paths start at the config file's folder)")
 }
 
 // mongoTarget returns the URI to restore into and how to name it in

@@ -22,7 +22,7 @@ var sqliteHeader = []byte("SQLite format 3\x00")
 // It is not part of Validate on purpose (a restore host has no sources);
 // `config check` reports its problems as errors (exit 2). notes are
 // warnings: a source under stack.dir that `fireops deploy` has not
-// created yet.
+// created yet, a source path or a MongoDB URI file that does not exist.
 func (c *Config) HostProblems() (notes []string, err error) {
 	var p problems
 	missing := func(key, name string) {
@@ -55,6 +55,13 @@ func (c *Config) HostProblems() (notes []string, err error) {
 			missing(key, s.Path)
 		case err != nil:
 			p.add(key, "point it at the database file itself (the one the application opens)", "%v", err)
+		}
+	}
+	if m := c.Sources.Mongo; m != nil && m.URIFile != "" && !c.WrittenByDeploy(m.URIFile) {
+		// Validate lets it be missing; one deploy writes is noted by
+		// pkg/deploy's CheckCoverage.
+		if _, err := os.Stat(m.URIFile); errors.Is(err, fs.ErrNotExist) {
+			notes = append(notes, fmt.Sprintf("sources.mongo.uri_file: %s does not exist: the mongo part of every snapshot fails until it does (write the mongodb:// URI into it, chmod 600, or fix the path)", m.URIFile))
 		}
 	}
 	c.checkIdentity(&p)

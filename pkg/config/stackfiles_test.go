@@ -9,8 +9,10 @@ import (
 
 // TestDeployWrittenSecretsMayBeMissing: the MongoDB URI and the hub token
 // that `fireops deploy` writes into stack.dir/secrets may be missing when
-// the config is loaded (deploy itself loads it to write them); the same
-// files elsewhere, or a deploy-written one with loose modes, are refused.
+// the config is loaded (deploy itself loads it to write them); a hub token
+// elsewhere, or a deploy-written file with loose modes, is refused. A
+// MongoDB URI file may be missing wherever it is: that fails the mongo
+// part of a snapshot only, and config check notes it (HostProblems).
 func TestDeployWrittenSecretsMayBeMissing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -29,8 +31,8 @@ sources:
 		wantErr          []string
 	}{
 		{"in stack secrets, not deployed", "stack/secrets/mongo-uri", "stack/secrets/hub-fireops-token", nil},
-		{"elsewhere", "etc/mongo-uri", "etc/hub-token", []string{"sources.mongo.uri_file: ", "etc/mongo-uri does not exist", "hub.token_file: ", "etc/hub-token does not exist"}},
-		{"in stack.dir but not in its secrets", "stack/mongo-uri", "stack/secrets/hub-fireops-token", []string{"sources.mongo.uri_file: ", "stack/mongo-uri does not exist"}},
+		{"elsewhere", "etc/mongo-uri", "etc/hub-token", []string{"hub.token_file: ", "etc/hub-token does not exist"}},
+		{"in stack.dir but not in its secrets", "stack/mongo-uri", "stack/hub-token", []string{"hub.token_file: ", "stack/hub-token does not exist"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			y := strings.NewReplacer("%URI%", tc.uri, "%TOKEN%", tc.token).Replace(stack)
@@ -52,7 +54,37 @@ sources:
 					t.Errorf("error %q does not say %q", err, w)
 				}
 			}
+			if strings.Contains(err.Error(), "sources.mongo.uri_file") {
+				t.Errorf("a missing URI file is a config error: %v", err)
+			}
 		})
+	}
+
+	// A URI file outside stack.dir/secrets that is missing is accepted
+	// and noted; one that exists is checked like every secret file.
+	y := strings.NewReplacer("%URI%", "etc/mongo-uri", "%TOKEN%", "stack/secrets/hub-fireops-token").Replace(stack)
+	cfg, err := f.parse(t, y)
+	if err != nil {
+		t.Fatalf("a missing URI file outside stack.dir/secrets: %v", err)
+	}
+	notes, err := cfg.HostProblems()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "sources.mongo.uri_file: " + cfg.Sources.Mongo.URIFile + " does not exist: the mongo part of every snapshot fails until it does"; len(notes) != 1 || !strings.HasPrefix(notes[0], want) {
+		t.Errorf("notes %q, want one starting %q", notes, want)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Sources.Mongo.URIFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Sources.Mongo.URIFile, []byte("mongodb://x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.parse(t, y); err == nil || !strings.Contains(err.Error(), "sources.mongo.uri_file") || !strings.Contains(err.Error(), "readable by group or others") {
+		t.Errorf("a world-readable URI file outside stack.dir/secrets: %v", err)
+	}
+	if err := os.Remove(cfg.Sources.Mongo.URIFile); err != nil {
+		t.Fatal(err)
 	}
 
 	// Once deploy wrote it, it is checked like every secret file.
@@ -63,7 +95,7 @@ sources:
 	if err := os.WriteFile(filepath.Join(dir, "mongo-uri"), []byte("mongodb://x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	y := strings.NewReplacer("%URI%", "stack/secrets/mongo-uri", "%TOKEN%", "stack/secrets/hub-fireops-token").Replace(stack)
+	y = strings.NewReplacer("%URI%", "stack/secrets/mongo-uri", "%TOKEN%", "stack/secrets/hub-fireops-token").Replace(stack)
 	if _, err := f.parse(t, y); err == nil || !strings.Contains(err.Error(), "readable by group or others") {
 		t.Errorf("a world-readable mongo-uri in stack secrets: %v", err)
 	}

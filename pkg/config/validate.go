@@ -294,7 +294,12 @@ func (c *Config) validateSources(p *problems) {
 				p.add("sources.mongo.uri_file", "write the mongodb:// URI into a file (chmod 600) and name it here, or set FIREOPS_MONGO_URI", "is empty")
 			}
 		} else {
-			checkSecretFile(p, "sources.mongo.uri_file", m.URIFile, !c.WrittenByDeploy(m.URIFile))
+			// A missing file is not a config error: it fails the mongo
+			// part only, at snapshot time (a host being rebuilt must still
+			// list, verify and restore its backups); config check notes
+			// it (HostProblems). One that exists is checked like every
+			// secret file.
+			checkSecretFile(p, "sources.mongo.uri_file", m.URIFile, false)
 		}
 	}
 	for i, s := range c.Sources.SQLite {

@@ -1,6 +1,7 @@
 package mongo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/auth"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
 	"github.com/firetech/fireops/pkg/exitcode"
 )
@@ -199,7 +201,15 @@ func explain(err error, uri, what string) error {
 	case code == codeSnapshotTooOld:
 		return exitcode.New(exitcode.Failure, fmt.Errorf("mongo: %s: the snapshot is too old: %s", what, oneLine(err.Error())),
 			"the dump ran longer than the server keeps history: raise minSnapshotHistoryWindowInSeconds (docs/mongo.md)")
-	case errors.Is(err, mongo.ErrClientDisconnected), mongo.IsNetworkError(err), isSelectionError(err):
+	case isSelectionError(err) && what == "connect":
+		at, cause := unreachable(err)
+		return exitcode.New(exitcode.Failure, fmt.Errorf("mongo: %s: cannot reach MongoDB at %s: %s", what, at, cause),
+			"check that MongoDB runs and listens at "+at+" and that this host can reach it (the host and port come from the URI file, docs/mongo.md)")
+	case isSelectionError(err):
+		at, cause := unreachable(err)
+		return exitcode.New(exitcode.Failure, fmt.Errorf("mongo: %s: lost the connection to the server at %s: %s", what, at, cause),
+			"check that MongoDB runs and is reachable at the URI's host and port")
+	case errors.Is(err, mongo.ErrClientDisconnected), mongo.IsNetworkError(err):
 		return exitcode.New(exitcode.Failure, fmt.Errorf("mongo: %s: lost the connection to the server: %s", what, oneLine(err.Error())),
 			"check that MongoDB runs and is reachable at the URI's host and port")
 	}
@@ -208,5 +218,45 @@ func explain(err error, uri, what string) error {
 
 // isSelectionError reports a server selection timeout (no server answers).
 func isSelectionError(err error) bool {
-	return strings.Contains(err.Error(), "server selection error")
+	return errors.As(err, new(topology.ServerSelectionError)) || strings.Contains(err.Error(), "server selection error")
+}
+
+// unreachable shortens a server selection error (the driver's message
+// ends in its whole topology description): at names the servers the
+// driver tried ("127.0.0.1:27017", or several joined by ", "), cause the
+// last error each one gave ("dial tcp 127.0.0.1:27017: connect:
+// connection refused"), or why selection stopped when none gave one. err
+// is already redacted; the addresses are host:port, never credentials.
+func unreachable(err error) (at, cause string) {
+	var se topology.ServerSelectionError
+	if !errors.As(err, &se) {
+		return "the URI's host and port", oneLine(err.Error())
+	}
+	var addrs, causes []string
+	for _, s := range se.Desc.Servers {
+		addrs = append(addrs, string(s.Addr))
+		if s.LastError == nil {
+			continue
+		}
+		c := oneLine(s.LastError.Error())
+		if len(se.Desc.Servers) > 1 {
+			c = string(s.Addr) + ": " + c
+		}
+		causes = append(causes, c)
+	}
+	at = strings.Join(addrs, ", ")
+	if at == "" {
+		at = "the URI's host and port"
+	}
+	switch {
+	case len(causes) > 0:
+		cause = strings.Join(causes, "; ")
+	case errors.Is(se.Wrapped, context.DeadlineExceeded):
+		cause = "no answer within the server selection timeout"
+	case se.Wrapped != nil:
+		cause = oneLine(se.Wrapped.Error())
+	default:
+		cause = "no server answered"
+	}
+	return at, cause
 }
