@@ -380,7 +380,7 @@ class TestProfiles(PolicyTest):
         self.policy(
             pool=["0", "1", "2"],
             default={"count": 1},
-            users={"alice": {"devices": ["1", "2"]}, "zed": {"count": 0}},
+            users={"alice": {"devices": ["1", "2"]}, "zed": {"count": 0}, "bob": {"count": -1}},
             groups={"rl": {"members": ["carol"], "gpus": {"count": 2}}},
             profiles=[
                 {"name": "cpu", "description": "CPU only", "gpus": {"count": 0}},
@@ -395,12 +395,16 @@ class TestProfiles(PolicyTest):
         return asyncio.run(sp.get_options_form())
 
     def test_form_offers_profiles_within_the_grant(self):
+        """A number fits a larger number or list; a list fits only a user
+        whose own list holds it, or all (never a number: the list could
+        name anyone's GPU)."""
         form = self.form("ada")
-        self.assertEqual(re.findall(r'<option value="([^"]+)"', form), ["cpu", "one", "gpu2"])
+        self.assertEqual(re.findall(r'<option value="([^"]+)"', form), ["cpu", "one"])
         self.assertIn("One GPU &lt;fast&gt;", form)
         self.assertIn('<option value="cpu" selected>', form)
-        self.assertEqual(re.findall(r'<option value="([^"]+)"', self.form("carol")), ["cpu", "one", "two", "gpu2"])
+        self.assertEqual(re.findall(r'<option value="([^"]+)"', self.form("carol")), ["cpu", "one", "two"])
         self.assertEqual(re.findall(r'<option value="([^"]+)"', self.form("alice")), ["cpu", "one", "two", "gpu2"])
+        self.assertEqual(re.findall(r'<option value="([^"]+)"', self.form("bob")), ["cpu", "one", "two", "gpu2"])
         # One profile fits: no form.
         self.assertEqual(self.form("zed"), "")
         # The previous choice is preselected.
@@ -413,7 +417,8 @@ class TestProfiles(PolicyTest):
         self.assertEqual(self.gpus("ada", options=opts), ["0"])
         self.assertEqual(self.gpus("ben", options={"gpu_profile": "cpu"}), [])
         self.assertEqual(self.gpus("carol", options={"gpu_profile": "two"}), ["1", "2"])
-        self.assertEqual(self.gpus("dan", options={"gpu_profile": "gpu2"}), ["2"])
+        self.assertEqual(self.gpus("alice", options={"gpu_profile": "gpu2"}), ["2"])
+        self.assertEqual(self.gpus("bob", options={"gpu_profile": "gpu2"}), ["2"], "shared: not exclusive")
 
     def test_no_choice_is_the_first(self):
         self.assertEqual(self.gpus("ada"), [])
@@ -429,8 +434,79 @@ class TestProfiles(PolicyTest):
         reuses, an API call's) gives the first profile, with a warning."""
         with self.assertLogs(level="WARNING") as logs:
             self.assertEqual(self.gpus("ada", options={"gpu_profile": "two"}), [])
-        self.assertIn("'two' is not one ada may choose (stack.hub.gpus.default: cpu, one, gpu2)", logs.output[0])
+        self.assertIn("'two' is not one ada may choose (stack.hub.gpus.default: cpu, one)", logs.output[0])
         self.assertEqual(self.gpus("ben", options={"gpu_profile": "unknown"}), [])
+
+
+class TestListProfiles(PolicyTest):
+    """A profile that lists GPUs stays within the grant, the pool and
+    exclusive: a number never gets a listed GPU (another user's own one,
+    or one a running server holds)."""
+
+    def setUp(self):
+        super().setUp()
+        self.policy(
+            pool=["0", "1"],
+            default={"count": 1},
+            exclusive=True,
+            users={"alice": {"devices": ["3"]}, "bob": {"count": -1}},
+            profiles=[
+                {"name": "cpu", "description": "", "gpus": {"count": 0}},
+                {"name": "one", "description": "", "gpus": {"count": 1}},
+                {"name": "alice-gpu", "description": "", "gpus": {"devices": ["3"]}},
+                {"name": "gpu0", "description": "", "gpus": {"devices": ["0"]}},
+            ],
+        )
+
+    def offered(self, name):
+        form = asyncio.run(self.spawner(name).get_options_form())
+        return re.findall(r'<option value="([^"]+)"', form)
+
+    def test_form(self):
+        self.assertEqual(self.offered("ada"), ["cpu", "one"])
+        self.assertEqual(self.offered("alice"), ["cpu", "one", "alice-gpu"])
+        self.assertEqual(self.offered("bob"), ["cpu", "one", "alice-gpu", "gpu0"])
+
+    def test_private_gpu_outside_pool(self):
+        """The spawn page's choice and the REST API's user_options alike."""
+        with self.assertLogs(level="WARNING") as logs:
+            self.assertEqual(self.gpus("ada", options={"gpu_profile": "alice-gpu"}), [])
+        self.assertIn("'alice-gpu' is not one ada may choose (stack.hub.gpus.default: cpu, one)", logs.output[0])
+        self.assertEqual(self.gpus("alice", options={"gpu_profile": "alice-gpu"}), ["3"])
+
+    def test_exclusive_not_bypassed(self):
+        self.assertEqual(self.gpus("ben", options={"gpu_profile": "one"}), ["0"])
+        with self.assertLogs(level="WARNING"):
+            self.assertEqual(self.gpus("ada", options={"gpu_profile": "gpu0"}), [])
+        self.assertEqual(self.gpus("cy", options={"gpu_profile": "one"}), ["1"])
+
+    def test_all_grant_list_profile_exclusive(self):
+        """all may choose a list, and exclusive still applies to it: GPU 0
+        held by a running server (or one starting) refuses the start."""
+        self.assertEqual(self.gpus("ben", options={"gpu_profile": "one"}), ["0"])
+        msg = self.refused("bob", options={"gpu_profile": "gpu0"})
+        self.assertIn("GPU 0 is held by another running server", msg)
+        self.assertIn("exclusive", msg)
+        # Free again once ben's server stops.
+        self.engine.containers["jupyter-ben"]["Running"] = False
+        self.ns["GPU_PENDING"].clear()
+        self.assertEqual(self.gpus("bob", options={"gpu_profile": "gpu0"}), ["0"])
+        # And then a number does not get GPU 0.
+        self.assertEqual(self.gpus("cy", options={"gpu_profile": "one"}), ["1"])
+        self.assertIn("only 0 of 2 GPUs are free", self.refused("dee", options={"gpu_profile": "one"}))
+
+    def test_all_grant_list_profile_pending(self):
+        """A start in flight holds its listed GPU for exclusive."""
+        a, b = self.spawner("ben", options={"gpu_profile": "one"}), self.spawner("bob", options={"gpu_profile": "gpu0"})
+        asyncio.run(a.run_pre_spawn_hook())
+        with self.assertRaises(self.ns["GPUPolicyError"]):
+            asyncio.run(b.run_pre_spawn_hook())
+
+    def test_own_list_not_refused(self):
+        """A list within the user's own is the admin's choice: exclusive
+        does not refuse it (as for the grant itself)."""
+        self.engine.add("jupyter-x", True, [{"Driver": "nvidia", "Count": 0, "DeviceIDs": ["3"], "Capabilities": [["gpu"]]}])
+        self.assertEqual(self.gpus("alice", options={"gpu_profile": "alice-gpu"}), ["3"])
 
 
 if __name__ == "__main__":

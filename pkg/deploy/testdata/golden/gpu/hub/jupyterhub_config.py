@@ -156,7 +156,9 @@ c.JupyterHub.load_roles.append(
 # A number takes that many GPUs from the pool, those the fewest other
 # running user servers hold (ties: the GPUs the user's stopped container
 # had, then pool order); a list takes those GPUs; "all" every GPU. With
-# profiles, the spawn page offers those that fit within the user's grant.
+# profiles, the spawn page offers those that fit within the user's grant:
+# a profile's list only to a user whose own list holds it, or to "all"
+# (then exclusive still applies to it).
 # A stopped container whose GPUs differ from the new assignment is removed
 # before the start (Docker cannot change a container's devices; the user's
 # volume stays).
@@ -213,11 +215,13 @@ def gpu_grant(user):
 
 
 def gpu_fits(wanted, grant):
-    """Whether a profile's GPUs fit within a grant."""
+    """Whether a profile's GPUs fit within a grant. A list fits only a list
+    that holds it (or all): a number is GPUs from the pool, and a list
+    could name any GPU, another user's own one included."""
     if gpu_size(wanted) == 0 or grant.get("count") == GPU_ALL:
         return True
-    if "devices" in grant and "devices" in wanted:
-        return set(wanted["devices"]) <= set(grant["devices"])
+    if "devices" in wanted:
+        return "devices" in grant and set(wanted["devices"]) <= set(grant["devices"])
     return gpu_size(wanted) <= gpu_size(grant)
 
 
@@ -254,8 +258,9 @@ def gpu_options_from_form(formdata):
 
 
 def gpu_wanted(spawner):
-    """What the server gets: (grant, GPUs a count is taken from or None for
-    the pool, why) from the chosen profile or the user's grant."""
+    """What the server gets: (grant, the user's own GPUs (their list) or
+    None, why) from the chosen profile or the user's grant. A count is taken
+    from the user's own GPUs, else from the pool."""
     grant, key = gpu_grant(spawner.user)
     own = grant.get("devices")
     profiles = gpu_profiles(spawner.user)
@@ -274,7 +279,7 @@ def gpu_wanted(spawner):
     if profiles:
         p = profiles[0]
         return p["gpus"], own, f"profile {p['name']} (the first) within {key}"
-    return grant, None, key
+    return grant, own, key
 
 
 def gpu_parse_list(text):
@@ -377,6 +382,17 @@ async def gpu_load(spawner, pool):
     return load
 
 
+def gpu_check_free(gpus, load):
+    """With exclusive: refuses GPUs another running (or starting) server
+    holds."""
+    busy = [g for g in gpus if load.get(g, 0) > 0]
+    if busy:
+        raise GPUPolicyError(
+            f"GPU {', '.join(busy)} is held by another running server (stack.hub.gpus.exclusive): "
+            "try again later, or choose another profile"
+        )
+
+
 def gpu_pick(count, candidates, load, had, exclusive):
     """count GPUs of candidates: least load first, then the ones the
     container had, then their order."""
@@ -406,6 +422,11 @@ async def gpu_pre_spawn_hook(spawner):
             return
         if "devices" in grant:
             gpus = list(grant["devices"])
+            if own is None and GPU_POLICY["exclusive"]:
+                # A profile's list chosen under "all" (gpu_fits): not the
+                # admin's list for this user, so exclusive applies. A list
+                # within the user's own is theirs, as the grant itself.
+                gpu_check_free(gpus, await gpu_load(spawner, gpus))
         elif grant["count"] == GPU_ALL:
             gpus = None
         elif grant["count"] == 0:
