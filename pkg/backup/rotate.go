@@ -14,7 +14,9 @@ import (
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/retention"
 	"github.com/firetech/fireops/pkg/snapshot"
+	"github.com/firetech/fireops/pkg/source/mongo"
 	"github.com/firetech/fireops/pkg/source/sqlite"
+	"github.com/firetech/fireops/pkg/source/volume"
 )
 
 // ObjectsLock is the lock that keeps rotate's removals and the runs that
@@ -161,6 +163,15 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		// The database copies killed snapshots left in state_dir (plaintext).
 		if _, err := sqlite.CleanLeftovers(cfg.StateDir, log); err != nil {
 			log.Warn("leftover copies in state_dir not removed", "err", err)
+		}
+		if _, err := mongo.CleanLeftovers(cfg.StateDir, log); err != nil {
+			log.Warn("leftover spool files in state_dir not removed", "err", err)
+		}
+		// The staging volumes killed restores left (a user's files).
+		if cfg.Sources.Volumes != nil {
+			if _, err := volume.CleanStaging(ctx, log); err != nil {
+				log.Warn("staging volumes that interrupted restores left were not looked for or not all removed", "err", err)
+			}
 		}
 	}
 	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
