@@ -127,7 +127,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	// The destinations that could not be opened are failed destinations
 	// of this run, listed in the config's order with the others.
 	for _, u := range unopened {
-		res.Destinations = append(res.Destinations, snapshot.DestResult{Name: u.Name, Err: u, Error: u.Error()})
+		res.Destinations = append(res.Destinations, snapshot.DestResult{Name: u.Name, Err: u, Error: u.Error(), Retries: u.Retries})
 	}
 	sortByConfig(cfg, res.Destinations, func(d snapshot.DestResult) string { return d.Name })
 	if err == nil {

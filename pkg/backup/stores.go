@@ -86,9 +86,21 @@ type DestError struct {
 	Name string
 	// Err is why it could not be opened.
 	Err error
+	// Retries counts the attempts to open it that failed and were tried
+	// again: the destination's RETRIES although it never opened.
+	Retries int64
 }
 
-func (e DestError) Error() string { return fmt.Sprintf("open destination %s: %v", e.Name, e.Err) }
+// Error says which destination could not be opened and why, naming it
+// once: a cause of pkg/remote names it already (`destination "NAME":
+// open: ...`).
+func (e DestError) Error() string {
+	var re *remote.Error
+	if errors.As(e.Err, &re) && re.Dest == e.Name {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("open destination %s: %v", e.Name, e.Err)
+}
 
 // Unwrap returns the cause.
 func (e DestError) Unwrap() error { return e.Err }
@@ -128,7 +140,12 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []
 			return nil, nil, DestError{Name: d.Name, Err: err}
 		}
 		if err != nil {
-			failed = append(failed, DestError{Name: d.Name, Err: err})
+			de := DestError{Name: d.Name, Err: err}
+			var re *remote.Error
+			if errors.As(err, &re) {
+				de.Retries = re.Retries
+			}
+			failed = append(failed, de)
 			continue
 		}
 		dests = append(dests, Dest{Name: d.Name, Store: store{r}, Remote: r})

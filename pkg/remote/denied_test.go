@@ -23,16 +23,24 @@ import (
 // retried and name the path and the running user; others still are.
 func TestDeniedNotRetryable(t *testing.T) {
 	ctx := context.Background()
+	// b exists; x and new/ under it do not: the hint names the folder
+	// where the write was refused, the nearest one that exists.
+	b := filepath.Join(t.TempDir(), "b")
+	if err := os.Mkdir(b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(b, "x")
 	for _, c := range []struct {
-		name  string
-		err   error
-		path  string
-		errno syscall.Errno
+		name          string
+		err           error
+		path, refused string
+		errno         syscall.Errno
 	}{
-		{"open EACCES", fmt.Errorf("failed to open for update: %w", &iofs.PathError{Op: "open", Path: "/srv/b/x", Err: syscall.EACCES}), "/srv/b/x", syscall.EACCES},
-		{"mkdir EPERM", fmt.Errorf("create root directory: %w", fmt.Errorf("failed to make directory: %w", &iofs.PathError{Op: "mkdir", Path: "/srv/b", Err: syscall.EPERM})), "/srv/b", syscall.EPERM},
-		{"rename EROFS", fserrors.RetryError(&os.LinkError{Op: "rename", Old: "/srv/b/.x.partial", New: "/srv/b/x", Err: syscall.EROFS}), "/srv/b/x", syscall.EROFS},
-		{"bare errno", fmt.Errorf("write: %w", syscall.EACCES), "o/0", syscall.EACCES},
+		{"open EACCES", fmt.Errorf("failed to open for update: %w", &iofs.PathError{Op: "open", Path: x, Err: syscall.EACCES}), x, b, syscall.EACCES},
+		{"mkdir EPERM", fmt.Errorf("create root directory: %w", fmt.Errorf("failed to make directory: %w", &iofs.PathError{Op: "mkdir", Path: b, Err: syscall.EPERM})), b, b, syscall.EPERM},
+		{"mkdir EPERM below", &iofs.PathError{Op: "mkdir", Path: filepath.Join(b, "new", "vm"), Err: syscall.EPERM}, filepath.Join(b, "new", "vm"), b, syscall.EPERM},
+		{"rename EROFS", fserrors.RetryError(&os.LinkError{Op: "rename", Old: filepath.Join(b, ".x.partial"), New: x, Err: syscall.EROFS}), x, b, syscall.EROFS},
+		{"bare errno", fmt.Errorf("write: %w", syscall.EACCES), "o/0", "", syscall.EACCES},
 	} {
 		de := deniedError(c.err, "o/0")
 		if de == nil {
@@ -42,11 +50,15 @@ func TestDeniedNotRetryable(t *testing.T) {
 		if retryable(ctx, c.err) {
 			t.Errorf("%s: retryable", c.name)
 		}
-		if de.Path != c.path || de.Errno != c.errno {
-			t.Errorf("%s: path %q errno %v, want %q %v", c.name, de.Path, de.Errno, c.path, c.errno)
+		if de.Path != c.path || de.Refused != c.refused || de.Errno != c.errno {
+			t.Errorf("%s: path %q refused %q errno %v, want %q %q %v", c.name, de.Path, de.Refused, de.Errno, c.path, c.refused, c.errno)
 		}
-		if !strings.Contains(de.Error(), fmt.Sprintf("uid %d", os.Getuid())) || !strings.Contains(de.Hint(), c.path) {
-			t.Errorf("%s: message %q hint %q: want the uid and the path", c.name, de.Error(), de.Hint())
+		named := c.refused
+		if named == "" {
+			named = c.path
+		}
+		if !strings.Contains(de.Error(), fmt.Sprintf("uid %d", os.Getuid())) || !strings.Contains(de.Hint(), named+" ") {
+			t.Errorf("%s: message %q hint %q: want the uid and %s", c.name, de.Error(), de.Hint(), named)
 		}
 	}
 	for _, err := range []error{io.ErrUnexpectedEOF, syscall.ECONNRESET, fmt.Errorf("put: %w", syscall.ENOSPC)} {
@@ -132,6 +144,66 @@ func TestDeniedFailsAtOnce(t *testing.T) {
 				t.Errorf("%d retries, want 0", n)
 			}
 			t.Logf("%v; hint: %s", err, de.Hint())
+		})
+	}
+}
+
+// TestDeniedHintNamesRefusedFolder: a local destination inside an
+// immutable (chattr +i, EPERM) or read-only bind-mounted (EROFS) folder
+// fails to open at once, and the hint names that folder, where mkdir was
+// refused, not the destination's own folder, which does not exist.
+func TestDeniedHintNamesRefusedFolder(t *testing.T) {
+	for _, how := range []string{"chattr", "ro-mount"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			locked := filepath.Join(dir, "locked")
+			if err := os.Mkdir(locked, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			switch how {
+			case "chattr":
+				if out, err := exec.Command("chattr", "+i", locked).CombinedOutput(); err != nil {
+					testenv.Unavailable(t, "chattr +i", fmt.Errorf("%v: %s", err, out))
+					return
+				}
+				t.Cleanup(func() {
+					if out, err := exec.Command("chattr", "-i", locked).CombinedOutput(); err != nil {
+						t.Errorf("chattr -i %s: %v: %s", locked, err, out)
+					}
+				})
+			case "ro-mount":
+				if out, err := exec.Command("mount", "--bind", "-o", "ro", locked, locked).CombinedOutput(); err != nil {
+					testenv.Unavailable(t, "a read-only bind mount (root)", fmt.Errorf("%v: %s", err, out))
+					return
+				}
+				t.Cleanup(func() {
+					if out, err := exec.Command("umount", locked).CombinedOutput(); err != nil {
+						t.Errorf("umount %s: %v: %s", locked, err, out)
+					}
+				})
+			}
+			dest := filepath.Join(locked, "vm")
+			start := time.Now()
+			r, err := Open(context.Background(), Options{Name: "local", Remote: dest})
+			if err == nil {
+				_ = r.Close(context.Background())
+				t.Fatal("opened a destination inside a folder that cannot be written")
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("failed after %v, want under a second (retried?)", took)
+			}
+			var de *DeniedError
+			if !errors.As(err, &de) {
+				t.Fatalf("error is no *DeniedError: %v", err)
+			}
+			if de.Refused != locked {
+				t.Errorf("refused %q, want %q (path %q)", de.Refused, locked, de.Path)
+			}
+			h := de.Hint()
+			if !strings.Contains(h, locked+" ") || strings.Contains(h, dest) {
+				t.Errorf("hint %q: want %s, not %s", h, locked, dest)
+			}
+			t.Logf("%v; hint: %s", err, h)
 		})
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -181,6 +182,10 @@ type Error struct {
 	Path string
 	// Err is the cause, as rclone or this package reported it.
 	Err error
+	// Retries, on an error of Open, counts the attempts that failed and
+	// were tried again while opening (Open returns no Remote whose Stats
+	// would count them); 0 for other operations.
+	Retries int64
 
 	// hidden are the credentials of the remote string, hidden in the
 	// message wherever rclone repeats them (see redact.Values).
@@ -204,6 +209,11 @@ func (e *Error) Error() string {
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Destination returns the name of the destination the error names, so
+// that a caller whose own message names that destination can leave the
+// error's text as it is instead of naming it twice.
+func (e *Error) Destination() string { return e.Dest }
 
 // Is makes errors.Is(err, ErrNotFound) true for rclone's not-found errors.
 func (e *Error) Is(target error) bool {
@@ -278,7 +288,7 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, r.openFailed(err)
 	}
 	r.ht = pickHash(r.f.Hashes())
 	// A local disk keeps no hash: rclone would read every chunk back after
@@ -294,9 +304,19 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, r.openFailed(err)
 	}
 	return r, nil
+}
+
+// openFailed is Open's error err with the retries spent opening
+// (Error.Retries).
+func (r *Remote) openFailed(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Retries = r.retries.Load()
+	}
+	return err
 }
 
 // newFs is fs.NewFs bounded by ctx: the backend itself keeps base (which
@@ -758,6 +778,11 @@ type DeniedError struct {
 	Errno syscall.Errno
 	// Err is the cause.
 	Err error
+	// Refused is the folder or file where the write was refused: Path
+	// when it exists, else its nearest ancestor that does (a mkdir in an
+	// immutable or read-only folder names the folder it would create).
+	// Empty when Path is not a local absolute path.
+	Refused string
 }
 
 func (e *DeniedError) Error() string {
@@ -767,12 +792,36 @@ func (e *DeniedError) Error() string {
 // Unwrap returns the cause.
 func (e *DeniedError) Unwrap() error { return e.Err }
 
-// Hint says what to do about it.
+// Hint says what to do about it, naming the folder where the write was
+// refused (Refused, else Path).
 func (e *DeniedError) Hint() string {
-	if e.Errno == syscall.EROFS {
-		return fmt.Sprintf("%s is on a read-only file system: mount it read-write, or point the destination elsewhere (destinations[].remote)", e.Path)
+	p := e.Refused
+	if p == "" {
+		p = e.Path
 	}
-	return fmt.Sprintf("let %s write %s (fix its permissions, owner or immutable flag), or point the destination elsewhere (destinations[].remote)", e.User, e.Path)
+	if e.Errno == syscall.EROFS {
+		return fmt.Sprintf("%s is on a read-only file system: mount it read-write, or point the destination elsewhere (destinations[].remote)", p)
+	}
+	return fmt.Sprintf("let %s write %s (fix its permissions, owner or immutable flag), or point the destination elsewhere (destinations[].remote)", e.User, p)
+}
+
+// existingAncestor returns p when it exists, else its nearest ancestor
+// that does; "" when p is not an absolute path. A link is not followed.
+func existingAncestor(p string) string {
+	if !filepath.IsAbs(p) {
+		return ""
+	}
+	p = filepath.Clean(p)
+	for {
+		if _, err := os.Lstat(p); err == nil {
+			return p
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return ""
+		}
+		p = parent
+	}
 }
 
 // deniedErrnos are the local errors another attempt cannot fix.
@@ -802,6 +851,7 @@ func deniedError(err error, p string) *DeniedError {
 		case errors.As(err, &se) && de.Path == "":
 			de.Path = se.Syscall
 		}
+		de.Refused = existingAncestor(de.Path)
 		return de
 	}
 	return nil

@@ -498,6 +498,11 @@ func TestOpenRetriesNetworkErrors(t *testing.T) {
 	if n := accepted.Load(); n < 3 {
 		t.Errorf("%d connections, want at least 3 (1 + 2 retries)", n)
 	}
+	// The retries are in the error: no Remote is returned to count them.
+	var re *Error
+	if !errors.As(err, &re) || re.Retries != 2 {
+		t.Errorf("Open's error %#v: want a *Error with Retries 2", re)
+	}
 
 	// A remote that names an unknown backend fails at once.
 	start := accepted.Load()
