@@ -498,7 +498,7 @@ func TestSnapshotFailureHints(t *testing.T) {
 	bad := *f.cfg
 	bad.Destinations = []config.Destination{{Name: "nas", Remote: f.db}}
 	_, err = Snapshot(ctx, &bad, SnapshotOptions{})
-	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "open destination nas") || !strings.Contains(exitcode.Hint(err), "--dest") {
+	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), `destination "nas": open: `) || strings.Count(err.Error(), "nas") != 1 || !strings.Contains(exitcode.Hint(err), "--dest") {
 		t.Fatalf("unusable destination: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 	}
 }

@@ -356,28 +356,16 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened [
 		return "", nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
 			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)
 	}
-	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
-		"no snapshot %q on %s; closest: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3), ", "))
-}
-
-// closestIDs returns up to n of ids (sorted) sharing the longest prefix
-// with id, newest first.
-func closestIDs(ids []string, id string, n int) []string {
-	best, out := -1, []string(nil)
-	for i := len(ids) - 1; i >= 0; i-- {
-		c := ids[i]
-		k := 0
-		for k < len(c) && k < len(id) && c[k] == id[k] {
-			k++
+	started := func(c string) snapshot.Listing {
+		for _, d := range dests {
+			if slices.Contains(holders[c], d.Name) {
+				return startedListing(ctx, d.Store, cfg.Host, c)
+			}
 		}
-		switch {
-		case k > best:
-			best, out = k, []string{c}
-		case k == best && len(out) < n:
-			out = append(out, c)
-		}
+		return snapshot.Listing{}
 	}
-	return out
+	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
+		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3, started), ", "))
 }
 
 // destNames names the destinations given ("local, yandex").
@@ -1030,7 +1018,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			return k.restorer(ctx, cfg, p, targets[i], o)
 		})
 		if err != nil {
-			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
+			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, partReason(p.ID, err)
 			if errors.Is(err, snapshot.ErrWrongIdentity) || exitcode.Code(err) != exitcode.Failure {
 				for j := i + 1; j < len(parts); j++ {
 					res.Parts[j].Status = StatusNotAttempted

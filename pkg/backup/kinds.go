@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -122,9 +123,31 @@ func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.S
 	}
 	if len(out) == 0 {
 		if len(only) > 0 {
-			return nil, exitcode.Usagef("name a configured part: files:NAME, sqlite:NAME, volume:NAME, mongo:mongodb, or a kind", "--only %v matches no configured source", only)
+			return nil, onlyMatchesNothing(ctx, cfg, only)
 		}
 		return nil, exitcode.Usagef("add a source under sources: (docs/configuration.md)", "config %s has no sources", cfg.File)
 	}
 	return out, nil
+}
+
+// onlyMatchesNothing is the usage error for an --only selection that
+// selects no part: it names the selection as typed and the configured
+// part ids, so that the admin can pick one.
+func onlyMatchesNothing(ctx context.Context, cfg *config.Config, only []string) error {
+	var ids []string
+	for _, k := range kinds {
+		srcs, err := k.sources(ctx, cfg, nil)
+		if err != nil {
+			continue
+		}
+		for _, s := range srcs {
+			ids = append(ids, s.Kind()+":"+s.Name())
+		}
+	}
+	parts := "the config has no sources"
+	if len(ids) > 0 {
+		parts = "the parts are: " + strings.Join(ids, ", ")
+	}
+	return exitcode.Usagef("name one of the configured parts, or a kind (files, sqlite, volume, mongo)",
+		"--only %s matches no configured part; %s", strings.Join(only, ","), parts)
 }

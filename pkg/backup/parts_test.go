@@ -130,11 +130,44 @@ func TestSnapshotIDPrefix(t *testing.T) {
 
 func TestClosestIDs(t *testing.T) {
 	ids := []string{"20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb", "20260301T000000Z-cccccc", "20260302T000000Z-dddddd"}
-	if got := strings.Join(closestIDs(ids, "20260305T000000Z-eeeeee", 3), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc" {
+	if got := strings.Join(closestIDs(ids, "20260305T000000Z-eeeeee", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc" {
 		t.Fatalf("closest: %s", got)
 	}
-	if got := strings.Join(closestIDs(ids, "2019", 3), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
+	if got := strings.Join(closestIDs(ids, "2019", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
 		t.Fatalf("closest: %s", got)
+	}
+}
+
+// TestClosestIDsByStartTime: snapshots taken in the same second are named
+// newest first by when they started, not by their random id suffixes
+// (an unknown id's error lists them: "closest, newest first").
+func TestClosestIDsByStartTime(t *testing.T) {
+	t.Parallel()
+	f, root, _ := localSnapshot(t)
+	// Three snapshot folders of one second (2030-01-01 00:00:00), whose
+	// ids sort the other way round from their start times, one of the
+	// second before and one ten hours later.
+	for id, started := range map[string]string{
+		"20300101T000000Z-aaaaaa": "2030-01-01T00:00:00.9Z",
+		"20300101T000000Z-bbbbbb": "2030-01-01T00:00:00.5Z",
+		"20300101T000000Z-cccccc": "2030-01-01T00:00:00.1Z",
+		"20291231T235959Z-ffffff": "2029-12-31T23:59:59.9Z",
+		"20300101T100000Z-eeeeee": "2030-01-01T10:00:00.5Z",
+	} {
+		dir := filepath.Join(root, "gpu01", "snapshots", id)
+		must(t, os.MkdirAll(dir, 0o700))
+		must(t, os.WriteFile(filepath.Join(dir, "started"), []byte(started+"\n"), 0o600))
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"20300101T000000Z-dddddd", "closest, newest first: 20300101T000000Z-aaaaaa, 20300101T000000Z-bbbbbb, 20300101T000000Z-cccccc"},
+		{"20300101T000001Z-dddddd", "closest, newest first: 20300101T000000Z-aaaaaa, 20300101T000000Z-bbbbbb, 20300101T000000Z-cccccc"},
+		// Two of the three shown are of a second that holds three.
+		{"20300101T200000Z-dddddd", "closest, newest first: 20300101T100000Z-eeeeee, 20300101T000000Z-aaaaaa, 20300101T000000Z-bbbbbb"},
+	} {
+		_, err := Restore(context.Background(), f.cfg, RestoreOptions{Snapshot: tc.id, To: t.TempDir(), DryRun: true})
+		if exitcode.Code(err) != exitcode.Usage || !strings.HasSuffix(err.Error(), tc.want) {
+			t.Errorf("restore %s: code %d, %v; want it to end %q", tc.id, exitcode.Code(err), err, tc.want)
+		}
 	}
 }
 

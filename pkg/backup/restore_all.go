@@ -172,7 +172,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 		pp := PlannedPart{Part: p.ID, Snapshot: sel[i].snapshotID(), Size: p.Size, Status: StatusPlanned}
 		t, err := planInPlace(ctx, cfg, p, o, len(parts))
 		if err != nil {
-			pp.Status, pp.Error = StatusRefused, err.Error()
+			pp.Status, pp.Error = StatusRefused, partReason(p.ID, err)
 			refused = append(refused, p.ID)
 		}
 		targets[i], pp.Target = t, t
@@ -233,7 +233,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 			return k.restorer(ctx, cfg, p, targets[i], o)
 		})
 		if err != nil {
-			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, err.Error()
+			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, partReason(p.ID, err)
 			failed = append(failed, p.ID)
 			integrity = integrity || errors.Is(err, snapshot.ErrIntegrity)
 			if o.Log != nil {
