@@ -377,10 +377,6 @@ func destNames(dests []Dest) string {
 	return strings.Join(names, ", ")
 }
 
-// latestOn returns the listing of the newest complete snapshot on d, and
-// the newer ones that have a manifest but were refused (a signature that
-// does not verify, an unreadable manifest): a restore says so rather than
-// take the older one in silence.
 // rolledBack says why the latest complete snapshot of a destination is not
 // to be trusted as its newest: the newest snapshot this host wrote there
 // (state_dir) is gone, incomplete or refused, and not older than latest.
@@ -405,24 +401,6 @@ func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapsh
 	}
 	return fmt.Sprintf("the newest snapshot this host wrote to %s, %s, is gone; the latest there is the older %s: a newer snapshot was deleted (rollback), check who changed the destination",
 		d.Name, last, latest.ID)
-}
-
-// latestOn returns the newest complete snapshot on a destination, the
-// newer ones whose manifests were refused, and the rollbacks found: of the
-// newest snapshot (rolledBack) and of the newest snapshot holding a part
-// (partRollbacks), "" when none.
-func latestOn(ctx context.Context, cfg *config.Config, d Dest) (snapshot.Listing, []snapshot.Listing, string, error) {
-	x, err := latestListing(ctx, cfg, d)
-	if err != nil {
-		return snapshot.Listing{}, nil, "", err
-	}
-	var newer []snapshot.Listing
-	for _, r := range x.refused {
-		if r.Newer(x.latest) {
-			newer = append(newer, r)
-		}
-	}
-	return x.latest, newer, x.rollbackAlarm(), nil
 }
 
 // NoSnapshotError says that a destination answered but holds no usable
@@ -490,7 +468,9 @@ const (
 
 // VerifyOptions select what verify checks.
 type VerifyOptions struct {
-	// Snapshot is an id, "latest", or "" with All.
+	// Snapshot is an id (or a unique prefix), or "latest" ("" means
+	// latest unless All): on each destination, for each part, the newest
+	// snapshot holding it, as restore latest takes it (verify_latest.go).
 	Snapshot string
 	// All verifies every complete snapshot.
 	All bool
@@ -525,6 +505,12 @@ type VerifyResult struct {
 	// FailedParts names the parts that failed their check (levels full
 	// and restore-test check each part on its own and go on).
 	FailedParts []string `json:"failed_parts,omitempty"`
+	// Rollback, on the row of a destination's newest snapshot, says that a
+	// snapshot this host wrote there is gone, without manifest or refused
+	// while older ones stand in for it or for some of its parts: a finding
+	// of the destination (the run fails, exit 3), not of this snapshot,
+	// whose own verdict is OK and Error.
+	Rollback string `json:"rollback,omitempty"`
 	// damaged: the failure is an integrity error (the data on the
 	// destination), not one of the check itself (a scratch target the
 	// server refused, a download that broke off).
@@ -536,8 +522,10 @@ type VerifyResult struct {
 	untrustedSigner bool
 }
 
-// Verify checks snapshots at the given level. It returns every result and
-// an error with exit code 3 when any snapshot failed its check.
+// Verify checks snapshots at the given level. It returns every result
+// (one per snapshot and destination) and an error with exit code 3 when
+// any snapshot failed its check or a destination shows a rollback (latest
+// and All look for one: VerifyResult.Rollback).
 func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyResult, error) {
 	switch o.Level {
 	case "":
@@ -583,7 +571,8 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	}
 	defer CloseDests(ctx, dests, o.Log)
 	var results []VerifyResult
-	var failed []string // snapshots that failed their check
+	var failed []string    // snapshots that failed their check
+	var rollbacks []string // the destinations' rollback findings
 	damaged, wrongKey := false, false
 	// A destination that cannot be opened or listed is a failed result of
 	// its own (exit code 1 unless a check failed too), not the end of the
@@ -619,7 +608,10 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		o.Snapshot, on = full, hosts
 	}
 	for _, d := range dests {
-		var snaps []string
+		var targets []verifyTarget
+		// rollback is the destination's rollback finding, newest its
+		// newest usable snapshot (whose row names the finding).
+		var rollback, newest string
 		if o.All {
 			ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 			if err != nil {
@@ -628,11 +620,12 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			}
 			for _, l := range ls {
 				if l.Complete || l.Problem != "" {
-					snaps = append(snaps, l.ID)
+					targets = append(targets, verifyTarget{id: l.ID})
 				}
 			}
+			rollback, newest = rollbackOn(cfg, d, ls)
 		} else if o.Snapshot == "latest" {
-			l, _, rollback, err := latestOn(ctx, cfg, d)
+			x, err := latestListing(ctx, cfg, d)
 			var ee *exitcode.Error
 			if errors.As(err, &ee) {
 				return results, err
@@ -641,17 +634,8 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 				destFailed(d.Name, err)
 				continue
 			}
-			if rollback != "" {
-				// The data that is there may be intact; what is missing is
-				// the newer snapshot: a failed check (exit 3).
-				results = append(results, VerifyResult{Destination: d.Name, Snapshot: l.ID, Level: o.Level, Error: rollback, damaged: true})
-				failed = append(failed, fmt.Sprintf("%s on %s: %s", l.ID, d.Name, rollback))
-				damaged = true
-				if o.Log != nil {
-					o.Log.Error("newest snapshot missing", "destination", d.Name, "err", rollback)
-				}
-			}
-			snaps = []string{l.ID}
+			rollback, newest = x.rollbackAlarm(), x.latest.ID
+			targets = latestTargets(ctx, cfg, d, x, o, trusted, ids)
 		} else {
 			if !on[d.Name] {
 				if o.Log != nil {
@@ -659,38 +643,63 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 				}
 				continue
 			}
-			snaps = []string{o.Snapshot}
+			targets = []verifyTarget{{id: o.Snapshot}}
+		}
+		if rollback != "" {
+			// The data that is there may be intact; what is missing is a
+			// newer snapshot: a finding of its own (exit 3), not a damaged
+			// snapshot.
+			rollbacks = append(rollbacks, rollback)
 		}
 		// What several snapshots of one destination share is looked at
 		// once: its listing of objects, and the pieces already hashed.
 		vc := &verifyCache{checked: map[string]bool{}}
-		for _, id := range snaps {
-			r := verifyOne(ctx, cfg, d, id, o, trusted, ids, vc)
+		for _, t := range targets {
+			r := verifyOne(ctx, cfg, d, t.id, t.parts, o, trusted, ids, vc)
 			if !r.OK {
 				failed = append(failed, fmt.Sprintf("%s on %s: %s", r.Snapshot, r.Destination, r.Error))
 				damaged = damaged || r.damaged
 				wrongKey = wrongKey || r.wrongKey
 			}
+			if t.id == newest {
+				r.Rollback = rollback
+			}
 			results = append(results, r)
 		}
 	}
 	sortByConfig(cfg, results, func(r VerifyResult) string { return r.Destination })
-	if len(failed) > 0 {
-		msg := fmt.Sprintf("verify: %d snapshot(s) failed: %s", len(failed), strings.Join(failed, "; "))
+	if len(failed) > 0 || len(rollbacks) > 0 {
+		var what []string
+		if len(failed) > 0 {
+			what = append(what, fmt.Sprintf("%d snapshot(s) failed: %s", len(failed), strings.Join(failed, "; ")))
+		}
+		if len(rollbacks) > 0 {
+			what = append(what, strings.Join(rollbacks, "; "))
+		}
+		msg := "verify: " + strings.Join(what, "; ")
 		if len(unreachable) > 0 {
 			msg += "; not checked on " + strings.Join(unreachable, "; ")
 		}
-		if wrongKey && !damaged {
-			return results, exitcode.New(exitcode.Usage, errors.New(msg), "pass --identity with the identity of a recipient the manifest names (the one kept offline); the data was not found damaged")
+		const wrongKeyHint = "pass --identity with the identity of a recipient the manifest names (the one kept offline); the data was not found damaged"
+		if wrongKey && !damaged && len(rollbacks) == 0 {
+			return results, exitcode.New(exitcode.Usage, errors.New(msg), wrongKeyHint)
 		}
-		hint := "the data on the destination is damaged or was altered: the next snapshot uploads the damaged pieces again (snapshots taken before it stay damaged); find the cause"
-		if !damaged {
+		hint := ""
+		switch {
+		case len(failed) == 0:
+		case untrustedOnly(results):
+			hint = UntrustedSignerHint
+		case damaged:
+			hint = "the data on the destination is damaged or was altered: the next snapshot uploads the damaged pieces again (snapshots taken before it stay damaged); find the cause"
+		case wrongKey:
+			hint = wrongKeyHint
+		default:
 			// Every failure is the check's own: the data checked out as far
 			// as it was read.
 			hint = "the snapshot could not be checked to its end (see the error: e.g. a scratch restore the server refused); the data read so far was intact"
 		}
-		if untrustedOnly(results) {
-			hint = UntrustedSignerHint
+		if len(rollbacks) > 0 {
+			hint = joinNote(hint, RollbackHint)
 		}
 		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg), hint)
 	}
@@ -710,7 +719,11 @@ type verifyCache struct {
 	checked map[string]bool     // objects found intact by level hashes
 }
 
-func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity, vc *verifyCache) VerifyResult {
+// verifyOne checks snapshot id on d at o's level: at levels full and
+// restore-test only the parts named in only, when it names any (verify
+// latest takes the others from other snapshots); quick and hashes check
+// the whole snapshot.
+func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only []string, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity, vc *verifyCache) VerifyResult {
 	begin := time.Now()
 	r := VerifyResult{Destination: d.Name, Snapshot: id, Level: o.Level}
 	err := func() error {
@@ -741,11 +754,23 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 		if err != nil {
 			return err
 		}
-		for _, p := range idx.Parts {
+		parts := idx.Parts
+		if only != nil {
+			parts = nil
+			r.Bytes = m.Index.Size
+			for _, p := range idx.Parts {
+				if slices.Contains(only, p.ID) {
+					parts = append(parts, p)
+					r.Bytes += p.Stored
+				}
+			}
+			r.Parts = len(parts)
+		}
+		for _, p := range parts {
 			r.PartIDs = append(r.PartIDs, p.ID)
 		}
 		var bad []error
-		for _, p := range idx.Parts {
+		for _, p := range parts {
 			err := snapshot.CheckPartPresent(ctx, d.Store, m, p, vc.present)
 			if err == nil && o.Level == LevelFull {
 				err = verifyPart(ctx, d, m, p, ids)
@@ -765,7 +790,8 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, o Ver
 	}()
 	r.Seconds = time.Since(begin).Seconds()
 	if err != nil {
-		r.Error = strings.ReplaceAll(err.Error(), "\n", "; ")
+		// The row names the snapshot and the destination already.
+		r.Error = strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n", "; "), "snapshot "+id+" on "+d.Name+": ")
 		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
 		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
 		r.untrustedSigner = errors.Is(err, snapshot.ErrUntrustedSigner)

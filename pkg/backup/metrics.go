@@ -237,7 +237,8 @@ func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyR
 			order = append(order, r.Destination)
 			perDest[r.Destination] = true
 		}
-		perDest[r.Destination] = perDest[r.Destination] && r.OK
+		// A rollback is a finding of the destination: it fails there.
+		perDest[r.Destination] = perDest[r.Destination] && r.OK && r.Rollback == ""
 	}
 	ok := runErr == nil
 	m := JobMetrics{Job: "verify", RunFile: VerifyRunFile(level), SuccessFile: VerifySuccessFile(level)}
@@ -250,7 +251,7 @@ func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyR
 		gauge("fireops_verify_last_run_snapshots", "Snapshots checked by the last verify run.", one(float64(checked), "level", level)),
 		gauge("fireops_verify_last_run_failed_snapshots", "Snapshots that failed the last verify run.", one(float64(failed), "level", level)),
 		gauge("fireops_verify_last_run_bytes", "Bytes of the snapshots checked by the last verify run.", one(float64(bytes), "level", level)),
-		gauge("fireops_verify_destination_success", "1 if every snapshot the last verify run checked on this destination passed, else 0.", ds...),
+		gauge("fireops_verify_destination_success", "1 if every snapshot the last verify run checked on this destination passed and it showed no rollback, else 0.", ds...),
 	)
 	if !ok {
 		return m
