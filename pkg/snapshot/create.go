@@ -295,9 +295,9 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 	for _, r := range runs {
 		p := path.Join(SnapshotPath(opts.Host, res.ID), StartedFile)
 		if err := r.store.Put(ctx, p, []byte(started.Format(time.RFC3339Nano)+"\n")); err != nil {
-			r.err = fmt.Errorf("destination %s: write %s: %w", r.store.Name(), p, err)
+			r.err = destError(r.store.Name(), err, "write "+p)
 		} else if r.known, err = loadKnown(ctx, opts.StateDir, r.store, opts.Host, dedup, trusted, rstrings, log); err != nil {
-			r.err = fmt.Errorf("destination %s: %w", r.store.Name(), err)
+			r.err = destError(r.store.Name(), err, "")
 		}
 		if r.err != nil {
 			startErrs = append(startErrs, r.err)
@@ -693,7 +693,7 @@ func writeMeta(ctx context.Context, opts Options, recipients []age.Recipient, re
 	}{{IndexFile, enc.Bytes()}, {SignatureFile, sig}, {ManifestFile, data}} {
 		p := path.Join(dir, f.name)
 		if err := r.store.Put(ctx, p, f.data); err != nil {
-			return fmt.Errorf("destination %s: write %s: %w", r.store.Name(), p, err)
+			return destError(r.store.Name(), err, "write "+p)
 		}
 		r.uploaded.Add(int64(len(f.data)))
 	}

@@ -365,7 +365,7 @@ func listObjects(ctx context.Context, st Store, host string) (*ObjectSet, error)
 	out := newObjectSet()
 	top, err := st.List(ctx, path.Join(host, ObjectsDir))
 	if err != nil {
-		return nil, fmt.Errorf("destination %s: list objects: %w", st.Name(), err)
+		return nil, destError(st.Name(), err, "list objects")
 	}
 	for _, d := range top {
 		if !d.Dir || !prefixRE.MatchString(d.Name) {
@@ -373,7 +373,7 @@ func listObjects(ctx context.Context, st Store, host string) (*ObjectSet, error)
 		}
 		es, err := st.List(ctx, path.Join(host, ObjectsDir, d.Name))
 		if err != nil {
-			return nil, fmt.Errorf("destination %s: list objects/%s: %w", st.Name(), d.Name, err)
+			return nil, destError(st.Name(), err, "list objects/"+d.Name)
 		}
 		for _, e := range es {
 			if e.Dir || !ValidPieceID(e.Name) || e.Name[:2] != d.Name {
@@ -471,7 +471,7 @@ func manifestIs(ctx context.Context, st Store, host, id, sum string) bool {
 func snapshotsAfter(ctx context.Context, st Store, host, last string) ([]string, error) {
 	es, err := st.List(ctx, path.Join(host, SnapshotsDir))
 	if err != nil {
-		return nil, fmt.Errorf("destination %s: list snapshots: %w", st.Name(), err)
+		return nil, destError(st.Name(), err, "list snapshots")
 	}
 	var out []string
 	for _, e := range es {

@@ -143,7 +143,7 @@ func (r *destRun) startUploads(ctx context.Context, host string, n int) {
 					idHex := hex.EncodeToString(j.id[:])
 					p := PiecePath(host, idHex)
 					if err := r.store.Put(ctx, p, j.data.data); err != nil {
-						r.fail(fmt.Errorf("destination %s: upload %s: %w", r.store.Name(), p, err))
+						r.fail(destError(r.store.Name(), err, "upload "+p))
 					} else {
 						r.uploaded.Add(j.obj.stored)
 						if j.list {

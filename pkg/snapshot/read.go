@@ -73,7 +73,7 @@ func List(ctx context.Context, st Store, host string, trusted ...ed25519.PublicK
 	trusted = trustedKeys(trusted)
 	entries, err := st.List(ctx, path.Join(host, SnapshotsDir))
 	if err != nil {
-		return nil, fmt.Errorf("destination %s: list snapshots: %w", st.Name(), err)
+		return nil, destError(st.Name(), err, "list snapshots")
 	}
 	var out []Listing
 	for _, e := range entries {
@@ -84,7 +84,7 @@ func List(ctx context.Context, st Store, host string, trusted ...ed25519.PublicK
 		l := Listing{ID: e.Name, Time: t, Modified: e.ModTime}
 		files, err := st.List(ctx, SnapshotPath(host, e.Name))
 		if err != nil {
-			return nil, fmt.Errorf("destination %s: list snapshot %s: %w", st.Name(), e.Name, err)
+			return nil, destError(st.Name(), err, "list snapshot "+e.Name)
 		}
 		hasManifest := false
 		for _, f := range files {
@@ -182,11 +182,28 @@ func verifySignature(data, sig []byte, trusted []ed25519.PublicKey) (ed25519.Pub
 	_ = json.Unmarshal(data, &claim)
 	names := keys.Fingerprints(trusted)
 	if signer, err := keys.ParsePublicKey(claim.Signer); err == nil && !slices.ContainsFunc(trusted, func(k ed25519.PublicKey) bool { return k.Equal(signer) }) {
-		return nil, fmt.Errorf("%w: the manifest names signer %s, not one of the trusted keys (%s): if it is an earlier signing key of this site, add its public key to keys.signing_public_keys",
-			ErrUntrustedSigner, keys.Fingerprint(signer), names)
+		return nil, &untrustedSignerError{signer: signer, trusted: trusted}
 	}
 	return nil, fmt.Errorf("manifest signature verifies with none of the trusted keys (%s): the manifest or its signature was altered, or it was signed by a key not in keys.signing_public_keys", names)
 }
+
+// untrustedSignerError is a manifest that names a signer outside the
+// trusted keys. It names the signer's whole public key, the line to add
+// to keys.signing_public_keys if it is an earlier key of this site, and
+// the trusted ones short (they are in the config already). It is an
+// ErrUntrustedSigner and an ErrIntegrity (the manifest is not used), but
+// its text does not call it damage: nothing need be wrong with the data.
+type untrustedSignerError struct {
+	signer  ed25519.PublicKey
+	trusted []ed25519.PublicKey
+}
+
+func (e *untrustedSignerError) Error() string {
+	return fmt.Sprintf("%v (signer %s); trusted: %s", ErrUntrustedSigner, keys.FormatPublicKey(e.signer), keys.Fingerprints(e.trusted))
+}
+
+// Unwrap makes errors.Is true for ErrUntrustedSigner and ErrIntegrity.
+func (e *untrustedSignerError) Unwrap() []error { return []error{ErrUntrustedSigner, ErrIntegrity} }
 
 // readManifest fetches and decodes a manifest, checking its signature
 // against the trusted keys when there are any (nil keys are ignored).
@@ -216,6 +233,10 @@ func readSignedManifest(ctx context.Context, st Store, host, id string, trusted 
 			return nil, nil, integrityf("snapshot %s on %s: read signature: %v", id, st.Name(), err)
 		}
 		if signer, err = verifySignature(data, sig, trusted); err != nil {
+			var untrusted *untrustedSignerError
+			if errors.As(err, &untrusted) {
+				return nil, nil, fmt.Errorf("snapshot %s on %s: %w", id, st.Name(), err)
+			}
 			return nil, nil, fmt.Errorf("%w: snapshot %s on %s: %w", ErrIntegrity, id, st.Name(), err)
 		}
 		m, err = ParseManifest(data, sig, signer)
@@ -308,7 +329,7 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest, present *ObjectSet
 	dir := SnapshotPath(m.Host, m.Snapshot)
 	files, err := st.List(ctx, dir)
 	if err != nil {
-		return fmt.Errorf("destination %s: list %s: %w", st.Name(), dir, err)
+		return destError(st.Name(), err, "list "+dir)
 	}
 	if !hasFile(files, IndexFile, m.Index.Size) {
 		return integrityf("%s/%s on %s is missing or has the wrong size", dir, IndexFile, st.Name())
@@ -331,7 +352,7 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest, present *ObjectSet
 	for _, o := range m.Objects {
 		entries, err := st.List(ctx, ObjectPath(m.Host, o.ID))
 		if err != nil {
-			return fmt.Errorf("destination %s: list object %s: %w", st.Name(), o.ID, err)
+			return destError(st.Name(), err, "list object "+o.ID)
 		}
 		if i := missingChunk(entries, o); i >= 0 {
 			return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
@@ -373,7 +394,7 @@ func CheckPartPresent(ctx context.Context, st Store, m *Manifest, part Part, pre
 	}
 	entries, err := st.List(ctx, ObjectPath(m.Host, o.ID))
 	if err != nil {
-		return fmt.Errorf("destination %s: list object %s: %w", st.Name(), o.ID, err)
+		return destError(st.Name(), err, "list object "+o.ID)
 	}
 	if i := missingChunk(entries, o); i >= 0 {
 		return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)

@@ -50,16 +50,21 @@ func TestTrustedKeys(t *testing.T) {
 	if !errors.Is(err, ErrIntegrity) || !errors.Is(err, ErrUntrustedSigner) {
 		t.Fatalf("old key dropped: err = %v, want ErrIntegrity and ErrUntrustedSigner", err)
 	}
-	for _, want := range []string{res.ID, "names signer " + keys.Fingerprint(old), "trusted keys (" + keys.Fingerprint(pubNew) + ")", "keys.signing_public_keys"} {
+	// The signer's whole public key (what to add to the config), the
+	// trusted ones short; not called damage.
+	for _, want := range []string{res.ID, "signed by a key that is not trusted (signer " + keys.FormatPublicKey(old) + "); trusted: " + keys.Fingerprint(pubNew)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+	if strings.Contains(err.Error(), ErrIntegrity.Error()) || strings.Count(err.Error(), res.ID) != 1 {
+		t.Errorf("error %q: want the id once and no %q", err, ErrIntegrity)
 	}
 	ls, err = List(ctx, st, "gpu01", pubNew)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ls) != 1 || ls[0].Complete || !strings.Contains(ls[0].Problem, keys.Fingerprint(old)) || ls[0].Signer != "" {
+	if len(ls) != 1 || ls[0].Complete || !strings.Contains(ls[0].Problem, keys.FormatPublicKey(old)) || ls[0].Signer != "" {
 		t.Fatalf("listing without the old key: %+v", ls)
 	}
 
