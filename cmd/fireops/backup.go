@@ -387,7 +387,7 @@ code is non-zero (3 when a part is damaged). --stop-stack stops the running
 containers of the Compose project stack.name first (MongoDB's is left
 running when the mongo part is restored: it is restored through it) and
 starts them again at the end, also when parts failed.`,
-		Args: cobra.ExactArgs(1),
+		Args: restoreArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Snapshot = args[0]
 			if !o.All && (o.StopStack || yes) {
@@ -438,11 +438,41 @@ starts them again at the end, also when parts failed.`,
 	return cmd
 }
 
+// restoreArgs wants the one snapshot restore reads: an id, a unique
+// prefix of one, or latest.
+func restoreArgs(_ *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest: fireops restore latest --to DIR",
+			"restore needs a snapshot id (or latest)")
+	}
+	return exitcode.Usagef("give one snapshot id, or latest; name parts with --part",
+		"restore takes one snapshot id (or latest), not %d: %s", len(args), strings.Join(args, " "))
+}
+
+// restoreOf names what a restore reads in its header: the snapshot, or
+// "latest (N snapshots)" when its parts come from several (restore
+// latest: each part's is in the SNAPSHOT column).
+func restoreOf(res *backup.RestoreResult) string {
+	var ids []string
+	for _, p := range res.Parts {
+		if p.Snapshot != "" && !slices.Contains(ids, p.Snapshot) {
+			ids = append(ids, p.Snapshot)
+		}
+	}
+	if len(ids) > 1 {
+		return fmt.Sprintf("latest (%d snapshots)", len(ids))
+	}
+	return res.Snapshot
+}
+
 // printRestore prints a restore's parts with their status; with all, the
 // stack and a summary of what was and was not restored.
 func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) error {
 	w := a.table()
-	fmt.Fprintf(w, "%s of %s from %s:\n", verb, res.Snapshot, res.Destination)
+	fmt.Fprintf(w, "%s of %s from %s:\n", verb, restoreOf(res), res.Destination)
 	if res.Note != "" {
 		fmt.Fprintf(w, "(%s)\n", res.Note)
 	}
