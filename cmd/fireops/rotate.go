@@ -93,6 +93,9 @@ func (a *app) printRotate(res *backup.RotateResult) error {
 		fmt.Fprintf(w, "  %d kept, %d %s, %d incomplete %s\n", d.Kept, d.Removed, verb, d.IncompleteRemoved, verb)
 		ob := d.Objects
 		switch {
+		case ob.Skipped != "" && d.Error != "":
+			// An earlier step failed: no count would be the destination's.
+			fmt.Fprintf(w, "  objects: sweep not run: %s\n", ob.Skipped)
 		case ob.Skipped != "":
 			fmt.Fprintf(w, "  objects: sweep skipped: %s\n", ob.Skipped)
 		default:

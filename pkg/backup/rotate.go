@@ -12,6 +12,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/remote"
 	"github.com/firetech/fireops/pkg/retention"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/mongo"
@@ -85,7 +86,11 @@ type RotateDest struct {
 	Kept              int `json:"kept"`
 	Removed           int `json:"removed"`
 	IncompleteRemoved int `json:"incomplete_removed"`
-	// Objects is the sweep of unreferenced objects.
+	// Objects is the sweep of unreferenced objects. Objects.Skipped says
+	// why the sweep did not run: the objects lock was held, or (with Err
+	// set) the destination could not be opened, listed or rotated
+	// ("removing snapshot ID failed"): its counts are then not the
+	// destination's.
 	Objects Sweep `json:"objects"`
 	// Err is why this destination was not rotated completely.
 	Err   error  `json:"-"`
@@ -208,35 +213,65 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		}
 	}
 
-	var failed []string
+	var failed oneLineErrors
 	for _, u := range unopened {
 		p, grace := PolicyFor(cfg, u.Name)
-		res.Destinations = append(res.Destinations, RotateDest{Destination: u.Name, Policy: p.String(), Grace: retention.FormatDuration(grace),
-			Snapshots: []retention.Decision{}, Err: u, Error: u.Error()})
-		failed = append(failed, u.Error())
+		rd := RotateDest{Destination: u.Name, Policy: p.String(), Grace: retention.FormatDuration(grace),
+			Snapshots: []retention.Decision{}, Err: u, Error: u.Error()}
+		rd.Objects.Skipped = "opening the destination failed"
+		res.Destinations = append(res.Destinations, rd)
+		failed = append(failed, u)
 	}
 	for _, d := range dests {
 		rd := rotateDest(ctx, cfg, d, o, trusted, res.Time, skip, log)
 		if rd.Err != nil {
 			rd.Error = rd.Err.Error()
-			failed = append(failed, fmt.Sprintf("%s: %v", d.Name, rd.Err))
+			failed = append(failed, fmt.Errorf("%s: %w", d.Name, rd.Err))
 		}
 		res.Destinations = append(res.Destinations, rd)
 	}
 	sortByConfig(cfg, res.Destinations, func(d RotateDest) string { return d.Destination })
-	if len(failed) > 0 {
-		return res, fmt.Errorf("rotate: %s", strings.Join(failed, "; "))
+	if len(failed) == 0 {
+		return res, nil
 	}
-	return res, nil
+	err = fmt.Errorf("rotate: %w", failed)
+	// A destination it may not write (a read-only mount, an immutable
+	// folder): the same hint as a snapshot's, naming the folder.
+	var denied *remote.DeniedError
+	if errors.As(err, &denied) {
+		err = exitcode.New(exitcode.Failure, err, denied.Hint())
+	}
+	return res, err
 }
+
+// oneLineErrors joins errors like errors.Join, on one line ("; "
+// between them); errors.Is and errors.As see each.
+type oneLineErrors []error
+
+func (e oneLineErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Unwrap returns the errors.
+func (e oneLineErrors) Unwrap() []error { return e }
 
 func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions, trusted []ed25519.PublicKey, now time.Time, skip string, log *slog.Logger) RotateDest {
 	p, grace := PolicyFor(cfg, d.Name)
 	rd := RotateDest{Destination: d.Name, Policy: p.String(), Grace: retention.FormatDuration(grace), Snapshots: []retention.Decision{}}
+	// failed ends the destination's rotate at step: the sweep does not
+	// run, and says why.
+	failed := func(step string, err error) RotateDest {
+		rd.Err = err
+		rd.Objects = Sweep{Skipped: step + " failed"}
+		return rd
+	}
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
-		rd.Err = err
-		return rd
+		return failed("listing the snapshots", err)
 	}
 	snaps := make([]retention.Snapshot, 0, len(ls))
 	for _, l := range ls {
@@ -258,14 +293,12 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 	}
 	plan, err := retention.Plan(p, snaps, now, grace)
 	if err != nil {
-		rd.Err = err
-		return rd
+		return failed("planning", err)
 	}
 	rd.Parts, rd.RetiredParts = retention.PartCounts(snaps)
 	rd.Snapshots = plan
 	if err := finishHalfRemoved(ctx, d, cfg.Host, rd.Snapshots); err != nil {
-		rd.Err = err
-		return rd
+		return failed("looking for half-removed snapshots", err)
 	}
 	for _, dec := range plan {
 		if dec.State == retention.Complete && dec.Keep {
@@ -304,8 +337,7 @@ func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions
 				err = snapshot.RemoveSnapshot(ctx, d.Store, cfg.Host, dec.ID)
 			}
 			if err != nil {
-				rd.Err = err
-				return rd
+				return failed("removing snapshot "+dec.ID, err)
 			}
 			log.Info("snapshot removed", "destination", d.Name, "snapshot", dec.ID, "state", dec.State, "reasons", strings.Join(dec.Reasons, ", "))
 		}
