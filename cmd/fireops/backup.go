@@ -268,11 +268,14 @@ func (a *app) verifyCommand() *cobra.Command {
                 each collection's count and document digest)
 
 Each destination is checked on its own; one that cannot be opened or
-listed is reported and the others are still checked. The latest snapshot
-is each destination's own latest.
+listed is reported and the others are still checked. latest is, on each
+destination, what restore latest takes: each part in the newest snapshot
+holding it (after a snapshot --only run, the other parts in the full run
+before it; one row per snapshot checked).
 
 Exit code 3 when a snapshot fails its check (the hint says whether the
-data is damaged or the check could not run to its end); 1 when a
+data is damaged or the check could not run to its end), or when a newer
+snapshot this host wrote is gone or refused (a rollback); 1 when a
 destination could not be checked at all; 4 when another verify runs
 (--lock-wait waits for it).`,
 		Args: cobra.MaximumNArgs(1),
