@@ -44,6 +44,20 @@ func holdObjects(ctx context.Context, cfg *config.Config, command string, log *s
 	return lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Wait: time.Hour, Command: command})
 }
 
+// removeStateLeftovers removes what killed snapshots left in state_dir:
+// the SQLite source's database copies (plaintext) and MongoDB's spool
+// files (pkg/leftover keeps those of live runs). A snapshot does it at its
+// start, whatever parts it takes, and so does rotate. A failure is only
+// logged (to log when not nil).
+func removeStateLeftovers(cfg *config.Config, log *slog.Logger) {
+	if _, err := sqlite.CleanLeftovers(cfg.StateDir, log); err != nil && log != nil {
+		log.Warn("leftover copies in state_dir not removed", "err", err)
+	}
+	if _, err := mongo.CleanLeftovers(cfg.StateDir, log); err != nil && log != nil {
+		log.Warn("leftover spool files in state_dir not removed", "err", err)
+	}
+}
+
 // RotateOptions select what rotate does.
 type RotateOptions struct {
 	// Dests limits rotate to these destinations; empty means all.
@@ -165,13 +179,7 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		}
 	}
 	if !o.DryRun {
-		// The database copies killed snapshots left in state_dir (plaintext).
-		if _, err := sqlite.CleanLeftovers(cfg.StateDir, log); err != nil {
-			log.Warn("leftover copies in state_dir not removed", "err", err)
-		}
-		if _, err := mongo.CleanLeftovers(cfg.StateDir, log); err != nil {
-			log.Warn("leftover spool files in state_dir not removed", "err", err)
-		}
+		removeStateLeftovers(cfg, log)
 		// The staging volumes killed restores left (a user's files).
 		if cfg.Sources.Volumes != nil {
 			if _, err := volume.CleanStaging(ctx, log); err != nil {
