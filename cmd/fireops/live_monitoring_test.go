@@ -261,10 +261,28 @@ func startLive(t *testing.T, bins liveBins, rules liveRules) *liveMonitoring {
 		t.Fatal(err)
 	}
 	checkTextfileMount(t, st, textfiles)
+	// node-exporter's basic auth: its web config and the password of
+	// Prometheus' node job, as deploy generates them.
+	var neSecrets []deploy.SecretSpec
+	for _, s := range st.Secrets {
+		if strings.HasPrefix(s.Name, "node-exporter-") {
+			neSecrets = append(neSecrets, s)
+		}
+	}
+	if _, err := deploy.EnsureSecrets(stack, neSecrets); err != nil || len(neSecrets) != 2 {
+		t.Fatalf("node-exporter's secrets %v: %v", neSecrets, err)
+	}
+	secrets := filepath.Join(stack, deploy.SecretsDir)
+	nePassword, err := os.ReadFile(filepath.Join(secrets, "node-exporter-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	nePort, amPort, promPort := freePort(t), freePort(t), freePort(t)
-	// node-exporter, as the stack runs it, on the textfile folder.
+	// node-exporter, as the stack runs it, on the textfile folder, with
+	// its web config.
 	startProcess(t, dir, "node-exporter", bins.nodeExporter, "--web.listen-address=127.0.0.1:"+nePort,
+		"--web.config.file="+filepath.Join(secrets, "node-exporter-web.yml"),
 		"--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+textfiles)
 
 	amDir := filepath.Join(dir, "alertmanager")
@@ -279,12 +297,13 @@ func startLive(t *testing.T, bins liveBins, rules liveRules) *liveMonitoring {
 			mustWriteFile(t, filepath.Join(promDir, "rules", name), string(liveRulesFile(t, name, f.Data, rules)), 0o644)
 		}
 	}
-	mustWriteFile(t, filepath.Join(promDir, "prometheus.yml"), string(livePrometheus(t, st, "127.0.0.1:"+nePort, "127.0.0.1:"+amPort)), 0o644)
+	mustWriteFile(t, filepath.Join(promDir, "prometheus.yml"), string(livePrometheus(t, st, "127.0.0.1:"+nePort, "127.0.0.1:"+amPort, filepath.Join(secrets, "node-exporter-password"))), 0o644)
 	startProcess(t, dir, "prometheus", bins.prometheus, "--config.file="+filepath.Join(promDir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(promDir, "data"), "--web.listen-address=127.0.0.1:"+promPort)
 	m.prom = "http://127.0.0.1:" + promPort
 
-	for _, u := range []string{"http://127.0.0.1:" + nePort + "/metrics", "http://127.0.0.1:" + amPort + "/-/ready", m.prom + "/-/ready"} {
+	neURL := (&url.URL{Scheme: "http", User: url.UserPassword(deploy.NodeExporterUser, strings.TrimSpace(string(nePassword))), Host: "127.0.0.1:" + nePort, Path: "/metrics"}).String()
+	for _, u := range []string{neURL, "http://127.0.0.1:" + amPort + "/-/ready", m.prom + "/-/ready"} {
 		waitFor(t, u, func() bool {
 			resp, err := http.Get(u)
 			if err != nil {
@@ -317,11 +336,12 @@ func checkTextfileMount(t *testing.T, st *deploy.Stack, textfiles string) {
 }
 
 // livePrometheus is the rendered prometheus.yml on loopback: the node job
-// (node-exporter, in the host's network) at the test's node-exporter,
-// Alertmanager at the test's, every second; the other services' jobs left
-// out, since they do not run here. The daemon's job must not be there at
-// all: metrics.listen is init's default, on loopback.
-func livePrometheus(t *testing.T, st *deploy.Stack, node, alertmanager string) []byte {
+// (node-exporter, in the host's network) at the test's node-exporter with
+// its password file at nodePassword, Alertmanager at the test's, every
+// second; the other services' jobs left out, since they do not run here.
+// The daemon's job must not be there at all: metrics.listen is init's
+// default, on loopback.
+func livePrometheus(t *testing.T, st *deploy.Stack, node, alertmanager, nodePassword string) []byte {
 	t.Helper()
 	var doc map[string]any
 	if err := yaml.Unmarshal(st.File("prometheus/prometheus.yml"), &doc); err != nil {
@@ -343,6 +363,11 @@ func livePrometheus(t *testing.T, st *deploy.Stack, node, alertmanager string) [
 			t.Fatalf("the node job scrapes %s", got)
 		}
 		sc["targets"] = []string{node}
+		auth, _ := job["basic_auth"].(map[string]any)
+		if auth["password_file"] != deploy.NodeExporterPasswordPath {
+			t.Fatalf("the node job's basic auth %v: want the password file %s", auth, deploy.NodeExporterPasswordPath)
+		}
+		auth["password_file"] = nodePassword
 		jobs = append(jobs, job)
 	}
 	if slices.Contains(names, "fireops") || !slices.Contains(names, "node") {

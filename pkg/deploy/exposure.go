@@ -75,25 +75,34 @@ type webConfig struct {
 // still matches the password is returned as it is: the file, and so the
 // Prometheus container, changes only when the password does.
 func prometheusWebConfig(read func(string) ([]byte, error)) ([]byte, error) {
-	pw, err := read("prometheus-password")
+	return basicAuthWebConfig(read, "Prometheus'", PrometheusUser, "prometheus-password", "prometheus-web.yml")
+}
+
+// basicAuthWebConfig derives the web config (--web.config.file, the
+// Prometheus exporter toolkit's) of the server whose name is what: basic
+// auth for user with the password of the secret pwName, the config being
+// the secret cfgName. A config whose hash still matches is returned as it
+// is (bcrypt salts every hash).
+func basicAuthWebConfig(read func(string) ([]byte, error), what, user, pwName, cfgName string) ([]byte, error) {
+	pw, err := read(pwName)
 	if err != nil {
 		return nil, err
 	}
 	pw = bytes.TrimSpace(pw)
-	if old, err := read("prometheus-web.yml"); err == nil {
+	if old, err := read(cfgName); err == nil {
 		var wc webConfig
 		if yaml.Unmarshal(old, &wc) == nil && len(wc.BasicAuthUsers) == 1 {
-			if h, ok := wc.BasicAuthUsers[PrometheusUser]; ok && bcrypt.CompareHashAndPassword([]byte(h), pw) == nil {
+			if h, ok := wc.BasicAuthUsers[user]; ok && bcrypt.CompareHashAndPassword([]byte(h), pw) == nil {
 				return old, nil
 			}
 		}
 	}
 	hash, err := bcrypt.GenerateFromPassword(pw, prometheusWebCost)
 	if err != nil {
-		return nil, fmt.Errorf("hash the Prometheus password: %w", err)
+		return nil, fmt.Errorf("hash %s: %w", pwName, err)
 	}
-	return fmt.Appendf(nil, "# Written by `fireops deploy` from prometheus-password: Prometheus' web config\n# (--web.config.file): basic auth for every request.\nbasic_auth_users:\n  %s: %s\n",
-		PrometheusUser, jsonString(string(hash))), nil
+	return fmt.Appendf(nil, "# Written by `fireops deploy` from %s: %s web config\n# (--web.config.file): basic auth for every request.\nbasic_auth_users:\n  %s: %s\n",
+		pwName, what, user, jsonString(string(hash))), nil
 }
 
 // PrometheusAuth tells the templates whether Prometheus requires basic

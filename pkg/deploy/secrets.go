@@ -133,6 +133,8 @@ func secretSpecs(cfg *config.Config) []SecretSpec {
 			return bytes.TrimSpace(b), nil
 		}})
 	}
+	// node-exporter's basic auth (it listens on the host's every address).
+	specs = append(specs, nodeExporterSecretSpecs()...)
 	specs = append(specs, exposureSecretSpecs(cfg)...)
 	return specs
 }

@@ -92,8 +92,11 @@ func (d *renderData) serviceProcs() map[string]proc {
 				"--path.rootfs=/host",
 				"--collector.textfile.directory=/textfile",
 				"--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|var/lib/docker/.+)($|/)",
+				// Basic auth: it listens on every address of the host
+				// (nodeexporter.go).
+				"--web.config.file=" + NodeExporterWebConfig,
 			},
-			Health: wget("http://127.0.0.1:9100/"), Port: 9100,
+			Health: nodeExporterHealth, Port: 9100,
 		},
 		"cadvisor": {
 			Image: s.Images.CAdvisor,
