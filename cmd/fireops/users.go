@@ -106,6 +106,12 @@ func printMongo(w io.Writer, acc *users.MongoAccount) {
 		} else {
 			fmt.Fprintf(w, "%s: no MongoDB user %s to drop\n", acc.Name, acc.Database)
 		}
+	case users.MongoCreated:
+		if acc.DatabaseKept {
+			fmt.Fprintf(w, "%s: MongoDB user %s: created on the existing database %s, its data kept (URI in %s)\n", acc.Name, acc.Database, acc.Database, acc.URIFile)
+			return
+		}
+		fallthrough
 	default:
 		fmt.Fprintf(w, "%s: MongoDB database and user %s: %s (URI in %s)\n", acc.Name, acc.Database, acc.Action, acc.URIFile)
 	}
@@ -168,8 +174,8 @@ two-factor authentication, whether a server runs, last activity and email.`,
 }
 
 func (a *app) usersApproveCommand(approve bool) *cobra.Command {
-	var noMongo bool
-	use, short, long := "approve NAME... [--no-mongo]", "Approve sign-ups (set, never toggle) and give them their MongoDB database",
+	var noMongo, reuse bool
+	use, short, long := "approve NAME... [--no-mongo] [--reuse-database]", "Approve sign-ups (set, never toggle) and give them their MongoDB database",
 		`approve lets the named users log in. It sets the approval; a user who is
 already approved stays approved. All names are checked first: when one is
 unknown nothing changes.
@@ -179,7 +185,16 @@ and a MongoDB user of their own (user_<escaped name>, readWrite on that
 database only); its URI goes into stack.dir/secrets/mongo-users/, from where
 the hub hands it to the user's server as MONGODB_URI. Running approve again
 creates what is missing (a MongoDB user lost with a server rebuild, a lost
-URI file) and changes nothing else. --no-mongo skips this step.`
+URI file), sets the MongoDB user's password and roles again from the URI
+file, and changes nothing else. --no-mongo skips this step.
+
+A database that exists without its MongoDB user is given back to a user
+the hub knows as approved (approve run again, a server rebuilt from
+snapshots). It is refused, and nothing changes (exit 2), when a delete
+marked it as a deleted user's, or when the user was not approved before
+and has no URI file: it may hold the data of a deleted user of the same
+name. The error names the database and how to archive and drop it;
+--reuse-database gives it to the user all the same.`
 	if !approve {
 		use, short, long = "reject NAME...", "Withdraw approval of sign-ups (set, never toggle)",
 			`reject withdraws the approval of the named users: they can no longer log
@@ -192,26 +207,33 @@ first: when one is unknown nothing changes.`
 		Long:  long,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if noMongo && reuse {
+				return exitcode.Usagef("use one of them", "--no-mongo and --reuse-database exclude each other")
+			}
 			return a.withUsers(func(m *users.Manager) error {
-				run := func() error {
-					changes, err := m.SetApproved(cmd.Context(), args, approve)
+				if !approve {
+					changes, err := m.SetApproved(cmd.Context(), args, false)
 					if err != nil {
 						return err
 					}
-					var accounts []*users.MongoAccount
-					var merr error
-					if approve {
-						accounts, merr = m.EnsureMongo(cmd.Context(), args)
+					if a.jsonOut {
+						return a.printJSON(map[string]any{"changes": changes})
+					}
+					for _, c := range changes {
+						printChange(a.stdout, c)
+					}
+					return nil
+				}
+				return a.withMongo(m, noMongo, func() error {
+					changes, accounts, err := m.Approve(cmd.Context(), args, users.ApproveOptions{ReuseDatabase: reuse})
+					if changes == nil && err != nil {
+						return err
 					}
 					if a.jsonOut {
-						out := map[string]any{"changes": changes}
-						if approve {
-							out["mongo"] = accounts
+						if perr := a.printJSON(map[string]any{"changes": changes, "mongo": accounts}); perr != nil {
+							return perr
 						}
-						if err := a.printJSON(out); err != nil {
-							return err
-						}
-						return merr
+						return err
 					}
 					for _, c := range changes {
 						printChange(a.stdout, c)
@@ -219,17 +241,14 @@ first: when one is unknown nothing changes.`
 					for _, acc := range accounts {
 						printMongo(a.stdout, acc)
 					}
-					return merr
-				}
-				if !approve {
-					return run()
-				}
-				return a.withMongo(m, noMongo, run)
+					return err
+				})
 			})
 		},
 	}
 	if approve {
 		c.Flags().BoolVar(&noMongo, "no-mongo", false, "only approve: create no MongoDB database and user")
+		c.Flags().BoolVar(&reuse, "reuse-database", false, "give a user a database that exists without its MongoDB user, even one a deleted user of that name left")
 	}
 	return c
 }
@@ -367,21 +386,37 @@ func (a *app) usersDeleteCommand() *cobra.Command {
 	var yes, noMongo bool
 	cmd := &cobra.Command{
 		Use:   "delete NAME [--yes] [--no-mongo]",
-		Short: "Delete a user: the hub user, the sign-up and the MongoDB user (never the volume or the database)",
-		Long: `delete removes the hub user of NAME (the hub stops a running server first)
-and NAME's sign-up in users_info. The user's Docker volume with their files
-is kept; the command says how to snapshot and remove it.
+		Short: "Delete a user: the hub user, the sign-up, the stopped server containers and the MongoDB user (never the volume or the database)",
+		Long: `delete removes the hub user of NAME and NAME's sign-up in users_info. The
+user's Docker volume with their files is kept; the command says how to
+snapshot and remove it.
 
-On a stack that fireops deploy runs, it first drops NAME's MongoDB user and
-URI file; their MongoDB database is kept, and the command says how to
-snapshot and drop it. --no-mongo leaves the MongoDB user alone.
+On a stack that fireops deploy runs, it first looks at NAME's server
+containers (jupyter-<escaped name>, and jupyter-<escaped name>--<server>
+for named servers): while one runs it refuses and changes nothing (stop
+the server first, on the hub's admin page); the stopped ones, which the hub
+keeps and which mount the volume, it removes. Before that it drops NAME's
+MongoDB user and URI file; their MongoDB database is kept, marked as a
+deleted user's (a later sign-up under the same name does not get it
+without approve --reuse-database), and the command says how to snapshot
+and drop it. --no-mongo leaves the MongoDB user alone.
 
 Without --yes it asks for the name on a terminal, and refuses otherwise.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			return a.withUsers(func(m *users.Manager) error {
-				return a.withMongo(m, noMongo, func() error { return a.deleteUser(cmd.Context(), m, name, yes) })
+				cfg, err := a.loadConfig()
+				if err != nil {
+					return err
+				}
+				ctrs, done, err := users.StackContainers(cfg)
+				if err != nil {
+					return err
+				}
+				defer done()
+				m.SetContainers(ctrs)
+				return a.withMongo(m, noMongo, func() error { return a.deleteUser(cmd.Context(), m, name, yes, ctrs != nil) })
 			})
 		},
 	}
@@ -391,7 +426,8 @@ Without --yes it asks for the name on a terminal, and refuses otherwise.`,
 }
 
 // deleteUser is delete's work: confirm, delete, say what was kept.
-func (a *app) deleteUser(ctx context.Context, m *users.Manager, name string, yes bool) error {
+// containers says the user's server containers were looked after.
+func (a *app) deleteUser(ctx context.Context, m *users.Manager, name string, yes, containers bool) error {
 	if !yes {
 		if err := m.Exists(ctx, name); err != nil {
 			return err
@@ -418,13 +454,19 @@ func (a *app) deleteUser(ctx context.Context, m *users.Manager, name string, yes
 		what = append(what, "nothing left to delete")
 	}
 	fmt.Fprintf(a.stdout, "%s: deleted %s\n", name, strings.Join(what, " and "))
+	for _, c := range res.Containers {
+		fmt.Fprintf(a.stdout, "%s: removed stopped server container %s\n", name, c)
+	}
 	fmt.Fprintf(a.stdout, "%s: kept volume %s (the user's files); to archive and remove it:\n", name, res.Volume)
+	if !containers {
+		fmt.Fprintf(a.stdout, "  (first remove the user's stopped server containers, which mount it: docker rm %s%s)\n", users.ServerContainerPrefix, users.EscapeUsername(name))
+	}
 	fmt.Fprintf(a.stdout, "  fireops snapshot --only volume:%s && docker volume rm %s\n", res.Volume, res.Volume)
 	if acc := res.Mongo; acc != nil {
 		printMongo(a.stdout, acc)
 		if acc.DatabaseKept {
-			fmt.Fprintf(a.stdout, "%s: kept MongoDB database %s (the user's data); to archive and drop it:\n", name, acc.Database)
-			fmt.Fprintf(a.stdout, "  fireops snapshot --only mongo && mongosh \"$(cat %s)\" --quiet --eval 'db.getSiblingDB(\"%s\").dropDatabase()'\n", m.MongoAdminURIFile(), acc.Database)
+			fmt.Fprintf(a.stdout, "%s: kept MongoDB database %s (the user's data, marked as a deleted user's); to archive and drop it:\n", name, acc.Database)
+			fmt.Fprintf(a.stdout, "  %s\n", users.DropDatabaseCommand(m.MongoAdminURIFile(), acc.Database))
 		}
 	}
 	return nil

@@ -1,14 +1,24 @@
 package users
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
@@ -64,5 +74,178 @@ func TestDockerVolumes(t *testing.T) {
 	_, err = DBPath(ctx, config.Hub{DBVolume: name + "-missing", DBFile: "jupyterhub.sqlite"}, DockerVolumes{})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(exitcode.Hint(err), "hub.db_volume") {
 		t.Errorf("missing volume: %v (hint %q)", err, exitcode.Hint(err))
+	}
+}
+
+// helperImage builds an image FROM scratch holding only the project's
+// static stackhelper binary (the test machine cannot pull images), to stand
+// in for the notebook image, and removes it when the test ends.
+func helperImage(t *testing.T, cli *client.Client) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "stackhelper")
+	cmd := exec.Command("go", "build", "-o", bin, "./internal/cmd/stackhelper")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build stackhelper: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	if err := tw.WriteHeader(&tar.Header{Name: "stackhelper", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref := "fireops-users-test:" + randomHex(t)
+	rc, err := cli.ImageImport(context.Background(), image.ImportSource{Source: &tb, SourceName: "-"}, ref,
+		image.ImportOptions{Changes: []string{`ENTRYPOINT ["/stackhelper"]`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true}); err != nil {
+			t.Errorf("remove test image: %v", err)
+		}
+	})
+	return ref
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// TestDeleteRemovesStoppedServer: the user's server containers as the
+// stack's DockerSpawner leaves them on the real Engine (a stopped default
+// server that mounts the volume, a named one): delete refuses while one
+// runs, then removes both, and only them; the volume stays, and nothing
+// holds it any more.
+func TestDeleteRemovesStoppedServer(t *testing.T) {
+	testenv.RequireDocker(t)
+	ctx := context.Background()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	img := helperImage(t, cli)
+	user := "del.test-" + randomHex(t)
+	esc := EscapeUsername(user)
+	vol := VolumeName(user)
+	if _, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
+	create := func(name string, labels map[string]string, start bool) string {
+		t.Helper()
+		hc := &container.HostConfig{NetworkMode: "none"}
+		if _, ok := ServerContainerUser(name); ok && labels == nil && !strings.HasPrefix(name, ServerContainerPrefix+esc+"0") {
+			hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/home/jovyan"}}
+		}
+		resp, err := cli.ContainerCreate(ctx,
+			&container.Config{Image: img, Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}, Labels: labels},
+			hc, nil, nil, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
+		if start {
+			if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.ID
+	}
+	// The user's servers mount their volume, as DockerSpawner's do.
+	create(ServerContainerPrefix+esc, nil, false)                 // stopped default server
+	named := create(ServerContainerPrefix+esc+"--gpu", nil, true) // running named server
+	// Not this user's servers: another user whose escaped name starts the
+	// same, and a Compose service.
+	other := create(ServerContainerPrefix+esc+"0", nil, false)
+	svc := create(ServerContainerPrefix+esc+"--svc", map[string]string{"com.docker.compose.project": "t"}, false)
+
+	ds, err := NewDockerServers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	list, err := ds.List(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(list); !strings.Contains(got, ServerContainerPrefix+esc+" created}") || !strings.Contains(got, ServerContainerPrefix+esc+"--gpu running}") || len(list) != 2 {
+		t.Fatalf("List = %v", got)
+	}
+
+	path, db := tempDB(t)
+	signUp(t, db, user, "", true)
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hub/api/users" {
+			w.Write([]byte("[]"))
+			return
+		}
+		http.Error(w, `{"status": 404, "message": "no such user"}`, http.StatusNotFound)
+	}))
+	defer hubSrv.Close()
+	hub, err := NewHub(hubSrv.URL+"/hub/api", "token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(hub, func(context.Context) (string, error) { return path, nil }, 0)
+	defer m.Close()
+	m.SetContainers(ds)
+
+	if _, err := m.Delete(ctx, user); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "server is running") {
+		t.Fatalf("delete while the named server runs: %v", err)
+	}
+	if n, _ := approvedRows(t, db, user); n != 1 {
+		t.Fatal("the sign-up was deleted although a server runs")
+	}
+	timeout := 10
+	if err := cli.ContainerStop(ctx, named, container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Delete(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(res.Containers) != "["+ServerContainerPrefix+esc+" "+ServerContainerPrefix+esc+"--gpu]" || res.Rows != 1 {
+		t.Errorf("delete: %+v", res)
+	}
+	if list, err := ds.List(ctx, user); err != nil || len(list) != 0 {
+		t.Errorf("after delete: %v %v", list, err)
+	}
+	for _, id := range []string{other, svc} {
+		if _, err := cli.ContainerInspect(ctx, id); err != nil {
+			t.Errorf("another container was removed: %v", err)
+		}
+	}
+	// The volume stays, and nothing holds it: delete's hint, docker volume
+	// rm, works.
+	if _, err := cli.VolumeInspect(ctx, vol); err != nil {
+		t.Fatalf("delete removed the volume: %v", err)
+	}
+	if err := cli.VolumeRemove(ctx, vol, false); err != nil {
+		t.Errorf("docker volume rm after delete: %v", err)
 	}
 }

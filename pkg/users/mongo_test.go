@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -55,18 +57,18 @@ func TestMongoName(t *testing.T) {
 type fakeMongo struct {
 	users    map[string]bson.D // name -> {pwd, roles}
 	dbs      []string          // databases that exist
+	marks    map[string]bson.D // database -> the deleted user's mark in it
 	commands []string
 	missing  string // a command the server does not know
 }
 
-func newFakeMongo() *fakeMongo { return &fakeMongo{users: map[string]bson.D{}} }
+func newFakeMongo() *fakeMongo {
+	return &fakeMongo{users: map[string]bson.D{}, marks: map[string]bson.D{}}
+}
 
 func (f *fakeMongo) RunCommand(_ context.Context, db string, cmd bson.D) (bson.Raw, error) {
 	name := cmd[0].Key
 	f.commands = append(f.commands, db+"."+name)
-	if db != "admin" {
-		return nil, mongo.CommandError{Code: 13, Message: "users live in admin"}
-	}
 	if name == f.missing {
 		return nil, mongo.CommandError{Code: 59, Name: "CommandNotFound", Message: "no such command: '" + name + "'"}
 	}
@@ -79,6 +81,34 @@ func (f *fakeMongo) RunCommand(_ context.Context, db string, cmd bson.D) (bson.R
 		return nil
 	}
 	ok := bson.D{{Key: "ok", Value: 1.0}}
+	if db != "admin" {
+		// In a user's database: only the deleted user's mark.
+		if coll, _ := cmd[0].Value.(string); coll != MongoDeletedCollection {
+			return nil, mongo.CommandError{Code: 13, Message: "users live in admin; the only collection here is the mark"}
+		}
+		switch name {
+		case "update":
+			u := get("updates").(bson.A)[0].(bson.D)
+			if !slices.Contains(f.dbs, db) {
+				f.dbs = append(f.dbs, db) // a write creates the database
+			}
+			f.marks[db] = u[1].Value.(bson.D)
+			return bson.Marshal(bson.D{{Key: "n", Value: 1}, {Key: "nModified", Value: 0}, {Key: "ok", Value: 1.0}})
+		case "find":
+			var batch bson.A
+			if m, ok := f.marks[db]; ok {
+				batch = append(batch, append(bson.D{{Key: "_id", Value: MongoDeletedID}}, m...))
+			}
+			return bson.Marshal(bson.D{{Key: "cursor", Value: bson.D{{Key: "firstBatch", Value: batch}, {Key: "id", Value: int64(0)}}}, {Key: "ok", Value: 1.0}})
+		case "drop":
+			if _, ok := f.marks[db]; !ok {
+				return nil, mongo.CommandError{Code: 26, Name: "NamespaceNotFound", Message: "ns not found"}
+			}
+			delete(f.marks, db)
+			return bson.Marshal(ok)
+		}
+		return nil, mongo.CommandError{Code: 59, Message: "no such command"}
+	}
 	switch name {
 	case "usersInfo":
 		q := get("usersInfo").(bson.D)
@@ -170,16 +200,22 @@ func TestMongoAccountLifeCycle(t *testing.T) {
 		name     string
 		before   func()
 		action   string
+		dbKept   bool
 		commands string
 	}{
-		{"new user", nil, MongoCreated, "admin.usersInfo admin.createUser"},
-		{"second approve", nil, MongoKept, "admin.usersInfo"},
-		{"URI file lost", func() { os.Remove(file) }, MongoPasswordSet, "admin.usersInfo admin.updateUser"},
-		{"server without the user (restored from a snapshot)", func() { delete(srv.users, db) }, MongoCreated, "admin.usersInfo admin.createUser"},
+		{"new user", nil, MongoCreated, false, "admin.usersInfo admin.listDatabases admin.createUser"},
+		// Both exist: the password and roles are set again from the
+		// file (MongoDB cannot show a password to compare).
+		{"second approve", nil, MongoKept, false, "admin.usersInfo admin.updateUser"},
+		{"URI file lost", func() { os.Remove(file) }, MongoPasswordSet, false, "admin.usersInfo admin.updateUser"},
+		{"server without the user (restored from a snapshot)", func() {
+			delete(srv.users, db)
+			srv.dbs = []string{db}
+		}, MongoCreated, true, "admin.usersInfo admin.listDatabases " + db + ".find admin.createUser"},
 		{"roles changed by hand", func() {
 			srv.users[db][1].Value = bson.A{bson.D{{Key: "role", Value: "readWriteAnyDatabase"}, {Key: "db", Value: "admin"}}}
-		}, MongoRolesFixed, "admin.usersInfo admin.updateUser"},
-		{"unchanged", nil, MongoKept, "admin.usersInfo"},
+		}, MongoRolesFixed, false, "admin.usersInfo admin.updateUser"},
+		{"unchanged", nil, MongoKept, false, "admin.usersInfo admin.updateUser"},
 	}
 	var lastPW string
 	for _, s := range steps {
@@ -187,11 +223,11 @@ func TestMongoAccountLifeCycle(t *testing.T) {
 			s.before()
 		}
 		fileBefore, _ := os.ReadFile(file)
-		res, err := acc.Ensure(ctx, "ivan.petrov")
+		res, err := acc.Ensure(ctx, "ivan.petrov", EnsureOptions{})
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		if res.Action != s.action || res.Database != db || res.URIFile != file {
+		if res.Action != s.action || res.Database != db || res.URIFile != file || res.DatabaseKept != s.dbKept {
 			t.Errorf("%s: %+v, want action %s", s.name, res, s.action)
 		}
 		if got := srv.take(); got != s.commands {
@@ -229,10 +265,16 @@ func TestMongoAccountLifeCycle(t *testing.T) {
 	if err != nil || res.Action != MongoRemoved || !res.DatabaseKept {
 		t.Fatalf("remove: %+v %v", res, err)
 	}
-	if got := srv.take(); got != "admin.dropUser admin.listDatabases" {
-		t.Errorf("remove: commands %q (the database must stay)", got)
+	if got := srv.take(); got != "admin.dropUser admin.listDatabases "+db+".update" {
+		t.Errorf("remove: commands %q (the database must stay, marked)", got)
 	}
-	srv.dbs = nil
+	if m := srv.marks[db]; len(m) != 2 || m[0].Value != "ivan.petrov" || time.Since(m[1].Value.(time.Time)) > time.Hour {
+		t.Errorf("the deleted user's mark: %v", m)
+	}
+	if len(srv.marks) != 1 {
+		t.Errorf("marks in other databases: %v", srv.marks)
+	}
+	srv.dbs, srv.marks = nil, map[string]bson.D{}
 	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("URI file after remove: %v", err)
 	}
@@ -256,7 +298,7 @@ func TestMongoAccountServerWithoutUserManagement(t *testing.T) {
 	srv := newFakeMongo()
 	srv.missing = "createUser"
 	acc := &MongoAccounts{Server: srv, Dir: t.TempDir()}
-	_, err := acc.Ensure(context.Background(), "maria")
+	_, err := acc.Ensure(context.Background(), "maria", EnsureOptions{})
 	if err == nil || !strings.Contains(err.Error(), "create MongoDB user user_maria: the server has no createUser command") {
 		t.Fatalf("err = %v", err)
 	}
@@ -268,18 +310,50 @@ func TestMongoAccountServerWithoutUserManagement(t *testing.T) {
 // FerretDB v1.24 implements createUser and dropUser only behind a test
 // flag, and then only without roles, so the life cycle cannot run against
 // it: the fake above plays MongoDB. Against FerretDB this checks that the
-// driver's errors reach Ensure with their code, through the redaction.
+// driver's errors reach Ensure with their code, through the redaction,
+// and that a deleted user's mark is written, found and removed with the
+// commands a real server takes.
 func TestMongoAccountFerretDB(t *testing.T) {
-	uri, _ := testenv.RequireMongo(t)
+	uri, db := testenv.RequireMongo(t)
 	srv, err := DialMongo(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close(context.Background())
 	acc := &MongoAccounts{Server: srv, Dir: t.TempDir()}
-	_, err = acc.Ensure(context.Background(), "maria")
+	_, err = acc.Ensure(context.Background(), "maria", EnsureOptions{})
 	if err == nil || !strings.Contains(err.Error(), "the server has no usersInfo command") || exitcode.Hint(err) == "" {
 		t.Fatalf("err = %v", err)
+	}
+
+	// The mark, in the test's own database standing in for a user's.
+	ctx := context.Background()
+	at := time.Date(2026, 11, 1, 12, 30, 0, 0, time.UTC)
+	if m, err := acc.deletedMark(ctx, db); err != nil || m != nil {
+		t.Fatalf("mark before any delete: %+v %v", m, err)
+	}
+	for range 2 { // a second delete writes it again
+		if err := acc.markDeleted(ctx, db, "maria", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := acc.databaseExists(ctx, db); err != nil || !ok {
+		t.Errorf("databaseExists(%s) = %v, %v", db, ok, err)
+	}
+	if ok, err := acc.databaseExists(ctx, db+"x"); err != nil || ok {
+		t.Errorf("databaseExists(%sx) = %v, %v", db, ok, err)
+	}
+	m, err := acc.deletedMark(ctx, db)
+	if err != nil || m == nil || m.User != "maria" || !m.DeletedAt.Equal(at) {
+		t.Fatalf("mark: %+v %v", m, err)
+	}
+	for range 2 { // the second finds nothing to drop
+		if err := acc.dropMark(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := acc.deletedMark(ctx, db); err != nil || m != nil {
+		t.Errorf("mark after dropMark: %+v %v", m, err)
 	}
 }
 
@@ -309,12 +383,12 @@ func TestManagerMongo(t *testing.T) {
 	dir := t.TempDir()
 	m.SetMongo(&MongoAccounts{Server: srv, Dir: dir})
 
-	if _, err := m.SetApproved(ctx, []string{"ann", "bob.s"}, true); err != nil {
-		t.Fatal(err)
-	}
-	accs, err := m.EnsureMongo(ctx, []string{"ann", "bob.s", "ann"})
+	changes, accs, err := m.Approve(ctx, []string{"ann", "bob.s", "ann"}, ApproveOptions{})
 	if err != nil || len(accs) != 2 || accs[0].Database != "user_ann" || accs[1].Database != "user_bob-2es" || accs[1].Action != MongoCreated {
-		t.Fatalf("EnsureMongo: %+v %v", accs, err)
+		t.Fatalf("Approve: %+v %v", accs, err)
+	}
+	if len(changes) != 2 || !changes[0].Changed || changes[1].After != "approved" {
+		t.Errorf("Approve: changes %+v", changes)
 	}
 	if len(srv.users) != 2 {
 		t.Errorf("MongoDB users: %v", srv.users)
@@ -346,7 +420,7 @@ func TestManagerMongo(t *testing.T) {
 	// A failing account is named, with the way to finish.
 	srv.missing = "createUser"
 	signUp(t, db, "cy", "", true)
-	_, err = m.EnsureMongo(ctx, []string{"cy"})
+	_, _, err = m.Approve(ctx, []string{"cy"}, ApproveOptions{})
 	if err == nil || !strings.Contains(err.Error(), "MongoDB account of cy") || !strings.Contains(exitcode.Hint(err), "fireops users approve cy") {
 		t.Errorf("failing account: %v (hint %q)", err, exitcode.Hint(err))
 	}

@@ -14,6 +14,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/firetech/fireops/pkg/exitcode"
 )
 
 // wireServer speaks enough of MongoDB's wire protocol for the Go driver:
@@ -156,7 +158,7 @@ func TestMongoAccountsThroughTheDriver(t *testing.T) {
 	dir := t.TempDir()
 	acc := &MongoAccounts{Server: server, Dir: dir}
 
-	res, err := acc.Ensure(ctx, "maria")
+	res, err := acc.Ensure(ctx, "maria", EnsureOptions{})
 	if err != nil || res.Action != MongoCreated {
 		t.Fatalf("first approve: %+v %v", res, err)
 	}
@@ -164,7 +166,7 @@ func TestMongoAccountsThroughTheDriver(t *testing.T) {
 	if fake.users["user_maria"][0].Value != pw {
 		t.Errorf("the server got password %v, the URI file has %s", fake.users["user_maria"][0].Value, pw)
 	}
-	if res, err := acc.Ensure(ctx, "maria"); err != nil || res.Action != MongoKept {
+	if res, err := acc.Ensure(ctx, "maria", EnsureOptions{}); err != nil || res.Action != MongoKept {
 		t.Fatalf("second approve: %+v %v", res, err)
 	}
 	fake.dbs = []string{"user_maria"}
@@ -176,6 +178,10 @@ func TestMongoAccountsThroughTheDriver(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "user_maria")); err == nil {
 		t.Error("the URI file is still there")
+	}
+	// The kept database carries the mark; a new maria is refused it.
+	if _, err := acc.Ensure(ctx, "maria", EnsureOptions{}); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), `"maria" deleted on `) {
+		t.Errorf("approve of a new maria: %v", err)
 	}
 	// A server error arrives with its code: a second delete finds no user.
 	if res, err := acc.Remove(ctx, "maria"); err != nil || res.Action != MongoAbsent {
@@ -189,7 +195,7 @@ func TestMongoAccountsThroughTheDriver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer down.Close(context.Background())
-	_, err = (&MongoAccounts{Server: down, Dir: dir}).Ensure(ctx, "maria")
+	_, err = (&MongoAccounts{Server: down, Dir: dir}).Ensure(ctx, "maria", EnsureOptions{})
 	if err == nil || strings.Contains(err.Error(), "r00t-pw") {
 		t.Errorf("server down: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -36,11 +37,17 @@ type Manager struct {
 	busy   time.Duration
 	store  *Store
 	mongo  *MongoAccounts
+	// containers are the users' server containers (nil: not managed).
+	containers ServerContainers
 }
 
 // SetMongo makes approve and delete manage the users' MongoDB accounts
 // with a (nil: they do not).
 func (m *Manager) SetMongo(a *MongoAccounts) { m.mongo = a }
+
+// SetContainers makes delete remove the user's stopped server containers
+// through c (nil: it leaves them).
+func (m *Manager) SetContainers(c ServerContainers) { m.containers = c }
 
 // MongoAdminURIFile returns the root URI file of the MongoAccounts given to
 // SetMongo, or "".
@@ -51,28 +58,106 @@ func (m *Manager) MongoAdminURIFile() string {
 	return m.mongo.AdminURIFile
 }
 
-// EnsureMongo makes sure each of names has their MongoDB account
-// (MongoAccounts.Ensure), in order, stopping at the first failure; without
-// SetMongo it does nothing. `approve` runs it after the approval, which
-// stays: the error says to run approve again, which only completes the
-// accounts.
-func (m *Manager) EnsureMongo(ctx context.Context, names []string) ([]*MongoAccount, error) {
+// ApproveOptions configure Approve.
+type ApproveOptions struct {
+	// ReuseDatabase lets a user's new MongoDB user have a database that
+	// exists without it, even a deleted user's (approve
+	// --reuse-database): see EnsureOptions.
+	ReuseDatabase bool
+}
+
+// Approve approves the named users (SetApproved) and, with SetMongo, then
+// makes sure each has their MongoDB account (MongoAccounts.Ensure), in
+// order, stopping at the first failure.
+//
+// Before it changes anything it checks every name: an unknown one is a
+// usage error, and so is a database that exists without its MongoDB user
+// and may be someone else's (MongoAccounts.Check: a deleted user's, or one
+// of a user who was not approved before this call), unless
+// opts.ReuseDatabase. A user who was approved already (approve run again,
+// a server rebuilt from snapshots) gets their database back.
+//
+// A failure after the approval leaves it: the error says to run approve
+// again, which only completes the accounts.
+func (m *Manager) Approve(ctx context.Context, names []string, opts ApproveOptions) ([]Change, []*MongoAccount, error) {
+	if len(names) == 0 {
+		return nil, nil, exitcode.Usagef("name at least one user", "no user given")
+	}
+	names = dedupe(names)
+	s, err := m.Store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ensure := map[string]EnsureOptions{}
+	if m.mongo != nil {
+		var unknown []string
+		for _, n := range names {
+			rows, err := s.Find(ctx, n)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(rows) == 0 {
+				unknown = append(unknown, n)
+				continue
+			}
+			approved := true
+			for _, r := range rows {
+				approved = approved && r.Approved
+			}
+			ensure[n] = EnsureOptions{NewApproval: !approved, ReuseDatabase: opts.ReuseDatabase}
+		}
+		if len(unknown) > 0 {
+			known, err := s.Names(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			return nil, nil, unknownUsers(unknown, known)
+		}
+		var refused []error
+		for _, n := range names {
+			if err := m.mongo.Check(ctx, n, ensure[n]); err != nil {
+				var inh *InheritedDatabaseError
+				if !errors.As(err, &inh) {
+					return nil, nil, exitcode.New(exitcode.Code(err), fmt.Errorf("MongoDB account of %s (nothing was changed): %w", n, err), exitcode.Hint(err))
+				}
+				refused = append(refused, err)
+			}
+		}
+		switch {
+		case len(refused) == 1:
+			return nil, nil, refused[0]
+		case len(refused) > 1:
+			var dbs []string
+			for _, err := range refused {
+				var inh *InheritedDatabaseError
+				errors.As(err, &inh)
+				dbs = append(dbs, inh.Name+" ("+inh.Database+")")
+			}
+			return nil, nil, exitcode.New(exitcode.Usage,
+				fmt.Errorf("MongoDB databases exist without their MongoDB users and may hold deleted users' data: %s", strings.Join(dbs, ", ")),
+				"nothing was changed; approve them one at a time to see whose data each holds (docs/users.md), or add --reuse-database if every one is that user's own")
+		}
+	}
+	changes, err := s.SetApproved(ctx, names, true)
+	if err != nil {
+		return nil, nil, err
+	}
 	if m.mongo == nil {
-		return nil, nil
+		return changes, nil, nil
 	}
 	var out []*MongoAccount
-	for _, n := range dedupe(names) {
-		acc, err := m.mongo.Ensure(ctx, n)
+	for _, n := range names {
+		acc, err := m.mongo.Ensure(ctx, n, ensure[n])
 		if err != nil {
 			hint := "the approval is done; run `fireops users approve " + n + "` again to create the MongoDB account"
 			if h := exitcode.Hint(err); h != "" {
 				hint = h + "; then run `fireops users approve " + n + "` again"
 			}
-			return out, exitcode.New(exitcode.Failure, fmt.Errorf("MongoDB account of %s: %w", n, err), hint)
+			return changes, out, exitcode.New(exitcode.Failure, fmt.Errorf("MongoDB account of %s: %w", n, err), hint)
 		}
 		out = append(out, acc)
 	}
-	return out, nil
+	return changes, out, nil
 }
 
 // NewManager returns a Manager that talks to hub and finds the database
@@ -358,16 +443,25 @@ type DeleteResult struct {
 	// Mongo says what became of the user's MongoDB account (nil without
 	// SetMongo); their database is kept.
 	Mongo *MongoAccount `json:"mongo,omitempty"`
+	// Containers are the user's stopped server containers Delete removed
+	// (none without SetContainers).
+	Containers []string `json:"containers_removed,omitempty"`
 }
 
-// Delete removes the hub user (REST API; the hub stops a running server
-// first) and then the users_info rows of name. It never touches the
-// user's volume. The database's write lock is tried before the hub is
-// changed, so a locked database changes nothing; if the database write
-// still fails after the hub user was deleted, the error says so and a
-// second run finishes the job. With SetMongo it first drops the user's
-// MongoDB user and URI file (never their database): a failure there
-// changes nothing else, and a second run finds the MongoDB user absent.
+// Delete removes the hub user (REST API) and then the users_info rows of
+// name. It never touches the user's volume. The database's write lock is
+// tried before the hub is changed, so a locked database changes nothing;
+// if the database write still fails after the hub user was deleted, the
+// error says so and a second run finishes the job.
+//
+// With SetContainers it first lists the user's server containers: while
+// one runs it refuses (exit code 2, nothing changed: the server must be
+// stopped first); the stopped ones it removes before the hub user goes
+// (the hub keeps them, and they mount the volume, pin the notebook image
+// and would be a later namesake's server). With SetMongo it drops the
+// user's MongoDB user and URI file before that (never their database): a
+// failure there changes nothing else, and a second run finds the MongoDB
+// user absent.
 func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error) {
 	s, rows, err := m.signups(ctx, name)
 	if err != nil {
@@ -385,11 +479,34 @@ func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error
 	if err := s.CheckWritable(ctx); err != nil {
 		return nil, err
 	}
+	var ctrs []ServerContainer
+	if m.containers != nil {
+		if ctrs, err = m.containers.List(ctx, name); err != nil {
+			return nil, exitcode.New(exitcode.Code(err), fmt.Errorf("%s (nothing was deleted): %w", name, err), exitcode.Hint(err))
+		}
+		if err := runningServers(name, ctrs); err != nil {
+			return nil, err
+		}
+	}
 	res := &DeleteResult{Name: name, Volume: VolumeName(name)}
 	if m.mongo != nil {
-		if res.Mongo, err = m.mongo.Remove(ctx, name); err != nil {
-			return nil, fmt.Errorf("MongoDB account of %s (nothing was deleted): %w", name, err)
+		acc, err := m.mongo.Remove(ctx, name)
+		if err != nil {
+			what := "nothing was deleted"
+			if acc != nil {
+				what = "the hub user and the sign-up were not deleted"
+			}
+			return nil, exitcode.New(exitcode.Code(err), fmt.Errorf("MongoDB account of %s (%s): %w", name, what, err),
+				firstHint(err, "run `fireops users delete "+name+" --yes` again once MongoDB answers"))
 		}
+		res.Mongo = acc
+	}
+	for _, c := range ctrs {
+		if err := m.containers.Remove(ctx, c); err != nil {
+			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("%s: %w (the hub user and the sign-up were not deleted)", name, err),
+				"if "+name+"'s server was started again, stop it; then run `fireops users delete "+name+" --yes` again")
+		}
+		res.Containers = append(res.Containers, c.Name)
 	}
 	if inHub {
 		err := m.hub.DeleteUser(ctx, name)
@@ -410,6 +527,29 @@ func (m *Manager) Delete(ctx context.Context, name string) (*DeleteResult, error
 	}
 	res.Rows = n
 	return res, nil
+}
+
+// runningServers is Delete's refusal while one of ctrs runs, or nil.
+func runningServers(name string, ctrs []ServerContainer) error {
+	var running []string
+	for _, c := range ctrs {
+		if !c.Stopped() {
+			running = append(running, c.Name)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	return exitcode.Usagef("stop the server first (the hub's admin page: Stop Server, or `docker stop "+strings.Join(running, " ")+"`), then run delete again",
+		"%s's server is running (container %s): nothing was deleted", name, strings.Join(running, ", "))
+}
+
+// firstHint returns err's hint, or def without one.
+func firstHint(err error, def string) string {
+	if h := exitcode.Hint(err); h != "" {
+		return h
+	}
+	return def
 }
 
 // signups opens the database (once) and returns it with the users_info

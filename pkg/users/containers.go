@@ -1,0 +1,170 @@
+package users
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/exitcode"
+)
+
+// ServerContainerPrefix starts the name of every user server's container:
+// DockerSpawner's default name_template, "{prefix}-{username}" ("{prefix}-
+// {username}--{servername}" for a named server), with its default prefix
+// "jupyter". The stack's hub keeps a stopped server's container
+// (DockerSpawner's remove = False), and DockerSpawner has no
+// delete_forever, so the hub's user delete leaves it: `users delete`
+// removes it.
+const ServerContainerPrefix = "jupyter-"
+
+// composeProjectLabel is on every container of a Compose project (the
+// stack's own services): never a user's server.
+const composeProjectLabel = "com.docker.compose.project"
+
+// ServerContainerUser returns the escaped username (EscapeUsername) of the
+// user whose server the container called name is, or ok false for any
+// other name. An escaped name never holds "--" (its '-' is always followed
+// by two hex digits), so the first "--" starts a server's name.
+func ServerContainerUser(name string) (escaped string, ok bool) {
+	rest, found := strings.CutPrefix(strings.TrimPrefix(name, "/"), ServerContainerPrefix)
+	if !found {
+		return "", false
+	}
+	escaped, _, _ = strings.Cut(rest, "--")
+	if !validEscaped(escaped) {
+		return "", false
+	}
+	return escaped, true
+}
+
+// validEscaped reports whether s is a non-empty string EscapeUsername can
+// have returned: [a-z0-9], and '-' followed by two lowercase hex digits.
+func validEscaped(s string) bool {
+	if s == "" {
+		return false
+	}
+	hex := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+		case c == '-' && i+2 < len(s) && hex(s[i+1]) && hex(s[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ServerContainer is one container of a user's servers.
+type ServerContainer struct {
+	// ID is the container's id.
+	ID string `json:"id"`
+	// Name is its name, without Docker's leading "/".
+	Name string `json:"name"`
+	// State is the Engine's state: created, running, paused, restarting,
+	// removing, exited or dead.
+	State string `json:"state"`
+}
+
+// Stopped reports whether nothing runs in the container: created, exited
+// or dead. Any other state counts as a running server.
+func (c ServerContainer) Stopped() bool {
+	switch c.State {
+	case "created", "exited", "dead":
+		return true
+	}
+	return false
+}
+
+// ServerContainers finds and removes the containers of users' servers.
+type ServerContainers interface {
+	// List returns the containers of the user's servers (the default one
+	// and named ones), running or not, sorted by name.
+	List(ctx context.Context, user string) ([]ServerContainer, error)
+	// Remove removes a stopped container, never forced: the Engine
+	// refuses a running one. The volumes it mounts stay.
+	Remove(ctx context.Context, c ServerContainer) error
+}
+
+// DockerServers is ServerContainers on the Docker Engine (the one
+// DOCKER_HOST names, or the local socket).
+type DockerServers struct {
+	cli *client.Client
+}
+
+// NewDockerServers connects to the Docker Engine; nothing is sent before
+// the first call.
+func NewDockerServers() (*DockerServers, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, exitcode.New(exitcode.Failure, fmt.Errorf("docker client: %w", err), "check DOCKER_HOST")
+	}
+	return &DockerServers{cli: cli}, nil
+}
+
+// Close closes the connection.
+func (d *DockerServers) Close() error { return d.cli.Close() }
+
+// List returns the containers named like user's servers that no Compose
+// project owns.
+func (d *DockerServers) List(ctx context.Context, user string) ([]ServerContainer, error) {
+	esc := EscapeUsername(user)
+	// The Engine's name filter is a pattern that matches anywhere in the
+	// name: the names are checked again below.
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("name", ServerContainerPrefix+esc))})
+	if err != nil {
+		if client.IsErrConnectionFailed(err) {
+			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("list the server containers of %s: %w", user, err),
+				"is Docker running, and may this user use it (root, or the docker group)?")
+		}
+		return nil, fmt.Errorf("list the server containers of %s: %w", user, err)
+	}
+	var out []ServerContainer
+	for _, c := range list {
+		if _, compose := c.Labels[composeProjectLabel]; compose {
+			continue
+		}
+		for _, n := range c.Names {
+			n = strings.TrimPrefix(n, "/")
+			if got, ok := ServerContainerUser(n); ok && got == esc {
+				out = append(out, ServerContainer{ID: c.ID, Name: n, State: c.State})
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Remove removes c, never forced: a container that was started again
+// meanwhile stays. The volumes it mounts stay too.
+func (d *DockerServers) Remove(ctx context.Context, c ServerContainer) error {
+	if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// StackContainers returns the DockerServers of the stack that `fireops
+// deploy` runs in cfg.Stack.Dir (it holds its compose.yaml), and a
+// function that closes it. Without a deployed stack it returns nil: a hub
+// fireops did not deploy may name and keep its servers otherwise.
+func StackContainers(cfg *config.Config) (ServerContainers, func(), error) {
+	if !stackDeployed(cfg) {
+		return nil, func() {}, nil
+	}
+	d, err := NewDockerServers()
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, func() { d.Close() }, nil
+}
