@@ -18,6 +18,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/users"
 )
 
 // Prune actions.
@@ -86,6 +87,9 @@ type PrunedVolume struct {
 	Reason string `json:"reason,omitempty"`
 	// Archive is the verified snapshot that holds it, when one does.
 	Archive *ArchiveRef `json:"archive,omitempty"`
+	// Containers are the deleted user's stopped server containers that
+	// mount it: removed with it (or, in a dry run, that would be).
+	Containers []string `json:"containers,omitempty"`
 }
 
 // PruneResult is what Prune did.
@@ -102,6 +106,7 @@ type pruneEngine interface {
 	volumes(ctx context.Context, prefix string) ([]string, error)
 	removeImage(ctx context.Context, ref string) error
 	removeVolume(ctx context.Context, name string) error
+	removeContainer(ctx context.Context, id string) error
 }
 
 // imageInfo is one tag of a repository.
@@ -114,9 +119,22 @@ type imageInfo struct {
 
 // containerInfo is one container, running or not.
 type containerInfo struct {
+	ID      string
 	Name    string
 	ImageID string
 	Volumes []string
+	// Running is true unless the container is created, exited or dead.
+	Running bool
+	// Compose says a Compose project owns it (the stack's services).
+	Compose bool
+}
+
+// serverOf reports whether c is a stopped-or-running server container of
+// the user whose escaped name is esc (DockerSpawner's "jupyter-<esc>",
+// "jupyter-<esc>--<server>"), not a Compose service.
+func (c containerInfo) serverOf(esc string) bool {
+	got, ok := users.ServerContainerUser(c.Name)
+	return ok && !c.Compose && got == esc
 }
 
 // Prune removes the tags of the hub and notebook images (stack.hub.image,
@@ -125,7 +143,10 @@ type containerInfo struct {
 // to), nor used by any container (running or stopped: DockerSpawner keeps
 // stopped user servers). With Volumes it also removes the volumes of
 // users the hub no longer knows, once a verified snapshot holds them and
-// no container mounts them. It never forces a removal.
+// no container mounts them but that user's stopped server containers
+// (which the hub keeps after its user was deleted): those go first, and
+// the image tags they alone used go in the same run. It never forces a
+// removal.
 //
 // The error is nil when everything that could go went; a removal that
 // failed is exit code 1, a verify that found a snapshot holding a volume
@@ -184,6 +205,18 @@ func prune(ctx context.Context, eng pruneEngine, current map[string]string, opts
 	}
 	var failures, checks []string
 
+	// Volumes first: a deleted user's stopped server container that goes
+	// with its volume no longer keeps its image tag.
+	gone := map[string]bool{} // containers removed (dry run: that would be)
+	if opts.Volumes {
+		vols, err := pruneVolumes(ctx, eng, ctrs, known, opts, log, gone)
+		res.Volumes = vols.list
+		failures, checks = append(failures, vols.failures...), append(checks, vols.checks...)
+		if err != nil {
+			return res, err
+		}
+	}
+
 	repos := make([]string, 0, len(current))
 	for r := range current {
 		repos = append(repos, r)
@@ -191,7 +224,9 @@ func prune(ctx context.Context, eng pruneEngine, current map[string]string, opts
 	sort.Strings(repos)
 	usedBy := map[string][]string{}
 	for _, c := range ctrs {
-		usedBy[c.ImageID] = append(usedBy[c.ImageID], c.Name)
+		if !gone[c.Name] {
+			usedBy[c.ImageID] = append(usedBy[c.ImageID], c.Name)
+		}
 	}
 	for _, repo := range repos {
 		imgs, err := eng.images(ctx, repo)
@@ -212,54 +247,6 @@ func prune(ctx context.Context, eng pruneEngine, current map[string]string, opts
 		}
 	}
 
-	if opts.Volumes {
-		names, err := eng.volumes(ctx, UserVolumePrefix)
-		if err != nil {
-			return res, err
-		}
-		mountedBy := map[string][]string{}
-		for _, c := range ctrs {
-			for _, v := range c.Volumes {
-				mountedBy[v] = append(mountedBy[v], c.Name)
-			}
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			if known[name] {
-				continue
-			}
-			v := PrunedVolume{Name: name, Action: PruneKept}
-			switch by := mountedBy[name]; {
-			case len(by) > 0:
-				v.Reason = "mounted by container " + strings.Join(by, ", ")
-			default:
-				ref, err := opts.Archive.Find(ctx, "volume:"+name)
-				if ctx.Err() != nil {
-					return res, ctx.Err()
-				}
-				if err != nil {
-					v.Reason = oneLine(err)
-					if exitcode.Code(err) == exitcode.CheckFailed || isCheckFailed(err) {
-						checks = append(checks, name)
-					}
-					break
-				}
-				v.Archive = &ref
-				v.Action, v.Reason = PruneWouldRemove, fmt.Sprintf("user deleted; snapshot %s on %s holds it (verify --level %s passed)", ref.Snapshot, ref.Destination, ref.Level)
-				if opts.DryRun {
-					break
-				}
-				if err := eng.removeVolume(ctx, name); err != nil {
-					v.Action, v.Reason = PruneFailed, oneLine(err)
-					failures = append(failures, name)
-				} else {
-					v.Action = PruneRemoved
-					log.Info("removed volume", "volume", name, "snapshot", ref.Snapshot, "destination", ref.Destination)
-				}
-			}
-			res.Volumes = append(res.Volumes, v)
-		}
-	}
 	switch {
 	case len(failures) > 0:
 		return res, exitcode.New(exitcode.Failure, fmt.Errorf("prune: could not remove %s", strings.Join(failures, ", ")),
@@ -269,6 +256,112 @@ func prune(ctx context.Context, eng pruneEngine, current map[string]string, opts
 			"run `fireops verify --all --level hashes` and see docs/backup.md; take a new snapshot of the volume with `fireops snapshot --only volume:NAME`")
 	}
 	return res, nil
+}
+
+// prunedVolumes is what pruneVolumes did.
+type prunedVolumes struct {
+	list             []PrunedVolume
+	failures, checks []string
+}
+
+// pruneVolumes decides about, and unless opts.DryRun removes, the volumes
+// of users the hub does not know (known holds the volume names of those
+// it does). A volume mounted by a running container, or by any container
+// but its user's stopped servers, stays; otherwise it goes once a verified
+// snapshot holds it, after its user's stopped server containers, whose
+// names it adds to gone.
+func pruneVolumes(ctx context.Context, eng pruneEngine, ctrs []containerInfo, known map[string]bool,
+	opts PruneOptions, log *slog.Logger, gone map[string]bool) (prunedVolumes, error) {
+	var out prunedVolumes
+	names, err := eng.volumes(ctx, UserVolumePrefix)
+	if err != nil {
+		return out, err
+	}
+	mountedBy := map[string][]containerInfo{}
+	for _, c := range ctrs {
+		for _, v := range c.Volumes {
+			mountedBy[v] = append(mountedBy[v], c)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if known[name] {
+			continue
+		}
+		v := PrunedVolume{Name: name, Action: PruneKept}
+		esc := strings.TrimPrefix(name, UserVolumePrefix)
+		var holders []string
+		var servers []containerInfo
+		for _, c := range mountedBy[name] {
+			switch {
+			case c.Running:
+				holders = append(holders, c.Name+" (running)")
+			case c.serverOf(esc):
+				servers = append(servers, c)
+			default:
+				holders = append(holders, c.Name)
+			}
+		}
+		if len(holders) > 0 {
+			v.Reason = "mounted by container " + strings.Join(holders, ", ")
+			out.list = append(out.list, v)
+			continue
+		}
+		sort.Slice(servers, func(i, j int) bool { return servers[i].Name < servers[j].Name })
+		var serverNames []string
+		for _, c := range servers {
+			serverNames = append(serverNames, c.Name)
+		}
+		ref, err := opts.Archive.Find(ctx, "volume:"+name)
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		if err != nil {
+			v.Reason = oneLine(err)
+			if len(servers) > 0 {
+				v.Reason += "; the deleted user's stopped server container " + strings.Join(serverNames, ", ") + " stays with it"
+			}
+			if exitcode.Code(err) == exitcode.CheckFailed || isCheckFailed(err) {
+				out.checks = append(out.checks, name)
+			}
+			out.list = append(out.list, v)
+			continue
+		}
+		v.Archive = &ref
+		v.Containers = serverNames
+		v.Action, v.Reason = PruneWouldRemove, fmt.Sprintf("user deleted; snapshot %s on %s holds it (verify --level %s passed)", ref.Snapshot, ref.Destination, ref.Level)
+		if len(servers) > 0 {
+			v.Reason += "; with the deleted user's stopped server container " + strings.Join(serverNames, ", ")
+		}
+		if opts.DryRun {
+			for _, c := range servers {
+				gone[c.Name] = true
+			}
+			out.list = append(out.list, v)
+			continue
+		}
+		failed := false
+		for _, c := range servers {
+			if err := eng.removeContainer(ctx, c.ID); err != nil {
+				v.Action, v.Reason, failed = PruneFailed, oneLine(err), true
+				out.failures = append(out.failures, name)
+				break
+			}
+			gone[c.Name] = true
+			log.Info("removed a deleted user's stopped server container", "container", c.Name, "volume", name)
+		}
+		if !failed {
+			if err := eng.removeVolume(ctx, name); err != nil {
+				v.Action, v.Reason = PruneFailed, oneLine(err)
+				out.failures = append(out.failures, name)
+			} else {
+				v.Action = PruneRemoved
+				log.Info("removed volume", "volume", name, "snapshot", ref.Snapshot, "destination", ref.Destination)
+			}
+		}
+		out.list = append(out.list, v)
+	}
+	return out, nil
 }
 
 // checkFailed is implemented by errors that say a verify found damage
@@ -354,7 +447,9 @@ func (e *Engine) containers(ctx context.Context) ([]containerInfo, error) {
 	}
 	out := make([]containerInfo, 0, len(list))
 	for _, c := range list {
-		ci := containerInfo{Name: c.ID[:12], ImageID: c.ImageID}
+		_, compose := c.Labels[labelProject]
+		ci := containerInfo{ID: c.ID, Name: c.ID[:12], ImageID: c.ImageID, Compose: compose,
+			Running: !(users.ServerContainer{State: c.State}).Stopped()}
 		if len(c.Names) > 0 {
 			ci.Name = strings.TrimPrefix(c.Names[0], "/")
 		}
@@ -389,6 +484,15 @@ func (e *Engine) volumes(ctx context.Context, prefix string) ([]string, error) {
 func (e *Engine) removeImage(ctx context.Context, ref string) error {
 	if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil {
 		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// removeContainer removes a stopped container, never forced: one that
+// runs stays. The volumes it mounts stay too.
+func (e *Engine) removeContainer(ctx context.Context, id string) error {
+	if err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{}); err != nil {
+		return fmt.Errorf("remove container %s: %w", id, err)
 	}
 	return nil
 }

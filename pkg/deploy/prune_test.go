@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
+
+	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
@@ -105,6 +112,14 @@ func (f *fakePruneEngine) removeImage(_ context.Context, ref string) error { ret
 func (f *fakePruneEngine) removeVolume(_ context.Context, name string) error {
 	return f.remove(name)
 }
+func (f *fakePruneEngine) removeContainer(_ context.Context, id string) error {
+	for _, c := range f.ctrs {
+		if c.ID == id && c.Running {
+			return fmt.Errorf("remove container %s: cannot remove a running container", id)
+		}
+	}
+	return f.remove(id)
+}
 
 // fakeArchive holds the parts in held; damaged ones failed their verify.
 type fakeArchive struct {
@@ -137,13 +152,26 @@ func newFakePrune() (*fakePruneEngine, *fakeArchive, PruneOptions) {
 			"nb":  {{Ref: "nb:n1", ID: "N1", Created: at(1)}, {Ref: "nb:n2", ID: "N2", Created: at(2)}, {Ref: "nb:n3", ID: "N3", Created: at(3)}, {Ref: "nb:n4", ID: "N4", Created: at(4)}},
 		},
 		ctrs: []containerInfo{
-			{Name: "firetech-jupyterhub-1", ImageID: "H3", Volumes: []string{"jupyterhub-data"}},
-			{Name: "jupyter-old", ImageID: "N1", Volumes: []string{"jupyterhub-user-old"}},
+			{ID: "c-hub", Name: "firetech-jupyterhub-1", ImageID: "H3", Volumes: []string{"jupyterhub-data"}, Running: true, Compose: true},
+			// A deleted user's stopped servers, as the hub leaves them.
+			{ID: "c-old", Name: "jupyter-old", ImageID: "N1", Volumes: []string{"jupyterhub-user-old"}},
+			{ID: "c-old-gpu", Name: "jupyter-old--gpu", ImageID: "N2", Volumes: []string{"jupyterhub-user-old"}},
+			// A deleted user's server still running (the hub lost it).
+			{ID: "c-run", Name: "jupyter-run", ImageID: "N3", Volumes: []string{"jupyterhub-user-run"}, Running: true},
+			// A container that is not the user's server: a restore's
+			// helper, another user's server.
+			{ID: "c-helper", Name: "fireops-restore-helper", ImageID: "H1", Volumes: []string{"jupyterhub-user-lent"}},
+			{ID: "c-ada", Name: "jupyter-ada", ImageID: "N4", Volumes: []string{"jupyterhub-user-ada", "jupyterhub-user-lent2"}},
+			// A stopped server of a deleted user whose volume no
+			// snapshot holds.
+			{ID: "c-nosnap", Name: "jupyter-nosnap", ImageID: "N3", Volumes: []string{"jupyterhub-user-nosnap"}},
 		},
-		vols: []string{"jupyterhub-data", "jupyterhub-user-ada", "jupyterhub-user-gone", "jupyterhub-user-old", "jupyterhub-user-nosnap", "jupyterhub-user-bad"},
+		vols: []string{"jupyterhub-data", "jupyterhub-user-ada", "jupyterhub-user-gone", "jupyterhub-user-old", "jupyterhub-user-nosnap", "jupyterhub-user-bad",
+			"jupyterhub-user-run", "jupyterhub-user-lent", "jupyterhub-user-lent2"},
 	}
 	arch := &fakeArchive{
-		held:    map[string]bool{"volume:jupyterhub-user-gone": true, "volume:jupyterhub-user-old": true, "volume:jupyterhub-user-ada": true},
+		held: map[string]bool{"volume:jupyterhub-user-gone": true, "volume:jupyterhub-user-old": true, "volume:jupyterhub-user-ada": true,
+			"volume:jupyterhub-user-run": true, "volume:jupyterhub-user-lent": true, "volume:jupyterhub-user-lent2": true},
 		damaged: map[string]bool{},
 	}
 	opts := PruneOptions{
@@ -170,12 +198,17 @@ func TestPrune(t *testing.T) {
 	t.Parallel()
 	current := map[string]string{"hub": "hub:h3", "nb": "nb:n4"}
 	want := map[string]string{
-		"hub:h3": "kept", "hub:h2": "kept", "hub:h1": "removed",
-		"nb:n4": "kept", "nb:n3": "kept", "nb:n2": "removed", "nb:n1": "kept",
-		// ada exists (not listed); old is mounted by a stopped container;
-		// nosnap has no snapshot.
-		"jupyterhub-user-gone": "removed", "jupyterhub-user-old": "kept",
+		// hub:h1 is the restore helper's image.
+		"hub:h3": "kept", "hub:h2": "kept", "hub:h1": "kept",
+		// n1 and n2 were used only by old's stopped servers, which go
+		// with old's volume; n3 by running and nosnap containers.
+		"nb:n4": "kept", "nb:n3": "kept", "nb:n2": "removed", "nb:n1": "removed",
+		// ada exists (not listed); old's only holders are its user's
+		// stopped servers; run's server runs; lent and lent2 are mounted
+		// by other containers; nosnap has no snapshot.
+		"jupyterhub-user-gone": "removed", "jupyterhub-user-old": "removed",
 		"jupyterhub-user-nosnap": "kept", "jupyterhub-user-bad": "kept",
+		"jupyterhub-user-run": "kept", "jupyterhub-user-lent": "kept", "jupyterhub-user-lent2": "kept",
 	}
 
 	t.Run("dry run removes nothing", func(t *testing.T) {
@@ -209,20 +242,37 @@ func TestPrune(t *testing.T) {
 		if got := actions(res); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("got %v\nwant %v", got, want)
 		}
-		if slices.Sort(eng.removed); fmt.Sprint(eng.removed) != "[hub:h1 jupyterhub-user-gone nb:n2]" {
+		// The containers before their volume, the volumes before the
+		// images they freed.
+		if fmt.Sprint(eng.removed) != "[jupyterhub-user-gone c-old c-old-gpu jupyterhub-user-old nb:n2 nb:n1]" {
 			t.Errorf("removed %v", eng.removed)
 		}
 		// The archive is asked only about volumes that could go: not about
 		// an existing user's, nor a mounted one.
-		if slices.Contains(arch.asked, "volume:jupyterhub-user-ada") || slices.Contains(arch.asked, "volume:jupyterhub-user-old") {
-			t.Errorf("archive asked about %v", arch.asked)
+		for _, v := range []string{"ada", "run", "lent", "lent2"} {
+			if slices.Contains(arch.asked, "volume:jupyterhub-user-"+v) {
+				t.Errorf("archive asked about %v", arch.asked)
+			}
 		}
+		reasons := map[string]string{}
 		for _, v := range res.Volumes {
-			if v.Name == "jupyterhub-user-gone" && (v.Archive == nil || !strings.Contains(v.Reason, "20261101T030000Z-abcdef")) {
+			reasons[v.Name] = v.Reason
+			if v.Name == "jupyterhub-user-gone" && (v.Archive == nil || !strings.Contains(v.Reason, "20261101T030000Z-abcdef") || v.Containers != nil) {
 				t.Errorf("gone: %+v: want the snapshot named", v)
 			}
-			if v.Name == "jupyterhub-user-old" && v.Reason != "mounted by container jupyter-old" {
+			if v.Name == "jupyterhub-user-old" && fmt.Sprint(v.Containers) != "[jupyter-old jupyter-old--gpu]" {
 				t.Errorf("old: %+v", v)
+			}
+		}
+		for name, want := range map[string]string{
+			"jupyterhub-user-old":    "user deleted; snapshot 20261101T030000Z-abcdef on local holds it (verify --level hashes passed); with the deleted user's stopped server container jupyter-old, jupyter-old--gpu",
+			"jupyterhub-user-run":    "mounted by container jupyter-run (running)",
+			"jupyterhub-user-lent":   "mounted by container fireops-restore-helper",
+			"jupyterhub-user-lent2":  "mounted by container jupyter-ada",
+			"jupyterhub-user-nosnap": "no verified snapshot holds it; the deleted user's stopped server container jupyter-nosnap stays with it",
+		} {
+			if reasons[name] != want {
+				t.Errorf("%s: reason %q\nwant %q", name, reasons[name], want)
 			}
 		}
 	})
@@ -258,8 +308,29 @@ func TestPrune(t *testing.T) {
 		if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "nb:n2") {
 			t.Fatalf("err %v, want exit 1 naming nb:n2", err)
 		}
-		if a := actions(res); a["nb:n2"] != PruneFailed || a["hub:h1"] != PruneRemoved || a["jupyterhub-user-gone"] != PruneRemoved {
+		if a := actions(res); a["nb:n2"] != PruneFailed || a["nb:n1"] != PruneRemoved || a["jupyterhub-user-gone"] != PruneRemoved {
 			t.Errorf("actions %v", a)
+		}
+	})
+
+	t.Run("a deleted user's container cannot go: its volume and image stay", func(t *testing.T) {
+		eng, _, opts := newFakePrune()
+		eng.failRemove = map[string]bool{"c-old-gpu": true}
+		res, err := prune(context.Background(), eng, current, opts)
+		if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "jupyterhub-user-old") {
+			t.Fatalf("err %v, want exit 1 naming the volume", err)
+		}
+		a := actions(res)
+		if a["jupyterhub-user-old"] != PruneFailed || a["nb:n2"] != PruneKept || a["nb:n1"] != PruneRemoved || a["jupyterhub-user-gone"] != PruneRemoved {
+			t.Errorf("actions %v", a)
+		}
+		for _, im := range res.Images {
+			if im.Ref == "nb:n2" && im.Reason != "used by container jupyter-old--gpu" {
+				t.Errorf("nb:n2: %+v", im)
+			}
+		}
+		if slices.Contains(eng.removed, "jupyterhub-user-old") {
+			t.Errorf("removed %v", eng.removed)
 		}
 	})
 
@@ -284,4 +355,142 @@ func TestPrune(t *testing.T) {
 			t.Errorf("removed %v with no users known", eng.removed)
 		}
 	})
+}
+
+// TestPruneDeletedUsersContainer: the stopped server container the hub
+// keeps after its user was deleted no longer keeps that user's volume
+// forever.
+func TestPruneDeletedUsersContainer(t *testing.T) {
+	t.Parallel()
+	eng, _, opts := newFakePrune() // "old" is not among Users; jupyter-old (stopped) mounts its volume
+	res, err := prune(t.Context(), eng, map[string]string{"hub": "hub:h3", "nb": "nb:n4"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, v := range res.Volumes {
+		if v.Name == "jupyterhub-user-old" {
+			found = true
+			if v.Action != PruneRemoved {
+				t.Errorf("deleted user's volume: %s (%s)", v.Action, v.Reason)
+			}
+		}
+	}
+	if !found {
+		t.Error("jupyterhub-user-old not looked at")
+	}
+}
+
+// TestPruneEngineDeletedUsersServers runs the volume part of prune on the
+// real Engine: a deleted user's volume that their running server mounts
+// stays; once the server is stopped, prune removes the user's stopped
+// server containers and then the volume, and leaves a Compose container
+// named like a server alone.
+func TestPruneEngineDeletedUsersServers(t *testing.T) {
+	testenv.RequireDocker(t)
+	ctx := context.Background()
+	img := stubImage(t)
+	eng, err := NewEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	cli := eng.cli
+	b := make([]byte, 4)
+	rand.Read(b)
+	esc := "prunetest" + hex.EncodeToString(b)
+	vol := UserVolumePrefix + esc
+	if _, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
+	create := func(name string, labels map[string]string, withVolume, start bool) string {
+		t.Helper()
+		hc := &container.HostConfig{NetworkMode: "none"}
+		if withVolume {
+			hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/home/jovyan"}}
+		}
+		resp, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}, Labels: labels},
+			hc, nil, nil, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
+		if start {
+			if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.ID
+	}
+	stopped := create("jupyter-"+esc, nil, true, false)
+	running := create("jupyter-"+esc+"--gpu", nil, true, true)
+	svc := create("jupyter-"+esc+"--svc", map[string]string{labelProject: "t-" + esc}, false, false)
+
+	ctrs, err := eng.containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range ctrs {
+		if strings.Contains(c.Name, esc) {
+			got[c.Name] = fmt.Sprintf("id %v running %v compose %v volumes %v", len(c.ID) == 64, c.Running, c.Compose, c.Volumes)
+		}
+	}
+	want := map[string]string{
+		"jupyter-" + esc:           "id true running false compose false volumes [" + vol + "]",
+		"jupyter-" + esc + "--gpu": "id true running true compose false volumes [" + vol + "]",
+		"jupyter-" + esc + "--svc": "id true running false compose true volumes []",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("containers:\n%v\nwant\n%v", got, want)
+	}
+
+	opts := PruneOptions{
+		Volumes:    true,
+		Users:      func(context.Context) ([]string, error) { return []string{"someone-else"}, nil },
+		VolumeName: func(u string) string { return UserVolumePrefix + u },
+		// Only this test's volume is archived: every other volume on the
+		// Engine stays.
+		Archive: e2eArchive{held: map[string]bool{vol: true}},
+	}
+	current := map[string]string{"fireops-prunetest-none-" + esc: "fireops-prunetest-none-" + esc + ":x"}
+	volumeOf := func(res *PruneResult) PrunedVolume {
+		for _, v := range res.Volumes {
+			if v.Name == vol {
+				return v
+			}
+		}
+		t.Fatalf("%s not looked at: %+v", vol, res.Volumes)
+		return PrunedVolume{}
+	}
+	res, err := prune(ctx, eng, current, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := volumeOf(res); v.Action != PruneKept || v.Reason != "mounted by container jupyter-"+esc+"--gpu (running)" {
+		t.Errorf("while a server runs: %+v", v)
+	}
+	timeout := 10
+	if err := cli.ContainerStop(ctx, running, container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = prune(ctx, eng, current, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := volumeOf(res); v.Action != PruneRemoved || fmt.Sprint(v.Containers) != "[jupyter-"+esc+" jupyter-"+esc+"--gpu]" {
+		t.Errorf("stopped: %+v", v)
+	}
+	for _, id := range []string{stopped, running} {
+		if _, err := cli.ContainerInspect(ctx, id); err == nil {
+			t.Errorf("container %s is still there", id)
+		}
+	}
+	if _, err := cli.VolumeInspect(ctx, vol); err == nil {
+		t.Error("the volume is still there")
+	}
+	if _, err := cli.ContainerInspect(ctx, svc); err != nil {
+		t.Errorf("the Compose container went: %v", err)
+	}
 }
