@@ -342,10 +342,11 @@ keeps stopped user servers). Nothing is forced.
 With --volumes it also removes the volumes (jupyterhub-user-*) of users the
 hub no longer knows (neither a hub user nor a sign-up), once a snapshot
 holding the volume passes verify --level hashes (or --verify-level) and no
-container mounts it. It asks the hub (hub.api_url, hub.token_file) and its
-database for the users, and the destinations for the snapshots: the newest
-snapshot whose signed manifest tags the part volume:NAME is verified, then
-older ones if it fails. A volume no verified snapshot holds stays, and the
+container mounts it but that user's stopped server containers, which go
+first (the hub keeps them after a delete). It asks the hub (hub.api_url,
+hub.token_file) and its database for the users, and the destinations for
+the snapshots: the newest snapshot whose signed manifest tags the part
+volume:NAME is verified, then older ones if it fails. A volume no verified snapshot holds stays, and the
 listing says how to archive it.
 
   --dry-run  list what would go and why the rest stays; remove nothing
