@@ -73,17 +73,16 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
-	"github.com/firetech/fireops/pkg/source/mongo"
+	"github.com/firetech/fireops/pkg/stack"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -149,13 +148,13 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 	var eng *client.Client
 	if o.StopStack {
 		var err error
-		eng, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		eng, err = engine.Open()
 		if err != nil {
-			return nil, fmt.Errorf("docker client: %w", err)
+			return nil, err
 		}
 		defer eng.Close()
-		keep := keepRunning(parts)
-		names, _, running, err := stackContainers(ctx, eng, cfg.Stack.Name, keep)
+		keep := stack.KeepRunning(parts)
+		names, _, running, err := stack.Containers(ctx, eng, cfg.Stack.Name, keep)
 		if err != nil {
 			return nil, exitcode.New(exitcode.Failure, err, "is dockerd running? Without a stack to stop, leave out --stop-stack")
 		}
@@ -192,14 +191,14 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 	}
 
 	if res.Stack != nil && len(res.Stack.Containers) > 0 {
-		_, ids, _, err := stackContainers(ctx, eng, cfg.Stack.Name, keepRunning(parts))
+		_, ids, _, err := stack.Containers(ctx, eng, cfg.Stack.Name, stack.KeepRunning(parts))
 		if err == nil {
-			err = stopContainers(ctx, eng, ids, o)
+			err = stack.Stop(ctx, eng, ids, o.Log)
 		}
 		// Start again whatever was stopped, also when a part (or the stop
 		// itself) failed.
 		defer func() {
-			started, serr := startContainers(context.WithoutCancel(ctx), eng, res.Stack.Containers, o)
+			started, serr := stack.Start(context.WithoutCancel(ctx), eng, res.Stack.Containers, o.Log)
 			res.Stack.Started = started
 			if serr != nil {
 				res.Stack.Error = serr.Error()
@@ -724,75 +723,4 @@ func (s *inPlaceStaged) Abort() error {
 		return fmt.Errorf("files: remove the staging folder %s: %w", s.staging, err)
 	}
 	return nil
-}
-
-// mongoService is the Compose service MongoDB runs as in the stack that
-// `fireops deploy` renders (pkg/deploy/templates/compose.yaml.tmpl).
-const mongoService = "mongodb"
-
-// keepRunning returns the Compose service whose containers --stop-stack
-// leaves running: MongoDB when a mongo part is restored (through it), or
-// "" to stop every container.
-func keepRunning(parts []snapshot.Part) string {
-	if slices.ContainsFunc(parts, func(p snapshot.Part) bool { return p.Kind == mongo.Kind }) {
-		return mongoService
-	}
-	return ""
-}
-
-// stackContainers lists the running containers of the Compose project:
-// the names and ids of those to stop, and the names of those of the
-// Compose service keep (when not "") to leave running.
-func stackContainers(ctx context.Context, eng *client.Client, project, keep string) (names, ids, kept []string, err error) {
-	cs, err := eng.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+project))})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("list the containers of stack %s: %w", project, err)
-	}
-	sort.Slice(cs, func(i, j int) bool { return containerName(cs[i]) < containerName(cs[j]) })
-	for _, c := range cs {
-		if keep != "" && c.Labels["com.docker.compose.service"] == keep {
-			kept = append(kept, containerName(c))
-			continue
-		}
-		names = append(names, containerName(c))
-		ids = append(ids, c.ID)
-	}
-	return names, ids, kept, nil
-}
-
-func containerName(c container.Summary) string {
-	if len(c.Names) > 0 {
-		return strings.TrimPrefix(c.Names[0], "/")
-	}
-	return c.ID[:12]
-}
-
-// stopContainers stops containers (the Engine's default grace period).
-func stopContainers(ctx context.Context, eng *client.Client, ids []string, o RestoreOptions) error {
-	for _, id := range ids {
-		if o.Log != nil {
-			o.Log.Info("stopping a container of the stack", "container", id[:min(12, len(id))])
-		}
-		if err := eng.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
-			return fmt.Errorf("stop container %s: %w", id[:min(12, len(id))], err)
-		}
-	}
-	return nil
-}
-
-// startContainers starts the named containers again; it tries every one.
-func startContainers(ctx context.Context, eng *client.Client, names []string, o RestoreOptions) ([]string, error) {
-	var started []string
-	var errs []error
-	for _, n := range names {
-		if err := eng.ContainerStart(ctx, n, container.StartOptions{}); err != nil {
-			errs = append(errs, fmt.Errorf("start container %s: %w", n, err))
-			continue
-		}
-		started = append(started, n)
-		if o.Log != nil {
-			o.Log.Info("started a container of the stack again", "container", n)
-		}
-	}
-	return started, errors.Join(errs...)
 }

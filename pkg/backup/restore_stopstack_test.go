@@ -24,6 +24,7 @@ import (
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
+	"github.com/firetech/fireops/pkg/stack"
 )
 
 // proxyImage builds an image holding only testdata/tcpproxy (a static
@@ -107,7 +108,7 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 	must(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	mongoName := composeContainer(t, cli, project, mongoService,
+	mongoName := composeContainer(t, cli, project, stack.MongoService,
 		&container.Config{Image: proxyImage(t, cli), Cmd: []string{"/tcpproxy", addr, u.Host}},
 		&container.HostConfig{NetworkMode: "host"})
 	for deadline := time.Now().Add(time.Minute); ; {

@@ -1,0 +1,50 @@
+// Package engine opens the Docker Engine API client that every fireops
+// package uses, configured like the docker CLI, and names the one error
+// and the one hint for an Engine that cannot be reached.
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/docker/docker/client"
+
+	"github.com/firetech/fireops/pkg/exitcode"
+)
+
+// Hint is what to do when the Docker Engine cannot be reached: the hint of
+// every error that wraps ErrUnreachable.
+const Hint = "is dockerd running (`systemctl start docker`), and may this user use it (root or the docker group)? DOCKER_HOST names another Engine"
+
+// ErrUnreachable is wrapped by errors that mean the Docker Engine could
+// not be reached at all.
+var ErrUnreachable = errors.New("cannot reach the Docker Engine")
+
+// Open returns a client for the Engine the environment names (DOCKER_HOST,
+// DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY; by default the
+// local socket), negotiating the API version on first use. Nothing is sent
+// before the first call. Close it when done.
+func Open() (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, exitcode.New(exitcode.Failure, fmt.Errorf("docker client: %w", err), "check DOCKER_HOST")
+	}
+	return cli, nil
+}
+
+// Unreachable reports whether err means that the Engine could not be
+// reached at all: no connection, as opposed to an Engine that answered
+// with an error.
+func Unreachable(err error) bool {
+	return err != nil && (client.IsErrConnectionFailed(err) || errors.Is(err, ErrUnreachable))
+}
+
+// Error returns err with the exit code and hint of an unreachable Engine
+// when Unreachable(err), and err unchanged otherwise. A caller-specific
+// way out (", or set hub.db_path") may follow the hint as alt.
+func Error(err error, alt string) error {
+	if !Unreachable(err) {
+		return err
+	}
+	return exitcode.New(exitcode.Failure, err, Hint+alt)
+}
