@@ -301,7 +301,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		return fail(fmt.Errorf("%w: a %s cannot replace the target folder", ErrUnsafe, typeName(hdr.Typeflag)))
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 		if err := x.file(tr, hdr, name, sparse); err != nil {
 			return fail(err)
 		}

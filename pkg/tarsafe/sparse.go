@@ -253,12 +253,14 @@ func (w *Writer) WriteSparseHeader(hdr *tar.Header, m *SparseMap) error {
 		return err
 	}
 	switch {
+	//lint:ignore SA1019 a caller's header may carry the legacy flag for a regular file, as archive/tar.Writer accepts
 	case hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA:
 		return fmt.Errorf("tarsafe: %s: a sparse entry must be a regular file", hdr.Name)
 	case m.Size != hdr.Size:
 		return fmt.Errorf("tarsafe: %s: sparse map of %d bytes for a file of %d", hdr.Name, m.Size, hdr.Size)
 	case hdr.Format != tar.FormatPAX && hdr.Format != tar.FormatUnknown:
 		return fmt.Errorf("tarsafe: %s: sparse entries are PAX", hdr.Name)
+	//lint:ignore SA1019 a caller's Xattrs are PAX records to archive/tar, which a sparse entry does not support
 	case len(hdr.PAXRecords) != 0 || len(hdr.Xattrs) != 0 || !hdr.AccessTime.IsZero() || !hdr.ChangeTime.IsZero():
 		return fmt.Errorf("tarsafe: %s: PAX records, extended attributes, access or change times in a sparse entry are not supported", hdr.Name)
 	}

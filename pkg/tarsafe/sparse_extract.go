@@ -44,7 +44,7 @@ func sparseEntry(hdr *tar.Header) (bool, error) {
 	case hdr.PAXRecords["GNU.sparse.major"] != "1" || hdr.PAXRecords["GNU.sparse.minor"] != "0":
 		return false, fmt.Errorf("%w: sparse file in PAX format %s.%s (only PAX format 1.0 sparse entries are restored)",
 			ErrUnsupported, hdr.PAXRecords["GNU.sparse.major"], hdr.PAXRecords["GNU.sparse.minor"])
-	case hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA:
+	case hdr.Typeflag != tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg
 		return false, fmt.Errorf("%w: sparse %s", ErrUnsupported, typeName(hdr.Typeflag))
 	}
 	return true, nil

@@ -97,6 +97,7 @@ func (w *Writer) WriteHeader(hdr *tar.Header) error {
 		return err
 	}
 	flag := hdr.Typeflag
+	//lint:ignore SA1019 a caller's header may carry the legacy flag, which archive/tar.Writer promotes as this does
 	if flag == tar.TypeRegA {
 		if strings.HasSuffix(hdr.Name, "/") {
 			flag = tar.TypeDir
@@ -279,6 +280,7 @@ func headerOnly(flag byte) bool {
 // header holding the records (linkpath, mtime, path: sorted), then the
 // block with the name and link target cut to their fields.
 func (w *Writer) encode(hdr *tar.Header, flag byte) bool {
+	//lint:ignore SA1019 a caller's Xattrs become PAX records in archive/tar, so the fast path must leave them to it
 	if hdr.Format != tar.FormatPAX || len(hdr.PAXRecords) != 0 || len(hdr.Xattrs) != 0 ||
 		!hdr.AccessTime.IsZero() || !hdr.ChangeTime.IsZero() || hdr.Devmajor != 0 || hdr.Devminor != 0 {
 		return false

@@ -316,7 +316,7 @@ func (r *Restorer) Stage(ctx context.Context, in io.Reader) (source.Staged, erro
 		if hdr.Typeflag == tar.TypeDir && !nested && checkDBName(db) == nil {
 			continue // a database's folder
 		}
-		if !nested || strings.Contains(file, "/") || (hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA) || checkDBName(db) != nil {
+		if !nested || strings.Contains(file, "/") || hdr.Typeflag != tar.TypeReg || checkDBName(db) != nil {
 			return fail(fmt.Errorf("mongo: unexpected archive entry %q: not <db>/<collection>.bson or .metadata.json", hdr.Name))
 		}
 		switch {

@@ -98,7 +98,7 @@ func (r *Restorer) Stage(ctx context.Context, in io.Reader) (source.Staged, erro
 	if _, err := tarsafe.CleanName(hdr.Name); err != nil {
 		return fail(err)
 	}
-	if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+	if hdr.Typeflag != tar.TypeReg { // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 		return fail(fmt.Errorf("entry %q is not a regular file", hdr.Name))
 	}
 	buf := make([]byte, copyBufferSize)
