@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/firetech/fireops/internal/atomicfile"
 )
 
 // ManifestFile lists, in stack.dir, the files the last deploy rendered, so
@@ -126,7 +128,7 @@ func (st *Stack) Write() ([]Change, error) {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return nil, fmt.Errorf("write %s: %w", c.Path, err)
 			}
-			if err := replaceFile(p, c.new, 0o644); err != nil {
+			if err := atomicfile.WriteFile(p, c.new, 0o644); err != nil {
 				return nil, fmt.Errorf("write %s: %w", c.Path, err)
 			}
 		case "remove":
@@ -142,7 +144,7 @@ func (st *Stack) Write() ([]Change, error) {
 	}
 	mp := filepath.Join(st.Dir, ManifestFile)
 	if old, err := os.ReadFile(mp); err != nil || !bytes.Equal(old, m.Bytes()) {
-		if err := replaceFile(mp, m.Bytes(), 0o644); err != nil {
+		if err := atomicfile.WriteFile(mp, m.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", ManifestFile, err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/firetech/fireops/internal/atomicfile"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/users"
 )
@@ -254,7 +255,7 @@ func EnsureSecrets(dir string, specs []SecretSpec) ([]SecretResult, error) {
 				return out, fmt.Errorf("secret %s: %w", s.Name, err)
 			}
 			if !bytes.Equal(have, want) {
-				if err := replaceFile(p, want, 0o600); err != nil {
+				if err := atomicfile.WriteFile(p, want, 0o600); err != nil {
 					return out, fmt.Errorf("secret %s: %w", s.Name, err)
 				}
 				res.Action = "updated"
@@ -265,7 +266,7 @@ func EnsureSecrets(dir string, specs []SecretSpec) ([]SecretResult, error) {
 			if err != nil {
 				return out, fmt.Errorf("secret %s: %w", s.Name, err)
 			}
-			if err := createFile(p, data); err != nil {
+			if err := atomicfile.Create(p, data, 0o600); err != nil {
 				return out, fmt.Errorf("secret %s: %w", s.Name, err)
 			}
 			res.Action = "generated"
@@ -302,70 +303,4 @@ func ensureOwner(p string, uid int) string {
 		return ""
 	}
 	return "must be owned by uid " + strconv.Itoa(uid) + " for its container to read it: run `fireops deploy` as root, or chown " + strconv.Itoa(uid) + " " + p
-}
-
-// createFile writes a new file with mode 0600, refusing to replace one: the
-// data goes to a private temp file that is then hard-linked into place.
-func createFile(p string, data []byte) error {
-	tmp, err := writeTemp(p, data, 0o600)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, p); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-// replaceFile replaces p atomically with data, with mode.
-func replaceFile(p string, data []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(p, data, mode)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-// writeTemp writes data to a new temp file beside p, synced, with mode.
-func writeTemp(p string, data []byte, mode os.FileMode) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(name)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return "", err
-	}
-	if _, err := f.Write(data); err != nil {
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	ok = true
-	return name, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -120,25 +120,6 @@ func TestSecretsGeneratedOnceAndPrivate(t *testing.T) {
 	}
 }
 
-func TestSecretsNeverOverwriteARace(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	p := filepath.Join(dir, "s")
-	if err := createFile(p, []byte("one")); err != nil {
-		t.Fatal(err)
-	}
-	if err := createFile(p, []byte("two")); err == nil {
-		t.Fatal("createFile replaced an existing file")
-	}
-	if b, _ := os.ReadFile(p); string(b) != "one" {
-		t.Fatalf("content %q", b)
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Fatalf("temp files left behind: %v", entries)
-	}
-}
-
 // TestServicesMounting: the services to recreate for changed secret files
 // are read from the rendered compose.yaml (Compose's secret names differ
 // from the files': alertmanager_smtp_password is secrets/alertmanager-smtp-password).

@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/firetech/fireops/internal/atomicfile"
 )
 
 // Type is a metric family's type, as written on its # TYPE line.
@@ -224,30 +226,7 @@ func WriteTextfile(dir, name string, fams []Family) (err error) {
 	if dir == "" {
 		return errors.New("metrics textfile: no folder given")
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("metrics textfile: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := Write(tmp, fams); err != nil {
-		return fmt.Errorf("metrics textfile: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("metrics textfile: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("metrics textfile: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("metrics textfile: close %s: %w", tmp.Name(), err)
-	}
-	target := filepath.Join(dir, name)
-	if err := os.Rename(tmp.Name(), target); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, name), 0o644, func(w io.Writer) error { return Write(w, fams) }); err != nil {
 		return fmt.Errorf("metrics textfile: %w", err)
 	}
 	return nil

@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -37,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/robfig/cron/v3"
 
+	"github.com/firetech/fireops/internal/atomicfile"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
 )
@@ -552,27 +552,14 @@ func (d *daemon) loadState() {
 	}
 }
 
-// saveState writes the state file atomically. Called with d.mu held.
+// saveState writes the state file atomically (0600, fsynced). Called with
+// d.mu held.
 func (d *daemon) saveState() {
 	if d.cfg.StateFile == "" {
 		return
 	}
 	b, _ := json.Marshal(state{LastRun: d.last, MissedCounted: d.counted})
-	dir := filepath.Dir(d.cfg.StateFile)
-	tmp, err := os.CreateTemp(dir, ".schedule-*.tmp")
-	if err == nil {
-		_, err = tmp.Write(append(b, '\n'))
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), d.cfg.StateFile)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(d.cfg.StateFile, append(b, '\n'), 0o600); err != nil {
 		d.log.Warn("schedule state not written", "file", d.cfg.StateFile, "err", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/firetech/fireops/internal/atomicfile"
 )
 
 // StateFile is the name of the reuse state inside state_dir.
@@ -117,29 +119,11 @@ func (s *State) Save() error {
 	return writeFileAtomic(s.path, data, 0o600)
 }
 
-// writeFileAtomic writes data to path through a temp file in the same
-// folder and a rename, so a reader never sees a half-written file.
+// writeFileAtomic writes data to path with atomicfile (a temp file in
+// the same folder, fsync, rename, folder fsync), so a reader never sees a
+// half-written file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/firetech/fireops/internal/atomicfile"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/redact"
@@ -555,26 +556,7 @@ func (a *MongoAccounts) writeURI(file, db, pw string) error {
 	if err := os.MkdirAll(a.Dir, 0o700); err != nil {
 		return fmt.Errorf("MongoDB URI files: %w", err)
 	}
-	tmp, err := os.CreateTemp(a.Dir, "."+db+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write the MongoDB URI file of %s: %w", db, err)
-	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	_, err = tmp.WriteString(a.URI(db, pw) + "\n")
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, file)
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(file, []byte(a.URI(db, pw)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the MongoDB URI file of %s: %w", db, err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/firetech/fireops/internal/atomicfile"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/tarsafe"
@@ -227,8 +228,8 @@ func (s *staged) Commit(ctx context.Context) error {
 		return fmt.Errorf("files: move staging %s to %s: %w", s.staging, dir, err)
 	}
 	s.done = true
-	if err := syncDir(filepath.Dir(dir)); err != nil {
-		return err
+	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("files: sync %s: %w", filepath.Dir(dir), err)
 	}
 	if old != "" {
 		if err := os.RemoveAll(old); err != nil {
@@ -246,19 +247,6 @@ func (s *staged) Abort() error {
 	s.done = true
 	if err := os.RemoveAll(s.staging); err != nil {
 		return fmt.Errorf("files: remove staging folder %s: %w", s.staging, err)
-	}
-	return nil
-}
-
-// syncDir fsyncs a folder, making renames in it durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("files: sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("files: sync %s: %w", dir, err)
 	}
 	return nil
 }
