@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -13,35 +12,6 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
-
-// snapshotIDForm is the form of a snapshot id, position by position: d a
-// digit, h a lowercase hex digit, anything else itself.
-const snapshotIDForm = "ddddddddTddddddZ-hhhhhh"
-
-// validIDPrefix reports whether id is a non-empty prefix of a snapshot id.
-func validIDPrefix(id string) bool {
-	if id == "" || len(id) > len(snapshotIDForm) {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch snapshotIDForm[i] {
-		case 'd':
-			if c < '0' || c > '9' {
-				return false
-			}
-		case 'h':
-			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-				return false
-			}
-		default:
-			if c != snapshotIDForm[i] {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // EmptyIDError is the usage error of a snapshot id given but empty (a
 // script's unset $ID): it never stands for latest.
@@ -65,7 +35,7 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened [
 	if id == "" {
 		return "", nil, EmptyIDError()
 	}
-	if !validIDPrefix(id) {
+	if !snapshot.ValidIDPrefix(id) {
 		return "", nil, exitcode.Usagef("give an id (or a unique prefix of one) as listed by `fireops snapshots`, or latest",
 			"%q is not a snapshot id (YYYYMMDDTHHMMSSZ-xxxxxx)", id)
 	}
@@ -76,19 +46,16 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened [
 		unlisted = append(unlisted, fmt.Sprintf("%s: %v", u.Name, u.Err))
 	}
 	for _, d := range dests {
-		entries, err := d.Store.List(ctx, path.Join(cfg.Host, snapshot.SnapshotsDir))
+		ids, err := snapshot.IDs(ctx, d.Store, cfg.Host)
 		if err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 			unlisted = append(unlisted, fmt.Sprintf("%s: %v", d.Name, err))
 			continue
 		}
-		for _, e := range entries {
-			if !e.Dir || !snapshot.ValidSnapshotID(e.Name) {
-				continue
+		for _, c := range ids {
+			if _, ok := holders[c]; !ok {
+				all = append(all, c)
 			}
-			if _, ok := holders[e.Name]; !ok {
-				all = append(all, e.Name)
-			}
-			holders[e.Name] = append(holders[e.Name], d.Name)
+			holders[c] = append(holders[c], d.Name)
 		}
 	}
 	sort.Strings(all) // oldest first: ids begin with their UTC time
@@ -144,7 +111,7 @@ func destNames(dests []Dest) string {
 // "" when all is well (or this host never wrote there).
 func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapshot.Listing) string {
 	last := snapshot.LastWritten(cfg.StateDir, cfg.Host, d.Name)
-	if last == "" || last == latest.ID || last[:16] < latest.ID[:16] {
+	if last == "" || last == latest.ID || snapshot.IDSecond(last) < snapshot.IDSecond(latest.ID) {
 		return ""
 	}
 	for _, l := range ls {
@@ -206,13 +173,10 @@ func (e *NoSnapshotError) Error() string {
 func noSnapshotOn(ctx context.Context, cfg *config.Config, d Dest, ls []snapshot.Listing) error {
 	e := &NoSnapshotError{Dest: d.Name, Host: cfg.Host, Incomplete: len(ls)}
 	if e.Incomplete == 0 {
-		entries, _ := d.Store.List(ctx, "")
-		for _, h := range entries {
-			if !h.Dir || h.Name == cfg.Host {
-				continue
-			}
-			if snaps, err := d.Store.List(ctx, h.Name+"/"+snapshot.SnapshotsDir); err == nil && len(snaps) > 0 {
-				e.OtherHosts = append(e.OtherHosts, h.Name)
+		hosts, _ := snapshot.Hosts(ctx, d.Store)
+		for _, h := range hosts {
+			if h != cfg.Host {
+				e.OtherHosts = append(e.OtherHosts, h)
 			}
 		}
 	}

@@ -97,7 +97,7 @@ func usable(l snapshot.Listing) bool { return l.Complete && l.Problem == "" }
 // it (a snapshot that records no parts counts as holding it).
 func supersededOn(ls []snapshot.Listing, e snapshot.PartWritten) bool {
 	for _, l := range ls {
-		if !usable(l) || l.ID[:16] <= e.Snapshot[:16] {
+		if !usable(l) || snapshot.IDSecond(l.ID) <= snapshot.IDSecond(e.Snapshot) {
 			continue
 		}
 		if l.PartTags == nil || !l.Only && l.FailedParts == 0 {
@@ -140,7 +140,7 @@ func rolledBackParts(out []partFrom, r partRollback) (older, missing []string) {
 		switch {
 		case i < 0:
 			missing = append(missing, id)
-		case out[i].snapshotID() == r.Snapshot || out[i].snapshotID()[:16] > r.Snapshot[:16]:
+		case out[i].snapshotID() == r.Snapshot || snapshot.IDSecond(out[i].snapshotID()) > snapshot.IDSecond(r.Snapshot):
 		default:
 			older = append(older, id)
 		}

@@ -2,10 +2,8 @@ package backup
 
 import (
 	"context"
-	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -48,16 +46,16 @@ func closestIDs(ids []string, id string, n int, listing func(string) snapshot.Li
 	// cands is newest second first; keep every id of the n-th one's
 	// second, then order those seconds by start time.
 	if len(cands) > n {
-		last := second(cands[n-1])
+		last := snapshot.IDSecond(cands[n-1])
 		cut := n
-		for cut < len(cands) && second(cands[cut]) == last {
+		for cut < len(cands) && snapshot.IDSecond(cands[cut]) == last {
 			cut++
 		}
 		cands = cands[:cut]
 	}
 	ls := make([]snapshot.Listing, len(cands))
 	for i, c := range cands {
-		tied := i > 0 && second(cands[i-1]) == second(c) || i+1 < len(cands) && second(cands[i+1]) == second(c)
+		tied := i > 0 && snapshot.IDSecond(cands[i-1]) == snapshot.IDSecond(c) || i+1 < len(cands) && snapshot.IDSecond(cands[i+1]) == snapshot.IDSecond(c)
 		if tied && listing != nil {
 			ls[i] = listing(c)
 			ls[i].ID = c
@@ -82,22 +80,12 @@ func closestIDs(ids []string, id string, n int, listing func(string) snapshot.Li
 	return out
 }
 
-// second is the part of a snapshot id that names its UTC second.
-func second(id string) string {
-	if i := strings.IndexByte(id, '-'); i >= 0 {
-		return id[:i]
-	}
-	return id
-}
-
 // startedListing is what a destination holding snapshot id says of when
 // it started: its started file (to the nanosecond), else the second its
 // id names. Only for ordering: nothing of it is checked.
 func startedListing(ctx context.Context, st snapshot.Store, host, id string) snapshot.Listing {
 	t, _ := snapshot.SnapshotTime(id)
 	l := snapshot.Listing{ID: id, Time: t}
-	if b, err := st.GetBytes(ctx, path.Join(snapshot.SnapshotPath(host, id), snapshot.StartedFile), 128); err == nil {
-		l.Started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
-	}
+	l.Started = snapshot.StartedTime(ctx, st, host, id)
 	return l
 }

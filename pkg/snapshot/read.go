@@ -16,7 +16,6 @@ import (
 	"path"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -97,9 +96,7 @@ func List(ctx context.Context, st Store, host string, trusted ...ed25519.PublicK
 		}
 		if !hasManifest {
 			// An interrupted run: its start time orders it.
-			if b, err := st.GetBytes(ctx, path.Join(SnapshotPath(host, e.Name), StartedFile), 128); err == nil {
-				l.Started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
-			}
+			l.Started = StartedTime(ctx, st, host, e.Name)
 		}
 		if hasManifest {
 			m, signer, err := readSignedManifest(ctx, st, host, e.Name, trusted)
