@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rogpeppe/go-internal/diff"
+
 	"github.com/firetech/fireops/internal/atomicfile"
 )
 
@@ -183,113 +185,77 @@ func WriteDiff(w io.Writer, changes []Change) error {
 		if _, err := fmt.Fprintf(w, "--- %s\n+++ %s\n", from, to); err != nil {
 			return err
 		}
-		if err := unifiedDiff(w, splitLines(c.old), splitLines(c.new), 3); err != nil {
+		if err := unifiedDiff(w, c.old, c.new); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func splitLines(b []byte) []string {
-	if len(b) == 0 {
-		return nil
-	}
-	s := strings.SplitAfter(string(b), "\n")
-	if s[len(s)-1] == "" {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// unifiedDiff writes the hunks that turn a into b, with ctx lines of
-// context, from a longest-common-subsequence table (stack files are small).
-func unifiedDiff(w io.Writer, a, b []string, ctx int) error {
-	n, m := len(a), len(b)
-	lcs := make([][]int32, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int32, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
+// unifiedDiff writes the hunks that turn a into b, with 3 lines of
+// context. The hunks come from github.com/rogpeppe/go-internal/diff (the Go
+// project's anchored diff: O(n log n) time, memory linear in the files'
+// sizes); it starts a new hunk where exactly 6 unchanged lines separate two
+// changes, so such adjacent hunks are joined here into one, as GNU diff -u
+// writes them.
+func unifiedDiff(w io.Writer, a, b []byte) error {
+	out := diff.Diff("a", a, "b", b)
+	// Skip the header ("diff a b", "--- a", "+++ b"): WriteDiff writes
+	// its own.
+	for range 3 {
+		i := bytes.IndexByte(out, '\n')
+		if i < 0 {
+			return nil
 		}
+		out = out[i+1:]
 	}
-	type op struct {
-		kind byte // ' ', '-', '+'
-		line string
-		ai   int // line numbers (0-based) in a and b before this op
-		bi   int
-	}
-	var ops []op
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && a[i] == b[j]:
-			ops = append(ops, op{' ', a[i], i, j})
-			i, j = i+1, j+1
-		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
-			ops = append(ops, op{'-', a[i], i, j})
-			i++
-		default:
-			ops = append(ops, op{'+', b[j], i, j})
-			j++
+	var h hunk
+	for len(out) > 0 {
+		line := out
+		if i := bytes.IndexByte(out, '\n'); i >= 0 {
+			line = out[:i+1]
 		}
-	}
-	for k := 0; k < len(ops); {
-		if ops[k].kind == ' ' {
-			k++
+		out = out[len(line):]
+		if !bytes.HasPrefix(line, []byte("@@ ")) {
+			h.body = append(h.body, line)
 			continue
 		}
-		start := max(k-ctx, 0)
-		end := k
-		for end < len(ops) {
-			if ops[end].kind != ' ' {
-				end++
-				continue
-			}
-			run := end
-			for run < len(ops) && ops[run].kind == ' ' {
-				run++
-			}
-			if run == len(ops) || run-end > 2*ctx {
-				end = min(end+ctx, len(ops))
-				break
-			}
-			end = run
+		var next hunk
+		if _, err := fmt.Sscanf(string(line), "@@ -%d,%d +%d,%d @@", &next.a, &next.na, &next.b, &next.nb); err != nil {
+			return fmt.Errorf("diff: hunk header %q: %w", line, err)
 		}
-		var na, nb int
-		for _, o := range ops[start:end] {
-			if o.kind != '+' {
-				na++
-			}
-			if o.kind != '-' {
-				nb++
-			}
+		if h.body != nil && h.a+h.na == next.a && h.b+h.nb == next.b {
+			h.na += next.na
+			h.nb += next.nb
+			continue
 		}
-		as, bs := ops[start].ai+1, ops[start].bi+1
-		if na == 0 {
-			as--
-		}
-		if nb == 0 {
-			bs--
-		}
-		if _, err := fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", as, na, bs, nb); err != nil {
+		if err := h.write(w); err != nil {
 			return err
 		}
-		for _, o := range ops[start:end] {
-			line := o.line
-			if !strings.HasSuffix(line, "\n") {
-				line += "\n\\ No newline at end of file\n"
-			}
-			if _, err := fmt.Fprintf(w, "%c%s", o.kind, line); err != nil {
-				return err
-			}
+		h = next
+	}
+	return h.write(w)
+}
+
+// hunk is one hunk of a unified diff: its start lines and line counts in
+// the old and new file, and its lines.
+type hunk struct {
+	a, na, b, nb int
+	body         [][]byte
+}
+
+// write writes h, if it has lines.
+func (h *hunk) write(w io.Writer) error {
+	if h.body == nil {
+		return nil
+	}
+	if _, err := fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", h.a, h.na, h.b, h.nb); err != nil {
+		return err
+	}
+	for _, l := range h.body {
+		if _, err := w.Write(l); err != nil {
+			return err
 		}
-		k = end
 	}
 	return nil
 }
