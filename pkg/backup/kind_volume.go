@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
@@ -47,11 +48,7 @@ func selectsKind(only []string, kind string) bool {
 
 // engineError gives a Docker Engine error its exit code and hint.
 func engineError(key string, err error) error {
-	if errors.Is(err, volume.ErrEngine) {
-		return exitcode.New(exitcode.Failure, fmt.Errorf("%s: %w", key, err),
-			"is dockerd running, and may this user use it (root or the docker group)? DOCKER_HOST names another Engine")
-	}
-	return fmt.Errorf("%s: %w", key, err)
+	return engine.Error(fmt.Errorf("%s: %w", key, err), "")
 }
 
 // readMode is sources.volumes.read, or auto.

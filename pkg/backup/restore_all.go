@@ -156,7 +156,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 		keep := stack.KeepRunning(parts)
 		names, _, running, err := stack.Containers(ctx, eng, cfg.Stack.Name, keep)
 		if err != nil {
-			return nil, exitcode.New(exitcode.Failure, err, "is dockerd running? Without a stack to stop, leave out --stop-stack")
+			return nil, exitcode.New(exitcode.Failure, err, engine.Hint+"; without a stack to stop, leave out --stop-stack")
 		}
 		res.Stack = &StackAction{Project: cfg.Stack.Name, Containers: names, Running: running}
 		if len(running) > 0 {

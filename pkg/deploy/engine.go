@@ -11,6 +11,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+
+	"github.com/firetech/fireops/pkg/engine"
 )
 
 // Compose's container labels.
@@ -29,9 +31,9 @@ type Engine struct {
 // NewEngine returns a client configured like the docker CLI (DOCKER_HOST,
 // DOCKER_TLS_VERIFY, ...), negotiating the API version. Close it.
 func NewEngine() (*Engine, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := engine.Open()
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, err
 	}
 	return &Engine{cli: cli}, nil
 }

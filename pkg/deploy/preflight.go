@@ -13,6 +13,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/gpucheck"
 )
 
@@ -81,7 +82,9 @@ type PreflightOptions struct {
 	Log *slog.Logger
 }
 
-const hintEngine = "start the Docker Engine (`systemctl start docker`), check DOCKER_HOST and that this user may use /var/run/docker.sock"
+// hintEngine is the hint of an Engine that does not answer: engine.Hint,
+// after the preflight's own "start the Docker Engine".
+const hintEngine = "start the Docker Engine: " + engine.Hint
 
 // RunPreflight checks, without changing anything: the Engine answers and
 // is recent enough; the compose plugin is there and recent enough; the

@@ -32,18 +32,18 @@ func Open() (*client.Client, error) {
 	return cli, nil
 }
 
-// Unreachable reports whether err means that the Engine could not be
-// reached at all: no connection, as opposed to an Engine that answered
-// with an error.
+// Unreachable reports whether err is the client's failure to connect to
+// the Engine at all, as opposed to an Engine that answered with an error.
 func Unreachable(err error) bool {
-	return err != nil && (client.IsErrConnectionFailed(err) || errors.Is(err, ErrUnreachable))
+	return client.IsErrConnectionFailed(err)
 }
 
-// Error returns err with the exit code and hint of an unreachable Engine
-// when Unreachable(err), and err unchanged otherwise. A caller-specific
-// way out (", or set hub.db_path") may follow the hint as alt.
+// Error returns err with exit code 1 and Hint when it is a connection
+// failure (Unreachable) or wraps ErrUnreachable, and err unchanged
+// otherwise. alt, when not "", is a caller's other way out appended to
+// the hint ("; or set hub.db_path").
 func Error(err error, alt string) error {
-	if !Unreachable(err) {
+	if !Unreachable(err) && !errors.Is(err, ErrUnreachable) {
 		return err
 	}
 	return exitcode.New(exitcode.Failure, err, Hint+alt)

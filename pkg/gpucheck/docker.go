@@ -17,6 +17,8 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/firetech/fireops/pkg/engine"
 )
 
 // DockerEngine is the Engine backed by the Docker Engine API.
@@ -30,9 +32,9 @@ type DockerEngine struct {
 // (DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY),
 // negotiating the API version with the Engine. Close it when done.
 func NewDockerEngine() (*DockerEngine, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := engine.Open()
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, err
 	}
 	return &DockerEngine{cli: cli}, nil
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/firetech/fireops/pkg/engine"
 )
 
 // Engine is what the checks need from the Docker Engine. DockerEngine is
@@ -67,7 +69,7 @@ func (b brokenEngine) RunGPUContainer(context.Context, string, []string) (string
 
 // Hints for the container runtime check.
 const (
-	hintEngine  = "start the Docker Engine (`systemctl start docker`), check DOCKER_HOST and that this user may use /var/run/docker.sock"
+	hintEngine  = engine.Hint
 	hintRuntime = "install nvidia-container-toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker` (or generate a CDI spec: `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)"
 )
 

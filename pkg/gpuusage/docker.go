@@ -7,6 +7,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
+
+	"github.com/firetech/fireops/pkg/engine"
 )
 
 // DockerContainers is Containers backed by the Docker Engine API.
@@ -18,9 +20,9 @@ type DockerContainers struct {
 // (DOCKER_HOST and friends, like the docker CLI), negotiating the API
 // version. It connects on first use; Close it when done.
 func NewDockerContainers() (*DockerContainers, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := engine.Open()
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, err
 	}
 	return &DockerContainers{cli: cli}, nil
 }

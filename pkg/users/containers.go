@@ -11,7 +11,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/pkg/config"
-	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/engine"
 )
 
 // ServerContainerPrefix starts the name of every user server's container:
@@ -103,9 +103,9 @@ type DockerServers struct {
 // NewDockerServers connects to the Docker Engine; nothing is sent before
 // the first call.
 func NewDockerServers() (*DockerServers, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := engine.Open()
 	if err != nil {
-		return nil, exitcode.New(exitcode.Failure, fmt.Errorf("docker client: %w", err), "check DOCKER_HOST")
+		return nil, err
 	}
 	return &DockerServers{cli: cli}, nil
 }
@@ -122,11 +122,7 @@ func (d *DockerServers) List(ctx context.Context, user string) ([]ServerContaine
 	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("name", ServerContainerPrefix+esc))})
 	if err != nil {
-		if client.IsErrConnectionFailed(err) {
-			return nil, exitcode.New(exitcode.Failure, fmt.Errorf("list the server containers of %s: %w", user, err),
-				"is Docker running, and may this user use it (root, or the docker group)?")
-		}
-		return nil, fmt.Errorf("list the server containers of %s: %w", user, err)
+		return nil, engine.Error(fmt.Errorf("list the server containers of %s: %w", user, err), "")
 	}
 	var out []ServerContainer
 	for _, c := range list {

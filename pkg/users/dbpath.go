@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/docker/docker/client"
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
@@ -52,19 +53,18 @@ type DockerVolumes struct{}
 
 // Mountpoint returns the Mountpoint of VolumeInspect.
 func (DockerVolumes) Mountpoint(ctx context.Context, volume string) (string, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := engine.Open()
 	if err != nil {
-		return "", exitcode.New(exitcode.Failure, fmt.Errorf("docker client: %w", err), "check DOCKER_HOST")
+		return "", err
 	}
 	defer cli.Close()
 	v, err := cli.VolumeInspect(ctx, volume)
 	switch {
-	case client.IsErrNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		return "", exitcode.New(exitcode.Usage, fmt.Errorf("hub database volume %q does not exist", volume),
 			"check hub.db_volume (docker volume ls), or set hub.db_path")
-	case client.IsErrConnectionFailed(err):
-		return "", exitcode.New(exitcode.Failure, fmt.Errorf("inspect volume %s: %w", volume, err),
-			"is Docker running, and may this user use it? Or set hub.db_path")
+	case engine.Unreachable(err):
+		return "", engine.Error(fmt.Errorf("inspect volume %s: %w", volume, err), "; or set hub.db_path")
 	case err != nil:
 		return "", exitcode.New(exitcode.Failure, fmt.Errorf("inspect volume %s: %w", volume, err),
 			"run as root or as a member of the docker group, or set hub.db_path")

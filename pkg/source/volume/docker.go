@@ -26,6 +26,8 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+
+	dockerengine "github.com/firetech/fireops/pkg/engine"
 )
 
 // HelperImage is the zero-byte image fireops imports (from an empty tar)
@@ -56,8 +58,8 @@ const helperMount = "/v"
 const cleanupTimeout = 30 * time.Second
 
 // ErrEngine is wrapped by errors that mean the Docker Engine could not be
-// reached at all.
-var ErrEngine = errors.New("cannot reach the Docker Engine")
+// reached at all: [dockerengine.ErrUnreachable].
+var ErrEngine = dockerengine.ErrUnreachable
 
 // Client talks to the Docker Engine named by the environment (DOCKER_HOST,
 // by default the local socket). It is safe for concurrent use.
@@ -69,9 +71,9 @@ type Client struct {
 // NewClient returns a Client for the Engine of the environment; the API
 // version is negotiated on first use. log may be nil.
 func NewClient(log *slog.Logger) (*Client, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := dockerengine.Open()
 	if err != nil {
-		return nil, fmt.Errorf("volume: docker client: %w", err)
+		return nil, fmt.Errorf("volume: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -95,7 +97,7 @@ func (c *Client) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if client.IsErrConnectionFailed(err) {
+	if dockerengine.Unreachable(err) {
 		return fmt.Errorf("volume: %s: %w at %s: %v", op, ErrEngine, c.Host(), err)
 	}
 	return fmt.Errorf("volume: %s: %w", op, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/engine"
 )
 
 // NamePrefix starts the names of the writer containers.
@@ -102,7 +103,7 @@ func RemoveImage() {
 	if ref == "" {
 		return
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := engine.Open()
 	if err != nil {
 		return
 	}
