@@ -3,18 +3,18 @@
 // jobs to publish metrics) and for the daemon's /metrics.
 //
 // It is generic: a command builds []Family and writes them; nothing here
-// knows about GPUs or snapshots. WriteTextfile never leaves a half-written
-// .prom file behind: it writes a temp file in the same folder and renames
-// it over the target, so node-exporter reads either the old or the new
-// file, never a torn one.
+// knows about GPUs or snapshots. The text comes from client_golang's
+// encoder (expfmt). WriteTextfile never leaves a half-written .prom file
+// behind: it writes a temp file in the same folder, fsyncs it and renames
+// it over the target (internal/atomicfile), so node-exporter reads either
+// the old or the new file, never a torn one. A job's textfiles are a
+// JobMetrics.
 package metrics
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -140,30 +140,13 @@ func labelSetKey(ls []Label) string {
 }
 
 // Write writes fams to w in the Prometheus text exposition format
-// (version 0.0.4), after validating them.
+// (version 0.0.4), after validating them, in the order given: families,
+// samples and labels.
 func Write(w io.Writer, fams []Family) error {
 	if err := Validate(fams); err != nil {
 		return err
 	}
-	bw := bufio.NewWriter(w)
-	for _, f := range fams {
-		typ := f.Type
-		if typ == "" {
-			typ = Untyped
-		}
-		if f.Help != "" {
-			fmt.Fprintf(bw, "# HELP %s %s\n", f.Name, escapeHelp(f.Help))
-		}
-		fmt.Fprintf(bw, "# TYPE %s %s\n", f.Name, typ)
-		for _, s := range f.Samples {
-			bw.WriteString(f.Name)
-			if ls := formatLabels(s.Labels); ls != "" {
-				bw.WriteString("{" + ls + "}")
-			}
-			bw.WriteString(" " + FormatValue(s.Value) + "\n")
-		}
-	}
-	return bw.Flush()
+	return encode(w, fams)
 }
 
 // formatLabels renders name="value" pairs separated by commas.
@@ -181,27 +164,9 @@ func formatLabels(ls []Label) string {
 	return b.String()
 }
 
-var (
-	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-)
+var labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 
 func escapeLabel(s string) string { return labelEscaper.Replace(s) }
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
-
-// FormatValue renders a sample value the way Prometheus parses it:
-// shortest exact float, NaN, +Inf, -Inf.
-func FormatValue(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
-}
 
 // Bool returns 1 for true and 0 for false, for 0/1 gauges.
 func Bool(b bool) float64 {
