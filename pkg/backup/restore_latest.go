@@ -162,11 +162,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 	var listed []*destLatest // per destination listed (names in listedOn)
 	var listedOn []string
 	for _, d := range dests {
-		x, err := latestListing(ctx, cfg, d)
-		var ee *exitcode.Error
-		if errors.As(err, &ee) {
-			return nil, "", err
-		}
+		x, err := latestListing(ctx, cfg, d, trusted)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -414,12 +410,12 @@ type destLatest struct {
 
 // latestListing lists a destination's snapshots and finds its newest
 // complete one (snapshot.Latest), the refused ones, and whether snapshots
-// the host wrote there are missing (rolledBack, partRollbacks).
-func latestListing(ctx context.Context, cfg *config.Config, d Dest) (*destLatest, error) {
-	trusted, err := TrustedKeys(cfg)
-	if err != nil {
-		return nil, err
-	}
+// the host wrote there are missing (rolledBack, partRollbacks). trusted
+// are the keys the caller loaded (TrustedKeys) before reading any
+// destination: a config error stops a job there, so every error returned
+// here is d's own, whatever its exit code, and the job goes on with the
+// next destination.
+func latestListing(ctx context.Context, cfg *config.Config, d Dest, trusted []ed25519.PublicKey) (*destLatest, error) {
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
 		return nil, err

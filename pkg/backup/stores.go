@@ -133,9 +133,10 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []
 			return nil, nil, err
 		}
 		r, err := remote.Open(ctx, remote.Options{Name: d.Name, Remote: d.Remote, RcloneConfig: d.RcloneConfig, Uploads: d.Uploads})
-		if err != nil && exitcode.Code(err) == exitcode.Usage {
-			// A configuration error (an rclone config others can read):
-			// fix it before any job runs, like a bad config file.
+		if err != nil && errors.As(err, new(*keys.SecretFileError)) {
+			// An rclone config that others can read (exit 2, the
+			// refusal's hint): the config to fix before any job runs,
+			// like a bad config file, not one destination that is down.
 			CloseDests(ctx, dests, nil)
 			return nil, nil, DestError{Name: d.Name, Err: err}
 		}

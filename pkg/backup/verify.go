@@ -186,11 +186,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			}
 			rollback, newest = rollbackOn(cfg, d, ls)
 		} else if o.Snapshot == "latest" {
-			x, err := latestListing(ctx, cfg, d)
-			var ee *exitcode.Error
-			if errors.As(err, &ee) {
-				return results, err
-			}
+			x, err := latestListing(ctx, cfg, d, trusted)
 			if err != nil {
 				destFailed(d.Name, err)
 				continue
