@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/keys"
 )
@@ -373,11 +374,11 @@ func TestRetentionAccepted(t *testing.T) {
 		grace      string // destinations[0]'s incomplete_grace after parsing
 	}{
 		{"defaults", minimal, ""},
-		{"global policy unused", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_daily: 7}}", 1) +
+		{"global policy unused", testutil.Replace(t, minimal, "remote: backups}", "remote: backups, retention: {keep_daily: 7}}") +
 			"retention: {keep_last: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}\n", "0s"},
-		{"destination grace left out", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2}}", 1), "0s"},
-		{"destination grace 0", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2, incomplete_grace: 0s}}", 1), "0s"},
-		{"destination grace", strings.Replace(minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2, incomplete_grace: 48h}}", 1), "2d"},
+		{"destination grace left out", testutil.Replace(t, minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2}}"), "0s"},
+		{"destination grace 0", testutil.Replace(t, minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2, incomplete_grace: 0s}}"), "0s"},
+		{"destination grace", testutil.Replace(t, minimal, "remote: backups}", "remote: backups, retention: {keep_last: 2, incomplete_grace: 48h}}"), "2d"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -402,7 +403,7 @@ func TestRetentionProblems(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	dest := func(retention string) string {
-		return strings.Replace(minimal, "remote: backups}", "remote: backups"+retention+"}", 1)
+		return testutil.Replace(t, minimal, "remote: backups}", "remote: backups"+retention+"}")
 	}
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"empty global policy", minimal + "retention: {keep_last: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}\n", "retention: the retention policy is empty"},

@@ -577,12 +577,16 @@ func TestRenameAsideInterrupted(t *testing.T) {
 // tries each view under a staging name before it replaces anything. A
 // server that refuses the view (FerretDB has no views) fails the restore
 // with the live collections and the live namespace of the view as they
-// were; a server that takes it gets the view.
+// were; a server that takes it gets the view. Which of the two the
+// server is, is asked first, by creating a view outside the restore.
 func TestViewRefusedLeavesLive(t *testing.T) {
 	t.Parallel()
 	uri, db := testenv.RequireMongo(t)
 	c := mongotest.Connect(t, uri)
 	ctx := context.Background()
+	probeDB := db + "_views"
+	mongotest.DropLater(t, c, probeDB)
+	viewsErr := c.Database(probeDB).CreateView(ctx, "probe", "runs", mongo.Pipeline{})
 	runs, best := c.Database(db).Collection("runs"), c.Database(db).Collection("best")
 	_, err := runs.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
 	must(t, err)
@@ -602,14 +606,22 @@ func TestViewRefusedLeavesLive(t *testing.T) {
 	_, err = restore(t, uri, payload, o)
 	nRuns, _ := runs.CountDocuments(ctx, bson.D{})
 	nBest, _ := best.CountDocuments(ctx, bson.D{})
-	if err == nil {
-		t.Logf("the server has views: restored (runs %d)", nRuns)
+	if viewsErr == nil {
+		if err != nil {
+			t.Fatalf("the server has views, but the restore of one failed: %v", err)
+		}
 		if nRuns != 1 {
 			t.Errorf("runs holds %d documents after the restore, want the snapshot's 1", nRuns)
 		}
 		return
 	}
-	t.Logf("restore refused: %v", err)
+	t.Logf("the server has no views: %v", viewsErr)
+	if err == nil {
+		t.Fatalf("the server refuses views (%v), but the restore of one succeeded (runs %d, best %d)", viewsErr, nRuns, nBest)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "create view "+db+".best") || !strings.Contains(msg, "nothing was replaced") {
+		t.Errorf("the restore failed with %q, want the refused view named and nothing replaced", msg)
+	}
 	if nRuns != 2 || nBest != 1 {
 		t.Fatalf("a refused view left runs with %d documents (want 2) and best with %d (want 1)", nRuns, nBest)
 	}
