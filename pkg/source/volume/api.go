@@ -188,7 +188,7 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 				out.Name = "./"
 			}
 			c.dirs++
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 			out.Typeflag = tar.TypeReg
 			c.files++
 		case tar.TypeSymlink:

@@ -396,7 +396,7 @@ func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error 
 				out.Name += "/"
 			}
 			c.dirs++
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 			out.Typeflag = tar.TypeReg
 			// As tarsafe.Extract: no file gets setuid, setgid or sticky.
 			out.Mode &^= 0o7000
