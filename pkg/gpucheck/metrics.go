@@ -9,6 +9,12 @@ import (
 // TextfileName is the node-exporter textfile the gpu check writes.
 const TextfileName = "fireops_gpu_check.prom"
 
+// JobMetrics is what a gpu check run publishes: Metrics in TextfileName,
+// on every run (it has no success file).
+func (r *Report) JobMetrics() metrics.JobMetrics {
+	return metrics.JobMetrics{Job: "gpu_check", RunFile: TextfileName, Run: r.Metrics()}
+}
+
 // Metrics returns the report as Prometheus metric families: the overall
 // result, one 0/1 sample per check, and per-GPU temperature, memory and
 // ECC counters. Checks about a GPU carry gpu (index) and uuid labels; host

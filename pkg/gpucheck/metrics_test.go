@@ -51,6 +51,34 @@ func TestReportMetrics(t *testing.T) {
 	}
 }
 
+// TestReportJobMetrics: the gpu check's JobMetrics write Metrics to
+// TextfileName and nothing else.
+func TestReportJobMetrics(t *testing.T) {
+	r := run(t, healthyServer(), nvidiaEngine(), defaultThresholds(), false)
+	dir := t.TempDir()
+	if err := r.JobMetrics().Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != TextfileName {
+		t.Fatalf("textfiles %v, want only %s", entries, TextfileName)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, TextfileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := metrics.Write(&want, r.Metrics()); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want.String() {
+		t.Errorf("%s:\n%s\nwant:\n%s", TextfileName, got, want.String())
+	}
+}
+
 // TestMetricsPassPromtool checks the textfile of a healthy run, a faulty
 // run and a run without NVML with promtool check metrics.
 func TestMetricsPassPromtool(t *testing.T) {
