@@ -12,12 +12,9 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/spf13/cobra"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
-	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
-	"github.com/firetech/fireops/pkg/gpuusage"
-	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/runner"
 )
 
 // gpuCheckOptions are the flags of `fireops gpu check` and, for tests, the
@@ -125,56 +122,17 @@ func (a *app) gpuConfig(explicit bool) (*config.Config, error) {
 	return cfg, err
 }
 
-// runGPUCheck runs the checks, prints the report and returns an error with
-// the check-failed exit code when a check failed.
+// runGPUCheck runs the checks (pkg/runner), prints the report and
+// returns an error with the check-failed exit code when a check failed.
 func (a *app) runGPUCheck(ctx context.Context, opts gpuCheckOptions) error {
 	cfg, err := a.gpuConfig(opts.configExplicit)
 	if err != nil {
 		return err
 	}
-	th := gpucheck.ThresholdsFromConfig(cfg.GPU)
-	if opts.expectCount != nil {
-		th.ExpectCount = *opts.expectCount
+	rep, err := a.runner().GPUCheck(ctx, cfg, opts.runner())
+	if rep == nil {
+		return err
 	}
-	if opts.minDriver != nil {
-		th.MinDriver = *opts.minDriver
-	}
-	if opts.maxTemperature != nil {
-		th.MaxTemperatureC = *opts.maxTemperature
-	}
-	if opts.requireRuntime != nil {
-		th.RequireContainerRuntime = *opts.requireRuntime
-	}
-	if err := th.Validate(); err != nil {
-		return exitcode.Usagef("fix the flag or the gpu: section of the config (docs/gpu.md)", "gpu check: %w", err)
-	}
-
-	owners := opts.owners
-	if owners == nil {
-		r := &gpuusage.Resolver{OnError: func(op string, err error) {
-			a.log.Debug("cannot place a GPU process in its container", "op", op, "err", err)
-		}}
-		if dc, err := gpuusage.NewDockerContainers(); err != nil {
-			a.log.Debug("no Docker client: GPU processes stay without container names", "err", err)
-		} else {
-			defer dc.Close()
-			r.Containers = dc
-		}
-		owners = r
-	}
-	rep, err := gpucheck.Run(ctx, gpucheck.Options{
-		Thresholds: th,
-		Strict:     opts.strict,
-		NVML:       opts.nvml,
-		Engine:     opts.engine,
-		Owners:     owners,
-		SmokeImage: opts.smokeImage,
-		Log:        a.log,
-	})
-	if err != nil {
-		return fmt.Errorf("gpu check: %w", err)
-	}
-
 	if a.jsonOut {
 		if err := a.printJSON(rep); err != nil {
 			return fmt.Errorf("print report: %w", err)
@@ -182,37 +140,16 @@ func (a *app) runGPUCheck(ctx context.Context, opts gpuCheckOptions) error {
 	} else if err := printGPUReport(a.stdout, rep); err != nil {
 		return fmt.Errorf("print report: %w", err)
 	}
+	return err
+}
 
-	fams := rep.Metrics()
-	if a.publish != nil {
-		// The daemon serves them on /metrics too.
-		a.publish(backup.JobMetrics{Job: "gpu_check", RunFile: gpucheck.TextfileName, Run: fams})
+// runner returns the options of pkg/runner's gpu check.
+func (o gpuCheckOptions) runner() runner.GPUCheckOptions {
+	return runner.GPUCheckOptions{
+		ExpectCount: o.expectCount, MinDriver: o.minDriver, MaxTemperatureC: o.maxTemperature, RequireRuntime: o.requireRuntime,
+		Strict: o.strict, SmokeImage: o.smokeImage, NoMetrics: o.noMetrics,
+		NVML: o.nvml, Engine: o.engine, Owners: o.owners,
 	}
-	var metricsErr error
-	if dir := cfg.Metrics.TextfileDir; dir != "" && !opts.noMetrics {
-		metricsErr = metrics.WriteTextfile(dir, gpucheck.TextfileName, fams)
-		if metricsErr != nil {
-			a.log.Error("cannot write the metrics textfile", "dir", dir, "err", metricsErr)
-		} else {
-			a.log.Debug("metrics written", "file", dir+"/"+gpucheck.TextfileName)
-		}
-	}
-
-	if !rep.OK {
-		hint := ""
-		if bad := rep.Failed(opts.strict); len(bad) > 0 {
-			hint = bad[0].Hint
-			if len(bad) > 1 {
-				hint += fmt.Sprintf(" (first of %d problems; the report lists them all)", len(bad))
-			}
-		}
-		return exitcode.New(exitcode.CheckFailed, errors.New("gpu check: "+rep.Summary()), hint)
-	}
-	if metricsErr != nil {
-		return exitcode.New(exitcode.Failure, fmt.Errorf("gpu check passed, but %w", metricsErr),
-			"check that metrics.textfile_dir exists and that this user may write to it")
-	}
-	return nil
 }
 
 // printGPUReport writes the report as tables: a summary line, the GPUs,

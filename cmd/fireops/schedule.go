@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -22,6 +21,7 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpuusage"
 	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/runner"
 	"github.com/firetech/fireops/pkg/schedule"
 )
 
@@ -88,9 +88,9 @@ EXIT STATUS
 					results.Set(f.Name, f.Families)
 				}
 			}
-			// The jobs' reports (the gpu check's table) are for a terminal;
-			// the daemon logs instead.
-			a.stdout = io.Discard
+			// The jobs run on pkg/runner directly: they print nothing, the
+			// daemon logs.
+			jobs := a.runner()
 			// GPU memory and utilisation per user server, measured at
 			// each scrape (docs/gpu.md); nothing on a host without GPUs.
 			gpuUsage := gpuusage.NewCollector(gpuusage.CollectorOptions{Log: a.log, NVML: gpuUsageNVML})
@@ -100,7 +100,8 @@ EXIT STATUS
 			stopGPUTextfile := a.gpuUsageTextfile(ctx, cfg.Metrics, gpuUsage)
 			defer stopGPUTextfile()
 			err = schedule.Run(ctx, schedule.Options{
-				Load: a.scheduleConfig, Log: a.log, StopTimeout: stopTimeout, Results: results,
+				Load: func() (*schedule.Config, error) { return a.scheduleConfig(jobs) },
+				Log:  a.log, StopTimeout: stopTimeout, Results: results,
 				Collectors: []prometheus.Collector{gpuUsage},
 				Version:    buildinfo.Get().Version, Hangup: hup,
 			})
@@ -177,8 +178,8 @@ func (a *app) gpuUsageTextfile(ctx context.Context, m config.Metrics, c *gpuusag
 }
 
 // scheduleConfig loads the config and turns its schedule: section into the
-// daemon's jobs, each calling the same job function as its command.
-func (a *app) scheduleConfig() (*schedule.Config, error) {
+// daemon's jobs, each calling the same pkg/runner job as its command.
+func (a *app) scheduleConfig(jobs *runner.Runner) (*schedule.Config, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, err
@@ -195,19 +196,26 @@ func (a *app) scheduleConfig() (*schedule.Config, error) {
 		}
 	}
 	add("snapshot", cfg.Schedule.Snapshot, func(ctx context.Context) error {
-		_, err := a.snapshotJob(ctx, cfg, backup.SnapshotOptions{Version: version, Log: a.log})
+		_, err := jobs.Snapshot(ctx, cfg, backup.SnapshotOptions{Version: version, Log: a.log})
 		return err
 	})
 	add("rotate", cfg.Schedule.Rotate, func(ctx context.Context) error {
-		_, err := a.rotateJob(ctx, cfg, backup.RotateOptions{Log: a.log})
+		_, err := jobs.Rotate(ctx, cfg, backup.RotateOptions{Log: a.log})
 		return err
 	})
 	add("verify", cfg.Schedule.Verify, func(ctx context.Context) error {
-		_, err := a.verifyJob(ctx, cfg, backup.VerifyOptions{Level: cfg.Schedule.VerifyLevel, Log: a.log})
+		_, err := jobs.Verify(ctx, cfg, backup.VerifyOptions{Level: cfg.Schedule.VerifyLevel, Log: a.log})
 		return err
 	})
 	add("gpu_check", cfg.Schedule.GPUCheck, func(ctx context.Context) error {
-		return a.runGPUCheck(ctx, gpuCheckOptions{configExplicit: true})
+		// Like `fireops gpu check --config`, it reads the config at
+		// every run.
+		cfg, err := a.gpuConfig(true)
+		if err != nil {
+			return err
+		}
+		_, err = jobs.GPUCheck(ctx, cfg, runner.GPUCheckOptions{})
+		return err
 	})
 	return out, nil
 }

@@ -1,0 +1,71 @@
+package runner
+
+import (
+	"context"
+	"time"
+
+	"github.com/firetech/fireops/pkg/backup"
+	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/snapshot"
+)
+
+// Snapshot takes a snapshot under the snapshot lock.
+func (r *Runner) Snapshot(ctx context.Context, cfg *config.Config, o backup.SnapshotOptions) (*snapshot.Result, error) {
+	res, begin, err := locked(ctx, r, cfg, "snapshot", func() (*snapshot.Result, error) { return backup.Snapshot(ctx, cfg, o) })
+	if !ran(begin, err) {
+		return res, err
+	}
+	dur := time.Since(begin)
+	if res != nil && !res.Finished.IsZero() {
+		dur = res.Finished.Sub(res.Started)
+	}
+	// An --only run publishes its own families: the alerts read the full
+	// runs', and an --only run never ends them.
+	record := backup.SnapshotMetrics
+	if len(o.Only) > 0 {
+		record = backup.SnapshotOnlyMetrics
+	}
+	r.record(cfg, record(time.Now(), dur, res, err, destNames(cfg)))
+	return res, err
+}
+
+// Verify verifies under the verify lock.
+func (r *Runner) Verify(ctx context.Context, cfg *config.Config, o backup.VerifyOptions) ([]backup.VerifyResult, error) {
+	res, begin, err := locked(ctx, r, cfg, "verify", func() ([]backup.VerifyResult, error) { return backup.Verify(ctx, cfg, o) })
+	if !ran(begin, err) {
+		return res, err
+	}
+	level := o.Level
+	if level == "" {
+		level = backup.LevelQuick
+	}
+	if level == backup.LevelQuick || level == backup.LevelHashes || level == backup.LevelFull || level == backup.LevelRestoreTest {
+		r.record(cfg, backup.VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
+	}
+	return res, err
+}
+
+// Rotate applies the retention policy under the rotate lock, its sweep
+// waiting LockWait for the snapshot lock; a dry run takes no lock and
+// records nothing.
+func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.RotateOptions) (*backup.RotateResult, error) {
+	if o.DryRun {
+		return backup.Rotate(ctx, cfg, o)
+	}
+	o.SweepWait = r.LockWait
+	res, begin, err := locked(ctx, r, cfg, "rotate", func() (*backup.RotateResult, error) { return backup.Rotate(ctx, cfg, o) })
+	if !ran(begin, err) {
+		return res, err
+	}
+	r.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
+	return res, err
+}
+
+// Restore restores under the restore lock; a dry run records nothing.
+func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o backup.RestoreOptions) (*backup.RestoreResult, error) {
+	res, begin, err := locked(ctx, r, cfg, "restore", func() (*backup.RestoreResult, error) { return backup.Restore(ctx, cfg, o) })
+	if ran(begin, err) && !o.DryRun {
+		r.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
+	}
+	return res, err
+}
