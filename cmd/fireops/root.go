@@ -16,9 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/remote"
 	"github.com/firetech/fireops/pkg/schedule"
@@ -35,7 +35,7 @@ type app struct {
 
 	// publish, when set (the schedule daemon), receives every job's
 	// metrics besides the textfiles.
-	publish func(backup.JobMetrics)
+	publish func(metrics.JobMetrics)
 
 	stdin          io.Reader
 	stdout, stderr io.Writer

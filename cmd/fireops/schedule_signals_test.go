@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
 	"github.com/firetech/fireops/pkg/gpucheck/gpuchecktest"
@@ -151,9 +150,9 @@ func TestGPUCheckPublishes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			var got []backup.JobMetrics
+			var got []metrics.JobMetrics
 			a := &app{configPath: filepath.Join(t.TempDir(), "fireops.yaml"), stdout: &stdout, stderr: &stderr,
-				log: slog.New(slog.NewTextHandler(&stderr, nil)), publish: func(m backup.JobMetrics) { got = append(got, m) }}
+				log: slog.New(slog.NewTextHandler(&stderr, nil)), publish: func(m metrics.JobMetrics) { got = append(got, m) }}
 			a.runGPUCheck(context.Background(), gpuCheckOptions{nvml: gpuchecktest.HealthyDGXA100(), engine: gpuEngine{runtimes: tc.runtimes}})
 			if len(got) != 1 || got[0].RunFile != gpucheck.TextfileName {
 				t.Fatalf("published %+v", got)
