@@ -10,8 +10,10 @@ import (
 // TestRealNVML runs the checks with the real go-nvml library. Without an
 // NVIDIA driver (the test machine) NVML must report
 // ERROR_LIBRARY_NOT_FOUND as a failing check, without crashing the test
-// binary. With a driver (scripts/gpu-smoke.sh on a GPU machine) NVML must
-// initialise and see the GPUs nvidia-smi -L lists.
+// binary; a driver NVML cannot initialise is a failing check too. With a
+// driver (scripts/gpu-smoke.sh on a GPU machine) NVML must initialise and
+// give each GPU's facts, and see the GPUs nvidia-smi -L lists when
+// nvidia-smi is there.
 func TestRealNVML(t *testing.T) {
 	r, err := Run(context.Background(), Options{
 		Thresholds: Thresholds{MaxTemperatureC: 85},
@@ -25,17 +27,29 @@ func TestRealNVML(t *testing.T) {
 		t.Fatalf("first check is %s, want nvml", first.Name)
 	}
 	smi, lookErr := exec.LookPath("nvidia-smi")
-	if lookErr != nil {
-		if first.Status != Fail || first.Value != "ERROR_LIBRARY_NOT_FOUND" {
-			t.Skipf("no nvidia-smi here, and NVML said %+v; nothing more to compare", first)
+	if first.Status != Pass {
+		if lookErr == nil {
+			t.Fatalf("nvidia-smi is installed but NVML did not initialise: %+v", first)
+		}
+		if first.Status != Fail || !strings.HasPrefix(first.Value, "ERROR_") {
+			t.Errorf("NVML did not initialise, and its check is %+v, want a failure naming NVML's error", first)
 		}
 		if len(r.Checks) != 2 || len(r.GPUs) != 0 {
 			t.Errorf("after a failed Init: %d checks, %d GPUs", len(r.Checks), len(r.GPUs))
 		}
 		return
 	}
-	if first.Status != Pass {
-		t.Fatalf("nvidia-smi is installed but NVML did not initialise: %+v", first)
+	for i, g := range r.GPUs {
+		if g.UUID == "" || g.Name == "" || !strings.Contains(g.BusID, ":") || g.MemoryTotalBytes == 0 {
+			t.Errorf("gpu %d facts look empty: %+v", i, g)
+		}
+	}
+	for _, c := range r.Checks {
+		t.Logf("%-18s %-7s %-5s %s %s", c.Name, c.Subject(), c.Status, c.Value, c.Message)
+	}
+	if lookErr != nil {
+		t.Logf("NVML initialised without nvidia-smi here (%v): its %d GPUs are not compared with nvidia-smi -L", lookErr, len(r.GPUs))
+		return
 	}
 	out, err := exec.Command(smi, "-L").Output()
 	if err != nil {
@@ -49,11 +63,5 @@ func TestRealNVML(t *testing.T) {
 		if g.UUID != uuids[i] {
 			t.Errorf("gpu %d: NVML UUID %s, nvidia-smi %s", i, g.UUID, uuids[i])
 		}
-		if g.Name == "" || !strings.Contains(g.BusID, ":") || g.MemoryTotalBytes == 0 {
-			t.Errorf("gpu %d facts look empty: %+v", i, g)
-		}
-	}
-	for _, c := range r.Checks {
-		t.Logf("%-18s %-7s %-5s %s %s", c.Name, c.Subject(), c.Status, c.Value, c.Message)
 	}
 }
