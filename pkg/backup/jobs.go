@@ -79,7 +79,7 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened [
 		}
 		return "", nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
 	case len(unlisted) > 0:
-		return "", nil, exitcode.New(exitcode.Failure, fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; ")), destHint)
+		return "", nil, exitcode.New(exitcode.Failure, &unlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; "))}, destHint)
 	case len(all) == 0:
 		return "", nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
 			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)
@@ -95,6 +95,15 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened [
 	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
 		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3, started), ", "))
 }
+
+// unlistedError is resolveID's error when the id is on none of the
+// destinations it listed and some could not be listed: a failure of those
+// destinations (the id may be there), not of the id. Every other error of
+// resolveID is about the id (a usage error).
+type unlistedError struct{ error }
+
+// Unwrap returns the error.
+func (e *unlistedError) Unwrap() error { return e.error }
 
 // destNames names the destinations given ("local, yandex").
 func destNames(dests []Dest) string {

@@ -35,7 +35,7 @@ const ObjectsLock = "objects"
 func holdObjects(ctx context.Context, cfg *config.Config, command string, log *slog.Logger) (*lock.Lock, error) {
 	dir := lock.Dir(cfg.StateDir)
 	l, err := lock.Acquire(ctx, dir, ObjectsLock, lock.Options{Shared: true, Command: command})
-	if exitcode.Code(err) != exitcode.LockBusy {
+	if !errors.As(err, new(*lock.BusyError)) {
 		return l, err
 	}
 	if log != nil {

@@ -157,7 +157,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	var on map[string]bool
 	if !o.All {
 		full, hosts, err := resolveID(ctx, cfg, dests, unopened, o.Snapshot)
-		if exitcode.Code(err) == exitcode.Usage {
+		if err != nil && !errors.As(err, new(*unlistedError)) {
 			return results, err
 		}
 		if err != nil {
