@@ -48,11 +48,12 @@ func RotateSweepFile(destination string) string {
 	return "fireops_rotate_sweep_" + destination + ".prom"
 }
 
-// JobMetrics is metrics.JobMetrics, what one job run publishes; the
-// builders below return it.
+// JobMetrics is metrics.JobMetrics, what one job run publishes: an alias
+// while its callers move to pkg/metrics.
 type JobMetrics = metrics.JobMetrics
 
-// Textfile is metrics.Textfile, one textfile of a JobMetrics.
+// Textfile is metrics.Textfile, one textfile of a JobMetrics: an alias
+// while its callers move to pkg/metrics.
 type Textfile = metrics.Textfile
 
 func gauge(name, help string, samples ...metrics.Sample) metrics.Family {
@@ -79,9 +80,9 @@ func runFamilies(job, what string, now time.Time, dur time.Duration, ok bool, la
 // part the run stored, and each one that failed (runErr wraps a
 // *snapshot.PartsError, also when every part failed and res is nil), gets
 // a part_last_run_success sample.
-func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) JobMetrics {
+func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) metrics.JobMetrics {
 	ok := runErr == nil && res != nil
-	m := JobMetrics{Job: "snapshot", RunFile: SnapshotRunFile, SuccessFile: SnapshotSuccessFile}
+	m := metrics.JobMetrics{Job: "snapshot", RunFile: SnapshotRunFile, SuccessFile: SnapshotSuccessFile}
 	m.Run = runFamilies("snapshot", "snapshot", now, dur, ok)
 	done := map[string]snapshot.DestResult{}
 	if res != nil {
@@ -143,7 +144,7 @@ func SnapshotMetrics(now time.Time, dur time.Duration, res *snapshot.Result, run
 // fireops_snapshot_*, in their own textfiles. The full runs' metrics, which
 // the alerts read, stay as the last full run left them: an --only run that
 // succeeds after a failed full one does not end its alerts.
-func SnapshotOnlyMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) JobMetrics {
+func SnapshotOnlyMetrics(now time.Time, dur time.Duration, res *snapshot.Result, runErr error, dests []string) metrics.JobMetrics {
 	m := SnapshotMetrics(now, dur, res, runErr, dests)
 	m.RunFile, m.SuccessFile = SnapshotOnlyRunFile, SnapshotOnlySuccessFile
 	only := func(fams []metrics.Family) []metrics.Family {
@@ -184,7 +185,7 @@ func partResults(res *snapshot.Result, runErr error) []metrics.Sample {
 // VerifyMetrics returns what a verify run at one level publishes. A
 // successful restore-test also sets fireops_restore_test_success_timestamp_seconds
 // (the restore drill's alert reads it).
-func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyResult, runErr error) JobMetrics {
+func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyResult, runErr error) metrics.JobMetrics {
 	failed, checked := 0, 0
 	var bytes int64
 	perDest := map[string]bool{}
@@ -203,7 +204,7 @@ func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyR
 		perDest[r.Destination] = perDest[r.Destination] && r.OK && r.Rollback == ""
 	}
 	ok := runErr == nil
-	m := JobMetrics{Job: "verify", RunFile: VerifyRunFile(level), SuccessFile: VerifySuccessFile(level)}
+	m := metrics.JobMetrics{Job: "verify", RunFile: VerifyRunFile(level), SuccessFile: VerifySuccessFile(level)}
 	m.Run = runFamilies("verify", "verify", now, dur, ok, "level", level)
 	var ds []metrics.Sample
 	for _, d := range order {
@@ -233,9 +234,9 @@ func VerifyMetrics(level string, now time.Time, dur time.Duration, res []VerifyR
 // configured destinations. Each destination whose sweep ran to the end
 // gets its sweep file (RotateSweepFile), which the runs that skip the
 // sweep leave alone.
-func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr error, dests []string) JobMetrics {
+func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr error, dests []string) metrics.JobMetrics {
 	ok := runErr == nil && res != nil
-	m := JobMetrics{Job: "rotate", RunFile: RotateRunFile, SuccessFile: RotateSuccessFile}
+	m := metrics.JobMetrics{Job: "rotate", RunFile: RotateRunFile, SuccessFile: RotateSuccessFile}
 	m.Run = runFamilies("rotate", "rotate", now, dur, ok)
 	byName := map[string]RotateDest{}
 	if res != nil {
@@ -259,7 +260,7 @@ func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr e
 			continue
 		}
 		if done && d.Objects.Skipped == "" {
-			m.Extra = append(m.Extra, Textfile{Name: RotateSweepFile(n), Families: []metrics.Family{
+			m.Extra = append(m.Extra, metrics.Textfile{Name: RotateSweepFile(n), Families: []metrics.Family{
 				gauge("fireops_rotate_last_sweep_timestamp_seconds", "Time the last rotate run that swept this destination's unreferenced objects ended, in seconds since the epoch.", one(float64(now.Unix()), "destination", n)),
 			}})
 		}
@@ -293,9 +294,9 @@ func RotateMetrics(now time.Time, dur time.Duration, res *RotateResult, runErr e
 // RestoreMetrics returns what a restore run publishes (a dry run publishes
 // nothing): the result, and how many parts were restored and failed, so a
 // dashboard shows the last recovery next to the last snapshot.
-func RestoreMetrics(now time.Time, dur time.Duration, res *RestoreResult, runErr error) JobMetrics {
+func RestoreMetrics(now time.Time, dur time.Duration, res *RestoreResult, runErr error) metrics.JobMetrics {
 	ok := runErr == nil && res != nil
-	m := JobMetrics{Job: "restore", RunFile: RestoreRunFile, SuccessFile: RestoreSuccessFile}
+	m := metrics.JobMetrics{Job: "restore", RunFile: RestoreRunFile, SuccessFile: RestoreSuccessFile}
 	m.Run = runFamilies("restore", "restore", now, dur, ok)
 	restored, failed := 0, 0
 	if res != nil {

@@ -16,12 +16,13 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
 // sampleJobs returns the metrics of one run of every job, successes and
 // failures, the way the commands record them.
-func sampleJobs() []JobMetrics {
+func sampleJobs() []metrics.JobMetrics {
 	now := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
 	res := &snapshot.Result{ID: "20261128T030000Z-abcdef", Parts: []snapshot.Part{
 		{ID: "files:stack", Size: 100, Stored: 80},
@@ -33,7 +34,7 @@ func sampleJobs() []JobMetrics {
 	}}
 	partial := &snapshot.Result{ID: res.ID, Parts: res.Parts[:1], Destinations: res.Destinations[:1],
 		FailedParts: []snapshot.FailedPart{{ID: "volume:jupyterhub-user-ada", Reason: "file name too long"}}}
-	return []JobMetrics{
+	return []metrics.JobMetrics{
 		SnapshotMetrics(now, time.Minute, res, errors.New("yandex down"), []string{"local", "yandex", "nas"}),
 		SnapshotMetrics(now, time.Minute, partial, fmt.Errorf("snapshot %s: %w", res.ID, &snapshot.PartsError{Failed: partial.FailedParts, Held: 1}), []string{"local"}),
 		SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
@@ -153,7 +154,7 @@ func TestMetricsTextfiles(t *testing.T) {
 func TestSnapshotPartMetrics(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
-	parts := func(m JobMetrics) string {
+	parts := func(m metrics.JobMetrics) string {
 		var got []string
 		for _, f := range m.Run {
 			if f.Name == "fireops_snapshot_part_last_run_success" {
