@@ -13,25 +13,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/firetech/fireops/internal/humanbytes"
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/buildinfo"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
-
-// human formats a byte count with a binary unit.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 // setSnapshotMemoryLimit sets a soft memory limit for a snapshot run,
 // unless GOMEMLIMIT says otherwise: the engine's live memory is its piece
@@ -74,7 +61,7 @@ func (a *app) progressLine() (*snapshot.Progress, func()) {
 				}
 				n := p.Bytes.Load()
 				rate := float64(n) / max(time.Since(begin).Seconds(), 0.001)
-				fmt.Fprintf(f, "\r\033[K%s: %s read, %s/s", part, human(n), human(int64(rate)))
+				fmt.Fprintf(f, "\r\033[K%s: %s read, %s/s", part, humanbytes.Format(n), humanbytes.Format(int64(rate)))
 			}
 		}
 	}()
@@ -151,7 +138,7 @@ func (a *app) printSnapshot(res *snapshot.Result) error {
 	fmt.Fprint(w, "\n\n")
 	fmt.Fprintln(w, "PART\tSIZE\tSTORED\tUPLOADED\tENTRIES\tREUSED")
 	for _, p := range res.Parts {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%v\n", p.ID, human(p.Size), human(p.Stored), human(p.Uploaded), p.Entries, p.Reused)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%v\n", p.ID, humanbytes.Format(p.Size), humanbytes.Format(p.Stored), humanbytes.Format(p.Uploaded), p.Entries, p.Reused)
 	}
 	for _, f := range res.FailedParts {
 		fmt.Fprintf(w, "%s\tFAILED: %s\n", f.ID, f.Reason)
@@ -165,7 +152,7 @@ func (a *app) printSnapshot(res *snapshot.Result) error {
 		if d.Err != nil {
 			status = "FAILED: " + d.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", d.Name, status, human(d.Uploaded), d.Reused, d.Retries)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", d.Name, status, humanbytes.Format(d.Uploaded), d.Reused, d.Retries)
 	}
 	return w.Flush()
 }
@@ -228,7 +215,7 @@ func (a *app) printListing(ls []backup.DestListing) error {
 			case s.Problem != "":
 				state += " (" + s.Problem + ")"
 			}
-			fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Parts, human(s.Size), state)
+			fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Parts, humanbytes.Format(s.Size), state)
 		}
 	}
 	return w.Flush()
@@ -322,7 +309,7 @@ func (a *app) printVerify(res []backup.VerifyResult) error {
 		if !r.OK {
 			verdict = "FAILED: " + r.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Destination, r.Snapshot, r.Level, r.Parts, human(r.Bytes), verdict)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Destination, r.Snapshot, r.Level, r.Parts, humanbytes.Format(r.Bytes), verdict)
 	}
 	// The part names are in the encrypted index: levels full and
 	// restore-test read it, quick does not.
@@ -488,7 +475,7 @@ func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) err
 		if p.Error != "" {
 			status += ": " + p.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Part, p.Snapshot, human(p.Size), p.Target, status)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Part, p.Snapshot, humanbytes.Format(p.Size), p.Target, status)
 		if p.Status == backup.StatusRestored {
 			done = append(done, p.Part)
 		} else {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/firetech/fireops/internal/humanbytes"
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/deploy"
@@ -444,7 +445,7 @@ func (a *app) printPrune(res *deploy.PruneResult, volumes bool) {
 		fmt.Fprintln(w, "IMAGE\tCREATED\tSIZE\tACTION\tWHY")
 	}
 	for _, im := range res.Images {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", im.Ref, im.Created.UTC().Format("2006-01-02 15:04"), human(im.Size), im.Action, dash(im.Reason))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", im.Ref, im.Created.UTC().Format("2006-01-02 15:04"), humanbytes.Format(im.Size), im.Action, dash(im.Reason))
 	}
 	w.Flush()
 	if !volumes {

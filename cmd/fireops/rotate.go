@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/firetech/fireops/internal/humanbytes"
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/retention"
 )
@@ -104,7 +105,7 @@ func (a *app) printRotate(res *backup.RotateResult) error {
 				freed = "would be freed"
 			}
 			fmt.Fprintf(w, "  objects: %d, %d referenced, %d %s (%s %s), %d unreferenced within the grace period kept\n",
-				ob.Total, ob.Referenced, ob.Removed, verb, human(ob.FreedBytes), freed, ob.Young)
+				ob.Total, ob.Referenced, ob.Removed, verb, humanbytes.Format(ob.FreedBytes), freed, ob.Young)
 		}
 		if d.Error != "" {
 			fmt.Fprintf(w, "  FAILED: %s\n", d.Error)

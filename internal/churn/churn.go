@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/firetech/fireops/internal/humanbytes"
 )
 
 // Stats counts the files and bytes of a tree.
@@ -178,7 +180,7 @@ type Change struct {
 }
 
 func (c Change) String() string {
-	return fmt.Sprintf("logs +%s, %s edited, %s added (%s)", fmtBytes(c.Appended), plural(c.Edited, "notebook"), plural(c.Added, "file"), fmtBytes(c.AddedBytes))
+	return fmt.Sprintf("logs +%s, %s edited, %s added (%s)", humanbytes.Format(c.Appended), plural(c.Edited, "notebook"), plural(c.Added, "file"), humanbytes.Format(c.AddedBytes))
 }
 
 func plural(n int, what string) string {
@@ -420,14 +422,4 @@ func absInt(x int) int {
 		return -x
 	}
 	return x
-}
-
-func fmtBytes(n int64) string {
-	switch {
-	case n >= mib:
-		return fmt.Sprintf("%.1f MiB", float64(n)/mib)
-	case n >= kib:
-		return fmt.Sprintf("%.1f KiB", float64(n)/kib)
-	}
-	return fmt.Sprintf("%d B", n)
 }

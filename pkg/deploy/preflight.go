@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
+	"github.com/firetech/fireops/internal/humanbytes"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/gpucheck"
@@ -184,7 +184,7 @@ func checkDisk(cfg *config.Config, info *EngineInfo) Check {
 		return c
 	}
 	free := config.ByteSize(fs.Bavail) * config.ByteSize(fs.Bsize)
-	c.Message = fmt.Sprintf("%s free in %s (stack.min_free_disk %s)", humanBytes(free), info.RootDir, minFree)
+	c.Message = fmt.Sprintf("%s free in %s (stack.min_free_disk %s)", humanbytes.Format(int64(free)), info.RootDir, minFree)
 	if free < minFree {
 		c.Status = "fail"
 		c.Hint = fmt.Sprintf("free space in %s (`docker system prune`, old images) or lower stack.min_free_disk", info.RootDir)
@@ -222,16 +222,6 @@ func checkGPU(ctx context.Context, cfg *config.Config, opts PreflightOptions, lo
 	c.Status = "ok"
 	c.Message = fmt.Sprintf("%d GPU(s), container runtime ok", len(rep.GPUs))
 	return c
-}
-
-func humanBytes(b config.ByteSize) string {
-	switch {
-	case b >= config.GiB:
-		return strconv.FormatFloat(float64(b)/float64(config.GiB), 'f', 1, 64) + " GiB"
-	case b >= config.MiB:
-		return strconv.FormatFloat(float64(b)/float64(config.MiB), 'f', 1, 64) + " MiB"
-	}
-	return strconv.FormatInt(int64(b), 10) + " B"
 }
 
 func oneLine(err error) string {
