@@ -21,6 +21,7 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpuusage"
 	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/runner"
 	"github.com/firetech/fireops/pkg/schedule"
 )
@@ -83,7 +84,7 @@ EXIT STATUS
 			}
 			defer l.Release()
 			results := schedule.NewResults()
-			a.publish = func(m backup.JobMetrics) {
+			a.publish = func(m metrics.JobMetrics) {
 				for _, f := range m.Textfiles() {
 					results.Set(f.Name, f.Families)
 				}

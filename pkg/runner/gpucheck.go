@@ -7,12 +7,10 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
 	"github.com/firetech/fireops/pkg/gpuusage"
-	"github.com/firetech/fireops/pkg/metrics"
 )
 
 // GPUCheckOptions are the settings of one gpu check besides the config:
@@ -89,14 +87,14 @@ func (r *Runner) GPUCheck(ctx context.Context, cfg *config.Config, o GPUCheckOpt
 		return nil, fmt.Errorf("gpu check: %w", err)
 	}
 
-	fams := rep.Metrics()
+	m := rep.JobMetrics()
 	if r.Publish != nil {
 		// The daemon serves them on /metrics too.
-		r.Publish(backup.JobMetrics{Job: "gpu_check", RunFile: gpucheck.TextfileName, Run: fams})
+		r.Publish(m)
 	}
 	var metricsErr error
 	if dir := cfg.Metrics.TextfileDir; dir != "" && !o.NoMetrics {
-		metricsErr = metrics.WriteTextfile(dir, gpucheck.TextfileName, fams)
+		metricsErr = m.Write(dir)
 		if metricsErr != nil {
 			log.Error("cannot write the metrics textfile", "dir", dir, "err", metricsErr)
 		} else {

@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/gpucheck"
 	"github.com/firetech/fireops/pkg/gpucheck/gpuchecktest"
+	"github.com/firetech/fireops/pkg/metrics"
 )
 
 // engine is a Docker Engine stand-in with the given runtimes.
@@ -48,8 +48,8 @@ func TestGPUCheck(t *testing.T) {
 			if tc.noDir {
 				cfg.Metrics.TextfileDir = filepath.Join(cfg.Metrics.TextfileDir, "missing")
 			}
-			var published []backup.JobMetrics
-			r := &Runner{Publish: func(m backup.JobMetrics) { published = append(published, m) }}
+			var published []metrics.JobMetrics
+			r := &Runner{Publish: func(m metrics.JobMetrics) { published = append(published, m) }}
 			o := tc.o
 			o.NVML, o.Engine = gpuchecktest.HealthyDGXA100(), engine{runtimes: tc.runtimes}
 			rep, err := r.GPUCheck(context.Background(), cfg, o)

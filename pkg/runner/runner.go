@@ -20,10 +20,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/metrics"
 )
 
 // Runner runs jobs under their locks and records their metrics. The zero
@@ -37,7 +37,7 @@ type Runner struct {
 	Log *slog.Logger
 	// Publish, when set (the schedule daemon), receives every job's
 	// metrics besides the textfiles.
-	Publish func(backup.JobMetrics)
+	Publish func(metrics.JobMetrics)
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -69,7 +69,7 @@ func ran(begin time.Time, err error) bool {
 
 // record writes a job's metrics to the textfiles and hands them to
 // Publish; a failure to write is logged, not fatal.
-func (r *Runner) record(cfg *config.Config, m backup.JobMetrics) {
+func (r *Runner) record(cfg *config.Config, m metrics.JobMetrics) {
 	if err := m.Write(cfg.Metrics.TextfileDir); err != nil {
 		r.log().Warn("metrics textfile not written", "job", m.Job, "err", err)
 	}

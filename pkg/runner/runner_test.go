@@ -12,6 +12,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/metrics"
 )
 
 // testConfig returns the default config with its state and textfile
@@ -30,7 +31,7 @@ func testConfig(t *testing.T) *config.Config {
 
 // recorded returns what a job recorded: the textfiles and the published
 // metrics.
-func recorded(t *testing.T, cfg *config.Config, published []backup.JobMetrics) []string {
+func recorded(t *testing.T, cfg *config.Config, published []metrics.JobMetrics) []string {
 	t.Helper()
 	es, err := os.ReadDir(cfg.Metrics.TextfileDir)
 	if err != nil {
@@ -80,8 +81,8 @@ func TestBusyRecordsNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer held.Release()
-			var published []backup.JobMetrics
-			r := &Runner{LockWait: 10 * time.Millisecond, Publish: func(m backup.JobMetrics) { published = append(published, m) }}
+			var published []metrics.JobMetrics
+			r := &Runner{LockWait: 10 * time.Millisecond, Publish: func(m metrics.JobMetrics) { published = append(published, m) }}
 			err = tc.run(ctx, r, cfg)
 			var busy *lock.BusyError
 			if exitcode.Code(err) != exitcode.LockBusy || !errors.As(err, &busy) || busy.Name != tc.job {
@@ -99,8 +100,8 @@ func TestBusyRecordsNothing(t *testing.T) {
 func TestUsageRecordsNothing(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
-	var published []backup.JobMetrics
-	r := &Runner{Publish: func(m backup.JobMetrics) { published = append(published, m) }}
+	var published []metrics.JobMetrics
+	r := &Runner{Publish: func(m metrics.JobMetrics) { published = append(published, m) }}
 	_, err := r.Verify(context.Background(), cfg, backup.VerifyOptions{Snapshot: "2026bogus"})
 	if exitcode.Code(err) != exitcode.Usage {
 		t.Fatalf("verify 2026bogus: %v (exit %d), want exit %d", err, exitcode.Code(err), exitcode.Usage)
