@@ -7,12 +7,12 @@
 // (prometheus/client_golang) with its own counters and the job results
 // the jobs publish.
 //
-// The jobs themselves are functions given by the caller (cmd/fireops), the
-// same code as the one-shot commands: this package knows nothing about
-// snapshots. On shutdown (the context ends: SIGTERM or SIGINT) it starts
-// no new run, cancels the running ones through their context, and waits
-// for them at most StopTimeout; it never leaves a job half done on
-// purpose, and never kills one.
+// The jobs themselves are functions given by the caller (cmd/fireops,
+// which calls pkg/runner's jobs, the same code as the one-shot commands):
+// this package knows nothing about snapshots. On shutdown (the context
+// ends: SIGTERM or SIGINT) it starts no new run, cancels the running ones
+// through their context, and waits for them at most StopTimeout; it never
+// leaves a job half done on purpose, and never kills one.
 package schedule
 
 import (
