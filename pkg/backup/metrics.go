@@ -48,14 +48,6 @@ func RotateSweepFile(destination string) string {
 	return "fireops_rotate_sweep_" + destination + ".prom"
 }
 
-// JobMetrics is metrics.JobMetrics, what one job run publishes: an alias
-// while its callers move to pkg/metrics.
-type JobMetrics = metrics.JobMetrics
-
-// Textfile is metrics.Textfile, one textfile of a JobMetrics: an alias
-// while its callers move to pkg/metrics.
-type Textfile = metrics.Textfile
-
 func gauge(name, help string, samples ...metrics.Sample) metrics.Family {
 	return metrics.Family{Name: name, Help: help, Type: metrics.Gauge, Samples: samples}
 }
