@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	dvolume "github.com/docker/docker/api/types/volume"
@@ -61,7 +62,7 @@ func testVolume(t *testing.T, cli *client.Client, name string) string {
 }
 
 func dropVolume(t *testing.T, cli *client.Client, name string) {
-	if err := cli.VolumeRemove(context.Background(), name, true); err != nil && !client.IsErrNotFound(err) {
+	if err := cli.VolumeRemove(context.Background(), name, true); err != nil && !cerrdefs.IsNotFound(err) {
 		t.Errorf("remove volume %s: %v", name, err)
 	}
 }
@@ -337,7 +338,7 @@ func TestVolumeFailures(t *testing.T) {
 		if len(res.Parts) != 2 || len(res.Skipped) != 1 || res.Skipped[0].ID != "volume:"+prefix+"-user-bob" {
 			t.Fatalf("parts %v, skipped %+v", res.Parts, res.Skipped)
 		}
-		if _, err := cli.VolumeInspect(ctx, prefix+"-user-bob"); !client.IsErrNotFound(err) {
+		if _, err := cli.VolumeInspect(ctx, prefix+"-user-bob"); !cerrdefs.IsNotFound(err) {
 			t.Errorf("the removed volume was recreated: %v", err)
 		}
 		nothingLeft(t, cli, prefix)

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/docker/docker/client"
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/firetech/fireops/pkg/source/volume"
 )
@@ -31,7 +31,7 @@ func TestSQLiteRestoreRemovesVolumeItCreated(t *testing.T) {
 	}
 	exists := func() bool {
 		_, err := cli.VolumeInspect(ctx, vol)
-		if err != nil && !client.IsErrNotFound(err) {
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			t.Fatal(err)
 		}
 		return err == nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
@@ -87,7 +88,7 @@ func TestRotateRemovesStagingVolumes(t *testing.T) {
 	if _, err := Rotate(ctx, cfg, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.VolumeInspect(ctx, name); !client.IsErrNotFound(err) {
+	if _, err := cli.VolumeInspect(ctx, name); !cerrdefs.IsNotFound(err) {
 		t.Errorf("the killed restore's staging volume %s is still there: %v", name, err)
 	}
 }

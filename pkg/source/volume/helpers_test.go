@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
@@ -52,7 +53,7 @@ func newVolume(t testing.TB, cli *client.Client, prefix string) (string, string)
 }
 
 func removeTestVolume(t testing.TB, cli *client.Client, name string) {
-	if err := cli.VolumeRemove(context.Background(), name, true); err != nil && !client.IsErrNotFound(err) {
+	if err := cli.VolumeRemove(context.Background(), name, true); err != nil && !cerrdefs.IsNotFound(err) {
 		t.Errorf("remove test volume %s: %v", name, err)
 	}
 }

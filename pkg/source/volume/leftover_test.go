@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/leftover"
@@ -129,7 +129,7 @@ func TestStagingLeftoversRemoved(t *testing.T) {
 
 	exists := func(name string) bool {
 		_, err := cli.VolumeInspect(ctx, name)
-		if err != nil && !client.IsErrNotFound(err) {
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			t.Fatal(err)
 		}
 		return err == nil

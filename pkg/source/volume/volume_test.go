@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
@@ -264,7 +265,7 @@ func TestGone(t *testing.T) {
 			t.Fatalf("%s: WriteTar: %v", mode, err)
 		}
 		s.Close()
-		if _, err := cli.VolumeInspect(context.Background(), name); !client.IsErrNotFound(err) {
+		if _, err := cli.VolumeInspect(context.Background(), name); !cerrdefs.IsNotFound(err) {
 			t.Errorf("%s: the volume was recreated: %v", mode, err)
 		}
 		noLeftovers(t, cli, name)
@@ -378,7 +379,7 @@ func TestRestoreRefusals(t *testing.T) {
 		if err := stage(RestoreOptions{Write: mode}, part[:len(part)/2]); err == nil {
 			t.Errorf("%s: a truncated part was staged", mode)
 		}
-		if _, err := cli.VolumeInspect(context.Background(), fresh); !client.IsErrNotFound(err) {
+		if _, err := cli.VolumeInspect(context.Background(), fresh); !cerrdefs.IsNotFound(err) {
 			t.Errorf("%s: a failed restore left the target volume %s: %v", mode, fresh, err)
 		}
 		noLeftovers(t, cli, fresh)
@@ -522,7 +523,7 @@ func TestRestoreCancelled(t *testing.T) {
 			t.Errorf("%s: a cancelled restore was staged", mode)
 		}
 		cancel()
-		if _, err := cli.VolumeInspect(context.Background(), target); !client.IsErrNotFound(err) {
+		if _, err := cli.VolumeInspect(context.Background(), target); !cerrdefs.IsNotFound(err) {
 			t.Errorf("%s: the cancelled restore left the target: %v", mode, err)
 			removeTestVolume(t, cli, target)
 		}
