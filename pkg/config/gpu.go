@@ -175,17 +175,7 @@ func (c *Config) validateHubGPUs(p *problems) {
 		}
 		return
 	}
-	seen := map[string]bool{}
-	for i, id := range g.Pool {
-		k := fmt.Sprintf("%s.pool[%d]", key, i)
-		switch {
-		case !gpuIDRE.MatchString(id):
-			p.add(k, `use a GPU index ("0"), a GPU UUID ("GPU-...") or a MIG UUID ("MIG-...") as nvidia-smi -L shows them`, "%q is not a GPU id", id)
-		case seen[id]:
-			p.add(k, "list every GPU once", "%q is listed twice", id)
-		}
-		seen[id] = true
-	}
+	checkGPUIDs(p, key+".pool", g.Pool)
 	checkGPUGrant(p, key+".default", g.Default, len(g.Pool))
 	for _, u := range sortedKeys(g.Users) {
 		k := key + ".users." + u
@@ -233,8 +223,13 @@ func checkGPUGrant(p *problems, key string, g GPUGrant, pool int) {
 		p.add(key, fmt.Sprintf("grant at most %d (the GPUs of stack.hub.gpus.pool), list more GPUs in the pool, or use all", pool),
 			"%d GPUs is more than the pool's %d", g.Count, pool)
 	}
+	checkGPUIDs(p, key, g.Devices)
+}
+
+// checkGPUIDs checks a list of GPU ids under key: each a valid id, each once.
+func checkGPUIDs(p *problems, key string, ids []string) {
 	seen := map[string]bool{}
-	for i, id := range g.Devices {
+	for i, id := range ids {
 		k := fmt.Sprintf("%s[%d]", key, i)
 		switch {
 		case !gpuIDRE.MatchString(id):
