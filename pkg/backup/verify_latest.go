@@ -82,14 +82,7 @@ func targetsOfPlan(ls []snapshot.Listing, plan []partFrom) []verifyTarget {
 		byID[l.ID] = l
 	}
 	slices.SortStableFunc(out, func(a, b verifyTarget) int {
-		la, lb := byID[a.id], byID[b.id]
-		switch {
-		case la.Newer(lb):
-			return -1
-		case lb.Newer(la):
-			return 1
-		}
-		return 0
+		return newerFirst(byID[a.id], byID[b.id])
 	})
 	return out
 }
@@ -111,15 +104,7 @@ func latestByTags(x *destLatest) []snapshot.Listing {
 			cands = append(cands, l)
 		}
 	}
-	slices.SortStableFunc(cands, func(a, b snapshot.Listing) int {
-		switch {
-		case a.Newer(b):
-			return -1
-		case b.Newer(a):
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(cands, newerFirst)
 	seen := map[string]bool{}
 	var out []snapshot.Listing
 	for i, l := range cands {
@@ -156,4 +141,16 @@ func rollbackOn(cfg *config.Config, d Dest, ls []snapshot.Listing) (alarm, newes
 		}
 	}
 	return x.rollbackAlarm(), newest
+}
+
+// newerFirst orders snapshot listings newest first (by Listing.Newer), for
+// slices.SortStableFunc; listings neither of which is newer compare equal.
+func newerFirst(a, b snapshot.Listing) int {
+	switch {
+	case a.Newer(b):
+		return -1
+	case b.Newer(a):
+		return 1
+	}
+	return 0
 }

@@ -64,15 +64,7 @@ func closestIDs(ids []string, id string, n int, listing func(string) snapshot.Li
 			ls[i] = snapshot.Listing{ID: c, Time: t}
 		}
 	}
-	slices.SortStableFunc(ls, func(a, b snapshot.Listing) int {
-		switch {
-		case a.Newer(b):
-			return -1
-		case b.Newer(a):
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(ls, newerFirst)
 	out := make([]string, 0, min(n, len(ls)))
 	for _, l := range ls[:min(n, len(ls))] {
 		out = append(out, l.ID)
