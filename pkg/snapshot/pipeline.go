@@ -140,29 +140,37 @@ func (r *destRun) startUploads(ctx context.Context, host string, n int) {
 			defer r.wg.Done()
 			for j := range r.queue {
 				if r.failed() == nil {
-					idHex := hex.EncodeToString(j.id[:])
-					p := PiecePath(host, idHex)
-					if err := r.store.Put(ctx, p, j.data.data); err != nil {
-						r.fail(destError(r.store.Name(), err, "upload "+p))
-					} else {
-						r.uploaded.Add(j.obj.stored)
-						if j.list {
-							r.known.setPresent(j.id, j.obj.stored)
-						} else if err := r.known.add(j.id, j.obj); err != nil {
-							r.fail(err)
-						} else {
-							// Known from now on: later copies look it up
-							// there, and the run holds nothing more for it.
-							r.mu.Lock()
-							delete(r.pending, j.id)
-							r.mu.Unlock()
-						}
+					if err := r.upload(ctx, host, j); err != nil {
+						r.fail(err)
 					}
 				}
 				j.data.release()
 			}
 		}()
 	}
+}
+
+// upload puts one object and records it: a piece list as present, a
+// piece in the known log (and then no longer pending).
+func (r *destRun) upload(ctx context.Context, host string, j uploadJob) error {
+	p := PiecePath(host, hex.EncodeToString(j.id[:]))
+	if err := r.store.Put(ctx, p, j.data.data); err != nil {
+		return destError(r.store.Name(), err, "upload "+p)
+	}
+	r.uploaded.Add(j.obj.stored)
+	if j.list {
+		r.known.setPresent(j.id, j.obj.stored)
+		return nil
+	}
+	if err := r.known.add(j.id, j.obj); err != nil {
+		return err
+	}
+	// Known from now on: later copies look it up there, and the run
+	// holds nothing more for it.
+	r.mu.Lock()
+	delete(r.pending, j.id)
+	r.mu.Unlock()
+	return nil
 }
 
 // stopUploads waits for the destination's queue to drain.
