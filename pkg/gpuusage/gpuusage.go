@@ -20,11 +20,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/firetech/fireops/pkg/gpucheck"
+	"github.com/firetech/fireops/pkg/users"
 )
 
 // Container is what the Engine says about one container.
@@ -50,7 +49,7 @@ var ErrNoContainer = errors.New("no such container")
 // ServerPrefix starts the name of every user server's container: the
 // DockerSpawner default name_template "{prefix}-{username}" (named
 // servers: "{prefix}-{username}--{servername}") with the default prefix.
-const ServerPrefix = "jupyter-"
+const ServerPrefix = users.ServerContainerPrefix
 
 // composeProjectLabel is set on every container of a Compose project (the
 // stack's own services): they are never user servers.
@@ -60,57 +59,13 @@ const composeProjectLabel = "com.docker.compose.project"
 // server), whose DockerSpawner server c is; ok is false for any other
 // container. DockerSpawner (12 and later) escapes names into
 // [a-z0-9] with '-' and two lowercase hex digits for any other byte
-// (pkg/users.EscapeUsername), so the name decodes back exactly.
+// (pkg/users.EscapeUsername), so the name decodes back exactly
+// (users.ParseServerContainer).
 func HubUser(c Container) (user, server string, ok bool) {
 	if _, compose := c.Labels[composeProjectLabel]; compose {
 		return "", "", false
 	}
-	rest, found := strings.CutPrefix(strings.TrimPrefix(c.Name, "/"), ServerPrefix)
-	if !found {
-		return "", "", false
-	}
-	// An escaped name never holds "--" ('-' is always followed by two hex
-	// digits): the first one separates the server name.
-	escUser, escServer, named := strings.Cut(rest, "--")
-	user, ok = unescape(escUser)
-	if !ok || user == "" {
-		return "", "", false
-	}
-	if named {
-		if server, ok = unescape(escServer); !ok || server == "" {
-			return "", "", false
-		}
-	}
-	return user, server, true
-}
-
-// unescape reverses DockerSpawner's escaping; ok is false for a string it
-// cannot have produced.
-func unescape(s string) (string, bool) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
-			b.WriteByte(c)
-		case c == '-' && i+2 < len(s) && isLowerHex(s[i+1]) && isLowerHex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-		default:
-			return "", false
-		}
-	}
-	out := b.String()
-	return out, utf8.ValidString(out)
-}
-
-func isLowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
-
-func unhex(c byte) byte {
-	if c <= '9' {
-		return c - '0'
-	}
-	return c - 'a' + 10
+	return users.ParseServerContainer(c.Name)
 }
 
 // Error operations, as passed to Resolver.OnError and counted in the op

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -43,24 +44,68 @@ func ServerContainerUser(name string) (escaped string, ok bool) {
 	return escaped, true
 }
 
+// ParseServerContainer returns the hub user, and the server name (""
+// for the default server), whose server the container called name is; ok
+// is false for any other name, and for one whose parts do not decode
+// (UnescapeUsername) to non-empty UTF-8.
+func ParseServerContainer(name string) (user, server string, ok bool) {
+	rest, found := strings.CutPrefix(strings.TrimPrefix(name, "/"), ServerContainerPrefix)
+	if !found {
+		return "", "", false
+	}
+	escUser, escServer, named := strings.Cut(rest, "--")
+	user, ok = UnescapeUsername(escUser)
+	if !ok || user == "" {
+		return "", "", false
+	}
+	if named {
+		if server, ok = UnescapeUsername(escServer); !ok || server == "" {
+			return "", "", false
+		}
+	}
+	return user, server, true
+}
+
+// UnescapeUsername reverses EscapeUsername; ok is false for a string it
+// cannot have returned, or one that does not decode to valid UTF-8.
+func UnescapeUsername(s string) (string, bool) {
+	out, ok := unescapeBytes(s)
+	return out, ok && utf8.ValidString(out)
+}
+
 // validEscaped reports whether s is a non-empty string EscapeUsername can
 // have returned: [a-z0-9], and '-' followed by two lowercase hex digits.
 func validEscaped(s string) bool {
-	if s == "" {
-		return false
-	}
-	hex := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+	_, ok := unescapeBytes(s)
+	return s != "" && ok
+}
+
+// unescapeBytes decodes [a-z0-9] as itself and '-' followed by two
+// lowercase hex digits as that byte; ok is false for anything else.
+func unescapeBytes(s string) (string, bool) {
+	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
-		case c == '-' && i+2 < len(s) && hex(s[i+1]) && hex(s[i+2]):
+			b.WriteByte(c)
+		case c == '-' && i+2 < len(s) && isLowerHex(s[i+1]) && isLowerHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
 			i += 2
 		default:
-			return false
+			return "", false
 		}
 	}
-	return true
+	return b.String(), true
+}
+
+func isLowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
 }
 
 // ServerContainer is one container of a user's servers.
