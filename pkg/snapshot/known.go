@@ -415,20 +415,18 @@ func loadKnown(ctx context.Context, stateDir string, st Store, host string, d *D
 		present.forget(id)
 	}
 	lastID, lastSum, _ := strings.Cut(k.last, " ")
-	newer, err := snapshotsAfter(ctx, st, host, lastID)
-	if err != nil {
-		k.close()
-		return nil, err
-	}
+	after := lastID
 	if existed && lastID != "" && !manifestIs(ctx, st, host, lastID, lastSum) {
 		// The last manifest this host wrote is gone or was rewritten (the
 		// destination refilled from a mirror, or restored): nothing the
 		// log says can be trusted without the piece lists now there.
-		if newer, err = snapshotsAfter(ctx, st, host, ""); err != nil {
-			k.close()
-			return nil, err
-		}
+		after = ""
 		log.Info("the destination changed since this host's last snapshot: checking the known objects against its piece lists", "destination", st.Name(), "last", lastID)
+	}
+	newer, err := snapshotsAfter(ctx, st, host, after)
+	if err != nil {
+		k.close()
+		return nil, err
 	}
 	if !existed || len(newer) > 0 {
 		if lastID != "" && !slices.Contains(newer, lastID) {
