@@ -1,79 +1,25 @@
 package gpuusage
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"github.com/firetech/fireops/internal/helperimage"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/gpucheck"
 	"github.com/firetech/fireops/pkg/users"
 )
-
-// helperImage builds an image FROM scratch holding only the project's
-// static stackhelper binary (the test machine cannot pull images) and
-// removes it when the test ends.
-func helperImage(t *testing.T, cli *client.Client) string {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "stackhelper")
-	cmd := exec.Command("go", "build", "-o", bin, "./internal/cmd/stackhelper")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build stackhelper: %v: %s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	if err := tw.WriteHeader(&tar.Header{Name: "stackhelper", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ref := "fireops-gpuusage-test:" + randomHex(t, 4)
-	rc, err := cli.ImageImport(context.Background(), image.ImportSource{Source: &tb, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{`ENTRYPOINT ["/stackhelper"]`}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.Copy(io.Discard, rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true}); err != nil {
-			t.Errorf("remove test image: %v", err)
-		}
-	})
-	return ref
-}
 
 func randomHex(t *testing.T, n int) string {
 	b := make([]byte, n)
@@ -98,7 +44,7 @@ func TestResolverRealContainer(t *testing.T) {
 	ctx := context.Background()
 	user := "gpuusage-test." + randomHex(t, 3)
 	name := ServerPrefix + users.EscapeUsername(user)
-	resp, err := cli.ContainerCreate(ctx, &container.Config{Image: helperImage(t, cli), Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}},
+	resp, err := cli.ContainerCreate(ctx, &container.Config{Image: helperimage.Stackhelper(t, cli, "fireops-gpuusage-test"), Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}},
 		&container.HostConfig{NetworkMode: "none"}, nil, nil, name)
 	if err != nil {
 		t.Fatal(err)

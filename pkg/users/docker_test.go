@@ -1,27 +1,23 @@
 package users
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
+	"github.com/firetech/fireops/internal/helperimage"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -77,56 +73,6 @@ func TestDockerVolumes(t *testing.T) {
 	}
 }
 
-// helperImage builds an image FROM scratch holding only the project's
-// static stackhelper binary (the test machine cannot pull images), to stand
-// in for the notebook image, and removes it when the test ends.
-func helperImage(t *testing.T, cli *client.Client) string {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "stackhelper")
-	cmd := exec.Command("go", "build", "-o", bin, "./internal/cmd/stackhelper")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build stackhelper: %v: %s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	if err := tw.WriteHeader(&tar.Header{Name: "stackhelper", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ref := "fireops-users-test:" + randomHex(t)
-	rc, err := cli.ImageImport(context.Background(), image.ImportSource{Source: &tb, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{`ENTRYPOINT ["/stackhelper"]`}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.Copy(io.Discard, rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true}); err != nil {
-			t.Errorf("remove test image: %v", err)
-		}
-	})
-	return ref
-}
-
 func randomHex(t *testing.T) string {
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
@@ -148,7 +94,7 @@ func TestDeleteRemovesStoppedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	img := helperImage(t, cli)
+	img := helperimage.Stackhelper(t, cli, "fireops-users-test")
 	user := "del.test-" + randomHex(t)
 	esc := EscapeUsername(user)
 	vol := VolumeName(user)
