@@ -207,19 +207,26 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			}
 			continue
 		}
-		res.Parts[i].Status = StatusRestored
-		if pd != res.Destination {
-			res.Parts[i].Destination = pd
-		}
-		if o.Log != nil {
-			o.Log.Info("part restored", "part", p.ID, "snapshot", res.Parts[i].Snapshot, "target", targets[i], "destination", pd)
-		}
+		partRestored(res, i, pd, o.Log)
 	}
 	settleDestination(res)
 	if len(failed) > 0 {
 		return res, partsFailed(restoreWhat(res), res, failed, len(parts), integrity)
 	}
 	return res, nil
+}
+
+// partRestored marks part i of res restored into pd (kept as the part's
+// own destination only when it differs from res's) and logs it.
+func partRestored(res *RestoreResult, i int, pd string, log *slog.Logger) {
+	res.Parts[i].Status = StatusRestored
+	if pd != res.Destination {
+		res.Parts[i].Destination = pd
+	}
+	if log != nil {
+		pp := res.Parts[i]
+		log.Info("part restored", "part", pp.Part, "snapshot", pp.Snapshot, "target", pp.Target, "destination", pd)
+	}
 }
 
 // settleDestination names, as the result's destination, the one every

@@ -240,13 +240,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 			}
 			continue
 		}
-		res.Parts[i].Status = StatusRestored
-		if pd != res.Destination {
-			res.Parts[i].Destination = pd
-		}
-		if o.Log != nil {
-			o.Log.Info("part restored", "part", p.ID, "snapshot", res.Parts[i].Snapshot, "target", targets[i], "destination", pd)
-		}
+		partRestored(res, i, pd, o.Log)
 	}
 	settleDestination(res)
 	if len(failed) > 0 {
