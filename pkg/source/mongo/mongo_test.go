@@ -330,6 +330,16 @@ func TestRestoreSafety(t *testing.T) {
 	if after := mongotest.SortedHash(t, c, db); !maps.Equal(before, after) {
 		t.Errorf("a failed restore changed the live collections:\n%v\n%v", before, after)
 	}
+	// The same cut next to the live data: the database the failed
+	// restore created is gone again (FerretDB keeps an empty one listed).
+	fresh := "x" + randomHex(3) + "_"
+	mongotest.DropLater(t, c, fresh+db)
+	if _, err := restore(t, uri, cut, RestoreOptions{ToDB: fresh, Expect: contents}); err == nil {
+		t.Fatal("a truncated payload was restored next to the live data")
+	}
+	if dbs := mongotest.Databases(t, c, fresh); len(dbs) > 0 {
+		t.Errorf("a failed restore --to-db left %v", dbs)
+	}
 	// So does a count that differs from the index.
 	bad := slices.Clone(contents)
 	for i := range bad {

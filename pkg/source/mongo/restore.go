@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -271,10 +273,14 @@ type staged struct {
 	c       *mongo.Client
 	run     string          // tag, host and random part of the staging names
 	cleaned map[string]bool // databases whose leftovers were looked for
-	colls   []*stagedColl
-	views   []stagedView
-	st      source.Stats
-	closed  bool
+	// fresh holds the databases that had no collection before this run
+	// created one: Abort drops them again when it leaves them empty (a
+	// server such as FerretDB keeps an empty database listed).
+	fresh  map[string]bool
+	colls  []*stagedColl
+	views  []stagedView
+	st     source.Stats
+	closed bool
 }
 
 // Stage loads the stream into staging collections (see Restorer). On
@@ -287,7 +293,7 @@ func (r *Restorer) Stage(ctx context.Context, in io.Reader) (source.Staged, erro
 	var rb [4]byte
 	rand.Read(rb[:])
 	s := &staged{r: r, c: c, run: leftover.Tag() + "-" + leftover.Host() + "-" + hex.EncodeToString(rb[:]),
-		cleaned: map[string]bool{}, st: source.Stats{Details: map[string]string{}}}
+		cleaned: map[string]bool{}, fresh: map[string]bool{}, st: source.Stats{Details: map[string]string{}}}
 	fail := func(err error) (source.Staged, error) {
 		s.Abort()
 		return nil, err
@@ -517,6 +523,9 @@ func (s *staged) cleanLeftovers(ctx context.Context, db string) {
 			"err", explain(err, s.r.uri, "list the collections of "+db))
 		return
 	}
+	if len(names) == 0 {
+		s.fresh[db] = true
+	}
 	for _, name := range names {
 		prefix := StagingPrefix
 		if strings.HasPrefix(name, ReplacedPrefix) {
@@ -743,8 +752,26 @@ func (s *staged) Abort() error {
 			errs = append(errs, explain(err, s.r.uri, "drop "+sc.db+"."+sc.staging))
 		}
 	}
+	for _, db := range slices.Sorted(maps.Keys(s.fresh)) {
+		s.dropIfEmpty(ctx, db)
+	}
 	s.close(ctx)
 	return errors.Join(errs...)
+}
+
+// dropIfEmpty drops database db, which this run created, when it holds
+// no collection any more, so that a failed restore leaves no empty
+// database behind on servers that keep one listed. What it cannot check
+// or drop is only logged: the database is empty either way.
+func (s *staged) dropIfEmpty(ctx context.Context, db string) {
+	names, err := s.c.Database(db).ListCollectionNames(ctx, bson.D{})
+	if err == nil && len(names) == 0 {
+		err = s.c.Database(db).Drop(ctx)
+	}
+	if err != nil {
+		s.r.opts.log.Warn("mongo: an empty database a failed restore created could not be dropped", "db", db,
+			"err", explain(err, s.r.uri, "drop database "+db))
+	}
 }
 
 func (s *staged) close(ctx context.Context) {
