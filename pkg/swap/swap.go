@@ -1,0 +1,215 @@
+// Package swap puts staged copies in place of live ones, and undoes what
+// it did when a step fails: the one swap-into-place every restorer uses
+// (a files part into a folder or over its configured paths, a volume's
+// entries into its live folder), so that a restore either replaces every
+// live path it names or leaves them all as they were.
+//
+// [Swap.Put] moves the live copy at a path aside, then renames the staged
+// copy to the path; both are renames on one filesystem, so no path is
+// ever half written. The live copy is moved aside, never removed, under
+// one naming scheme ([OldName]): NAME.fireops-old next to it (or in
+// [Options.AsideDir]), NAME.fireops-old-<UTC second> when that name is
+// taken, then NAME.fireops-old-<UTC second>-<n>; a rename never replaces
+// what is at an aside name. The caller decides, once the swap is done,
+// whether the old copies stay ([Swap.Asides]: what an in-place restore
+// leaves for the admin) or go.
+//
+// Every rename is recorded; [Swap.Undo] renames back, newest first: a
+// restored copy goes back to its staged name, the old copy back to its
+// path, so the live paths are as they were before the swap. [Swap.Sync]
+// fsyncs every folder a rename changed.
+//
+// Leftovers: the only names the package gives are the aside names, and it
+// gives them no run tag on purpose. When a run is killed between moving a
+// live copy aside and renaming the staged one in, the aside copy is the
+// only copy of the live data: no later run may remove it as a dead run's
+// leftover (as pkg/leftover's Clean would). An aside name is a
+// kept copy for a person to look at. The staged copies carry the run tag
+// the caller gave their folder (pkg/leftover's Pattern): what an interrupted
+// undo leaves is under those names, and the next run's clean-up removes
+// it.
+package swap
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/firetech/fireops/internal/atomicfile"
+)
+
+// OldSuffix follows the name of a live copy moved aside ([OldName]).
+const OldSuffix = ".fireops-old"
+
+// stampFormat is the UTC second an aside name carries when NAME.fireops-old
+// is taken.
+const stampFormat = "20060102T150405Z"
+
+// Options tune a Swap. The zero value moves live copies aside next to
+// themselves.
+type Options struct {
+	// AsideDir, when set, is the folder (existing, on the live paths'
+	// filesystem) live copies are moved into, under their own base name
+	// with the aside suffix, instead of next to themselves.
+	AsideDir string
+	// Retries is how often Put moves aside what a running writer put at
+	// the path again (after Put moved the live copy aside) and tries the
+	// rename once more, before it fails. Zero: Put fails at once.
+	Retries int
+	// Rename renames a path (nil: os.Rename). Tests make some fail.
+	Rename func(from, to string) error
+	// Now gives the time aside names carry (nil: time.Now).
+	Now func() time.Time
+}
+
+// move is one rename done, undone by renaming to back from.
+type move struct {
+	from, to string
+	aside    bool // to is a live copy moved aside
+}
+
+// Aside is a live copy moved aside.
+type Aside struct {
+	// Live is the path it was at; Old is where it is now.
+	Live, Old string
+}
+
+// Swap is one swap into place: the renames it did, in order.
+type Swap struct {
+	o     Options
+	stamp string
+	moves []move
+}
+
+// New starts a swap.
+func New(o Options) *Swap {
+	if o.Rename == nil {
+		o.Rename = os.Rename
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Swap{o: o, stamp: o.Now().UTC().Format(stampFormat)}
+}
+
+// OldName returns the free aside name for live (see the package
+// documentation) in dir ("": live's own folder), stamp being the UTC time
+// in the format 20060102T150405Z.
+func OldName(dir, live, stamp string) string {
+	if dir == "" {
+		dir = filepath.Dir(live)
+	}
+	base := filepath.Join(dir, filepath.Base(live)+OldSuffix)
+	free := func(p string) bool {
+		_, err := os.Lstat(p)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	if free(base) {
+		return base
+	}
+	name := base + "-" + stamp
+	for n := 2; !free(name); n++ {
+		name = fmt.Sprintf("%s-%s-%d", base, stamp, n)
+	}
+	return name
+}
+
+// Move renames from to to and records it, for what a caller moves besides
+// the pairs (a volume's kept files into the staged tree).
+func (s *Swap) Move(from, to string) error {
+	if err := s.o.Rename(from, to); err != nil {
+		return err
+	}
+	s.moves = append(s.moves, move{from: from, to: to})
+	return nil
+}
+
+// MoveAside moves what is at live to its aside name and returns that
+// name; moved is false when nothing is at live (also when a running
+// writer removed it meanwhile).
+func (s *Swap) MoveAside(live string) (old string, moved bool, err error) {
+	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	old = OldName(s.o.AsideDir, live, s.stamp)
+	if err := s.o.Rename(live, old); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", false, nil // removed meanwhile
+		}
+		return "", false, fmt.Errorf("move %s aside to %s: %w", live, old, err)
+	}
+	s.moves = append(s.moves, move{from: live, to: old, aside: true})
+	return old, true, nil
+}
+
+// Put moves what is at live aside (see MoveAside) and renames staged to
+// live. When that rename fails because a running writer put something at
+// live again, that is moved aside too and the rename tried again, up to
+// Options.Retries times. A failed Put leaves what it moved recorded:
+// call Undo.
+func (s *Swap) Put(staged, live string) error {
+	if _, _, err := s.MoveAside(live); err != nil {
+		return err
+	}
+	err := s.o.Rename(staged, live)
+	for try := 0; err != nil && !errors.Is(err, fs.ErrNotExist) && try < s.o.Retries; try++ {
+		if _, _, aerr := s.MoveAside(live); aerr != nil {
+			break
+		}
+		err = s.o.Rename(staged, live)
+	}
+	if err != nil {
+		return fmt.Errorf("move the restored %s into place: %w", live, err)
+	}
+	s.moves = append(s.moves, move{from: staged, to: live})
+	return nil
+}
+
+// Undo renames back everything the swap renamed, newest first, and forgets
+// it: the live paths are as they were, the staged copies at their staged
+// names. It goes on past a rename that fails and returns them all, each
+// naming where the copy is now; nil when everything was put back.
+func (s *Swap) Undo() error {
+	var errs []error
+	for i := len(s.moves) - 1; i >= 0; i-- {
+		m := s.moves[i]
+		if err := s.o.Rename(m.to, m.from); err != nil {
+			errs = append(errs, fmt.Errorf("put back %s from %s: %w", m.from, m.to, err))
+		}
+	}
+	s.moves = nil
+	return errors.Join(errs...)
+}
+
+// Asides returns the live copies moved aside, in order.
+func (s *Swap) Asides() []Aside {
+	var out []Aside
+	for _, m := range s.moves {
+		if m.aside {
+			out = append(out, Aside{Live: m.from, Old: m.to})
+		}
+	}
+	return out
+}
+
+// Sync fsyncs every folder a rename of the swap changed, so that the
+// renames survive a power loss.
+func (s *Swap) Sync() error {
+	seen := map[string]bool{}
+	var errs []error
+	for _, m := range s.moves {
+		for _, d := range []string{filepath.Dir(m.from), filepath.Dir(m.to)} {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			if err := atomicfile.SyncDir(d); err != nil {
+				errs = append(errs, fmt.Errorf("sync %s: %w", d, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

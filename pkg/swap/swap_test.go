@@ -1,0 +1,261 @@
+package swap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firetech/fireops/internal/testutil"
+)
+
+// when is the time every test swap's aside names carry.
+var when = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+const stamp = "20260304T050607Z"
+
+// build makes, below root, the live and staged trees of the tests: a live
+// file a whose plain aside name is taken, a live folder d, a staged n with
+// nothing live, and a live z the staged tree has nothing for.
+func build(t *testing.T, root string) (live, staged string) {
+	t.Helper()
+	live, staged = filepath.Join(root, "live"), filepath.Join(root, "staged")
+	for p, data := range map[string]string{
+		"live/a":               "old a",
+		"live/a.fireops-old":   "older a",
+		"live/d/x":             "old x",
+		"live/z":               "old z",
+		"staged/a":             "new a",
+		"staged/d/y":           "new y",
+		"staged/n/deep/file":   "new n",
+		"staged/unrelated.txt": "stays",
+	} {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		testutil.Must(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		testutil.Must(t, os.WriteFile(full, []byte(p+": "+data), 0o640))
+	}
+	return live, staged
+}
+
+// pairs are the test trees' swaps, as staged and live paths.
+func pairs(live, staged string) [][2]string {
+	var out [][2]string
+	for _, n := range []string{"a", "d", "n"} {
+		out = append(out, [2]string{filepath.Join(staged, n), filepath.Join(live, n)})
+	}
+	return out
+}
+
+// putAll puts every pair, then moves z aside (what a volume's swap does
+// with a live entry the part has nothing for), stopping at the first
+// error.
+func putAll(s *Swap, live, staged string) error {
+	for _, p := range pairs(live, staged) {
+		if err := s.Put(p[0], p[1]); err != nil {
+			return err
+		}
+	}
+	_, _, err := s.MoveAside(filepath.Join(live, "z"))
+	return err
+}
+
+// renameFailing returns a rename that fails its calls whose numbers
+// (from 1) are in fail, and counts them in *n.
+func renameFailing(n *int, fail ...int) func(from, to string) error {
+	return func(from, to string) error {
+		*n++
+		for _, f := range fail {
+			if *n == f {
+				return &os.LinkError{Op: "rename", Old: from, New: to, Err: errors.New("injected failure")}
+			}
+		}
+		return os.Rename(from, to)
+	}
+}
+
+// TestSwapDone: every staged path is at its live path, every live copy
+// under its aside name (a taken one never reused), nothing else changed.
+func TestSwapDone(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	live, staged := build(t, root)
+	s := New(Options{Now: func() time.Time { return when }})
+	testutil.Must(t, putAll(s, live, staged))
+	testutil.Must(t, s.Sync())
+
+	for p, want := range map[string]string{
+		"live/a":                      "staged/a: new a",
+		"live/a.fireops-old":          "live/a.fireops-old: older a",
+		"live/a.fireops-old-" + stamp: "live/a: old a",
+		"live/d/y":                    "staged/d/y: new y",
+		"live/d.fireops-old/x":        "live/d/x: old x",
+		"live/n/deep/file":            "staged/n/deep/file: new n",
+		"live/z.fireops-old":          "live/z: old z",
+		"staged/unrelated.txt":        "staged/unrelated.txt: stays",
+	} {
+		if b, err := os.ReadFile(filepath.Join(root, p)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+		}
+	}
+	for _, p := range []string{"staged/a", "staged/d", "staged/n", "live/z", "live/d/x"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", p, err)
+		}
+	}
+	got := fmt.Sprint(s.Asides())
+	want := fmt.Sprint([]Aside{
+		{filepath.Join(live, "a"), filepath.Join(live, "a.fireops-old-"+stamp)},
+		{filepath.Join(live, "d"), filepath.Join(live, "d.fireops-old")},
+		{filepath.Join(live, "z"), filepath.Join(live, "z.fireops-old")},
+	})
+	if got != want {
+		t.Errorf("Asides() = %s, want %s", got, want)
+	}
+}
+
+// TestSwapUndoAtEveryStep: whichever rename of the swap fails, Undo puts
+// the live and the staged trees back exactly as they were.
+func TestSwapUndoAtEveryStep(t *testing.T) {
+	t.Parallel()
+	// The renames of a whole swap: a aside, a in, d aside, d in, n in, z
+	// aside.
+	const renames = 6
+	var n int
+	s := New(Options{Rename: renameFailing(&n)})
+	live, staged := build(t, t.TempDir())
+	testutil.Must(t, putAll(s, live, staged))
+	if n != renames {
+		t.Fatalf("a whole swap renamed %d times, the test expects %d", n, renames)
+	}
+	for step := 1; step <= renames; step++ {
+		t.Run(fmt.Sprint("rename ", step, " fails"), func(t *testing.T) {
+			t.Parallel()
+			want, got := t.TempDir(), t.TempDir()
+			build(t, want)
+			live, staged := build(t, got)
+			var n int
+			s := New(Options{Rename: renameFailing(&n, step)})
+			err := putAll(s, live, staged)
+			if err == nil || !strings.Contains(err.Error(), "injected failure") {
+				t.Fatalf("the swap with rename %d failing: %v", step, err)
+			}
+			if uerr := s.Undo(); uerr != nil {
+				t.Fatalf("undo: %v", uerr)
+			}
+			testutil.SameTree(t, want, got, testutil.IgnoreTimes())
+			if len(s.Asides()) != 0 {
+				t.Errorf("asides after the undo: %v", s.Asides())
+			}
+		})
+	}
+}
+
+// TestSwapUndoFails: when putting a live copy back fails too, the undo
+// goes on with the other renames and its error names where that copy is.
+func TestSwapUndoFails(t *testing.T) {
+	t.Parallel()
+	live, staged := build(t, t.TempDir())
+	var n int
+	// Rename 5 (n in) fails; the undo then puts d back (6, 7) and fails
+	// putting a back from its aside name (8 is restored a to staged, 9 the
+	// old a back).
+	s := New(Options{Rename: renameFailing(&n, 5, 9), Now: func() time.Time { return when }})
+	if err := putAll(s, live, staged); err == nil {
+		t.Fatal("the swap succeeded with a failing rename")
+	}
+	err := s.Undo()
+	if err == nil {
+		t.Fatal("the undo succeeded with a failing rename")
+	}
+	old := filepath.Join(live, "a.fireops-old-"+stamp)
+	if !strings.Contains(err.Error(), "put back "+filepath.Join(live, "a")+" from "+old) {
+		t.Errorf("the undo's error does not say where the live a is: %v", err)
+	}
+	if b, _ := os.ReadFile(old); string(b) != "live/a: old a" {
+		t.Errorf("%s = %q", old, b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(live, "d", "x")); string(b) != "live/d/x: old x" {
+		t.Errorf("d was not put back: %q", b)
+	}
+}
+
+// TestSwapRetries: a folder a running writer recreates at the path after
+// it was moved aside blocks the rename; with Retries it is moved aside too.
+func TestSwapRetries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		retries int
+		ok      bool
+	}{{0, false}, {1, true}} {
+		t.Run(fmt.Sprint("retries ", tc.retries), func(t *testing.T) {
+			t.Parallel()
+			live, staged := build(t, t.TempDir())
+			d := filepath.Join(live, "d")
+			wrote := false
+			writer := func(from, to string) error {
+				if from == filepath.Join(staged, "d") && to == d && !wrote {
+					wrote = true
+					if err := os.MkdirAll(filepath.Join(d, "logs"), 0o755); err != nil {
+						return err
+					}
+				}
+				return os.Rename(from, to)
+			}
+			s := New(Options{Rename: writer, Retries: tc.retries, Now: func() time.Time { return when }})
+			err := s.Put(filepath.Join(staged, "d"), d)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Put: %v", err)
+			}
+			if !tc.ok {
+				testutil.Must(t, os.RemoveAll(d)) // the writer is gone
+				testutil.Must(t, s.Undo())
+				if b, _ := os.ReadFile(filepath.Join(d, "x")); string(b) != "live/d/x: old x" {
+					t.Errorf("d was not put back: %q", b)
+				}
+				return
+			}
+			if _, err := os.Stat(filepath.Join(d, "y")); err != nil {
+				t.Error(err)
+			}
+			if _, err := os.Stat(filepath.Join(live, "d.fireops-old-"+stamp, "logs")); err != nil {
+				t.Errorf("the writer's folder was not moved aside: %v", err)
+			}
+		})
+	}
+}
+
+// TestOldName: the aside name scheme never names a path that exists.
+func TestOldName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		taken []string
+		dir   string // AsideDir below the test folder, "" next to live
+		want  string
+	}{
+		{"free", nil, "", "conf.fireops-old"},
+		{"taken", []string{"conf.fireops-old"}, "", "conf.fireops-old-" + stamp},
+		{"stamp taken", []string{"conf.fireops-old", "conf.fireops-old-" + stamp}, "", "conf.fireops-old-" + stamp + "-2"},
+		{"several taken", []string{"conf.fireops-old", "conf.fireops-old-" + stamp, "conf.fireops-old-" + stamp + "-2"}, "", "conf.fireops-old-" + stamp + "-3"},
+		{"aside folder", []string{"conf.fireops-old"}, "hold", "hold/conf.fireops-old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			testutil.Must(t, os.Mkdir(filepath.Join(root, "hold"), 0o700))
+			for _, p := range tc.taken {
+				testutil.Must(t, os.WriteFile(filepath.Join(root, p), nil, 0o600))
+			}
+			dir := ""
+			if tc.dir != "" {
+				dir = filepath.Join(root, tc.dir)
+			}
+			if got := OldName(dir, filepath.Join(root, "conf"), stamp); got != filepath.Join(root, tc.want) {
+				t.Errorf("OldName = %s, want %s", got, filepath.Join(root, tc.want))
+			}
+		})
+	}
+}
