@@ -12,11 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/firetech/fireops/internal/atomicfile"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/swap"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -36,12 +35,14 @@ var ErrNotEmpty = errors.New("target folder is not empty")
 // A dir that exists and is not empty is refused, before anything is
 // extracted, unless force is set; the check is repeated by Commit.
 //
-// Commit with force over an existing dir renames dir to
-// "<dir>.fireops-old-<UTC time>", renames the staging folder to dir and
-// then removes the old copy. If the second rename fails the old copy is
-// renamed back; if fireops dies between the two renames, the old copy is
-// still whole under its .fireops-old name. Before the renames Commit
-// flushes the filesystem (syncfs), after them the parent folder.
+// Commit with force over an existing dir swaps the staging folder in with
+// pkg/swap: dir is renamed aside to "<dir>.fireops-old" (or
+// "<dir>.fireops-old-<UTC time>" when that is taken), the staging folder
+// to dir, and then the old copy is removed. If the second rename fails
+// the old copy is renamed back; if fireops dies between the two renames,
+// the old copy is still whole under its .fireops-old name. Before the
+// renames Commit flushes the filesystem (syncfs), after them the folders
+// they changed.
 type Restorer struct {
 	dir    string
 	force  bool
@@ -212,28 +213,20 @@ func (s *staged) Commit(ctx context.Context) error {
 	if err := tarsafe.SyncFS(s.staging); err != nil {
 		return fmt.Errorf("files: %w", err)
 	}
-	old := ""
-	if exists {
-		old = dir + ".fireops-old-" + time.Now().UTC().Format("20060102T150405.000000000Z")
-		if err := os.Rename(dir, old); err != nil {
-			return fmt.Errorf("files: move %s aside: %w", dir, err)
+	sw := swap.New(swap.Options{})
+	if err := sw.Put(s.staging, dir); err != nil {
+		if uerr := sw.Undo(); uerr != nil {
+			return fmt.Errorf("files: %w; and putting back the old copy failed: %w", err, uerr)
 		}
-	}
-	if err := os.Rename(s.staging, dir); err != nil {
-		if old != "" {
-			if rerr := os.Rename(old, dir); rerr != nil {
-				return fmt.Errorf("files: move staging %s to %s: %w; and putting back the old copy from %s failed: %v", s.staging, dir, err, old, rerr)
-			}
-		}
-		return fmt.Errorf("files: move staging %s to %s: %w", s.staging, dir, err)
+		return fmt.Errorf("files: %w", err)
 	}
 	s.done = true
-	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
-		return fmt.Errorf("files: sync %s: %w", filepath.Dir(dir), err)
+	if err := sw.Sync(); err != nil {
+		return fmt.Errorf("files: %w", err)
 	}
-	if old != "" {
-		if err := os.RemoveAll(old); err != nil {
-			return fmt.Errorf("files: restored %s, but removing the old copy %s failed: %w", dir, old, err)
+	for _, a := range sw.Asides() {
+		if err := os.RemoveAll(a.Old); err != nil {
+			return fmt.Errorf("files: restored %s, but removing the old copy %s failed: %w", dir, a.Old, err)
 		}
 	}
 	return nil
