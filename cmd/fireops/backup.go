@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ others are referenced. Then it writes each part's piece list, the encrypted
 index and the signed manifest last. A part whose source did not change is
 not even read.
 
-In the table, SIZE is a part's plaintext size, STORED the stored size of its
+In the table, RAW is a part's plaintext size, STORED the stored size of its
 pieces (most of them shared with earlier snapshots), UPLOADED what this run
 sent for it, REUSED whether it was referenced without being read.
 
@@ -120,7 +121,7 @@ with --lock-wait.`,
 			if res == nil {
 				return err
 			}
-			return a.report(res, err, func() error { return a.printSnapshot(res) })
+			return a.report(snapshotView(res), err, func() error { return a.printSnapshot(res) })
 		},
 	}
 	cmd.Flags().StringSliceVar(&dests, "dest", nil, "only this destination (repeatable)")
@@ -136,7 +137,7 @@ func (a *app) printSnapshot(res *snapshot.Result) error {
 		fmt.Fprintf(w, "; %s FAILED, not in the snapshot", plural(n, "part"))
 	}
 	fmt.Fprint(w, "\n\n")
-	fmt.Fprintln(w, "PART\tSIZE\tSTORED\tUPLOADED\tENTRIES\tREUSED")
+	fmt.Fprintln(w, "PART\tRAW\tSTORED\tUPLOADED\tENTRIES\tREUSED")
 	for _, p := range res.Parts {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%v\n", p.ID, humanbytes.Format(p.Size), humanbytes.Format(p.Stored), humanbytes.Format(p.Uploaded), p.Entries, p.Reused)
 	}
@@ -177,20 +178,25 @@ the others are listed anyway; the exit code is then 1.`,
 			if err != nil {
 				return err
 			}
-			ls, err := backup.List(cmd.Context(), cfg, dests)
+			ls, err := backup.ListWith(cmd.Context(), cfg, backup.ListOptions{Dests: dests, Contents: true})
 			if err != nil {
 				return err
 			}
-			return a.report(ls, backup.ListError(ls), func() error { return a.printListing(ls) })
+			return a.report(listingView(ls), backup.ListError(ls), func() error { return a.printListing(ls) })
 		},
 	}
 	cmd.Flags().StringSliceVar(&dests, "dest", nil, "only this destination (repeatable)")
 	return cmd
 }
 
-// printListing prints the snapshots of every destination.
+// printListing prints the snapshots of every destination: when (local
+// time and age), which parts, RAW (plaintext) and STORED sizes, the share
+// of the stored bytes found on the destination already, and the state.
+// What the encrypted index holds (part names, RAW, REUSED) shows only
+// when keys.identity_file decrypts it ("-" otherwise).
 func (a *app) printListing(ls []backup.DestListing) error {
 	w := a.table()
+	at := now()
 	for _, d := range ls {
 		fmt.Fprintf(w, "%s:\n", d.Destination)
 		if d.Error != "" {
@@ -201,7 +207,7 @@ func (a *app) printListing(ls []backup.DestListing) error {
 			fmt.Fprintln(w, "  no snapshots")
 			continue
 		}
-		fmt.Fprintln(w, "  ID\tTIME\tPARTS\tSIZE\tSTATE")
+		fmt.Fprintln(w, "  ID\tTIME\tAGE\tPARTS\tRAW\tSTORED\tREUSED\tSTATE")
 		for _, s := range d.Snapshots {
 			state := "complete"
 			if s.FailedParts > 0 {
@@ -211,11 +217,22 @@ func (a *app) printListing(ls []backup.DestListing) error {
 			case !s.Complete && s.Problem != "":
 				state = "BAD: " + s.Problem
 			case !s.Complete:
-				state = "incomplete"
+				// Its pieces are in the shared objects folder, not in
+				// its own: they use space until rotate sweeps them (or
+				// a later snapshot references them).
+				state = "incomplete: pieces it uploaded use space until rotate sweeps them"
 			case s.Problem != "":
 				state += " (" + s.Problem + ")"
 			}
-			fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", s.ID, s.Time.Format(time.RFC3339), s.Parts, humanbytes.Format(s.Size), state)
+			parts, raw, reused := "-", "-", "-"
+			if s.Complete {
+				parts = strconv.Itoa(s.Parts)
+			}
+			if c := d.Contents[s.ID]; c != nil {
+				parts, raw, reused = shortParts(c.Parts), humanbytes.Format(c.Raw), percent(c.ReusedShare())
+			}
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, localTime(s.Time), ago(s.Time, at), parts, raw,
+				bytesOr(s.Size, s.Complete), reused, state)
 		}
 	}
 	return w.Flush()
@@ -302,7 +319,7 @@ destination could not be checked at all; 4 when another verify runs
 func (a *app) printVerify(res []backup.VerifyResult) error {
 	w := a.table()
 	if len(res) > 0 {
-		fmt.Fprintln(w, "DESTINATION\tSNAPSHOT\tLEVEL\tPARTS\tSIZE\tRESULT")
+		fmt.Fprintln(w, "DESTINATION\tSNAPSHOT\tLEVEL\tPARTS\tSTORED\tRESULT")
 	}
 	for _, r := range res {
 		verdict := "ok"
@@ -466,7 +483,7 @@ func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) err
 	if res.Note != "" {
 		fmt.Fprintf(w, "(%s)\n", res.Note)
 	}
-	fmt.Fprintln(w, "PART\tSNAPSHOT\tSIZE\tTARGET\tSTATUS")
+	fmt.Fprintln(w, "PART\tSNAPSHOT\tRAW\tTARGET\tSTATUS")
 	var done, notDone []string
 	acted := false
 	for _, p := range res.Parts {
