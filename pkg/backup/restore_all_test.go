@@ -1,10 +1,7 @@
 package backup
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -13,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -372,119 +368,4 @@ func TestRestoreDrillLeavesNothing(t *testing.T) {
 		t.Fatalf("drill with a damaged part: %v %+v", err, vr)
 	}
 	check("after a failed drill")
-}
-
-// TestInPlaceCommitUndoAcrossFilesystems: when a later path fails, a path
-// already moved into place on another filesystem than the staging folder
-// must be put back as it was (old content, no *.fireops-old left).
-func TestInPlaceCommitUndoAcrossFilesystems(t *testing.T) {
-	t.Parallel()
-	other, err := os.MkdirTemp("/dev/shm", "fireops-test-")
-	if err != nil {
-		testenv.Unavailable(t, "/dev/shm (a second filesystem)", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(other) })
-	base := t.TempDir()
-	var a, b syscall.Stat_t
-	if syscall.Stat(other, &a) != nil || syscall.Stat(base, &b) != nil || a.Dev == b.Dev {
-		testenv.Unavailable(t, "/dev/shm on another filesystem than the temp folder", errors.New("same device"))
-	}
-	// Sorted, "/dev/shm/..." comes first: the staging folder is on /dev/shm
-	// and base's paths are another filesystem.
-	p0 := filepath.Join(other, "p0")
-	p1 := filepath.Join(base, "p1")
-	p2 := filepath.Join(base, "z", "p2")
-	for _, f := range []struct{ path, data string }{{p0, "old p0"}, {p1, "old p1"}, {filepath.Join(base, "z"), "a file now, a folder in the snapshot"}} {
-		if err := os.WriteFile(f.path, []byte(f.data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, p := range []string{p0, p1, p2} {
-		name := strings.TrimPrefix(p, "/")
-		data := "new " + filepath.Base(p)
-		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(data))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r := &inPlaceRestorer{paths: []string{p0, p1, p2}}
-	st, err := r.Stage(context.Background(), &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Abort()
-	if err := st.Commit(context.Background()); err == nil {
-		t.Fatal("commit succeeded with a file where the folder of a path should be")
-	}
-	for p, want := range map[string]string{p0: "old p0", p1: "old p1"} {
-		if got, err := os.ReadFile(p); err != nil || string(got) != want {
-			t.Errorf("%s after a failed commit: %q, %v; want %q", p, got, err, want)
-		}
-		if _, err := os.Lstat(p + ".fireops-old"); err == nil {
-			t.Errorf("%s.fireops-old left after a failed commit", p)
-		}
-	}
-}
-
-// TestInPlaceCommitKeepsEveryOldCopy: when PATH.fireops-old and
-// PATH.fireops-old-<UTC second> are both taken (restores in quick
-// succession), moving PATH aside must not replace either.
-func TestInPlaceCommitKeepsEveryOldCopy(t *testing.T) {
-	t.Parallel()
-	base := t.TempDir()
-	p := filepath.Join(base, "conf")
-	if err := os.WriteFile(p, []byte("live"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	taken := map[string]string{p + ".fireops-old": "first old copy"}
-	now := time.Now().UTC()
-	for s := -2; s <= 60; s++ {
-		name := p + ".fireops-old-" + now.Add(time.Duration(s)*time.Second).Format("20060102T150405Z")
-		taken[name] = "old copy " + name
-	}
-	for name, data := range taken {
-		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, "/"), Typeflag: tar.TypeReg, Mode: 0o600, Size: 8, ModTime: now}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write([]byte("restored"))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	st, err := (&inPlaceRestorer{paths: []string{p}}).Stage(context.Background(), &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Abort()
-	if err := st.Commit(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(p); string(got) != "restored" {
-		t.Errorf("%s: %q, want the restored copy", p, got)
-	}
-	for name, want := range taken {
-		if got, err := os.ReadFile(name); err != nil || string(got) != want {
-			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
-		}
-	}
-	live := 0
-	ents, _ := os.ReadDir(base)
-	for _, e := range ents {
-		if got, _ := os.ReadFile(filepath.Join(base, e.Name())); string(got) == "live" {
-			live++
-		}
-	}
-	if live != 1 {
-		t.Errorf("the replaced live copy is kept %d times, want once", live)
-	}
 }

@@ -1,16 +1,12 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -123,76 +119,5 @@ func TestInPlacePathsMustBeArchived(t *testing.T) {
 				t.Error("the restorer accepted what the plan refuses")
 			}
 		})
-	}
-}
-
-// TestInPlaceCreatesParentsWithArchiveMeta: folders above a path that are
-// missing on the (new) server are created with the owner, mode and
-// modification time the archive has for them, not as root 0755; a restore
-// that is aborted removes the folders it created.
-func TestInPlaceCreatesParentsWithArchiveMeta(t *testing.T) {
-	t.Parallel()
-	testenv.RequireRoot(t) // it sets folder owners
-	ctx := context.Background()
-	base := t.TempDir()
-	srv, app := filepath.Join(base, "srv"), filepath.Join(base, "srv", "app")
-	conf, data := filepath.Join(app, "conf"), filepath.Join(app, "data")
-	must(t, os.MkdirAll(conf, 0o755))
-	must(t, os.MkdirAll(data, 0o755))
-	must(t, os.WriteFile(filepath.Join(conf, "x"), []byte("x"), 0o600))
-	must(t, os.WriteFile(filepath.Join(data, "y"), []byte("y"), 0o600))
-	must(t, os.Chmod(srv, 0o711))
-	must(t, os.Chown(srv, 1001, 1002))
-	must(t, os.Chmod(app, 0o750|os.ModeSetgid))
-	must(t, os.Chown(app, 1000, 1000))
-	old := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	for _, d := range []string{app, srv} {
-		must(t, os.Chtimes(d, old, old))
-	}
-	src, err := files.New(config.FileSource{Name: "s", Paths: []string{conf, data}})
-	must(t, err)
-	var buf bytes.Buffer
-	if _, err := src.WriteTar(ctx, &buf); err != nil {
-		t.Fatal(err)
-	}
-	must(t, os.RemoveAll(srv)) // the bare machine
-
-	// Aborted: the folders it created are gone again.
-	r := &inPlaceRestorer{paths: []string{conf, data}}
-	st, err := r.Stage(ctx, bytes.NewReader(buf.Bytes()))
-	must(t, err)
-	must(t, st.Abort())
-	if _, err := os.Lstat(srv); err == nil {
-		t.Error("an aborted restore left the folders it created")
-	}
-
-	st, err = r.Stage(ctx, bytes.NewReader(buf.Bytes()))
-	must(t, err)
-	must(t, st.Commit(ctx))
-	for _, tc := range []struct {
-		path     string
-		mode     os.FileMode
-		uid, gid uint32
-	}{
-		{srv, 0o711, 1001, 1002},
-		{app, 0o750 | os.ModeSetgid, 1000, 1000},
-	} {
-		fi, err := os.Stat(tc.path)
-		must(t, err)
-		sys := fi.Sys().(*syscall.Stat_t)
-		if got := fi.Mode() & (os.ModePerm | os.ModeSetgid); got != tc.mode || sys.Uid != tc.uid || sys.Gid != tc.gid {
-			t.Errorf("%s restored as %v %d:%d, the snapshot has %v %d:%d", tc.path, got, sys.Uid, sys.Gid, tc.mode, tc.uid, tc.gid)
-		}
-		if !fi.ModTime().Equal(old) {
-			t.Errorf("%s: mtime %v, the snapshot has %v", tc.path, fi.ModTime(), old)
-		}
-	}
-	for _, p := range []string{filepath.Join(conf, "x"), filepath.Join(data, "y")} {
-		if _, err := os.Stat(p); err != nil {
-			t.Error(err)
-		}
-	}
-	if ents, _ := os.ReadDir(app); len(ents) != 2 {
-		t.Errorf("%s holds %v, want conf and data only", app, ents)
 	}
 }
