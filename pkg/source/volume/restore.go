@@ -22,6 +22,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
+	swaps "github.com/firetech/fireops/pkg/swap"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -598,6 +599,9 @@ func swap(live, staged, hold string, keep []string) error {
 }
 
 // swapWith is swap with its renames done by rename (tests make some fail).
+// The moves and their undo are pkg/swap's: the live entries go into hold
+// under their aside names (NAME.fireops-old, then with a time and a
+// number: a name a writer recreates never meets the one moved before it).
 func swapWith(rename func(from, to string) error, live, staged, hold string, keep []string) error {
 	if err := tarsafe.SyncFS(staged); err != nil {
 		return err
@@ -610,30 +614,10 @@ func swapWith(rename func(from, to string) error, live, staged, hold string, kee
 	if err := os.Mkdir(hold, 0o700); err != nil {
 		return fmt.Errorf("create holding folder: %w", err)
 	}
-	type move struct{ from, to string }
-	var kept []string
-	var movedOut []move
-	var movedIn []string
+	sw := swaps.New(swaps.Options{AsideDir: hold, Retries: swapRounds, Rename: rename})
 	undo := func(cause error) error {
-		var errs []error
-		for i := len(movedIn) - 1; i >= 0; i-- {
-			n := movedIn[i]
-			if err := rename(filepath.Join(live, n), filepath.Join(staged, n)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		for i := len(movedOut) - 1; i >= 0; i-- {
-			if err := rename(movedOut[i].to, movedOut[i].from); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		for _, k := range kept {
-			if err := rename(filepath.Join(staged, k), filepath.Join(live, k)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w; and moving the live content back failed (look in %s and %s): %w: %w", cause, hold, staged, errKeepStaging, errors.Join(errs...))
+		if err := sw.Undo(); err != nil {
+			return fmt.Errorf("%w; and moving the live content back failed (look in %s and %s): %w: %w", cause, hold, staged, errKeepStaging, err)
 		}
 		return cause
 	}
@@ -649,30 +633,13 @@ func swapWith(rename func(from, to string) error, live, staged, hold string, kee
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return undo(fmt.Errorf("keep %s: %w", k, err))
 		}
-		if err := rename(src, dst); err != nil {
+		if err := sw.Move(src, dst); err != nil {
 			return undo(fmt.Errorf("keep %s: %w", k, err))
 		}
-		kept = append(kept, k)
 	}
-	// Each round moves aside into its own subfolder of hold, so a name a
-	// writer recreates never collides with the one moved before it.
-	round := 0
-	aside := func(n string) (bool, error) {
-		dir := filepath.Join(hold, strconv.Itoa(round))
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return false, err
-		}
-		from, to := filepath.Join(live, n), filepath.Join(dir, n)
-		if err := rename(from, to); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return false, nil // removed by a running writer meanwhile
-			}
-			return false, err
-		}
-		movedOut = append(movedOut, move{from, to})
-		return true, nil
-	}
-	for ; round < swapRounds; round++ {
+	// A running writer may add entries while they are moved aside: list
+	// the folder again until it is empty (a few rounds at most).
+	for round := 0; round < swapRounds; round++ {
 		liveNames, err := names(live)
 		if err != nil {
 			return undo(err)
@@ -681,8 +648,8 @@ func swapWith(rename func(from, to string) error, live, staged, hold string, kee
 			break
 		}
 		for _, n := range liveNames {
-			if _, err := aside(n); err != nil {
-				return undo(fmt.Errorf("move %s aside: %w", n, err))
+			if _, _, err := sw.MoveAside(filepath.Join(live, n)); err != nil {
+				return undo(err)
 			}
 		}
 	}
@@ -691,21 +658,12 @@ func swapWith(rename func(from, to string) error, live, staged, hold string, kee
 		return undo(err)
 	}
 	for _, n := range stagedNames {
-		err := rename(filepath.Join(staged, n), filepath.Join(live, n))
-		// A writer recreated the name (a folder cannot be renamed over a
-		// non-empty one, nor a file over a folder): move the new one
-		// aside too and try again, a few times at most.
-		for try := 0; err != nil && !errors.Is(err, fs.ErrNotExist) && try < swapRounds; try++ {
-			round++
-			if _, aerr := aside(n); aerr != nil {
-				break
-			}
-			err = rename(filepath.Join(staged, n), filepath.Join(live, n))
+		// Put moves aside what a writer recreated under the name (a
+		// folder cannot be renamed over a non-empty one, nor a file over
+		// a folder) and tries again, a few times at most.
+		if err := sw.Put(filepath.Join(staged, n), filepath.Join(live, n)); err != nil {
+			return undo(err)
 		}
-		if err != nil {
-			return undo(fmt.Errorf("move restored %s into place: %w", n, err))
-		}
-		movedIn = append(movedIn, n)
 	}
 	if err := copyRootMeta(root, live); err != nil {
 		return fmt.Errorf("the content is restored, but: %w", err)
