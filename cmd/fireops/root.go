@@ -138,6 +138,7 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand(), a.rotateCommand(), a.scheduleCommand())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	a.registerCompletions(root)
 	a.strictGroups(root)
 	strictHelp(root)
 	return root
