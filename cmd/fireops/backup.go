@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/firetech/fireops/internal/humanbytes"
 	"github.com/firetech/fireops/pkg/backup"
@@ -32,41 +31,6 @@ func setSnapshotMemoryLimit(chunkSize int64, uploads int) {
 		return
 	}
 	debug.SetMemoryLimit(snapshot.MemoryBudget(chunkSize, uploads) + 104<<20)
-}
-
-// progressLine shows, on a terminal only, the part being streamed with
-// its bytes and rate, refreshed four times a second. Cron and systemd get
-// the structured log lines instead. stop clears the line.
-func (a *app) progressLine() (*snapshot.Progress, func()) {
-	f, ok := a.stderr.(*os.File)
-	if !ok || a.quiet || a.jsonOut || !term.IsTerminal(int(f.Fd())) {
-		return nil, func() {}
-	}
-	p := &snapshot.Progress{}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		begin, last := time.Now(), ""
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(f, "\r\033[K")
-				return
-			case <-t.C:
-				part := p.Part()
-				if part != last {
-					begin, last = time.Now(), part
-				}
-				n := p.Bytes.Load()
-				rate := float64(n) / max(time.Since(begin).Seconds(), 0.001)
-				fmt.Fprintf(f, "\r\033[K%s: %s read, %s/s", part, humanbytes.Format(n), humanbytes.Format(int64(rate)))
-			}
-		}
-	}()
-	return p, func() { close(done); <-finished }
 }
 
 // plural formats a count with its noun: "1 part", "2 parts".
@@ -114,10 +78,8 @@ with --lock-wait.`,
 				uploads = max(uploads, d.Uploads)
 			}
 			setSnapshotMemoryLimit(int64(cfg.ChunkSize), uploads)
-			prog, stop := a.progressLine()
 			res, err := a.snapshotJob(cmd.Context(), cfg, backup.SnapshotOptions{
-				Dests: dests, Only: only, Version: buildinfo.Get().Version, Log: a.log, Progress: prog})
-			stop()
+				Dests: dests, Only: only, Version: buildinfo.Get().Version, Log: a.log})
 			if res == nil {
 				return err
 			}

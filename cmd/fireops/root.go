@@ -30,7 +30,7 @@ type app struct {
 	jsonOut    bool
 	logFormat  string
 	quiet      bool
-	verbose    bool
+	verbose    int
 	lockWait   time.Duration
 
 	// publish, when set (the schedule daemon), receives every job's
@@ -40,6 +40,7 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	logOut         *logSink // where log writes: stderr, or above a progress display
 }
 
 // run builds the command tree, executes it and turns the result into an
@@ -130,8 +131,8 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 	pf.StringVar(&a.configPath, "config", def, "config file (env "+config.EnvPath+")")
 	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
-	pf.BoolVarP(&a.quiet, "quiet", "q", false, "log only warnings and errors")
-	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "log less: errors only on a terminal, warnings and errors otherwise; no progress display")
+	pf.CountVarP(&a.verbose, "verbose", "v", "log more: INFO on a terminal (DEBUG with -vv), DEBUG otherwise")
 	pf.DurationVar(&a.lockWait, "lock-wait", 0, "wait this long for a running snapshot, rotate, verify or restore of the same kind (e.g. 30m), then exit 4")
 
 	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(), a.deployCommand(),

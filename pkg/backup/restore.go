@@ -47,6 +47,9 @@ type RestoreOptions struct {
 	Confirm func(*RestoreResult) error
 	// Log receives progress.
 	Log *slog.Logger
+	// Progress, when set, counts the bytes of every part read, for a
+	// progress display on a terminal.
+	Progress *snapshot.Progress
 
 	// stopping are the containers StopStack stops: the plan does not
 	// refuse a volume only they use.
@@ -85,6 +88,7 @@ type RestoreResult struct {
 // as it was, and the other parts are still restored (the error names the
 // parts that were not).
 func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*RestoreResult, error) {
+	ctx = snapshot.WithProgress(ctx, o.Progress)
 	trusted, err := TrustedKeys(cfg)
 	if err != nil {
 		return nil, err

@@ -72,6 +72,9 @@ type RotateOptions struct {
 	Now func() time.Time
 	// Log receives what is removed.
 	Log *slog.Logger
+	// Progress, when set, counts each destination's object sweep, for a
+	// progress display on a terminal.
+	Progress *snapshot.Progress
 }
 
 // RotateResult is what rotate did (or, with DryRun, would do).
@@ -147,6 +150,7 @@ func PolicyFor(cfg *config.Config, dest string) (retention.Policy, time.Duration
 // destination that fails is reported in its entry and in the returned
 // error; the others are still rotated.
 func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateResult, error) {
+	ctx = snapshot.WithProgress(ctx, o.Progress)
 	now := o.Now
 	if now == nil {
 		now = time.Now

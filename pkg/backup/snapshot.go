@@ -27,7 +27,8 @@ type SnapshotOptions struct {
 	Version string
 	// Log receives progress.
 	Log *slog.Logger
-	// Progress, when set, counts bytes for a progress line.
+	// Progress, when set, counts every part's bytes, for a progress
+	// display on a terminal.
 	Progress *snapshot.Progress
 	// Now returns the current time (snapshot ids, manifest times); nil
 	// means time.Now. Tests take snapshots "in the past" with it.

@@ -48,6 +48,9 @@ type VerifyOptions struct {
 	Mongo MongoVerifyOptions
 	// Log receives progress.
 	Log *slog.Logger
+	// Progress, when set, counts the bytes of every part levels full and
+	// restore-test read, for a progress display on a terminal.
+	Progress *snapshot.Progress
 }
 
 // VerifyResult is the verdict on one snapshot on one destination.
@@ -88,6 +91,7 @@ type VerifyResult struct {
 // any snapshot failed its check or a destination shows a rollback (latest
 // and All look for one: VerifyResult.Rollback).
 func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyResult, error) {
+	ctx = snapshot.WithProgress(ctx, o.Progress)
 	switch o.Level {
 	case "":
 		o.Level = LevelQuick

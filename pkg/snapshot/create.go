@@ -57,23 +57,11 @@ type Options struct {
 	// Only marks a run limited to selected parts (snapshot --only) in the
 	// manifest (Manifest.Only).
 	Only bool
-	// Progress, when set, is told which part starts streaming and counts
-	// the plaintext bytes read, for progress output on a terminal.
+	// Progress, when set, gets a task for every part: announced with the
+	// size the last run recorded, started with the source's own estimate
+	// (source.Sizer), counting the plaintext bytes read and the bytes
+	// stored and reused, for a progress display on a terminal.
 	Progress *Progress
-}
-
-// Progress is what a snapshot run reports while it streams; safe to read
-// from another goroutine.
-type Progress struct {
-	// Bytes counts the plaintext bytes read by the current part.
-	Bytes atomic.Int64
-	part  atomic.Value // string
-}
-
-// Part returns the part streaming now, or "".
-func (p *Progress) Part() string {
-	s, _ := p.part.Load().(string)
-	return s
 }
 
 // DestResult is what a snapshot run did on one destination.
@@ -291,6 +279,7 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 		runs[i] = &destRun{store: s, pieces: pieceSet{}, pending: map[[32]byte]*pending{}}
 	}
 	log.Info("snapshot started", "id", res.ID, "parts", len(sources), "destinations", len(stores), "dedup_space", dedup.Space)
+	expectParts(opts, stores, sources)
 	var startErrs []error
 	for _, r := range runs {
 		p := path.Join(SnapshotPath(opts.Host, res.ID), StartedFile)
@@ -444,6 +433,7 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 	}
 	fp, err := src.Fingerprint(ctx)
 	if err != nil {
+		opts.Progress.Drop(id)
 		switch {
 		case ctx.Err() != nil:
 		case errors.Is(err, source.ErrGone):
@@ -483,12 +473,14 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 	if len(todo) == 0 {
 		commitReused()
 		if reused == nil {
+			opts.Progress.Drop(id)
 			var errs []error
 			for _, r := range runs {
 				errs = append(errs, r.failed())
 			}
 			return Part{}, fmt.Errorf("%w: %w", ErrEveryDestinationFailed, errors.Join(errs...))
 		}
+		opts.Progress.Start(id, "", Bytes, reused.Size).Finish(TaskReused)
 		return *reused, nil
 	}
 
@@ -502,13 +494,13 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 		stats, err = src.WriteTar(ctx, w)
 		return err
 	}
-	var counter *atomic.Int64
-	if opts.Progress != nil {
-		opts.Progress.part.Store(id)
-		opts.Progress.Bytes.Store(0)
-		counter = &opts.Progress.Bytes
+	pr.task = opts.Progress.Start(id, "", Bytes, partSize(ctx, src, log))
+	err = pr.stream(ctx, produce, pr.task.counter())
+	if err != nil {
+		pr.task.Finish(TaskFailed)
+	} else {
+		pr.task.Finish(TaskDone)
 	}
-	err = pr.stream(ctx, produce, counter)
 	if err != nil && (!errors.Is(err, ErrEveryDestinationFailed) || ctx.Err() != nil) {
 		return Part{}, err // the source failed (a *sourceError), or the run did
 	}

@@ -302,6 +302,9 @@ type partRun struct {
 	// lastRaw says the part's last encoded piece did not compress (the
 	// next one is sampled before zstd works on it whole).
 	lastRaw atomic.Bool
+	// task counts the part's stored and reused bytes for a progress
+	// display (nil: none).
+	task *Task
 }
 
 // alive reports whether any destination of the part is still healthy.
@@ -349,6 +352,9 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 		}
 		d.mu.Unlock()
 	}
+	if len(claimed) == 0 {
+		pr.task.AddReused(int64(len(plain)))
+	}
 	if len(claimed) > 0 {
 		for _, i := range claimedBy {
 			if err := pr.dests[i].known.invalidate(id); err != nil {
@@ -365,6 +371,7 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 			return err
 		}
 		o := knownObject{stored: int64(len(data)), sha: sha256.Sum256(data)}
+		pr.task.AddStored(o.stored)
 		s := &stored{data: data, pool: pr.e.stored}
 		s.refs.Store(int32(len(claimed)))
 		pr.mu.Lock()

@@ -765,6 +765,8 @@ type PartReader struct {
 	n      int64
 	done   bool
 	err    error // the first error Read returned (always an ErrIntegrity)
+	// task counts the bytes read for a progress display (nil: none).
+	task *Task
 }
 
 // OpenPart streams a part's plaintext payload, releasing only verified
@@ -774,8 +776,17 @@ type PartReader struct {
 // checked before any byte is passed on. v1: each chunk is checked whole
 // before decryption, and the payload's size and SHA-256 against the index
 // at the end (Read returns an ErrIntegrity error instead of io.EOF when
-// they differ). No read goes past the part's recorded size.
+// they differ). No read goes past the part's recorded size. With a
+// Progress in ctx (WithProgress), the read is a task of it.
 func OpenPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.Identity) (*PartReader, error) {
+	r, err := openPart(ctx, st, m, part, ids)
+	if err == nil {
+		r.task = progressFrom(ctx).Start(part.ID, st.Name(), Bytes, part.Size)
+	}
+	return r, err
+}
+
+func openPart(ctx context.Context, st Store, m *Manifest, part Part, ids []age.Identity) (*PartReader, error) {
 	if m.Version == FormatVersion {
 		ref, ok := m.List(part.List)
 		if !ok {
@@ -838,6 +849,17 @@ func decryptError(part, obj string, err error) error {
 
 // Read reads plaintext payload bytes.
 func (r *PartReader) Read(p []byte) (int, error) {
+	n, err := r.read(p)
+	if r.task != nil {
+		r.task.Add(int64(n))
+		if r.done && r.err == nil {
+			r.task.Finish(TaskDone)
+		}
+	}
+	return n, err
+}
+
+func (r *PartReader) read(p []byte) (int, error) {
 	if r.done {
 		return 0, io.EOF
 	}
@@ -899,6 +921,7 @@ func (r *PartReader) Finish() error {
 
 // Close releases the decoder and the open chunk or pieces.
 func (r *PartReader) Close() error {
+	r.task.Finish(TaskFailed) // unless it was read to its verified end
 	if r.pieces != nil {
 		r.pieces.close()
 		return nil

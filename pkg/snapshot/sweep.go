@@ -121,7 +121,12 @@ func SweepObjects(ctx context.Context, st Store, host string, now time.Time, gra
 		return sw, fmt.Errorf("sweep: list objects: %w", err)
 	}
 	old := func(t time.Time) bool { return !t.IsZero() && now.Sub(t) > grace }
+	// A progress display counts the folders listed (pieces spread evenly
+	// over the 256 prefix folders) and the objects removed.
+	task := progressFrom(ctx).Start("sweep", st.Name(), Folders, int64(len(top)))
+	defer task.Finish(TaskFailed) // unless it got to its end
 	for _, e := range top {
+		task.Add(1)
 		switch {
 		case e.Dir && ValidObjectID(e.Name): // a v1 object: a folder of chunks
 			sw.Total++
@@ -152,6 +157,7 @@ func SweepObjects(ctx context.Context, st Store, host string, now time.Time, gra
 			}
 			sw.Removed++
 			sw.FreedBytes += size
+			task.AddRemoved(size)
 		case e.Dir && prefixRE.MatchString(e.Name): // v2 objects
 			files, err := st.List(ctx, path.Join(host, ObjectsDir, e.Name))
 			if err != nil {
@@ -178,9 +184,11 @@ func SweepObjects(ctx context.Context, st Store, host string, now time.Time, gra
 				}
 				sw.Removed++
 				sw.FreedBytes += f.Size
+				task.AddRemoved(f.Size)
 			}
 		}
 	}
+	task.Finish(TaskDone)
 	if !dryRun && sw.Removed > 0 {
 		log.Info("objects swept", "destination", st.Name(), "removed", sw.Removed, "freed_bytes", sw.FreedBytes, "young", sw.Young)
 	}

@@ -39,6 +39,15 @@ type Source interface {
 	WriteTar(ctx context.Context, w io.Writer) (Stats, error)
 }
 
+// Sizer is implemented by a Source that can estimate, cheaply, how many
+// bytes its WriteTar writes, for a progress display's total and ETA. The
+// engine asks after Fingerprint, which may have recorded it on its walk.
+// An estimate is fine (a display holds its percentage below 100 until the
+// part is done); 0 means unknown. Nothing but a display relies on it.
+type Sizer interface {
+	Size(ctx context.Context) (int64, error)
+}
+
 // Stats describes a payload; it is recorded in the encrypted index and
 // checked again on restore.
 type Stats struct {

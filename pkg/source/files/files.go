@@ -109,6 +109,10 @@ type Source struct {
 	// host path before a folder or file is opened, and after a regular
 	// file was archived (read).
 	beforeOpen, afterRead func(path string)
+	// size is the tar stream's size as the last Fingerprint's walk
+	// estimated it (sized: it did), for Size.
+	size  int64
+	sized bool
 }
 
 var _ source.Source = (*Source)(nil)
@@ -425,7 +429,9 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "fireops files fingerprint v2\x00%q\x00%q\x00", s.roots, s.exclude)
 	var line []byte
+	var size int64
 	_, err := s.walk(ctx, func(e entry) error {
+		size += tarEntrySize(e.fi)
 		if e.parent {
 			st, ok := e.fi.Sys().(*syscall.Stat_t)
 			if !ok {
@@ -445,6 +451,7 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	s.size, s.sized = size+tarEnd, true
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 

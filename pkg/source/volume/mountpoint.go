@@ -256,7 +256,9 @@ func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
 	fmt.Fprintf(h, "fireops volume fingerprint v1\x00%q\x00%q\x00%q\x00", s.name, p.ident, s.leftOut)
 	var line []byte
 	var c counts
+	var size int64
 	err := s.walk(ctx, p.dir, &c, func(e entry) error {
+		size += tarEntrySize(e.fi)
 		var err error
 		if line, err = fingerprint.AppendEntry(line[:0], e.rel, e.fi, e.link); err != nil {
 			return fmt.Errorf("volume:%s: %w", s.name, err)
@@ -267,6 +269,7 @@ func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	s.size = size + tarEnd
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 

@@ -155,6 +155,7 @@ type Source struct {
 	log      *slog.Logger
 	warnings []string
 	pin      *pinned // from Fingerprint until WriteTar or Close
+	size     int64   // the archive's size as the fingerprint's walk estimated it (0: none did)
 
 	// beforeRead, when set (by tests), runs once the containers are
 	// paused, right before the read; an error fails the read.
