@@ -13,7 +13,7 @@ LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(
 # go-nvml is cgo; its headers use deprecated declarations.
 export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 
-.PHONY: build test bench demo lint install clean fuzz
+.PHONY: build test bench demo lint install install-files clean fuzz
 
 # fuzz: every fuzz target (package:Name) for FUZZTIME each, one after the
 # other; `make test` runs them for FUZZTIME_SHORT each. A crash leaves its
@@ -68,12 +68,29 @@ lint:
 	$(GO) build -C tools/staticcheck -o $(CURDIR)/$(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
 	$(STATICCHECK) ./...
 
+# install: the binary, the systemd units, a man page per command and the
+# bash, zsh and fish completions. The pages and completions are written by
+# the binary just built, from its own command tree (`fireops gen-docs`,
+# `fireops completion SHELL`). install-files does the same with $(BIN) as
+# it is, without building it.
+MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 install: build
+	$(MAKE) --no-print-directory install-files
+
+install-files:
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/fireops
 	@for u in systemd/*.service systemd/*.timer; do \
 		[ -e "$$u" ] || continue; \
 		install -D -m 0644 "$$u" "$(DESTDIR)$(UNITDIR)/$$(basename $$u)"; \
 	done
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	$(BIN) gen-docs --man $(DESTDIR)$(MANDIR)/man1
+	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/fireops
+	$(BIN) completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_fireops
+	$(BIN) completion fish > $(DESTDIR)$(FISHCOMPDIR)/fireops.fish
 
 clean:
 	rm -rf bin

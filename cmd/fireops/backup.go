@@ -44,7 +44,7 @@ func plural(n int, noun string) string {
 func (a *app) snapshotCommand() *cobra.Command {
 	var dests, only []string
 	cmd := &cobra.Command{
-		Use:   "snapshot [--only PART]... [--dest NAME]...",
+		Use:   "snapshot",
 		Short: "Take an encrypted, signed snapshot of every source to every destination",
 		Long: `snapshot streams every configured source (files, sqlite, ...) as a tar
 payload, cut into content-defined pieces (256 KiB on average); each piece a
@@ -123,7 +123,7 @@ func (a *app) printSnapshot(res *snapshot.Result) error {
 func (a *app) snapshotsCommand() *cobra.Command {
 	var dests []string
 	cmd := &cobra.Command{
-		Use:   "snapshots [--dest NAME]...",
+		Use:   "snapshots",
 		Short: "List the snapshots on every destination, complete or incomplete",
 		Long: `snapshots lists, per destination, every snapshot of this host: id, time,
 parts, size, and complete, partial (complete, but parts failed in that run:
@@ -216,7 +216,7 @@ func failedParts(s snapshot.Listing) string {
 func (a *app) verifyCommand() *cobra.Command {
 	o := backup.VerifyOptions{}
 	cmd := &cobra.Command{
-		Use:   "verify [SNAPSHOT|latest|--all] [--level quick|hashes|full|restore-test]",
+		Use:   "verify [flags] [ID|latest]",
 		Short: "Check that snapshots are intact and restorable",
 		Long: `verify checks snapshots on every destination (default: the latest):
 
@@ -307,7 +307,7 @@ func (a *app) restoreCommand() *cobra.Command {
 	o := backup.RestoreOptions{}
 	var yes bool
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT|latest [--part PART]... [--to DIR|FILE|volume:NAME] [--ns DB.COLL|DB.*]... [--to-db PREFIX] [--to-uri-file F] [--drop] [--dry-run] [--force]",
+		Use:   "restore [flags] ID|latest",
 		Short: "Restore parts of a snapshot, checked and staged before anything is replaced",
 		Long: `restore checks the manifest's signature and every piece (each one against
 the signed manifest before it is decrypted), decrypts each part into a

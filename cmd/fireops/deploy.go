@@ -332,7 +332,7 @@ type deployPruneOptions struct {
 func (a *app) deployPruneCommand() *cobra.Command {
 	var opts deployPruneOptions
 	cmd := &cobra.Command{
-		Use:   "prune [--volumes] [--dry-run]",
+		Use:   "prune",
 		Short: "Remove hub and notebook image tags no container uses (and, with --volumes, deleted users' archived volumes)",
 		Long: `prune removes the tags of the hub and notebook images (stack.hub.image,
 stack.notebook.image) that deploy built for earlier configs, keeping the

@@ -104,7 +104,7 @@ EXIT STATUS
 	f.IntVar(&expectCount, "expect-count", 0, "number of GPUs the host must have; 0: at least one (default: gpu.expect_count)")
 	f.StringVar(&minDriver, "min-driver", "", "lowest acceptable driver version, e.g. 550.54 (default: gpu.min_driver)")
 	f.IntVar(&maxTemperature, "max-temperature", 0, "fail a GPU hotter than this many °C (default: gpu.max_temperature_c)")
-	f.BoolVar(&requireRuntime, "require-container-runtime", false, "fail when containers cannot reach the GPUs (default: gpu.require_container_runtime)")
+	f.BoolVar(&requireRuntime, "require-container-runtime", false, "fail when containers cannot reach the GPUs (default: gpu.require_container_runtime, true when unset; turn off with --require-container-runtime=false)")
 	f.BoolVar(&opts.strict, "strict", false, "fail on warnings too")
 	f.StringVar(&opts.smokeImage, "smoke-image", "", "also run nvidia-smi -L in a container of this image with all GPUs")
 	f.BoolVar(&opts.noMetrics, "no-metrics", false, "do not write the metrics textfile")

@@ -12,7 +12,7 @@ import (
 func (a *app) initCommand() *cobra.Command {
 	var dir, host string
 	cmd := &cobra.Command{
-		Use:   "init [--dir DIR]",
+		Use:   "init",
 		Short: "Write a commented config, a new age identity and a signing key",
 		Long: `init writes three new files into DIR (default: the folder of --config):
 

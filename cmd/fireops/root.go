@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -59,7 +60,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitcode.OK
 	}
-	err = classify(interrupted(ctx, err))
+	err = classify(root, args, interrupted(ctx, err))
 	// A destination it may not write: say what to fix, not that the
 	// destination may be down.
 	var denied *remote.DeniedError
@@ -84,24 +85,85 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-// classify marks cobra's own command-line errors as usage errors.
-func classify(err error) error {
+// classify marks cobra's own command-line errors as usage errors. A
+// usage error where args hold a bare true or false after a boolean flag
+// (`--require-container-runtime false`: cobra takes false for an
+// argument) gets a hint that says to write --flag=false.
+func classify(root *cobra.Command, args []string, err error) error {
 	var e *exitcode.Error
-	if errors.As(err, &e) {
-		return err
+	if !errors.As(err, &e) {
+		msg := err.Error()
+		for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "required flag"} {
+			if strings.HasPrefix(msg, p) {
+				err = exitcode.New(exitcode.Usage, err, "run `fireops help` or add --help to the command")
+				break
+			}
+		}
 	}
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "required flag"} {
-		if strings.HasPrefix(msg, p) {
-			return exitcode.New(exitcode.Usage, err, "run `fireops help` or add --help to the command")
+	if exitcode.Code(err) == exitcode.Usage {
+		if h := boolValueHint(root, args); h != "" {
+			return exitcode.New(exitcode.Usage, err, h)
 		}
 	}
 	return err
 }
 
-// oneLine joins a multi-line message so that every error is one line.
+// boolValueHint returns a hint when args give a boolean flag its value
+// as a word of its own (`--strict false`, `-q true`), or "".
+func boolValueHint(root *cobra.Command, args []string) string {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == nil {
+		cmd = root
+	}
+	for i := 1; i < len(args); i++ {
+		if args[i-1] == "--" {
+			break
+		}
+		v, prev := args[i], args[i-1]
+		if v != "true" && v != "false" || !strings.HasPrefix(prev, "-") || strings.Contains(prev, "=") {
+			continue
+		}
+		var f *pflag.Flag
+		if name, ok := strings.CutPrefix(prev, "--"); ok {
+			f = cmd.Flag(name)
+		} else if len(prev) == 2 {
+			f = cmd.Flags().ShorthandLookup(prev[1:])
+			if f == nil {
+				f = cmd.InheritedFlags().ShorthandLookup(prev[1:])
+			}
+		}
+		if f != nil && f.Value.Type() == "bool" {
+			return fmt.Sprintf("a boolean flag takes its value after =: write --%s=%s", f.Name, v)
+		}
+	}
+	return ""
+}
+
+// oneLine joins a multi-line message so that every error is one line,
+// turning cobra's "Did you mean this?" list into `(did you mean "x"?)`
+// as fireops' own unknown-subcommand errors say it.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(redact.Line(s)), " ")
+	return strings.Join(strings.Fields(redact.Line(suggestions(s))), " ")
+}
+
+// suggestions rewrites cobra's suggestion block ("\n\nDid you mean
+// this?\n\tx\n\ty\n") at the end of an error message as
+// ` (did you mean "x" or "y"?)`.
+func suggestions(s string) string {
+	head, list, ok := strings.Cut(s, "\n\nDid you mean this?\n")
+	if !ok {
+		return s
+	}
+	var names []string
+	for _, l := range strings.Split(list, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			names = append(names, fmt.Sprintf("%q", l))
+		}
+	}
+	if len(names) == 0 {
+		return head
+	}
+	return fmt.Sprintf("%s (did you mean %s?)", head, strings.Join(names, " or "))
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -114,8 +176,9 @@ encrypted, signed, verified backups that it can restore.
 
 Configuration: one YAML file (--config, $FIREOPS_CONFIG, or
 /etc/fireops/fireops.yaml); docs/configuration.md documents every key.
-Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 a check found a
-problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
+Exit codes: listed below; docs/exit-codes.md says what to do about each.
+Every command's --help has examples; docs/runbook.md has the commands of
+a bad day.`,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: a.setup,
@@ -136,12 +199,15 @@ problem, 4 another run holds the lock, 130 interrupted (docs/exit-codes.md).`,
 	pf.DurationVar(&a.lockWait, "lock-wait", 0, "wait this long for a running snapshot, rotate, verify or restore of the same kind (e.g. 30m), then exit 4")
 
 	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(), a.deployCommand(),
-		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand(), a.rotateCommand(), a.scheduleCommand())
+		a.snapshotCommand(), a.snapshotsCommand(), a.verifyCommand(), a.restoreCommand(), a.rotateCommand(), a.scheduleCommand(),
+		a.genDocsCommand())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	a.registerCompletions(root)
+	setVersionFlag(root)
 	a.strictGroups(root)
 	strictHelp(root)
+	applyHelpTexts(root)
 	return root
 }
 

@@ -14,7 +14,7 @@ import (
 func (a *app) rotateCommand() *cobra.Command {
 	o := backup.RotateOptions{}
 	cmd := &cobra.Command{
-		Use:   "rotate [--dest NAME]... [--dry-run]",
+		Use:   "rotate",
 		Short: "Apply the retention policy: remove old snapshots, then sweep unreferenced objects",
 		Long: `rotate applies the retention policy (retention:, or a destination's own
 retention:) on every destination, like restic's forget + prune:

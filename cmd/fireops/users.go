@@ -120,7 +120,7 @@ func printMongo(w io.Writer, acc *users.MongoAccount) {
 func (a *app) usersListCommand() *cobra.Command {
 	var pending, approved, admins bool
 	cmd := &cobra.Command{
-		Use:   "list [--pending|--approved|--admins]",
+		Use:   "list",
 		Short: "List sign-ups and hub users with their state",
 		Long: `list merges NativeAuthenticator's sign-ups with the hub's users: name, state
 (pending, approved, or "hub only" for a hub user without a sign-up), admin,
@@ -175,7 +175,7 @@ two-factor authentication, whether a server runs, last activity and email.`,
 
 func (a *app) usersApproveCommand(approve bool) *cobra.Command {
 	var noMongo, reuse bool
-	use, short, long := "approve NAME... [--no-mongo] [--reuse-database]", "Approve sign-ups (set, never toggle) and give them their MongoDB database",
+	use, short, long := "approve [flags] NAME...", "Approve sign-ups (set, never toggle) and give them their MongoDB database",
 		`approve lets the named users log in. It sets the approval; a user who is
 already approved stays approved. All names are checked first: when one is
 unknown nothing changes.
@@ -196,7 +196,7 @@ and has no URI file: it may hold the data of a deleted user of the same
 name. The error names the database and how to archive and drop it;
 --reuse-database gives it to the user all the same.`
 	if !approve {
-		use, short, long = "reject NAME...", "Withdraw approval of sign-ups (set, never toggle)",
+		use, short, long = "reject [flags] NAME...", "Withdraw approval of sign-ups (set, never toggle)",
 			`reject withdraws the approval of the named users: they can no longer log
 in. Their sign-up stays (use delete to remove it). All names are checked
 first: when one is unknown nothing changes.`
@@ -256,7 +256,7 @@ first: when one is unknown nothing changes.`
 func (a *app) usersAdminCommand() *cobra.Command {
 	var revoke bool
 	cmd := &cobra.Command{
-		Use:   "admin NAME [--revoke]",
+		Use:   "admin [flags] NAME",
 		Short: "Grant (or with --revoke, take away) hub admin rights",
 		Long: `admin sets the hub's admin flag of NAME through the REST API. An approved
 sign-up who has never logged in has no hub user yet: granting creates it.`,
@@ -285,7 +285,7 @@ sign-up who has never logged in has no hub user yet: granting creates it.`,
 func (a *app) usersResetPasswordCommand() *cobra.Command {
 	var fromStdin bool
 	cmd := &cobra.Command{
-		Use:   "reset-password NAME [--password-stdin]",
+		Use:   "reset-password [flags] NAME",
 		Short: "Set a new password for a sign-up",
 		Long: `reset-password stores a new password for NAME, as a bcrypt hash that
 NativeAuthenticator accepts. The password comes from:
@@ -385,7 +385,7 @@ func (a *app) terminal() (int, bool) {
 func (a *app) usersDeleteCommand() *cobra.Command {
 	var yes, noMongo bool
 	cmd := &cobra.Command{
-		Use:   "delete NAME [--yes] [--no-mongo]",
+		Use:   "delete [flags] NAME",
 		Short: "Delete a user: the hub user, the sign-up, the stopped server containers and the MongoDB user (never the volume or the database)",
 		Long: `delete removes the hub user of NAME and NAME's sign-up in users_info. The
 user's Docker volume with their files is kept; the command says how to

@@ -18,9 +18,25 @@ func (a *app) versionCommand() *cobra.Command {
 			if a.jsonOut {
 				return a.printJSON(info)
 			}
-			_, err := fmt.Fprintf(a.stdout, "fireops %s\ncommit:   %s\nbuilt:    %s\ngo:       %s %s\n",
-				info.Version, info.Commit, info.Date, info.GoVersion, info.Platform)
+			_, err := fmt.Fprint(a.stdout, versionText(info))
 			return err
 		},
 	}
+}
+
+// versionText is what `fireops version` and `fireops --version` print.
+func versionText(info buildinfo.Info) string {
+	return fmt.Sprintf("fireops %s\ncommit:   %s\nbuilt:    %s\ngo:       %s %s\n",
+		info.Version, info.Commit, info.Date, info.GoVersion, info.Platform)
+}
+
+// setVersionFlag gives fireops a --version flag that prints the same text
+// as `fireops version` (cobra prints its version template).
+func setVersionFlag(root *cobra.Command) {
+	info := buildinfo.Get()
+	root.Version = info.Version
+	// A quoted Go string is a template constant: the text is printed as is.
+	root.SetVersionTemplate(fmt.Sprintf("{{%q}}", versionText(info)))
+	root.InitDefaultVersionFlag() // now, so that man pages and completion have it
+	root.Flags().Lookup("version").Usage = "print the version, commit, build date and Go version (as fireops version)"
 }
