@@ -237,46 +237,25 @@ func CleanName(name string) (string, error) {
 	return path.Clean(name), nil
 }
 
-// name checks and maps an entry name; ok is false when Map skips it.
-func (x *extractor) name(raw string) (string, bool, error) {
-	n, err := CleanName(raw)
-	if err != nil {
-		return "", false, err
-	}
-	if x.opts.Map != nil {
-		m, ok := x.opts.Map(n)
-		if !ok {
-			return "", false, nil
-		}
-		if n, err = CleanName(m); err != nil {
-			return "", false, fmt.Errorf("%w (mapped from %q)", err, raw)
-		}
-	}
-	return n, true, nil
-}
-
 func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
+	fail := func(err error) error { return fmt.Errorf("tarsafe: entry %q: %w", hdr.Name, err) }
 	sparse, err := sparseEntry(hdr)
 	if err != nil {
-		return fmt.Errorf("tarsafe: entry %q: %w", hdr.Name, err)
+		return fail(err)
 	}
-	name, ok, err := x.name(hdr.Name)
+	// The checks of the header alone, which Extract shares with those that
+	// hand entries to another extractor (policy.go).
+	h, err := CheckHeader(hdr, x.opts)
 	if err != nil {
-		return fmt.Errorf("tarsafe: entry %q: %w", hdr.Name, err)
+		return fail(err)
 	}
-	if !ok {
+	if h.Skip {
 		x.stats.Skipped++
 		return nil
 	}
-	fail := func(err error) error { return fmt.Errorf("tarsafe: entry %q: %w", hdr.Name, err) }
+	name := h.Name
 
 	switch hdr.Typeflag {
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		if x.opts.SkipSpecial {
-			x.stats.Skipped++
-			return nil
-		}
-		return fail(fmt.Errorf("%w: %s (devices and named pipes are not restored)", ErrUnsupported, typeName(hdr.Typeflag)))
 	case tar.TypeDir:
 		x.stats.Dirs++
 		if name == "." {
@@ -296,11 +275,6 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 			x.meta = append(x.meta, m)
 		}
 		return nil
-	}
-	if name == "." {
-		return fail(fmt.Errorf("%w: a %s cannot replace the target folder", ErrUnsafe, typeName(hdr.Typeflag)))
-	}
-	switch hdr.Typeflag {
 	case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 		if err := x.file(tr, hdr, name, sparse); err != nil {
 			return fail(err)
@@ -312,12 +286,10 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		}
 		x.stats.Symlinks++
 	case tar.TypeLink:
-		if err := x.hardlink(hdr, name); err != nil {
+		if err := x.hardlink(hdr, name, h.Link); err != nil {
 			return fail(err)
 		}
 		x.stats.Links++
-	default:
-		return fail(fmt.Errorf("%w: type %q", ErrUnsupported, hdr.Typeflag))
 	}
 	return nil
 }
@@ -573,9 +545,6 @@ func setTimes(dirfd int, name string, atime, mtime time.Time) error {
 }
 
 func (x *extractor) symlink(hdr *tar.Header, name string) error {
-	if hdr.Linkname == "" {
-		return fmt.Errorf("symbolic link with an empty target")
-	}
 	dirfd, base, _, err := x.prepare(name, false)
 	if err != nil {
 		return err
@@ -592,17 +561,9 @@ func (x *extractor) symlink(hdr *tar.Header, name string) error {
 	return nil
 }
 
-func (x *extractor) hardlink(hdr *tar.Header, name string) error {
-	target, ok, err := x.name(hdr.Linkname)
-	if err != nil {
-		return fmt.Errorf("hard link target: %w", err)
-	}
-	if !ok {
-		return fmt.Errorf("%w: hard link to %q, which is not extracted", ErrUnsafe, hdr.Linkname)
-	}
-	if target == "." {
-		return fmt.Errorf("%w: hard link to the target folder", ErrUnsafe)
-	}
+// hardlink links name to target (the link's target as CheckHeader
+// cleaned and mapped it).
+func (x *extractor) hardlink(hdr *tar.Header, name, target string) error {
 	// The target must be a regular file already inside, reached without
 	// symlinks: resolve its parents like an entry's, then check the file.
 	tdir, err := x.resolve(path.Dir(target), false)
