@@ -121,10 +121,6 @@ func (s *Source) writeAPI(ctx context.Context, p *pinned, w io.Writer) (counts, 
 // is not used, for the hint, or "").
 func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, why string) (counts, error) {
 	var c counts
-	cr := &countingReader{r: tarsafe.ContextReader(ctx, r)}
-	tr := tar.NewReader(cr)
-	tw := tar.NewWriter(w)
-	buf := make([]byte, copyBufferSize)
 	fail := func(err error) (counts, error) {
 		if ctx.Err() != nil {
 			return c, ctx.Err()
@@ -136,36 +132,18 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 		droppedDirs []string            // folders left out with their contents
 		symlinks    = map[string]string{}
 		rootSeen    bool
+		tooDeep     error
 	)
-	for {
-		before := cr.n
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			// The Engine writes the end marker only when its archiver got
-			// through; when it fails half way it just ends the stream.
-			if cr.n-before < endMarker {
-				return fail(errors.New("it ended without tar's end-of-archive marker: " + engineFailed))
-			}
-			if !rootSeen {
-				return fail(errors.New("it holds no entry for the volume's root folder: the Engine could not read the volume"))
-			}
-			break
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return fail(errors.New("it broke off inside an entry's header: " + engineFailed))
-		}
-		if err != nil {
-			return fail(err)
-		}
+	entries, bytes, err := retar(ctx, r, w, func(hdr *tar.Header) (*tar.Header, error) {
 		rel, err := engineName(hdr.Name)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		// The archiver leaves out a folder it cannot read, the root too;
 		// the root comes first.
 		if !rootSeen {
 			if rel != "." || hdr.Typeflag != tar.TypeDir {
-				return fail(fmt.Errorf("it starts with %q, not the volume's root folder: the Engine could not read the volume", hdr.Name))
+				return nil, fmt.Errorf("it starts with %q, not the volume's root folder: the Engine could not read the volume", hdr.Name)
 			}
 			rootSeen = true
 		}
@@ -174,14 +152,15 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 			if hdr.Typeflag == tar.TypeDir {
 				droppedDirs = append(droppedDirs, rel)
 			}
-			continue
+			return nil, nil
 		}
 		out := normalize(hdr)
 		out.Name = archiveName(rel)
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if mayLoseNames(rel) {
-				return c, s.tooDeep(rel, why)
+				tooDeep = s.tooDeep(rel, why)
+				return nil, tooDeep
 			}
 			out.Name += "/"
 			if rel == "." {
@@ -197,11 +176,11 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 		case tar.TypeLink:
 			target, err := engineName(hdr.Linkname)
 			if err != nil {
-				return fail(err)
+				return nil, err
 			}
 			if dropped[target] {
 				dropped[rel] = true
-				continue
+				return nil, nil
 			}
 			if link, ok := symlinks[target]; ok {
 				// The Engine links later names of any file with several;
@@ -217,32 +196,140 @@ func (s *Source) rewriteEngine(ctx context.Context, r io.Reader, w io.Writer, wh
 		case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
 			dropped[rel] = true
 			c.special++
-			continue
+			return nil, nil
 		default:
-			return fail(fmt.Errorf("entry %q has unsupported type %q", hdr.Name, hdr.Typeflag))
+			return nil, fmt.Errorf("entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
+		}
+		return out, nil
+	})
+	c.entries, c.bytes = entries, bytes
+	var werr *writeError
+	var broke *brokeOff
+	switch {
+	case err == nil && !rootSeen:
+		return fail(errors.New("it holds no entry for the volume's root folder: the Engine could not read the volume"))
+	case err == nil:
+		return c, nil
+	case tooDeep != nil && errors.Is(err, tooDeep):
+		return c, err
+	case errors.As(err, &werr):
+		return c, fmt.Errorf("volume:%s: %w", s.name, err)
+	case errors.Is(err, errNoEndMarker), errors.As(err, &broke):
+		// The Engine writes the end marker only when its archiver got
+		// through; when it fails half way it just ends the stream.
+		return fail(fmt.Errorf("%w: %s", err, engineFailed))
+	}
+	return fail(err)
+}
+
+// errNoEndMarker is retar's error for a stream that ends without tar's
+// end-of-archive marker (two zero blocks).
+var errNoEndMarker = errors.New("it ended without tar's end-of-archive marker")
+
+// brokeOff is retar's error for a stream that ends inside an entry: in
+// its header (file is ""), or after n of size bytes of file's contents.
+type brokeOff struct {
+	file    string
+	n, size int64
+}
+
+func (b *brokeOff) Error() string {
+	if b.file == "" {
+		return "it broke off inside an entry's header"
+	}
+	return fmt.Sprintf("%s: it broke off after %d of %d bytes", b.file, b.n, b.size)
+}
+
+// Unwrap says a stream that broke off ended unexpectedly.
+func (b *brokeOff) Unwrap() error { return io.ErrUnexpectedEOF }
+
+// writeError is retar's error when writing to w fails: at what, and why.
+type writeError struct {
+	what string
+	err  error
+}
+
+func (e *writeError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// errWriter keeps the first error of w, so that retar tells a failed
+// write from a failed read.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// retar re-encodes the tar stream r into w entry by entry: the one loop
+// behind the api read path (rewriteEngine), the api write path
+// (forEngine) and the copy between two volumes through the Engine
+// (relay). edit returns the header to write for each entry read, or nil
+// to leave the entry out; a regular file's contents follow its header.
+// r is read through a check of ctx. It returns the entries written and
+// the bytes of contents copied. It stops at edit's first error, returned
+// as it is; the stream's own faults are errNoEndMarker (it ends without
+// tar's end-of-archive marker: the Engine just ends its stream when its
+// archiver fails half way), a *brokeOff (it ends inside an entry) or a
+// read error naming the entry, and a failed write is a *writeError.
+func retar(ctx context.Context, r io.Reader, w io.Writer, edit func(hdr *tar.Header) (*tar.Header, error)) (entries, bytes int64, err error) {
+	cr := &countingReader{r: tarsafe.ContextReader(ctx, r)}
+	tr := tar.NewReader(cr)
+	ew := &errWriter{w: w}
+	tw := tar.NewWriter(ew)
+	buf := make([]byte, copyBufferSize)
+	for read := int64(1); ; read++ {
+		before := cr.n
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if cr.n-before < endMarker {
+				return entries, bytes, errNoEndMarker
+			}
+			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return entries, bytes, &brokeOff{}
+		}
+		if err != nil {
+			return entries, bytes, fmt.Errorf("read entry %d: %w", read, err)
+		}
+		out, err := edit(hdr)
+		if err != nil {
+			return entries, bytes, err
+		}
+		if out == nil {
+			continue // left out
 		}
 		if err := tw.WriteHeader(out); err != nil {
-			return c, fmt.Errorf("volume:%s: %s: %w", s.name, out.Name, err)
+			return entries, bytes, &writeError{what: out.Name, err: err}
 		}
-		c.entries++
-		if out.Typeflag == tar.TypeReg {
-			n, err := io.CopyBuffer(tw, tr, buf)
-			c.bytes += n
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return fail(fmt.Errorf("%s: it broke off after %d of %d bytes: %s", out.Name, n, out.Size, engineFailed))
-			}
-			if err != nil {
-				return fail(fmt.Errorf("%s: %w", out.Name, err))
-			}
-			if n != out.Size {
-				return fail(fmt.Errorf("%s: %d of %d bytes", out.Name, n, out.Size))
-			}
+		entries++
+		if out.Typeflag != tar.TypeReg {
+			continue
+		}
+		n, err := io.CopyBuffer(tw, tr, buf)
+		bytes += n
+		switch {
+		case err != nil && ew.err != nil:
+			return entries, bytes, &writeError{what: out.Name, err: err}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return entries, bytes, &brokeOff{file: out.Name, n: n, size: out.Size}
+		case err != nil:
+			return entries, bytes, fmt.Errorf("%s: %w", out.Name, err)
+		case n != out.Size:
+			return entries, bytes, fmt.Errorf("%s: %d of %d bytes", out.Name, n, out.Size)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return c, fmt.Errorf("volume:%s: finish archive: %w", s.name, err)
+		return entries, bytes, &writeError{what: "finish archive", err: err}
 	}
-	return c, nil
+	return entries, bytes, nil
 }
 
 // tooDeep is the error for the folder rel, which the Engine's archive may

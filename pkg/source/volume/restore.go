@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -343,94 +342,59 @@ func (c *Client) copyIn(ctx context.Context, h *helper, produce func(io.Writer) 
 }
 
 // forEngine reads a volume part's tar stream from in, checks every entry
-// like tarsafe.Extract does (names, types, nothing below a symlink), and
+// with tarsafe's entry policy (tarsafe.Checker: what tarsafe.Extract
+// refuses is refused, and the modes it never applies are taken out), and
 // writes it to w with names under helperMount for CopyToContainer. It
 // reads in to its end. Sparse files are refused: the Engine's extraction
 // would write their holes as zeros, a terabyte for a truncated file.
 func forEngine(ctx context.Context, in io.Reader, w io.Writer, c *counts) error {
 	top := strings.TrimPrefix(helperMount, "/")
-	cr := &countingReader{r: tarsafe.ContextReader(ctx, in)}
-	tr := tar.NewReader(cr)
-	tw := tar.NewWriter(w)
-	buf := make([]byte, copyBufferSize)
-	symlinks := map[string]bool{}
-	engine := func(name string) (string, error) {
-		n, err := tarsafe.CleanName(name)
-		if err != nil {
-			return "", err
-		}
-		for d := path.Dir(n); d != "."; d = path.Dir(d) {
-			if symlinks[d] {
-				return "", fmt.Errorf("%w: %q lies below the symbolic link %q", tarsafe.ErrUnsafe, name, d)
-			}
-		}
+	engine := func(n string) string {
 		if n == "." {
-			return top + "/", nil
+			return top + "/"
 		}
-		return top + "/" + n, nil
+		return top + "/" + n
 	}
-	for {
-		before := cr.n
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			if cr.n-before < endMarker {
-				return fmt.Errorf("read entry %d: %w (no end-of-archive marker)", c.entries+1, io.ErrUnexpectedEOF)
-			}
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read entry %d: %w", c.entries+1, err)
-		}
+	policy := tarsafe.NewChecker(tarsafe.Options{})
+	_, n, err := retar(ctx, in, w, func(hdr *tar.Header) (*tar.Header, error) {
 		c.entries++
 		if tarsafe.IsSparse(hdr) {
-			return fmt.Errorf("entry %q: %w: a sparse file of %d bytes, which the Engine would write dense, its holes as zeros; restore as root on the Engine's host (the mountpoint path keeps the holes)", hdr.Name, tarsafe.ErrUnsupported, hdr.Size)
+			return nil, fmt.Errorf("entry %q: %w: a sparse file of %d bytes, which the Engine would write dense, its holes as zeros; restore as root on the Engine's host (the mountpoint path keeps the holes)", hdr.Name, tarsafe.ErrUnsupported, hdr.Size)
+		}
+		h, err := policy.Check(hdr)
+		if err != nil {
+			return nil, fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 		out := normalize(hdr)
-		if out.Name, err = engine(hdr.Name); err != nil {
-			return err
-		}
-		// An entry replaces what had its name (the Engine removes it first).
-		delete(symlinks, strings.TrimSuffix(strings.TrimPrefix(out.Name, top+"/"), "/"))
+		out.Name, out.Mode = engine(h.Name), h.Mode
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if !strings.HasSuffix(out.Name, "/") {
 				out.Name += "/"
 			}
 			c.dirs++
-		case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
+		case tar.TypeReg:
 			out.Typeflag = tar.TypeReg
-			// As tarsafe.Extract: no file gets setuid, setgid or sticky.
-			out.Mode &^= 0o7000
 			c.files++
 		case tar.TypeSymlink:
-			if out.Name == top+"/" {
-				return fmt.Errorf("%w: a symbolic link cannot replace the volume's root", tarsafe.ErrUnsafe)
-			}
-			symlinks[strings.TrimPrefix(out.Name, top+"/")] = true
 			c.symlinks++
 		case tar.TypeLink:
-			if out.Linkname, err = engine(hdr.Linkname); err != nil {
-				return fmt.Errorf("hard link %q: %w", hdr.Name, err)
-			}
+			out.Linkname = engine(h.Link)
 			c.links++
-		default:
-			return fmt.Errorf("entry %q: %w: %q", hdr.Name, tarsafe.ErrUnsupported, hdr.Typeflag)
 		}
-		if err := tw.WriteHeader(out); err != nil {
-			return fmt.Errorf("entry %q: %w", hdr.Name, err)
-		}
-		if out.Typeflag == tar.TypeReg {
-			n, err := io.CopyBuffer(tw, tr, buf)
-			c.bytes += n
-			if err != nil {
-				return fmt.Errorf("entry %q: %w", hdr.Name, err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
+		return out, nil
+	})
+	c.bytes += n
+	var broke *brokeOff
+	switch {
+	case errors.Is(err, errNoEndMarker):
+		return fmt.Errorf("read entry %d: %w (no end-of-archive marker)", c.entries+1, io.ErrUnexpectedEOF)
+	case errors.As(err, &broke) && broke.file == "":
+		return fmt.Errorf("read entry %d: %w", c.entries+1, err)
+	case err != nil:
 		return err
 	}
-	_, err := io.CopyBuffer(io.Discard, in, buf)
+	_, err = io.CopyBuffer(io.Discard, in, make([]byte, copyBufferSize))
 	return err
 }
 
@@ -552,32 +516,11 @@ func (s *staged) replace(ctx context.Context) error {
 // relay copies the Engine's archive of a helper's volume to w entry by
 // entry, failing when it ends without the end-of-archive marker.
 func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
-	cr := &countingReader{r: tarsafe.ContextReader(ctx, r)}
-	tr := tar.NewReader(cr)
-	tw := tar.NewWriter(w)
-	buf := make([]byte, copyBufferSize)
-	var n int64
-	for {
-		before := cr.n
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			if cr.n-before < endMarker {
-				return n, errors.New("the Engine's archive of the staging volume ended early")
-			}
-			break
-		}
-		if err != nil {
-			return n, err
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return n, err
-		}
-		if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
-			return n, err
-		}
-		n++
+	n, _, err := retar(ctx, r, w, func(hdr *tar.Header) (*tar.Header, error) { return hdr, nil })
+	if errors.Is(err, errNoEndMarker) {
+		return n, errors.New("the Engine's archive of the staging volume ended early")
 	}
-	return n, tw.Close()
+	return n, err
 }
 
 // swap replaces the entries of the folder live with those of staged,
