@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -339,7 +340,7 @@ func (v view) columns() columns {
 		c.extra = "new " + humanbytes.Format(v.stored) + " stored, " + humanbytes.Format(v.reused) + " reused"
 	}
 	if v.parts != "" {
-		c.extra = v.parts + "  " + c.extra
+		c.extra = strings.TrimSuffix(v.parts+"  "+c.extra, "  ")
 	}
 	return c
 }
