@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
@@ -75,12 +76,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // interrupted gives a failure after SIGINT or SIGTERM the interrupted exit
-// code, except for the schedule daemon's jobs that outlasted
-// --stop-timeout: that is a failure of its own (exit 1).
+// code and says in plain words what the job left (backup.Interrupted),
+// except for the schedule daemon's jobs that outlasted --stop-timeout:
+// that is a failure of its own (exit 1).
 func interrupted(ctx context.Context, err error) error {
 	var st *schedule.StopTimeoutError
 	if ctx.Err() != nil && exitcode.Code(err) == exitcode.Failure && !errors.As(err, &st) {
-		return exitcode.New(exitcode.Interrupted, err, "")
+		return backup.Interrupted(err)
 	}
 	return err
 }

@@ -342,7 +342,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only 
 				continue
 			}
 			r.FailedParts = append(r.FailedParts, p.ID)
-			bad = append(bad, fmt.Errorf("part %s: %w", p.ID, err))
+			bad = append(bad, &snapshot.PartError{ID: p.ID, Err: err})
 			if errors.Is(err, snapshot.ErrWrongIdentity) || ctx.Err() != nil {
 				break // every other part would fail the same way
 			}
@@ -361,7 +361,11 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only 
 		r.OK = true
 	}
 	if o.Log != nil {
-		o.Log.Info("verified", "destination", d.Name, "snapshot", id, "level", o.Level, "ok", r.OK, "err", r.Error)
+		attrs := []any{"destination", d.Name, "snapshot", id, "level", o.Level, "ok", r.OK}
+		if r.Error != "" {
+			attrs = append(attrs, "err", r.Error)
+		}
+		o.Log.Info("verified", attrs...)
 	}
 	return r
 }

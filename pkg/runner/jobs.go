@@ -9,7 +9,9 @@ import (
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
-// Snapshot takes a snapshot under the snapshot lock.
+// Snapshot takes a snapshot under the snapshot lock. Each job words its
+// error in plain words when SIGINT or SIGTERM stopped it
+// (backup.SnapshotInterrupted, ...).
 func (r *Runner) Snapshot(ctx context.Context, cfg *config.Config, o backup.SnapshotOptions) (*snapshot.Result, error) {
 	res, begin, err := locked(ctx, r, cfg, "snapshot", func() (*snapshot.Result, error) { return backup.Snapshot(ctx, cfg, o) })
 	if !ran(begin, err) {
@@ -26,7 +28,7 @@ func (r *Runner) Snapshot(ctx context.Context, cfg *config.Config, o backup.Snap
 		record = backup.SnapshotOnlyMetrics
 	}
 	r.record(cfg, record(time.Now(), dur, res, err, destNames(cfg)))
-	return res, err
+	return res, backup.SnapshotInterrupted(ctx, res, err)
 }
 
 // Verify verifies under the verify lock.
@@ -42,7 +44,7 @@ func (r *Runner) Verify(ctx context.Context, cfg *config.Config, o backup.Verify
 	if level == backup.LevelQuick || level == backup.LevelHashes || level == backup.LevelFull || level == backup.LevelRestoreTest {
 		r.record(cfg, backup.VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
 	}
-	return res, err
+	return res, backup.VerifyInterrupted(ctx, res, err)
 }
 
 // Rotate applies the retention policy under the rotate lock, its sweep
@@ -50,7 +52,8 @@ func (r *Runner) Verify(ctx context.Context, cfg *config.Config, o backup.Verify
 // records nothing.
 func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.RotateOptions) (*backup.RotateResult, error) {
 	if o.DryRun {
-		return backup.Rotate(ctx, cfg, o)
+		res, err := backup.Rotate(ctx, cfg, o)
+		return res, backup.RotateInterrupted(ctx, res, err)
 	}
 	o.SweepWait = r.LockWait
 	res, begin, err := locked(ctx, r, cfg, "rotate", func() (*backup.RotateResult, error) { return backup.Rotate(ctx, cfg, o) })
@@ -58,7 +61,7 @@ func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.Rotate
 		return res, err
 	}
 	r.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
-	return res, err
+	return res, backup.RotateInterrupted(ctx, res, err)
 }
 
 // Restore restores under the restore lock; a dry run records nothing.
@@ -67,5 +70,5 @@ func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o backup.Resto
 	if ran(begin, err) && !o.DryRun {
 		r.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
 	}
-	return res, err
+	return res, backup.RestoreInterrupted(ctx, res, err)
 }

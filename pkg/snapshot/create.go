@@ -337,14 +337,14 @@ func Create(ctx context.Context, opts Options, stores []Store, sources []source.
 			res.Skipped = append(res.Skipped, SkippedPart{ID: source.ID(src), Reason: gone.err.Error()})
 		case errors.As(err, &failed) && ctx.Err() == nil:
 			// Only this part: the others still make a snapshot.
-			fp := FailedPart{ID: source.ID(src), Reason: oneLine(failed.err)}
+			fp := FailedPart{ID: source.ID(src), Reason: WithoutPartID(source.ID(src), oneLine(failed.err))}
 			log.Error("part failed; the snapshot goes on without it", "part", fp.ID, "err", fp.Reason)
 			res.FailedParts = append(res.FailedParts, fp)
 			partErrs = append(partErrs, failed.err)
 		default:
 			stopUploads()
 			cleanup(ctx, runs, opts.Host, res.ID, log)
-			return nil, fmt.Errorf("snapshot %s: part %s: %w", res.ID, source.ID(src), err)
+			return nil, fmt.Errorf("snapshot %s: %w", res.ID, &PartError{ID: source.ID(src), Err: err})
 		}
 	}
 	stopUploads()
