@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -141,7 +142,7 @@ type StopTimeoutError struct {
 
 // Error names the jobs and the timeout.
 func (e *StopTimeoutError) Error() string {
-	return fmt.Sprintf("schedule: jobs %v did not stop within %s", e.Jobs, e.Timeout)
+	return fmt.Sprintf("schedule: job(s) %s did not stop within %s", strings.Join(e.Jobs, ", "), e.Timeout)
 }
 
 // Run runs the daemon until ctx ends. It returns nil after a clean stop,
