@@ -201,19 +201,31 @@ func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'
 const sandboxScriptHead = `set -eu
 fail() { echo "sandbox: $*" >&2; exit 97; }
 if grep -q ' shared:' /proc/self/mountinfo; then fail "mounts are shared with the host: not a private mount namespace"; fi
+# rbind retries a recursive bind a few times: a container that stops on
+# the host (another test's) removes its overlay mount point, and the
+# kernel drops that mount from this namespace too; a copy of the tree
+# that meets it fails with "mount point does not exist", and nothing is
+# mounted.
+rbind() {
+	i=0
+	until mount --rbind "$1" "$2"; do
+		i=$((i+1)); [ $i -lt 20 ] || fail "mount --rbind $1 $2 kept failing"
+		sleep 0.1
+	done
+}
 n=0
 reveal() {
 	a=$(dirname "$1")
 	while [ ! -e "$a" ]; do a=$(dirname "$a"); done
 	[ "$a" != / ] || fail "cannot make $1: no ancestor but /"
 	n=$((n+1)); h=$hold/$n; mkdir "$h"
-	mount --rbind "$a" "$h"
+	rbind "$a" "$h"
 	mount -t tmpfs -o "mode=$(stat -c %a "$a")" tmpfs "$a"
 	for e in "$h"/* "$h"/.[!.]* "$h"/..?*; do
 		[ -e "$e" ] || [ -L "$e" ] || continue
 		b=${e##*/}
 		if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$a/$b"
-		elif [ -d "$e" ]; then mkdir "$a/$b"; mount --rbind "$e" "$a/$b"
+		elif [ -d "$e" ]; then mkdir "$a/$b"; rbind "$e" "$a/$b"
 		else : >"$a/$b"; mount --bind "$e" "$a/$b"; fi
 	done
 	if [ "$2" = d ]; then mkdir -p "$1"; else mkdir -p "$(dirname "$1")"; : >"$1"; fi
@@ -221,7 +233,7 @@ reveal() {
 stage() {
 	if [ -d "$1" ]; then t=d; else t=f; fi
 	[ -e "$2" ] || reveal "$2" $t
-	mount --rbind "$1" "$2"
+	rbind "$1" "$2"
 }
 `
 
@@ -235,7 +247,8 @@ while read -r m o; do
 	if [ "$tunables" != yes ]; then case $m in /sys|/sys/*) continue;; esac; fi
 	if is_rw "$m"; then continue; fi
 	keep=$(echo "$o" | tr , '\n' | grep -xE 'nosuid|nodev|noexec|noatime|nodiratime|relatime' | paste -sd, -) || true
-	mount -o "remount,bind,ro${keep:+,$keep}" "$m"
+	# A mount that went away meanwhile (see rbind) needs no remount.
+	mount -o "remount,bind,ro${keep:+,$keep}" "$m" || ! grep -q " $m " /proc/self/mountinfo || fail "cannot make $m read-only"
 done <"$hold/mounts"
 `
 
@@ -278,7 +291,7 @@ func unitSandboxScript(u *unitSettings, stage []stagedPath, hold string, argv, e
 		}
 		b.WriteString("mkdir \"$hold/dev\"\nrw=''\n")
 		for _, p := range u.stateDirectories {
-			fmt.Fprintf(&b, "[ -d %[1]s ] || fail %[2]s\nmount --rbind %[1]s %[1]s; rw=\"$rw \"%[1]s\n", shq(p), shq("StateDirectory "+p+" is not staged by the test"))
+			fmt.Fprintf(&b, "[ -d %[1]s ] || fail %[2]s\nrbind %[1]s %[1]s; rw=\"$rw \"%[1]s\n", shq(p), shq("StateDirectory "+p+" is not staged by the test"))
 		}
 		for _, p := range u.readWritePaths {
 			optional := strings.HasPrefix(p, "-")
@@ -287,9 +300,9 @@ func unitSandboxScript(u *unitSettings, stage []stagedPath, hold string, argv, e
 				return "", fmt.Errorf("%s: ReadWritePaths=%s: not an absolute path this test can handle", u.file, p)
 			}
 			if optional {
-				fmt.Fprintf(&b, "if [ -e %[1]s ]; then mount --rbind %[1]s %[1]s; rw=\"$rw \"%[1]s; fi\n", shq(p))
+				fmt.Fprintf(&b, "if [ -e %[1]s ]; then rbind %[1]s %[1]s; rw=\"$rw \"%[1]s; fi\n", shq(p))
 			} else {
-				fmt.Fprintf(&b, "[ -e %[1]s ] || fail %[2]s\nmount --rbind %[1]s %[1]s; rw=\"$rw \"%[1]s\n", shq(p), shq("ReadWritePaths="+p+" does not exist: the unit would fail"))
+				fmt.Fprintf(&b, "[ -e %[1]s ] || fail %[2]s\nrbind %[1]s %[1]s; rw=\"$rw \"%[1]s\n", shq(p), shq("ReadWritePaths="+p+" does not exist: the unit would fail"))
 			}
 		}
 		fmt.Fprintf(&b, "tunables=%s\n", map[bool]string{true: "yes", false: "no"}[u.protectTunables])
