@@ -47,6 +47,19 @@ func (e *NotHeldError) IsCheckFailed() bool { return e.CheckFailed }
 // snapshot holds the part).
 func (e *NotHeldError) Unwrap() error { return e.err }
 
+// errCheckFailed is matched (errors.Is) by Verify's error when a check
+// found a problem (exit code 3): a snapshot failed its check, or a
+// destination shows a rollback. Not by a wrong identity alone, nor by a
+// destination that could not be read.
+var errCheckFailed = errors.New("verify: a check failed")
+
+// checkFailedError is Verify's error when a check found a problem: msg
+// says what; it matches errCheckFailed.
+type checkFailedError struct{ msg string }
+
+func (e *checkFailedError) Error() string        { return e.msg }
+func (e *checkFailedError) Is(target error) bool { return target == errCheckFailed }
+
 // HolderOptions configure a Holder.
 type HolderOptions struct {
 	// Level is the verify level a snapshot must pass: quick, hashes (the
@@ -160,7 +173,7 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 			return Holding{Part: part, Destination: c.dest, Snapshot: c.l.ID, Level: h.opts.Level}, nil
 		}
 		failed = append(failed, fmt.Errorf("%s on %s: %w", c.l.ID, c.dest, verr))
-		checkFailed = checkFailed || exitcode.Code(verr) == exitcode.CheckFailed
+		checkFailed = checkFailed || errors.Is(verr, errCheckFailed)
 	}
 	reason := "no snapshot signed with keys.signing_key_file holds it (take one: fireops snapshot --only " + part + ")"
 	if len(failed) > 0 {

@@ -47,9 +47,9 @@ type mongoKind struct{}
 
 func (mongoKind) name() string { return mongo.Kind }
 
-func (mongoKind) sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+func (mongoKind) sources(_ context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
 	m := cfg.Sources.Mongo
-	if m == nil || !wanted(only, mongo.Kind, mongo.Name) {
+	if m == nil || !wanted(r.only, mongo.Kind, mongo.Name) {
 		return nil, nil
 	}
 	uri, err := configuredMongoURI(cfg)
@@ -98,15 +98,16 @@ func mongoURIError(cfg *config.Config, err error) error {
 }
 
 // mongoTarget returns the URI to restore into and how to name it in
-// output (never the URI itself).
+// output (never the URI itself). An error is a refusal (errRefused): the
+// server to restore into is not known.
 func mongoTarget(cfg *config.Config, uriFile string) (uri, where string, err error) {
 	if uriFile != "" {
 		uri, err = mongo.ReadURIFile(uriFile)
-		return uri, "the server in " + uriFile, err
+		return uri, "the server in " + uriFile, restoreRefused(err)
 	}
 	uri, err = configuredMongoURI(cfg)
 	if err != nil {
-		err = exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.mongo")
+		err = restoreRefused(exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.mongo"))
 	}
 	return uri, "the configured server", err
 }
@@ -119,10 +120,10 @@ func mongoRestoreOptions(p snapshot.Part, o MongoRestoreOptions) (mongo.RestoreO
 	}
 	sel, err := mongo.ParseSelection(o.NS)
 	if err != nil {
-		return mongo.RestoreOptions{}, nil, err
+		return mongo.RestoreOptions{}, nil, restoreRefused(err)
 	}
 	if o.ToDB != "" && strings.ContainsAny(o.ToDB, "/\\. \"$*<>:|?\x00") {
-		return mongo.RestoreOptions{}, nil, exitcode.Usagef("use letters, digits, _ and -", "--to-db %q cannot start a database name", o.ToDB)
+		return mongo.RestoreOptions{}, nil, restoreRefused(exitcode.Usagef("use letters, digits, _ and -", "--to-db %q cannot start a database name", o.ToDB))
 	}
 	return mongo.RestoreOptions{Select: sel, ToDB: o.ToDB, Drop: o.Drop, Expect: contents}, contents, nil
 }
@@ -131,23 +132,23 @@ func mongoRestoreOptions(p snapshot.Part, o MongoRestoreOptions) (mongo.RestoreO
 // --to-uri-file), into the recorded databases or --to-db PREFIX+db,
 // every collection or those of --ns. A target collection with documents
 // (or a view) is refused without --drop, before anything is downloaded.
-func (mongoKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, _ int) (string, error) {
-	ro, contents, err := mongoRestoreOptions(p, o.Mongo)
+func (mongoKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
+	ro, contents, err := mongoRestoreOptions(r.part, r.mongo)
 	if err != nil {
-		return "", err
+		return restoreTarget{}, err
 	}
-	uri, where, err := mongoTarget(cfg, o.Mongo.ToURIFile)
+	uri, where, err := mongoTarget(cfg, r.mongo.ToURIFile)
 	if err != nil {
-		return "", err
+		return restoreTarget{}, err
 	}
 	planned, err := mongo.Plan(ctx, uri, contents, ro)
 	if err != nil {
-		return "", fmt.Errorf("part %s: %w", p.ID, err)
+		return restoreTarget{}, fmt.Errorf("part %s: %w", r.part.ID, err)
 	}
 	if len(planned) == 0 {
-		return "nothing: the part holds no collections", nil
+		return restoreTarget{shown: "nothing: the part holds no collections"}, nil
 	}
-	return describeMongoPlan(planned, o.Mongo.Drop) + " on " + where, nil
+	return restoreTarget{shown: describeMongoPlan(planned, r.mongo.Drop) + " on " + where}, nil
 }
 
 // describeMongoPlan summarizes the targets: "metrics.* (3), results.runs".
@@ -186,20 +187,24 @@ func describeMongoPlan(planned []mongo.Planned, drop bool) string {
 	return s
 }
 
-func (mongoKind) restorer(_ context.Context, cfg *config.Config, p snapshot.Part, _ string, o RestoreOptions) (source.Restorer, error) {
-	ro, _, err := mongoRestoreOptions(p, o.Mongo)
+func (mongoKind) restorer(_ context.Context, cfg *config.Config, r restoreRequest, _ restoreTarget) (source.Restorer, error) {
+	ro, _, err := mongoRestoreOptions(r.part, r.mongo)
 	if err != nil {
 		return nil, err
 	}
-	uri, _, err := mongoTarget(cfg, o.Mongo.ToURIFile)
+	uri, _, err := mongoTarget(cfg, r.mongo.ToURIFile)
 	if err != nil {
 		return nil, err
 	}
-	var opts []mongo.Option
-	if o.Log != nil {
-		opts = append(opts, mongo.WithLogger(o.Log))
+	return mongo.NewRestorer(uri, ro, mongoLogger(r.log)...)
+}
+
+// mongoLogger is the restorer option that logs to log, if any.
+func mongoLogger(log *slog.Logger) []mongo.Option {
+	if log == nil {
+		return nil
 	}
-	return mongo.NewRestorer(uri, ro, opts...)
+	return []mongo.Option{mongo.WithLogger(log)}
 }
 
 // scratch: restore-test restores every collection into one scratch
@@ -208,9 +213,9 @@ func (mongoKind) restorer(_ context.Context, cfg *config.Config, p snapshot.Part
 // docsum read back from the server with the index, and drops the
 // database afterwards, also when the restore failed. A scratch database
 // of the same snapshot left by a killed run is dropped first.
-func (mongoKind) scratch(ctx context.Context, cfg *config.Config, p snapshot.Part, _ string) (source.Restorer, func(), error) {
-	info, _ := ctx.Value(scratchKey{}).(scratchInfo)
-	uri, _, err := mongoTarget(cfg, info.uriFile)
+func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r scratchRequest) (source.Restorer, func(), error) {
+	p := r.part
+	uri, _, err := mongoTarget(cfg, r.mongoURIFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("part %s: restore-test needs a MongoDB server (--scratch-uri-file): %w", p.ID, err)
 	}
@@ -218,7 +223,7 @@ func (mongoKind) scratch(ctx context.Context, cfg *config.Config, p snapshot.Par
 	if err != nil {
 		return nil, nil, fmt.Errorf("part %s: %w", p.ID, err)
 	}
-	id := info.snapshot
+	id := r.snapshot
 	if id == "" {
 		id = time.Now().UTC().Format("20060102T150405Z") + "-scratch"
 	}
@@ -226,38 +231,18 @@ func (mongoKind) scratch(ctx context.Context, cfg *config.Config, p snapshot.Par
 	if err := mongo.DropDatabase(ctx, uri, name); err != nil {
 		return nil, nil, fmt.Errorf("part %s: %w", p.ID, err)
 	}
-	var opts []mongo.Option
-	if info.log != nil {
-		opts = append(opts, mongo.WithLogger(info.log))
-	}
-	rs, err := mongo.NewRestorer(uri, mongo.RestoreOptions{Scratch: name, Expect: contents, VerifySums: true}, opts...)
+	rs, err := mongo.NewRestorer(uri, mongo.RestoreOptions{Scratch: name, Expect: contents, VerifySums: true}, mongoLogger(r.log)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	cleanup := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := mongo.DropDatabase(cctx, uri, name); err != nil && info.log != nil {
-			info.log.Error("restore-test: the scratch database was not dropped; drop it by hand", "database", name, "err", err)
+		if err := mongo.DropDatabase(cctx, uri, name); err != nil && r.log != nil {
+			r.log.Error("restore-test: the scratch database was not dropped; drop it by hand", "database", name, "err", err)
 		}
 	}
 	return rs, cleanup, nil
-}
-
-// scratchInfo carries what a scratch target needs beyond the kind
-// interface: the snapshot id (for the scratch database's name), verify's
-// --scratch-uri-file and the logger.
-type scratchInfo struct {
-	snapshot, uriFile string
-	log               *slog.Logger
-}
-
-type scratchKey struct{}
-
-// withScratchInfo adds the scratch settings of one snapshot's
-// restore-test to ctx.
-func withScratchInfo(ctx context.Context, snapshot string, o VerifyOptions) context.Context {
-	return context.WithValue(ctx, scratchKey{}, scratchInfo{snapshot: snapshot, uriFile: o.Mongo.ScratchURIFile, log: o.Log})
 }
 
 // loggerSetter is a source that logs (warnings such as mongo's

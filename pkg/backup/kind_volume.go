@@ -11,7 +11,6 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/exitcode"
-	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
 	"github.com/firetech/fireops/pkg/source/volume"
@@ -21,12 +20,9 @@ import (
 // sources.volumes' patterns (docs/volumes.md).
 type volumeKind struct{}
 
-// volumeTarget prefixes a restore target that is a Docker volume.
+// volumeTarget prefixes a restore target that is a Docker volume, in
+// --to volume:NAME and in the plan.
 const volumeTarget = "volume:"
-
-// afterDiscovery, when set (by tests), is called with the volumes found,
-// before their sources are read.
-var afterDiscovery func(names []string)
 
 // volumeNameRE is the Engine's rule for volume names.
 var volumeNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -70,9 +66,9 @@ func readMode(cfg *config.Config) string {
 // (and the run, having a failed part, retires no volume's part), and
 // restore latest takes the volumes from older snapshots, back to the
 // newest full run holding any (restore_latest.go).
-func (volumeKind) sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+func (volumeKind) sources(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
 	v := cfg.Sources.Volumes
-	if v == nil || !selectsKind(only, volume.Kind) {
+	if v == nil || !selectsKind(r.only, volume.Kind) {
 		return nil, nil
 	}
 	c, err := volume.NewClient(nil)
@@ -85,12 +81,12 @@ func (volumeKind) sources(ctx context.Context, cfg *config.Config, only []string
 	if err != nil {
 		return []source.Source{failedSetup(volume.Kind, everyOfKind, engineError("sources.volumes", err))}, nil
 	}
-	if afterDiscovery != nil {
-		afterDiscovery(names)
+	if r.afterDiscovery != nil {
+		r.afterDiscovery(names)
 	}
 	var out []source.Source
 	for _, n := range names {
-		if !wanted(only, volume.Kind, n) {
+		if !wanted(r.only, volume.Kind, n) {
 			continue
 		}
 		var exclude []string
@@ -120,26 +116,26 @@ func (volumeKind) sources(ctx context.Context, cfg *config.Config, only []string
 // (one part), or --to DIR (DIR/volume-NAME with several parts). A volume
 // with content is replaced only with --force, and so is one that running
 // containers use (they are named).
-func (volumeKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
-	if name, ok := strings.CutPrefix(o.To, volumeTarget); ok {
-		if n > 1 {
-			return "", exitcode.Usagef("restore one part with --part volume:NAME --to volume:OTHER, or give --to DIR",
-				"part %s: --to volume:%s takes a single part, %d are being restored", p.ID, name, n)
+func (volumeKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
+	if name, ok := strings.CutPrefix(r.to, volumeTarget); ok {
+		if r.n > 1 {
+			return restoreTarget{}, exitcode.Usagef("restore one part with --part volume:NAME --to volume:OTHER, or give --to DIR",
+				"part %s: --to volume:%s takes a single part, %d are being restored", r.part.ID, name, r.n)
 		}
 		if !volumeNameRE.MatchString(name) {
-			return "", exitcode.Usagef("volume names are letters, digits, '_', '.' and '-'", "--to volume:%s: invalid volume name", name)
+			return restoreTarget{}, exitcode.Usagef("volume names are letters, digits, '_', '.' and '-'", "--to volume:%s: invalid volume name", name)
 		}
-		return planVolume(ctx, cfg, p, name, o)
+		return planVolume(ctx, cfg, r, name)
 	}
-	if o.To != "" {
-		return folderTarget(p, o, n)
+	if r.to != "" {
+		return folderTarget(r)
 	}
-	return planVolume(ctx, cfg, p, p.Name, o)
+	return planVolume(ctx, cfg, r, r.part.Name)
 }
 
 // volumeUsers returns the running containers that use a volume, less
 // those restore --all --stop-stack is stopping.
-func volumeUsers(ctx context.Context, name string, o RestoreOptions) ([]string, error) {
+func volumeUsers(ctx context.Context, name string, stopping []string) ([]string, error) {
 	c, err := volume.NewClient(nil)
 	if err != nil {
 		return nil, err
@@ -149,80 +145,77 @@ func volumeUsers(ctx context.Context, name string, o RestoreOptions) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	return notStopping(ti.Users, o), nil
+	return notStopping(ti.Users, stopping), nil
 }
 
 // notStopping leaves out of a volume's users the containers restore --all
 // --stop-stack is stopping.
-func notStopping(users []string, o RestoreOptions) []string {
-	return slices.DeleteFunc(users, func(u string) bool { return slices.Contains(o.stopping, u) })
+func notStopping(users, stopping []string) []string {
+	return slices.DeleteFunc(users, func(u string) bool { return slices.Contains(stopping, u) })
 }
 
 // planVolume checks a volume restore target.
-func planVolume(ctx context.Context, cfg *config.Config, p snapshot.Part, name string, o RestoreOptions) (string, error) {
+func planVolume(ctx context.Context, cfg *config.Config, r restoreRequest, name string) (restoreTarget, error) {
+	p := r.part
 	c, err := volume.NewClient(nil)
 	if err != nil {
-		return "", err
+		return restoreTarget{}, err
 	}
 	defer c.Close()
 	ti, err := c.Target(ctx, name)
 	if err != nil {
-		return "", engineError("part "+p.ID, err)
+		return restoreTarget{}, engineError("part "+p.ID, err)
 	}
-	ti.Users = notStopping(ti.Users, o)
-	if len(ti.Users) > 0 && !o.Force {
-		return "", exitcode.Usagef("stop them first (a user's server: stop it from the hub's admin page), or add --force",
+	ti.Users = notStopping(ti.Users, r.stopping)
+	if len(ti.Users) > 0 && !r.force {
+		return restoreTarget{}, exitcode.Usagef("stop them first (a user's server: stop it from the hub's admin page), or add --force",
 			"part %s: volume %s is in use by running containers: %s", p.ID, name, strings.Join(ti.Users, ", "))
 	}
 	if readMode(cfg) == volume.ReadAPI && ti.Direct == nil {
 		ti.Direct = errors.New("sources.volumes.read is api")
 	}
 	if ti.Exists && !ti.Empty {
-		if !o.Force {
-			return "", exitcode.Usagef("add --force to replace its content, or restore into a new volume with --to volume:NEW",
+		if !r.force {
+			return restoreTarget{}, exitcode.Usagef("add --force to replace its content, or restore into a new volume with --to volume:NEW",
 				"part %s: volume %s is not empty", p.ID, name)
 		}
 		if ti.Direct != nil {
-			return "", exitcode.Usagef("run fireops as root on the Docker host, or restore into a new volume (--to volume:NEW) or a folder (--to DIR)",
+			return restoreTarget{}, exitcode.Usagef("run fireops as root on the Docker host, or restore into a new volume (--to volume:NEW) or a folder (--to DIR)",
 				"part %s: volume %s has content that the Engine API cannot replace (%v)", p.ID, name, ti.Direct)
 		}
 	}
-	if len(ti.Users) > 0 && o.DryRun && o.Log != nil { // a real restore says it when it starts
-		o.Log.Warn("the volume is in use by running containers (--force)", "part", p.ID, "volume", name, "containers", strings.Join(ti.Users, ", "))
+	if len(ti.Users) > 0 && r.dryRun && r.log != nil { // a real restore says it when it starts
+		r.log.Warn("the volume is in use by running containers (--force)", "part", p.ID, "volume", name, "containers", strings.Join(ti.Users, ", "))
 	}
-	return volumeTarget + name, nil
+	return restoreTarget{volume: name}, nil
 }
 
-func (volumeKind) restorer(_ context.Context, cfg *config.Config, p snapshot.Part, target string, o RestoreOptions) (source.Restorer, error) {
-	name, ok := strings.CutPrefix(target, volumeTarget)
-	if !ok {
-		return files.NewRestorer(target, o.Force)
+func (volumeKind) restorer(_ context.Context, cfg *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error) {
+	if t.volume == "" {
+		return files.NewRestorer(t.path, r.force)
 	}
-	keep, err := volume.LeftOut(p.Details)
+	keep, err := volume.LeftOut(r.part.Details)
 	if err != nil {
-		return nil, fmt.Errorf("part %s: %w", p.ID, err)
+		return nil, fmt.Errorf("part %s: %w", r.part.ID, err)
 	}
-	return volume.NewRestorer(name, volume.RestoreOptions{Force: o.Force, Write: readMode(cfg), Keep: keep, Log: o.Log})
+	return volume.NewRestorer(t.volume, volume.RestoreOptions{Force: r.force, Write: readMode(cfg), Keep: keep, Log: r.log})
 }
 
 // scratch restores into a new scratch volume, removed by cleanup (also
 // after a failed restore).
-func (volumeKind) scratch(ctx context.Context, cfg *config.Config, _ snapshot.Part, _ string) (source.Restorer, func(), error) {
+func (volumeKind) scratch(ctx context.Context, cfg *config.Config, r scratchRequest) (source.Restorer, func(), error) {
 	c, err := volume.NewClient(nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	info, _ := ctx.Value(scratchKey{}).(scratchInfo)
-	name, remove, err := c.NewScratchVolume(ctx, info.snapshot)
+	name, remove, err := c.NewScratchVolume(ctx, r.snapshot)
 	if err != nil {
 		c.Close()
 		return nil, nil, engineError("restore-test", err)
 	}
 	cleanup := func() {
-		if err := remove(); err != nil {
-			if info, ok := ctx.Value(scratchKey{}).(scratchInfo); ok && info.log != nil {
-				info.log.Warn("restore-test: removing the scratch volume failed", "volume", name, "err", err)
-			}
+		if err := remove(); err != nil && r.log != nil {
+			r.log.Warn("restore-test: removing the scratch volume failed", "volume", name, "err", err)
 		}
 		c.Close()
 	}
@@ -236,12 +229,6 @@ func (volumeKind) scratch(ctx context.Context, cfg *config.Config, _ snapshot.Pa
 
 // errNoVolume is wrapped by sqliteInVolume's error for a missing volume.
 var errNoVolume = errors.New("does not exist")
-
-// sqliteVolumeTarget is the restore target of a database inside a volume:
-// "volume:VOLUME/FILE".
-func sqliteVolumeTarget(q config.SQLiteSource) string {
-	return volumeTarget + q.Volume + "/" + q.File
-}
 
 // sqliteInVolume returns the host path of an sqlite source's database
 // inside a Docker volume. SQLite must open the file itself for a
@@ -260,9 +247,9 @@ func sqliteInVolume(ctx context.Context, key, vol, file string) (string, error) 
 			"check "+key+".volume (docker volume ls)")
 	case errors.Is(err, volume.ErrEngine):
 		return "", engineError(key, err)
-	case err != nil:
-		return "", exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", key, err),
-			"run fireops as root on the Docker host (SQLite must open the database file itself for a consistent copy), or give path: the database's host path (restore: --to FILE)")
+	case err != nil: // a refusal: fireops cannot reach the volume's folder
+		return "", restoreRefused(exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", key, err),
+			"run fireops as root on the Docker host (SQLite must open the database file itself for a consistent copy), or give path: the database's host path (restore: --to FILE)"))
 	}
 	return p, nil
 }

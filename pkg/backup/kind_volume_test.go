@@ -329,9 +329,8 @@ func TestVolumeFailures(t *testing.T) {
 	}
 
 	t.Run("volume removed after discovery", func(t *testing.T) {
-		afterDiscovery = func(names []string) { dropVolume(t, cli, prefix+"-user-bob") }
-		defer func() { afterDiscovery = nil }()
-		res, err := Snapshot(ctx, cfg, SnapshotOptions{})
+		drop := func(names []string) { dropVolume(t, cli, prefix+"-user-bob") }
+		res, err := Snapshot(ctx, cfg, SnapshotOptions{afterDiscovery: drop})
 		if err != nil {
 			t.Fatal(err)
 		}

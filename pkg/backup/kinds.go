@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -21,25 +22,108 @@ import (
 type kind interface {
 	// name is the kind as in part ids ("files" in "files:stack").
 	name() string
-	// sources returns the configured sources of this kind that only
+	// sources returns the configured sources of this kind that r.only
 	// selects (see wanted). A source that cannot be set up on this host
 	// now (a missing file, the Docker Engine down) is a failedSetup
 	// source, which fails its part only; an error stops the whole run
 	// and is kept for the config's own errors. A configured source this
 	// version cannot read is never a silent skip.
-	sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error)
-	// plan decides the target of a part being restored (n parts are
-	// restored together) and refuses, before anything is downloaded, a
-	// target that would be replaced without --force. The returned
-	// description is shown in the plan.
-	plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (target string, err error)
+	sources(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error)
+	// plan decides the target of a part being restored and refuses,
+	// before anything is downloaded, a target that would be replaced
+	// without r.force.
+	plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error)
 	// restorer returns the staged restorer for a planned target.
-	restorer(ctx context.Context, cfg *config.Config, p snapshot.Part, target string, o RestoreOptions) (source.Restorer, error)
-	// scratch returns a restorer into a scratch target under dir (a
+	restorer(ctx context.Context, cfg *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error)
+	// scratch returns a restorer into a scratch target under r.dir (a
 	// private temp folder removed afterwards) and a cleanup for anything
-	// outside dir (a scratch database or volume); cleanup runs also when
+	// outside it (a scratch database or volume); cleanup runs also when
 	// the restore failed.
-	scratch(ctx context.Context, cfg *config.Config, p snapshot.Part, dir string) (source.Restorer, func(), error)
+	scratch(ctx context.Context, cfg *config.Config, r scratchRequest) (source.Restorer, func(), error)
+}
+
+// sourcesRequest is what a snapshot asks of the kinds' sources.
+type sourcesRequest struct {
+	// only selects parts by id or kind (see wanted); empty selects all.
+	only []string
+	// afterDiscovery, when set (by tests), is called with the volumes
+	// found, before their sources are read.
+	afterDiscovery func(names []string)
+}
+
+// restoreRequest is what a kind is asked to plan and restore: one part
+// and the options of the restore that concern it.
+type restoreRequest struct {
+	part snapshot.Part
+	// to is --to as given: a folder, a file (one sqlite part) or
+	// volume:NAME (one volume part); "" puts the part back where it came
+	// from.
+	to string
+	// n is the number of parts restored together (with several, --to DIR
+	// holds one folder or file per part).
+	n int
+	// inPlace (restore --all) puts a files part back over the paths its
+	// config source names.
+	inPlace bool
+	// force replaces a target that has content.
+	force bool
+	// dryRun: only the plan is made (it says what a real restore would
+	// warn about when it starts).
+	dryRun bool
+	// mongo are the mongo part's options.
+	mongo MongoRestoreOptions
+	// stopping are the containers restore --all --stop-stack stops: the
+	// plan does not refuse a volume only they use.
+	stopping []string
+	log      *slog.Logger
+}
+
+// request is the restore request of part p, one of n parts restored
+// together with the options o.
+func (o RestoreOptions) request(p snapshot.Part, n int) restoreRequest {
+	return restoreRequest{part: p, to: o.To, n: n, force: o.Force, dryRun: o.DryRun, mongo: o.Mongo, log: o.Log}
+}
+
+// restoreTarget is where a planned part is restored: a path on this host,
+// a Docker volume, a file inside a Docker volume, or, for what is neither
+// (a MongoDB server's collections), only how the plan shows it.
+type restoreTarget struct {
+	// path is a folder or file on this host.
+	path string
+	// volume is a Docker volume: the target, or with file the volume
+	// holding the file (a database restored after its volume's part).
+	volume, file string
+	// shown, when set, is the target as the plan shows it.
+	shown string
+}
+
+// String is the target as the plan shows it: the path, "volume:NAME",
+// "volume:NAME/FILE" or what shown says.
+func (t restoreTarget) String() string {
+	switch {
+	case t.shown != "":
+		return t.shown
+	case t.volume != "" && t.file != "":
+		return volumeTarget + t.volume + "/" + t.file
+	case t.volume != "":
+		return volumeTarget + t.volume
+	}
+	return t.path
+}
+
+// scratchRequest is what a kind is asked to restore a part into a
+// scratch target for verify --level restore-test.
+type scratchRequest struct {
+	part snapshot.Part
+	// dir is a private temp folder, removed afterwards.
+	dir string
+	// snapshot is the id of the snapshot tested (it names a scratch
+	// database or volume).
+	snapshot string
+	// mongoURIFile is verify's --scratch-uri-file ("" means the
+	// configured server).
+	mongoURIFile string
+	log          *slog.Logger
 }
 
 // kinds lists every kind, in the order their parts are snapshotted.
@@ -113,9 +197,15 @@ func (s *setupFailed) WriteTar(context.Context, io.Writer) (source.Stats, error)
 // Sources builds the configured sources, or those selected by only (part
 // ids such as files:stack, or kinds such as sqlite).
 func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+	return sourcesFor(ctx, cfg, sourcesRequest{only: only})
+}
+
+// sourcesFor builds the sources r selects.
+func sourcesFor(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
+	only := r.only
 	var out []source.Source
 	for _, k := range kinds {
-		srcs, err := k.sources(ctx, cfg, only)
+		srcs, err := k.sources(ctx, cfg, r)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +226,7 @@ func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.S
 func onlyMatchesNothing(ctx context.Context, cfg *config.Config, only []string) error {
 	var ids []string
 	for _, k := range kinds {
-		srcs, err := k.sources(ctx, cfg, nil)
+		srcs, err := k.sources(ctx, cfg, sourcesRequest{})
 		if err != nil {
 			continue
 		}

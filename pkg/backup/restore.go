@@ -14,6 +14,7 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
+	"github.com/firetech/fireops/pkg/source/mongo"
 )
 
 // RestoreOptions select what restore writes where.
@@ -50,10 +51,6 @@ type RestoreOptions struct {
 	// Progress, when set, counts the bytes of every part read, for a
 	// progress display on a terminal.
 	Progress *snapshot.Progress
-
-	// stopping are the containers StopStack stops: the plan does not
-	// refuse a volume only they use.
-	stopping []string
 }
 
 // PlannedPart is one part of a restore plan and what happened to it.
@@ -156,68 +153,132 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		return restoreAll(ctx, cfg, o, sel, ids, note)
 	}
 	res := newRestoreResult(sel, note)
-	parts := make([]snapshot.Part, len(sel))
+	parts := make([]plannedPart, len(sel))
 	for i, pf := range sel {
-		parts[i] = pf.part
-	}
-	targets := make([]string, len(parts))
-	for i, p := range parts {
-		k, err := kindOf(p)
+		r := o.request(pf.part, len(sel))
+		t, err := planRequest(ctx, cfg, r)
 		if err != nil {
 			return nil, err
 		}
-		t, err := k.plan(ctx, cfg, p, o, len(parts))
-		if err != nil {
-			return nil, err
-		}
-		targets[i] = t
-		res.Parts = append(res.Parts, PlannedPart{Part: p.ID, Snapshot: sel[i].snapshotID(), Target: t, Size: p.Size, Status: StatusPlanned})
+		parts[i] = plannedPart{from: pf, req: r, target: t}
+		res.Parts = append(res.Parts, PlannedPart{Part: r.part.ID, Snapshot: pf.snapshotID(), Target: t.String(), Size: r.part.Size, Status: StatusPlanned})
 	}
 	if o.DryRun {
 		return res, nil
 	}
-	// Every part restores on its own (design.md §7): one that fails
-	// (damaged, or its target refused) leaves its target as it was, and the
-	// others are still restored. Only a wrong identity or a usage error
-	// (every part would fail the same way) stops the restore there.
+	return res, restoreParts(ctx, cfg, res, parts, ids, o.Log, "", true)
+}
+
+// plannedPart is one part of a restore, planned: where it is read from,
+// what its kind was asked and the target the kind planned.
+type plannedPart struct {
+	from   partFrom
+	req    restoreRequest
+	target restoreTarget
+}
+
+// planRequest asks the part's kind to plan r.
+func planRequest(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
+	k, err := kindOf(r.part)
+	if err != nil {
+		return restoreTarget{}, err
+	}
+	return k.plan(ctx, cfg, r)
+}
+
+// restoreParts restores the planned parts (parts[i] is res.Parts[i]), each
+// on its own (design.md §7): one that fails (damaged, or its target
+// refused) leaves its target as it was, and the others are still
+// restored; the error names the parts that were not. With stop, an error
+// every later part would meet too (stopsRestore), or ctx ending, ends the
+// restore there and is returned, the later parts not attempted; without
+// it (restore --all) every part is attempted, and those ctx's end left
+// out count as not restored. suffix follows the restore's name in the
+// error (" --all").
+func restoreParts(ctx context.Context, cfg *config.Config, res *RestoreResult, parts []plannedPart, ids []age.Identity, log *slog.Logger, suffix string, stop bool) error {
+	notAttempted := func(from int) {
+		for j := from; j < len(parts); j++ {
+			res.Parts[j].Status = StatusNotAttempted
+		}
+	}
 	var failed []string
 	integrity := false
-	for i, p := range parts {
+	for i, pp := range parts {
+		p := pp.req.part
 		if err := ctx.Err(); err != nil {
-			for j := i; j < len(parts); j++ {
-				res.Parts[j].Status = StatusNotAttempted
+			notAttempted(i)
+			if stop {
+				return err
 			}
-			return res, err
+			for _, q := range parts[i:] {
+				failed = append(failed, q.req.part.ID)
+			}
+			break
 		}
-		k, _ := kindOf(p)
-		pd, err := sel[i].src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
-			return k.restorer(ctx, cfg, p, targets[i], o)
+		pd, err := pp.from.src.restore(ctx, cfg, p, ids, log, func() (source.Restorer, error) {
+			k, err := kindOf(p)
+			if err != nil {
+				return nil, err
+			}
+			return k.restorer(ctx, cfg, pp.req, pp.target)
 		})
 		if err != nil {
 			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, partReason(p.ID, err)
-			if errors.Is(err, snapshot.ErrWrongIdentity) || exitcode.Code(err) != exitcode.Failure {
-				for j := i + 1; j < len(parts); j++ {
-					res.Parts[j].Status = StatusNotAttempted
-				}
+			if stop && stopsRestore(err) {
+				notAttempted(i + 1)
 				if errors.Is(err, snapshot.ErrWrongIdentity) {
-					return res, exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", restoreWhat(res), err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
+					return exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", restoreWhat(res), err), "pass --identity with the identity of a recipient the manifest names (the one kept offline)")
 				}
-				return res, err
+				return err
 			}
 			failed = append(failed, p.ID)
 			integrity = integrity || errors.Is(err, snapshot.ErrIntegrity)
-			if o.Log != nil {
-				o.Log.Error("part not restored; its target was left as it was", "part", p.ID, "err", err)
+			if log != nil {
+				log.Error("part not restored; its target was left as it was", "part", p.ID, "err", err)
 			}
 			continue
 		}
-		partRestored(res, i, pd, o.Log)
+		partRestored(res, i, pd, log)
 	}
 	settleDestination(res)
 	if len(failed) > 0 {
-		return res, partsFailed(restoreWhat(res), res, failed, len(parts), integrity)
+		return partsFailed(restoreWhat(res)+suffix, res, failed, len(parts), integrity)
 	}
-	return res, nil
+	return nil
+}
+
+// errRefused is matched (errors.Is) by the errors of a restore's options
+// or targets that ask the admin to change the command or the host, found
+// only when a part is restored (the plan passed): restoreRefused marks
+// them.
+var errRefused = errors.New("restore refused")
+
+// refusedError is an error marked as errRefused; its message, exit code
+// and hint are the cause's.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string        { return e.err.Error() }
+func (e *refusedError) Unwrap() error        { return e.err }
+func (e *refusedError) Is(target error) bool { return target == errRefused }
+
+// restoreRefused marks err (if any) as errRefused.
+func restoreRefused(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &refusedError{err: err}
+}
+
+// stopsRestore reports whether a part's error ends a restore of several
+// parts there: a wrong identity (every part would fail the same way), a
+// refusal the admin must fix first (errRefused, or a MongoDB collection
+// that has documents since the plan), or restored documents that differ
+// from what the index records (reported as they are, exit code 3). Any
+// other error (damaged or missing data, a destination or the Docker
+// Engine failing) is the part's own: the others are still restored.
+func stopsRestore(err error) bool {
+	return errors.Is(err, snapshot.ErrWrongIdentity) || errors.Is(err, errRefused) ||
+		errors.Is(err, mongo.ErrNotEmpty) || errors.Is(err, mongo.ErrIntegrity)
 }
 
 // partRestored marks part i of res restored into pd (kept as the part's

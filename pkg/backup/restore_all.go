@@ -58,7 +58,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,7 +72,6 @@ import (
 	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
-	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
 	"github.com/firetech/fireops/pkg/stack"
 )
@@ -138,6 +136,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 
 	res := newRestoreResult(sel, note)
 	var eng *client.Client
+	var stopping []string
 	if o.StopStack {
 		var err error
 		eng, err = engine.Open()
@@ -154,19 +153,21 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 		if len(running) > 0 {
 			res.Stack.RunningWhy = "the mongo part is restored through MongoDB (compose service " + keep + ")"
 		}
-		o.stopping = names
+		stopping = names
 	}
 
-	targets := make([]string, len(parts))
+	planned := make([]plannedPart, len(sel))
 	var refused []string
-	for i, p := range parts {
-		pp := PlannedPart{Part: p.ID, Snapshot: sel[i].snapshotID(), Size: p.Size, Status: StatusPlanned}
-		t, err := planInPlace(ctx, cfg, p, o, len(parts))
+	for i, pf := range sel {
+		r := o.request(pf.part, len(sel))
+		r.inPlace, r.stopping = true, stopping
+		pp := PlannedPart{Part: r.part.ID, Snapshot: pf.snapshotID(), Size: r.part.Size, Status: StatusPlanned}
+		t, err := planRequest(ctx, cfg, r)
 		if err != nil {
-			pp.Status, pp.Error = StatusRefused, partReason(p.ID, err)
-			refused = append(refused, p.ID)
+			pp.Status, pp.Error = StatusRefused, partReason(r.part.ID, err)
+			refused = append(refused, r.part.ID)
 		}
-		targets[i], pp.Target = t, t
+		planned[i], pp.Target = plannedPart{from: pf, req: r, target: t}, t.String()
 		res.Parts = append(res.Parts, pp)
 	}
 	if len(refused) > 0 {
@@ -206,39 +207,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 		}
 	}
 
-	var failed []string
-	integrity := false
-	for i, p := range parts {
-		if err := ctx.Err(); err != nil {
-			for j := i; j < len(parts); j++ {
-				res.Parts[j].Status = StatusNotAttempted
-				failed = append(failed, parts[j].ID)
-			}
-			break
-		}
-		k, _ := kindOf(p)
-		pd, err := sel[i].src.restore(ctx, cfg, p, ids, o.Log, func() (source.Restorer, error) {
-			if p.Kind == files.Kind {
-				return newInPlaceRestorer(cfg, p, o.Force)
-			}
-			return k.restorer(ctx, cfg, p, targets[i], o)
-		})
-		if err != nil {
-			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, partReason(p.ID, err)
-			failed = append(failed, p.ID)
-			integrity = integrity || errors.Is(err, snapshot.ErrIntegrity)
-			if o.Log != nil {
-				o.Log.Error("part not restored; its target was left as it was", "part", p.ID, "err", err)
-			}
-			continue
-		}
-		partRestored(res, i, pd, o.Log)
-	}
-	settleDestination(res)
-	if len(failed) > 0 {
-		return res, partsFailed(restoreWhat(res)+" --all", res, failed, len(parts), integrity)
-	}
-	return res, nil
+	return res, restoreParts(ctx, cfg, res, planned, ids, o.Log, " --all", false)
 }
 
 // planInPlace plans one part of a whole-server restore.
@@ -248,7 +217,8 @@ func planInPlace(ctx context.Context, cfg *config.Config, p snapshot.Part, o Res
 		return "", err
 	}
 	if p.Kind != files.Kind {
-		return k.plan(ctx, cfg, p, o, n)
+		t, err := k.plan(ctx, cfg, o.request(p, n))
+		return t.String(), err
 	}
 	paths, err := inPlacePaths(cfg, p)
 	if err != nil {

@@ -33,6 +33,10 @@ type SnapshotOptions struct {
 	// Now returns the current time (snapshot ids, manifest times); nil
 	// means time.Now. Tests take snapshots "in the past" with it.
 	Now func() time.Time
+
+	// afterDiscovery, when set (by tests), is called with the volumes
+	// found, before their sources are read.
+	afterDiscovery func(names []string)
 }
 
 // Snapshot takes one snapshot of the configured sources to the configured
@@ -63,7 +67,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		return nil, err
 	}
 	defer objLock.Release()
-	srcs, err := Sources(ctx, cfg, o.Only)
+	srcs, err := sourcesFor(ctx, cfg, sourcesRequest{only: o.Only, afterDiscovery: o.afterDiscovery})
 	if err != nil {
 		return nil, err
 	}

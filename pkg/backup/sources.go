@@ -25,10 +25,10 @@ type filesKind struct{}
 
 func (filesKind) name() string { return files.Kind }
 
-func (filesKind) sources(_ context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+func (filesKind) sources(_ context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
 	var out []source.Source
 	for i, f := range cfg.Sources.Files {
-		if !wanted(only, files.Kind, f.Name) {
+		if !wanted(r.only, files.Kind, f.Name) {
 			continue
 		}
 		src, err := files.New(f)
@@ -41,35 +41,44 @@ func (filesKind) sources(_ context.Context, cfg *config.Config, only []string) (
 }
 
 // plan: a files part is restored under --to (its absolute paths are
-// recreated there); with several parts under --to/files-<name>.
-func (filesKind) plan(_ context.Context, _ *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
-	if o.To == "" {
-		return "", exitcode.Usagef("give --to DIR (the part's paths are recreated under DIR), or put them back over the originals with --all --part "+p.ID+" (old copies kept as *.fireops-old)",
+// recreated there); with several parts under --to/files-<name>. In place
+// (restore --all) it goes back over the paths its config source names.
+func (filesKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
+	p := r.part
+	if r.inPlace {
+		t, err := planInPlace(ctx, cfg, p, RestoreOptions{Force: r.force}, r.n)
+		return restoreTarget{shown: t}, err
+	}
+	if r.to == "" {
+		return restoreTarget{}, exitcode.Usagef("give --to DIR (the part's paths are recreated under DIR), or put them back over the originals with --all --part "+p.ID+" (old copies kept as *.fireops-old)",
 			"part %s: no --to folder", p.ID)
 	}
-	return folderTarget(p, o, n)
+	return folderTarget(r)
 }
 
 // folderTarget is the folder --to names for a part restored into a
-// folder: --to itself, or --to/KIND-NAME when n parts are restored
+// folder: --to itself, or --to/KIND-NAME when several parts are restored
 // together. A non-empty folder (or a file) is refused without --force.
-func folderTarget(p snapshot.Part, o RestoreOptions, n int) (string, error) {
-	to, err := filepath.Abs(o.To)
+func folderTarget(r restoreRequest) (restoreTarget, error) {
+	to, err := filepath.Abs(r.to)
 	if err != nil {
-		return "", fmt.Errorf("--to %s: %w", o.To, err)
+		return restoreTarget{}, fmt.Errorf("--to %s: %w", r.to, err)
 	}
-	if n > 1 {
-		to = filepath.Join(to, p.Kind+"-"+p.Name)
+	if r.n > 1 {
+		to = filepath.Join(to, r.part.Kind+"-"+r.part.Name)
 	}
-	return to, checkFolderTarget(p, to, o.Force)
+	return restoreTarget{path: to}, checkFolderTarget(r.part, to, r.force)
 }
 
-func (filesKind) restorer(_ context.Context, _ *config.Config, _ snapshot.Part, target string, o RestoreOptions) (source.Restorer, error) {
-	return files.NewRestorer(target, o.Force)
+func (filesKind) restorer(_ context.Context, cfg *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error) {
+	if r.inPlace {
+		return newInPlaceRestorer(cfg, r.part, r.force)
+	}
+	return files.NewRestorer(t.path, r.force)
 }
 
-func (filesKind) scratch(_ context.Context, _ *config.Config, _ snapshot.Part, dir string) (source.Restorer, func(), error) {
-	rs, err := files.NewRestorer(filepath.Join(dir, "target"), true)
+func (filesKind) scratch(_ context.Context, _ *config.Config, r scratchRequest) (source.Restorer, func(), error) {
+	rs, err := files.NewRestorer(filepath.Join(r.dir, "target"), true)
 	return rs, func() {}, err
 }
 
@@ -104,10 +113,10 @@ type sqliteKind struct{}
 
 func (sqliteKind) name() string { return sqlite.Kind }
 
-func (sqliteKind) sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
+func (sqliteKind) sources(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
 	var out []source.Source
 	for i, q := range cfg.Sources.SQLite {
-		if !wanted(only, sqlite.Kind, q.Name) {
+		if !wanted(r.only, sqlite.Kind, q.Name) {
 			continue
 		}
 		if q.Path == "" { // {volume, file}: through the volume's folder
@@ -130,74 +139,78 @@ func (sqliteKind) sources(ctx context.Context, cfg *config.Config, only []string
 }
 
 // plan: a sqlite part goes to its configured path (for a database inside
-// a volume: "volume:VOLUME/FILE", resolved when it is restored, after the
+// a volume: the volume and file, resolved when it is restored, after the
 // volume's own part), or --to FILE, or --to DIR/<name>.sqlite when --to is
 // a folder or several parts are restored. An existing database is
 // replaced only with --force.
-func (sqliteKind) plan(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
+func (sqliteKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
+	p := r.part
 	var target string
-	if o.To != "" {
-		to, err := filepath.Abs(o.To)
+	if r.to != "" {
+		to, err := filepath.Abs(r.to)
 		if err != nil {
-			return "", fmt.Errorf("--to %s: %w", o.To, err)
+			return restoreTarget{}, fmt.Errorf("--to %s: %w", r.to, err)
 		}
 		target = to
-		if st, err := os.Stat(to); n > 1 || (err == nil && st.IsDir()) {
+		if st, err := os.Stat(to); r.n > 1 || (err == nil && st.IsDir()) {
 			target = filepath.Join(to, p.Name+".sqlite")
 		}
 	} else {
 		i := slices.IndexFunc(cfg.Sources.SQLite, func(q config.SQLiteSource) bool { return q.Name == p.Name })
 		if i < 0 || (cfg.Sources.SQLite[i].Path == "" && cfg.Sources.SQLite[i].Volume == "") {
-			return "", exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
+			return restoreTarget{}, exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
 		}
 		if q := cfg.Sources.SQLite[i]; q.Volume != "" {
-			return planSQLiteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), p, q, o)
+			return planSQLiteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), r, q)
 		}
 		target = cfg.Sources.SQLite[i].Path
 	}
-	if _, err := os.Stat(target); err == nil && !o.Force {
-		return "", exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
+	if _, err := os.Stat(target); err == nil && !r.force {
+		return restoreTarget{}, exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
 			"part %s: %s exists", p.ID, target)
 	}
-	return target, nil
+	return restoreTarget{path: target}, nil
 }
 
 // planSQLiteInVolume plans the restore of a database inside a volume
-// (source key, with {volume, file}): "volume:VOLUME/FILE".
-func planSQLiteInVolume(ctx context.Context, key string, p snapshot.Part, q config.SQLiteSource, o RestoreOptions) (string, error) {
+// (source key, with {volume, file}).
+func planSQLiteInVolume(ctx context.Context, key string, r restoreRequest, q config.SQLiteSource) (restoreTarget, error) {
+	p := r.part
+	target := restoreTarget{volume: q.Volume, file: q.File}
 	path, err := sqliteInVolume(ctx, key, q.Volume, q.File)
 	if errors.Is(err, errNoVolume) {
-		return sqliteVolumeTarget(q), nil // the volume's part (or the restore) creates it
+		return target, nil // the volume's part (or the restore) creates it
 	}
 	if err != nil {
-		return "", err
+		return restoreTarget{}, err
 	}
 	// A database in rollback-journal mode (the hub's default) that a
 	// running container holds open cannot be detected by SQLite:
 	// replacing it under the hub would lose the hub's later writes.
 	// Refuse while containers use the volume, also with --force: stop
 	// them (restore --all --stop-stack does).
-	users, err := volumeUsers(ctx, q.Volume, o)
+	users, err := volumeUsers(ctx, q.Volume, r.stopping)
 	if err != nil {
-		return "", engineError("part "+p.ID, err)
+		return restoreTarget{}, engineError("part "+p.ID, err)
 	}
 	if len(users) > 0 {
-		return "", exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
+		return restoreTarget{}, exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
 			"part %s: the database's volume %s is in use by running containers: %s", p.ID, q.Volume, strings.Join(users, ", "))
 	}
-	if _, err := os.Stat(path); err == nil && !o.Force {
-		return "", exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
+	if _, err := os.Stat(path); err == nil && !r.force {
+		return restoreTarget{}, exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
 			"part %s: %s exists in volume %s", p.ID, q.File, q.Volume)
 	}
-	return sqliteVolumeTarget(q), nil
+	return target, nil
 }
 
-func (sqliteKind) restorer(ctx context.Context, _ *config.Config, p snapshot.Part, target string, _ RestoreOptions) (source.Restorer, error) {
-	if rest, ok := strings.CutPrefix(target, volumeTarget); ok {
-		vol, file, _ := strings.Cut(rest, "/")
-		path, err := sqliteInVolume(ctx, "part "+p.ID, vol, file)
+func (sqliteKind) restorer(ctx context.Context, _ *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error) {
+	target := t.path
+	if t.volume != "" {
+		key := "part " + r.part.ID
+		path, err := sqliteInVolume(ctx, key, t.volume, t.file)
 		if errors.Is(err, errNoVolume) {
-			return &newVolumeRestorer{key: "part " + p.ID, vol: vol, file: file}, nil
+			return &newVolumeRestorer{key: key, vol: t.volume, file: t.file}, nil
 		}
 		if err != nil {
 			return nil, err
@@ -285,7 +298,7 @@ func (s *newVolumeStaged) removeVolume(cause error) error {
 	return cause
 }
 
-func (sqliteKind) scratch(_ context.Context, _ *config.Config, p snapshot.Part, dir string) (source.Restorer, func(), error) {
-	rs, err := sqlite.NewRestorer(filepath.Join(dir, p.Name+".sqlite"))
+func (sqliteKind) scratch(_ context.Context, _ *config.Config, r scratchRequest) (source.Restorer, func(), error) {
+	rs, err := sqlite.NewRestorer(filepath.Join(r.dir, r.part.Name+".sqlite"))
 	return rs, func() {}, err
 }

@@ -262,7 +262,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		if len(rollbacks) > 0 {
 			hint = joinNote(hint, RollbackHint)
 		}
-		return results, exitcode.New(exitcode.CheckFailed, errors.New(msg), hint)
+		return results, exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, hint)
 	}
 	if len(unreachable) > 0 {
 		hint := destHint
@@ -336,7 +336,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only 
 			if err == nil && o.Level == LevelFull {
 				err = verifyPart(ctx, d, m, p, ids)
 			} else if err == nil {
-				err = restoreTestPart(withScratchInfo(ctx, id, o), cfg, d, m, p, ids, o.ScratchDir)
+				err = restoreTestPart(ctx, cfg, d, m, ids, o.ScratchDir, scratchRequest{part: p, snapshot: id, mongoURIFile: o.Mongo.ScratchURIFile, log: o.Log})
 			}
 			if err == nil {
 				continue
@@ -414,10 +414,11 @@ func verifyPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Pa
 // what a killed one left.
 const restoreTestPrefix = "fireops-restore-test-"
 
-// restoreTestPart restores a part into a private scratch target and
-// drops it, also when the restore failed.
-func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity, scratch string) error {
-	k, err := kindOf(p)
+// restoreTestPart restores a part (r.part) into a private scratch target
+// (under a new folder in scratch) and drops it, also when the restore
+// failed.
+func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapshot.Manifest, ids []age.Identity, scratch string, r scratchRequest) error {
+	k, err := kindOf(r.part)
 	if err != nil {
 		return err
 	}
@@ -426,11 +427,12 @@ func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapsho
 		return fmt.Errorf("restore-test: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	rs, cleanup, err := k.scratch(ctx, cfg, p, dir)
+	r.dir = dir
+	rs, cleanup, err := k.scratch(ctx, cfg, r)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	_, err = snapshot.RestorePart(ctx, d.Store, m, p, ids, rs)
+	_, err = snapshot.RestorePart(ctx, d.Store, m, r.part, ids, rs)
 	return err
 }
