@@ -148,15 +148,7 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 			}
 		}
 	}
-	slices.SortStableFunc(cands, func(a, b holdingCand) int {
-		switch {
-		case a.l.Newer(b.l):
-			return -1
-		case b.l.Newer(a.l):
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(cands, func(a, b holdingCand) int { return newerFirst(a.l, b.l) })
 	var failed []error
 	checkFailed := false
 	for _, c := range cands {

@@ -198,15 +198,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted 
 			c.dests = append(c.dests, d)
 		}
 	}
-	slices.SortStableFunc(cands, func(a, b *latestCand) int {
-		switch {
-		case a.l.Newer(b.l):
-			return -1
-		case b.l.Newer(a.l):
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(cands, func(a, b *latestCand) int { return newerFirst(a.l, b.l) })
 
 	var (
 		out      []partFrom
