@@ -584,8 +584,15 @@ func TestRotateSameSecond(t *testing.T) {
 	ctx := context.Background()
 	second := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 	var ids []string
-	// Until the last one's id is below the first's (each try: one in two).
-	for k := 1; k <= 40 && (len(ids) < 2 || ids[len(ids)-1] > ids[0]); k++ {
+	// Until the last one's id is below an earlier one's, so that ordering
+	// by id would not keep it. (Comparing with the first id only failed
+	// about one run in 40: when the first id was low, 39 tries could all
+	// miss; the k-th snapshot is above all earlier ones one time in k.)
+	highest := ""
+	for k := 1; k <= 40 && (len(ids) < 2 || ids[len(ids)-1] > highest); k++ {
+		if len(ids) > 0 {
+			highest = max(highest, ids[len(ids)-1])
+		}
 		at := second.Add(time.Duration(k) * 10 * time.Millisecond)
 		res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
 		if err != nil {
@@ -594,8 +601,8 @@ func TestRotateSameSecond(t *testing.T) {
 		ids = append(ids, res.ID)
 	}
 	last := ids[len(ids)-1]
-	if last > ids[0] {
-		t.Fatalf("40 snapshots, none with an id below the first's: %v", ids)
+	if last > highest {
+		t.Fatalf("40 snapshots, each with an id above all earlier ones: %v", ids)
 	}
 	dry, err := Rotate(ctx, f.cfg, RotateOptions{DryRun: true})
 	if err != nil {
