@@ -95,6 +95,7 @@ func Parse(data []byte, abs string) (*Config, error) {
 		return nil, exitcode.Usagef(hint, "config %s: %s", abs, msg)
 	}
 	cfg.File = abs
+	cfg.sections = topKeys(data)
 	if cfg.Sources.Volumes == nil && hasVolumesKey(data) {
 		// A bare `volumes:` line means the same as `volumes: {}`.
 		cfg.Sources.Volumes = &VolumeSource{}
@@ -145,6 +146,19 @@ func hasTopKey(data []byte, key string) bool {
 	}
 	_, ok := raw[key]
 	return ok
+}
+
+// topKeys returns the top-level keys of data, even those with no value.
+func topKeys(data []byte) map[string]bool {
+	var raw map[string]yaml.Node
+	if yaml.Unmarshal(data, &raw) != nil {
+		return nil
+	}
+	keys := make(map[string]bool, len(raw))
+	for k := range raw {
+		keys[k] = true
+	}
+	return keys
 }
 
 // section names the YAML section a Go type of this package decodes.

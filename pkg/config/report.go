@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
+	"slices"
 	"time"
 
 	"filippo.io/age"
@@ -141,16 +143,102 @@ func (c *Config) Check() *Report {
 	return r
 }
 
-// YAML returns the report's effective config as YAML.
-func (r *Report) YAML() ([]byte, error) {
+// optionalSections are the top-level sections `config check` prints only
+// when they are in use (InUse): deploy's, the hub's and the GPU check's,
+// which a backup-only host does not use. The others (keys, destinations,
+// sources, retention, schedule, metrics, ...) are what every job reads.
+var optionalSections = []string{"hub", "gpu", "stack"}
+
+// InUse returns the top-level sections of the report's config that are
+// in use: every one but the optional ones (hub, gpu, stack), and of
+// those the ones the file names or whose values differ from the
+// defaults. A config with a stack: section (a stack host) uses all
+// three: deploy renders the hub and the GPU check from them.
+func (r *Report) InUse() map[string]bool {
+	def := Default().Redacted()
+	cfg := r.Config
+	stack := cfg.sections["stack"] || !reflect.DeepEqual(cfg.Stack, def.Stack)
+	return map[string]bool{
+		"stack": stack,
+		"hub":   stack || cfg.sections["hub"] || !reflect.DeepEqual(cfg.Hub, def.Hub),
+		"gpu":   stack || cfg.sections["gpu"] || !reflect.DeepEqual(cfg.GPU, def.GPU),
+	}
+}
+
+// Hidden returns the optional sections YAML leaves out unless all: those
+// not in use, in the config's order.
+func (r *Report) Hidden() []string {
+	use := r.InUse()
+	var out []string
+	for _, s := range optionalSections {
+		if !use[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// YAML returns the report's effective config as YAML: every key of every
+// section, defaults included (`config check --all`).
+func (r *Report) YAML() ([]byte, error) { return r.yaml(true) }
+
+// YAMLInUse returns the report's effective config as YAML as `config
+// check` prints it: the sections in use (Hidden names those left out),
+// without the keys that are unset (an empty string or list, no section):
+// what the jobs of this host read.
+func (r *Report) YAMLInUse() ([]byte, error) { return r.yaml(false) }
+
+func (r *Report) yaml(all bool) ([]byte, error) {
+	var root yaml.Node
+	if err := root.Encode(r.Config); err != nil {
+		return nil, err
+	}
+	if !all {
+		hidden := r.Hidden()
+		if root.Kind == yaml.MappingNode {
+			var keep []*yaml.Node
+			for i := 0; i+1 < len(root.Content); i += 2 {
+				if !slices.Contains(hidden, root.Content[i].Value) {
+					keep = append(keep, root.Content[i], root.Content[i+1])
+				}
+			}
+			root.Content = keep
+		}
+		pruneUnset(&root)
+	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	if err := enc.Encode(r.Config); err != nil {
+	if err := enc.Encode(&root); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// pruneUnset removes from every mapping under n the keys whose value is
+// unset: null, an empty string, an empty list, or a mapping left empty.
+// It reports whether n itself is unset.
+func pruneUnset(n *yaml.Node) bool {
+	switch n.Kind {
+	case yaml.MappingNode:
+		var keep []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if !pruneUnset(n.Content[i+1]) {
+				keep = append(keep, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = keep
+		return len(n.Content) == 0
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			pruneUnset(c)
+		}
+		return len(n.Content) == 0
+	case yaml.ScalarNode:
+		return n.Tag == "!!null" || (n.Tag == "!!str" && n.Value == "")
+	}
+	return false
 }

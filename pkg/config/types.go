@@ -42,6 +42,9 @@ type Config struct {
 
 	// File is the absolute path the configuration was loaded from.
 	File string `yaml:"-" json:"-"`
+	// sections are the top-level keys the file names (Parse), for
+	// `config check`'s sections in use (Report.YAML).
+	sections map[string]bool
 }
 
 // Keys holds the public recipients and the paths of the key files.
