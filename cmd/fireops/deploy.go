@@ -105,7 +105,7 @@ func deployError(err error) error {
 }
 
 // deployPlan prints what a deploy would change (--dry-run renders into a
-// temp dir too; --diff prints the unified diff).
+// temp dir too, and removes it again; --diff prints the unified diff).
 func (a *app) deployPlan(cfg *config.Config, opts deployOptions) error {
 	st, err := deploy.Render(cfg, deploy.RenderOptions{})
 	if err != nil {
@@ -122,6 +122,7 @@ func (a *app) deployPlan(cfg *config.Config, opts deployOptions) error {
 	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(tmp)
 	if err := st.WriteTo(tmp); err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (a *app) deployPlan(cfg *config.Config, opts deployOptions) error {
 			"hub_image": st.HubImage, "notebook_image": st.NotebookImage,
 		})
 	}
-	fmt.Fprintf(a.stdout, "rendered into %s (nothing written to %s, nothing started)\n", tmp, st.Dir)
+	fmt.Fprintf(a.stdout, "rendered into a temporary folder, removed again (nothing written to %s, nothing started; --diff shows the changes)\n", st.Dir)
 	a.printChanges(st.Dir, changes, true)
 	fmt.Fprintln(a.stdout, "secrets:")
 	for _, s := range secrets {
