@@ -14,16 +14,26 @@ type PartError struct {
 	Err error
 }
 
-// Error returns "part ID: cause", the id named once.
-func (e *PartError) Error() string { return "part " + e.ID + ": " + WithoutPartID(e.ID, e.Err.Error()) }
+// Error returns "part ID: cause", the id named once: a cause that names
+// the part itself further on ("integrity check failed: part files:stack:
+// piece 0 ...") is not prefixed again.
+func (e *PartError) Error() string {
+	msg := WithoutPartID(e.ID, e.Err.Error())
+	if strings.Contains(msg, "part "+e.ID+": ") {
+		return msg
+	}
+	return "part " + e.ID + ": " + msg
+}
 
 // Unwrap returns the cause.
 func (e *PartError) Unwrap() error { return e.Err }
 
 // WithoutPartID returns msg, an error of part id, without the places where
 // it names the part again: a leading "part ID: " or "ID: " (repeated), and
-// "ID: " after a step of the message ("fingerprint: files:stack: ..."). A
-// part's row or a "part ID: " prefix names it already.
+// the source's own "ID: " after a step of the message ("fingerprint:
+// files:stack: ..."). A part's row or a "part ID: " prefix names it
+// already. A "part ID: " further on stays ("integrity check failed: part
+// files:stack: piece 0 ...": a sentence of its own).
 func WithoutPartID(id, msg string) string {
 	if id == "" {
 		return msg
@@ -38,8 +48,5 @@ func WithoutPartID(id, msg string) string {
 		}
 		msg = rest
 	}
-	for _, p := range []string{": part " + id + ": ", ": " + id + ": "} {
-		msg = strings.ReplaceAll(msg, p, ": ")
-	}
-	return msg
+	return strings.ReplaceAll(msg, ": "+id+": ", ": ")
 }

@@ -20,6 +20,7 @@ func TestPartErrorNamesPartOnce(t *testing.T) {
 		{"source names itself", cause, "part files:big: read /srv/big.bin: context canceled"},
 		{"after a step", fmt.Errorf("fingerprint: %w", cause), "part files:big: fingerprint: read /srv/big.bin: context canceled"},
 		{"already a part error", fmt.Errorf("part files:big: %w", cause), "part files:big: read /srv/big.bin: context canceled"},
+		{"named further on", fmt.Errorf("integrity check failed: part files:big: piece 0: %w", cause), "integrity check failed: part files:big: piece 0: read /srv/big.bin: context canceled"},
 		{"another part's id stays", errors.New("files:other: gone"), "part files:big: files:other: gone"},
 		{"a kind alone stays", errors.New("files: restore /x: denied"), "part files:big: files: restore /x: denied"},
 	} {
