@@ -88,7 +88,8 @@ func (d *display) run(ctx context.Context) {
 }
 
 // update samples every task and sets its bar; final ends the bars of
-// the tasks still running (an interrupted or failed job).
+// the tasks still running (an interrupted or failed job), and the
+// total's.
 func (d *display) update(now time.Time, final bool) {
 	tasks := d.prog.Tasks()
 	pending, pendingSize := d.prog.Pending()
@@ -137,6 +138,8 @@ func (d *display) update(now time.Time, final bool) {
 		case snapshot.TaskReused:
 			finished++
 		case snapshot.TaskFailed:
+			ov.done += v.done
+			ov.total += max(v.total, v.done)
 			allOK = false
 		}
 		ov.stored += v.stored
@@ -216,8 +219,9 @@ func newTaskBar(mp *mpb.Progress, t *snapshot.Task, priority int) *taskBar {
 			col(left, func(c *columns) string { return c.extra })),
 		mpb.BarWidth(24),
 	}
-	if priority != 0 {
-		opts = append(opts, mpb.BarPriority(priority))
+	if t == nil {
+		// The total stays the last line, also once it ended.
+		opts = append(opts, mpb.BarPriority(priority), mpb.BarNoPop())
 	}
 	tb.bar = mp.New(0, mpb.BarStyle(), opts...)
 	return tb

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/creack/pty"
+
+	"github.com/firetech/fireops/internal/davtest"
 )
 
 // progressConfig writes a config that `fireops init` made local, with a
@@ -206,5 +210,95 @@ func logLinesApart(t *testing.T, lines []string, want string) {
 	}
 	if !found {
 		t.Fatalf("no log line holds %s:\n%s", want, strings.Join(lines, "\n"))
+	}
+}
+
+// TestInterruptOnTerminal: Ctrl-C (SIGINT) during a snapshot on a
+// terminal ends the bars (the part shows where it stopped) before the
+// error is printed, on a line of its own; exit code 130. The uploads are
+// held, so that the snapshot is still running when the signal comes.
+func TestInterruptOnTerminal(t *testing.T) {
+	t.Parallel()
+	dav := davtest.Start(t)
+	cfg := progressConfig(t, 8<<20)
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(raw), "    remote: backups\n", fmt.Sprintf("    remote: %q\n", dav.Remote("fireops")), 1)
+	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dav.HoldPutsAfter(2)
+	t.Cleanup(dav.Release)
+
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := fireopsCmd(t, cfg, "snapshot")
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	// Read the terminal; say when a bar is drawn.
+	var screen bytes.Buffer
+	drawn := make(chan struct{})
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		buf := make([]byte, 4096)
+		seen := false
+		for {
+			n, err := ptmx.Read(buf)
+			screen.Write(buf[:n])
+			if !seen && barRE.MatchString(ansi.ReplaceAllString(screen.String(), "")) {
+				seen = true
+				close(drawn)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-drawn:
+	case <-read:
+		cmd.Wait()
+		t.Fatalf("fireops ended before it drew a bar:\n%q", screen.String())
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	<-read
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted snapshot: %v, want exit code 130\n%q", err, screen.String())
+	}
+	lines := screenLines(screen.String())
+	t.Logf("the terminal:\n%s", strings.Join(lines, "\n"))
+	mustLine(t, lines, `^files:\w+ +\[[=>-]+\] +-- .* stopped after \d+s`)
+	var last string
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			last = l
+		}
+	}
+	if !strings.HasPrefix(last, "fireops: error: ") && !strings.HasPrefix(last, "fireops: hint: ") {
+		t.Fatalf("the last line on the terminal is %q, want the error on a line of its own:\n%s", last, strings.Join(lines, "\n"))
+	}
+	mustLine(t, lines, `^fireops: error: `)
+	for _, l := range lines {
+		if strings.Contains(l, "fireops: error:") && barRE.MatchString(l) {
+			t.Fatalf("the error shares its line with a bar: %q", l)
+		}
 	}
 }
