@@ -43,13 +43,7 @@ Nothing is written or started when the preflight fails. Running it again
 with the same config changes nothing. docs/deploy.md explains every file.
 
   --dry-run  render into a new temp dir and print what would change
-  --diff     print a unified diff of stack.dir against the new render
-
-EXIT STATUS
-  0  the stack runs and every service is healthy (or the plan was printed)
-  1  compose failed or a service is not healthy
-  2  bad flags or config
-  3  the preflight failed: nothing was started`,
+  --diff     print a unified diff of stack.dir against the new render`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runDeploy(cmd.Context(), opts)
@@ -229,13 +223,7 @@ func (a *app) deployStatusCommand() *cobra.Command {
 		Short: "State, health, restarts and published ports of every service, from the Engine API",
 		Long: `status asks the Docker Engine about the containers of the stack's Compose
 project (stack.name): state, health, restart count and published ports. A
-service without a container shows as missing.
-
-EXIT STATUS
-  0  every service runs and is healthy
-  1  the Engine could not be asked
-  2  bad flags or config
-  3  a service is missing, stopped, restarting or unhealthy`,
+service without a container shows as missing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig()
@@ -282,10 +270,7 @@ are removed; its volumes (hub database, MongoDB data, metrics, logs) stay
 unless --volumes and --yes are both given. User volumes (jupyterhub-user-*)
 are never removed: they do not belong to the Compose project. User servers
 started by the hub are not Compose containers either; stop them from the hub
-first.
-
-EXIT STATUS
-  0 done, 1 compose failed, 2 bad flags or config (--volumes without --yes)`,
+first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if volumes && !yes {
@@ -351,15 +336,7 @@ the snapshots: the newest snapshot whose signed manifest tags the part
 volume:NAME is verified, then older ones if it fails. A volume no verified snapshot holds stays, and the
 listing says how to archive it.
 
-  --dry-run  list what would go and why the rest stays; remove nothing
-
-EXIT STATUS
-  0  done (or the plan was printed); what stays is listed with its reason
-  1  the Engine, the hub or the destinations could not be asked, or a
-     removal failed (the rest was removed)
-  2  bad flags or config
-  3  a snapshot holding a deleted user's volume failed its verify: the
-     volume stays`,
+  --dry-run  list what would go and why the rest stays; remove nothing`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runDeployPrune(cmd.Context(), opts)

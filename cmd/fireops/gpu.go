@@ -74,13 +74,7 @@ When metrics.textfile_dir is set, the result is written there as
 fireops_gpu_check.prom for node-exporter's textfile collector.
 
 Use it as a preflight: ExecStartPre=/usr/local/bin/fireops gpu check -q
-(docs/gpu.md).
-
-EXIT STATUS
-  0  every check passed (warnings allowed unless --strict)
-  1  the metrics textfile could not be written
-  2  bad flags or config
-  3  a check failed (or warned, with --strict)`,
+(docs/gpu.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()

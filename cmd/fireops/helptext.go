@@ -453,8 +453,9 @@ var completionExits = []exitStatus{
 }
 
 // exitStatusBlock matches an EXIT STATUS section at the end of a
-// command's Long text: the one applyHelpTexts appends, and the ones some
-// commands' own texts still carry (helpTexts replaces them).
+// command's Long text (the one applyHelpTexts appends): helpTexts is the
+// only source of these blocks, so one a command's own text carried would
+// be replaced, never printed twice.
 var exitStatusBlock = regexp.MustCompile(`(?s)\n\s*EXIT STATUS\n.*$`)
 
 // description returns c's own text (Long, else Short) without an EXIT

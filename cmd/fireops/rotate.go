@@ -39,13 +39,7 @@ the newest holding each part are never removed, a snapshot whose manifest
 does not verify is never removed. rotate needs no private key.
 
 --dry-run prints every snapshot with keep or remove and the rules that
-decided it, and what the sweep would free; it changes nothing.
-
-EXIT STATUS
-  0  done (or planned, with --dry-run)
-  1  a destination failed; the others were rotated
-  2  bad flags or config (an empty policy)
-  4  another rotate runs`,
+decided it, and what the sweep would free; it changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadConfig()

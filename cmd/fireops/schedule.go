@@ -52,14 +52,7 @@ SIGTERM or SIGINT stops it: no new run starts, a running snapshot is
 cancelled cleanly (no manifest is written; its uploaded pieces stay for
 the next snapshot to reference), and it exits within --stop-timeout.
 
-Logs go to stderr; use --log-format json under systemd (journald).
-
-EXIT STATUS
-  0  stopped by SIGTERM or SIGINT, every job ended in time
-  1  metrics.listen could not be opened, or a job did not stop within
-     --stop-timeout after SIGTERM
-  2  bad flags or config
-  4  another fireops schedule runs`,
+Logs go to stderr; use --log-format json under systemd (journald).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

@@ -35,11 +35,7 @@ the hub's /hub/authorize page, where a click toggles it.
 
 On a stack that fireops deploy runs (stack.dir holds its compose.yaml),
 approve also gives each user a MongoDB database and user of their own, and
-delete drops that MongoDB user (never the database): see docs/users.md.
-
-EXIT STATUS
-  0 done, 1 failure (hub down, database locked), 2 usage or config error
-  (unknown user, bad token, missing database).`,
+delete drops that MongoDB user (never the database): see docs/users.md.`,
 	}
 	cmd.AddCommand(a.usersListCommand(), a.usersApproveCommand(true), a.usersApproveCommand(false),
 		a.usersAdminCommand(), a.usersResetPasswordCommand(), a.usersDeleteCommand())
