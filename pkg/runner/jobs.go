@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/firetech/fireops/pkg/backup"
@@ -41,10 +42,18 @@ func (r *Runner) Verify(ctx context.Context, cfg *config.Config, o backup.Verify
 	if level == "" {
 		level = backup.LevelQuick
 	}
+	verr := backup.VerifyInterrupted(ctx, res, err)
+	// A verify stopped by SIGINT or SIGTERM before it found anything
+	// wrong gave no verdict: it records nothing, so that FireopsVerifyFailed
+	// ("a snapshot may be damaged") does not fire after a Ctrl-C. One that
+	// had found damage first keeps its exit 3 and records it.
+	if !verdict(verr) {
+		return res, verr
+	}
 	if level == backup.LevelQuick || level == backup.LevelHashes || level == backup.LevelFull || level == backup.LevelRestoreTest {
 		r.record(cfg, backup.VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
 	}
-	return res, backup.VerifyInterrupted(ctx, res, err)
+	return res, verr
 }
 
 // Rotate applies the retention policy under the rotate lock, its sweep
@@ -71,4 +80,13 @@ func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o backup.Resto
 		r.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
 	}
 	return res, backup.RestoreInterrupted(ctx, res, err)
+}
+
+// verdict tells whether a verify that ended with err (as worded by
+// backup.VerifyInterrupted) judged the snapshots it checked, so that its
+// metrics are recorded: not when SIGINT or SIGTERM stopped it before it
+// found anything wrong.
+func verdict(err error) bool {
+	var stopped *backup.InterruptedError
+	return !errors.As(err, &stopped)
 }

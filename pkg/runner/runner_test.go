@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -129,6 +130,32 @@ func TestRan(t *testing.T) {
 	} {
 		if got := ran(tc.begin, tc.err); got != tc.want {
 			t.Errorf("%s: ran = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestInterruptedVerifyNoVerdict: a verify stopped before it found
+// anything records nothing (FireopsVerifyFailed would say a snapshot may
+// be damaged); one that found damage before the stop, or ended on its own,
+// records its result.
+func TestInterruptedVerifyNoVerdict(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stoppedClean := backup.VerifyInterrupted(ctx, []backup.VerifyResult{{OK: true}}, fmt.Errorf("read piece: %w", context.Canceled))
+	damaged := exitcode.New(exitcode.CheckFailed, errors.New("verify: 1 snapshot(s) failed"), "")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"passed", nil, true},
+		{"found damage", damaged, true},
+		{"found a rollback, then stopped", backup.VerifyInterrupted(ctx, []backup.VerifyResult{{OK: false, Rollback: "a part's newest snapshot is gone"}}, damaged), true},
+		{"stopped before any finding", stoppedClean, false},
+	} {
+		if got := verdict(tc.err); got != tc.want {
+			t.Errorf("%s (%v): verdict %v, want %v", tc.name, tc.err, got, tc.want)
 		}
 	}
 }
