@@ -277,6 +277,10 @@ func expectParts(opts Options, stores []Store, sources []source.Source) {
 	}
 }
 
+// sizeTimeout bounds a source's Size (MongoDB's statistics are a round
+// trip to a server that may not answer: its dump says so, not the display).
+const sizeTimeout = 5 * time.Second
+
 // partSize is the source's estimate of its tar stream's size
 // (source.Sizer), 0 when it has none. Only a progress display uses it:
 // a source that cannot tell is logged at debug level, never failed.
@@ -285,6 +289,8 @@ func partSize(ctx context.Context, src source.Source, log *slog.Logger) int64 {
 	if !ok {
 		return 0
 	}
+	ctx, cancel := context.WithTimeout(ctx, sizeTimeout)
+	defer cancel()
 	n, err := sz.Size(ctx)
 	if err != nil {
 		log.Debug("part size unknown; its progress shows no total", "part", source.ID(src), "err", err)
