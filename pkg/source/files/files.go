@@ -431,7 +431,7 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 	var line []byte
 	var size int64
 	_, err := s.walk(ctx, func(e entry) error {
-		size += tarEntrySize(e.fi)
+		size += tarsafe.EntrySize(e.fi)
 		if e.parent {
 			st, ok := e.fi.Sys().(*syscall.Stat_t)
 			if !ok {
@@ -451,7 +451,7 @@ func (s *Source) Fingerprint(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.size, s.sized = size+tarEnd, true
+	s.size, s.sized = size+tarsafe.EndSize, true
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 

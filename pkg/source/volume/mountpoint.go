@@ -258,7 +258,7 @@ func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
 	var c counts
 	var size int64
 	err := s.walk(ctx, p.dir, &c, func(e entry) error {
-		size += tarEntrySize(e.fi)
+		size += tarsafe.EntrySize(e.fi)
 		var err error
 		if line, err = fingerprint.AppendEntry(line[:0], e.rel, e.fi, e.link); err != nil {
 			return fmt.Errorf("volume:%s: %w", s.name, err)
@@ -269,7 +269,7 @@ func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.size = size + tarEnd
+	s.size = size + tarsafe.EndSize
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
