@@ -37,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unicode/utf8"
 
 	"github.com/firetech/fireops/internal/atomicfile"
 )
@@ -95,26 +96,58 @@ func New(o Options) *Swap {
 	return &Swap{o: o, stamp: o.Now().UTC().Format(stampFormat)}
 }
 
+// maxName is the longest file name Linux file systems take (NAME_MAX).
+const maxName = 255
+
+// maxOldNames bounds how many aside names OldName tries: more taken ones
+// than that is no longer a restore's own leftovers.
+const maxOldNames = 1000
+
 // OldName returns the free aside name for live (see the package
 // documentation) in dir ("": live's own folder), stamp being the UTC time
-// in the format 20060102T150405Z.
-func OldName(dir, live, stamp string) string {
+// in the format 20060102T150405Z. A name too long for the suffix is cut
+// short (at a character boundary) so that the aside name fits in NAME_MAX:
+// a live name of up to 255 bytes can always be moved aside. It fails when
+// a candidate cannot be looked at (other than not existing), or when
+// maxOldNames of them are taken.
+func OldName(dir, live, stamp string) (string, error) {
 	if dir == "" {
 		dir = filepath.Dir(live)
 	}
-	base := filepath.Join(dir, filepath.Base(live)+OldSuffix)
-	free := func(p string) bool {
+	name := filepath.Base(live)
+	for n := 0; n < maxOldNames; n++ {
+		suffix := OldSuffix
+		switch {
+		case n == 1:
+			suffix += "-" + stamp
+		case n > 1:
+			suffix += fmt.Sprintf("-%s-%d", stamp, n)
+		}
+		p := filepath.Join(dir, fitName(name, maxName-len(suffix))+suffix)
 		_, err := os.Lstat(p)
-		return errors.Is(err, fs.ErrNotExist)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return p, nil
+		case err != nil:
+			return "", fmt.Errorf("find a name to move %s aside: %w", live, err)
+		}
 	}
-	if free(base) {
-		return base
+	return "", fmt.Errorf("find a name to move %s aside: %s and %d more names are taken", live, filepath.Join(dir, name+OldSuffix), maxOldNames-1)
+}
+
+// fitName cuts name to at most n bytes, never inside a UTF-8 character
+// (a name that is not UTF-8 is cut at n).
+func fitName(name string, n int) string {
+	if len(name) <= n {
+		return name
 	}
-	name := base + "-" + stamp
-	for n := 2; !free(name); n++ {
-		name = fmt.Sprintf("%s-%s-%d", base, stamp, n)
+	cut := name[:n]
+	if utf8.ValidString(name) {
+		for len(cut) > 0 && !utf8.ValidString(cut) {
+			cut = cut[:len(cut)-1]
+		}
 	}
-	return name
+	return cut
 }
 
 // Move renames from to to and records it, for what a caller moves besides
@@ -134,7 +167,10 @@ func (s *Swap) MoveAside(live string) (old string, moved bool, err error) {
 	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
-	old = OldName(s.o.AsideDir, live, s.stamp)
+	old, err = OldName(s.o.AsideDir, live, s.stamp)
+	if err != nil {
+		return "", false, err
+	}
 	if err := s.o.Rename(live, old); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", false, nil // removed meanwhile

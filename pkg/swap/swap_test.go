@@ -253,9 +253,69 @@ func TestOldName(t *testing.T) {
 			if tc.dir != "" {
 				dir = filepath.Join(root, tc.dir)
 			}
-			if got := OldName(dir, filepath.Join(root, "conf"), stamp); got != filepath.Join(root, tc.want) {
-				t.Errorf("OldName = %s, want %s", got, filepath.Join(root, tc.want))
+			if got, err := OldName(dir, filepath.Join(root, "conf"), stamp); err != nil || got != filepath.Join(root, tc.want) {
+				t.Errorf("OldName = %s, %v, want %s", got, err, filepath.Join(root, tc.want))
 			}
 		})
+	}
+}
+
+// TestOldNameLong: a live name of up to NAME_MAX bytes gets an aside name
+// that fits (cut short at a character boundary, then suffixed), also when
+// that one is taken; a candidate that cannot be looked at fails the call
+// instead of being skipped for ever.
+func TestOldNameLong(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	long := strings.Repeat("n", 250)
+	utf := strings.Repeat("é", 127) // 254 bytes
+	for _, tc := range []struct {
+		live  string
+		taken bool
+		want  string
+	}{
+		{long, false, long[:255-len(OldSuffix)] + OldSuffix},
+		{long, true, long[:255-len(OldSuffix)-1-len(stamp)] + OldSuffix + "-" + stamp},
+		{utf, false, strings.Repeat("é", (255-len(OldSuffix))/2) + OldSuffix},
+	} {
+		dir := t.TempDir()
+		if tc.taken {
+			first, err := OldName(dir, filepath.Join(root, tc.live), stamp)
+			testutil.Must(t, err)
+			testutil.Must(t, os.WriteFile(first, nil, 0o600))
+		}
+		got, err := OldName(dir, filepath.Join(root, tc.live), stamp)
+		if err != nil || got != filepath.Join(dir, tc.want) || len(filepath.Base(got)) > 255 {
+			t.Errorf("OldName(%d bytes, taken %v) = %s (%d bytes), %v; want %s", len(tc.live), tc.taken, filepath.Base(got), len(filepath.Base(got)), err, tc.want)
+		}
+	}
+	// A folder that is a file: ENOTDIR, not "free" and not "taken".
+	file := filepath.Join(root, "file")
+	testutil.Must(t, os.WriteFile(file, nil, 0o600))
+	if got, err := OldName(file, filepath.Join(root, "conf"), stamp); err == nil {
+		t.Errorf("OldName in a file: %s, want an error", got)
+	}
+}
+
+// TestPutLongName: a live entry whose name is 250 bytes is swapped.
+func TestPutLongName(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	live, staged, hold := filepath.Join(root, "live"), filepath.Join(root, "staged"), filepath.Join(root, "hold")
+	for _, d := range []string{live, staged, hold} {
+		testutil.Must(t, os.Mkdir(d, 0o700))
+	}
+	long := strings.Repeat("n", 250)
+	testutil.Must(t, os.WriteFile(filepath.Join(live, long), []byte("old"), 0o600))
+	testutil.Must(t, os.WriteFile(filepath.Join(staged, long), []byte("new"), 0o600))
+	s := New(Options{AsideDir: hold})
+	if err := s.Put(filepath.Join(staged, long), filepath.Join(live, long)); err != nil {
+		t.Fatalf("a 250-byte name: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(live, long)); err != nil || string(b) != "new" {
+		t.Errorf("live: %q %v, want new", b, err)
+	}
+	if as := s.Asides(); len(as) != 1 {
+		t.Errorf("asides: %v, want one", as)
 	}
 }
