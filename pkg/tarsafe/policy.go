@@ -16,8 +16,8 @@ type Header struct {
 	// types).
 	Link string
 	// Mode is the header's mode (tar's bits) without those Extract never
-	// applies: setuid, setgid and sticky of a regular file, setuid of a
-	// folder (see modes.go).
+	// applies: setuid, setgid and sticky of a regular file or a hard link,
+	// setuid of a folder (see modes.go).
 	Mode int64
 	// Skip says the entry is left out: Options.Map skips its name, or it
 	// is a device or named pipe and Options.SkipSpecial is set.
@@ -78,6 +78,10 @@ func CheckHeader(hdr *tar.Header, opts Options) (Header, error) {
 			return h, fmt.Errorf("%w: hard link to the target folder", ErrUnsafe)
 		}
 		h.Link = target
+		// An extractor that sets the linked file's mode from this header
+		// (the Docker Engine's does) must not get back what a regular
+		// file's entry had taken out.
+		h.Mode &^= tarSetuid | tarSetgid | tarSticky
 	default:
 		return h, fmt.Errorf("%w: type %q", ErrUnsupported, hdr.Typeflag)
 	}
