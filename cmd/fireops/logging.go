@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/remote"
 )
 
 // setup validates the global flags and builds the logger.
@@ -37,6 +38,9 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	default:
 		return exitcode.Usagef("use --log-format text or --log-format json", "unknown log format %q", a.logFormat)
 	}
+	// rclone's own lines (a name it could not store, a retried request)
+	// take the same format and level and go above the progress display.
+	remote.SetLogHandler(a.log.Handler())
 	return nil
 }
 

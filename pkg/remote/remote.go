@@ -11,7 +11,7 @@
 //
 // Only the backends fireops supports are linked in: local, webdav, yandex
 // and s3. This package never prints to stdout and never prompts: rclone's
-// own log lines go to stderr (or to the handler given to SetLogHandler), and
+// own log lines go to stderr (or, redacted, to the handler given to SetLogHandler), and
 // an encrypted rclone.conf needs RCLONE_CONFIG_PASS.
 //
 // rclone keeps one config file per process: every destination that names a
@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/user"
@@ -223,10 +222,6 @@ func (e *Error) Is(target error) bool {
 func isNotFound(err error) bool {
 	return errors.Is(err, fs.ErrorObjectNotFound) || errors.Is(err, fs.ErrorDirNotFound)
 }
-
-// SetLogHandler sends rclone's own log lines (notices and errors by
-// default) to h instead of the standard logger (stderr).
-func SetLogHandler(h slog.Handler) { fs.SetLogger(h) }
 
 // Open opens the destination o describes and creates its root directory if
 // it is missing (on s3 that creates the bucket).
