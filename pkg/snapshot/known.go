@@ -125,8 +125,8 @@ func openKnown(stateDir, host, dest, space string) (*Known, bool, error) {
 		return nil, false, fmt.Errorf("known objects: %w", err)
 	}
 	k.w = bufio.NewWriterSize(f, knownRecord)
-	if b, err := os.ReadFile(p + ".last"); err == nil {
-		k.last = string(b)
+	if b, ok := readLastRecord(p + ".last"); ok {
+		k.last = b
 	}
 	return k, existed, nil
 }
@@ -676,11 +676,11 @@ func LastWritten(stateDir, host, dest string) string {
 	files, _ := filepath.Glob(filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+"-*.log.last"))
 	last := ""
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
+		b, ok := readLastRecord(f)
+		if !ok {
 			continue
 		}
-		id, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+		id, _, _ := strings.Cut(strings.TrimSpace(b), " ")
 		if ValidSnapshotID(id) && id > last {
 			last = id
 		}

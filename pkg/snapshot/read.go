@@ -268,12 +268,18 @@ func OpenSigned(ctx context.Context, st Store, host, id string, trusted ...ed255
 	return readSignedManifest(ctx, st, host, id, trusted)
 }
 
+// signedLimit is what GetBytes may read of an object whose size a signed
+// manifest gives: that size (a longer object is then refused before it
+// is downloaded whole), never more than maxManifestSize.
+func signedLimit(size int64) int64 { return min(max(size, 0), maxManifestSize) }
+
 // ReadIndex fetches index.age, checks it against the manifest, decrypts it
 // with the identities and checks that every part's object is listed in the
-// manifest.
+// manifest. It reads no more of index.age than the manifest's size for it
+// (and a byte to see that it is longer): a swapped index costs no download.
 func ReadIndex(ctx context.Context, st Store, m *Manifest, ids []age.Identity) (*Index, error) {
 	p := path.Join(SnapshotPath(m.Host, m.Snapshot), IndexFile)
-	data, err := st.GetBytes(ctx, p, maxManifestSize)
+	data, err := st.GetBytes(ctx, p, signedLimit(m.Index.Size))
 	if err != nil {
 		return nil, integrityf("%s on %s: %v", p, st.Name(), err)
 	}

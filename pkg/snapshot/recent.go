@@ -3,11 +3,37 @@ package snapshot
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
+
+// maxLastRecord bounds what is read of a known-objects log's .last file:
+// it holds one line, "ID SHA256" (a 23-byte id, a space, 64 hex digits).
+const maxLastRecord = 512
+
+// readLastRecord returns the content of a .last file, or false for one
+// that is not a regular file (a symlink, a FIFO: opened without following
+// or blocking), cannot be read or is longer than maxLastRecord (garbage:
+// it is not read whole into memory).
+func readLastRecord(p string) (string, bool) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxLastRecord+1))
+	if err != nil || len(b) > maxLastRecord {
+		return "", false
+	}
+	return string(b), true
+}
 
 // RecentSnapshots returns the ids of the snapshots this host recorded, in
 // stateDir, writing to a destination: the newest of each dedup space (the
@@ -21,11 +47,11 @@ func RecentSnapshots(stateDir, host, dest string) []string {
 	files, _ := filepath.Glob(filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+"-*.log.last"))
 	var ids []string
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
+		b, ok := readLastRecord(f)
+		if !ok {
 			continue
 		}
-		if id, _, _ := strings.Cut(strings.TrimSpace(string(b)), " "); ValidSnapshotID(id) {
+		if id, _, _ := strings.Cut(strings.TrimSpace(b), " "); ValidSnapshotID(id) {
 			ids = append(ids, id)
 		}
 	}

@@ -232,7 +232,9 @@ func referenced(ctx context.Context, st Store, host string, removed map[string]b
 				continue
 			}
 			refs[l.ID] = true
-			data, err := st.GetBytes(ctx, PiecePath(host, l.ID), maxManifestSize)
+			// The signed size plus a byte, as fetchList reads it: a longer
+			// list still reaches the "does not match" check below.
+			data, err := st.GetBytes(ctx, PiecePath(host, l.ID), signedLimit(l.Size)+1)
 			if errors.Is(err, ErrNotFound) {
 				return nil, fmt.Errorf("piece list %s of snapshot %s is missing: put it back or remove that snapshot folder by hand once inspected", l.ID, e.Name)
 			}
