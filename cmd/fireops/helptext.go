@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -487,7 +488,25 @@ func applyHelpTexts(c *cobra.Command) {
 		ex = append(ex, "  "+l)
 	}
 	c.Example = strings.Join(ex, "\n")
-	c.Long = description(c) + "\n\nEXIT STATUS\n" + exitLines(h.exits)
+	c.Long = description(c) + "\n\nEXIT STATUS\n" + exitLines(withInterrupted(h.exits))
+}
+
+// withInterrupted adds exit code 130 to a command's exits when it can fail
+// (exit 1) and does not list 130 itself: SIGINT or SIGTERM turns any
+// failure into 130 (run's interrupted), also for commands whose own work
+// knows nothing of signals (listing snapshots, asking the hub).
+func withInterrupted(exits []exitStatus) []exitStatus {
+	canFail := false
+	for _, e := range exits {
+		if e.code == exitcode.Interrupted {
+			return exits
+		}
+		canFail = canFail || e.code == exitcode.Failure
+	}
+	if !canFail {
+		return exits
+	}
+	return append(slices.Clone(exits), exitStatus{exitcode.Interrupted, "interrupted by SIGINT or SIGTERM"})
 }
 
 // exitLines formats an EXIT STATUS block: one code a line, its meaning
