@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -194,7 +193,7 @@ func (a *app) printDeployResult(res *deploy.Result) {
 }
 
 func (a *app) printServices(services []deploy.ServiceStatus) {
-	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	w := newTable(a.stdout, 2, 4, 2)
 	fmt.Fprintln(w, "SERVICE\tSTATE\tHEALTH\tRESTARTS\tPORTS\tCONTAINER")
 	for _, s := range services {
 		health := s.Health
@@ -418,7 +417,7 @@ func (a *app) printPrune(res *deploy.PruneResult, volumes bool) {
 	if len(res.Images) == 0 {
 		fmt.Fprintln(a.stdout, "images: no tag of the hub or notebook image")
 	}
-	w := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	w := newTable(a.stdout, 2, 4, 2)
 	if len(res.Images) > 0 {
 		fmt.Fprintln(w, "IMAGE\tCREATED\tSIZE\tACTION\tWHY")
 	}
@@ -433,7 +432,7 @@ func (a *app) printPrune(res *deploy.PruneResult, volumes bool) {
 		fmt.Fprintln(a.stdout, "volumes: no deleted user's volume")
 		return
 	}
-	w = tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	w = newTable(a.stdout, 2, 4, 2)
 	fmt.Fprintln(w, "VOLUME\tACTION\tWHY")
 	for _, v := range res.Volumes {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", v.Name, v.Action, dash(v.Reason))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/spf13/cobra"
@@ -168,7 +167,7 @@ func printGPUReport(w io.Writer, r *gpucheck.Report) error {
 		fmt.Fprintln(w, strings.Join(facts, ", "))
 	}
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w, 0, 0, 2)
 	if len(r.GPUs) > 0 {
 		fmt.Fprintln(tw, "\nGPU\tNAME\tUUID\tBUS ID\tMEMORY USED/TOTAL\tTEMP\tMIG")
 		for _, g := range r.GPUs {

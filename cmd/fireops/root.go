@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -70,7 +71,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "fireops: error: %s\n", oneLine(err.Error()))
 	if h := exitcode.Hint(err); h != "" {
-		fmt.Fprintf(stderr, "fireops: hint: %s\n", h)
+		fmt.Fprintf(stderr, "fireops: hint: %s\n", redact.Line(h))
 	}
 	return exitcode.Code(err)
 }
@@ -267,7 +268,58 @@ func (a *app) report(v any, err error, print func() error) error {
 }
 
 // table returns a writer on stdout that aligns tab-separated columns;
-// Flush writes them.
-func (a *app) table() *tabwriter.Writer {
-	return tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+// Flush writes them. Every cell goes through redact.Text (see newTable).
+func (a *app) table() *safeTable {
+	return newTable(a.stdout, 2, 4, 2)
+}
+
+// safeTable is a tabwriter whose input goes through redact.Text first, so
+// that text fireops did not write (a storage provider's manifest, a file
+// name in a user's volume, a failed part's reason) can neither move the
+// cursor, retitle the terminal nor reorder a row: control characters other
+// than tab and newline, bidirectional overrides and bytes that are not
+// UTF-8 are printed as escapes, and columns are aligned on the escaped text.
+type safeTable struct {
+	tw      *tabwriter.Writer
+	partial []byte // the start of a rune the last Write cut
+}
+
+// newTable returns a safeTable on w with tabwriter's minwidth, tabwidth
+// and padding, padded with spaces.
+func newTable(w io.Writer, minwidth, tabwidth, padding int) *safeTable {
+	return &safeTable{tw: tabwriter.NewWriter(w, minwidth, tabwidth, padding, ' ', 0)}
+}
+
+// Write escapes p (holding back a rune p ends in the middle of, for the
+// next Write) and passes it to the tabwriter.
+func (t *safeTable) Write(p []byte) (int, error) {
+	b := append(t.partial, p...)
+	t.partial = nil
+	// Hold back up to 3 bytes that start a rune the next Write may finish.
+	for k := 1; k <= 3 && k <= len(b); k++ {
+		if i := len(b) - k; utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				t.partial = append([]byte(nil), b[i:]...)
+				b = b[:i]
+			}
+			break
+		}
+	}
+	if _, err := io.WriteString(t.tw, redact.Text(string(b))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush writes what a Write held back (escaped: no rune finished it) and
+// the aligned table.
+func (t *safeTable) Flush() error {
+	if len(t.partial) > 0 {
+		s := redact.Text(string(t.partial))
+		t.partial = nil
+		if _, err := io.WriteString(t.tw, s); err != nil {
+			return err
+		}
+	}
+	return t.tw.Flush()
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -148,7 +147,7 @@ two-factor authentication, whether a server runs, last activity and email.`,
 				if a.jsonOut {
 					return a.printJSON(l)
 				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				tw := newTable(a.stdout, 0, 4, 2)
 				fmt.Fprintln(tw, "NAME\tSTATE\tADMIN\t2FA\tSERVER\tLAST ACTIVITY\tEMAIL")
 				for _, u := range l.Users {
 					last := "never"

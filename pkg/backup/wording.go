@@ -8,15 +8,17 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
 // partReason is err's text for a part's row (the plan's STATUS column,
 // PlannedPart.Error): the row names the part, so the "part ID: " the
 // error starts with when it stands alone is left out, and so is the id
-// its source names itself with (snapshot.WithoutPartID).
+// its source names itself with (snapshot.WithoutPartID), and what a
+// terminal would act on is escaped (redact.Line).
 func partReason(id string, err error) string {
-	return snapshot.WithoutPartID(id, err.Error())
+	return redact.Line(snapshot.WithoutPartID(id, err.Error()))
 }
 
 // closestIDs returns up to n of ids (sorted, oldest first) that share the
@@ -136,6 +138,24 @@ func Interrupted(err error) error {
 // before the stop keep their own error.
 func stopped(ctx context.Context, err error, codes ...int) bool {
 	return err != nil && ctx.Err() != nil && slices.Contains(codes, exitcode.Code(err))
+}
+
+// interruptedReason is the text of a part's or a snapshot's row (its
+// STATUS or RESULT) when SIGINT or SIGTERM stopped its work (interrupted):
+// "not restored: interrupted", "not finished: interrupted".
+const interruptedReason = "interrupted"
+
+// interrupted tells whether err, the error of a part's restore or of a
+// check, is only the end of work that ctx's cancellation (SIGINT or
+// SIGTERM: signal.NotifyContext) cut short, not a finding of its own: ctx
+// is done and err is a cancellation (context.Canceled, which the signal's
+// cause matches too, context.DeadlineExceeded, or ctx's cause itself). An
+// integrity error found before the stop is a finding and keeps its text.
+func interrupted(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() == nil || errors.Is(err, snapshot.ErrIntegrity) {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Cause(ctx))
 }
 
 // interruptedJob is an InterruptedError as a job's failure (exit code 1,

@@ -427,10 +427,20 @@ func urlPasswords(s string) []string {
 // Text fireops did not write (a storage server's error body, a hub user's
 // file name) reaches messages through it, so that it can neither move the
 // cursor, hide text nor forge a log line.
-func Line(s string) string {
+func Line(s string) string { return escape(s, false) }
+
+// Text returns s made safe to print on a terminal as text that may span
+// lines, such as a table: like Line, but tabs and newlines stay as they
+// are (a table's column and row separators); carriage returns, every other
+// control character, the bidirectional-override characters and bytes that
+// are not UTF-8 are written as escapes (\x0d, \x1b, \u202e).
+func Text(s string) string { return escape(s, true) }
+
+// escape is Line (keep false) or Text (keep true).
+func escape(s string, keep bool) string {
 	clean := true
 	for _, r := range s {
-		if r == utf8.RuneError || unsafeRune(r) {
+		if r == utf8.RuneError || unsafeRune(r) && !(keep && (r == '\t' || r == '\n')) {
 			clean = false
 			break
 		}
@@ -444,7 +454,9 @@ func Line(s string) string {
 		switch {
 		case r == utf8.RuneError && n <= 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n' || r == '\r' || r == '\t':
+		case keep && (r == '\n' || r == '\t'):
+			b.WriteRune(r)
+		case !keep && (r == '\n' || r == '\r' || r == '\t'):
 			b.WriteByte(' ')
 		case unsafeRune(r) && r < 0x80:
 			fmt.Fprintf(&b, `\x%02x`, r)

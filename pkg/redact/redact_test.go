@@ -138,3 +138,22 @@ func TestLine(t *testing.T) {
 		}
 	}
 }
+
+func TestText(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"plain text, é and 日本", "plain text, é and 日本"},
+		{"NAME\tSTATE\nrow\tok\n", "NAME\tSTATE\nrow\tok\n"},
+		{"carriage\rreturn", `carriage\x0dreturn`},
+		{"title\x1b]0;pwned\x07\x1b[2J", `title\x1b]0;pwned\x07\x1b[2J`},
+		{"vtab\v formfeed\f nul\x00 del\x7f", `vtab\x0b formfeed\x0c nul\x00 del\x7f`},
+		{"c1 \u009b31m", `c1 \u009b31m`},
+		{"rtl \u202eevil\u2066\tcell", "rtl \\u202eevil\\u2066\tcell"},
+		{"bad utf8 \xff\xfe end", `bad utf8 \xff\xfe end`},
+		{"replacement char \ufffd stays", "replacement char \ufffd stays"},
+	} {
+		if got := Text(c.in); got != c.want {
+			t.Errorf("Text(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

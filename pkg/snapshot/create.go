@@ -17,7 +17,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"filippo.io/age"
@@ -143,8 +142,10 @@ func (s *sourceError) Unwrap() error { return s.err }
 // be as long as a hostile user makes it).
 const maxReason = 1024
 
-// oneLine is err's message on one line, credentials redacted, at most
-// maxReason bytes.
+// oneLine is err's message on one line, credentials redacted, control
+// characters, bidirectional overrides and bytes that are not UTF-8
+// escaped (redact.Line: a reason names paths a user chose, and tables and
+// logs print it), at most maxReason bytes.
 func oneLine(err error) string {
 	var lines []string
 	for _, l := range strings.Split(redact.String(err.Error()), "\n") {
@@ -152,12 +153,7 @@ func oneLine(err error) string {
 			lines = append(lines, l)
 		}
 	}
-	s := strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, strings.Join(lines, "; "))
+	s := redact.Line(strings.Join(lines, "; "))
 	if len(s) > maxReason {
 		cut := maxReason
 		for cut > 0 && !utf8.RuneStart(s[cut]) {

@@ -244,7 +244,7 @@ func readSignedManifest(ctx context.Context, st Store, host, id string, trusted 
 		return nil, nil, integrityf("snapshot %s on %s: %v", id, st.Name(), err)
 	}
 	if m.Snapshot != id || m.Host != host {
-		return nil, nil, integrityf("snapshot %s on %s: manifest is for %s/%s", id, st.Name(), m.Host, m.Snapshot)
+		return nil, nil, integrityf("snapshot %s on %s: manifest is for %q/%s", id, st.Name(), m.Host, m.Snapshot)
 	}
 	return m, signer, nil
 }
