@@ -145,15 +145,19 @@ func (c *Config) Check() *Report {
 
 // optionalSections are the top-level sections `config check` prints only
 // when they are in use (InUse): deploy's, the hub's and the GPU check's,
-// which a backup-only host does not use. The others (keys, destinations,
+// which a backup-only host does not use (but for gpu:, while schedule
+// runs the GPU check). The others (keys, destinations,
 // sources, retention, schedule, metrics, ...) are what every job reads.
 var optionalSections = []string{"hub", "gpu", "stack"}
 
 // InUse returns the top-level sections of the report's config that are
 // in use: every one but the optional ones (hub, gpu, stack), and of
-// those the ones the file names or whose values differ from the
-// defaults. A config with a stack: section (a stack host) uses all
-// three: deploy renders the hub and the GPU check from them.
+// those the ones the file names, whose values differ from the defaults,
+// or that something configured uses. A config with a stack: section (a
+// stack host) uses all three: deploy renders the hub and the GPU check
+// from them. A schedule.gpu_check (set by default) uses gpu: `fireops
+// schedule` runs the GPU check with its thresholds, also on a
+// backup-only host; only gpu_check: "" leaves gpu: unused there.
 func (r *Report) InUse() map[string]bool {
 	def := Default().Redacted()
 	cfg := r.Config
@@ -161,7 +165,7 @@ func (r *Report) InUse() map[string]bool {
 	return map[string]bool{
 		"stack": stack,
 		"hub":   stack || cfg.sections["hub"] || !reflect.DeepEqual(cfg.Hub, def.Hub),
-		"gpu":   stack || cfg.sections["gpu"] || !reflect.DeepEqual(cfg.GPU, def.GPU),
+		"gpu":   stack || cfg.sections["gpu"] || !reflect.DeepEqual(cfg.GPU, def.GPU) || cfg.Schedule.GPUCheck != "",
 	}
 }
 
