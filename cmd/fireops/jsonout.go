@@ -58,6 +58,9 @@ func listingView(ls []backup.DestListing) []destListingJSON {
 	for _, d := range ls {
 		v := destListingJSON{Destination: d.Destination, Error: d.Error, Snapshots: make([]listingJSON, 0, len(d.Snapshots))}
 		for _, s := range d.Snapshots {
+			// Times in UTC, as docs/json.md says: a local destination's
+			// modification times come in the host's zone.
+			s.Time, s.Modified, s.Started = s.Time.UTC(), s.Modified.UTC(), s.Started.UTC()
 			v.Snapshots = append(v.Snapshots, listingJSON{Listing: s, Contents: d.Contents[s.ID]})
 		}
 		out = append(out, v)
