@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -87,4 +90,44 @@ func (s *logSink) redirect(w io.Writer) {
 	s.mu.Lock()
 	s.w = w
 	s.mu.Unlock()
+}
+
+// verbosity is --verbose: a count (-v, -vv, --verbose --verbose) that
+// also takes the boolean values a cron line or unit written for the
+// earlier boolean flag may carry (--verbose=true is one step,
+// --verbose=false none).
+type verbosity int
+
+// Set adds one step for a bare -v (pflag passes NoOptDefVal, "+1"), and
+// takes a boolean or a number after "=".
+func (v *verbosity) Set(s string) error {
+	if s == "+1" {
+		*v++
+		return nil
+	}
+	if b, err := strconv.ParseBool(s); err == nil {
+		*v = 0
+		if b {
+			*v = 1
+		}
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want -v, -vv, --verbose=true|false or a count, not %q", s)
+	}
+	*v = verbosity(n)
+	return nil
+}
+
+// String returns the count.
+func (v *verbosity) String() string { return strconv.Itoa(int(*v)) }
+
+// Type names the flag's value in help.
+func (v *verbosity) Type() string { return "count" }
+
+// addVerboseFlag registers --verbose (-v) on fs, counting into a.verbose.
+func (a *app) addVerboseFlag(fs *pflag.FlagSet) {
+	f := fs.VarPF((*verbosity)(&a.verbose), "verbose", "v", "log more: INFO on a terminal (DEBUG with -vv), DEBUG otherwise")
+	f.NoOptDefVal = "+1"
 }

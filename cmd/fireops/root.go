@@ -198,7 +198,7 @@ a bad day.`,
 	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "log less: errors only on a terminal, warnings and errors otherwise; no progress display")
-	pf.CountVarP(&a.verbose, "verbose", "v", "log more: INFO on a terminal (DEBUG with -vv), DEBUG otherwise")
+	a.addVerboseFlag(pf)
 	pf.DurationVar(&a.lockWait, "lock-wait", 0, "wait this long for a running snapshot, rotate, verify or restore of the same kind (e.g. 30m), then exit 4")
 
 	root.AddCommand(a.versionCommand(), a.initCommand(), a.configCommand(), a.usersCommand(), a.gpuCommand(), a.deployCommand(),

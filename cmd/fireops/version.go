@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -35,8 +36,14 @@ func versionText(info buildinfo.Info) string {
 func setVersionFlag(root *cobra.Command) {
 	info := buildinfo.Get()
 	root.Version = info.Version
-	// A quoted Go string is a template constant: the text is printed as is.
-	root.SetVersionTemplate(fmt.Sprintf("{{%q}}", versionText(info)))
+	// A quoted Go string is a template constant: the text is printed as
+	// is; with --json, the JSON `fireops version --json` prints.
+	js, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		js = []byte("{}") // a struct of strings always marshals
+	}
+	root.SetVersionTemplate(fmt.Sprintf(`{{if eq ((.Flags.Lookup "json").Value.String) "true"}}{{%q}}{{else}}{{%q}}{{end}}`,
+		string(js)+"\n", versionText(info)))
 	root.InitDefaultVersionFlag() // now, so that man pages and completion have it
 	root.Flags().Lookup("version").Usage = "print the version, commit, build date and Go version (as fireops version)"
 }
