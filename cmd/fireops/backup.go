@@ -285,7 +285,12 @@ func (a *app) printVerify(res []backup.VerifyResult) error {
 	}
 	for _, r := range res {
 		verdict := "ok"
-		if !r.OK {
+		switch {
+		case r.Interrupted && r.FailedParts == nil:
+			// Stopped by SIGINT or SIGTERM: not checked to its end, not
+			// found damaged.
+			verdict = "not finished: " + r.Error
+		case !r.OK:
 			verdict = "FAILED: " + r.Error
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Destination, r.Snapshot, r.Level, r.Parts, humanbytes.Format(r.Bytes), verdict)

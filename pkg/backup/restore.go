@@ -222,6 +222,16 @@ func restoreParts(ctx context.Context, cfg *config.Config, res *RestoreResult, p
 			}
 			return k.restorer(ctx, cfg, pp.req, pp.target)
 		})
+		if err != nil && interrupted(ctx, err) {
+			// Not a failure of the part: SIGINT or SIGTERM stopped it, and
+			// its target was left as it was. The next pass stops there.
+			res.Parts[i].Status, res.Parts[i].Error = StatusNotRestored, interruptedReason
+			failed = append(failed, p.ID)
+			if log != nil {
+				log.Warn("part not restored: interrupted; its target was left as it was", "part", p.ID)
+			}
+			continue
+		}
 		if err != nil {
 			res.Parts[i].Status, res.Parts[i].Error = StatusFailed, partReason(p.ID, err)
 			if stop && stopsRestore(err) {

@@ -83,6 +83,9 @@ const (
 	StatusFailed       = "failed"
 	StatusRefused      = "refused"
 	StatusNotAttempted = "not attempted"
+	// StatusNotRestored: SIGINT or SIGTERM stopped the part's restore
+	// (Error says "interrupted"); its target was left as it was.
+	StatusNotRestored = "not restored"
 )
 
 // StackAction says what restore --all --stop-stack did to the stack.

@@ -75,6 +75,11 @@ type VerifyResult struct {
 	// of the destination (the run fails, exit 3), not of this snapshot,
 	// whose own verdict is OK and Error.
 	Rollback string `json:"rollback,omitempty"`
+	// Interrupted: SIGINT or SIGTERM stopped the check before its end
+	// (OK is false, Error says "interrupted" after what the check found
+	// before the stop, if anything). What was read up to then is not
+	// found damaged.
+	Interrupted bool `json:"interrupted,omitempty"`
 	// damaged: the failure is an integrity error (the data on the
 	// destination), not one of the check itself (a scratch target the
 	// server refused, a download that broke off).
@@ -150,7 +155,11 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		if o.All {
 			snap = "all"
 		}
-		results = append(results, VerifyResult{Destination: name, Snapshot: snap, Level: o.Level, Error: err.Error()})
+		r := VerifyResult{Destination: name, Snapshot: snap, Level: o.Level, Error: err.Error()}
+		if interrupted(ctx, err) {
+			r.Error, r.Interrupted = interruptedReason, true
+		}
+		results = append(results, r)
 		unreachable = append(unreachable, fmt.Sprintf("%s: %v", name, err))
 	}
 	for _, u := range unopened {
@@ -287,6 +296,9 @@ type verifyCache struct {
 func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only []string, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity, vc *verifyCache) VerifyResult {
 	begin := time.Now()
 	r := VerifyResult{Destination: d.Name, Snapshot: id, Level: o.Level}
+	// stopped: SIGINT or SIGTERM cut the check short (interrupted); a
+	// part it stopped is neither failed nor checked.
+	stopped := false
 	err := func() error {
 		m, err := openManifest(ctx, cfg, d, id, trusted)
 		if err != nil {
@@ -341,6 +353,10 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only 
 			if err == nil {
 				continue
 			}
+			if interrupted(ctx, err) {
+				stopped = true
+				break
+			}
 			r.FailedParts = append(r.FailedParts, p.ID)
 			bad = append(bad, &snapshot.PartError{ID: p.ID, Err: err})
 			if errors.Is(err, snapshot.ErrWrongIdentity) || ctx.Err() != nil {
@@ -350,6 +366,12 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only 
 		return errors.Join(bad...)
 	}()
 	r.Seconds = time.Since(begin).Seconds()
+	if !stopped && interrupted(ctx, err) {
+		// Stopped before the parts: reading the manifest, the listing or
+		// the index, or hashing.
+		stopped, err = true, nil
+	}
+	r.Interrupted = stopped
 	if err != nil {
 		// The row names the snapshot and the destination already.
 		r.Error = strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n", "; "), "snapshot "+id+" on "+d.Name+": ")
@@ -357,10 +379,18 @@ func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only 
 		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
 		r.untrustedSigner = errors.Is(err, snapshot.ErrUntrustedSigner)
 		forgetDamaged(cfg, d.Name, err, o.Log)
-	} else {
+	}
+	switch {
+	case stopped && r.Error != "":
+		r.Error += "; not finished: " + interruptedReason
+	case stopped:
+		r.Error = interruptedReason
+	case err == nil:
 		r.OK = true
 	}
-	if o.Log != nil {
+	if o.Log != nil && stopped && err == nil {
+		o.Log.Info("verify not finished: interrupted", "destination", d.Name, "snapshot", id, "level", o.Level)
+	} else if o.Log != nil {
 		attrs := []any{"destination", d.Name, "snapshot", id, "level", o.Level, "ok", r.OK}
 		if r.Error != "" {
 			attrs = append(attrs, "err", r.Error)
