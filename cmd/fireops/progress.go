@@ -8,9 +8,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 
 	"github.com/firetech/fireops/internal/humanbytes"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -113,6 +115,7 @@ func (d *display) update(now time.Time, final bool) {
 	parts, finished := pending, 0
 	allOK := pending == 0
 	var first time.Time
+	var rows []row // the lines to set this frame
 	for _, tb := range d.order {
 		if s := tb.task.Started(); first.IsZero() || s.Before(first) {
 			first = s
@@ -121,7 +124,9 @@ func (d *display) update(now time.Time, final bool) {
 		if final && v.state == snapshot.TaskRunning {
 			v.state = snapshot.TaskFailed
 		}
-		tb.show(v)
+		if r, ok := tb.row(v); ok {
+			rows = append(rows, r)
+		}
 		if v.unit != snapshot.Bytes {
 			continue
 		}
@@ -163,7 +168,149 @@ func (d *display) update(now time.Time, final bool) {
 		if !first.IsZero() {
 			ov.elapsed = now.Sub(first)
 		}
-		d.overall.show(ov)
+		if r, ok := d.overall.row(ov); ok {
+			rows = append(rows, r)
+		}
+	}
+	// The name column mpb lines up: at most the widest name of every bar
+	// (those that ended too, set in this goroutine).
+	nameWidth := 0
+	for _, tb := range d.order {
+		nameWidth = max(nameWidth, utf8.RuneCountInString(tb.cols.name))
+	}
+	for _, r := range rows {
+		nameWidth = max(nameWidth, utf8.RuneCountInString(r.c.name))
+	}
+	fitColumns(rows, d.termWidth(), nameWidth)
+	// Every line's texts first: a bar that completes may have mpb draw a
+	// frame at once, which must not show the others' texts of before.
+	for _, r := range rows {
+		r.tb.setColumns(r.c)
+	}
+	for _, r := range rows {
+		r.tb.show(r.v)
+	}
+}
+
+// termWidth is the width of the terminal the bars are drawn on; 80, as
+// mpb assumes, when it cannot be read.
+func (d *display) termWidth() int {
+	if w, _, err := term.GetSize(int(d.out.Fd())); err == nil && w > 0 {
+		return w
+	}
+	return 80
+}
+
+// row is one bar's line of a frame: the bar, its view and its texts.
+type row struct {
+	tb *taskBar
+	v  view
+	c  columns
+}
+
+// minBarWidth is the least a line leaves the bar: mpb draws a bar in the
+// width its decorators leave, and none at all (a line cut with "…")
+// when they take the whole terminal. Two spaces, the brackets, and 8
+// cells of fill.
+const minBarWidth = 2 + 2 + 8
+
+// fitColumns shortens the texts of rows, a frame's lines, until each
+// line fits width columns with a bar of at least minBarWidth (an 80
+// column terminal; the texts of a snapshot's part take ~75 columns).
+// mpb lines the columns up across the lines (but for the last, extra),
+// so each takes its widest text in every line; nameWidth is the widest
+// name. It drops, while a line is too wide: the stored/reused bytes of
+// running lines (the total keeps its "2/5 parts"), the rates, the
+// percentages (the bar shows them), the stored/reused bytes of the lines
+// still too wide, the ETAs and times, then the amounts; then it puts back
+// the percentages and the rates if they fit now. The names are kept (mpb
+// cuts what then still does not fit).
+func fitColumns(rows []row, width, nameWidth int) {
+	wide := func(r row) bool {
+		n := nameWidth + 1 + minBarWidth + 1 + utf8.RuneCountInString(r.c.extra)
+		for _, get := range []func(c *columns) string{
+			func(c *columns) string { return c.pct },
+			func(c *columns) string { return c.amount },
+			func(c *columns) string { return c.rate },
+			func(c *columns) string { return c.eta },
+		} {
+			w := 0
+			for i := range rows {
+				w = max(w, utf8.RuneCountInString(get(&rows[i].c)))
+			}
+			n += 1 + w
+		}
+		return n > width
+	}
+	anyWide := func() bool {
+		for _, r := range rows {
+			if wide(r) {
+				return true
+			}
+		}
+		return false
+	}
+	steps := []func(){
+		func() {
+			for i := range rows {
+				if rows[i].v.state == snapshot.TaskRunning && wide(rows[i]) {
+					rows[i].c.extra = rows[i].v.parts
+				}
+			}
+		},
+		func() {
+			for i := range rows {
+				rows[i].c.rate = ""
+			}
+		},
+		func() {
+			for i := range rows {
+				rows[i].c.pct = ""
+			}
+		},
+		func() {
+			for i := range rows {
+				if wide(rows[i]) {
+					rows[i].c.extra = rows[i].v.parts
+				}
+			}
+		},
+		func() {
+			for i := range rows {
+				rows[i].c.eta = ""
+			}
+		},
+		func() {
+			for i := range rows {
+				rows[i].c.amount = ""
+			}
+		},
+	}
+	orig := make([]columns, len(rows))
+	for i := range rows {
+		orig[i] = rows[i].c
+	}
+	for _, step := range steps {
+		if !anyWide() {
+			break
+		}
+		step()
+	}
+	// A line whose bytes went last may leave the others room.
+	for _, col := range []func(c *columns) *string{
+		func(c *columns) *string { return &c.pct },
+		func(c *columns) *string { return &c.rate },
+	} {
+		kept := make([]string, len(rows))
+		for i := range rows {
+			kept[i] = *col(&rows[i].c)
+			*col(&rows[i].c) = *col(&orig[i])
+		}
+		if anyWide() {
+			for i := range rows {
+				*col(&rows[i].c) = kept[i]
+			}
+		}
 	}
 }
 
@@ -188,6 +335,9 @@ type taskBar struct {
 	task  *snapshot.Task
 	meter meter
 	ended bool
+	// final is the view the bar ended with, endedFor the updates since.
+	final    view
+	endedFor int
 
 	mu   sync.Mutex
 	cols columns // what the decorators print
@@ -216,7 +366,9 @@ func newTaskBar(mp *mpb.Progress, t *snapshot.Task, priority int) *taskBar {
 			col(right, func(c *columns) string { return c.amount }),
 			col(right, func(c *columns) string { return c.rate }),
 			col(left, func(c *columns) string { return c.eta }),
-			col(left, func(c *columns) string { return c.extra })),
+			// The last column is not lined up: its width is each line's
+			// own (fitColumns counts on it).
+			col(decor.WC{}, func(c *columns) string { return c.extra })),
 		mpb.BarWidth(24),
 	}
 	if t == nil {
@@ -241,15 +393,40 @@ func (tb *taskBar) sample(now time.Time) view {
 	return v
 }
 
-// show sets the bar to v: its lines, its fill, and its end once the
-// task ended.
+// drawnEnded is how many updates a bar is counted as drawn after it
+// ended: mpb draws an ended bar in two more frames (the second puts it
+// above the others for good), and draws frames of its own as well.
+const drawnEnded = 3
+
+// row returns the bar's line of this frame, with v, or with the view it
+// ended with while mpb still draws it; false once it is drawn no more.
+func (tb *taskBar) row(v view) (row, bool) {
+	if tb.ended {
+		tb.endedFor++
+		if tb.endedFor > drawnEnded {
+			return row{}, false
+		}
+		v = tb.final
+	}
+	return row{tb, v, v.columns()}, true
+}
+
+// setColumns sets the texts the bar's decorators print, while mpb draws
+// it.
+func (tb *taskBar) setColumns(c columns) {
+	if tb.ended && tb.endedFor > drawnEnded {
+		return
+	}
+	tb.mu.Lock()
+	tb.cols = c
+	tb.mu.Unlock()
+}
+
+// show sets the bar's fill to v, and its end once the task ended.
 func (tb *taskBar) show(v view) {
 	if tb.ended {
 		return
 	}
-	tb.mu.Lock()
-	tb.cols = v.columns()
-	tb.mu.Unlock()
 	switch v.state {
 	case snapshot.TaskRunning:
 		total := max(v.total, 1)
@@ -258,10 +435,10 @@ func (tb *taskBar) show(v view) {
 		// may be an estimate that the task passes.
 		tb.bar.SetCurrent(min(v.done, total-total/100))
 	case snapshot.TaskDone, snapshot.TaskReused:
-		tb.ended = true
+		tb.ended, tb.final = true, v
 		tb.bar.SetTotal(max(v.total, v.done), true)
 	default:
-		tb.ended = true
+		tb.ended, tb.final = true, v
 		tb.bar.Abort(false)
 	}
 }
