@@ -1,15 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -19,32 +13,9 @@ import (
 // 130 missing there: every command that can fail now lists it).
 func TestSnapshotsInterruptedExitListed(t *testing.T) {
 	t.Parallel()
-	held := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { close(held) })
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-		http.Error(w, "held", http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(func() { close(release); srv.CloseClientConnections(); srv.Close() })
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "fireops.yaml")
-	runFireops(t, cfg, "init", "--dir", dir, "--host", "gpu01")
-	raw, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := initForFiles(t, string(raw),
-		"    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", srv.URL)),
-		"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
-	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	code, out, errOut := irowsInterruptWhenHeld(t, fireopsCmd(t, cfg, "snapshots"), held)
+	dav := newHoldingDAV(t, "", true)
+	cfg, _ := davFilesConfig(t, dav.remote, 0)
+	code, out, errOut := interruptWhenHeld(t, fireopsCmd(t, cfg, "snapshots"), dav.held)
 
 	help := runFireops(t, cfg, "snapshots", "--help")
 	block := help[strings.Index(help, "\nEXIT STATUS\n"):]

@@ -1,17 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"io"
-	"os"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/creack/pty"
 
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -20,32 +13,8 @@ import (
 // returns everything written to the terminal.
 func onTerminalCols(t *testing.T, cols uint16, cfg string, args ...string) string {
 	t.Helper()
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols}); err != nil {
-		t.Fatal(err)
-	}
-	cmd := fireopsCmd(t, cfg, args...)
-	cmd.Env = append(os.Environ(), "TERM=xterm")
-	var out, term bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, tty
-	read := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(&term, ptmx)
-		read <- err
-	}()
-	err = cmd.Run()
-	tty.Close()
-	if rerr := <-read; rerr != nil && !errors.Is(rerr, syscall.EIO) {
-		t.Fatalf("read the terminal: %v", rerr)
-	}
-	if err != nil {
-		t.Fatalf("fireops %s on a terminal: %v\nstdout:\n%s\nterminal:\n%q", strings.Join(args, " "), err, out.String(), term.String())
-	}
-	return term.String()
+	_, screen := onTerminalSized(t, 24, cols, cfg, args...)
+	return screen
 }
 
 // TestProgressAt80Columns: on the classic 80 column terminal every line

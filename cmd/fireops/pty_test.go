@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/creack/pty"
-
 	"github.com/firetech/fireops/internal/davtest"
 )
 
@@ -60,14 +58,14 @@ func progressConfig(t *testing.T, size int) string {
 // and returns its stdout and everything written to the terminal.
 func onTerminal(t *testing.T, cfg string, args ...string) (stdout, screen string) {
 	t.Helper()
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	return onTerminalSized(t, 50, 200, cfg, args...)
+}
+
+// onTerminalSized is onTerminal on a terminal of rows and cols.
+func onTerminalSized(t *testing.T, rows, cols uint16, cfg string, args ...string) (stdout, screen string) {
+	t.Helper()
+	ptmx, tty := openTerminal(t, rows, cols)
 	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
-		t.Fatal(err)
-	}
 	cmd := fireopsCmd(t, cfg, args...)
 	cmd.Env = append(os.Environ(), "TERM=xterm")
 	var out bytes.Buffer
@@ -78,7 +76,7 @@ func onTerminal(t *testing.T, cfg string, args ...string) (stdout, screen string
 		_, err := io.Copy(&term, ptmx)
 		read <- err
 	}()
-	err = cmd.Run()
+	err := cmd.Run()
 	tty.Close() // the reader gets EIO once the child's copies are closed too
 	if rerr := <-read; rerr != nil && !errors.Is(rerr, syscall.EIO) {
 		t.Fatalf("read the terminal: %v", rerr)
@@ -232,14 +230,8 @@ func TestInterruptOnTerminal(t *testing.T) {
 	dav.HoldPutsAfter(2)
 	t.Cleanup(dav.Release)
 
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ptmx, tty := openTerminal(t, 50, 200)
 	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 200}); err != nil {
-		t.Fatal(err)
-	}
 	cmd := fireopsCmd(t, cfg, "snapshot")
 	cmd.Env = append(os.Environ(), "TERM=xterm")
 	var out bytes.Buffer
