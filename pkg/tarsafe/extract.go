@@ -145,8 +145,8 @@ type extractor struct {
 	rootFd int // the target folder
 	opts   Options
 	buf    []byte
-	zeros  []byte      // as long as buf, for sparse entries
-	in     countReader // the archive, counted for sparse entries' holes
+	zeros  []byte         // as long as buf, for sparse entries
+	in     CountingReader // the archive, counted for sparse entries' holes
 	// chain holds the folders from the target down to the parent of the
 	// entry last written, each opened relative to the one above with
 	// O_NOFOLLOW|O_DIRECTORY, so none is a symlink. Levels more than
@@ -186,7 +186,7 @@ func extract(ctx context.Context, r io.Reader, dir string, opts Options) (*extra
 		x.truncate(0)
 		unix.Close(x.rootFd)
 	}()
-	x.in.r = ContextReader(ctx, r)
+	x.in.R = ContextReader(ctx, r)
 	cr := &x.in
 	tr := tar.NewReader(cr)
 	for {

@@ -50,17 +50,18 @@ func sparseEntry(hdr *tar.Header) (bool, error) {
 	return true, nil
 }
 
-// countReader counts the bytes read through it. Extract reads the
-// archive through one: while a sparse entry is copied, what archive/tar
-// hands over beyond what it read from the archive is holes.
-type countReader struct {
-	r io.Reader
-	n int64
+// CountingReader counts in N the bytes read through it from R. Extract
+// reads the archive through one: while a sparse entry is copied, what
+// archive/tar hands over beyond what it read from the archive is holes.
+type CountingReader struct {
+	R io.Reader
+	N int64
 }
 
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+// Read reads from R and counts what it read.
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
 	return n, err
 }
 
@@ -84,7 +85,7 @@ func (x *extractor) copySparse(f *os.File, r io.Reader, size int64) error {
 		x.zeros = make([]byte, len(x.buf))
 	}
 	var off int64
-	start := x.in.n // the archive's bytes read before the entry's data
+	start := x.in.N // the archive's bytes read before the entry's data
 	for {
 		if err := x.ctx.Err(); err != nil {
 			return err
@@ -109,7 +110,7 @@ func (x *extractor) copySparse(f *os.File, r io.Reader, size int64) error {
 			return err
 		}
 		off += int64(n)
-		if holes := off - (x.in.n - start); holes > maxSparseHoles {
+		if holes := off - (x.in.N - start); holes > maxSparseHoles {
 			return fmt.Errorf("%w: %d bytes, more than %d of them holes, which fireops never archives (a restore reads every hole as zeros); "+
 				"restore it with GNU tar -x", ErrTooManyHoles, size, maxSparseHoles)
 		}

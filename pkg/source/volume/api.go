@@ -69,18 +69,6 @@ func shortName(rel string) string {
 	return rel[:head] + "…" + rel[tail:]
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // engineName maps a name of the Engine's archive of helperMount ("v/",
 // "v/a/b") to the path relative to the volume root ("." or "a/b").
 func engineName(name string) (string, error) {
@@ -279,16 +267,16 @@ func (e *errWriter) Write(p []byte) (int, error) {
 // archiver fails half way), a *brokeOff (it ends inside an entry) or a
 // read error naming the entry, and a failed write is a *writeError.
 func retar(ctx context.Context, r io.Reader, w io.Writer, edit func(hdr *tar.Header) (*tar.Header, error)) (entries, bytes int64, err error) {
-	cr := &countingReader{r: tarsafe.ContextReader(ctx, r)}
+	cr := &tarsafe.CountingReader{R: tarsafe.ContextReader(ctx, r)}
 	tr := tar.NewReader(cr)
 	ew := &errWriter{w: w}
 	tw := tar.NewWriter(ew)
 	buf := make([]byte, copyBufferSize)
 	for read := int64(1); ; read++ {
-		before := cr.n
+		before := cr.N
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			if cr.n-before < endMarker {
+			if cr.N-before < endMarker {
 				return entries, bytes, errNoEndMarker
 			}
 			break
