@@ -125,12 +125,17 @@ func (a *app) snapshotsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshots",
 		Short: "List the snapshots on every destination, complete or incomplete",
-		Long: `snapshots lists, per destination, every snapshot of this host: id, time,
-parts, size, and complete, partial (complete, but parts failed in that run:
-it holds the others; with keys.identity_file the failed parts are named
-with their errors, else counted), incomplete (no manifest: interrupted or
-still being written) or BAD (a manifest that does not verify: the reason is
-shown). Needs no private key.
+		Long: `snapshots lists, per destination, every snapshot of this host: id, start
+time (local) and age, parts, RAW (the parts' size) and STORED (their pieces'
+stored size), REUSED (the share of stored bytes the destination already
+held), and its state: complete, partial (complete, but parts failed in that
+run: it holds the others), incomplete (no manifest: interrupted or still
+being written; its pieces use space until rotate sweeps them) or BAD (a
+manifest that does not verify: the reason is shown).
+
+Part names, RAW, REUSED and the failed parts' errors come from the encrypted
+index: without keys.identity_file the parts are counted and those columns
+show "-". --json gives times in UTC (docs/json.md).
 
 A destination that cannot be opened or listed is shown with its error and
 the others are listed anyway; the exit code is then 1.`,
