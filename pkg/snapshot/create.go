@@ -17,10 +17,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"filippo.io/age"
 
+	"github.com/firetech/fireops/internal/textcut"
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/source"
@@ -155,11 +155,7 @@ func oneLine(err error) string {
 	}
 	s := redact.Line(strings.Join(lines, "; "))
 	if len(s) > maxReason {
-		cut := maxReason
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
+		s = textcut.Prefix(s, maxReason) + "..."
 	}
 	return s
 }

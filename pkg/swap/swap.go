@@ -37,9 +37,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unicode/utf8"
 
 	"github.com/firetech/fireops/internal/atomicfile"
+	"github.com/firetech/fireops/internal/textcut"
 )
 
 // OldSuffix follows the name of a live copy moved aside ([OldName]).
@@ -123,7 +123,7 @@ func OldName(dir, live, stamp string) (string, error) {
 		case n > 1:
 			suffix += fmt.Sprintf("-%s-%d", stamp, n)
 		}
-		p := filepath.Join(dir, fitName(name, maxName-len(suffix))+suffix)
+		p := filepath.Join(dir, textcut.Prefix(name, maxName-len(suffix))+suffix)
 		_, err := os.Lstat(p)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -133,21 +133,6 @@ func OldName(dir, live, stamp string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("find a name to move %s aside: %s and %d more names are taken", live, filepath.Join(dir, name+OldSuffix), maxOldNames-1)
-}
-
-// fitName cuts name to at most n bytes, never inside a UTF-8 character
-// (a name that is not UTF-8 is cut at n).
-func fitName(name string, n int) string {
-	if len(name) <= n {
-		return name
-	}
-	cut := name[:n]
-	if utf8.ValidString(name) {
-		for len(cut) > 0 && !utf8.ValidString(cut) {
-			cut = cut[:len(cut)-1]
-		}
-	}
-	return cut
 }
 
 // Move renames from to to and records it, for what a caller moves besides

@@ -16,12 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/firetech/fireops/internal/textcut"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
@@ -112,11 +112,7 @@ func scratchName(scratch, db, coll string) string {
 	sum := sha256.Sum256([]byte(db + "." + coll))
 	tail := "~" + hex.EncodeToString(sum[:8])
 	keep := max(0, maxScratchNS-len(scratch)-1-len(tail))
-	cut := name[:min(keep, len(name))]
-	for !utf8.ValidString(cut) && len(cut) > 0 { // never split a character
-		cut = cut[:len(cut)-1]
-	}
-	return cut + tail
+	return textcut.Prefix(name, keep) + tail
 }
 
 // Planned is a namespace of a restore plan.

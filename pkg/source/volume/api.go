@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/firetech/fireops/internal/textcut"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -59,10 +60,7 @@ func shortName(rel string) string {
 	if len(rel) <= 2*keep+20 {
 		return rel
 	}
-	head, tail := keep, len(rel)-keep
-	for head > 0 && !utf8.RuneStart(rel[head]) {
-		head--
-	}
+	head, tail := len(textcut.Prefix(rel, keep)), len(rel)-keep
 	for tail < len(rel) && !utf8.RuneStart(rel[tail]) {
 		tail++
 	}
