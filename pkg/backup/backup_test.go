@@ -22,6 +22,7 @@ import (
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -344,7 +345,7 @@ state_dir: %s
 
 func mustStore(t *testing.T, f *fixture) snapshot.Store {
 	t.Helper()
-	ds, unopened, err := OpenDests(context.Background(), f.cfg, nil)
+	ds, unopened, err := destination.Open(context.Background(), f.cfg, nil)
 	if err != nil || len(unopened) > 0 {
 		t.Fatal(err, unopened)
 	}
@@ -353,7 +354,7 @@ func mustStore(t *testing.T, f *fixture) snapshot.Store {
 
 func mustTrusted(t *testing.T, f *fixture) []ed25519.PublicKey {
 	t.Helper()
-	k, err := TrustedKeys(f.cfg)
+	k, err := destination.TrustedKeys(f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

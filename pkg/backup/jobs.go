@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -28,7 +29,7 @@ func EmptyIDError() error {
 // the closest ids; when a destination could not be listed, an id found on
 // none of the others is a failure of that destination instead (it may be
 // there).
-func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened []DestError, id string) (string, map[string]bool, error) {
+func resolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest, unopened []destination.OpenError, id string) (string, map[string]bool, error) {
 	if id == "latest" {
 		return id, nil, nil
 	}
@@ -79,7 +80,7 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []Dest, unopened [
 		}
 		return "", nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
 	case len(unlisted) > 0:
-		return "", nil, exitcode.New(exitcode.Failure, &unlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; "))}, destHint)
+		return "", nil, exitcode.New(exitcode.Failure, &unlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; "))}, destination.OpenHint)
 	case len(all) == 0:
 		return "", nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
 			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)
@@ -106,7 +107,7 @@ type unlistedError struct{ error }
 func (e *unlistedError) Unwrap() error { return e.error }
 
 // destNames names the destinations given ("local, yandex").
-func destNames(dests []Dest) string {
+func destNames(dests []destination.Dest) string {
 	var names []string
 	for _, d := range dests {
 		names = append(names, d.Name)
@@ -118,7 +119,7 @@ func destNames(dests []Dest) string {
 // to be trusted as its newest: the newest snapshot this host wrote there
 // (state_dir) is gone, incomplete or refused, and not older than latest.
 // "" when all is well (or this host never wrote there).
-func rolledBack(cfg *config.Config, d Dest, ls []snapshot.Listing, latest snapshot.Listing) string {
+func rolledBack(cfg *config.Config, d destination.Dest, ls []snapshot.Listing, latest snapshot.Listing) string {
 	last := snapshot.LastWritten(cfg.StateDir, cfg.Host, d.Name)
 	if last == "" || last == latest.ID || snapshot.IDSecond(last) < snapshot.IDSecond(latest.ID) {
 		return ""
@@ -179,7 +180,7 @@ func (e *NoSnapshotError) Error() string {
 
 // noSnapshotOn describes a destination whose listing ls has no complete
 // snapshot of the host.
-func noSnapshotOn(ctx context.Context, cfg *config.Config, d Dest, ls []snapshot.Listing) error {
+func noSnapshotOn(ctx context.Context, cfg *config.Config, d destination.Dest, ls []snapshot.Listing) error {
 	e := &NoSnapshotError{Dest: d.Name, Host: cfg.Host, Incomplete: len(ls)}
 	if e.Incomplete == 0 {
 		hosts, _ := snapshot.Hosts(ctx, d.Store)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -28,13 +29,13 @@ func TestLatestUsageErrorOfOneDestination(t *testing.T) {
 	ctx := context.Background()
 	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	must(t, err)
-	ds, _, err := OpenDests(ctx, f.cfg, nil)
+	ds, _, err := destination.Open(ctx, f.cfg, nil)
 	must(t, err)
-	defer CloseDests(ctx, ds, nil)
-	ids, err := Identities(f.cfg, "")
+	defer destination.Close(ctx, ds, nil)
+	ids, err := destination.Identities(f.cfg, "")
 	must(t, err)
 
-	dests := append([]Dest{{Name: "odd", Store: usageStore{ds[0].Store}}}, ds...)
+	dests := append([]destination.Dest{{Name: "odd", Store: usageStore{ds[0].Store}}}, ds...)
 	plan, _, err := latestParts(ctx, f.cfg, dests, mustTrusted(t, f), ids, RestoreOptions{Snapshot: "latest"}, nil)
 	if err != nil {
 		t.Fatalf("latest with one destination failing with exit %d: %v; want the other's snapshot", exitcode.Code(err), err)

@@ -10,6 +10,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -91,23 +92,23 @@ func List(ctx context.Context, cfg *config.Config, only []string) ([]DestListing
 // snapshot holds (the `fireops snapshots` table).
 func ListWith(ctx context.Context, cfg *config.Config, o ListOptions) ([]DestListing, error) {
 	only := o.Dests
-	trusted, _ := TrustedKeys(cfg) // listing works without one, and says so
+	trusted, _ := destination.TrustedKeys(cfg) // listing works without one, and says so
 	var ids []age.Identity
 	if cfg.Keys.IdentityFile != "" {
-		ids, _ = Identities(cfg, "")
+		ids, _ = destination.Identities(cfg, "")
 	}
-	dests, unopened, err := OpenDests(ctx, cfg, only)
+	dests, unopened, err := destination.Open(ctx, cfg, only)
 	if err != nil {
 		return nil, err
 	}
-	defer CloseDests(ctx, dests, nil)
+	defer destination.Close(ctx, dests, nil)
 	var out []DestListing
 	for _, d := range cfg.Destinations {
-		if i := slices.IndexFunc(unopened, func(u DestError) bool { return u.Name == d.Name }); i >= 0 {
+		if i := slices.IndexFunc(unopened, func(u destination.OpenError) bool { return u.Name == d.Name }); i >= 0 {
 			out = append(out, DestListing{Destination: d.Name, Error: unopened[i].Error(), Snapshots: []snapshot.Listing{}})
 			continue
 		}
-		i := slices.IndexFunc(dests, func(o Dest) bool { return o.Name == d.Name })
+		i := slices.IndexFunc(dests, func(o destination.Dest) bool { return o.Name == d.Name })
 		if i < 0 {
 			continue // left out with --dest
 		}
@@ -128,7 +129,7 @@ func ListWith(ctx context.Context, cfg *config.Config, o ListOptions) ([]DestLis
 // which parts of each partial snapshot in ls failed, and why, and with
 // contents what every complete snapshot holds (returned by id). A
 // snapshot whose index cannot be read keeps only the manifest's counts.
-func readIndexes(ctx context.Context, cfg *config.Config, d Dest, ls []snapshot.Listing, trusted []ed25519.PublicKey, ids []age.Identity, contents bool) map[string]*Contents {
+func readIndexes(ctx context.Context, cfg *config.Config, d destination.Dest, ls []snapshot.Listing, trusted []ed25519.PublicKey, ids []age.Identity, contents bool) map[string]*Contents {
 	out := map[string]*Contents{}
 	if len(ids) == 0 {
 		return out
@@ -169,5 +170,5 @@ func ListError(ls []DestListing) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return exitcode.New(exitcode.Failure, fmt.Errorf("snapshots: %s could not be listed", strings.Join(bad, ", ")), destHint)
+	return exitcode.New(exitcode.Failure, fmt.Errorf("snapshots: %s could not be listed", strings.Join(bad, ", ")), destination.OpenHint)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
@@ -114,7 +115,7 @@ func TestMongoForgedPiece(t *testing.T) {
 		t.Fatalf("no forged piece of %d stored bytes", stored)
 	}
 	// Sanity: the forgery decrypts and decompresses to attacker data.
-	ids, err := Identities(cfg, "")
+	ids, err := destination.Identities(cfg, "")
 	must(t, err)
 	ar, err := age.Decrypt(bytes.NewReader(forged), ids...)
 	must(t, err)

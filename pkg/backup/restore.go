@@ -11,6 +11,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
@@ -86,11 +87,11 @@ type RestoreResult struct {
 // parts that were not).
 func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*RestoreResult, error) {
 	ctx = snapshot.WithProgress(ctx, o.Progress)
-	trusted, err := TrustedKeys(cfg)
+	trusted, err := destination.TrustedKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := Identities(cfg, o.Identity)
+	ids, err := destination.Identities(cfg, o.Identity)
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +107,11 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 		return nil, err
 	}
 	defer objLock.Release()
-	dests, unopened, err := OpenDests(ctx, cfg, only)
+	dests, unopened, err := destination.Open(ctx, cfg, only)
 	if err != nil {
 		return nil, err
 	}
-	defer CloseDests(ctx, dests, o.Log)
+	defer destination.Close(ctx, dests, o.Log)
 	var errs []error
 	// The snapshot comes from the first destination that has it.
 	for _, u := range unopened {
@@ -355,7 +356,7 @@ type partSource struct {
 }
 
 type partCand struct {
-	d       Dest
+	d       destination.Dest
 	m       *snapshot.Manifest
 	idx     *snapshot.Index
 	present *snapshot.ObjectSet // the v2 objects listed, once

@@ -36,6 +36,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -54,13 +55,13 @@ func (p partFrom) snapshotID() string { return p.src.cands[0].m.Snapshot }
 // copy is usable are the part source, the first one's index is returned.
 // A wrong identity is a usage error at once; other failures are added to
 // errs, and a nil source means no destination had a usable copy.
-func openSnapshot(ctx context.Context, cfg *config.Config, dests []Dest, id string, trusted []ed25519.PublicKey, ids []age.Identity, log logger, errs *[]error) (*partSource, *snapshot.Index, error) {
+func openSnapshot(ctx context.Context, cfg *config.Config, dests []destination.Dest, id string, trusted []ed25519.PublicKey, ids []age.Identity, log logger, errs *[]error) (*partSource, *snapshot.Index, error) {
 	var (
 		idx *snapshot.Index
 		src partSource
 	)
 	for _, cand := range dests {
-		mm, err := openManifest(ctx, cfg, cand, id, trusted)
+		mm, err := destination.OpenManifest(ctx, cfg, cand, id, trusted)
 		var ix *snapshot.Index
 		if err == nil {
 			// Every destination has its own pieces and piece lists: its
@@ -98,7 +99,7 @@ type logger interface {
 func snapshotNotFound(what string, errs []error) error {
 	err := errors.Join(errs...)
 	if errors.Is(err, snapshot.ErrUntrustedSigner) {
-		return exitcode.New(exitcode.CheckFailed, err, UntrustedSignerHint)
+		return exitcode.New(exitcode.CheckFailed, err, destination.UntrustedSignerHint)
 	}
 	if errors.Is(err, snapshot.ErrIntegrity) {
 		return exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
@@ -113,8 +114,8 @@ func snapshotNotFound(what string, errs []error) error {
 
 // idParts plans the restore of one snapshot, id, held by the destinations
 // on names: every part of it.
-func idParts(ctx context.Context, cfg *config.Config, dests []Dest, on map[string]bool, id string, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, error) {
-	var holding []Dest
+func idParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, on map[string]bool, id string, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, error) {
+	var holding []destination.Dest
 	for _, d := range dests {
 		if on[d.Name] {
 			holding = append(holding, d)
@@ -145,7 +146,7 @@ func optLogger(o RestoreOptions) logger {
 // holding it.
 type latestCand struct {
 	l     snapshot.Listing
-	dests []Dest
+	dests []destination.Dest
 }
 
 // full reports whether the snapshot was a full run: not limited with
@@ -155,7 +156,7 @@ func (c latestCand) full() bool { return c.l.PartTags == nil || !c.l.Only }
 // latestParts plans a restore of "latest": per part, the newest complete
 // snapshot holding it (see the top of this file). It returns the parts and
 // a note for the plan.
-func latestParts(ctx context.Context, cfg *config.Config, dests []Dest, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, string, error) {
+func latestParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, string, error) {
 	// Every complete snapshot on every destination, newest first.
 	byID := map[string]*latestCand{}
 	var cands []*latestCand
@@ -407,7 +408,7 @@ type destLatest struct {
 // destination: a config error stops a job there, so every error returned
 // here is d's own, whatever its exit code, and the job goes on with the
 // next destination.
-func latestListing(ctx context.Context, cfg *config.Config, d Dest, trusted []ed25519.PublicKey) (*destLatest, error) {
+func latestListing(ctx context.Context, cfg *config.Config, d destination.Dest, trusted []ed25519.PublicKey) (*destLatest, error) {
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
 		return nil, err

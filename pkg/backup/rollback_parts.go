@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -54,7 +55,7 @@ func namesOf(parts []string) string {
 // rotate may remove its snapshots (the record of an older state_dir, or a
 // part retired under an earlier signing key). Nil when the host has no
 // record (a new host after a disaster: as before the record existed).
-func partRollbacks(cfg *config.Config, d Dest, ls []snapshot.Listing) []partRollback {
+func partRollbacks(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) []partRollback {
 	rec := snapshot.PartsWritten(cfg.StateDir, cfg.Host, d.Name)
 	if len(rec) == 0 {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/remote"
@@ -191,15 +192,15 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 			}
 		}
 	}
-	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
+	dests, unopened, err := destination.Open(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
 	}
-	defer CloseDests(ctx, dests, o.Log)
+	defer destination.Close(ctx, dests, o.Log)
 	// A manifest counts only when its signature verifies: without the
 	// check, anyone who can write to the destination could make rotate
 	// remove real snapshots by adding newer forged ones.
-	trusted, err := TrustedKeys(cfg)
+	trusted, err := destination.TrustedKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +243,7 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		}
 		res.Destinations = append(res.Destinations, rd)
 	}
-	sortByConfig(cfg, res.Destinations, func(d RotateDest) string { return d.Destination })
+	destination.SortByConfig(cfg, res.Destinations, func(d RotateDest) string { return d.Destination })
 	if len(failed) == 0 {
 		return res, nil
 	}
@@ -271,7 +272,7 @@ func (e oneLineErrors) Error() string {
 // Unwrap returns the errors.
 func (e oneLineErrors) Unwrap() []error { return e }
 
-func rotateDest(ctx context.Context, cfg *config.Config, d Dest, o RotateOptions, trusted []ed25519.PublicKey, now time.Time, skip string, log *slog.Logger) RotateDest {
+func rotateDest(ctx context.Context, cfg *config.Config, d destination.Dest, o RotateOptions, trusted []ed25519.PublicKey, now time.Time, skip string, log *slog.Logger) RotateDest {
 	p, grace := PolicyFor(cfg, d.Name)
 	rd := RotateDest{Destination: d.Name, Policy: p.String(), Grace: retention.FormatDuration(grace), Snapshots: []retention.Decision{}}
 	// failed ends the destination's rotate at step: the sweep does not
@@ -382,7 +383,7 @@ const ReasonHalfRemoved = "half removed by an earlier rotate: finished now"
 // nor a started file left: snapshot.HalfRemoved) into removals: their
 // time is that of the interrupted removal, not of a snapshot being
 // written.
-func finishHalfRemoved(ctx context.Context, d Dest, host string, plan []retention.Decision) error {
+func finishHalfRemoved(ctx context.Context, d destination.Dest, host string, plan []retention.Decision) error {
 	for i := range plan {
 		dec := &plan[i]
 		if dec.State != retention.Incomplete || !dec.Keep {

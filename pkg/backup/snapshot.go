@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/keys"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -72,11 +73,11 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		return nil, err
 	}
 	setLoggers(srcs, o.Log)
-	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
+	dests, unopened, err := destination.Open(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
 	}
-	defer CloseDests(ctx, dests, o.Log)
+	defer destination.Close(ctx, dests, o.Log)
 	for _, u := range unopened {
 		if o.Log != nil {
 			o.Log.Error("destination failed; the others go on", "destination", u.Name, "err", u.Err)
@@ -101,7 +102,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		switch {
 		case err == nil || exitcode.Hint(err) != "":
 		case errors.Is(err, snapshot.ErrEveryDestinationFailed):
-			err = exitcode.New(exitcode.Code(err), err, destHint)
+			err = exitcode.New(exitcode.Code(err), err, destination.OpenHint)
 		case errors.Is(err, fs.ErrNotExist):
 			err = exitcode.New(exitcode.Code(err), err, missingPathHint)
 		case errors.As(err, new(*snapshot.PartsError)):
@@ -127,11 +128,11 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	for _, u := range unopened {
 		res.Destinations = append(res.Destinations, snapshot.DestResult{Name: u.Name, Err: u, Error: u.Error(), Retries: u.Retries})
 	}
-	sortByConfig(cfg, res.Destinations, func(d snapshot.DestResult) string { return d.Name })
+	destination.SortByConfig(cfg, res.Destinations, func(d snapshot.DestResult) string { return d.Name })
 	if err == nil {
-		err = fmt.Errorf("snapshot %s: %w", res.ID, destFailures(unopened))
+		err = fmt.Errorf("snapshot %s: %w", res.ID, destination.Failures(unopened))
 	} else {
-		err = fmt.Errorf("%w\n%w", err, destFailures(unopened))
+		err = fmt.Errorf("%w\n%w", err, destination.Failures(unopened))
 	}
 	return res, exitcode.New(exitcode.Failure, err, failureHint(err, res))
 }
@@ -161,7 +162,7 @@ func failureHint(err error, res *snapshot.Result) string {
 	if len(res.Failed()) > 0 {
 		h := exitcode.Hint(err) // a destination's own
 		if h == "" || len(hints) > 0 {
-			h = destHint
+			h = destination.OpenHint
 		}
 		hints = append(hints, h)
 	}

@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -107,13 +108,13 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	if !o.All && o.Snapshot == "" {
 		o.Snapshot = "latest"
 	}
-	trusted, err := TrustedKeys(cfg)
+	trusted, err := destination.TrustedKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
 	var ids []age.Identity
 	if o.Level != LevelQuick && o.Level != LevelHashes {
-		if ids, err = Identities(cfg, o.Identity); err != nil {
+		if ids, err = destination.Identities(cfg, o.Identity); err != nil {
 			return nil, err
 		}
 	}
@@ -135,11 +136,11 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		return nil, err
 	}
 	defer objLock.Release()
-	dests, unopened, err := OpenDests(ctx, cfg, o.Dests)
+	dests, unopened, err := destination.Open(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err
 	}
-	defer CloseDests(ctx, dests, o.Log)
+	defer destination.Close(ctx, dests, o.Log)
 	var results []VerifyResult
 	var failed []string    // snapshots that failed their check
 	var rollbacks []string // the destinations' rollback findings
@@ -237,7 +238,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			results = append(results, r)
 		}
 	}
-	sortByConfig(cfg, results, func(r VerifyResult) string { return r.Destination })
+	destination.SortByConfig(cfg, results, func(r VerifyResult) string { return r.Destination })
 	if len(failed) > 0 || len(rollbacks) > 0 {
 		var what []string
 		if len(failed) > 0 {
@@ -258,7 +259,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		switch {
 		case len(failed) == 0:
 		case untrustedOnly(results):
-			hint = UntrustedSignerHint
+			hint = destination.UntrustedSignerHint
 		case damaged:
 			hint = "the data on the destination is damaged or was altered: the next snapshot uploads the damaged pieces again (snapshots taken before it stay damaged); find the cause"
 		case wrongKey:
@@ -274,7 +275,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		return results, exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, hint)
 	}
 	if len(unreachable) > 0 {
-		hint := destHint
+		hint := destination.OpenHint
 		if emptyOnly(unreachableErrs) {
 			hint = NoSnapshotHint
 		}
@@ -293,14 +294,14 @@ type verifyCache struct {
 // restore-test only the parts named in only, when it names any (verify
 // latest takes the others from other snapshots); quick and hashes check
 // the whole snapshot.
-func verifyOne(ctx context.Context, cfg *config.Config, d Dest, id string, only []string, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity, vc *verifyCache) VerifyResult {
+func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id string, only []string, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity, vc *verifyCache) VerifyResult {
 	begin := time.Now()
 	r := VerifyResult{Destination: d.Name, Snapshot: id, Level: o.Level}
 	// stopped: SIGINT or SIGTERM cut the check short (interrupted); a
 	// part it stopped is neither failed nor checked.
 	stopped := false
 	err := func() error {
-		m, err := openManifest(ctx, cfg, d, id, trusted)
+		m, err := destination.OpenManifest(ctx, cfg, d, id, trusted)
 		if err != nil {
 			return err
 		}
@@ -420,7 +421,7 @@ func forgetDamaged(cfg *config.Config, dest string, err error, log *slog.Logger)
 }
 
 // verifyPart downloads, hashes, decrypts, decompresses and parses a part.
-func verifyPart(ctx context.Context, d Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity) error {
+func verifyPart(ctx context.Context, d destination.Dest, m *snapshot.Manifest, p snapshot.Part, ids []age.Identity) error {
 	pr, err := snapshot.OpenPart(ctx, d.Store, m, p, ids)
 	if err != nil {
 		return err
@@ -447,7 +448,7 @@ const restoreTestPrefix = "fireops-restore-test-"
 // restoreTestPart restores a part (r.part) into a private scratch target
 // (under a new folder in scratch) and drops it, also when the restore
 // failed.
-func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapshot.Manifest, ids []age.Identity, scratch string, r scratchRequest) error {
+func restoreTestPart(ctx context.Context, cfg *config.Config, d destination.Dest, m *snapshot.Manifest, ids []age.Identity, scratch string, r scratchRequest) error {
 	k, err := kindOf(r.part)
 	if err != nil {
 		return err
@@ -465,4 +466,19 @@ func restoreTestPart(ctx context.Context, cfg *config.Config, d Dest, m *snapsho
 	defer cleanup()
 	_, err = snapshot.RestorePart(ctx, d.Store, m, r.part, ids, rs)
 	return err
+}
+
+// untrustedOnly reports whether the verify results that found the data
+// wrong were all refused for their signer alone (and there is one).
+func untrustedOnly(rs []VerifyResult) bool {
+	n := 0
+	for _, r := range rs {
+		switch {
+		case r.untrustedSigner:
+			n++
+		case r.damaged:
+			return false
+		}
+	}
+	return n > 0
 }

@@ -26,6 +26,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -44,9 +45,9 @@ type verifyTarget struct {
 // (a wrong identity, a damaged index), levels full and restore-test check
 // whole the snapshots latestByTags finds: each one's check then says what
 // is wrong with it.
-func latestTargets(ctx context.Context, cfg *config.Config, d Dest, x *destLatest, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity) []verifyTarget {
+func latestTargets(ctx context.Context, cfg *config.Config, d destination.Dest, x *destLatest, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity) []verifyTarget {
 	if o.Level == LevelFull || o.Level == LevelRestoreTest {
-		plan, note, err := latestParts(ctx, cfg, []Dest{d}, trusted, ids, RestoreOptions{Snapshot: "latest"}, nil)
+		plan, note, err := latestParts(ctx, cfg, []destination.Dest{d}, trusted, ids, RestoreOptions{Snapshot: "latest"}, nil)
 		if err == nil {
 			if note != "" && o.Log != nil {
 				o.Log.Info("latest: the parts restore latest takes from each snapshot", "destination", d.Name, "note", note)
@@ -127,7 +128,7 @@ func latestByTags(x *destLatest) []snapshot.Listing {
 // rollbackOn is the rollback finding of a destination's listing ls
 // (rolledBack, partRollbacks: each missing snapshot named once), "" when
 // there is none, and the newest usable snapshot there ("" when none).
-func rollbackOn(cfg *config.Config, d Dest, ls []snapshot.Listing) (alarm, newest string) {
+func rollbackOn(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) (alarm, newest string) {
 	x := &destLatest{ls: ls, parts: partRollbacks(cfg, d, ls)}
 	if id, ok := snapshot.Latest(ls); ok {
 		for _, l := range ls {

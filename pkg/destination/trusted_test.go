@@ -1,4 +1,4 @@
-package backup
+package destination
 
 import (
 	"crypto/ed25519"

@@ -1,9 +1,10 @@
-// Package backup runs the backup jobs from a config: it opens the
-// destinations (pkg/remote), builds the sources (pkg/source/...), loads the
-// keys, and drives the snapshot engine (pkg/snapshot) for the snapshot,
-// snapshots, verify and restore commands. cmd/fireops only parses flags
-// and prints what these functions return.
-package backup
+// Package destination opens the destinations a job writes to or reads
+// from, as the config names them: each one's rclone remote (pkg/remote)
+// adapted to the snapshot engine's Store, with the errors of one that
+// cannot be opened kept apart from the others. It also loads what every
+// job needs to trust and read a destination's snapshots: the trusted
+// signing keys, the age identity, and a snapshot's signed manifest.
+package destination
 
 import (
 	"context"
@@ -81,7 +82,7 @@ type Dest struct {
 }
 
 // DestError is a destination that could not be opened.
-type DestError struct {
+type OpenError struct {
 	// Name is the destination's name in the config.
 	Name string
 	// Err is why it could not be opened.
@@ -94,7 +95,7 @@ type DestError struct {
 // Error says which destination could not be opened and why, naming it
 // once: a cause of pkg/remote names it already (`destination "NAME":
 // open: ...`).
-func (e DestError) Error() string {
+func (e OpenError) Error() string {
 	var re *remote.Error
 	if errors.As(e.Err, &re) && re.Dest == e.Name {
 		return e.Err.Error()
@@ -103,10 +104,10 @@ func (e DestError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e DestError) Unwrap() error { return e.Err }
+func (e OpenError) Unwrap() error { return e.Err }
 
 // destHint is the hint for a destination that cannot be opened.
-const destHint = "check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER"
+const OpenHint = "check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER"
 
 // OpenDests opens the destinations of the config, or only those named.
 // An unknown name is a usage error. One destination that cannot be opened
@@ -115,7 +116,7 @@ const destHint = "check that the destination answers (rclone lsd on its remote) 
 // opened, the error names them all. A usage error (an rclone config that
 // group or others can read) is returned at once: it is the config to fix,
 // like a bad config file.
-func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []Dest, failed []DestError, err error) {
+func Open(ctx context.Context, cfg *config.Config, only []string) (dests []Dest, failed []OpenError, err error) {
 	if len(cfg.Destinations) == 0 {
 		return nil, nil, exitcode.Usagef("add a destination to the config (docs/configuration.md)", "config %s has no destinations", cfg.File)
 	}
@@ -129,7 +130,7 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			CloseDests(ctx, dests, nil)
+			Close(ctx, dests, nil)
 			return nil, nil, err
 		}
 		r, err := remote.Open(ctx, remote.Options{Name: d.Name, Remote: d.Remote, RcloneConfig: d.RcloneConfig, Uploads: d.Uploads})
@@ -137,11 +138,11 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []
 			// An rclone config that others can read (exit 2, the
 			// refusal's hint): the config to fix before any job runs,
 			// like a bad config file, not one destination that is down.
-			CloseDests(ctx, dests, nil)
-			return nil, nil, DestError{Name: d.Name, Err: err}
+			Close(ctx, dests, nil)
+			return nil, nil, OpenError{Name: d.Name, Err: err}
 		}
 		if err != nil {
-			de := DestError{Name: d.Name, Err: err}
+			de := OpenError{Name: d.Name, Err: err}
 			var re *remote.Error
 			if errors.As(err, &re) {
 				de.Retries = re.Retries
@@ -156,14 +157,14 @@ func OpenDests(ctx context.Context, cfg *config.Config, only []string) (dests []
 		for i, f := range failed {
 			errs[i] = f
 		}
-		return nil, nil, exitcode.New(exitcode.Failure, errors.Join(errs...), destHint)
+		return nil, nil, exitcode.New(exitcode.Failure, errors.Join(errs...), OpenHint)
 	}
 	return dests, failed, nil
 }
 
 // sortByConfig orders items (one per destination, named by name) as the
 // destinations are in the config.
-func sortByConfig[T any](cfg *config.Config, items []T, name func(T) string) {
+func SortByConfig[T any](cfg *config.Config, items []T, name func(T) string) {
 	order := func(n string) int {
 		return slices.IndexFunc(cfg.Destinations, func(d config.Destination) bool { return d.Name == n })
 	}
@@ -172,7 +173,7 @@ func sortByConfig[T any](cfg *config.Config, items []T, name func(T) string) {
 
 // destFailures joins the errors of the destinations that could not be
 // opened (nil when there are none), for a job's own error.
-func destFailures(failed []DestError) error {
+func Failures(failed []OpenError) error {
 	var errs []error
 	for _, f := range failed {
 		errs = append(errs, f)
@@ -184,7 +185,7 @@ func destFailures(failed []DestError) error {
 // pools, for example), so that the schedule daemon, which opens them for
 // every job, keeps nothing from one run to the next. A failure is only
 // logged (to log when not nil): the job's own result stands.
-func CloseDests(ctx context.Context, dests []Dest, log *slog.Logger) {
+func Close(ctx context.Context, dests []Dest, log *slog.Logger) {
 	for _, d := range dests {
 		if err := d.Remote.Close(context.WithoutCancel(ctx)); err != nil && log != nil {
 			log.Warn("close destination", "destination", d.Name, "err", err)
@@ -237,21 +238,6 @@ func TrustedKeys(cfg *config.Config) ([]ed25519.PublicKey, error) {
 // a signer outside the trusted keys (snapshot.ErrUntrustedSigner).
 const UntrustedSignerHint = "if it was signed by an earlier signing key of this site, add that key's ed25519:... public key to keys.signing_public_keys until its snapshots are rotated away (docs/runbook.md, \"Changing the signing key\"); otherwise the snapshot is not this site's"
 
-// untrustedOnly reports whether the verify results that found the data
-// wrong were all refused for their signer alone (and there is one).
-func untrustedOnly(rs []VerifyResult) bool {
-	n := 0
-	for _, r := range rs {
-		switch {
-		case r.untrustedSigner:
-			n++
-		case r.damaged:
-			return false
-		}
-	}
-	return n > 0
-}
-
 // openManifest opens a snapshot's manifest (its signature checked with the
 // trusted keys) and, where this host has the signing key that signed it,
 // has its pieces' keyed ids checked as they are read. A snapshot signed by
@@ -259,7 +245,7 @@ func untrustedOnly(rs []VerifyResult) bool {
 // with that key, which this host no longer has: its pieces are checked by
 // the SHA-256s its signed manifest binds and by age's authentication, as
 // on a restore host without signing.key.
-func openManifest(ctx context.Context, cfg *config.Config, d Dest, id string, trusted []ed25519.PublicKey) (*snapshot.Manifest, error) {
+func OpenManifest(ctx context.Context, cfg *config.Config, d Dest, id string, trusted []ed25519.PublicKey) (*snapshot.Manifest, error) {
 	m, signer, err := snapshot.OpenSigned(ctx, d.Store, cfg.Host, id, trusted...)
 	if err != nil {
 		return nil, err
