@@ -17,6 +17,7 @@ import (
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
@@ -116,7 +117,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	// Next to the live data with --to-db; the plan names the targets.
 	prefix := "b" + strings.ToLower(res.ID[len(res.ID)-6:]) + "_"
 	mongotest.DropLater(t, c, prefix+db)
-	rr, err := Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: MongoRestoreOptions{ToDB: prefix}})
+	rr, err := Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{ToDB: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	// --ns and --drop over a changed live collection.
 	_, err = c.Database(db).Collection("runs").DeleteMany(ctx, bson.D{})
 	must(t, err)
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: MongoRestoreOptions{NS: []string{db + ".runs"}, Drop: true}})
+	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".runs"}, Drop: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +143,11 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	open := filepath.Join(dir, "open-uri")
 	must(t, os.WriteFile(open, []byte(uri), 0o644))
 	must(t, os.Chmod(open, 0o644))
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: MongoRestoreOptions{ToURIFile: open, ToDB: prefix, Drop: true}})
+	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{ToURIFile: open, ToDB: prefix, Drop: true}})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "readable by group or others") {
 		t.Errorf("open URI file: %v", err)
 	}
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: MongoRestoreOptions{NS: []string{db + ".nope"}, ToDB: prefix}})
+	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".nope"}, ToDB: prefix}})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "matches nothing") {
 		t.Errorf("--ns of nothing: %v", err)
 	}
@@ -198,7 +199,7 @@ func TestMongoRestoreTestFailureDropsScratch(t *testing.T) {
 	p := mongotest.StartProxy(t, mongotest.Target(uri))
 	scratchURI := writeURIFile(t, dir, "scratch-uri", p.URI(uri))
 	p.CutAfter(40_000, false)
-	vr, err := Verify(ctx, cfg, VerifyOptions{Snapshot: res.ID, Level: LevelRestoreTest, Mongo: MongoVerifyOptions{ScratchURIFile: scratchURI}})
+	vr, err := Verify(ctx, cfg, VerifyOptions{Snapshot: res.ID, Level: LevelRestoreTest, Mongo: partkind.MongoVerifyOptions{ScratchURIFile: scratchURI}})
 	if exitcode.Code(err) != exitcode.CheckFailed || len(vr) != 1 || vr[0].OK || !p.Cut() {
 		t.Fatalf("restore-test through a cut connection: %+v %v (cut: %v)", vr, err, p.Cut())
 	}

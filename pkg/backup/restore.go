@@ -13,6 +13,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/mongo"
@@ -32,7 +33,7 @@ type RestoreOptions struct {
 	Force bool
 	// Mongo holds the mongo part's options (--ns, --to-db, --to-uri-file,
 	// --drop).
-	Mongo MongoRestoreOptions
+	Mongo partkind.MongoRestoreOptions
 	// Dest is the destination to read from ("" means the first that has
 	// the snapshot).
 	Dest string
@@ -157,12 +158,12 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	parts := make([]plannedPart, len(sel))
 	for i, pf := range sel {
 		r := o.request(pf.part, len(sel))
-		t, err := planRequest(ctx, cfg, r)
+		t, err := partkind.Plan(ctx, cfg, r)
 		if err != nil {
 			return nil, err
 		}
 		parts[i] = plannedPart{from: pf, req: r, target: t}
-		res.Parts = append(res.Parts, PlannedPart{Part: r.part.ID, Snapshot: pf.snapshotID(), Target: t.String(), Size: r.part.Size, Status: StatusPlanned})
+		res.Parts = append(res.Parts, PlannedPart{Part: r.Part.ID, Snapshot: pf.snapshotID(), Target: t.String(), Size: r.Part.Size, Status: StatusPlanned})
 	}
 	if o.DryRun {
 		return res, nil
@@ -174,17 +175,8 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 // what its kind was asked and the target the kind planned.
 type plannedPart struct {
 	from   partFrom
-	req    restoreRequest
-	target restoreTarget
-}
-
-// planRequest asks the part's kind to plan r.
-func planRequest(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
-	k, err := kindOf(r.part)
-	if err != nil {
-		return restoreTarget{}, err
-	}
-	return k.plan(ctx, cfg, r)
+	req    partkind.Request
+	target partkind.Target
 }
 
 // restoreParts restores the planned parts (parts[i] is res.Parts[i]), each
@@ -205,23 +197,19 @@ func restoreParts(ctx context.Context, cfg *config.Config, res *RestoreResult, p
 	var failed []string
 	integrity := false
 	for i, pp := range parts {
-		p := pp.req.part
+		p := pp.req.Part
 		if err := ctx.Err(); err != nil {
 			notAttempted(i)
 			if stop {
 				return err
 			}
 			for _, q := range parts[i:] {
-				failed = append(failed, q.req.part.ID)
+				failed = append(failed, q.req.Part.ID)
 			}
 			break
 		}
 		pd, err := pp.from.src.restore(ctx, cfg, p, ids, log, func() (source.Restorer, error) {
-			k, err := kindOf(p)
-			if err != nil {
-				return nil, err
-			}
-			return k.restorer(ctx, cfg, pp.req, pp.target)
+			return partkind.Restorer(ctx, cfg, pp.req, pp.target)
 		})
 		if err != nil && interrupted(ctx, err) {
 			// Not a failure of the part: SIGINT or SIGTERM stopped it, and
@@ -258,28 +246,6 @@ func restoreParts(ctx context.Context, cfg *config.Config, res *RestoreResult, p
 	return nil
 }
 
-// errRefused is matched (errors.Is) by the errors of a restore's options
-// or targets that ask the admin to change the command or the host, found
-// only when a part is restored (the plan passed): restoreRefused marks
-// them.
-var errRefused = errors.New("restore refused")
-
-// refusedError is an error marked as errRefused; its message, exit code
-// and hint are the cause's.
-type refusedError struct{ err error }
-
-func (e *refusedError) Error() string        { return e.err.Error() }
-func (e *refusedError) Unwrap() error        { return e.err }
-func (e *refusedError) Is(target error) bool { return target == errRefused }
-
-// restoreRefused marks err (if any) as errRefused.
-func restoreRefused(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &refusedError{err: err}
-}
-
 // stopsRestore reports whether a part's error ends a restore of several
 // parts there: a wrong identity (every part would fail the same way), a
 // refusal the admin must fix first (errRefused, or a MongoDB collection
@@ -288,7 +254,7 @@ func restoreRefused(err error) error {
 // other error (damaged or missing data, a destination or the Docker
 // Engine failing) is the part's own: the others are still restored.
 func stopsRestore(err error) bool {
-	return errors.Is(err, snapshot.ErrWrongIdentity) || errors.Is(err, errRefused) ||
+	return errors.Is(err, snapshot.ErrWrongIdentity) || errors.Is(err, partkind.ErrRefused) ||
 		errors.Is(err, mongo.ErrNotEmpty) || errors.Is(err, mongo.ErrIntegrity)
 }
 
@@ -390,7 +356,7 @@ func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot
 			if rs, err = restorer(); err != nil {
 				return "", err
 			}
-			if l, ok := rs.(loggerSetter); ok && log != nil {
+			if l, ok := rs.(partkind.LoggerSetter); ok && log != nil {
 				l.SetLogger(log) // leftovers of killed restores are logged
 			}
 			var st source.Stats
@@ -453,4 +419,10 @@ func selectParts(all []snapshot.Part, sel []string) ([]snapshot.Part, error) {
 		}
 	}
 	return out, nil
+}
+
+// request is the restore request of part p, one of n parts restored
+// together with the options o.
+func (o RestoreOptions) request(p snapshot.Part, n int) partkind.Request {
+	return partkind.Request{Part: p, To: o.To, N: n, Force: o.Force, DryRun: o.DryRun, Mongo: o.Mongo, Log: o.Log}
 }

@@ -59,8 +59,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -71,8 +69,8 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/engine"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
-	"github.com/firetech/fireops/pkg/source/files"
 	"github.com/firetech/fireops/pkg/stack"
 )
 
@@ -106,17 +104,6 @@ type StackAction struct {
 	Error string `json:"error,omitempty"`
 }
 
-// kindRank is a part's kind's position in the kinds list (the safe
-// order of a whole-server restore).
-func kindRank(p snapshot.Part) int {
-	for i, k := range kinds {
-		if k.name() == p.Kind {
-			return i
-		}
-	}
-	return len(kinds)
-}
-
 // restoreAll restores parts in place, every one on its own (see the top
 // of this file), each from its own snapshot (restore_latest.go: with
 // latest, the newest holding it). The manifests and indexes were checked
@@ -131,7 +118,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 		o.Mongo.Drop = true // --all --force replaces everything
 	}
 	sel = slices.Clone(sel)
-	sort.SliceStable(sel, func(i, j int) bool { return kindRank(sel[i].part) < kindRank(sel[j].part) })
+	sort.SliceStable(sel, func(i, j int) bool { return partkind.Rank(sel[i].part) < partkind.Rank(sel[j].part) })
 	parts := make([]snapshot.Part, len(sel))
 	for i, pf := range sel {
 		parts[i] = pf.part
@@ -163,12 +150,12 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 	var refused []string
 	for i, pf := range sel {
 		r := o.request(pf.part, len(sel))
-		r.inPlace, r.stopping = true, stopping
-		pp := PlannedPart{Part: r.part.ID, Snapshot: pf.snapshotID(), Size: r.part.Size, Status: StatusPlanned}
-		t, err := planRequest(ctx, cfg, r)
+		r.InPlace, r.Stopping = true, stopping
+		pp := PlannedPart{Part: r.Part.ID, Snapshot: pf.snapshotID(), Size: r.Part.Size, Status: StatusPlanned}
+		t, err := partkind.Plan(ctx, cfg, r)
 		if err != nil {
-			pp.Status, pp.Error = StatusRefused, partReason(r.part.ID, err)
-			refused = append(refused, r.part.ID)
+			pp.Status, pp.Error = StatusRefused, partReason(r.Part.ID, err)
+			refused = append(refused, r.Part.ID)
 		}
 		planned[i], pp.Target = plannedPart{from: pf, req: r, target: t}, t.String()
 		res.Parts = append(res.Parts, pp)
@@ -211,112 +198,4 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 	}
 
 	return res, restoreParts(ctx, cfg, res, planned, ids, o.Log, " --all", false)
-}
-
-// planInPlace plans one part of a whole-server restore.
-func planInPlace(ctx context.Context, cfg *config.Config, p snapshot.Part, o RestoreOptions, n int) (string, error) {
-	k, err := kindOf(p)
-	if err != nil {
-		return "", err
-	}
-	if p.Kind != files.Kind {
-		t, err := k.plan(ctx, cfg, o.request(p, n))
-		return t.String(), err
-	}
-	paths, err := inPlacePaths(cfg, p)
-	if err != nil {
-		return "", err
-	}
-	var existing int
-	for _, path := range paths {
-		if _, err := os.Lstat(path); err == nil {
-			existing++
-		}
-	}
-	t := strings.Join(paths, ", ")
-	switch {
-	case existing > 0 && o.Force:
-		t += fmt.Sprintf(" (replacing %d existing)", existing)
-	case existing > 0:
-		t += fmt.Sprintf(" (%d existing kept as *.fireops-old)", existing)
-	}
-	return t, nil
-}
-
-// inPlacePaths returns the paths of the config's files source of a part:
-// cleaned, sorted, without paths inside others (as the archive has them).
-func inPlacePaths(cfg *config.Config, p snapshot.Part) ([]string, error) {
-	for _, f := range cfg.Sources.Files {
-		if f.Name != p.Name {
-			continue
-		}
-		var roots []string
-		for _, path := range f.Paths {
-			path = filepath.Clean(path)
-			if !filepath.IsAbs(path) || path == "/" {
-				return nil, exitcode.Usagef("restore it into a folder with --part "+p.ID+" --to DIR",
-					"part %s: path %q cannot be restored in place", p.ID, path)
-			}
-			roots = append(roots, path)
-		}
-		sort.Strings(roots)
-		kept := roots[:0]
-		for _, r := range roots {
-			if len(kept) > 0 && (r == kept[len(kept)-1] || strings.HasPrefix(r, kept[len(kept)-1]+"/")) {
-				continue
-			}
-			kept = append(kept, r)
-		}
-		if len(kept) == 0 {
-			break
-		}
-		return kept, archivedPaths(p, kept)
-	}
-	return nil, exitcode.Usagef("put the config back first (it names the paths), or restore the part into a folder with --part "+p.ID+" --to DIR",
-		"part %s: the config has no files source %q: its original paths are unknown", p.ID, p.Name)
-}
-
-// archivedPaths refuses a configured path that the part did not archive
-// as such: only a path the files source was configured with when the
-// snapshot was taken (a recorded root), or one inside it, holds
-// everything that was there. A folder above a root is in the archive too,
-// but holding only the folders down to the root: put back in place, it
-// would take everything else in it away (into .fireops-old, or deleted
-// with --force). A part without recorded roots (written before fireops
-// recorded them) cannot tell the two apart, so it is refused whole.
-func archivedPaths(p snapshot.Part, paths []string) error {
-	hint := "restore the part into a folder with --part " + p.ID + " --to DIR and copy back what you need, or leave it out of --all with --part"
-	roots, ok, err := files.RecordedRoots(p.Details)
-	if err != nil {
-		return fmt.Errorf("part %s: %w", p.ID, err)
-	}
-	if !ok {
-		return exitcode.Usagef(hint,
-			"part %s does not record which paths it archived (written by an older fireops): it cannot be put back in place safely, as a configured folder may hold only the folders above what was archived",
-			p.ID)
-	}
-	for _, path := range paths {
-		if slices.ContainsFunc(roots, func(r string) bool { return path == r || strings.HasPrefix(path, r+"/") }) {
-			continue
-		}
-		if slices.ContainsFunc(roots, func(r string) bool { return strings.HasPrefix(r, path+"/") }) {
-			return exitcode.Usagef(hint+"; or set the source's paths in the config to the archived ones",
-				"part %s: the config's path %s is above the paths the snapshot archived (%s): putting it back in place would remove everything else in it",
-				p.ID, path, strings.Join(roots, ", "))
-		}
-		return exitcode.Usagef(hint+"; or set the source's paths in the config to the archived ones",
-			"part %s: the config's path %s is not among the paths the snapshot archived (%s)", p.ID, path, strings.Join(roots, ", "))
-	}
-	return nil
-}
-
-// newInPlaceRestorer returns the restorer that puts a files part back
-// over the paths its config source names (see the top of this file and
-// files.InPlace).
-func newInPlaceRestorer(cfg *config.Config, p snapshot.Part, force bool) (*files.InPlace, error) {
-	paths, err := inPlacePaths(cfg, p)
-	if err != nil {
-		return nil, err
-	}
-	return files.NewInPlace(paths, force), nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 	smongo "github.com/firetech/fireops/pkg/source/mongo"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
@@ -312,7 +313,7 @@ func TestRestoreAllCorruptMongo(t *testing.T) {
 	}
 	live := mongotest.SortedHash(t, s.mc, s.db)
 
-	rr, err := Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true, Mongo: MongoRestoreOptions{Drop: true}})
+	rr, err := Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true, Mongo: partkind.MongoRestoreOptions{Drop: true}})
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), "1 of 6 parts NOT restored: mongo:mongodb") {
 		t.Fatalf("restore --all with a damaged mongo part: code %d, %v", exitcode.Code(err), err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
@@ -98,7 +99,7 @@ func TestInPlacePathsMustBeArchived(t *testing.T) {
 			t.Parallel()
 			cfg := &config.Config{Sources: config.Sources{Files: []config.FileSource{{Name: "stack", Paths: tc.paths}}}}
 			p := snapshot.Part{ID: "files:stack", Kind: files.Kind, Name: "stack", Stats: source.Stats{Details: tc.details}}
-			got, err := inPlacePaths(cfg, p)
+			got, err := partkind.InPlacePaths(cfg, p)
 			if tc.err == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -115,7 +116,7 @@ func TestInPlacePathsMustBeArchived(t *testing.T) {
 				t.Errorf("hint %q does not name --to DIR", exitcode.Hint(err))
 			}
 			// The restorer checks the same, not only the plan.
-			if _, err := newInPlaceRestorer(cfg, p, true); err == nil {
+			if _, err := partkind.NewInPlaceRestorer(cfg, p, true); err == nil {
 				t.Error("the restorer accepted what the plan refuses")
 			}
 		})

@@ -38,6 +38,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -226,7 +227,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 		used = append(used, c.l.ID)
 		var every []string // the kinds' pseudo-parts this full run resolves
 		for _, p := range idx.Parts {
-			kindFailed := pending[p.Kind+":"+everyOfKind]
+			kindFailed := pending[p.Kind+":"+partkind.EveryOfKind]
 			if _, ok := assigned[p.ID]; ok || closed && !pending[p.ID] && !kindFailed {
 				continue
 			}
@@ -235,7 +236,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 			order = append(order, p.ID)
 			delete(pending, p.ID)
 			if kindFailed && c.full() {
-				every = append(every, p.Kind+":"+everyOfKind)
+				every = append(every, p.Kind+":"+partkind.EveryOfKind)
 			}
 		}
 		for _, e := range every {

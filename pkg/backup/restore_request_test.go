@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
@@ -24,8 +25,8 @@ func TestStopsRestore(t *testing.T) {
 		code int
 	}{
 		{"wrong identity", fmt.Errorf("part x: %w", snapshot.ErrWrongIdentity), true, exitcode.Failure},
-		{"refused", restoreRefused(usage), true, exitcode.Usage},
-		{"refused, wrapped", fmt.Errorf("part x: %w", restoreRefused(usage)), true, exitcode.Usage},
+		{"refused", partkind.Refused(usage), true, exitcode.Usage},
+		{"refused, wrapped", fmt.Errorf("part x: %w", partkind.Refused(usage)), true, exitcode.Usage},
 		{"mongo collection not empty", exitcode.New(exitcode.Usage, fmt.Errorf("mongo: %w: db.c", mongo.ErrNotEmpty), ""), true, exitcode.Usage},
 		{"mongo documents differ", exitcode.New(exitcode.CheckFailed, fmt.Errorf("%w: db.c", mongo.ErrIntegrity), ""), true, exitcode.CheckFailed},
 		{"damaged piece", fmt.Errorf("part x: %w: sha256 differs", snapshot.ErrIntegrity), false, exitcode.Failure},
@@ -41,29 +42,11 @@ func TestStopsRestore(t *testing.T) {
 			}
 		})
 	}
-	if r := restoreRefused(usage); r.Error() != usage.Error() || exitcode.Hint(r) != "fix it" {
+	if r := partkind.Refused(usage); r.Error() != usage.Error() || exitcode.Hint(r) != "fix it" {
 		t.Errorf("restoreRefused changed the error: %q (hint %q)", r, exitcode.Hint(r))
 	}
-	if restoreRefused(nil) != nil {
+	if partkind.Refused(nil) != nil {
 		t.Error("restoreRefused(nil) is not nil")
-	}
-}
-
-// TestRestoreTargetString: the plan shows a typed target as the strings
-// it always showed.
-func TestRestoreTargetString(t *testing.T) {
-	for _, c := range []struct {
-		t    restoreTarget
-		want string
-	}{
-		{restoreTarget{path: "/srv/restore/files-stack"}, "/srv/restore/files-stack"},
-		{restoreTarget{volume: "jupyterhub-user-ada"}, "volume:jupyterhub-user-ada"},
-		{restoreTarget{volume: "jupyterhub-data", file: "jupyterhub.sqlite"}, "volume:jupyterhub-data/jupyterhub.sqlite"},
-		{restoreTarget{shown: "metrics.* (3) on the configured server"}, "metrics.* (3) on the configured server"},
-	} {
-		if got := c.t.String(); got != c.want {
-			t.Errorf("%+v: %q, want %q", c.t, got, c.want)
-		}
 	}
 }
 
@@ -79,7 +62,7 @@ func TestRestorePartsCancelled(t *testing.T) {
 		for _, id := range []string{"files:stack", "sqlite:hub"} {
 			kind, name, _ := strings.Cut(id, ":")
 			p := snapshot.Part{ID: id, Kind: kind, Name: name}
-			parts = append(parts, plannedPart{req: restoreRequest{part: p}})
+			parts = append(parts, plannedPart{req: partkind.Request{Part: p}})
 			res.Parts = append(res.Parts, PlannedPart{Part: id, Snapshot: res.Snapshot, Status: StatusPlanned})
 		}
 		err := restoreParts(ctx, nil, res, parts, nil, nil, " --all", stop)

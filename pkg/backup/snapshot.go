@@ -14,6 +14,7 @@ import (
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -68,11 +69,11 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		return nil, err
 	}
 	defer objLock.Release()
-	srcs, err := sourcesFor(ctx, cfg, sourcesRequest{only: o.Only, afterDiscovery: o.afterDiscovery})
+	srcs, err := partkind.SourcesFor(ctx, cfg, partkind.SourcesRequest{Only: o.Only, AfterDiscovery: o.afterDiscovery})
 	if err != nil {
 		return nil, err
 	}
-	setLoggers(srcs, o.Log)
+	partkind.SetLoggers(srcs, o.Log)
 	dests, unopened, err := destination.Open(ctx, cfg, o.Dests)
 	if err != nil {
 		return nil, err

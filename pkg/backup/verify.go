@@ -17,6 +17,7 @@ import (
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/leftover"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -46,7 +47,7 @@ type VerifyOptions struct {
 	// ScratchDir is where restore-test restores (default: the temp dir).
 	ScratchDir string
 	// Mongo holds the mongo part's restore-test options.
-	Mongo MongoVerifyOptions
+	Mongo partkind.MongoVerifyOptions
 	// Log receives progress.
 	Log *slog.Logger
 	// Progress, when set, counts the bytes of every part levels full and
@@ -349,7 +350,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id s
 			if err == nil && o.Level == LevelFull {
 				err = verifyPart(ctx, d, m, p, ids)
 			} else if err == nil {
-				err = restoreTestPart(ctx, cfg, d, m, ids, o.ScratchDir, scratchRequest{part: p, snapshot: id, mongoURIFile: o.Mongo.ScratchURIFile, log: o.Log})
+				err = restoreTestPart(ctx, cfg, d, m, ids, o.ScratchDir, partkind.ScratchRequest{Part: p, Snapshot: id, MongoURIFile: o.Mongo.ScratchURIFile, Log: o.Log})
 			}
 			if err == nil {
 				continue
@@ -445,26 +446,22 @@ func verifyPart(ctx context.Context, d destination.Dest, m *snapshot.Manifest, p
 // what a killed one left.
 const restoreTestPrefix = "fireops-restore-test-"
 
-// restoreTestPart restores a part (r.part) into a private scratch target
+// restoreTestPart restores a part (r.Part) into a private scratch target
 // (under a new folder in scratch) and drops it, also when the restore
 // failed.
-func restoreTestPart(ctx context.Context, cfg *config.Config, d destination.Dest, m *snapshot.Manifest, ids []age.Identity, scratch string, r scratchRequest) error {
-	k, err := kindOf(r.part)
-	if err != nil {
-		return err
-	}
+func restoreTestPart(ctx context.Context, cfg *config.Config, d destination.Dest, m *snapshot.Manifest, ids []age.Identity, scratch string, r partkind.ScratchRequest) error {
 	dir, err := os.MkdirTemp(scratch, leftover.Pattern(restoreTestPrefix))
 	if err != nil {
 		return fmt.Errorf("restore-test: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	r.dir = dir
-	rs, cleanup, err := k.scratch(ctx, cfg, r)
+	r.Dir = dir
+	rs, cleanup, err := partkind.Scratch(ctx, cfg, r)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	_, err = snapshot.RestorePart(ctx, d.Store, m, r.part, ids, rs)
+	_, err = snapshot.RestorePart(ctx, d.Store, m, r.Part, ids, rs)
 	return err
 }
 

@@ -1,4 +1,11 @@
-package backup
+// Package partkind knows each kind of part a snapshot holds (files,
+// volume, sqlite, mongo): how the config's sources of that kind are built
+// for a snapshot, where and how a part of it is restored (its target
+// planned and refused before anything is downloaded, then a staged
+// restorer), and how it is restored into a scratch target for verify
+// --level restore-test. The jobs of pkg/backup ask it through SourcesFor,
+// Plan, Restorer and Scratch and never look at a kind themselves.
+package partkind
 
 import (
 	"context"
@@ -17,113 +24,107 @@ import (
 // kind is what the jobs need to know about one kind of part (files,
 // sqlite, mongo, volume): how to build its sources from the config, where
 // and how to restore it, and how to restore it into a scratch target for
-// verify --level restore-test. Each kind lives in its own kind_*.go file;
+// verify --level restore-test. Each kind lives in its own file;
 // the kinds list fixes the order of parts in a snapshot.
 type kind interface {
 	// name is the kind as in part ids ("files" in "files:stack").
 	name() string
-	// sources returns the configured sources of this kind that r.only
+	// sources returns the configured sources of this kind that r.Only
 	// selects (see wanted). A source that cannot be set up on this host
 	// now (a missing file, the Docker Engine down) is a failedSetup
 	// source, which fails its part only; an error stops the whole run
 	// and is kept for the config's own errors. A configured source this
 	// version cannot read is never a silent skip.
-	sources(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error)
+	sources(ctx context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error)
 	// plan decides the target of a part being restored and refuses,
 	// before anything is downloaded, a target that would be replaced
-	// without r.force.
-	plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error)
+	// without r.Force.
+	plan(ctx context.Context, cfg *config.Config, r Request) (Target, error)
 	// restorer returns the staged restorer for a planned target.
-	restorer(ctx context.Context, cfg *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error)
-	// scratch returns a restorer into a scratch target under r.dir (a
+	restorer(ctx context.Context, cfg *config.Config, r Request, t Target) (source.Restorer, error)
+	// scratch returns a restorer into a scratch target under r.Dir (a
 	// private temp folder removed afterwards) and a cleanup for anything
 	// outside it (a scratch database or volume); cleanup runs also when
 	// the restore failed.
-	scratch(ctx context.Context, cfg *config.Config, r scratchRequest) (source.Restorer, func(), error)
+	scratch(ctx context.Context, cfg *config.Config, r ScratchRequest) (source.Restorer, func(), error)
 }
 
-// sourcesRequest is what a snapshot asks of the kinds' sources.
-type sourcesRequest struct {
+// SourcesRequest is what a snapshot asks of the kinds' sources.
+type SourcesRequest struct {
 	// only selects parts by id or kind (see wanted); empty selects all.
-	only []string
+	Only []string
 	// afterDiscovery, when set (by tests), is called with the volumes
 	// found, before their sources are read.
-	afterDiscovery func(names []string)
+	AfterDiscovery func(names []string)
 }
 
-// restoreRequest is what a kind is asked to plan and restore: one part
+// Request is what a kind is asked to plan and restore: one part
 // and the options of the restore that concern it.
-type restoreRequest struct {
-	part snapshot.Part
+type Request struct {
+	Part snapshot.Part
 	// to is --to as given: a folder, a file (one sqlite part) or
 	// volume:NAME (one volume part); "" puts the part back where it came
 	// from.
-	to string
+	To string
 	// n is the number of parts restored together (with several, --to DIR
 	// holds one folder or file per part).
-	n int
+	N int
 	// inPlace (restore --all) puts a files part back over the paths its
 	// config source names.
-	inPlace bool
+	InPlace bool
 	// force replaces a target that has content.
-	force bool
+	Force bool
 	// dryRun: only the plan is made (it says what a real restore would
 	// warn about when it starts).
-	dryRun bool
+	DryRun bool
 	// mongo are the mongo part's options.
-	mongo MongoRestoreOptions
+	Mongo MongoRestoreOptions
 	// stopping are the containers restore --all --stop-stack stops: the
 	// plan does not refuse a volume only they use.
-	stopping []string
-	log      *slog.Logger
+	Stopping []string
+	Log      *slog.Logger
 }
 
-// request is the restore request of part p, one of n parts restored
-// together with the options o.
-func (o RestoreOptions) request(p snapshot.Part, n int) restoreRequest {
-	return restoreRequest{part: p, to: o.To, n: n, force: o.Force, dryRun: o.DryRun, mongo: o.Mongo, log: o.Log}
-}
-
-// restoreTarget is where a planned part is restored: a path on this host,
+// Target is where a planned part is restored: a path on this host,
 // a Docker volume, a file inside a Docker volume, or, for what is neither
 // (a MongoDB server's collections), only how the plan shows it.
-type restoreTarget struct {
+type Target struct {
 	// path is a folder or file on this host.
-	path string
+	Path string
 	// volume is a Docker volume: the target, or with file the volume
 	// holding the file (a database restored after its volume's part).
-	volume, file string
+	Volume, File string
 	// shown, when set, is the target as the plan shows it.
-	shown string
+	Shown string
 }
 
 // String is the target as the plan shows it: the path, "volume:NAME",
 // "volume:NAME/FILE" or what shown says.
-func (t restoreTarget) String() string {
+func (t Target) String() string {
 	switch {
-	case t.shown != "":
-		return t.shown
-	case t.volume != "" && t.file != "":
-		return volumeTarget + t.volume + "/" + t.file
-	case t.volume != "":
-		return volumeTarget + t.volume
+	case t.Shown != "":
+		return t.Shown
+	case t.Volume != "" && t.File != "":
+		return volumeTarget + t.Volume + "/" + t.File
+	case t.Volume != "":
+		return volumeTarget + t.Volume
 	}
-	return t.path
+	return t.Path
 }
 
-// scratchRequest is what a kind is asked to restore a part into a
+// ScratchRequest is what a kind is asked to restore a part into a
 // scratch target for verify --level restore-test.
-type scratchRequest struct {
-	part snapshot.Part
+type ScratchRequest struct {
+	Part snapshot.Part
 	// dir is a private temp folder, removed afterwards.
-	dir string
+	Dir string
 	// snapshot is the id of the snapshot tested (it names a scratch
 	// database or volume).
-	snapshot string
+	Snapshot string
 	// mongoURIFile is verify's --scratch-uri-file ("" means the
 	// configured server).
-	mongoURIFile string
-	log          *slog.Logger
+	MongoURIFile string
+	Log          *slog.Logger
 }
 
 // kinds lists every kind, in the order their parts are snapshotted.
@@ -143,11 +144,40 @@ func kindOf(p snapshot.Part) (kind, error) {
 	return nil, fmt.Errorf("part %s: %s parts are not supported by this version of fireops", p.ID, p.Kind)
 }
 
+// Plan asks the part's kind where r.Part is restored, refusing a target
+// that would be replaced without r.Force.
+func Plan(ctx context.Context, cfg *config.Config, r Request) (Target, error) {
+	k, err := kindOf(r.Part)
+	if err != nil {
+		return Target{}, err
+	}
+	return k.plan(ctx, cfg, r)
+}
+
+// Restorer returns the staged restorer of r.Part for its planned target t.
+func Restorer(ctx context.Context, cfg *config.Config, r Request, t Target) (source.Restorer, error) {
+	k, err := kindOf(r.Part)
+	if err != nil {
+		return nil, err
+	}
+	return k.restorer(ctx, cfg, r, t)
+}
+
+// Scratch returns a restorer of r.Part into a scratch target under r.Dir
+// and the cleanup of what lies outside it (see kind.scratch).
+func Scratch(ctx context.Context, cfg *config.Config, r ScratchRequest) (source.Restorer, func(), error) {
+	k, err := kindOf(r.Part)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k.scratch(ctx, cfg, r)
+}
+
 // wanted reports whether a part id ("kind:name") is selected by only
 // (ids or kinds; "kind:*" is the kind); an empty selection selects
 // everything.
 func wanted(only []string, kind, name string) bool {
-	return len(only) == 0 || slices.Contains(only, kind) || slices.Contains(only, kind+":"+everyOfKind) ||
+	return len(only) == 0 || slices.Contains(only, kind) || slices.Contains(only, kind+":"+EveryOfKind) ||
 		slices.Contains(only, kind+":"+name)
 }
 
@@ -156,7 +186,7 @@ func wanted(only []string, kind, name string) bool {
 // the Docker Engine is down). It is only ever a failed part: no snapshot
 // holds it, so retention counts nothing for it and restore has nothing of
 // it to restore.
-const everyOfKind = "*"
+const EveryOfKind = "*"
 
 // setupFailed is a configured part whose source could not be set up
 // before anything was read: the MongoDB URI file missing (it exists only
@@ -197,12 +227,12 @@ func (s *setupFailed) WriteTar(context.Context, io.Writer) (source.Stats, error)
 // Sources builds the configured sources, or those selected by only (part
 // ids such as files:stack, or kinds such as sqlite).
 func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.Source, error) {
-	return sourcesFor(ctx, cfg, sourcesRequest{only: only})
+	return SourcesFor(ctx, cfg, SourcesRequest{Only: only})
 }
 
 // sourcesFor builds the sources r selects.
-func sourcesFor(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
-	only := r.only
+func SourcesFor(ctx context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
+	only := r.Only
 	var out []source.Source
 	for _, k := range kinds {
 		srcs, err := k.sources(ctx, cfg, r)
@@ -226,7 +256,7 @@ func sourcesFor(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]so
 func onlyMatchesNothing(ctx context.Context, cfg *config.Config, only []string) error {
 	var ids []string
 	for _, k := range kinds {
-		srcs, err := k.sources(ctx, cfg, sourcesRequest{})
+		srcs, err := k.sources(ctx, cfg, SourcesRequest{})
 		if err != nil {
 			continue
 		}

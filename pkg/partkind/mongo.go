@@ -1,4 +1,4 @@
-package backup
+package partkind
 
 import (
 	"context"
@@ -47,9 +47,9 @@ type mongoKind struct{}
 
 func (mongoKind) name() string { return mongo.Kind }
 
-func (mongoKind) sources(_ context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
+func (mongoKind) sources(_ context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
 	m := cfg.Sources.Mongo
-	if m == nil || !wanted(r.only, mongo.Kind, mongo.Name) {
+	if m == nil || !wanted(r.Only, mongo.Kind, mongo.Name) {
 		return nil, nil
 	}
 	uri, err := configuredMongoURI(cfg)
@@ -60,13 +60,13 @@ func (mongoKind) sources(_ context.Context, cfg *config.Config, r sourcesRequest
 	}
 	src, err := mongo.New(uri, m.Databases, mongo.WithTempDir(cfg.StateDir))
 	if err != nil {
-		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.mongo: %w", err), "fix sources.mongo in the config")
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.Mongo: %w", err), "fix sources.Mongo in the config")
 	}
 	return []source.Source{src}, nil
 }
 
 // configuredMongoURI returns the configured server's URI: read from
-// sources.mongo.uri_file, or, when the config names no file, from the
+// sources.Mongo.uri_file, or, when the config names no file, from the
 // environment variable FIREOPS_MONGO_URI.
 func configuredMongoURI(cfg *config.Config) (string, error) {
 	if m := cfg.Sources.Mongo; m != nil && m.URIFile != "" {
@@ -75,7 +75,7 @@ func configuredMongoURI(cfg *config.Config) (string, error) {
 	if uri := os.Getenv(mongo.EnvURI); uri != "" {
 		return uri, nil
 	}
-	return "", exitcode.Usagef("set sources.mongo.uri_file (a 0600 file holding the mongodb:// URI) or "+mongo.EnvURI,
+	return "", exitcode.Usagef("set sources.Mongo.uri_file (a 0600 file holding the mongodb:// URI) or "+mongo.EnvURI,
 		"no MongoDB server configured")
 }
 
@@ -84,17 +84,17 @@ func configuredMongoURI(cfg *config.Config) (string, error) {
 // (exit 1), wherever it is: a URI file that `fireops deploy` writes gets
 // deploy's hint, any other says to write it.
 func mongoURIError(cfg *config.Config, err error) error {
-	err = fmt.Errorf("sources.mongo: %w", err)
+	err = fmt.Errorf("sources.Mongo: %w", err)
 	name := cfg.Sources.Mongo.URIFile
 	if _, serr := os.Stat(name); name == "" || !errors.Is(serr, fs.ErrNotExist) {
 		return err
 	}
 	if cfg.WrittenByDeploy(name) {
 		return exitcode.New(exitcode.Failure, err,
-			"run fireops deploy (it writes "+name+" with the stack's MongoDB URI), or point sources.mongo.uri_file at a file (chmod 600) holding the mongodb:// URI")
+			"run fireops deploy (it writes "+name+" with the stack's MongoDB URI), or point sources.Mongo.uri_file at a file (chmod 600) holding the mongodb:// URI")
 	}
 	return exitcode.New(exitcode.Failure, err,
-		"write the mongodb:// URI into "+name+" (chmod 600), or point sources.mongo.uri_file at the file that holds it (relative paths start at the config file's folder)")
+		"write the mongodb:// URI into "+name+" (chmod 600), or point sources.Mongo.uri_file at the file that holds it (relative paths start at the config file's folder)")
 }
 
 // mongoTarget returns the URI to restore into and how to name it in
@@ -103,11 +103,11 @@ func mongoURIError(cfg *config.Config, err error) error {
 func mongoTarget(cfg *config.Config, uriFile string) (uri, where string, err error) {
 	if uriFile != "" {
 		uri, err = mongo.ReadURIFile(uriFile)
-		return uri, "the server in " + uriFile, restoreRefused(err)
+		return uri, "the server in " + uriFile, Refused(err)
 	}
 	uri, err = configuredMongoURI(cfg)
 	if err != nil {
-		err = restoreRefused(exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.mongo"))
+		err = Refused(exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.Mongo"))
 	}
 	return uri, "the configured server", err
 }
@@ -120,10 +120,10 @@ func mongoRestoreOptions(p snapshot.Part, o MongoRestoreOptions) (mongo.RestoreO
 	}
 	sel, err := mongo.ParseSelection(o.NS)
 	if err != nil {
-		return mongo.RestoreOptions{}, nil, restoreRefused(err)
+		return mongo.RestoreOptions{}, nil, Refused(err)
 	}
 	if o.ToDB != "" && strings.ContainsAny(o.ToDB, "/\\. \"$*<>:|?\x00") {
-		return mongo.RestoreOptions{}, nil, restoreRefused(exitcode.Usagef("use letters, digits, _ and -", "--to-db %q cannot start a database name", o.ToDB))
+		return mongo.RestoreOptions{}, nil, Refused(exitcode.Usagef("use letters, digits, _ and -", "--to-db %q cannot start a database name", o.ToDB))
 	}
 	return mongo.RestoreOptions{Select: sel, ToDB: o.ToDB, Drop: o.Drop, Expect: contents}, contents, nil
 }
@@ -132,23 +132,23 @@ func mongoRestoreOptions(p snapshot.Part, o MongoRestoreOptions) (mongo.RestoreO
 // --to-uri-file), into the recorded databases or --to-db PREFIX+db,
 // every collection or those of --ns. A target collection with documents
 // (or a view) is refused without --drop, before anything is downloaded.
-func (mongoKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
-	ro, contents, err := mongoRestoreOptions(r.part, r.mongo)
+func (mongoKind) plan(ctx context.Context, cfg *config.Config, r Request) (Target, error) {
+	ro, contents, err := mongoRestoreOptions(r.Part, r.Mongo)
 	if err != nil {
-		return restoreTarget{}, err
+		return Target{}, err
 	}
-	uri, where, err := mongoTarget(cfg, r.mongo.ToURIFile)
+	uri, where, err := mongoTarget(cfg, r.Mongo.ToURIFile)
 	if err != nil {
-		return restoreTarget{}, err
+		return Target{}, err
 	}
 	planned, err := mongo.Plan(ctx, uri, contents, ro)
 	if err != nil {
-		return restoreTarget{}, fmt.Errorf("part %s: %w", r.part.ID, err)
+		return Target{}, fmt.Errorf("part %s: %w", r.Part.ID, err)
 	}
 	if len(planned) == 0 {
-		return restoreTarget{shown: "nothing: the part holds no collections"}, nil
+		return Target{Shown: "nothing: the part holds no collections"}, nil
 	}
-	return restoreTarget{shown: describeMongoPlan(planned, r.mongo.Drop) + " on " + where}, nil
+	return Target{Shown: describeMongoPlan(planned, r.Mongo.Drop) + " on " + where}, nil
 }
 
 // describeMongoPlan summarizes the targets: "metrics.* (3), results.runs".
@@ -187,16 +187,16 @@ func describeMongoPlan(planned []mongo.Planned, drop bool) string {
 	return s
 }
 
-func (mongoKind) restorer(_ context.Context, cfg *config.Config, r restoreRequest, _ restoreTarget) (source.Restorer, error) {
-	ro, _, err := mongoRestoreOptions(r.part, r.mongo)
+func (mongoKind) restorer(_ context.Context, cfg *config.Config, r Request, _ Target) (source.Restorer, error) {
+	ro, _, err := mongoRestoreOptions(r.Part, r.Mongo)
 	if err != nil {
 		return nil, err
 	}
-	uri, _, err := mongoTarget(cfg, r.mongo.ToURIFile)
+	uri, _, err := mongoTarget(cfg, r.Mongo.ToURIFile)
 	if err != nil {
 		return nil, err
 	}
-	return mongo.NewRestorer(uri, ro, mongoLogger(r.log)...)
+	return mongo.NewRestorer(uri, ro, mongoLogger(r.Log)...)
 }
 
 // mongoLogger is the restorer option that logs to log, if any.
@@ -213,9 +213,9 @@ func mongoLogger(log *slog.Logger) []mongo.Option {
 // docsum read back from the server with the index, and drops the
 // database afterwards, also when the restore failed. A scratch database
 // of the same snapshot left by a killed run is dropped first.
-func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r scratchRequest) (source.Restorer, func(), error) {
-	p := r.part
-	uri, _, err := mongoTarget(cfg, r.mongoURIFile)
+func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r ScratchRequest) (source.Restorer, func(), error) {
+	p := r.Part
+	uri, _, err := mongoTarget(cfg, r.MongoURIFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("part %s: restore-test needs a MongoDB server (--scratch-uri-file): %w", p.ID, err)
 	}
@@ -223,7 +223,7 @@ func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r scratchReque
 	if err != nil {
 		return nil, nil, fmt.Errorf("part %s: %w", p.ID, err)
 	}
-	id := r.snapshot
+	id := r.Snapshot
 	if id == "" {
 		id = time.Now().UTC().Format("20060102T150405Z") + "-scratch"
 	}
@@ -231,15 +231,15 @@ func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r scratchReque
 	if err := mongo.DropDatabase(ctx, uri, name); err != nil {
 		return nil, nil, fmt.Errorf("part %s: %w", p.ID, err)
 	}
-	rs, err := mongo.NewRestorer(uri, mongo.RestoreOptions{Scratch: name, Expect: contents, VerifySums: true}, mongoLogger(r.log)...)
+	rs, err := mongo.NewRestorer(uri, mongo.RestoreOptions{Scratch: name, Expect: contents, VerifySums: true}, mongoLogger(r.Log)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	cleanup := func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := mongo.DropDatabase(cctx, uri, name); err != nil && r.log != nil {
-			r.log.Error("restore-test: the scratch database was not dropped; drop it by hand", "database", name, "err", err)
+		if err := mongo.DropDatabase(cctx, uri, name); err != nil && r.Log != nil {
+			r.Log.Error("restore-test: the scratch database was not dropped; drop it by hand", "database", name, "err", err)
 		}
 	}
 	return rs, cleanup, nil
@@ -247,15 +247,15 @@ func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r scratchReque
 
 // loggerSetter is a source that logs (warnings such as mongo's
 // per-collection consistency).
-type loggerSetter interface{ SetLogger(*slog.Logger) }
+type LoggerSetter interface{ SetLogger(*slog.Logger) }
 
 // setLoggers gives the sources that log the job's logger.
-func setLoggers(srcs []source.Source, log *slog.Logger) {
+func SetLoggers(srcs []source.Source, log *slog.Logger) {
 	if log == nil {
 		return
 	}
 	for _, s := range srcs {
-		if l, ok := s.(loggerSetter); ok {
+		if l, ok := s.(LoggerSetter); ok {
 			l.SetLogger(log)
 		}
 	}

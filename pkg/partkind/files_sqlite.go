@@ -1,4 +1,4 @@
-package backup
+package partkind
 
 import (
 	"context"
@@ -25,10 +25,10 @@ type filesKind struct{}
 
 func (filesKind) name() string { return files.Kind }
 
-func (filesKind) sources(_ context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
+func (filesKind) sources(_ context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
 	var out []source.Source
 	for i, f := range cfg.Sources.Files {
-		if !wanted(r.only, files.Kind, f.Name) {
+		if !wanted(r.Only, files.Kind, f.Name) {
 			continue
 		}
 		src, err := files.New(f)
@@ -43,14 +43,14 @@ func (filesKind) sources(_ context.Context, cfg *config.Config, r sourcesRequest
 // plan: a files part is restored under --to (its absolute paths are
 // recreated there); with several parts under --to/files-<name>. In place
 // (restore --all) it goes back over the paths its config source names.
-func (filesKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
-	p := r.part
-	if r.inPlace {
-		t, err := planInPlace(ctx, cfg, p, RestoreOptions{Force: r.force}, r.n)
-		return restoreTarget{shown: t}, err
+func (filesKind) plan(ctx context.Context, cfg *config.Config, r Request) (Target, error) {
+	p := r.Part
+	if r.InPlace {
+		t, err := planInPlace(cfg, r)
+		return Target{Shown: t}, err
 	}
-	if r.to == "" {
-		return restoreTarget{}, exitcode.Usagef("give --to DIR (the part's paths are recreated under DIR), or put them back over the originals with --all --part "+p.ID+" (old copies kept as *.fireops-old)",
+	if r.To == "" {
+		return Target{}, exitcode.Usagef("give --to DIR (the part's paths are recreated under DIR), or put them back over the originals with --all --part "+p.ID+" (old copies kept as *.fireops-old)",
 			"part %s: no --to folder", p.ID)
 	}
 	return folderTarget(r)
@@ -59,26 +59,26 @@ func (filesKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest)
 // folderTarget is the folder --to names for a part restored into a
 // folder: --to itself, or --to/KIND-NAME when several parts are restored
 // together. A non-empty folder (or a file) is refused without --force.
-func folderTarget(r restoreRequest) (restoreTarget, error) {
-	to, err := filepath.Abs(r.to)
+func folderTarget(r Request) (Target, error) {
+	to, err := filepath.Abs(r.To)
 	if err != nil {
-		return restoreTarget{}, fmt.Errorf("--to %s: %w", r.to, err)
+		return Target{}, fmt.Errorf("--to %s: %w", r.To, err)
 	}
-	if r.n > 1 {
-		to = filepath.Join(to, r.part.Kind+"-"+r.part.Name)
+	if r.N > 1 {
+		to = filepath.Join(to, r.Part.Kind+"-"+r.Part.Name)
 	}
-	return restoreTarget{path: to}, checkFolderTarget(r.part, to, r.force)
+	return Target{Path: to}, checkFolderTarget(r.Part, to, r.Force)
 }
 
-func (filesKind) restorer(_ context.Context, cfg *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error) {
-	if r.inPlace {
-		return newInPlaceRestorer(cfg, r.part, r.force)
+func (filesKind) restorer(_ context.Context, cfg *config.Config, r Request, t Target) (source.Restorer, error) {
+	if r.InPlace {
+		return NewInPlaceRestorer(cfg, r.Part, r.Force)
 	}
-	return files.NewRestorer(t.path, r.force)
+	return files.NewRestorer(t.Path, r.Force)
 }
 
-func (filesKind) scratch(_ context.Context, _ *config.Config, r scratchRequest) (source.Restorer, func(), error) {
-	rs, err := files.NewRestorer(filepath.Join(r.dir, "target"), true)
+func (filesKind) scratch(_ context.Context, _ *config.Config, r ScratchRequest) (source.Restorer, func(), error) {
+	rs, err := files.NewRestorer(filepath.Join(r.Dir, "target"), true)
 	return rs, func() {}, err
 }
 
@@ -113,10 +113,10 @@ type sqliteKind struct{}
 
 func (sqliteKind) name() string { return sqlite.Kind }
 
-func (sqliteKind) sources(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
+func (sqliteKind) sources(ctx context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
 	var out []source.Source
 	for i, q := range cfg.Sources.SQLite {
-		if !wanted(r.only, sqlite.Kind, q.Name) {
+		if !wanted(r.Only, sqlite.Kind, q.Name) {
 			continue
 		}
 		if q.Path == "" { // {volume, file}: through the volume's folder
@@ -143,74 +143,74 @@ func (sqliteKind) sources(ctx context.Context, cfg *config.Config, r sourcesRequ
 // volume's own part), or --to FILE, or --to DIR/<name>.sqlite when --to is
 // a folder or several parts are restored. An existing database is
 // replaced only with --force.
-func (sqliteKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
-	p := r.part
+func (sqliteKind) plan(ctx context.Context, cfg *config.Config, r Request) (Target, error) {
+	p := r.Part
 	var target string
-	if r.to != "" {
-		to, err := filepath.Abs(r.to)
+	if r.To != "" {
+		to, err := filepath.Abs(r.To)
 		if err != nil {
-			return restoreTarget{}, fmt.Errorf("--to %s: %w", r.to, err)
+			return Target{}, fmt.Errorf("--to %s: %w", r.To, err)
 		}
 		target = to
-		if st, err := os.Stat(to); r.n > 1 || (err == nil && st.IsDir()) {
+		if st, err := os.Stat(to); r.N > 1 || (err == nil && st.IsDir()) {
 			target = filepath.Join(to, p.Name+".sqlite")
 		}
 	} else {
 		i := slices.IndexFunc(cfg.Sources.SQLite, func(q config.SQLiteSource) bool { return q.Name == p.Name })
 		if i < 0 || (cfg.Sources.SQLite[i].Path == "" && cfg.Sources.SQLite[i].Volume == "") {
-			return restoreTarget{}, exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
+			return Target{}, exitcode.Usagef("give --to FILE", "part %s: the config names no path for sqlite source %q", p.ID, p.Name)
 		}
 		if q := cfg.Sources.SQLite[i]; q.Volume != "" {
 			return planSQLiteInVolume(ctx, fmt.Sprintf("sources.sqlite[%d]", i), r, q)
 		}
 		target = cfg.Sources.SQLite[i].Path
 	}
-	if _, err := os.Stat(target); err == nil && !r.force {
-		return restoreTarget{}, exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
+	if _, err := os.Stat(target); err == nil && !r.Force {
+		return Target{}, exitcode.Usagef("add --force to replace it (stop the program using it first), or choose another --to",
 			"part %s: %s exists", p.ID, target)
 	}
-	return restoreTarget{path: target}, nil
+	return Target{Path: target}, nil
 }
 
 // planSQLiteInVolume plans the restore of a database inside a volume
 // (source key, with {volume, file}).
-func planSQLiteInVolume(ctx context.Context, key string, r restoreRequest, q config.SQLiteSource) (restoreTarget, error) {
-	p := r.part
-	target := restoreTarget{volume: q.Volume, file: q.File}
+func planSQLiteInVolume(ctx context.Context, key string, r Request, q config.SQLiteSource) (Target, error) {
+	p := r.Part
+	target := Target{Volume: q.Volume, File: q.File}
 	path, err := sqliteInVolume(ctx, key, q.Volume, q.File)
 	if errors.Is(err, errNoVolume) {
 		return target, nil // the volume's part (or the restore) creates it
 	}
 	if err != nil {
-		return restoreTarget{}, err
+		return Target{}, err
 	}
 	// A database in rollback-journal mode (the hub's default) that a
 	// running container holds open cannot be detected by SQLite:
 	// replacing it under the hub would lose the hub's later writes.
 	// Refuse while containers use the volume, also with --force: stop
 	// them (restore --all --stop-stack does).
-	users, err := volumeUsers(ctx, q.Volume, r.stopping)
+	users, err := volumeUsers(ctx, q.Volume, r.Stopping)
 	if err != nil {
-		return restoreTarget{}, engineError("part "+p.ID, err)
+		return Target{}, engineError("part "+p.ID, err)
 	}
 	if len(users) > 0 {
-		return restoreTarget{}, exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
+		return Target{}, exitcode.Usagef("stop the hub first (docker stop, or restore --all --stop-stack)",
 			"part %s: the database's volume %s is in use by running containers: %s", p.ID, q.Volume, strings.Join(users, ", "))
 	}
-	if _, err := os.Stat(path); err == nil && !r.force {
-		return restoreTarget{}, exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
+	if _, err := os.Stat(path); err == nil && !r.Force {
+		return Target{}, exitcode.Usagef("add --force to replace it (stop the hub first), or choose another --to",
 			"part %s: %s exists in volume %s", p.ID, q.File, q.Volume)
 	}
 	return target, nil
 }
 
-func (sqliteKind) restorer(ctx context.Context, _ *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error) {
-	target := t.path
-	if t.volume != "" {
-		key := "part " + r.part.ID
-		path, err := sqliteInVolume(ctx, key, t.volume, t.file)
+func (sqliteKind) restorer(ctx context.Context, _ *config.Config, r Request, t Target) (source.Restorer, error) {
+	target := t.Path
+	if t.Volume != "" {
+		key := "part " + r.Part.ID
+		path, err := sqliteInVolume(ctx, key, t.Volume, t.File)
 		if errors.Is(err, errNoVolume) {
-			return &newVolumeRestorer{key: key, vol: t.volume, file: t.file}, nil
+			return &newVolumeRestorer{key: key, vol: t.Volume, file: t.File}, nil
 		}
 		if err != nil {
 			return nil, err
@@ -298,7 +298,7 @@ func (s *newVolumeStaged) removeVolume(cause error) error {
 	return cause
 }
 
-func (sqliteKind) scratch(_ context.Context, _ *config.Config, r scratchRequest) (source.Restorer, func(), error) {
-	rs, err := sqlite.NewRestorer(filepath.Join(r.dir, r.part.Name+".sqlite"))
+func (sqliteKind) scratch(_ context.Context, _ *config.Config, r ScratchRequest) (source.Restorer, func(), error) {
+	rs, err := sqlite.NewRestorer(filepath.Join(r.Dir, r.Part.Name+".sqlite"))
 	return rs, func() {}, err
 }

@@ -1,4 +1,4 @@
-package backup
+package partkind
 
 import (
 	"context"
@@ -66,27 +66,27 @@ func readMode(cfg *config.Config) string {
 // (and the run, having a failed part, retires no volume's part), and
 // restore latest takes the volumes from older snapshots, back to the
 // newest full run holding any (restore_latest.go).
-func (volumeKind) sources(ctx context.Context, cfg *config.Config, r sourcesRequest) ([]source.Source, error) {
+func (volumeKind) sources(ctx context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
 	v := cfg.Sources.Volumes
-	if v == nil || !selectsKind(r.only, volume.Kind) {
+	if v == nil || !selectsKind(r.Only, volume.Kind) {
 		return nil, nil
 	}
 	c, err := volume.NewClient(nil)
 	if err != nil {
-		return []source.Source{failedSetup(volume.Kind, everyOfKind, exitcode.New(exitcode.Failure, fmt.Errorf("sources.volumes: %w", err),
+		return []source.Source{failedSetup(volume.Kind, EveryOfKind, exitcode.New(exitcode.Failure, fmt.Errorf("sources.volumes: %w", err),
 			"check DOCKER_HOST (unset: the local Engine at /var/run/docker.sock)"))}, nil
 	}
 	defer c.Close()
 	names, err := c.Discover(ctx, v.Include, v.Exclude)
 	if err != nil {
-		return []source.Source{failedSetup(volume.Kind, everyOfKind, engineError("sources.volumes", err))}, nil
+		return []source.Source{failedSetup(volume.Kind, EveryOfKind, engineError("sources.volumes", err))}, nil
 	}
-	if r.afterDiscovery != nil {
-		r.afterDiscovery(names)
+	if r.AfterDiscovery != nil {
+		r.AfterDiscovery(names)
 	}
 	var out []source.Source
 	for _, n := range names {
-		if !wanted(r.only, volume.Kind, n) {
+		if !wanted(r.Only, volume.Kind, n) {
 			continue
 		}
 		var exclude []string
@@ -116,21 +116,21 @@ func (volumeKind) sources(ctx context.Context, cfg *config.Config, r sourcesRequ
 // (one part), or --to DIR (DIR/volume-NAME with several parts). A volume
 // with content is replaced only with --force, and so is one that running
 // containers use (they are named).
-func (volumeKind) plan(ctx context.Context, cfg *config.Config, r restoreRequest) (restoreTarget, error) {
-	if name, ok := strings.CutPrefix(r.to, volumeTarget); ok {
-		if r.n > 1 {
-			return restoreTarget{}, exitcode.Usagef("restore one part with --part volume:NAME --to volume:OTHER, or give --to DIR",
-				"part %s: --to volume:%s takes a single part, %d are being restored", r.part.ID, name, r.n)
+func (volumeKind) plan(ctx context.Context, cfg *config.Config, r Request) (Target, error) {
+	if name, ok := strings.CutPrefix(r.To, volumeTarget); ok {
+		if r.N > 1 {
+			return Target{}, exitcode.Usagef("restore one part with --part volume:NAME --to volume:OTHER, or give --to DIR",
+				"part %s: --to volume:%s takes a single part, %d are being restored", r.Part.ID, name, r.N)
 		}
 		if !volumeNameRE.MatchString(name) {
-			return restoreTarget{}, exitcode.Usagef("volume names are letters, digits, '_', '.' and '-'", "--to volume:%s: invalid volume name", name)
+			return Target{}, exitcode.Usagef("volume names are letters, digits, '_', '.' and '-'", "--to volume:%s: invalid volume name", name)
 		}
 		return planVolume(ctx, cfg, r, name)
 	}
-	if r.to != "" {
+	if r.To != "" {
 		return folderTarget(r)
 	}
-	return planVolume(ctx, cfg, r, r.part.Name)
+	return planVolume(ctx, cfg, r, r.Part.Name)
 }
 
 // volumeUsers returns the running containers that use a volume, less
@@ -155,67 +155,67 @@ func notStopping(users, stopping []string) []string {
 }
 
 // planVolume checks a volume restore target.
-func planVolume(ctx context.Context, cfg *config.Config, r restoreRequest, name string) (restoreTarget, error) {
-	p := r.part
+func planVolume(ctx context.Context, cfg *config.Config, r Request, name string) (Target, error) {
+	p := r.Part
 	c, err := volume.NewClient(nil)
 	if err != nil {
-		return restoreTarget{}, err
+		return Target{}, err
 	}
 	defer c.Close()
 	ti, err := c.Target(ctx, name)
 	if err != nil {
-		return restoreTarget{}, engineError("part "+p.ID, err)
+		return Target{}, engineError("part "+p.ID, err)
 	}
-	ti.Users = notStopping(ti.Users, r.stopping)
-	if len(ti.Users) > 0 && !r.force {
-		return restoreTarget{}, exitcode.Usagef("stop them first (a user's server: stop it from the hub's admin page), or add --force",
+	ti.Users = notStopping(ti.Users, r.Stopping)
+	if len(ti.Users) > 0 && !r.Force {
+		return Target{}, exitcode.Usagef("stop them first (a user's server: stop it from the hub's admin page), or add --force",
 			"part %s: volume %s is in use by running containers: %s", p.ID, name, strings.Join(ti.Users, ", "))
 	}
 	if readMode(cfg) == volume.ReadAPI && ti.Direct == nil {
 		ti.Direct = errors.New("sources.volumes.read is api")
 	}
 	if ti.Exists && !ti.Empty {
-		if !r.force {
-			return restoreTarget{}, exitcode.Usagef("add --force to replace its content, or restore into a new volume with --to volume:NEW",
+		if !r.Force {
+			return Target{}, exitcode.Usagef("add --force to replace its content, or restore into a new volume with --to volume:NEW",
 				"part %s: volume %s is not empty", p.ID, name)
 		}
 		if ti.Direct != nil {
-			return restoreTarget{}, exitcode.Usagef("run fireops as root on the Docker host, or restore into a new volume (--to volume:NEW) or a folder (--to DIR)",
+			return Target{}, exitcode.Usagef("run fireops as root on the Docker host, or restore into a new volume (--to volume:NEW) or a folder (--to DIR)",
 				"part %s: volume %s has content that the Engine API cannot replace (%v)", p.ID, name, ti.Direct)
 		}
 	}
-	if len(ti.Users) > 0 && r.dryRun && r.log != nil { // a real restore says it when it starts
-		r.log.Warn("the volume is in use by running containers (--force)", "part", p.ID, "volume", name, "containers", strings.Join(ti.Users, ", "))
+	if len(ti.Users) > 0 && r.DryRun && r.Log != nil { // a real restore says it when it starts
+		r.Log.Warn("the volume is in use by running containers (--force)", "part", p.ID, "volume", name, "containers", strings.Join(ti.Users, ", "))
 	}
-	return restoreTarget{volume: name}, nil
+	return Target{Volume: name}, nil
 }
 
-func (volumeKind) restorer(_ context.Context, cfg *config.Config, r restoreRequest, t restoreTarget) (source.Restorer, error) {
-	if t.volume == "" {
-		return files.NewRestorer(t.path, r.force)
+func (volumeKind) restorer(_ context.Context, cfg *config.Config, r Request, t Target) (source.Restorer, error) {
+	if t.Volume == "" {
+		return files.NewRestorer(t.Path, r.Force)
 	}
-	keep, err := volume.LeftOut(r.part.Details)
+	keep, err := volume.LeftOut(r.Part.Details)
 	if err != nil {
-		return nil, fmt.Errorf("part %s: %w", r.part.ID, err)
+		return nil, fmt.Errorf("part %s: %w", r.Part.ID, err)
 	}
-	return volume.NewRestorer(t.volume, volume.RestoreOptions{Force: r.force, Write: readMode(cfg), Keep: keep, Log: r.log})
+	return volume.NewRestorer(t.Volume, volume.RestoreOptions{Force: r.Force, Write: readMode(cfg), Keep: keep, Log: r.Log})
 }
 
 // scratch restores into a new scratch volume, removed by cleanup (also
 // after a failed restore).
-func (volumeKind) scratch(ctx context.Context, cfg *config.Config, r scratchRequest) (source.Restorer, func(), error) {
+func (volumeKind) scratch(ctx context.Context, cfg *config.Config, r ScratchRequest) (source.Restorer, func(), error) {
 	c, err := volume.NewClient(nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	name, remove, err := c.NewScratchVolume(ctx, r.snapshot)
+	name, remove, err := c.NewScratchVolume(ctx, r.Snapshot)
 	if err != nil {
 		c.Close()
 		return nil, nil, engineError("restore-test", err)
 	}
 	cleanup := func() {
-		if err := remove(); err != nil && r.log != nil {
-			r.log.Warn("restore-test: removing the scratch volume failed", "volume", name, "err", err)
+		if err := remove(); err != nil && r.Log != nil {
+			r.Log.Warn("restore-test: removing the scratch volume failed", "volume", name, "err", err)
 		}
 		c.Close()
 	}
@@ -244,11 +244,11 @@ func sqliteInVolume(ctx context.Context, key, vol, file string) (string, error) 
 	switch {
 	case errors.Is(err, volume.ErrGone):
 		return "", exitcode.New(exitcode.Failure, fmt.Errorf("%s: volume %s %w", key, vol, errNoVolume),
-			"check "+key+".volume (docker volume ls)")
+			"check "+key+".Volume (docker volume ls)")
 	case errors.Is(err, volume.ErrEngine):
 		return "", engineError(key, err)
 	case err != nil: // a refusal: fireops cannot reach the volume's folder
-		return "", restoreRefused(exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", key, err),
+		return "", Refused(exitcode.New(exitcode.Usage, fmt.Errorf("%s: %w", key, err),
 			"run fireops as root on the Docker host (SQLite must open the database file itself for a consistent copy), or give path: the database's host path (restore: --to FILE)"))
 	}
 	return p, nil
