@@ -32,7 +32,8 @@ const setIDBits = fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 
 // Meta is the owner, mode and times an archive gives a folder.
 type Meta struct {
-	// Mode holds the permission bits, with setgid and sticky.
+	// Mode holds the permission bits, with setgid and sticky (and
+	// setuid where MetaOf read it from a folder that has it).
 	Mode fs.FileMode
 	// UID and GID are numeric owner ids.
 	UID, GID int
@@ -59,28 +60,14 @@ func ApplyRoot(dir string, st Stats) error {
 	if !st.Root {
 		return nil
 	}
-	fd, err := Openat(unix.AT_FDCWD, dir, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
-	if err != nil {
-		return fmt.Errorf("tarsafe: open %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	m := st.RootMeta
-	if err := applyMeta(fd, dirMeta{name: ".", mode: m.Mode, uid: m.UID, gid: m.GID, atime: m.Atime, mtime: m.Mtime}); err != nil {
-		return fmt.Errorf("tarsafe: %s: %w", dir, err)
+	if err := ApplyMeta(unix.AT_FDCWD, dir, st.RootMeta, MetaOptions{}); err != nil {
+		return fmt.Errorf("tarsafe: %w", err)
 	}
 	return nil
 }
 
-// applyMeta gives the open folder fd m's owner, mode and times.
+// applyMeta gives the open folder fd m's owner, mode and times
+// ([ApplyMeta] with Extract's options).
 func applyMeta(fd int, m dirMeta) error {
-	if err := chown(unix.Fchown(fd, m.uid, m.gid)); err != nil {
-		return fmt.Errorf("chown: %w", err)
-	}
-	if err := unix.Fchmod(fd, syscallMode(m.mode)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := setTimes(fd, ".", m.atime, m.mtime); err != nil {
-		return fmt.Errorf("set times: %w", err)
-	}
-	return nil
+	return ApplyMeta(fd, "", Meta{Mode: m.mode, UID: m.uid, GID: m.gid, Atime: m.atime, Mtime: m.mtime}, MetaOptions{})
 }
