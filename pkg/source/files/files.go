@@ -175,25 +175,6 @@ type entry struct {
 	parent bool        // a folder above a configured path
 }
 
-// walker is the state of one walk.
-type walker struct {
-	s       *Source
-	fn      func(entry) error
-	dirbuf  []byte // getdents buffer
-	chain   tarsafe.DirChain
-	stack   []frame // the folders of the current root being walked
-	root    string  // the configured path being walked
-	path    []byte  // host path of the entry being walked
-	sockets int64
-}
-
-// frame is a folder being walked: its sorted names and the next one.
-type frame struct {
-	names []string
-	next  int
-	plen  int // length of the folder's host path
-}
-
 // maxNameLen is tarsafe.MaxNameLen, lowered by tests.
 var maxNameLen = tarsafe.MaxNameLen
 
@@ -204,22 +185,41 @@ var maxPartHoles int64 = tarsafe.MaxSparseHoles
 // walk calls fn for every entry of the archive, in archive order, and
 // returns the number of sockets skipped.
 //
-// Below each configured path it works through descriptors: the path is
+// The folders above the configured paths come from stat. Each configured
+// path is walked by a [tarsafe.Walker] under [tarsafe.WalkStrict]: it is
 // opened once (its last component not followed), every folder below it
-// relative to the folder above with O_NOFOLLOW|O_DIRECTORY (a
-// [tarsafe.DirChain]) and every file relative to its folder with
-// O_NOFOLLOW, and each opened folder or file must be the inode its
-// listing saw (device, inode, type): a folder or file renamed over,
-// swapped for a symlink or for one from elsewhere fails the walk ("was
-// replaced"), and whatever is renamed above the current folder cannot
-// redirect it, so nothing outside the configured paths is read. Headers
-// come from the fstat of the opened folder or file. Paths of any length
-// and depth work (iterative, bounded descriptors, only the current path
-// held); a name too long for an archive a restore can read
-// ([tarsafe.MaxNameLen]) is an error naming it.
+// relative to the folder above with O_NOFOLLOW|O_DIRECTORY and every
+// file relative to its folder with O_NOFOLLOW (writeFile), and each
+// opened folder or file must be the inode its listing saw (device, inode,
+// type): a folder or file renamed over, swapped for a symlink or for one
+// from elsewhere fails the walk ("was replaced"), and whatever is renamed
+// above the current folder cannot redirect it, so nothing outside the
+// configured paths is read. Headers come from the fstat of the opened
+// folder or file. Paths of any length and depth work (iterative, bounded
+// descriptors, only the current path held); a name too long for an
+// archive a restore can read ([tarsafe.MaxNameLen]) is an error naming
+// it, and so is a named pipe or device; sockets are skipped and counted.
 func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64, err error) {
-	w := &walker{s: s, fn: fn, dirbuf: make([]byte, 32<<10)}
-	defer w.chain.Close()
+	w := &tarsafe.Walker{
+		Policy:     tarsafe.WalkStrict,
+		Prefix:     "files:" + s.name,
+		MaxNameLen: maxNameLen,
+		BeforeOpen: s.beforeOpen,
+		// Sockets are all WalkStrict leaves out.
+		Skipped: func(tarsafe.WalkEntry, tarsafe.WalkSkip) { sockets++ },
+		Visit: func(e tarsafe.WalkEntry) error {
+			if err := fn(entry{name: e.Path[1:], path: e.Path, dir: e.Dir, base: e.Base, fi: e.Info, link: e.Link}); err != nil {
+				return err
+			}
+			if s.afterRead != nil && e.Info.Mode().IsRegular() {
+				s.afterRead(e.Path)
+			}
+			return nil
+		},
+	}
+	if len(s.exclude) > 0 {
+		w.Exclude = func(e tarsafe.WalkEntry) bool { return s.excluded(e.Base, e.Rel) }
+	}
 	parents := map[string]bool{}
 	for _, root := range s.roots {
 		// Folders above the root, outermost first.
@@ -235,174 +235,26 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 			parents[d] = true
 			fi, err := os.Stat(d)
 			if err != nil {
-				return w.sockets, fmt.Errorf("files:%s: %w", s.name, err)
+				return sockets, fmt.Errorf("files:%s: %w", s.name, err)
 			}
 			if !fi.IsDir() {
-				return w.sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
+				return sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
 			}
 			if err := fn(entry{name: d[1:], path: d, dir: unix.AT_FDCWD, base: d, fi: fi, parent: true}); err != nil {
-				return w.sockets, err
+				return sockets, err
 			}
 		}
-		if err := w.walkRoot(ctx, root); err != nil {
-			return w.sockets, err
+		if err := w.Walk(ctx, root, root[1:]); err != nil {
+			return sockets, err
 		}
 	}
-	return w.sockets, nil
+	return sockets, nil
 }
 
-// walkRoot walks the configured path root.
-func (w *walker) walkRoot(ctx context.Context, root string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s := w.s
-	fi, err := os.Lstat(root)
-	if err != nil {
-		return fmt.Errorf("files:%s: %w", s.name, err)
-	}
-	e := entry{name: root[1:], path: root, dir: unix.AT_FDCWD, base: root, fi: fi}
-	if !fi.IsDir() {
-		return w.leaf(e)
-	}
-	if s.beforeOpen != nil {
-		s.beforeOpen(root)
-	}
-	defer w.chain.Close()
-	if e.fi, err = w.chain.OpenRoot(root, fi); err != nil {
-		return w.openError(root, err)
-	}
-	names, err := tarsafe.ReadDirNames(w.chain.Fd(), root, w.dirbuf)
-	if err != nil {
-		return fmt.Errorf("files:%s: read folder %s: %w", s.name, root, err)
-	}
-	if err := w.fn(e); err != nil {
-		return err
-	}
-	w.root = root
-	w.path = append(w.path[:0], root...)
-	w.stack = w.stack[:0]
-	w.push(names)
-	for len(w.stack) > 0 {
-		if err := w.step(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// push makes the folder just entered (the chain's current one, whose host
-// path is w.path) the one walked, with its names.
-func (w *walker) push(names []string) {
-	sort.Strings(names)
-	w.stack = append(w.stack, frame{names: names, plen: len(w.path)})
-}
-
-// step walks the next name of the current folder, or leaves the folder
-// when it has none left.
-func (w *walker) step(ctx context.Context) error {
-	s := w.s
-	f := &w.stack[len(w.stack)-1]
-	if f.next == len(f.names) {
-		w.stack = w.stack[:len(w.stack)-1]
-		if err := w.chain.Leave(); err != nil {
-			// A folder far above moved away while this one was walked.
-			p := w.root
-			if len(w.stack) > 0 {
-				p = string(w.path[:w.stack[len(w.stack)-1].plen])
-			}
-			return fmt.Errorf("files:%s: %s was moved or replaced during the walk: %w", s.name, p, err)
-		}
-		return nil
-	}
-	n := f.names[f.next]
-	f.next++
-	w.path = append(append(w.path[:f.plen], '/'), n...)
-	p := string(w.path)
-	if s.excluded(w.root, n, p) {
-		return nil
-	}
-	fd := w.chain.Fd()
-	fi, err := tarsafe.Lstatat(fd, n, p)
-	if err != nil {
-		return w.openError(p, err)
-	}
-	if len(p) > maxNameLen { // the archive name lacks the "/", a folder's has one at the end
-		return fmt.Errorf("files:%s: %s...: a path of %d bytes is too long for an archive (add it to exclude)",
-			s.name, p[:min(len(p), 200)], len(p))
-	}
-	e := entry{name: p[1:], path: p, dir: fd, base: n, fi: fi}
-	if !fi.IsDir() {
-		return w.leaf(e)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if s.beforeOpen != nil {
-		s.beforeOpen(p)
-	}
-	if e.fi, err = w.chain.Enter(n, p, fi); err != nil {
-		return w.openError(p, err)
-	}
-	names, err := tarsafe.ReadDirNames(w.chain.Fd(), p, w.dirbuf)
-	if err != nil {
-		return fmt.Errorf("files:%s: read folder %s: %w", s.name, p, err)
-	}
-	if err := w.fn(e); err != nil {
-		return err
-	}
-	w.push(names)
-	return nil
-}
-
-// leaf walks an entry that is not a folder.
-func (w *walker) leaf(e entry) error {
-	s := w.s
-	switch m := e.fi.Mode(); {
-	case m&fs.ModeSocket != 0:
-		w.sockets++
-		return nil
-	case m&(fs.ModeNamedPipe|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0:
-		return fmt.Errorf("files:%s: %s is a %s, which fireops does not archive (add it to exclude)", s.name, e.path, specialName(m))
-	case m&fs.ModeSymlink != 0:
-		link, err := tarsafe.Readlinkat(e.dir, e.base, e.path)
-		if err != nil {
-			return w.openError(e.path, err)
-		}
-		e.link = link
-	}
-	if err := w.fn(e); err != nil {
-		return err
-	}
-	if s.afterRead != nil && e.fi.Mode().IsRegular() {
-		s.afterRead(e.path)
-	}
-	return nil
-}
-
-// openError is the error for p that could not be listed, opened or read:
-// it vanished or was replaced since its folder was listed, or another
-// failure.
-func (w *walker) openError(p string, err error) error { return w.s.openError(p, err) }
-
-// openError is walker.openError.
-func (s *Source) openError(p string, err error) error {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("files:%s: %s vanished during the walk: %w", s.name, p, err)
-	case errors.Is(err, tarsafe.ErrChanged):
-		return fmt.Errorf("files:%s: %s was replaced during the walk", s.name, p)
-	}
-	return fmt.Errorf("files:%s: %w", s.name, err)
-}
-
-// excluded matches the exclude patterns against base, the base name of
-// p, and p's path relative to root.
-func (s *Source) excluded(root, base, p string) bool {
-	if len(s.exclude) == 0 {
-		return false
-	}
-	rel := strings.TrimPrefix(p, root+"/")
+// excluded matches the exclude patterns against base, an entry's base
+// name, and rel, its path relative to the configured path it was found
+// under.
+func (s *Source) excluded(base, rel string) bool {
 	for _, pat := range s.exclude {
 		if ok, _ := filepath.Match(pat, base); ok {
 			return true
@@ -537,7 +389,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	}
 	fd, fi, err := tarsafe.OpenRegular(e.dir, e.base, e.path, e.fi)
 	if err != nil {
-		return 0, false, s.openError(e.path, err)
+		return 0, false, tarsafe.StrictError("files:"+s.name, e.path, err)
 	}
 	defer unix.Close(fd)
 	// A later name of a file archived is a hard link entry: nothing to
@@ -587,17 +439,4 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 		return n, false, fmt.Errorf("files:%s: %s shrank while it was read (%d of %d bytes)", s.name, e.path, n, want)
 	}
 	return n, false, nil
-}
-
-func specialName(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	default:
-		return "special file"
-	}
 }
