@@ -13,7 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/leftover"
@@ -197,26 +198,19 @@ func (s *inPlaceStaged) createdPaths() []string {
 // applyMeta gives the created folders the owner, mode and modification
 // time of their staged copies, innermost first (as tarsafe.Extract does:
 // an owner that cannot be set is left); one the archive does not have
-// gets the usual 0755.
+// gets the usual 0755. Each folder gets what can be set
+// (tarsafe.MetaOptions.KeepGoing), and every failure is returned.
 func applyMeta(created []folderMeta) error {
 	var errs []error
 	for i := len(created) - 1; i >= 0; i-- {
 		m := created[i]
-		if m.fi == nil {
-			if err := os.Chmod(m.path, 0o755); err != nil {
-				errs = append(errs, fmt.Errorf("files: %w", err))
-			}
-			continue
+		meta := tarsafe.Meta{Mode: 0o755, UID: -1, GID: -1}
+		o := tarsafe.MetaOptions{Times: tarsafe.TimesNone, KeepGoing: true}
+		if m.fi != nil {
+			meta, _ = tarsafe.MetaOf(m.fi)
+			o.Times = tarsafe.TimesMtime
 		}
-		if st, ok := m.fi.Sys().(*syscall.Stat_t); ok {
-			if err := os.Lchown(m.path, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EINVAL) {
-				errs = append(errs, fmt.Errorf("files: %w", err))
-			}
-		}
-		if err := os.Chmod(m.path, m.fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-			errs = append(errs, fmt.Errorf("files: %w", err))
-		}
-		if err := os.Chtimes(m.path, time.Time{}, m.fi.ModTime()); err != nil {
+		if err := tarsafe.ApplyMeta(unix.AT_FDCWD, m.path, meta, o); err != nil {
 			errs = append(errs, fmt.Errorf("files: %w", err))
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/swap"
@@ -196,18 +198,16 @@ func (s *staged) Commit(ctx context.Context) error {
 		return fmt.Errorf("files: %w", err)
 	}
 	if !s.x.Root {
-		mode, uid, gid := fs.FileMode(0o755), -1, -1
+		// The replaced folder's owner and mode (no setuid), not its
+		// times; its ids are this host's, so only EPERM is left.
+		m := tarsafe.Meta{Mode: 0o755, UID: -1, GID: -1}
 		if fi, err := os.Stat(dir); err == nil && exists {
-			mode = fi.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSticky)
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				uid, gid = int(st.Uid), int(st.Gid)
-			}
+			m, _ = tarsafe.MetaOf(fi)
+			m.Mode &^= fs.ModeSetuid
 		}
-		if err := os.Chown(s.staging, uid, gid); err != nil && !errors.Is(err, syscall.EPERM) {
-			return fmt.Errorf("files: chown %s: %w", s.staging, err)
-		}
-		if err := os.Chmod(s.staging, mode); err != nil {
-			return fmt.Errorf("files: chmod %s: %w", s.staging, err)
+		o := tarsafe.MetaOptions{Times: tarsafe.TimesNone, IgnoreChown: []error{syscall.EPERM}}
+		if err := tarsafe.ApplyMeta(unix.AT_FDCWD, s.staging, m, o); err != nil {
+			return fmt.Errorf("files: %w", err)
 		}
 	}
 	if err := tarsafe.SyncFS(s.staging); err != nil {
