@@ -8,9 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"sort"
 	"syscall"
 	"time"
 
@@ -19,16 +16,6 @@ import (
 	"github.com/firetech/fireops/pkg/fingerprint"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
-
-// entry is one path met by the mountpoint walk.
-type entry struct {
-	rel  string      // path relative to the volume root; "." for the root
-	path string      // host path
-	dir  int         // descriptor of the folder holding it (unix.AT_FDCWD for the root)
-	base string      // its name in that folder (the path for the root)
-	fi   fs.FileInfo // from lstat
-	link string      // symlink target
-}
 
 // archiveName is an entry's name in the archive: "./" + rel.
 func archiveName(rel string) string {
@@ -40,45 +27,6 @@ func archiveName(rel string) string {
 
 // inode identifies a file, for hard links to files left out.
 type inode struct{ dev, ino uint64 }
-
-// walker walks a volume's folder in archive order: the root, then depth
-// first with every folder's names sorted bytewise (the order of the
-// Engine's archiver). Left-out names and special files are skipped; so
-// are later names of a file whose first name was left out.
-//
-// Nothing is read through a host path below the root, which is opened
-// once: folders are opened relative to the folder above with
-// O_NOFOLLOW|O_DIRECTORY (a [tarsafe.DirChain]), files relative to their
-// folder with O_NOFOLLOW, and each opened folder or file is checked to be
-// the inode the listing saw (device, inode, type). A user who renames or
-// swaps a folder or file of their volume for a symlink, a hard link or a
-// folder from elsewhere while it is walked (between listing and opening,
-// or while an earlier file is read) gets it left out and counted as
-// vanished, never the other file in their archive. Headers come from the
-// fstat of the opened folder or file. Paths of any length and depth work:
-// the walk is iterative, holds the path of the current folder only, and a
-// bounded number of descriptors; an entry whose name is longer than an
-// archive can hold for a restore ([tarsafe.MaxNameLen]) is left out with
-// everything below it, counted in special_skipped and logged.
-type walker struct {
-	s       *Source
-	c       *counts
-	root    string
-	dropped map[inode]tarsafe.FileStamp // files whose first name was left out
-	seen    map[inode]tarsafe.FileStamp // files with several names already walked
-	fn      func(entry) error
-	dirbuf  []byte // getdents buffer
-	chain   tarsafe.DirChain
-	stack   []frame // the folders being walked, from the root
-	path    []byte  // host path of the entry being walked
-}
-
-// frame is a folder being walked: its sorted names and the next one.
-type frame struct {
-	names []string
-	next  int
-	plen  int // length of the folder's host path
-}
 
 // Test hooks, set only by tests (not in parallel ones): called with the
 // host path before a folder or file is opened, and after a regular file
@@ -92,162 +40,88 @@ var maxNameLen = tarsafe.MaxNameLen
 // entries of one volume's archive may carry; lowered by tests.
 var maxPartHoles int64 = tarsafe.MaxSparseHoles
 
-// gone reports whether err says that a name no longer holds what the
-// listing saw there: removed, or replaced (another inode, a symlink).
-func gone(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, tarsafe.ErrChanged)
-}
-
-func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(entry) error) error {
-	w := &walker{s: s, c: c, root: root, dropped: map[inode]tarsafe.FileStamp{}, seen: map[inode]tarsafe.FileStamp{}, fn: fn, dirbuf: make([]byte, 32<<10)}
-	defer w.chain.Close()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(root)
-	if err != nil {
-		return fmt.Errorf("volume:%s: %w", s.name, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("volume:%s: %s is not a folder", s.name, root)
-	}
-	if testHookBeforeOpen != nil {
-		testHookBeforeOpen(root)
-	}
-	if fi, err = w.chain.OpenRoot(root, fi); err != nil {
-		return fmt.Errorf("volume:%s: %w", s.name, err)
-	}
-	names, err := tarsafe.ReadDirNames(w.chain.Fd(), root, w.dirbuf)
-	if err != nil {
-		return fmt.Errorf("volume:%s: read folder %s: %w", s.name, root, err)
-	}
-	if err := fn(entry{rel: ".", path: root, dir: unix.AT_FDCWD, base: root, fi: fi}); err != nil {
-		return err
-	}
-	w.path = append(w.path[:0], root...)
-	w.push(names)
-	for len(w.stack) > 0 {
-		if err := w.step(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// push makes the folder just entered (the chain's current one, whose host
-// path is w.path) the one walked, with its names.
-func (w *walker) push(names []string) {
-	sort.Strings(names)
-	w.stack = append(w.stack, frame{names: names, plen: len(w.path)})
-}
-
-// step walks the next name of the current folder, or leaves the folder
-// when it has none left.
-func (w *walker) step(ctx context.Context) error {
-	f := &w.stack[len(w.stack)-1]
-	fd := w.chain.Fd()
-	if fd < 0 || f.next == len(f.names) {
-		if fd < 0 {
-			// The folder moved away while a folder inside it was walked
-			// (only below the descriptors the chain keeps open): the rest
-			// of it is gone from here.
-			w.c.vanished++
-		}
-		w.stack = w.stack[:len(w.stack)-1]
-		if err := w.chain.Leave(); err != nil && !gone(err) {
-			return fmt.Errorf("volume:%s: %s: %w", w.s.name, w.root, err)
-		}
-		return nil
-	}
-	n := f.names[f.next]
-	f.next++
-	w.path = append(append(w.path[:f.plen], '/'), n...)
-	p := string(w.path)
-	child := entry{rel: p[len(w.root)+1:], path: p, dir: fd, base: n}
-	fi, err := tarsafe.Lstatat(fd, n, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		w.c.vanished++
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("volume:%s: %w", w.s.name, err)
-	}
-	child.fi = fi
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	if w.s.excluded[child.rel] {
-		// Left out. When it is the first name of a file with several,
-		// its other names are left out too (as the api path does). The
-		// stamp tells that file from a later one given its inode number
-		// (the file removed during the walk, a new one created).
-		if st != nil && fi.Mode().IsRegular() && st.Nlink > 1 {
-			k, stamp := inode{uint64(st.Dev), st.Ino}, tarsafe.StampOf(st)
-			if seen, ok := w.seen[k]; !ok || seen != stamp {
-				w.dropped[k] = stamp
+// walk calls fn for every entry of the archive of the volume's folder
+// root, in archive order: the root, then depth first with every folder's
+// names sorted bytewise (the order of the Engine's archiver). Left-out
+// names and special files are skipped; so are later names of a file
+// whose first name was left out.
+//
+// The walk is a [tarsafe.Walker] under [tarsafe.WalkTolerant]. Nothing
+// is read through a host path below the root, which is opened once:
+// folders are opened relative to the folder above with
+// O_NOFOLLOW|O_DIRECTORY (a [tarsafe.DirChain]), files relative to their
+// folder with O_NOFOLLOW (writeFile), and each opened folder or file is
+// checked to be the inode the listing saw (device, inode, type). A user
+// who renames or swaps a folder or file of their volume for a symlink, a
+// hard link or a folder from elsewhere while it is walked (between
+// listing and opening, or while an earlier file is read) gets it left out
+// and counted as vanished, never the other file in their archive.
+// Headers come from the fstat of the opened folder or file. Paths of any
+// length and depth work: the walk is iterative, holds the path of the
+// current folder only, and a bounded number of descriptors; an entry
+// whose name is longer than an archive can hold for a restore
+// ([tarsafe.MaxNameLen]) is left out with everything below it, counted in
+// special_skipped and logged.
+func (s *Source) walk(ctx context.Context, root string, c *counts, fn func(tarsafe.WalkEntry) error) error {
+	dropped := map[inode]tarsafe.FileStamp{} // files whose first name was left out
+	seen := map[inode]tarsafe.FileStamp{}    // files with several names already walked
+	w := &tarsafe.Walker{
+		Policy:     tarsafe.WalkTolerant,
+		Prefix:     "volume:" + s.name,
+		RootFolder: true,
+		MaxNameLen: maxNameLen,
+		BeforeOpen: testHookBeforeOpen,
+		Exclude:    func(e tarsafe.WalkEntry) bool { return s.excluded[e.Rel] },
+		Excluded: func(e tarsafe.WalkEntry) {
+			// When it is the first name of a file with several, its other
+			// names are left out too (as the api path does). The stamp
+			// tells that file from a later one given its inode number (the
+			// file removed during the walk, a new one created).
+			if k, stamp, ok := linked(e); ok {
+				if was, ok := seen[k]; !ok || was != stamp {
+					dropped[k] = stamp
+				}
 			}
-		}
-		return nil
-	}
-	if len(child.rel)+3 > maxNameLen { // "./" and a folder's "/"
-		w.c.special++
-		w.s.log.Warn("path too long for the archive, left out with what it holds", "volume", w.s.name,
-			"path", child.rel[:min(len(child.rel), 200)]+"...", "bytes", len(child.rel))
-		return nil
-	}
-	switch m := fi.Mode(); {
-	case m.IsDir():
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if testHookBeforeOpen != nil {
-			testHookBeforeOpen(p)
-		}
-		dfi, err := w.chain.Enter(n, p, fi)
-		if gone(err) {
-			w.c.vanished++
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("volume:%s: %w", w.s.name, err)
-		}
-		names, err := tarsafe.ReadDirNames(w.chain.Fd(), p, w.dirbuf)
-		if err != nil {
-			return fmt.Errorf("volume:%s: read folder %s: %w", w.s.name, p, err)
-		}
-		child.fi = dfi
-		if err := w.fn(child); err != nil {
-			return err
-		}
-		w.push(names)
-		return nil
-	case m.IsRegular():
-		if st != nil && st.Nlink > 1 {
-			k, stamp := inode{uint64(st.Dev), st.Ino}, tarsafe.StampOf(st)
-			if d, ok := w.dropped[k]; ok && d == stamp {
-				return nil
+		},
+		Skipped: func(e tarsafe.WalkEntry, why tarsafe.WalkSkip) {
+			switch why {
+			case tarsafe.SkipVanished:
+				c.vanished++
+			case tarsafe.SkipTooLong:
+				c.special++
+				s.log.Warn("path too long for the archive, left out with what it holds", "volume", s.name,
+					"path", e.Rel[:min(len(e.Rel), 200)]+"...", "bytes", len(e.Rel))
+			default: // sockets, named pipes, devices
+				c.special++
 			}
-			w.seen[k] = stamp
-		}
-	case m&fs.ModeSymlink != 0:
-		link, err := tarsafe.Readlinkat(fd, n, p)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
-			w.c.vanished++
+		},
+		Visit: func(e tarsafe.WalkEntry) error {
+			if k, stamp, ok := linked(e); ok {
+				if d, ok := dropped[k]; ok && d == stamp {
+					return nil
+				}
+				seen[k] = stamp
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+			if testHookAfterFile != nil && e.Info.Mode().IsRegular() {
+				testHookAfterFile(e.Path)
+			}
 			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("volume:%s: %w", w.s.name, err)
-		}
-		child.link = link
-	default: // sockets, named pipes, devices
-		w.c.special++
-		return nil
+		},
 	}
-	if err := w.fn(child); err != nil {
-		return err
+	return w.Walk(ctx, root, ".")
+}
+
+// linked returns the identity of e when it is a regular file with
+// several names.
+func linked(e tarsafe.WalkEntry) (inode, tarsafe.FileStamp, bool) {
+	st, ok := e.Info.Sys().(*syscall.Stat_t)
+	if !ok || !e.Info.Mode().IsRegular() || st.Nlink < 2 {
+		return inode{}, tarsafe.FileStamp{}, false
 	}
-	if testHookAfterFile != nil && fi.Mode().IsRegular() {
-		testHookAfterFile(p)
-	}
-	return nil
+	return inode{uint64(st.Dev), st.Ino}, tarsafe.StampOf(st), true
 }
 
 // fingerprint hashes the metadata of every entry the archive would hold.
@@ -257,10 +131,10 @@ func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
 	var line []byte
 	var c counts
 	var size int64
-	err := s.walk(ctx, p.dir, &c, func(e entry) error {
-		size += tarsafe.EntrySize(e.fi)
+	err := s.walk(ctx, p.dir, &c, func(e tarsafe.WalkEntry) error {
+		size += tarsafe.EntrySize(e.Info)
 		var err error
-		if line, err = fingerprint.AppendEntry(line[:0], e.rel, e.fi, e.link); err != nil {
+		if line, err = fingerprint.AppendEntry(line[:0], e.Rel, e.Info, e.Link); err != nil {
 			return fmt.Errorf("volume:%s: %w", s.name, err)
 		}
 		h.Write(line)
@@ -296,17 +170,17 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 	var c counts
 	tw := tarsafe.NewWriter(w)
 	hb := tarsafe.NewNumericHeaderBuilder() // normalize drops owner names
-	err := s.walk(ctx, p.dir, &c, func(e entry) error {
-		if !e.fi.Mode().IsRegular() {
-			hdr, err := hb.Header(archiveName(e.rel), e.fi, e.link)
+	err := s.walk(ctx, p.dir, &c, func(e tarsafe.WalkEntry) error {
+		if !e.Info.Mode().IsRegular() {
+			hdr, err := hb.Header(archiveName(e.Rel), e.Info, e.Link)
 			if err != nil {
 				return fmt.Errorf("volume:%s: %w", s.name, err)
 			}
 			if err := tw.WriteHeader(normalize(hdr)); err != nil {
-				return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+				return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
 			}
 			c.entries++
-			if e.fi.IsDir() {
+			if e.Info.IsDir() {
 				c.dirs++
 			} else {
 				c.symlinks++
@@ -342,15 +216,15 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 // every hole as zeros (see [tarsafe.MaxSparseHoles]). A file left out
 // is never the target of a hard link: its later names meet the same test
 // and are left out too.
-func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, c *counts) error {
+func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e tarsafe.WalkEntry, c *counts) error {
 	if testHookBeforeOpen != nil {
-		testHookBeforeOpen(e.path)
+		testHookBeforeOpen(e.Path)
 	}
 	// Never opened unless it is still the regular file listed: a device
 	// node, named pipe or socket the user renamed over it is not opened
 	// (no driver open), only left out.
-	fd, fi, err := tarsafe.OpenRegular(e.dir, e.base, e.path, e.fi)
-	if gone(err) {
+	fd, fi, err := tarsafe.OpenRegular(e.Dir, e.Base, e.Path, e.Info)
+	if tarsafe.Gone(err) {
 		c.vanished++ // removed, or something else took its name since it was listed
 		return nil
 	}
@@ -367,21 +241,21 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 		if errors.Is(err, tarsafe.ErrTooFragmented) {
 			c.sparseSkipped++
 			s.log.Warn("sparse file left out: its data is in too many pieces to archive without its holes",
-				"volume", s.name, "file", e.rel, "size", fi.Size(), "error", err)
+				"volume", s.name, "file", e.Rel, "size", fi.Size(), "error", err)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+			return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
 		}
 		if sp != nil && c.holes+sp.Holes() > maxPartHoles {
 			c.sparseSkipped++
 			s.log.Warn("sparse file left out: its holes would cost a restore too long (a restore reads every hole as zeros)",
-				"volume", s.name, "file", e.rel, "size", fi.Size(), "holes", sp.Holes(),
+				"volume", s.name, "file", e.Rel, "size", fi.Size(), "holes", sp.Holes(),
 				"part_holes", c.holes, "max_part_holes", maxPartHoles)
 			return nil
 		}
 	}
-	hdr, err := hb.Header(archiveName(e.rel), fi, "")
+	hdr, err := hb.Header(archiveName(e.Rel), fi, "")
 	if err != nil {
 		return fmt.Errorf("volume:%s: %w", s.name, err)
 	}
@@ -393,7 +267,7 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 		err = tw.WriteHeader(normalize(hdr))
 	}
 	if err != nil {
-		return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+		return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
 	}
 	c.entries++
 	if hdr.Typeflag == tar.TypeLink {
@@ -411,19 +285,19 @@ func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.
 	}
 	c.bytes += n
 	if err != nil {
-		return fmt.Errorf("volume:%s: read %s: %w", s.name, e.path, err)
+		return fmt.Errorf("volume:%s: read %s: %w", s.name, e.Path, err)
 	}
 	changed := n != want
 	if changed {
 		if err := tw.FillZeros(); err != nil {
-			return fmt.Errorf("volume:%s: %s: %w", s.name, e.path, err)
+			return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
 		}
-	} else if now, err := tarsafe.Fstat(fd, e.base, e.path); err == nil && (now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime())) {
+	} else if now, err := tarsafe.Fstat(fd, e.Base, e.Path); err == nil && (now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime())) {
 		changed = true
 	}
 	if changed {
 		c.changed++
-		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.rel, "archived_bytes", want, "read_bytes", n)
+		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.Rel, "archived_bytes", want, "read_bytes", n)
 	}
 	return nil
 }
