@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -760,21 +759,13 @@ func names(dir string) ([]string, error) {
 	return d.Readdirnames(-1)
 }
 
-// copyRootMeta gives the folder dst the owner, mode and times of fi.
+// copyRootMeta gives the folder dst the owner, mode and times of fi (a
+// staged root on this host: its ids can be given here, so only a refusal,
+// fs.ErrPermission, is left).
 func copyRootMeta(fi fs.FileInfo, dst string) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	m, ok := tarsafe.MetaOf(fi)
 	if !ok {
 		return fmt.Errorf("%s: no stat data", fi.Name())
 	}
-	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
-		return fmt.Errorf("chown %s: %w", dst, err)
-	}
-	if err := os.Chmod(dst, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		return fmt.Errorf("chmod %s: %w", dst, err)
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
-	if err := unix.UtimesNano(dst, ts); err != nil {
-		return fmt.Errorf("set times of %s: %w", dst, err)
-	}
-	return nil
+	return tarsafe.ApplyMeta(unix.AT_FDCWD, dst, m, tarsafe.MetaOptions{IgnoreChown: []error{fs.ErrPermission}})
 }
