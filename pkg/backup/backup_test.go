@@ -465,7 +465,7 @@ func TestFlakyDestination(t *testing.T) {
 		t.Errorf("the result does not count the retries: %+v", res.Destinations)
 	}
 	var buf strings.Builder
-	must(t, metrics.Write(&buf, SnapshotMetrics(time.Now(), time.Second, res, nil, []string{"flaky"}).Run))
+	must(t, metrics.Write(&buf, metrics.SnapshotMetrics(time.Now(), time.Second, res, nil, []string{"flaky"}).Run))
 	if page, want := buf.String(), fmt.Sprintf(`fireops_snapshot_destination_retries{destination="flaky"} %d`, res.Destinations[0].Retries); !strings.Contains(page, want) {
 		t.Errorf("metrics lack %s:\n%s", want, page)
 	}
@@ -535,7 +535,7 @@ func TestOneDestinationUnavailable(t *testing.T) {
 		t.Fatalf("the snapshot did not land on the working destination: %v", err)
 	}
 	var buf strings.Builder
-	must(t, metrics.Write(&buf, SnapshotMetrics(time.Now(), time.Second, res, err, []string{"yandex", "local"}).Run))
+	must(t, metrics.Write(&buf, metrics.SnapshotMetrics(time.Now(), time.Second, res, err, []string{"yandex", "local"}).Run))
 	for _, want := range []string{`fireops_snapshot_destination_success{destination="local"} 1`, `fireops_snapshot_destination_success{destination="yandex"} 0`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("metrics lack %s", want)

@@ -44,7 +44,7 @@ func TestPartialSnapshot(t *testing.T) {
 	}
 
 	var buf strings.Builder
-	mx := SnapshotMetrics(time.Now(), time.Second, res, err, []string{"local"})
+	mx := metrics.SnapshotMetrics(time.Now(), time.Second, res, err, []string{"local"})
 	must(t, metrics.Write(&buf, mx.Run))
 	for _, want := range []string{
 		`fireops_snapshot_part_last_run_success{part="sqlite:broken"} 0`,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -24,9 +25,9 @@ func (r *Runner) Snapshot(ctx context.Context, cfg *config.Config, o backup.Snap
 	}
 	// An --only run publishes its own families: the alerts read the full
 	// runs', and an --only run never ends them.
-	record := backup.SnapshotMetrics
+	record := metrics.SnapshotMetrics
 	if len(o.Only) > 0 {
-		record = backup.SnapshotOnlyMetrics
+		record = metrics.SnapshotOnlyMetrics
 	}
 	r.record(cfg, record(time.Now(), dur, res, err, destNames(cfg)))
 	return res, backup.SnapshotInterrupted(ctx, res, err)
@@ -51,7 +52,7 @@ func (r *Runner) Verify(ctx context.Context, cfg *config.Config, o backup.Verify
 		return res, verr
 	}
 	if level == backup.LevelQuick || level == backup.LevelHashes || level == backup.LevelFull || level == backup.LevelRestoreTest {
-		r.record(cfg, backup.VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
+		r.record(cfg, VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
 	}
 	return res, verr
 }
@@ -69,7 +70,7 @@ func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.Rotate
 	if !ran(begin, err) {
 		return res, err
 	}
-	r.record(cfg, backup.RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
+	r.record(cfg, RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
 	return res, backup.RotateInterrupted(ctx, res, err)
 }
 
@@ -77,7 +78,7 @@ func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.Rotate
 func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o backup.RestoreOptions) (*backup.RestoreResult, error) {
 	res, begin, err := locked(ctx, r, cfg, "restore", func() (*backup.RestoreResult, error) { return backup.Restore(ctx, cfg, o) })
 	if ran(begin, err) && !o.DryRun {
-		r.record(cfg, backup.RestoreMetrics(time.Now(), time.Since(begin), res, err))
+		r.record(cfg, RestoreMetrics(time.Now(), time.Since(begin), res, err))
 	}
 	return res, backup.RestoreInterrupted(ctx, res, err)
 }

@@ -1,4 +1,4 @@
-package backup
+package runner
 
 import (
 	"errors"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
+	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -28,24 +30,24 @@ func sampleJobs() []metrics.JobMetrics {
 		{ID: "files:stack", Size: 100, Stored: 80},
 		{ID: "sqlite:hub", Size: 50, Stored: 40, Reused: true},
 	}, Destinations: []snapshot.DestResult{{Name: "local", Uploaded: 120}, {Name: "yandex", Err: errors.New("down"), Error: "down"}}}
-	rot := &RotateResult{Destinations: []RotateDest{
-		{Destination: "local", Kept: 3, Removed: 2, IncompleteRemoved: 1, Objects: Sweep{Removed: 4, FreedBytes: 4096, Young: 1}},
-		{Destination: "yandex", Error: "timeout", Objects: Sweep{Skipped: "a manifest could not be read"}},
+	rot := &backup.RotateResult{Destinations: []backup.RotateDest{
+		{Destination: "local", Kept: 3, Removed: 2, IncompleteRemoved: 1, Objects: backup.Sweep{Removed: 4, FreedBytes: 4096, Young: 1}},
+		{Destination: "yandex", Error: "timeout", Objects: backup.Sweep{Skipped: "a manifest could not be read"}},
 	}}
 	partial := &snapshot.Result{ID: res.ID, Parts: res.Parts[:1], Destinations: res.Destinations[:1],
 		FailedParts: []snapshot.FailedPart{{ID: "volume:jupyterhub-user-ada", Reason: "file name too long"}}}
 	return []metrics.JobMetrics{
-		SnapshotMetrics(now, time.Minute, res, errors.New("yandex down"), []string{"local", "yandex", "nas"}),
-		SnapshotMetrics(now, time.Minute, partial, fmt.Errorf("snapshot %s: %w", res.ID, &snapshot.PartsError{Failed: partial.FailedParts, Held: 1}), []string{"local"}),
-		SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
-		SnapshotOnlyMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts[:1], Destinations: res.Destinations[:1]}, nil, []string{"local"}),
-		VerifyMetrics(LevelQuick, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
-		VerifyMetrics(LevelFull, now, time.Second, []VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
-		VerifyMetrics(LevelRestoreTest, now, time.Second, []VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
+		metrics.SnapshotMetrics(now, time.Minute, res, errors.New("yandex down"), []string{"local", "yandex", "nas"}),
+		metrics.SnapshotMetrics(now, time.Minute, partial, fmt.Errorf("snapshot %s: %w", res.ID, &snapshot.PartsError{Failed: partial.FailedParts, Held: 1}), []string{"local"}),
+		metrics.SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
+		metrics.SnapshotOnlyMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts[:1], Destinations: res.Destinations[:1]}, nil, []string{"local"}),
+		VerifyMetrics(backup.LevelQuick, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
+		VerifyMetrics(backup.LevelFull, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
+		VerifyMetrics(backup.LevelRestoreTest, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
 		RotateMetrics(now, time.Second, rot, errors.New("yandex: timeout"), []string{"local", "yandex"}),
-		RotateMetrics(now, time.Second, &RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
-		RestoreMetrics(now, time.Second, &RestoreResult{Parts: []PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
-		RestoreMetrics(now, time.Second, &RestoreResult{Parts: []PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
+		RotateMetrics(now, time.Second, &backup.RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
+		RestoreMetrics(now, time.Second, &backup.RestoreResult{Parts: []backup.PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
+		RestoreMetrics(now, time.Second, &backup.RestoreResult{Parts: []backup.PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
 	}
 }
 
@@ -58,13 +60,13 @@ func TestMetricsTextfiles(t *testing.T) {
 	dir := t.TempDir()
 	names := map[string]bool{}
 	for _, m := range sampleJobs() {
-		must(t, m.Write(dir))
+		testutil.Must(t, m.Write(dir))
 		for _, f := range append(m.Run, m.Success...) {
 			names[f.Name] = true
 		}
 	}
 	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
-	must(t, err)
+	testutil.Must(t, err)
 	for n := range names {
 		// The --only families are documented as one, with the full runs'.
 		doc := n
@@ -96,11 +98,11 @@ func TestMetricsTextfiles(t *testing.T) {
 		return
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	testutil.Must(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(ne, "--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+dir, "--web.listen-address="+addr)
-	must(t, cmd.Start())
+	testutil.Must(t, cmd.Start())
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	var page string
 	deadline := time.Now().Add(time.Minute)
@@ -183,7 +185,7 @@ func TestSnapshotPartMetrics(t *testing.T) {
 		{"destination down", nil, errors.New("every destination failed"), "", false},
 	}
 	for _, tc := range tests {
-		m := SnapshotMetrics(now, time.Minute, tc.res, tc.err, []string{"local"})
+		m := metrics.SnapshotMetrics(now, time.Minute, tc.res, tc.err, []string{"local"})
 		if got := parts(m); got != tc.want {
 			t.Errorf("%s: part_last_run_success %q, want %q", tc.name, got, tc.want)
 		}
@@ -218,11 +220,11 @@ func TestSnapshotMetricsDestinations(t *testing.T) {
 func readTextfiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.prom"))
-	must(t, err)
+	testutil.Must(t, err)
 	out := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		must(t, err)
+		testutil.Must(t, err)
 		out[filepath.Base(f)] = string(b)
 	}
 	return out
@@ -236,32 +238,32 @@ func TestSnapshotOnlyMetrics(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
 	failed := []snapshot.FailedPart{{ID: "mongo:mongodb", Reason: "connection refused"}}
-	full := SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: []snapshot.Part{{ID: "files:stack"}}, FailedParts: failed,
+	full := metrics.SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: []snapshot.Part{{ID: "files:stack"}}, FailedParts: failed,
 		Destinations: []snapshot.DestResult{{Name: "local"}}}, fmt.Errorf("snapshot x: %w", &snapshot.PartsError{Failed: failed, Held: 1}), []string{"local"})
-	must(t, full.Write(dir))
+	testutil.Must(t, full.Write(dir))
 	before := readTextfiles(t, dir)
-	only := SnapshotOnlyMetrics(now.Add(time.Hour), time.Second, &snapshot.Result{Parts: []snapshot.Part{{ID: "mongo:mongodb", Size: 7}},
+	only := metrics.SnapshotOnlyMetrics(now.Add(time.Hour), time.Second, &snapshot.Result{Parts: []snapshot.Part{{ID: "mongo:mongodb", Size: 7}},
 		Destinations: []snapshot.DestResult{{Name: "local"}}}, nil, []string{"local"})
-	must(t, only.Write(dir))
+	testutil.Must(t, only.Write(dir))
 	after := readTextfiles(t, dir)
-	if after[SnapshotRunFile] != before[SnapshotRunFile] || !strings.Contains(after[SnapshotRunFile], "fireops_snapshot_last_run_success 0\n") ||
-		!strings.Contains(after[SnapshotRunFile], `fireops_snapshot_part_last_run_success{part="mongo:mongodb"} 0`) {
-		t.Errorf("the --only run changed the full run's file or it lost the failure:\n%s", after[SnapshotRunFile])
+	if after[metrics.SnapshotRunFile] != before[metrics.SnapshotRunFile] || !strings.Contains(after[metrics.SnapshotRunFile], "fireops_snapshot_last_run_success 0\n") ||
+		!strings.Contains(after[metrics.SnapshotRunFile], `fireops_snapshot_part_last_run_success{part="mongo:mongodb"} 0`) {
+		t.Errorf("the --only run changed the full run's file or it lost the failure:\n%s", after[metrics.SnapshotRunFile])
 	}
-	if _, ok := after[SnapshotSuccessFile]; ok {
-		t.Errorf("the --only run wrote the full runs' success file %s", SnapshotSuccessFile)
+	if _, ok := after[metrics.SnapshotSuccessFile]; ok {
+		t.Errorf("the --only run wrote the full runs' success file %s", metrics.SnapshotSuccessFile)
 	}
 	if len(after) != 3 {
-		t.Errorf("textfiles %v, want %s, %s and %s", slices.Sorted(maps.Keys(after)), SnapshotRunFile, SnapshotOnlyRunFile, SnapshotOnlySuccessFile)
+		t.Errorf("textfiles %v, want %s, %s and %s", slices.Sorted(maps.Keys(after)), metrics.SnapshotRunFile, metrics.SnapshotOnlyRunFile, metrics.SnapshotOnlySuccessFile)
 	}
 	for _, want := range []string{"fireops_snapshot_only_last_run_success 1\n", `fireops_snapshot_only_part_last_run_success{part="mongo:mongodb"} 1`,
 		"# HELP fireops_snapshot_only_last_run_success snapshot --only runs: 1 if"} {
-		if !strings.Contains(after[SnapshotOnlyRunFile], want) {
-			t.Errorf("%s lacks %q:\n%s", SnapshotOnlyRunFile, want, after[SnapshotOnlyRunFile])
+		if !strings.Contains(after[metrics.SnapshotOnlyRunFile], want) {
+			t.Errorf("%s lacks %q:\n%s", metrics.SnapshotOnlyRunFile, want, after[metrics.SnapshotOnlyRunFile])
 		}
 	}
-	if !strings.Contains(after[SnapshotOnlySuccessFile], "fireops_snapshot_only_last_success_timestamp_seconds 1.7") {
-		t.Errorf("%s:\n%s", SnapshotOnlySuccessFile, after[SnapshotOnlySuccessFile])
+	if !strings.Contains(after[metrics.SnapshotOnlySuccessFile], "fireops_snapshot_only_last_success_timestamp_seconds 1.7") {
+		t.Errorf("%s:\n%s", metrics.SnapshotOnlySuccessFile, after[metrics.SnapshotOnlySuccessFile])
 	}
 	for _, f := range append(only.Run, only.Success...) {
 		if !strings.HasPrefix(f.Name, "fireops_snapshot_only_") {
@@ -277,27 +279,27 @@ func TestRotateSweepMetrics(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	t0 := time.Unix(1_800_000_000, 0)
-	res := &RotateResult{Destinations: []RotateDest{{Destination: "local"}, {Destination: "nas", Objects: Sweep{Skipped: "the objects lock is held"}}}}
-	must(t, RotateMetrics(t0, time.Second, res, nil, []string{"local", "nas"}).Write(dir))
+	res := &backup.RotateResult{Destinations: []backup.RotateDest{{Destination: "local"}, {Destination: "nas", Objects: backup.Sweep{Skipped: "the objects lock is held"}}}}
+	testutil.Must(t, RotateMetrics(t0, time.Second, res, nil, []string{"local", "nas"}).Write(dir))
 	got := readTextfiles(t, dir)
-	if !strings.Contains(got[RotateSweepFile("local")], `fireops_rotate_last_sweep_timestamp_seconds{destination="local"} 1.8e+09`) {
-		t.Fatalf("%s:\n%s", RotateSweepFile("local"), got[RotateSweepFile("local")])
+	if !strings.Contains(got[metrics.RotateSweepFile("local")], `fireops_rotate_last_sweep_timestamp_seconds{destination="local"} 1.8e+09`) {
+		t.Fatalf("%s:\n%s", metrics.RotateSweepFile("local"), got[metrics.RotateSweepFile("local")])
 	}
-	if _, ok := got[RotateSweepFile("nas")]; ok {
+	if _, ok := got[metrics.RotateSweepFile("nas")]; ok {
 		t.Fatal("a skipped sweep wrote the sweep file")
 	}
 	// A day later: the sweep is skipped on local, nas fails.
-	res = &RotateResult{Destinations: []RotateDest{{Destination: "local", Objects: Sweep{Skipped: "the objects lock is held"}}, {Destination: "nas", Error: "timeout"}}}
+	res = &backup.RotateResult{Destinations: []backup.RotateDest{{Destination: "local", Objects: backup.Sweep{Skipped: "the objects lock is held"}}, {Destination: "nas", Error: "timeout"}}}
 	m := RotateMetrics(t0.Add(24*time.Hour), time.Second, res, errors.New("nas: timeout"), []string{"local", "nas"})
 	if len(m.Extra) != 0 {
 		t.Fatalf("sweep files for a run that swept nothing: %v", m.Extra)
 	}
-	must(t, m.Write(dir))
+	testutil.Must(t, m.Write(dir))
 	after := readTextfiles(t, dir)
-	if after[RotateSweepFile("local")] != got[RotateSweepFile("local")] {
-		t.Fatalf("a skipped sweep changed the last sweep:\n%s", after[RotateSweepFile("local")])
+	if after[metrics.RotateSweepFile("local")] != got[metrics.RotateSweepFile("local")] {
+		t.Fatalf("a skipped sweep changed the last sweep:\n%s", after[metrics.RotateSweepFile("local")])
 	}
-	if !strings.Contains(after[RotateRunFile], `fireops_rotate_sweep_skipped{destination="local"} 1`) {
-		t.Fatalf("%s:\n%s", RotateRunFile, after[RotateRunFile])
+	if !strings.Contains(after[metrics.RotateRunFile], `fireops_rotate_sweep_skipped{destination="local"} 1`) {
+		t.Fatalf("%s:\n%s", metrics.RotateRunFile, after[metrics.RotateRunFile])
 	}
 }
