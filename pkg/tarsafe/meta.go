@@ -50,11 +50,14 @@ type MetaOptions struct {
 	// that only mean the owner cannot be given here: the owner is then
 	// left as it is and the mode and times still set. Nil means EPERM
 	// and EINVAL, Extract's rule for ids that come from an archive (not
-	// root; an id outside this user namespace), which files.InPlace
-	// keeps too. Callers that copy the ids of a file on this host pass a
-	// narrower list, so that an id the kernel calls invalid is reported:
-	// the volume restore's live root ([fs.ErrPermission]: EPERM, EACCES)
-	// and files.Restorer's staging folder without a "./" entry (EPERM).
+	// root; an id outside this user namespace); files.InPlace, which
+	// copies the ids of the staged copies Extract made, uses it too. Two
+	// callers that copy a folder's ids keep the narrower lists they
+	// always had, so that there an id the kernel calls invalid is
+	// reported, not hidden: the volume restore's live root, which takes
+	// the staged root's ids ([fs.ErrPermission]: EPERM, EACCES), and
+	// files.Restorer's staging folder without a "./" entry, which takes
+	// the replaced folder's, this host's own (EPERM).
 	IgnoreChown []error
 	// KeepGoing sets the mode and the times even after an earlier step
 	// failed, and returns every failure joined. files.InPlace sets it:
@@ -64,10 +67,6 @@ type MetaOptions struct {
 	// at once (the other callers, which then fail the restore).
 	KeepGoing bool
 }
-
-// defaultIgnoreChown is the nil IgnoreChown: EPERM when not root, EINVAL
-// for ids outside the user namespace (as Extract's chown).
-var defaultIgnoreChown = []error{syscall.EPERM, syscall.EINVAL}
 
 // fchown is unix.Fchown; tests make it fail.
 var fchown = unix.Fchown
@@ -130,11 +129,10 @@ func ApplyMeta(dirfd int, name string, m Meta, o MetaOptions) error {
 
 // chownIgnored reports whether a chown error is one o leaves.
 func (o MetaOptions) chownIgnored(err error) bool {
-	ignore := o.IgnoreChown
-	if ignore == nil {
-		ignore = defaultIgnoreChown
+	if o.IgnoreChown == nil {
+		return chown(err) == nil // Extract's rule for its files and links too
 	}
-	for _, e := range ignore {
+	for _, e := range o.IgnoreChown {
 		if errors.Is(err, e) {
 			return true
 		}
