@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
-	"github.com/firetech/fireops/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/firetech/fireops/internal/testenv"
 )
 
 // docShell returns the ```sh blocks of a markdown file's text, joined.

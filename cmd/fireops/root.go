@@ -18,9 +18,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/remote"
@@ -83,7 +83,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func interrupted(ctx context.Context, err error) error {
 	var st *schedule.StopTimeoutError
 	if ctx.Err() != nil && exitcode.Code(err) == exitcode.Failure && !errors.As(err, &st) {
-		return backup.Interrupted(err)
+		return interrupt.Wrap(err)
 	}
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
@@ -211,10 +212,10 @@ func restoreParts(ctx context.Context, cfg *config.Config, res *RestoreResult, p
 		pd, err := pp.from.src.restore(ctx, cfg, p, ids, log, func() (source.Restorer, error) {
 			return partkind.Restorer(ctx, cfg, pp.req, pp.target)
 		})
-		if err != nil && interrupted(ctx, err) {
+		if err != nil && interrupt.Is(ctx, err) {
 			// Not a failure of the part: SIGINT or SIGTERM stopped it, and
 			// its target was left as it was. The next pass stops there.
-			res.Parts[i].Status, res.Parts[i].Error = StatusNotRestored, interruptedReason
+			res.Parts[i].Status, res.Parts[i].Error = StatusNotRestored, interrupt.Reason
 			failed = append(failed, p.ID)
 			if log != nil {
 				log.Warn("part not restored: interrupted; its target was left as it was", "part", p.ID)

@@ -16,6 +16,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -158,8 +159,8 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			snap = "all"
 		}
 		r := VerifyResult{Destination: name, Snapshot: snap, Level: o.Level, Error: err.Error()}
-		if interrupted(ctx, err) {
-			r.Error, r.Interrupted = interruptedReason, true
+		if interrupt.Is(ctx, err) {
+			r.Error, r.Interrupted = interrupt.Reason, true
 		}
 		results = append(results, r)
 		unreachable = append(unreachable, fmt.Sprintf("%s: %v", name, err))
@@ -355,7 +356,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id s
 			if err == nil {
 				continue
 			}
-			if interrupted(ctx, err) {
+			if interrupt.Is(ctx, err) {
 				stopped = true
 				break
 			}
@@ -368,7 +369,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id s
 		return errors.Join(bad...)
 	}()
 	r.Seconds = time.Since(begin).Seconds()
-	if !stopped && interrupted(ctx, err) {
+	if !stopped && interrupt.Is(ctx, err) {
 		// Stopped before the parts: reading the manifest, the listing or
 		// the index, or hashing.
 		stopped, err = true, nil
@@ -384,9 +385,9 @@ func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id s
 	}
 	switch {
 	case stopped && r.Error != "":
-		r.Error += "; not finished: " + interruptedReason
+		r.Error += "; not finished: " + interrupt.Reason
 	case stopped:
-		r.Error = interruptedReason
+		r.Error = interrupt.Reason
 	case err == nil:
 		r.OK = true
 	}

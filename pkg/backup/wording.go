@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/redact"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -81,89 +82,6 @@ func startedListing(ctx context.Context, st snapshot.Store, host, id string) sna
 	return l
 }
 
-// InterruptedError is a job stopped by SIGINT or SIGTERM, in plain words:
-// "interrupted: " and what the job had done and left. Err, the stopped
-// job's own error (a context.Canceled somewhere in it), stays in the chain
-// for errors.Is and errors.As; its text is not shown, being about the
-// cancellation rather than what it means for the user's data.
-type InterruptedError struct {
-	// During, when set, says what it was doing: "during part
-	// files:stack".
-	During string
-	// Left says what was done and what is left, e.g. "nothing was
-	// committed; ...".
-	Left string
-	// Next is what to do now: the hint.
-	Next string
-	// Err is the stopped job's own error.
-	Err error
-}
-
-// Error returns "interrupted", During, and Left.
-func (e *InterruptedError) Error() string {
-	if e.During != "" {
-		return "interrupted " + e.During + ": " + e.Left
-	}
-	return "interrupted: " + e.Left
-}
-
-// Unwrap returns the stopped job's own error.
-func (e *InterruptedError) Unwrap() error { return e.Err }
-
-// Interrupted returns err, the error of a command stopped by SIGINT or
-// SIGTERM, with the interrupted exit code (130): the InterruptedError in
-// its chain when the job said what it left (SnapshotInterrupted, ...),
-// else err's own text without the Go cancellation jargon.
-func Interrupted(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ie *InterruptedError
-	if !errors.As(err, &ie) {
-		what := strings.TrimSpace(err.Error())
-		for _, jargon := range []string{context.Canceled.Error(), context.DeadlineExceeded.Error(), "signal: interrupt", "signal: terminated"} {
-			what = strings.TrimSuffix(strings.TrimSuffix(what, ": "+jargon), jargon)
-		}
-		if what == "" {
-			what = "stopped before it finished"
-		}
-		ie = &InterruptedError{Left: what, Next: "run the command again", Err: err}
-	}
-	return exitcode.New(exitcode.Interrupted, ie, ie.Next)
-}
-
-// stopped tells whether err is the end of a job that ctx's cancellation
-// stopped and whose exit code says no more than that it failed (code): a
-// lock held by another run, a usage error or a check that found damage
-// before the stop keep their own error.
-func stopped(ctx context.Context, err error, codes ...int) bool {
-	return err != nil && ctx.Err() != nil && slices.Contains(codes, exitcode.Code(err))
-}
-
-// interruptedReason is the text of a part's or a snapshot's row (its
-// STATUS or RESULT) when SIGINT or SIGTERM stopped its work (interrupted):
-// "not restored: interrupted", "not finished: interrupted".
-const interruptedReason = "interrupted"
-
-// interrupted tells whether err, the error of a part's restore or of a
-// check, is only the end of work that ctx's cancellation (SIGINT or
-// SIGTERM: signal.NotifyContext) cut short, not a finding of its own: ctx
-// is done and err is a cancellation (context.Canceled, which the signal's
-// cause matches too, context.DeadlineExceeded, or ctx's cause itself). An
-// integrity error found before the stop is a finding and keeps its text.
-func interrupted(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() == nil || errors.Is(err, snapshot.ErrIntegrity) {
-		return false
-	}
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Cause(ctx))
-}
-
-// interruptedJob is an InterruptedError as a job's failure (exit code 1,
-// which Interrupted turns into 130).
-func interruptedJob(err error, left, next string) error {
-	return exitcode.New(exitcode.Failure, &InterruptedError{Left: left, Next: next, Err: err}, next)
-}
-
 // SnapshotInterrupted words a snapshot run's error when SIGINT or SIGTERM
 // stopped it before any destination had it (res is nil): no manifest was
 // written, the run removed its snapshot folder (what it could not remove
@@ -172,11 +90,11 @@ func interruptedJob(err error, left, next string) error {
 // (docs/format.md); rotate sweeps those no snapshot references after
 // retention.incomplete_grace. Any other error is returned as it is.
 func SnapshotInterrupted(ctx context.Context, res *snapshot.Result, err error) error {
-	if res != nil || !stopped(ctx, err, exitcode.Failure) {
+	if res != nil || !interrupt.Stopped(ctx, err, exitcode.Failure) {
 		return err
 	}
 	const next = "run fireops snapshot again: it uploads only what the destinations do not hold yet"
-	ie := &InterruptedError{
+	ie := &interrupt.Error{
 		Left: "nothing was committed; the pieces already uploaded are kept for the next run to reuse (rotate removes those no snapshot uses after retention.incomplete_grace)",
 		Next: next, Err: err,
 	}
@@ -194,7 +112,7 @@ func SnapshotInterrupted(ctx context.Context, res *snapshot.Result, err error) e
 // what it moved). A part that failed on its own (damaged data: exit 3) or
 // a usage error keeps its error.
 func RestoreInterrupted(ctx context.Context, res *RestoreResult, err error) error {
-	if !stopped(ctx, err, exitcode.Failure) {
+	if !interrupt.Stopped(ctx, err, exitcode.Failure) {
 		return err
 	}
 	var done, left []string
@@ -208,14 +126,14 @@ func RestoreInterrupted(ctx context.Context, res *RestoreResult, err error) erro
 		}
 	}
 	if len(done) == 0 {
-		return interruptedJob(err, "nothing was restored; the targets were left as they were (the live data was not replaced)",
+		return interrupt.Job(err, "nothing was restored; the targets were left as they were (the live data was not replaced)",
 			"run the same restore again")
 	}
 	msg := "restored " + strings.Join(done, ", ") + " before the stop"
 	if len(left) == 0 {
-		return interruptedJob(err, msg+"; every part was restored", "check the restored data")
+		return interrupt.Job(err, msg+"; every part was restored", "check the restored data")
 	}
-	return interruptedJob(err, msg+"; "+strings.Join(left, ", ")+" not restored (their targets were left as they were)",
+	return interrupt.Job(err, msg+"; "+strings.Join(left, ", ")+" not restored (their targets were left as they were)",
 		"restore the rest with --part "+strings.Join(left, " --part "))
 }
 
@@ -225,7 +143,7 @@ func RestoreInterrupted(ctx context.Context, res *RestoreResult, err error) erro
 // rollback found before the stop keeps verify's own error (exit 3): that
 // finding stands.
 func VerifyInterrupted(ctx context.Context, res []VerifyResult, err error) error {
-	if !stopped(ctx, err, exitcode.Failure, exitcode.CheckFailed) {
+	if !interrupt.Stopped(ctx, err, exitcode.Failure, exitcode.CheckFailed) {
 		return err
 	}
 	ok := 0
@@ -241,7 +159,7 @@ func VerifyInterrupted(ctx context.Context, res []VerifyResult, err error) error
 	if ok > 0 {
 		left = fmt.Sprintf("nothing was changed; %d snapshot check(s) passed before the stop, the others were not finished", ok)
 	}
-	return interruptedJob(err, left, "run fireops verify again")
+	return interrupt.Job(err, left, "run fireops verify again")
 }
 
 // RotateInterrupted words a rotate's error when SIGINT or SIGTERM stopped
@@ -249,7 +167,7 @@ func VerifyInterrupted(ctx context.Context, res []VerifyResult, err error) error
 // next rotate, which also finishes a snapshot whose removal was cut short
 // (snapshot.HalfRemoved).
 func RotateInterrupted(ctx context.Context, res *RotateResult, err error) error {
-	if !stopped(ctx, err, exitcode.Failure) {
+	if !interrupt.Stopped(ctx, err, exitcode.Failure) {
 		return err
 	}
 	snaps, objs := 0, 0
@@ -263,6 +181,6 @@ func RotateInterrupted(ctx context.Context, res *RotateResult, err error) error 
 	if snaps > 0 || objs > 0 {
 		left = fmt.Sprintf("%d snapshot folder(s) and %d unreferenced object(s) were removed before the stop", snaps, objs)
 	}
-	return interruptedJob(err, left+"; the next rotate does the rest (it also finishes a snapshot whose removal was cut short)",
+	return interrupt.Job(err, left+"; the next rotate does the rest (it also finishes a snapshot whose removal was cut short)",
 		"run fireops rotate again")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -63,7 +64,7 @@ func TestInterruptedWording(t *testing.T) {
 	} {
 		err := tc.err
 		if exitcode.Code(err) == exitcode.Failure && tc.code == exitcode.Interrupted {
-			err = Interrupted(err) // what cmd/fireops does after a signal
+			err = interrupt.Wrap(err) // what cmd/fireops does after a signal
 		}
 		if got := exitcode.Code(err); got != tc.code {
 			t.Errorf("%s: exit code %d, want %d (%v)", tc.name, got, tc.code, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/metrics"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -88,6 +89,6 @@ func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o backup.Resto
 // metrics are recorded: not when SIGINT or SIGTERM stopped it before it
 // found anything wrong.
 func verdict(err error) bool {
-	var stopped *backup.InterruptedError
+	var stopped *interrupt.Error
 	return !errors.As(err, &stopped)
 }

@@ -1,4 +1,4 @@
-package backup
+package interrupt
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func TestInterruptedPartError(t *testing.T) {
 		{"an error of its own", stopped, errors.New("open /data/x: permission denied"), false},
 		{"damage found", stopped, errors.Join(fmt.Errorf("%w: piece abc", snapshot.ErrIntegrity), context.Canceled), false},
 	} {
-		if got := interrupted(c.ctx, c.err); got != c.want {
+		if got := Is(c.ctx, c.err); got != c.want {
 			t.Errorf("%s: interrupted(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
 	}
