@@ -46,6 +46,21 @@ func TestWalkerPolicies(t *testing.T) {
 			}
 		}
 	}
+	// swapA makes r/a/f, r/b and outside/secret below dir, and has the
+	// walk find r/a replaced, just before it opens it, by what put makes
+	// there from outside.
+	swapA := func(put func(outside, p string) error) func(*testing.T, string, *Walker) string {
+		return func(t *testing.T, dir string, w *Walker) string {
+			root := filepath.Join(dir, "r")
+			write(t, filepath.Join(root, "a/f"))
+			write(t, filepath.Join(root, "b"))
+			write(t, filepath.Join(dir, "outside/secret"))
+			w.BeforeOpen = swap(t, filepath.Join(root, "a"), func(p string) error {
+				return put(filepath.Join(dir, "outside"), p)
+			})
+			return root
+		}
+	}
 	type outcome struct {
 		err     string   // a part of the error; "" for none
 		visited []string // Rel of every entry visited, in order ("rel -> link" for a symlink)
@@ -71,31 +86,13 @@ func TestWalkerPolicies(t *testing.T) {
 		strict:   outcome{visited: []string{".", "B", "a", "a/m", "a/m/x", "a/z", "a b", "a.c", "b", "empty"}},
 		tolerant: outcome{visited: []string{".", "B", "a", "a/m", "a/m/x", "a/z", "a b", "a.c", "b", "empty"}},
 	}, {
-		name: "folder swapped for a symlink to a folder outside",
-		prep: func(t *testing.T, dir string, w *Walker) string {
-			root := filepath.Join(dir, "r")
-			write(t, filepath.Join(root, "a/f"))
-			write(t, filepath.Join(root, "b"))
-			write(t, filepath.Join(dir, "outside/secret"))
-			w.BeforeOpen = swap(t, filepath.Join(root, "a"), func(p string) error {
-				return os.Symlink(filepath.Join(dir, "outside"), p)
-			})
-			return root
-		},
+		name:     "folder swapped for a symlink to a folder outside",
+		prep:     swapA(os.Symlink),
 		strict:   outcome{err: "/r/a was replaced during the walk", visited: []string{"."}},
 		tolerant: outcome{visited: []string{".", "b"}, skipped: []string{"vanished a"}},
 	}, {
-		name: "folder swapped for a folder from elsewhere",
-		prep: func(t *testing.T, dir string, w *Walker) string {
-			root := filepath.Join(dir, "r")
-			write(t, filepath.Join(root, "a/f"))
-			write(t, filepath.Join(root, "b"))
-			write(t, filepath.Join(dir, "outside/secret"))
-			w.BeforeOpen = swap(t, filepath.Join(root, "a"), func(p string) error {
-				return os.Rename(filepath.Join(dir, "outside"), p)
-			})
-			return root
-		},
+		name:     "folder swapped for a folder from elsewhere",
+		prep:     swapA(os.Rename),
 		strict:   outcome{err: "/r/a was replaced during the walk", visited: []string{"."}},
 		tolerant: outcome{visited: []string{".", "b"}, skipped: []string{"vanished a"}},
 	}, {
