@@ -60,13 +60,13 @@ func (mongoKind) sources(_ context.Context, cfg *config.Config, r SourcesRequest
 	}
 	src, err := mongo.New(uri, m.Databases, mongo.WithTempDir(cfg.StateDir))
 	if err != nil {
-		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.Mongo: %w", err), "fix sources.Mongo in the config")
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("sources.mongo: %w", err), "fix sources.mongo in the config")
 	}
 	return []source.Source{src}, nil
 }
 
 // configuredMongoURI returns the configured server's URI: read from
-// sources.Mongo.uri_file, or, when the config names no file, from the
+// sources.mongo.uri_file, or, when the config names no file, from the
 // environment variable FIREOPS_MONGO_URI.
 func configuredMongoURI(cfg *config.Config) (string, error) {
 	if m := cfg.Sources.Mongo; m != nil && m.URIFile != "" {
@@ -75,7 +75,7 @@ func configuredMongoURI(cfg *config.Config) (string, error) {
 	if uri := os.Getenv(mongo.EnvURI); uri != "" {
 		return uri, nil
 	}
-	return "", exitcode.Usagef("set sources.Mongo.uri_file (a 0600 file holding the mongodb:// URI) or "+mongo.EnvURI,
+	return "", exitcode.Usagef("set sources.mongo.uri_file (a 0600 file holding the mongodb:// URI) or "+mongo.EnvURI,
 		"no MongoDB server configured")
 }
 
@@ -84,17 +84,17 @@ func configuredMongoURI(cfg *config.Config) (string, error) {
 // (exit 1), wherever it is: a URI file that `fireops deploy` writes gets
 // deploy's hint, any other says to write it.
 func mongoURIError(cfg *config.Config, err error) error {
-	err = fmt.Errorf("sources.Mongo: %w", err)
+	err = fmt.Errorf("sources.mongo: %w", err)
 	name := cfg.Sources.Mongo.URIFile
 	if _, serr := os.Stat(name); name == "" || !errors.Is(serr, fs.ErrNotExist) {
 		return err
 	}
 	if cfg.WrittenByDeploy(name) {
 		return exitcode.New(exitcode.Failure, err,
-			"run fireops deploy (it writes "+name+" with the stack's MongoDB URI), or point sources.Mongo.uri_file at a file (chmod 600) holding the mongodb:// URI")
+			"run fireops deploy (it writes "+name+" with the stack's MongoDB URI), or point sources.mongo.uri_file at a file (chmod 600) holding the mongodb:// URI")
 	}
 	return exitcode.New(exitcode.Failure, err,
-		"write the mongodb:// URI into "+name+" (chmod 600), or point sources.Mongo.uri_file at the file that holds it (relative paths start at the config file's folder)")
+		"write the mongodb:// URI into "+name+" (chmod 600), or point sources.mongo.uri_file at the file that holds it (relative paths start at the config file's folder)")
 }
 
 // mongoTarget returns the URI to restore into and how to name it in
@@ -107,7 +107,7 @@ func mongoTarget(cfg *config.Config, uriFile string) (uri, where string, err err
 	}
 	uri, err = configuredMongoURI(cfg)
 	if err != nil {
-		err = Refused(exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.Mongo"))
+		err = Refused(exitcode.New(exitcode.Usage, err, "give --to-uri-file FILE, or configure sources.mongo"))
 	}
 	return uri, "the configured server", err
 }

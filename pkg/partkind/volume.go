@@ -244,7 +244,7 @@ func sqliteInVolume(ctx context.Context, key, vol, file string) (string, error) 
 	switch {
 	case errors.Is(err, volume.ErrGone):
 		return "", exitcode.New(exitcode.Failure, fmt.Errorf("%s: volume %s %w", key, vol, errNoVolume),
-			"check "+key+".Volume (docker volume ls)")
+			"check "+key+".volume (docker volume ls)")
 	case errors.Is(err, volume.ErrEngine):
 		return "", engineError(key, err)
 	case err != nil: // a refusal: fireops cannot reach the volume's folder
