@@ -208,7 +208,7 @@ func (w *Walker) step(ctx context.Context) error {
 			// only, strict failed in Leave): the rest of it is gone from
 			// here.
 			p := string(w.path[:f.plen])
-			w.skip(WalkEntry{Path: p, Rel: p[len(w.root)+1:]}, SkipVanished)
+			w.skip(WalkEntry{Path: p, Rel: w.rel(p)}, SkipVanished)
 		}
 		w.stack = w.stack[:len(w.stack)-1]
 		err := w.chain.Leave()
@@ -230,7 +230,7 @@ func (w *Walker) step(ctx context.Context) error {
 	f.next++
 	w.path = append(append(w.path[:f.plen], '/'), n...)
 	p := string(w.path)
-	e := WalkEntry{Path: p, Rel: p[len(w.root)+1:], Dir: fd, Base: n}
+	e := WalkEntry{Path: p, Rel: w.rel(p), Dir: fd, Base: n}
 	excluded := w.Exclude != nil && w.Exclude(e)
 	if excluded && w.Excluded == nil {
 		return nil
@@ -322,6 +322,15 @@ func StrictError(prefix, path string, err error) error {
 		return fmt.Errorf("%s: %s was replaced during the walk", prefix, path)
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+// rel returns the host path p, below the root or the root, relative to
+// the root.
+func (w *Walker) rel(p string) string {
+	if len(p) <= len(w.root) {
+		return "."
+	}
+	return p[len(w.root)+1:]
 }
 
 func (w *Walker) skip(e WalkEntry, why WalkSkip) {
