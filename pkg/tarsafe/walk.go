@@ -97,6 +97,8 @@ const specialModes = fs.ModeSocket | fs.ModeNamedPipe | fs.ModeDevice | fs.ModeC
 // Set the fields, then call Walk once for each root; a Walker is not
 // safe for concurrent use.
 type Walker struct {
+	// Policy says what an entry that vanished, was replaced or cannot be
+	// archived does: fail the walk, or be left out.
 	Policy WalkPolicy
 	// Prefix starts every error message ("files:web").
 	Prefix string
