@@ -17,6 +17,7 @@ import (
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/buildinfo"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -256,7 +257,7 @@ destination could not be checked at all; 4 when another verify runs
 					return exitcode.Usagef("give a snapshot or --all", "--all and a snapshot id exclude each other")
 				}
 				if args[0] == "" {
-					return backup.EmptyIDError() // not latest: Verify takes "" for it
+					return restore.EmptyIDError() // not latest: Verify takes "" for it
 				}
 				o.Snapshot = args[0]
 			}
@@ -314,7 +315,7 @@ func (a *app) printVerify(res []backup.VerifyResult) error {
 }
 
 func (a *app) restoreCommand() *cobra.Command {
-	o := backup.RestoreOptions{}
+	o := restore.Options{}
 	var yes bool
 	cmd := &cobra.Command{
 		Use:   "restore [flags] ID|latest",
@@ -379,7 +380,7 @@ starts them again at the end, also when parts failed.`,
 			o.Log = a.log
 			planShown := false
 			if o.All {
-				o.Confirm = func(res *backup.RestoreResult) error {
+				o.Confirm = func(res *restore.Result) error {
 					planShown = !a.jsonOut
 					return a.confirmRestore(res, yes)
 				}
@@ -389,7 +390,7 @@ starts them again at the end, also when parts failed.`,
 				return err
 			}
 			return a.report(res, err, func() error {
-				if planShown && !slices.ContainsFunc(res.Parts, func(p backup.PlannedPart) bool { return p.Status != backup.StatusPlanned }) {
+				if planShown && !slices.ContainsFunc(res.Parts, func(p restore.PlannedPart) bool { return p.Status != restore.StatusPlanned }) {
 					return nil // not confirmed: the plan is on the screen already
 				}
 				verb := "restore"
@@ -434,7 +435,7 @@ func restoreArgs(_ *cobra.Command, args []string) error {
 // restoreOf names what a restore reads in its header: the snapshot, or
 // "latest (N snapshots)" when its parts come from several (restore
 // latest: each part's is in the SNAPSHOT column).
-func restoreOf(res *backup.RestoreResult) string {
+func restoreOf(res *restore.Result) string {
 	var ids []string
 	for _, p := range res.Parts {
 		if p.Snapshot != "" && !slices.Contains(ids, p.Snapshot) {
@@ -449,7 +450,7 @@ func restoreOf(res *backup.RestoreResult) string {
 
 // printRestore prints a restore's parts with their status; with all, the
 // stack and a summary of what was and was not restored.
-func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) error {
+func (a *app) printRestore(res *restore.Result, verb string, all bool) error {
 	w := a.table()
 	fmt.Fprintf(w, "%s of %s from %s:\n", verb, restoreOf(res), res.Destination)
 	if res.Note != "" {
@@ -459,13 +460,13 @@ func (a *app) printRestore(res *backup.RestoreResult, verb string, all bool) err
 	var done, notDone []string
 	acted := false
 	for _, p := range res.Parts {
-		acted = acted || p.Status != backup.StatusPlanned
+		acted = acted || p.Status != restore.StatusPlanned
 		status := p.Status
 		if p.Error != "" {
 			status += ": " + p.Error
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Part, p.Snapshot, humanbytes.Format(p.Size), p.Target, status)
-		if p.Status == backup.StatusRestored {
+		if p.Status == restore.StatusRestored {
 			done = append(done, p.Part)
 		} else {
 			notDone = append(notDone, p.Part)
@@ -503,7 +504,7 @@ func orNone(s []string) string {
 
 // confirmRestore prints the plan of restore --all and asks on a terminal;
 // without one it needs --yes.
-func (a *app) confirmRestore(res *backup.RestoreResult, yes bool) error {
+func (a *app) confirmRestore(res *restore.Result, yes bool) error {
 	if !a.jsonOut {
 		if err := a.printRestore(res, "restore plan", true); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/runner"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -46,7 +47,7 @@ func (a *app) rotateJob(ctx context.Context, cfg *config.Config, o backup.Rotate
 }
 
 // restoreJob restores under the restore lock; a dry run records nothing.
-func (a *app) restoreJob(ctx context.Context, cfg *config.Config, o backup.RestoreOptions) (*backup.RestoreResult, error) {
+func (a *app) restoreJob(ctx context.Context, cfg *config.Config, o restore.Options) (*restore.Result, error) {
 	var stop func()
 	o.Progress, stop = a.startProgress(ctx)
 	defer stop()

@@ -25,6 +25,7 @@ import (
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -180,7 +181,7 @@ func TestRoundTripLocalAndWebDAV(t *testing.T) {
 	}
 	for _, dest := range []string{"local", "yandex-standin"} {
 		to := filepath.Join(t.TempDir(), "restored")
-		rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Dest: dest, To: to})
+		rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Dest: dest, To: to})
 		if err != nil {
 			t.Fatalf("restore from %s: %v", dest, err)
 		}
@@ -256,7 +257,7 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 		t.Fatalf("verify quick sees sizes only and should pass: %v", err)
 	}
 	to := filepath.Join(t.TempDir(), "restored")
-	_, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: res.ID, To: to})
+	_, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: res.ID, To: to})
 	if exitcode.Code(err) != exitcode.CheckFailed {
 		t.Fatalf("restore: code %d, err %v", exitcode.Code(err), err)
 	}
@@ -392,7 +393,7 @@ func TestReuseOnlyChangedPart(t *testing.T) {
 	}
 	// Every snapshot restores on its own, the first one too.
 	for _, id := range []string{first.ID, second.ID, third.ID} {
-		if _, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: id, Parts: []string{"files"}, To: t.TempDir(), Force: true}); err != nil {
+		if _, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: id, Parts: []string{"files"}, To: t.TempDir(), Force: true}); err != nil {
 			t.Fatalf("restore %s: %v", id, err)
 		}
 	}
@@ -418,7 +419,7 @@ func TestRestoreLatestWarnsAboutRefusedNewer(t *testing.T) {
 	sig := filepath.Join(root, "gpu01", "snapshots", newer.ID, snapshot.SignatureFile)
 	must(t, os.WriteFile(sig, []byte("forged"), 0o600))
 	var logs bytes.Buffer
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r"),
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r"),
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil || rr.Snapshot != older.ID {
 		t.Fatalf("restore latest: %v, %+v; want %s", err, rr, older.ID)
@@ -555,7 +556,7 @@ func TestOneDestinationUnavailable(t *testing.T) {
 	}
 
 	to := filepath.Join(t.TempDir(), "restored")
-	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: to}); err != nil {
+	if _, err := restore.Restore(ctx, &cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: to}); err != nil {
 		t.Fatalf("restore with one destination down: %v", err)
 	}
 
@@ -582,7 +583,7 @@ func TestRestoreLatestAcrossDestinations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r1")})
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r1")})
 	if err != nil || rr.Snapshot != newer.ID || rr.Destination != "second" {
 		t.Fatalf("restore latest: %v; got %+v, want %s from second", err, rr, newer.ID)
 	}
@@ -602,12 +603,12 @@ func TestRestoreLatestAcrossDestinations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rr, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r2")})
+	rr, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r2")})
 	if err != nil || rr.Snapshot != both.ID || rr.Destination != "second" {
 		t.Fatalf("restore latest with a damaged first copy: %v; got %+v, want %s from second", err, rr, both.ID)
 	}
 	// Only the damaged copy: an error, not the older snapshot.
-	_, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Dest: "first", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r3")})
+	_, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Dest: "first", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r3")})
 	if exitcode.Code(err) != exitcode.CheckFailed {
 		t.Fatalf("restore of a damaged only copy: code %d, %v", exitcode.Code(err), err)
 	}
@@ -632,20 +633,20 @@ func TestRestoreRefusals(t *testing.T) {
 	noSQLite.Sources.SQLite = nil
 	tests := []struct {
 		name string
-		o    RestoreOptions
+		o    restore.Options
 		want string
 		cfg  *config.Config // default f.cfg
 	}{
-		{"non-empty part folder", RestoreOptions{Snapshot: res.ID, To: busyPart}, "files-stack is not empty", nil},
-		{"--to is a file", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: aFile}, "is not a folder", nil},
-		{"sqlite source not in the config", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "names no path", &noSQLite},
-		{"non-empty folder", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: busy}, "not empty", nil},
-		{"files without --to", RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}}, "no --to folder", nil},
-		{"existing database", RestoreOptions{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "exists", nil},
-		{"unknown part", RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, To: t.TempDir()}, "no part", nil},
-		{"bad id", RestoreOptions{Snapshot: "yesterday", To: t.TempDir()}, "not a snapshot id", nil},
-		{"unknown destination", RestoreOptions{Snapshot: res.ID, Dest: "nas", To: t.TempDir()}, "unknown destination", nil},
-		{"missing identity", RestoreOptions{Snapshot: res.ID, Identity: "/nonexistent/identity.txt", To: t.TempDir()}, "identity", nil},
+		{"non-empty part folder", restore.Options{Snapshot: res.ID, To: busyPart}, "files-stack is not empty", nil},
+		{"--to is a file", restore.Options{Snapshot: res.ID, Parts: []string{"files:stack"}, To: aFile}, "is not a folder", nil},
+		{"sqlite source not in the config", restore.Options{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "names no path", &noSQLite},
+		{"non-empty folder", restore.Options{Snapshot: res.ID, Parts: []string{"files:stack"}, To: busy}, "not empty", nil},
+		{"files without --to", restore.Options{Snapshot: res.ID, Parts: []string{"files:stack"}}, "no --to folder", nil},
+		{"existing database", restore.Options{Snapshot: res.ID, Parts: []string{"sqlite:hub"}}, "exists", nil},
+		{"unknown part", restore.Options{Snapshot: res.ID, Parts: []string{"mongo"}, To: t.TempDir()}, "no part", nil},
+		{"bad id", restore.Options{Snapshot: "yesterday", To: t.TempDir()}, "not a snapshot id", nil},
+		{"unknown destination", restore.Options{Snapshot: res.ID, Dest: "nas", To: t.TempDir()}, "unknown destination", nil},
+		{"missing identity", restore.Options{Snapshot: res.ID, Identity: "/nonexistent/identity.txt", To: t.TempDir()}, "identity", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -653,7 +654,7 @@ func TestRestoreRefusals(t *testing.T) {
 			if tc.cfg != nil {
 				cfg = tc.cfg
 			}
-			_, err := Restore(ctx, cfg, tc.o)
+			_, err := restore.Restore(ctx, cfg, tc.o)
 			if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), tc.want) || exitcode.Hint(err) == "" {
 				t.Fatalf("code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
 			}
@@ -664,8 +665,8 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	// Dry run: a plan, nothing written.
 	to := filepath.Join(t.TempDir(), "plan")
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: to, DryRun: true})
-	if err != nil || len(rr.Parts) != 2 || rr.Parts[0].Status != StatusPlanned {
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: to, DryRun: true})
+	if err != nil || len(rr.Parts) != 2 || rr.Parts[0].Status != restore.StatusPlanned {
 		t.Fatalf("dry run: %v %+v", err, rr)
 	}
 	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {

@@ -11,6 +11,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/keys"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -148,7 +149,7 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 			}
 		}
 	}
-	slices.SortStableFunc(cands, func(a, b holdingCand) int { return newerFirst(a.l, b.l) })
+	slices.SortStableFunc(cands, func(a, b holdingCand) int { return restore.NewerFirst(a.l, b.l) })
 	var failed []error
 	checkFailed := false
 	for _, c := range cands {

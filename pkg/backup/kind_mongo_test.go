@@ -18,6 +18,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/partkind"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
@@ -108,7 +109,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	// Into the live database without --drop: refused before anything is
 	// downloaded, also in a dry run.
 	for _, dry := range []bool{true, false} {
-		_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", DryRun: dry})
+		_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", DryRun: dry})
 		if exitcode.Code(err) != exitcode.Usage || !errors.Is(err, mongo.ErrNotEmpty) || !strings.Contains(exitcode.Hint(err), "--drop") {
 			t.Fatalf("restore over live data (dry run %v): %v", dry, err)
 		}
@@ -117,7 +118,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	// Next to the live data with --to-db; the plan names the targets.
 	prefix := "b" + strings.ToLower(res.ID[len(res.ID)-6:]) + "_"
 	mongotest.DropLater(t, c, prefix+db)
-	rr, err := Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{ToDB: prefix}})
+	rr, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{ToDB: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	// --ns and --drop over a changed live collection.
 	_, err = c.Database(db).Collection("runs").DeleteMany(ctx, bson.D{})
 	must(t, err)
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".runs"}, Drop: true}})
+	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".runs"}, Drop: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,11 +144,11 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	open := filepath.Join(dir, "open-uri")
 	must(t, os.WriteFile(open, []byte(uri), 0o644))
 	must(t, os.Chmod(open, 0o644))
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{ToURIFile: open, ToDB: prefix, Drop: true}})
+	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{ToURIFile: open, ToDB: prefix, Drop: true}})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "readable by group or others") {
 		t.Errorf("open URI file: %v", err)
 	}
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".nope"}, ToDB: prefix}})
+	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".nope"}, ToDB: prefix}})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "matches nothing") {
 		t.Errorf("--ns of nothing: %v", err)
 	}

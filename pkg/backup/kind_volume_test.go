@@ -24,6 +24,7 @@ import (
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/volume"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
@@ -207,7 +208,7 @@ func TestVolumeParts(t *testing.T) {
 			// Disaster: both volumes gone. Restore everything.
 			dropVolume(t, cli, user)
 			dropVolume(t, cli, data)
-			rr, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest"})
+			rr, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest"})
 			if err != nil {
 				t.Fatalf("restore: %v (%+v)", err, rr)
 			}
@@ -241,17 +242,17 @@ func TestVolumeParts(t *testing.T) {
 
 			// One user's volume again: refused while it has content, then
 			// into another volume, then over itself with --force.
-			_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"volume:" + user}})
+			_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"volume:" + user}})
 			if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "not empty") {
 				t.Errorf("restore over a volume with content: %v", err)
 			}
 			other := prefix + "-other"
 			t.Cleanup(func() { dropVolume(t, cli, other) })
-			if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"volume:" + user}, To: "volume:" + other}); err != nil {
+			if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"volume:" + user}, To: "volume:" + other}); err != nil {
 				t.Fatal(err)
 			}
 			must(t, os.WriteFile(filepath.Join(ump2, "work", "policy.pt"), []byte("damaged"), 0o600))
-			_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"volume:" + user}, Force: true})
+			_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"volume:" + user}, Force: true})
 			if read == volume.ReadAPI {
 				// The Engine API cannot remove files: refused before anything is read.
 				if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "Engine API") {
@@ -264,7 +265,7 @@ func TestVolumeParts(t *testing.T) {
 			}
 			// Into a folder.
 			dir := filepath.Join(t.TempDir(), "restored")
-			if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"volume:" + user}, To: dir}); err != nil {
+			if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"volume:" + user}, To: dir}); err != nil {
 				t.Fatal(err)
 			}
 			if fi, _ := os.Stat(filepath.Join(dir, "work", "policy.pt")); fi == nil || fi.Size() != 3<<20 {
@@ -398,12 +399,12 @@ func TestVolumeRestoreInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := runningUser(t, cli, prefix+"-user-ada")
-	_, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Force: false})
+	_, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Force: false})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), name) {
 		t.Fatalf("restore into a volume in use: %v", err)
 	}
 	must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("v2"), 0o644))
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Force: true}); err != nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(mp, "notes.txt")); string(b) != "v1" {
@@ -438,12 +439,12 @@ func TestSQLiteInVolumeRestoreInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := runningUser(t, cli, prefix+"-data")
-	_, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: false})
+	_, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: false})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("restore of a database whose volume is in use: %v", err)
 	}
 	// --force replaces an existing database, not one the hub has open.
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: true})
+	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: true})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("forced restore of a database whose volume is in use: %v", err)
 	}
@@ -452,7 +453,7 @@ func TestSQLiteInVolumeRestoreInUse(t *testing.T) {
 	if err := cli.ContainerStop(ctx, name, container.StopOptions{Timeout: &timeout}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: true}); err != nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sqlite3(t, db, "SELECT group_concat(name) FROM users;"); got != "ada" {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -36,7 +37,7 @@ func TestLatestUsageErrorOfOneDestination(t *testing.T) {
 	must(t, err)
 
 	dests := append([]destination.Dest{{Name: "odd", Store: usageStore{ds[0].Store}}}, ds...)
-	plan, _, err := latestParts(ctx, f.cfg, dests, mustTrusted(t, f), ids, RestoreOptions{Snapshot: "latest"}, nil)
+	plan, _, err := restore.LatestParts(ctx, f.cfg, dests, mustTrusted(t, f), ids, restore.Options{Snapshot: "latest"}, nil)
 	if err != nil {
 		t.Fatalf("latest with one destination failing with exit %d: %v; want the other's snapshot", exitcode.Code(err), err)
 	}
@@ -44,8 +45,8 @@ func TestLatestUsageErrorOfOneDestination(t *testing.T) {
 		t.Fatal("latest planned no part")
 	}
 	for _, p := range plan {
-		if p.snapshotID() != res.ID || p.src.cands[0].d.Name != "local" {
-			t.Errorf("part %s from %s on %s, want %s on local", p.part.ID, p.snapshotID(), p.src.cands[0].d.Name, res.ID)
+		if p.SnapshotID() != res.ID || p.Destination() != "local" {
+			t.Errorf("part %s from %s on %s, want %s on local", p.PartID(), p.SnapshotID(), p.Destination(), res.ID)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/partkind"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
 
@@ -153,14 +154,14 @@ func TestMongoForgedPiece(t *testing.T) {
 	// Next to the live data with --to-db: no target database appears.
 	prefix := "f" + strings.ToLower(res.ID[len(res.ID)-6:]) + "_"
 	mongotest.DropLater(t, c, prefix+db)
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{ToDB: prefix}})
+	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{ToDB: prefix}})
 	checkFailed("restore --to-db", err)
 	if got := mongotest.Databases(t, c, prefix); len(got) > 0 {
 		t.Errorf("restore --to-db of a forged piece created %v", got)
 	}
 
 	// In place with --drop: the live data stays as it was.
-	_, err = Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{Drop: true}})
+	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Parts: []string{"mongo"}, Mongo: partkind.MongoRestoreOptions{Drop: true}})
 	checkFailed("restore --drop", err)
 	if got := mongotest.SortedHash(t, c, db); !maps.Equal(got, orig) {
 		t.Errorf("live data changed by a failed restore: %v, want %v", got, orig)

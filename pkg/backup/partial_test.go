@@ -14,6 +14,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -80,11 +81,11 @@ func TestPartialSnapshot(t *testing.T) {
 		t.Errorf("verify full of the partial snapshot: %v", err)
 	}
 	to := filepath.Join(t.TempDir(), "restored")
-	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"files:stack"}, To: to}); err != nil {
+	if _, err := restore.Restore(ctx, &cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: to}); err != nil {
 		t.Fatalf("restore of the good part: %v", err)
 	}
 	sameTree(t, f.data, filepath.Join(to, f.data))
-	if _, err := Restore(ctx, &cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:broken"}, To: filepath.Join(t.TempDir(), "x")}); err == nil {
+	if _, err := restore.Restore(ctx, &cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:broken"}, To: filepath.Join(t.TempDir(), "x")}); err == nil {
 		t.Error("the failed part restored from a snapshot that does not hold it")
 	}
 }
@@ -114,7 +115,7 @@ func TestPartialSnapshotMongoCut(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	to := filepath.Join(t.TempDir(), "restored")
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: res.ID, Parts: []string{"files:stack"}, To: to}); err != nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Parts: []string{"files:stack"}, To: to}); err != nil {
 		t.Fatalf("restore of the files part: %v", err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(to, data, "notes.txt")); string(got) != "drones fight fires\n" {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // TestOnePartMissingPiece: a piece of files:stack is deleted; sqlite:hub
@@ -21,8 +22,8 @@ func TestOnePartMissingPiece(t *testing.T) {
 	must(t, os.Remove(piecePath(t, root, res, "files:stack", 0)))
 
 	to := filepath.Join(t.TempDir(), "one")
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(to, "hub.sqlite")})
-	if err != nil || len(rr.Parts) != 1 || rr.Parts[0].Status != StatusRestored {
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(to, "hub.sqlite")})
+	if err != nil || len(rr.Parts) != 1 || rr.Parts[0].Status != restore.StatusRestored {
 		t.Fatalf("restore --part sqlite:hub: %v %+v", err, rr)
 	}
 	if got := sqlite3(t, filepath.Join(to, "hub.sqlite"), "SELECT group_concat(name) FROM users;"); got != "ada,bob" {
@@ -30,7 +31,7 @@ func TestOnePartMissingPiece(t *testing.T) {
 	}
 
 	to = filepath.Join(t.TempDir(), "all")
-	rr, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: res.ID, To: to})
+	rr, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: res.ID, To: to})
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), "1 of 2 parts NOT restored: files:stack") {
 		t.Fatalf("restore all parts: code %d, %v", exitcode.Code(err), err)
 	}
@@ -42,7 +43,7 @@ func TestOnePartMissingPiece(t *testing.T) {
 	for _, p := range rr.Parts {
 		status[p.Part] = p.Status
 	}
-	if status["files:stack"] != StatusFailed || status["sqlite:hub"] != StatusRestored {
+	if status["files:stack"] != restore.StatusFailed || status["sqlite:hub"] != restore.StatusRestored {
 		t.Fatalf("statuses %v", status)
 	}
 	if got := sqlite3(t, filepath.Join(to, "hub.sqlite"), "SELECT group_concat(name) FROM users;"); got != "ada,bob" {
@@ -82,7 +83,7 @@ func TestSnapshotIDPrefix(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(root, "gpu01", "snapshots", twin), 0o700))
 
 	short := res.ID[:19]
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: short, To: t.TempDir(), DryRun: true})
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: short, To: t.TempDir(), DryRun: true})
 	if err != nil || rr.Snapshot != res.ID {
 		t.Fatalf("restore by prefix %s: %v %+v", short, err, rr)
 	}
@@ -92,7 +93,7 @@ func TestSnapshotIDPrefix(t *testing.T) {
 	}
 
 	amb := res.ID[:17]
-	_, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: amb, To: t.TempDir(), DryRun: true})
+	_, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: amb, To: t.TempDir(), DryRun: true})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "ambiguous") || !strings.Contains(err.Error(), res.ID) || !strings.Contains(err.Error(), twin) {
 		t.Fatalf("restore ambiguous %s: code %d, %v", amb, exitcode.Code(err), err)
 	}
@@ -104,7 +105,7 @@ func TestSnapshotIDPrefix(t *testing.T) {
 	unknown := "20200101T000000Z-abcdef"
 	for name, run := range map[string]func() error{
 		"restore": func() error {
-			_, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: unknown, To: t.TempDir()})
+			_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: unknown, To: t.TempDir()})
 			return err
 		},
 		"verify": func() error {
@@ -121,7 +122,7 @@ func TestSnapshotIDPrefix(t *testing.T) {
 		if bad == "" {
 			continue // "" means latest for verify
 		}
-		_, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: bad, To: t.TempDir()})
+		_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: bad, To: t.TempDir()})
 		if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "not a snapshot id") {
 			t.Fatalf("restore %q: code %d, %v", bad, exitcode.Code(err), err)
 		}
@@ -130,10 +131,10 @@ func TestSnapshotIDPrefix(t *testing.T) {
 
 func TestClosestIDs(t *testing.T) {
 	ids := []string{"20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb", "20260301T000000Z-cccccc", "20260302T000000Z-dddddd"}
-	if got := strings.Join(closestIDs(ids, "20260305T000000Z-eeeeee", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc" {
+	if got := strings.Join(restore.ClosestIDs(ids, "20260305T000000Z-eeeeee", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc" {
 		t.Fatalf("closest: %s", got)
 	}
-	if got := strings.Join(closestIDs(ids, "2019", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
+	if got := strings.Join(restore.ClosestIDs(ids, "2019", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
 		t.Fatalf("closest: %s", got)
 	}
 }
@@ -164,7 +165,7 @@ func TestClosestIDsByStartTime(t *testing.T) {
 		// Two of the three shown are of a second that holds three.
 		{"20300101T200000Z-dddddd", "closest, newest first: 20300101T100000Z-eeeeee, 20300101T000000Z-aaaaaa, 20300101T000000Z-bbbbbb"},
 	} {
-		_, err := Restore(context.Background(), f.cfg, RestoreOptions{Snapshot: tc.id, To: t.TempDir(), DryRun: true})
+		_, err := restore.Restore(context.Background(), f.cfg, restore.Options{Snapshot: tc.id, To: t.TempDir(), DryRun: true})
 		if exitcode.Code(err) != exitcode.Usage || !strings.HasSuffix(err.Error(), tc.want) {
 			t.Errorf("restore %s: code %d, %v; want it to end %q", tc.id, exitcode.Code(err), err, tc.want)
 		}
@@ -182,11 +183,11 @@ func TestRestoreAllMissingPiece(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), []byte("damaged"), 0o600))
 	sqlite3(t, f.db, "INSERT INTO users(name) VALUES ('live');")
 
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: res.ID[:20], All: true, Force: true})
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: res.ID[:20], All: true, Force: true})
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), "1 of 2 parts NOT restored: sqlite:hub") {
 		t.Fatalf("restore --all: code %d, %v", exitcode.Code(err), err)
 	}
-	if st := statuses(rr); st["files:stack"] != StatusRestored || st["sqlite:hub"] != StatusFailed {
+	if st := statuses(rr); st["files:stack"] != restore.StatusRestored || st["sqlite:hub"] != restore.StatusFailed {
 		t.Fatalf("statuses %v", st)
 	}
 	if b, _ := os.ReadFile(filepath.Join(f.data, "policy.bin")); string(b) == "damaged" {

@@ -25,6 +25,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/partkind"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 	smongo "github.com/firetech/fireops/pkg/source/mongo"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
@@ -177,7 +178,7 @@ func (s *server) corruptMongo(t *testing.T) {
 	must(t, os.WriteFile(chunk, b, 0o600))
 }
 
-func statuses(rr *RestoreResult) map[string]string {
+func statuses(rr *restore.Result) map[string]string {
 	out := map[string]string{}
 	if rr != nil {
 		for _, p := range rr.Parts {
@@ -202,14 +203,14 @@ func TestRestoreAllDisaster(t *testing.T) {
 	// Dry run: the plan, nothing written.
 	s.destroy(t)
 	s.mc.Database(s.db).Drop(ctx)
-	rr, err := Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true, DryRun: true})
+	rr, err := restore.Restore(ctx, s.cfg, restore.Options{Snapshot: "latest", All: true, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var order []string
 	for _, p := range rr.Parts {
 		order = append(order, p.Part)
-		if p.Status != StatusPlanned {
+		if p.Status != restore.StatusPlanned {
 			t.Errorf("dry run: %s %s", p.Part, p.Status)
 		}
 	}
@@ -222,12 +223,12 @@ func TestRestoreAllDisaster(t *testing.T) {
 	}
 
 	confirmed := false
-	rr, err = Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true, Confirm: func(*RestoreResult) error { confirmed = true; return nil }})
+	rr, err = restore.Restore(ctx, s.cfg, restore.Options{Snapshot: "latest", All: true, Confirm: func(*restore.Result) error { confirmed = true; return nil }})
 	if err != nil {
 		t.Fatalf("restore --all: %v %+v", err, rr)
 	}
 	for _, p := range rr.Parts {
-		if p.Status != StatusRestored {
+		if p.Status != restore.StatusRestored {
 			t.Errorf("%s: %s %s", p.Part, p.Status, p.Error)
 		}
 	}
@@ -248,14 +249,14 @@ func TestRestoreAllDisaster(t *testing.T) {
 	// stopped, everything replaced, and it runs again after.
 	must(t, os.WriteFile(filepath.Join(s.f.data, "policy.bin"), []byte("changed"), 0o600))
 	id := stackContainer(t, s.cli, s.prefix, s.users[1])
-	rr, err = Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true})
+	rr, err = restore.Restore(ctx, s.cfg, restore.Options{Snapshot: "latest", All: true})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "nothing was written") {
 		t.Fatalf("restore --all over existing targets: %v", err)
 	}
-	if st := statuses(rr); st["volume:"+s.users[1]] != StatusRefused || st["files:stack"] != StatusPlanned {
+	if st := statuses(rr); st["volume:"+s.users[1]] != restore.StatusRefused || st["files:stack"] != restore.StatusPlanned {
 		t.Errorf("plan over existing targets: %v", st)
 	}
-	rr, err = Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true, Force: true, StopStack: true})
+	rr, err = restore.Restore(ctx, s.cfg, restore.Options{Snapshot: "latest", All: true, Force: true, StopStack: true})
 	if err != nil {
 		t.Fatalf("restore --all --force --stop-stack: %v %+v", err, rr)
 	}
@@ -313,15 +314,15 @@ func TestRestoreAllCorruptMongo(t *testing.T) {
 	}
 	live := mongotest.SortedHash(t, s.mc, s.db)
 
-	rr, err := Restore(ctx, s.cfg, RestoreOptions{Snapshot: "latest", All: true, Mongo: partkind.MongoRestoreOptions{Drop: true}})
+	rr, err := restore.Restore(ctx, s.cfg, restore.Options{Snapshot: "latest", All: true, Mongo: partkind.MongoRestoreOptions{Drop: true}})
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), "1 of 6 parts NOT restored: mongo:mongodb") {
 		t.Fatalf("restore --all with a damaged mongo part: code %d, %v", exitcode.Code(err), err)
 	}
 	st := statuses(rr)
 	for _, p := range rr.Parts {
-		wantStatus := StatusRestored
+		wantStatus := restore.StatusRestored
 		if p.Part == "mongo:mongodb" {
-			wantStatus = StatusFailed
+			wantStatus = restore.StatusFailed
 		}
 		if p.Status != wantStatus {
 			t.Errorf("%s: %s, want %s (%v)", p.Part, p.Status, wantStatus, st)

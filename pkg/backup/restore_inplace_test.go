@@ -11,6 +11,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/partkind"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/files"
@@ -47,11 +48,11 @@ func TestRestoreAllRefusesFolderAboveArchivedPath(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(conf, "a.yaml"), []byte("a: 2"), 0o644))
 
 	cfg := filesOnlyConfig(t, dir, init, stack)
-	rr, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", All: true, Force: true})
+	rr, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", All: true, Force: true})
 	if exitcode.Code(err) != exitcode.Usage {
 		t.Fatalf("restore --all --force with the config naming the folder above the archived path: %v", err)
 	}
-	if len(rr.Parts) != 1 || rr.Parts[0].Status != StatusRefused ||
+	if len(rr.Parts) != 1 || rr.Parts[0].Status != restore.StatusRefused ||
 		!strings.Contains(rr.Parts[0].Error, "above the paths the snapshot archived ("+conf+")") {
 		t.Errorf("plan: %+v", rr.Parts)
 	}
@@ -63,7 +64,7 @@ func TestRestoreAllRefusesFolderAboveArchivedPath(t *testing.T) {
 	}
 
 	cfg = filesOnlyConfig(t, dir, init, conf)
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", All: true, Force: true}); err != nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", All: true, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(conf, "a.yaml")); string(b) != "a: 1" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // TestRestoreLatestPerPart: `latest` is, per part, the newest complete
@@ -58,7 +59,7 @@ func TestRestoreLatestPerPart(t *testing.T) {
 	must(t, os.WriteFile(extra, saved, 0o600))
 
 	want := map[string]string{"sqlite:hub": s4, "files:stack": s3, "sqlite:extra": s1}
-	check := func(res *RestoreResult, err error, want map[string]string) {
+	check := func(res *restore.Result, err error, want map[string]string) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
@@ -77,20 +78,20 @@ func TestRestoreLatestPerPart(t *testing.T) {
 		}
 	}
 	out := t.TempDir()
-	res, err := Restore(ctx, &withNew, RestoreOptions{Snapshot: "latest", To: out, DryRun: true})
+	res, err := restore.Restore(ctx, &withNew, restore.Options{Snapshot: "latest", To: out, DryRun: true})
 	check(res, err, want)
 	if res.Snapshot != s4 || !strings.Contains(res.Note, "4 snapshots read") || !strings.Contains(res.Note, "sqlite:new failed in "+s3+" and no older snapshot holds it") {
 		t.Errorf("result %s, note %q", res.Snapshot, res.Note)
 	}
 	// --all plans the same parts (in place, --force: the targets exist).
-	res, err = Restore(ctx, &withNew, RestoreOptions{Snapshot: "latest", All: true, Force: true, DryRun: true})
+	res, err = restore.Restore(ctx, &withNew, restore.Options{Snapshot: "latest", All: true, Force: true, DryRun: true})
 	check(res, err, want)
 	// One part: from the newest snapshot holding it.
-	res, err = Restore(ctx, &withNew, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:extra"}, To: filepath.Join(out, "one.sqlite"), DryRun: true})
+	res, err = restore.Restore(ctx, &withNew, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:extra"}, To: filepath.Join(out, "one.sqlite"), DryRun: true})
 	check(res, err, map[string]string{"sqlite:extra": s1})
 
 	// For real: each part as its snapshot has it.
-	res, err = Restore(ctx, &withNew, RestoreOptions{Snapshot: "latest", To: out})
+	res, err = restore.Restore(ctx, &withNew, restore.Options{Snapshot: "latest", To: out})
 	check(res, err, want)
 	if got := sqlite3(t, filepath.Join(out, "extra.sqlite"), "SELECT count(*) FROM runs"); got != "1" {
 		t.Errorf("sqlite:extra restored with %s rows", got)
@@ -103,7 +104,7 @@ func TestRestoreLatestPerPart(t *testing.T) {
 	}
 
 	// An id: its own parts only.
-	res, err = Restore(ctx, &withNew, RestoreOptions{Snapshot: s2, To: t.TempDir(), DryRun: true})
+	res, err = restore.Restore(ctx, &withNew, restore.Options{Snapshot: s2, To: t.TempDir(), DryRun: true})
 	check(res, err, map[string]string{"files:stack": s2})
 	if res.Note != "" {
 		t.Errorf("note of an id: %q", res.Note)
@@ -111,7 +112,7 @@ func TestRestoreLatestPerPart(t *testing.T) {
 
 	// extra leaves the config: the next full run no longer holds it.
 	s5 := take(f.cfg, 4)
-	res, err = Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: t.TempDir(), DryRun: true})
+	res, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true})
 	check(res, err, map[string]string{"sqlite:hub": s5, "files:stack": s5})
 	if !strings.Contains(res.Note, "1 part(s) that only snapshots older than "+s5+" hold are not restored") {
 		t.Errorf("note %q", res.Note)

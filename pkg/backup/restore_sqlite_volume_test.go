@@ -8,6 +8,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/source/volume"
 )
 
@@ -39,7 +40,7 @@ func TestSQLiteRestoreRemovesVolumeItCreated(t *testing.T) {
 
 	// Into a missing volume: created, the database restored into it.
 	dropVolume(t, cli, vol)
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}}); err != nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sqlite3(t, filepath.Join(mountpoint(t, cli, vol), "jupyterhub.sqlite"), "SELECT group_concat(name) FROM users;"); got != "ada" {
@@ -53,7 +54,7 @@ func TestSQLiteRestoreRemovesVolumeItCreated(t *testing.T) {
 	must(t, err)
 	b[len(b)/2] ^= 0xff
 	must(t, os.WriteFile(chunk, b, 0o600))
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite:hub"}}); err == nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}}); err == nil {
 		t.Fatal("restore of a damaged part succeeded")
 	}
 	if exists() {

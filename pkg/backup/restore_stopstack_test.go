@@ -23,6 +23,7 @@ import (
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/bootstrap"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
 	"github.com/firetech/fireops/pkg/stack"
 )
@@ -135,14 +136,14 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rr, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", All: true, Force: true, StopStack: true, DryRun: true})
+	rr, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", All: true, Force: true, StopStack: true, DryRun: true})
 	must(t, err)
 	if st := rr.Stack; st == nil || !slices.Equal(st.Containers, []string{hubName}) || !slices.Equal(st.Running, []string{mongoName}) ||
 		!strings.Contains(st.RunningWhy, "mongo part") {
 		t.Errorf("plan of the stack: %+v", rr.Stack)
 	}
 
-	rr, err = Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", All: true, Force: true, StopStack: true})
+	rr, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", All: true, Force: true, StopStack: true})
 	if err != nil {
 		var msgs []string
 		for _, p := range rr.Parts {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // TestReviewProviderPerPartRollback: the host writes S1 and S2 (full), then
@@ -57,7 +58,7 @@ func TestReviewProviderPerPartRollback(t *testing.T) {
 				must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", s2)))
 			}
 			var buf bytes.Buffer
-			res, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
+			res, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +108,7 @@ func noRollback(t *testing.T, f *fixture) {
 	t.Helper()
 	ctx := context.Background()
 	var buf bytes.Buffer
-	res, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	res, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestPartRollbackOtherDestination(t *testing.T) {
 	snapshotAt(t, f.cfg, t0.Add(2*time.Hour), "sqlite:hub")
 	must(t, os.RemoveAll(filepath.Join(a, "gpu01", "snapshots", s2)))
 	var buf bytes.Buffer
-	res, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	res, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestRestoreLatestRefusedBetween(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(root, "gpu01", "snapshots", s2, "manifest.sig"), make([]byte, 64), 0o600))
 	must(t, os.RemoveAll(filepath.Join(f.cfg.StateDir, "known")))
 	var buf bytes.Buffer
-	res, err := Restore(context.Background(), f.cfg, RestoreOptions{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	res, err := restore.Restore(context.Background(), f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

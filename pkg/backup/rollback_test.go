@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // TestRollbackByDeletionIsNoticed: whoever can write to the destination
@@ -44,7 +45,7 @@ func TestRollbackByDeletionIsNoticed(t *testing.T) {
 			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {
 				t.Fatalf("verify latest after the newest snapshot was deleted: %v (%+v)", err, res)
 			}
-			rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: "latest", Parts: []string{"sqlite"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+			rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
 			if err != nil || rr.Snapshot != first.ID {
 				t.Fatalf("restore latest: %v, snapshot %v, want the older %s", err, rr, first.ID)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/retention"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
@@ -123,7 +124,7 @@ func TestRestoreRacingRotate(t *testing.T) {
 		rres, rerr = Rotate(ctx, f.cfg, RotateOptions{})
 	}}
 	to := filepath.Join(t.TempDir(), "restored")
-	rr, err := Restore(ctx, f.cfg, RestoreOptions{Snapshot: ids[0], To: to, Log: slog.New(hook)})
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: ids[0], To: to, Log: slog.New(hook)})
 	if err != nil {
 		t.Fatalf("restore of %s racing rotate: %v %+v", ids[0], err, rr)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/pkg/exitcode"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/volume"
 )
@@ -87,7 +88,7 @@ sources:
 
 	// restore latest: the user's volume from the run that listed it.
 	out := t.TempDir()
-	res, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", To: out, DryRun: true})
+	res, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", To: out, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}

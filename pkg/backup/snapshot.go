@@ -64,7 +64,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	removeStateLeftovers(cfg, o.Log)
 	// Shared with other snapshots, exclusive for rotate's sweep: the sweep
 	// must not remove an object this run references (see ObjectsLock).
-	objLock, err := holdObjects(ctx, cfg, "fireops snapshot", o.Log)
+	objLock, err := destination.HoldObjects(ctx, cfg, "fireops snapshot", o.Log)
 	if err != nil {
 		return nil, err
 	}

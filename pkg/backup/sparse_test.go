@@ -9,6 +9,7 @@ import (
 
 	"github.com/firetech/fireops/internal/sparsetest"
 	"github.com/firetech/fireops/pkg/bootstrap"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 func TestSparseFileRoundTrip(t *testing.T) {
@@ -36,7 +37,7 @@ func TestSparseFileRoundTrip(t *testing.T) {
 		t.Fatalf("parts %+v", res.Parts)
 	}
 	to := filepath.Join(t.TempDir(), "restored")
-	if _, err := Restore(ctx, cfg, RestoreOptions{Snapshot: "latest", Dest: "local", To: to}); err != nil {
+	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Dest: "local", To: to}); err != nil {
 		t.Fatal(err)
 	}
 	got := filepath.Join(to, data) // one part: restored into to itself

@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/leftover"
 	"github.com/firetech/fireops/pkg/partkind"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -133,7 +134,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	// Rotate removes nothing while this run holds the objects lock: a
 	// snapshot listed here is not removed before it is read (see
 	// ObjectsLock).
-	objLock, err := holdObjects(ctx, cfg, "fireops verify", o.Log)
+	objLock, err := destination.HoldObjects(ctx, cfg, "fireops verify", o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -172,8 +173,8 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	// at once: one it is on is enough, an unknown id is a usage error.
 	var on map[string]bool
 	if !o.All {
-		full, hosts, err := resolveID(ctx, cfg, dests, unopened, o.Snapshot)
-		if err != nil && !errors.As(err, new(*unlistedError)) {
+		full, hosts, err := restore.ResolveID(ctx, cfg, dests, unopened, o.Snapshot)
+		if err != nil && !errors.As(err, new(*restore.UnlistedError)) {
 			return results, err
 		}
 		if err != nil {
@@ -200,14 +201,14 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 					targets = append(targets, verifyTarget{id: l.ID})
 				}
 			}
-			rollback, newest = rollbackOn(cfg, d, ls)
+			rollback, newest = restore.RollbackOn(cfg, d, ls)
 		} else if o.Snapshot == "latest" {
-			x, err := latestListing(ctx, cfg, d, trusted)
+			x, err := restore.LatestListing(ctx, cfg, d, trusted)
 			if err != nil {
 				destFailed(d.Name, err)
 				continue
 			}
-			rollback, newest = x.rollbackAlarm(), x.latest.ID
+			rollback, newest = x.RollbackAlarm(), x.Latest().ID
 			targets = latestTargets(ctx, cfg, d, x, o, trusted, ids)
 		} else {
 			if !on[d.Name] {
@@ -272,14 +273,14 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			hint = "the snapshot could not be checked to its end (see the error: e.g. a scratch restore the server refused); the data read so far was intact"
 		}
 		if len(rollbacks) > 0 {
-			hint = joinNote(hint, RollbackHint)
+			hint = restore.JoinNote(hint, RollbackHint)
 		}
 		return results, exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, hint)
 	}
 	if len(unreachable) > 0 {
 		hint := destination.OpenHint
-		if emptyOnly(unreachableErrs) {
-			hint = NoSnapshotHint
+		if restore.EmptyOnly(unreachableErrs) {
+			hint = restore.NoSnapshotHint
 		}
 		return results, exitcode.New(exitcode.Failure, fmt.Errorf("verify: not checked on %s", strings.Join(unreachable, "; ")), hint)
 	}
@@ -381,7 +382,7 @@ func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id s
 		r.damaged = errors.Is(err, snapshot.ErrIntegrity)
 		r.wrongKey = errors.Is(err, snapshot.ErrWrongIdentity)
 		r.untrustedSigner = errors.Is(err, snapshot.ErrUntrustedSigner)
-		forgetDamaged(cfg, d.Name, err, o.Log)
+		restore.ForgetDamaged(cfg, d.Name, err, o.Log)
 	}
 	switch {
 	case stopped && r.Error != "":
@@ -401,25 +402,6 @@ func verifyOne(ctx context.Context, cfg *config.Config, d destination.Dest, id s
 		o.Log.Info("verified", attrs...)
 	}
 	return r
-}
-
-// forgetDamaged tells this host's snapshots to upload again the pieces err
-// names as damaged on a destination, instead of referencing them in every
-// new snapshot (snapshot.ForgetObjects).
-func forgetDamaged(cfg *config.Config, dest string, err error, log *slog.Logger) {
-	ids := snapshot.DamagedObjects(err)
-	if len(ids) == 0 {
-		return
-	}
-	if ferr := snapshot.ForgetObjects(cfg.StateDir, cfg.Host, dest, ids); ferr != nil {
-		if log != nil {
-			log.Warn("damaged pieces not recorded: the next snapshot may reference them again", "destination", dest, "err", ferr)
-		}
-		return
-	}
-	if log != nil {
-		log.Warn("damaged pieces forgotten: the next snapshot uploads them again", "destination", dest, "pieces", len(ids))
-	}
 }
 
 // verifyPart downloads, hashes, decrypts, decompresses and parses a part.

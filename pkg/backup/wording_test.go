@@ -14,6 +14,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/interrupt"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -27,7 +28,7 @@ func TestInterruptedWording(t *testing.T) {
 	cancel()
 	running := context.Background()
 	cause := fmt.Errorf("snapshot 20260101T000000Z-abcdef: %w", &snapshot.PartError{ID: "files:big", Err: fmt.Errorf("files:big: read /srv/big.bin: %w", context.Canceled)})
-	restore := &RestoreResult{Parts: []PlannedPart{{Part: "sqlite:hub", Status: StatusRestored}, {Part: "files:stack", Status: StatusFailed}, {Part: "volume:data", Status: StatusNotAttempted}}}
+	restored := &restore.Result{Parts: []restore.PlannedPart{{Part: "sqlite:hub", Status: restore.StatusRestored}, {Part: "files:stack", Status: restore.StatusFailed}, {Part: "volume:data", Status: restore.StatusNotAttempted}}}
 	for _, tc := range []struct {
 		name     string
 		err      error // the job's error, through Interrupted when code is 130
@@ -45,12 +46,12 @@ func TestInterruptedWording(t *testing.T) {
 			"state not saved", ""},
 		{"snapshot not stopped", SnapshotInterrupted(running, nil, cause), exitcode.Failure, cause.Error(), ""},
 		{"snapshot waiting for the lock", SnapshotInterrupted(stopped, nil, exitcode.New(exitcode.LockBusy, errors.New("busy"), "wait")), exitcode.LockBusy, "busy", "wait"},
-		{"restore of nothing yet", RestoreInterrupted(stopped, nil, context.Canceled), exitcode.Interrupted,
+		{"restore of nothing yet", restore.Interrupted(stopped, nil, context.Canceled), exitcode.Interrupted,
 			"interrupted: nothing was restored; the targets were left as they were (the live data was not replaced)", "run the same restore again"},
-		{"restore half way", RestoreInterrupted(stopped, restore, exitcode.New(exitcode.Failure, errors.New("2 of 3 parts NOT restored"), "fix the cause")), exitcode.Interrupted,
+		{"restore half way", restore.Interrupted(stopped, restored, exitcode.New(exitcode.Failure, errors.New("2 of 3 parts NOT restored"), "fix the cause")), exitcode.Interrupted,
 			"interrupted: restored sqlite:hub before the stop; files:stack, volume:data not restored (their targets were left as they were)",
 			"restore the rest with --part files:stack --part volume:data"},
-		{"restore found damage", RestoreInterrupted(stopped, restore, exitcode.New(exitcode.CheckFailed, errors.New("damaged"), "")), exitcode.CheckFailed, "damaged", ""},
+		{"restore found damage", restore.Interrupted(stopped, restored, exitcode.New(exitcode.CheckFailed, errors.New("damaged"), "")), exitcode.CheckFailed, "damaged", ""},
 		{"verify", VerifyInterrupted(stopped, []VerifyResult{{OK: true}, {Error: "context canceled"}}, exitcode.New(exitcode.CheckFailed, errors.New("verify: 1 snapshot(s) failed: context canceled"), "could not be checked")),
 			exitcode.Interrupted, "interrupted: nothing was changed; 1 snapshot check(s) passed before the stop, the others were not finished", "run fireops verify again"},
 		{"verify found damage first", VerifyInterrupted(stopped, []VerifyResult{{damaged: true}, {Error: "context canceled"}}, exitcode.New(exitcode.CheckFailed, errors.New("verify: damaged"), "damaged")),
@@ -127,21 +128,5 @@ func TestPartNamedOnce(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "err=") {
 		t.Errorf("a failing verify logs no err:\n%s", logs.String())
-	}
-}
-
-// TestPartReasonEscapes: a part's STATUS cell escapes what a terminal
-// would act on (a user's file name may hold ESC or a bidi override),
-// leaves plain text alone, and still drops the part ID the row names.
-func TestPartReasonEscapes(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct{ in, want string }{
-		{"files:stack: open /data/notes.txt: permission denied", "open /data/notes.txt: permission denied"},
-		{"files:stack: open /data/evil\u202egpj.exe\x1b[31m: denied", `open /data/evil\u202egpj.exe\x1b[31m: denied`},
-		{"files:stack: two\nlines", "two lines"},
-	} {
-		if got := partReason("files:stack", errors.New(c.in)); got != c.want {
-			t.Errorf("partReason(%q) = %q, want %q", c.in, got, c.want)
-		}
 	}
 }

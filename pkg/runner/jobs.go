@@ -9,6 +9,7 @@ import (
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -76,12 +77,12 @@ func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.Rotate
 }
 
 // Restore restores under the restore lock; a dry run records nothing.
-func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o backup.RestoreOptions) (*backup.RestoreResult, error) {
-	res, begin, err := locked(ctx, r, cfg, "restore", func() (*backup.RestoreResult, error) { return backup.Restore(ctx, cfg, o) })
+func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o restore.Options) (*restore.Result, error) {
+	res, begin, err := locked(ctx, r, cfg, "restore", func() (*restore.Result, error) { return restore.Restore(ctx, cfg, o) })
 	if ran(begin, err) && !o.DryRun {
 		r.record(cfg, RestoreMetrics(time.Now(), time.Since(begin), res, err))
 	}
-	return res, backup.RestoreInterrupted(ctx, res, err)
+	return res, restore.Interrupted(ctx, res, err)
 }
 
 // verdict tells whether a verify that ended with err (as worded by

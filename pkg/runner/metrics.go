@@ -6,6 +6,7 @@ import (
 
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // VerifyMetrics returns what a verify run at one level publishes. A
@@ -120,7 +121,7 @@ func RotateMetrics(now time.Time, dur time.Duration, res *backup.RotateResult, r
 // RestoreMetrics returns what a restore run publishes (a dry run publishes
 // nothing): the result, and how many parts were restored and failed, so a
 // dashboard shows the last recovery next to the last snapshot.
-func RestoreMetrics(now time.Time, dur time.Duration, res *backup.RestoreResult, runErr error) metrics.JobMetrics {
+func RestoreMetrics(now time.Time, dur time.Duration, res *restore.Result, runErr error) metrics.JobMetrics {
 	ok := runErr == nil && res != nil
 	m := metrics.JobMetrics{Job: "restore", RunFile: metrics.RestoreRunFile, SuccessFile: metrics.RestoreSuccessFile}
 	m.Run = metrics.RunFamilies("restore", "restore", now, dur, ok)

@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/backup"
 	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -46,8 +47,8 @@ func sampleJobs() []metrics.JobMetrics {
 		VerifyMetrics(backup.LevelRestoreTest, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
 		RotateMetrics(now, time.Second, rot, errors.New("yandex: timeout"), []string{"local", "yandex"}),
 		RotateMetrics(now, time.Second, &backup.RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
-		RestoreMetrics(now, time.Second, &backup.RestoreResult{Parts: []backup.PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
-		RestoreMetrics(now, time.Second, &backup.RestoreResult{Parts: []backup.PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
+		RestoreMetrics(now, time.Second, &restore.Result{Parts: []restore.PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
+		RestoreMetrics(now, time.Second, &restore.Result{Parts: []restore.PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
 	"github.com/firetech/fireops/pkg/metrics"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // testConfig returns the default config with its state and textfile
@@ -69,7 +70,7 @@ func TestBusyRecordsNothing(t *testing.T) {
 			return err
 		}},
 		{"restore", func(ctx context.Context, r *Runner, cfg *config.Config) error {
-			_, err := r.Restore(ctx, cfg, backup.RestoreOptions{})
+			_, err := r.Restore(ctx, cfg, restore.Options{})
 			return err
 		}},
 	} {

@@ -1,4 +1,4 @@
-package backup
+package restore
 
 // Which snapshot each part of a restore comes from.
 //
@@ -42,14 +42,22 @@ import (
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
-// partFrom is one part of a restore and the snapshot it is read from.
-type partFrom struct {
+// PartFrom is one part of a restore and the snapshot it is read from.
+type PartFrom struct {
 	part snapshot.Part
 	src  *partSource
 }
 
-// snapshotID is the id of the snapshot the part is read from.
-func (p partFrom) snapshotID() string { return p.src.cands[0].m.Snapshot }
+// SnapshotID is the id of the snapshot the part is read from.
+func (p PartFrom) SnapshotID() string { return p.src.cands[0].m.Snapshot }
+
+// Destination is the destination the part is read from first (the
+// others holding it are tried when its pieces are missing or damaged
+// there).
+func (p PartFrom) Destination() string { return p.src.cands[0].d.Name }
+
+// PartID is the part's id.
+func (p PartFrom) PartID() string { return p.part.ID }
 
 // openSnapshot opens a snapshot's manifest and index on every destination
 // of dests holding it (in the config's order); the destinations whose
@@ -105,7 +113,7 @@ func snapshotNotFound(what string, errs []error) error {
 	if errors.Is(err, snapshot.ErrIntegrity) {
 		return exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
 	}
-	if emptyOnly(errs) {
+	if EmptyOnly(errs) {
 		// Every destination answered but holds no snapshot of the host:
 		// the hint is to take one, not that one is down.
 		return exitcode.New(exitcode.Failure, fmt.Errorf("restore %s: %w", what, err), NoSnapshotHint)
@@ -115,7 +123,7 @@ func snapshotNotFound(what string, errs []error) error {
 
 // idParts plans the restore of one snapshot, id, held by the destinations
 // on names: every part of it.
-func idParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, on map[string]bool, id string, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, error) {
+func idParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, on map[string]bool, id string, trusted []ed25519.PublicKey, ids []age.Identity, o Options, errs []error) ([]PartFrom, error) {
 	var holding []destination.Dest
 	for _, d := range dests {
 		if on[d.Name] {
@@ -129,14 +137,14 @@ func idParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, 
 	if src == nil {
 		return nil, snapshotNotFound(o.Snapshot, errs)
 	}
-	out := make([]partFrom, len(idx.Parts))
+	out := make([]PartFrom, len(idx.Parts))
 	for i, p := range idx.Parts {
-		out[i] = partFrom{part: p, src: src}
+		out[i] = PartFrom{part: p, src: src}
 	}
 	return out, nil
 }
 
-func optLogger(o RestoreOptions) logger {
+func optLogger(o Options) logger {
 	if o.Log == nil {
 		return nil
 	}
@@ -154,17 +162,17 @@ type latestCand struct {
 // --only (one that does not record its parts counts as full).
 func (c latestCand) full() bool { return c.l.PartTags == nil || !c.l.Only }
 
-// latestParts plans a restore of "latest": per part, the newest complete
+// LatestParts plans a restore of "latest": per part, the newest complete
 // snapshot holding it (see the top of this file). It returns the parts and
 // a note for the plan.
-func latestParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, trusted []ed25519.PublicKey, ids []age.Identity, o RestoreOptions, errs []error) ([]partFrom, string, error) {
+func LatestParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, trusted []ed25519.PublicKey, ids []age.Identity, o Options, errs []error) ([]PartFrom, string, error) {
 	// Every complete snapshot on every destination, newest first.
 	byID := map[string]*latestCand{}
 	var cands []*latestCand
-	var listed []*destLatest // per destination listed (names in listedOn)
+	var listed []*DestLatest // per destination listed (names in listedOn)
 	var listedOn []string
 	for _, d := range dests {
-		x, err := latestListing(ctx, cfg, d, trusted)
+		x, err := LatestListing(ctx, cfg, d, trusted)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -200,10 +208,10 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 			c.dests = append(c.dests, d)
 		}
 	}
-	slices.SortStableFunc(cands, func(a, b *latestCand) int { return newerFirst(a.l, b.l) })
+	slices.SortStableFunc(cands, func(a, b *latestCand) int { return NewerFirst(a.l, b.l) })
 
 	var (
-		out      []partFrom
+		out      []PartFrom
 		order    []string // part ids as first seen
 		assigned = map[string]int{}
 		closed   bool            // the newest full run was read
@@ -232,7 +240,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 				continue
 			}
 			assigned[p.ID] = len(out)
-			out = append(out, partFrom{part: p, src: src})
+			out = append(out, PartFrom{part: p, src: src})
 			order = append(order, p.ID)
 			delete(pending, p.ID)
 			if kindFailed && c.full() {
@@ -259,7 +267,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 	// usually all of them), then those it does not hold.
 	var last []string
 	for _, pf := range out {
-		if pf.snapshotID() == used[len(used)-1] {
+		if pf.SnapshotID() == used[len(used)-1] {
 			last = append(last, pf.part.ID)
 		}
 	}
@@ -269,13 +277,13 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 		}
 		return len(last) + slices.Index(order, id)
 	}
-	slices.SortStableFunc(out, func(a, b partFrom) int { return rank(a.part.ID) - rank(b.part.ID) })
+	slices.SortStableFunc(out, func(a, b PartFrom) int { return rank(a.part.ID) - rank(b.part.ID) })
 
 	// A refused snapshot older than the newest but newer than a snapshot a
 	// part comes from may be that part's newest: said too.
 	oldest := byID[used[0]].l
 	for _, pf := range out {
-		if l := byID[pf.snapshotID()].l; oldest.Newer(l) {
+		if l := byID[pf.SnapshotID()].l; oldest.Newer(l) {
 			oldest = l
 		}
 	}
@@ -295,7 +303,7 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 		note = fmt.Sprintf("latest: each part from the newest snapshot holding it; %d snapshots read, newest first: %s", len(used), strings.Join(used, ", "))
 	}
 	if n := leftOut(cands, len(used)); n > 0 {
-		note = joinNote(note, fmt.Sprintf("%d part(s) that only snapshots older than %s hold are not restored: that full run no longer held them (restore one by the id of an older snapshot with --part)", n, fullRun))
+		note = JoinNote(note, fmt.Sprintf("%d part(s) that only snapshots older than %s hold are not restored: that full run no longer held them (restore one by the id of an older snapshot with --part)", n, fullRun))
 	}
 	if len(pending) > 0 {
 		var miss []string
@@ -303,9 +311,9 @@ func latestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 			miss = append(miss, p)
 		}
 		slices.Sort(miss)
-		note = joinNote(note, fmt.Sprintf("%s failed in %s and no older snapshot holds it: not in the plan", strings.Join(miss, ", "), fullRun))
+		note = JoinNote(note, fmt.Sprintf("%s failed in %s and no older snapshot holds it: not in the plan", strings.Join(miss, ", "), fullRun))
 	}
-	return out, joinNote(note, rollbackNote(out, rolled)), nil
+	return out, JoinNote(note, rollbackNote(out, rolled)), nil
 }
 
 // leftOut counts the parts that the snapshots older than the first n of
@@ -338,7 +346,7 @@ func leftOut(cands []*latestCand, n int) int {
 	return len(gone)
 }
 
-func joinNote(a, b string) string {
+func JoinNote(a, b string) string {
 	if a == "" || b == "" {
 		return a + b
 	}
@@ -347,7 +355,7 @@ func joinNote(a, b string) string {
 
 // selectFrom picks the parts named by ids or kinds ("files:stack",
 // "sqlite"); empty selects all (selectParts, for planned parts).
-func selectFrom(all []partFrom, sel []string) ([]partFrom, error) {
+func selectFrom(all []PartFrom, sel []string) ([]PartFrom, error) {
 	parts := make([]snapshot.Part, len(all))
 	for i, pf := range all {
 		parts[i] = pf.part
@@ -356,9 +364,9 @@ func selectFrom(all []partFrom, sel []string) ([]partFrom, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]partFrom, 0, len(picked))
+	out := make([]PartFrom, 0, len(picked))
 	for _, p := range picked {
-		i := slices.IndexFunc(all, func(pf partFrom) bool { return pf.part.ID == p.ID })
+		i := slices.IndexFunc(all, func(pf PartFrom) bool { return pf.part.ID == p.ID })
 		out = append(out, all[i])
 	}
 	return out, nil
@@ -367,7 +375,7 @@ func selectFrom(all []partFrom, sel []string) ([]partFrom, error) {
 // newRestoreResult is the result of a restore of parts before anything
 // is planned: the destination and snapshot of the newest part (every
 // part's own in PlannedPart.Snapshot).
-func newRestoreResult(sel []partFrom, note string) *RestoreResult {
+func newRestoreResult(sel []PartFrom, note string) *Result {
 	newest := sel[0].src.cands[0]
 	for _, pf := range sel[1:] {
 		c := pf.src.cands[0]
@@ -375,12 +383,12 @@ func newRestoreResult(sel []partFrom, note string) *RestoreResult {
 			newest = c
 		}
 	}
-	return &RestoreResult{Destination: newest.d.Name, Snapshot: newest.m.Snapshot, Note: note}
+	return &Result{Destination: newest.d.Name, Snapshot: newest.m.Snapshot, Note: note}
 }
 
 // restoreWhat names a restore in errors: "restore ID", or "restore
 // latest" when its parts come from several snapshots.
-func restoreWhat(res *RestoreResult) string {
+func restoreWhat(res *Result) string {
 	for _, p := range res.Parts {
 		if p.Snapshot != "" && p.Snapshot != res.Snapshot {
 			return "restore latest"
@@ -389,8 +397,8 @@ func restoreWhat(res *RestoreResult) string {
 	return "restore " + res.Snapshot
 }
 
-// destLatest is what latestListing finds on a destination.
-type destLatest struct {
+// DestLatest is what latestListing finds on a destination.
+type DestLatest struct {
 	ls []snapshot.Listing
 	// latest is the newest complete snapshot (snapshot.Latest).
 	latest snapshot.Listing
@@ -402,14 +410,20 @@ type destLatest struct {
 	parts    []partRollback
 }
 
-// latestListing lists a destination's snapshots and finds its newest
+// Latest is the destination's newest complete snapshot.
+func (x *DestLatest) Latest() snapshot.Listing { return x.latest }
+
+// Listings are the destination's snapshots as listed.
+func (x *DestLatest) Listings() []snapshot.Listing { return x.ls }
+
+// LatestListing lists a destination's snapshots and finds its newest
 // complete one (snapshot.Latest), the refused ones, and whether snapshots
 // the host wrote there are missing (rolledBack, partRollbacks). trusted
 // are the keys the caller loaded (TrustedKeys) before reading any
 // destination: a config error stops a job there, so every error returned
 // here is d's own, whatever its exit code, and the job goes on with the
 // next destination.
-func latestListing(ctx context.Context, cfg *config.Config, d destination.Dest, trusted []ed25519.PublicKey) (*destLatest, error) {
+func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, trusted []ed25519.PublicKey) (*DestLatest, error) {
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
 		return nil, err
@@ -418,7 +432,7 @@ func latestListing(ctx context.Context, cfg *config.Config, d destination.Dest, 
 	if !ok {
 		return nil, noSnapshotOn(ctx, cfg, d, ls)
 	}
-	x := &destLatest{ls: ls}
+	x := &DestLatest{ls: ls}
 	found := false
 	for _, l := range ls {
 		if l.ID == latest {

@@ -1,4 +1,11 @@
-package backup
+// Package restore is the restore job: which snapshot each part comes
+// from (an id, or latest: per part the newest complete snapshot holding
+// it, on any destination, with rollbacks found and said), the plan (each
+// part's target, refused before anything is downloaded), and the restore
+// itself, each part staged, checked and only then committed over its
+// target (pkg/partkind plans and restores each kind). verify (pkg/backup)
+// uses the same choice to check what restore latest would take.
+package restore
 
 import (
 	"context"
@@ -20,8 +27,8 @@ import (
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
 
-// RestoreOptions select what restore writes where.
-type RestoreOptions struct {
+// Options select what restore writes where.
+type Options struct {
 	// Snapshot is an id or "latest".
 	Snapshot string
 	// Parts limits the restore to these part ids or kinds; empty: all.
@@ -48,7 +55,7 @@ type RestoreOptions struct {
 	StopStack bool
 	// Confirm (with All), when set, is called with the plan before
 	// anything is written; an error stops the restore there.
-	Confirm func(*RestoreResult) error
+	Confirm func(*Result) error
 	// Log receives progress.
 	Log *slog.Logger
 	// Progress, when set, counts the bytes of every part read, for a
@@ -71,8 +78,8 @@ type PlannedPart struct {
 	Destination string `json:"destination,omitempty"`
 }
 
-// RestoreResult says what restore did.
-type RestoreResult struct {
+// Result says what restore did.
+type Result struct {
 	Destination string        `json:"destination"`
 	Snapshot    string        `json:"snapshot"`
 	Parts       []PlannedPart `json:"parts"`
@@ -87,7 +94,7 @@ type RestoreResult struct {
 // only then committed over its target; a part that fails leaves its target
 // as it was, and the other parts are still restored (the error names the
 // parts that were not).
-func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*RestoreResult, error) {
+func Restore(ctx context.Context, cfg *config.Config, o Options) (*Result, error) {
 	ctx = snapshot.WithProgress(ctx, o.Progress)
 	trusted, err := destination.TrustedKeys(cfg)
 	if err != nil {
@@ -104,7 +111,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	// Rotate removes nothing while this run holds the objects lock: the
 	// snapshot chosen is not removed while it is restored (see
 	// ObjectsLock).
-	objLock, err := holdObjects(ctx, cfg, "fireops restore", o.Log)
+	objLock, err := destination.HoldObjects(ctx, cfg, "fireops restore", o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +135,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	// every destination. The first destination (in the config's order)
 	// whose copy is intact wins; an older snapshot is never taken silently
 	// instead.
-	full, on, err := resolveID(ctx, cfg, dests, unopened, o.Snapshot)
+	full, on, err := ResolveID(ctx, cfg, dests, unopened, o.Snapshot)
 	if err != nil {
 		return nil, err
 	}
@@ -138,10 +145,10 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 	// object missing from one part never blocks another; a part whose
 	// objects are missing there is read from the next destination holding
 	// them.
-	var all []partFrom
+	var all []PartFrom
 	note := ""
 	if full == "latest" {
-		all, note, err = latestParts(ctx, cfg, dests, trusted, ids, o, errs)
+		all, note, err = LatestParts(ctx, cfg, dests, trusted, ids, o, errs)
 	} else {
 		all, err = idParts(ctx, cfg, dests, on, full, trusted, ids, o, errs)
 	}
@@ -164,7 +171,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 			return nil, err
 		}
 		parts[i] = plannedPart{from: pf, req: r, target: t}
-		res.Parts = append(res.Parts, PlannedPart{Part: r.Part.ID, Snapshot: pf.snapshotID(), Target: t.String(), Size: r.Part.Size, Status: StatusPlanned})
+		res.Parts = append(res.Parts, PlannedPart{Part: r.Part.ID, Snapshot: pf.SnapshotID(), Target: t.String(), Size: r.Part.Size, Status: StatusPlanned})
 	}
 	if o.DryRun {
 		return res, nil
@@ -175,7 +182,7 @@ func Restore(ctx context.Context, cfg *config.Config, o RestoreOptions) (*Restor
 // plannedPart is one part of a restore, planned: where it is read from,
 // what its kind was asked and the target the kind planned.
 type plannedPart struct {
-	from   partFrom
+	from   PartFrom
 	req    partkind.Request
 	target partkind.Target
 }
@@ -189,7 +196,7 @@ type plannedPart struct {
 // it (restore --all) every part is attempted, and those ctx's end left
 // out count as not restored. suffix follows the restore's name in the
 // error (" --all").
-func restoreParts(ctx context.Context, cfg *config.Config, res *RestoreResult, parts []plannedPart, ids []age.Identity, log *slog.Logger, suffix string, stop bool) error {
+func restoreParts(ctx context.Context, cfg *config.Config, res *Result, parts []plannedPart, ids []age.Identity, log *slog.Logger, suffix string, stop bool) error {
 	notAttempted := func(from int) {
 		for j := from; j < len(parts); j++ {
 			res.Parts[j].Status = StatusNotAttempted
@@ -261,7 +268,7 @@ func stopsRestore(err error) bool {
 
 // partRestored marks part i of res restored into pd (kept as the part's
 // own destination only when it differs from res's) and logs it.
-func partRestored(res *RestoreResult, i int, pd string, log *slog.Logger) {
+func partRestored(res *Result, i int, pd string, log *slog.Logger) {
 	res.Parts[i].Status = StatusRestored
 	if pd != res.Destination {
 		res.Parts[i].Destination = pd
@@ -275,7 +282,7 @@ func partRestored(res *RestoreResult, i int, pd string, log *slog.Logger) {
 // settleDestination names, as the result's destination, the one every
 // restored part was read from when that is another than the one chosen
 // first (its copy of each was missing or damaged).
-func settleDestination(res *RestoreResult) {
+func settleDestination(res *Result) {
 	other := ""
 	for _, p := range res.Parts {
 		if p.Status != StatusRestored {
@@ -298,7 +305,7 @@ func settleDestination(res *RestoreResult) {
 // partsFailed is the error of a restore in which some parts failed: it
 // names them and their errors. The hint names the failed parts only: the
 // others were restored, and an older snapshot is not what they need.
-func partsFailed(what string, res *RestoreResult, failed []string, n int, integrity bool) error {
+func partsFailed(what string, res *Result, failed []string, n int, integrity bool) error {
 	var why []string
 	for _, p := range res.Parts {
 		if p.Status == StatusFailed {
@@ -371,7 +378,7 @@ func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot
 			}
 		}
 		if errors.Is(err, snapshot.ErrIntegrity) {
-			forgetDamaged(cfg, c.d.Name, err, log)
+			ForgetDamaged(cfg, c.d.Name, err, log)
 		}
 		if first == nil {
 			first = err
@@ -424,6 +431,6 @@ func selectParts(all []snapshot.Part, sel []string) ([]snapshot.Part, error) {
 
 // request is the restore request of part p, one of n parts restored
 // together with the options o.
-func (o RestoreOptions) request(p snapshot.Part, n int) partkind.Request {
+func (o Options) request(p snapshot.Part, n int) partkind.Request {
 	return partkind.Request{Part: p, To: o.To, N: n, Force: o.Force, DryRun: o.DryRun, Mongo: o.Mongo, Log: o.Log}
 }

@@ -1,4 +1,4 @@
-package backup
+package restore
 
 // Whole-server restore: `fireops restore ID|latest --all` (issue 10).
 //
@@ -109,7 +109,7 @@ type StackAction struct {
 // latest, the newest holding it). The manifests and indexes were checked
 // by Restore; each part's objects are checked when it is restored
 // (partSource).
-func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel []partFrom, ids []age.Identity, note string) (*RestoreResult, error) {
+func restoreAll(ctx context.Context, cfg *config.Config, o Options, sel []PartFrom, ids []age.Identity, note string) (*Result, error) {
 	if o.To != "" {
 		return nil, exitcode.Usagef("leave out --to: --all puts every part back where it was; restore single parts elsewhere with --part and --to",
 			"--all and --to exclude each other")
@@ -151,7 +151,7 @@ func restoreAll(ctx context.Context, cfg *config.Config, o RestoreOptions, sel [
 	for i, pf := range sel {
 		r := o.request(pf.part, len(sel))
 		r.InPlace, r.Stopping = true, stopping
-		pp := PlannedPart{Part: r.Part.ID, Snapshot: pf.snapshotID(), Size: r.Part.Size, Status: StatusPlanned}
+		pp := PlannedPart{Part: r.Part.ID, Snapshot: pf.SnapshotID(), Size: r.Part.Size, Status: StatusPlanned}
 		t, err := partkind.Plan(ctx, cfg, r)
 		if err != nil {
 			pp.Status, pp.Error = StatusRefused, partReason(r.Part.ID, err)

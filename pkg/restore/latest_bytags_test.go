@@ -1,4 +1,4 @@
-package backup
+package restore
 
 import (
 	"slices"
@@ -64,7 +64,7 @@ func TestLatestByTags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ls := tc.ls
 			var got, want []string
-			for _, l := range latestByTags(&destLatest{ls: ls}) {
+			for _, l := range LatestByTags(&DestLatest{ls: ls}) {
 				got = append(got, l.ID)
 			}
 			for _, i := range tc.want {

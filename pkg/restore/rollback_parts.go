@@ -1,4 +1,4 @@
-package backup
+package restore
 
 // Per-part rollback: the newest snapshot on a destination may hold only
 // some parts (`snapshot --only`, or a nightly run in which a part failed),
@@ -113,15 +113,15 @@ func supersededOn(ls []snapshot.Listing, e snapshot.PartWritten) bool {
 	return false
 }
 
-// rollbackAlarm is the verdict of destLatest: the whole-snapshot rollback
+// RollbackAlarm is the verdict of destLatest: the whole-snapshot rollback
 // (rolledBack) and the per-part ones, each missing snapshot named once.
-func (x *destLatest) rollbackAlarm() string {
+func (x *DestLatest) RollbackAlarm() string {
 	out := x.rollback
 	for _, r := range x.parts {
 		if x.rollback != "" && strings.Contains(x.rollback, r.Snapshot) {
 			continue
 		}
-		out = joinNote(out, r.String())
+		out = JoinNote(out, r.String())
 	}
 	return out
 }
@@ -129,7 +129,7 @@ func (x *destLatest) rollbackAlarm() string {
 // rolledBackParts says which planned parts a per-part rollback affects:
 // those of r that out takes from a snapshot older than r.Snapshot, or does
 // not restore at all. Empty when another destination still had it.
-func rolledBackParts(out []partFrom, r partRollback) (older, missing []string) {
+func rolledBackParts(out []PartFrom, r partRollback) (older, missing []string) {
 	for _, id := range r.Parts {
 		i := -1
 		for j, pf := range out {
@@ -141,7 +141,7 @@ func rolledBackParts(out []partFrom, r partRollback) (older, missing []string) {
 		switch {
 		case i < 0:
 			missing = append(missing, id)
-		case out[i].snapshotID() == r.Snapshot || snapshot.IDSecond(out[i].snapshotID()) > snapshot.IDSecond(r.Snapshot):
+		case out[i].SnapshotID() == r.Snapshot || snapshot.IDSecond(out[i].SnapshotID()) > snapshot.IDSecond(r.Snapshot):
 		default:
 			older = append(older, id)
 		}
@@ -151,16 +151,16 @@ func rolledBackParts(out []partFrom, r partRollback) (older, missing []string) {
 
 // rollbackNote is the plan's note about the per-part rollbacks of every
 // destination that the plan out is affected by.
-func rollbackNote(out []partFrom, rs []partRollback) string {
+func rollbackNote(out []PartFrom, rs []partRollback) string {
 	note := ""
 	for _, r := range rs {
 		older, missing := rolledBackParts(out, r)
 		if len(older) > 0 {
-			note = joinNote(note, fmt.Sprintf("%s from snapshots older than %s, the newest this host wrote holding them, which is %s on %s (rollback: check who changed the destination)",
+			note = JoinNote(note, fmt.Sprintf("%s from snapshots older than %s, the newest this host wrote holding them, which is %s on %s (rollback: check who changed the destination)",
 				namesOf(older), r.Snapshot, r.Why, r.Dest))
 		}
 		if len(missing) > 0 {
-			note = joinNote(note, fmt.Sprintf("%s not restored: %s, the newest snapshot this host wrote holding them, is %s on %s and no other holds them (rollback: check who changed the destination)",
+			note = JoinNote(note, fmt.Sprintf("%s not restored: %s, the newest snapshot this host wrote holding them, is %s on %s and no other holds them (rollback: check who changed the destination)",
 				namesOf(missing), r.Snapshot, r.Why, r.Dest))
 		}
 	}

@@ -1,4 +1,4 @@
-package backup
+package restore
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func EmptyIDError() error {
 		"an empty snapshot id: give an id, a unique prefix, or latest")
 }
 
-// resolveID turns a snapshot id, or any unique prefix of one (like git and
+// ResolveID turns a snapshot id, or any unique prefix of one (like git and
 // restic), into the full id, looking at the snapshot folders of every
 // destination given; on says which of them hold it. "latest" is returned
 // as it is (each caller finds the newest its own way). A prefix that
@@ -29,7 +29,7 @@ func EmptyIDError() error {
 // the closest ids; when a destination could not be listed, an id found on
 // none of the others is a failure of that destination instead (it may be
 // there).
-func resolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest, unopened []destination.OpenError, id string) (string, map[string]bool, error) {
+func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest, unopened []destination.OpenError, id string) (string, map[string]bool, error) {
 	if id == "latest" {
 		return id, nil, nil
 	}
@@ -80,7 +80,7 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		}
 		return "", nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
 	case len(unlisted) > 0:
-		return "", nil, exitcode.New(exitcode.Failure, &unlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; "))}, destination.OpenHint)
+		return "", nil, exitcode.New(exitcode.Failure, &UnlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; "))}, destination.OpenHint)
 	case len(all) == 0:
 		return "", nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
 			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)
@@ -94,17 +94,17 @@ func resolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		return snapshot.Listing{}
 	}
 	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
-		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3, started), ", "))
+		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(ClosestIDs(all, id, 3, started), ", "))
 }
 
-// unlistedError is resolveID's error when the id is on none of the
+// UnlistedError is resolveID's error when the id is on none of the
 // destinations it listed and some could not be listed: a failure of those
 // destinations (the id may be there), not of the id. Every other error of
 // resolveID is about the id (a usage error).
-type unlistedError struct{ error }
+type UnlistedError struct{ error }
 
 // Unwrap returns the error.
-func (e *unlistedError) Unwrap() error { return e.error }
+func (e *UnlistedError) Unwrap() error { return e.error }
 
 // destNames names the destinations given ("local, yandex").
 func destNames(dests []destination.Dest) string {
@@ -152,9 +152,9 @@ type NoSnapshotError struct {
 	OtherHosts []string
 }
 
-// emptyOnly reports whether every error says a destination holds no
+// EmptyOnly reports whether every error says a destination holds no
 // snapshot of the host (and there is at least one).
-func emptyOnly(errs []error) bool {
+func EmptyOnly(errs []error) bool {
 	for _, err := range errs {
 		var ns *NoSnapshotError
 		if !errors.As(err, &ns) {

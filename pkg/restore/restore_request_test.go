@@ -1,4 +1,4 @@
-package backup
+package restore
 
 import (
 	"context"
@@ -57,7 +57,7 @@ func TestRestorePartsCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, stop := range []bool{true, false} {
-		res := &RestoreResult{Destination: "local", Snapshot: "20240102T030405Z-ab12"}
+		res := &Result{Destination: "local", Snapshot: "20240102T030405Z-ab12"}
 		var parts []plannedPart
 		for _, id := range []string{"files:stack", "sqlite:hub"} {
 			kind, name, _ := strings.Cut(id, ":")

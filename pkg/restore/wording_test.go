@@ -1,0 +1,22 @@
+package restore
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestPartReasonEscapes: a part's STATUS cell escapes what a terminal
+// would act on (a user's file name may hold ESC or a bidi override),
+// leaves plain text alone, and still drops the part ID the row names.
+func TestPartReasonEscapes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"files:stack: open /data/notes.txt: permission denied", "open /data/notes.txt: permission denied"},
+		{"files:stack: open /data/evil\u202egpj.exe\x1b[31m: denied", `open /data/evil\u202egpj.exe\x1b[31m: denied`},
+		{"files:stack: two\nlines", "two lines"},
+	} {
+		if got := partReason("files:stack", errors.New(c.in)); got != c.want {
+			t.Errorf("partReason(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
