@@ -47,6 +47,27 @@ func (f fixture) parse(t *testing.T, yaml string) (*Config, error) {
 	return Parse([]byte(yaml), filepath.Join(f.dir, "fireops.yaml"))
 }
 
+// refuseAll parses each case's YAML in a parallel subtest and wants it
+// refused as a usage error with a hint, in words that contain want.
+func (f fixture) refuseAll(t *testing.T, tests []struct{ name, yaml, want string }) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := f.parse(t, tc.yaml)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if exitcode.Code(err) != exitcode.Usage || exitcode.Hint(err) == "" {
+				t.Errorf("exit code %d, hint %q", exitcode.Code(err), exitcode.Hint(err))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q lacks %q", err, tc.want)
+			}
+		})
+	}
+}
+
 const minimal = `
 keys:
   recipients: [RECIPIENT]

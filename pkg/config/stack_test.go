@@ -4,11 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/firetech/fireops/pkg/exitcode"
 )
 
 func TestStackDefaults(t *testing.T) {
@@ -111,20 +108,5 @@ func TestStackErrors(t *testing.T) {
 		{"unknown limit", "stack: {limits: {postgres: {cpus: 1}}}\n", "stack.limits.postgres"},
 		{"tiny memory", "stack: {limits: {grafana: {memory: 1KiB}}}\n", "stack.limits.grafana.memory"},
 	}
-	f := newFixture(t)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := f.parse(t, tc.yaml)
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			if exitcode.Code(err) != exitcode.Usage || exitcode.Hint(err) == "" {
-				t.Errorf("exit code %d, hint %q", exitcode.Code(err), exitcode.Hint(err))
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q lacks %q", err, tc.want)
-			}
-		})
-	}
+	newFixture(t).refuseAll(t, tests)
 }

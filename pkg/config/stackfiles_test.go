@@ -7,6 +7,15 @@ import (
 	"testing"
 )
 
+// recipientOnLocal is the least a config needs here: one recipient and a
+// local destination; tests append the sections they are about.
+const recipientOnLocal = `
+keys:
+  recipients: [RECIPIENT]
+destinations:
+  - {name: local, remote: backups}
+`
+
 // TestDeployWrittenSecretsMayBeMissing: the MongoDB URI and the hub token
 // that `fireops deploy` writes into stack.dir/secrets may be missing when
 // the config is loaded (deploy itself loads it to write them); a hub token
@@ -16,12 +25,7 @@ import (
 func TestDeployWrittenSecretsMayBeMissing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	stack := `
-keys:
-  recipients: [RECIPIENT]
-destinations:
-  - {name: local, remote: backups}
-stack: {dir: stack}
+	stack := recipientOnLocal + `stack: {dir: stack}
 hub: {token_file: %TOKEN%}
 sources:
   mongo: {uri_file: %URI%}
@@ -107,12 +111,6 @@ sources:
 func TestHubTokenDefault(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	base := `
-keys:
-  recipients: [RECIPIENT]
-destinations:
-  - {name: local, remote: backups}
-`
 	for _, tc := range []struct {
 		name, extra string
 		want        func(cfg *Config) string
@@ -129,7 +127,7 @@ destinations:
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := f.parse(t, base+tc.extra)
+			cfg, err := f.parse(t, recipientOnLocal+tc.extra)
 			if err != nil {
 				t.Fatal(err)
 			}
