@@ -102,33 +102,60 @@ func Split(r *rand.Rand, budget, lo, hi int64) []int64 {
 // Generate writes a tree of about size bytes under dir (made if missing;
 // the files must not exist yet), derived from seed alone.
 func Generate(ctx context.Context, dir string, size int64, seed uint64) (Stats, error) {
-	specs := plan(size, seed)
+	st := Stats{Count: map[Kind]int{}}
+	err := WriteAll(ctx, dir, plan(size, seed), runtime.NumCPU(), spec.file, func(s spec, n int64) {
+		st.Files++
+		st.Bytes += n
+		st.Count[s.kind]++
+	})
+	return st, err
+}
+
+func (s spec) file() File { return File{Rel: s.rel, Kind: s.kind, Size: s.size, Seed: s.seed} }
+
+// File is one planned file of a tree: where it goes below the tree's
+// folder, what it holds, about how large it is and the seed of its bytes.
+type File struct {
+	Rel  string
+	Kind Kind
+	Size int64
+	Seed uint64
+}
+
+// WriteAll writes the planned files specs under dir with workers
+// goroutines (WriteFile with what file tells of each), largest first, so
+// that the workers finish together. Each file has its own generator, so
+// the result does not depend on scheduling. count is told of each file
+// written (and of one that failed, with the bytes it got), one call at a
+// time. It stops handing out files at the first error or when ctx is done
+// and returns that error (or ctx's). The tree planners here and in
+// internal/cmd/bench share it.
+func WriteAll[S any](ctx context.Context, dir string, specs []S, workers int, file func(S) File, count func(s S, written int64)) error {
+	files := make([]File, len(specs))
 	order := make([]int, len(specs))
-	for i := range order {
+	for i, s := range specs {
+		files[i] = file(s)
 		order[i] = i
 	}
-	// Largest first, so that the workers finish together.
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(specs[b].size, specs[a].size) })
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(files[b].Size, files[a].Size) })
 	var (
 		mu    sync.Mutex
-		st    = Stats{Count: map[Kind]int{}}
 		first error
 		wg    sync.WaitGroup
 	)
 	jobs := make(chan int)
-	for w := 0; w < runtime.NumCPU(); w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				n, err := WriteFile(filepath.Join(dir, specs[i].rel), specs[i].kind, specs[i].size, specs[i].seed)
+				f := files[i]
+				n, err := WriteFile(filepath.Join(dir, f.Rel), f.Kind, f.Size, f.Seed)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = err
 				}
-				st.Files++
-				st.Bytes += n
-				st.Count[specs[i].kind]++
+				count(specs[i], n)
 				mu.Unlock()
 			}
 		}()
@@ -147,7 +174,7 @@ func Generate(ctx context.Context, dir string, size int64, seed uint64) (Stats, 
 	if first == nil {
 		first = ctx.Err()
 	}
-	return st, first
+	return first
 }
 
 // Plan is what one change does.

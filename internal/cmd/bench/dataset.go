@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
-	"sort"
-	"sync"
 
 	"github.com/firetech/fireops/internal/churn"
 )
@@ -102,59 +99,19 @@ func planDataset(size int64, seed uint64) []fileSpec {
 }
 
 // generateDataset writes the planned files under dir with workers
-// goroutines. Each file has its own generator, so the result does not
-// depend on scheduling.
+// goroutines (churn.WriteAll). Each file has its own generator, so the
+// result does not depend on scheduling.
 func generateDataset(ctx context.Context, dir string, size int64, seed uint64, workers int) (datasetStats, error) {
-	specs := planDataset(size, seed)
-	order := make([]int, len(specs))
-	for i := range order {
-		order[i] = i
-	}
-	// Largest first, so that the workers finish together.
-	sort.SliceStable(order, func(a, b int) bool { return specs[order[a]].size > specs[order[b]].size })
-
-	var (
-		mu    sync.Mutex
-		st    datasetStats
-		first error
-		wg    sync.WaitGroup
-	)
-	jobs := make(chan int)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				n, err := writeFile(filepath.Join(dir, specs[i].rel), specs[i])
-				mu.Lock()
-				if err != nil && first == nil {
-					first = err
-				}
-				st.files++
-				st.bytes += n
-				st.byKind[specs[i].kind].files++
-				st.byKind[specs[i].kind].bytes += n
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, i := range order {
-		mu.Lock()
-		failed := first != nil
-		mu.Unlock()
-		if failed || ctx.Err() != nil {
-			break
-		}
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return st, first
+	var st datasetStats
+	err := churn.WriteAll(ctx, dir, planDataset(size, seed), workers, fileSpec.file, func(s fileSpec, n int64) {
+		st.files++
+		st.bytes += n
+		st.byKind[s.kind].files++
+		st.byKind[s.kind].bytes += n
+	})
+	return st, err
 }
 
-func writeFile(path string, s fileSpec) (int64, error) {
-	return churn.WriteFile(path, s.kind, s.size, s.seed)
+func (s fileSpec) file() churn.File {
+	return churn.File{Rel: s.rel, Kind: s.kind, Size: s.size, Seed: s.seed}
 }
