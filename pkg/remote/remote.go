@@ -114,22 +114,24 @@ func (o Options) withDefaults() Options {
 	if o.Uploads <= 0 {
 		o.Uploads = DefaultUploads
 	}
-	switch {
-	case o.Retries == 0:
-		o.Retries = DefaultRetries
-	case o.Retries < 0:
-		o.Retries = 0
-	}
+	o.Retries = zeroOrNegative(o.Retries, DefaultRetries, 0)
 	if o.RetryBase <= 0 {
 		o.RetryBase = DefaultRetryBase
 	}
-	switch {
-	case o.LowLevelRetries == 0:
-		o.LowLevelRetries = DefaultLowLevelRetries
-	case o.LowLevelRetries < 0:
-		o.LowLevelRetries = 1
-	}
+	o.LowLevelRetries = zeroOrNegative(o.LowLevelRetries, DefaultLowLevelRetries, 1)
 	return o
+}
+
+// zeroOrNegative reads a count option where 0 means the default def and a
+// negative number means none (the smallest count, least).
+func zeroOrNegative(v, def, least int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return least
+	}
+	return v
 }
 
 // Entry is one item of a directory listing.
