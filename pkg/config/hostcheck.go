@@ -76,28 +76,41 @@ func within(dir, name string) bool {
 
 // readable opens name (a file or a folder) and reads from it.
 func readable(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.IsDir() {
-		_, err = f.ReadDir(1)
-	} else if st.Mode().IsRegular() {
-		_, err = f.Read(make([]byte, 1))
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
+	return inspect(name, func(f *os.File, st fs.FileInfo) error {
+		var err error
+		if st.IsDir() {
+			_, err = f.ReadDir(1)
+		} else if st.Mode().IsRegular() {
+			_, err = f.Read(make([]byte, 1))
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
 }
 
 // isSQLite checks that name is a readable SQLite database file.
 func isSQLite(name string) error {
+	return inspect(name, func(f *os.File, st fs.FileInfo) error {
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", name)
+		}
+		head := make([]byte, len(sqliteHeader))
+		if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, sqliteHeader) {
+			if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return fmt.Errorf("%s is not an SQLite database (no \"SQLite format 3\" header)", name)
+		}
+		return nil
+	})
+}
+
+// inspect opens name, stats what it opened and hands both to check; the
+// file is closed when check returns. The open's and the stat's errors are
+// returned as they are (they name the file).
+func inspect(name string, check func(f *os.File, st fs.FileInfo) error) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return err
@@ -107,17 +120,7 @@ func isSQLite(name string) error {
 	if err != nil {
 		return err
 	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", name)
-	}
-	head := make([]byte, len(sqliteHeader))
-	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, sqliteHeader) {
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return fmt.Errorf("%s is not an SQLite database (no \"SQLite format 3\" header)", name)
-	}
-	return nil
+	return check(f, st)
 }
 
 // checkIdentity parses keys.identity_file, when it is on this host and
