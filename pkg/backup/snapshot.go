@@ -1,3 +1,12 @@
+// Package backup runs the backup jobs from a config: snapshot, snapshots
+// (List), verify and rotate, and finds the verified snapshot holding a
+// part (Holder, for deploy's prune). It decides per part and per
+// destination and words each job's result; the destinations are opened by
+// pkg/destination, the sources built by pkg/partkind, the snapshot's
+// format is pkg/snapshot's, and which snapshot each part comes from is
+// pkg/restore's (verify checks what restore latest would take).
+// cmd/fireops and pkg/runner call these functions and print or record
+// what they return.
 package backup
 
 import (
