@@ -37,6 +37,7 @@ type NotHeldError struct {
 	err         error // the verify errors, if any
 }
 
+// Error names the part and why no verified snapshot holds it.
 func (e *NotHeldError) Error() string {
 	return fmt.Sprintf("no verified snapshot holds %s: %s", e.Part, e.Reason)
 }

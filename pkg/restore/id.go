@@ -167,6 +167,8 @@ func EmptyOnly(errs []error) bool {
 // NoSnapshotHint is what to do about a NoSnapshotError.
 const NoSnapshotHint = "take one with `fireops snapshot`, or check `host:` in the config (and --dest)"
 
+// Error names the destination and the host, and what the destination
+// holds instead.
 func (e *NoSnapshotError) Error() string {
 	there := "none"
 	switch {

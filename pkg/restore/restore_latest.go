@@ -346,6 +346,7 @@ func leftOut(cands []*latestCand, n int) int {
 	return len(gone)
 }
 
+// JoinNote joins two notes of a plan with "; ", leaving out an empty one.
 func JoinNote(a, b string) string {
 	if a == "" || b == "" {
 		return a + b
