@@ -13,25 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 )
-
-// watchOpen watches p for IN_OPEN and returns a function reporting
-// whether it was opened since (or since the last call). fsnotify queues
-// the event during open(2) itself, so the answer is complete as soon as
-// the open returned.
-func watchOpen(t *testing.T, p string) func() bool {
-	t.Helper()
-	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	must(t, err)
-	t.Cleanup(func() { unix.Close(in) })
-	_, err = unix.InotifyAddWatch(in, p, unix.IN_OPEN|unix.IN_DONT_FOLLOW)
-	must(t, err)
-	buf := make([]byte, 4096)
-	return func() bool {
-		n, _ := unix.Read(in, buf)
-		return n > 0
-	}
-}
 
 // TestOpenRegularOpensNothingElse: whatever took a listed regular file's
 // name (a device node, a named pipe, a socket, a symlink, a folder,
@@ -78,7 +61,7 @@ func TestOpenRegularOpensNothingElse(t *testing.T) {
 			must(t, err)
 			other := filepath.Join(dir, "other")
 			tc.make(t, other)
-			opened := watchOpen(t, other)
+			opened := walktest.WatchOpen(t, other)
 			must(t, os.Remove(f)) // a folder cannot be renamed over a file
 			must(t, os.Rename(other, f))
 			dfd, err := Openat(unix.AT_FDCWD, dir, dir, unix.O_RDONLY|unix.O_DIRECTORY)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/firetech/fireops/internal/sparsetest"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
@@ -23,7 +24,7 @@ import (
 func TestTruncatedFileFailsThePart(t *testing.T) {
 	t.Parallel()
 	app := filepath.Join(t.TempDir(), "app")
-	writeFiles(t, app, map[string]string{"a": "mine a"})
+	walktest.WriteTree(t, app, map[string]string{"a": "mine a"})
 	big := filepath.Join(app, "big")
 	f, err := os.Create(big)
 	must(t, err)

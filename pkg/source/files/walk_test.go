@@ -1,7 +1,6 @@
 package files
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -14,60 +13,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
-
-// writeFiles creates dir and the entries of tree in it ("" with a
-// trailing / is a folder).
-func writeFiles(t *testing.T, dir string, tree map[string]string) {
-	t.Helper()
-	must(t, os.MkdirAll(dir, 0o755))
-	for p, body := range tree {
-		full := filepath.Join(dir, p)
-		if strings.HasSuffix(p, "/") {
-			must(t, os.MkdirAll(full, 0o755))
-			continue
-		}
-		must(t, os.MkdirAll(filepath.Dir(full), 0o755))
-		must(t, os.WriteFile(full, []byte(body), 0o644))
-	}
-}
-
-// entries returns an archive's entries: name -> contents ("" for entries
-// other than regular files).
-func entries(t *testing.T, b []byte) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		must(t, err)
-		body, err := io.ReadAll(tr)
-		must(t, err)
-		out[h.Name] = string(body)
-	}
-}
-
-// hostSecrets makes a folder outside the configured path holding secret
-// files named like the configured path's.
-func hostSecrets(t *testing.T, dir string) {
-	t.Helper()
-	writeFiles(t, dir, map[string]string{"z": "SECRET z", "secret": "SECRET", "sub/": "", "sub/secret": "SECRET sub", "sub/own": "SECRET own"})
-}
-
-// noSecret fails when an archive entry's name or contents holds a secret.
-func noSecret(t *testing.T, got map[string]string) {
-	t.Helper()
-	for name, body := range got {
-		if strings.Contains(name, "secret") || strings.Contains(body, "SECRET") {
-			t.Errorf("the archive holds a host file: %s (%q)", name, body)
-		}
-	}
-}
 
 // TestSymlinkSwapDuringRead: folder D of a configured path is swapped for
 // a symlink to a host folder while a large file in D is being read; the
@@ -77,8 +26,8 @@ func TestSymlinkSwapDuringRead(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	app, host := filepath.Join(base, "app"), filepath.Join(base, "host")
-	writeFiles(t, app, map[string]string{"D/big": strings.Repeat("b", 4<<20), "D/sub/own": "mine too", "D/z": "mine"})
-	hostSecrets(t, host)
+	walktest.WriteTree(t, app, map[string]string{"D/big": strings.Repeat("b", 4<<20), "D/sub/own": "mine too", "D/z": "mine"})
+	walktest.HostSecrets(t, host)
 	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})
 	must(t, err)
 	big, swapped := filepath.Join(app, "D", "big"), false
@@ -94,8 +43,8 @@ func TestSymlinkSwapDuringRead(t *testing.T) {
 	if !swapped {
 		t.Fatal("the hook did not run")
 	}
-	got := entries(t, b)
-	noSecret(t, got)
+	got := walktest.Entries(t, b)
+	walktest.NoSecret(t, got)
 	d := app[1:] + "/D/"
 	if got[d+"z"] != "mine" || got[d+"sub/own"] != "mine too" {
 		t.Errorf("D's own files after the swap: z %q, sub/own %q", got[d+"z"], got[d+"sub/own"])
@@ -134,8 +83,8 @@ func TestReplacedBetweenListingAndOpen(t *testing.T) {
 			t.Parallel()
 			base := t.TempDir()
 			app, host := filepath.Join(base, "app"), filepath.Join(base, "host")
-			writeFiles(t, app, map[string]string{"a": "mine a", "D/d": "mine d", "f": "mine f"})
-			hostSecrets(t, host)
+			walktest.WriteTree(t, app, map[string]string{"a": "mine a", "D/d": "mine d", "f": "mine f"})
+			walktest.HostSecrets(t, host)
 			target := app
 			if tc.target != "" {
 				target = filepath.Join(app, tc.target)
@@ -165,54 +114,6 @@ func TestReplacedBetweenListingAndOpen(t *testing.T) {
 	}
 }
 
-// deepChain creates depth nested folders below dir through descriptors
-// (the path may pass PATH_MAX), named by name(i), and a file "leaf" in
-// the deepest holding leaf. It returns the deepest folder's path below
-// dir.
-func deepChain(t testing.TB, dir string, depth int, name func(int) string, leaf string) string {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	must(t, err)
-	var rel []string
-	for i := range depth {
-		n := name(i)
-		rel = append(rel, n)
-		must(t, unix.Mkdirat(fd, n, 0o755))
-		next, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		must(t, err)
-		fd = next
-	}
-	defer unix.Close(fd)
-	f, err := unix.Openat(fd, "leaf", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-	must(t, err)
-	_, err = unix.Write(f, []byte(leaf))
-	unix.Close(f)
-	must(t, err)
-	return strings.Join(rel, "/")
-}
-
-// readDeep reads the file rel below dir through descriptors.
-func readDeep(t testing.TB, dir, rel string) string {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	must(t, err)
-	parts := strings.Split(rel, "/")
-	for _, n := range parts[:len(parts)-1] {
-		next, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		must(t, err)
-		fd = next
-	}
-	defer unix.Close(fd)
-	f, err := unix.Openat(fd, parts[len(parts)-1], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	must(t, err)
-	defer unix.Close(f)
-	b, err := io.ReadAll(tarsafe.FileReader(f))
-	must(t, err)
-	return string(b)
-}
-
 // TestLongPaths: a configured folder holding a path far over PATH_MAX
 // (300 levels of 40-byte names, 12 KiB) archives, with its other files
 // and another configured path, and restores through tarsafe.Extract.
@@ -220,9 +121,9 @@ func TestLongPaths(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	app, other := filepath.Join(base, "app"), filepath.Join(base, "other")
-	writeFiles(t, app, map[string]string{"a": "first", "z": "last"})
-	writeFiles(t, other, map[string]string{"o": "other"})
-	rel := deepChain(t, app, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
+	walktest.WriteTree(t, app, map[string]string{"a": "first", "z": "last"})
+	walktest.WriteTree(t, other, map[string]string{"o": "other"})
+	rel := walktest.DeepChain(t, app, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
 	if len(app)+len(rel) < 3*unix.PathMax {
 		t.Fatalf("path of %d bytes only", len(app)+len(rel))
 	}
@@ -230,7 +131,7 @@ func TestLongPaths(t *testing.T) {
 	must(t, err)
 	b, err := writeTar(t, s)
 	must(t, err)
-	got := entries(t, b)
+	got := walktest.Entries(t, b)
 	leaf := app[1:] + "/" + rel + "/leaf"
 	if got[leaf] != "deep" || got[app[1:]+"/a"] != "first" || got[other[1:]+"/o"] != "other" {
 		t.Errorf("archive: leaf %q, a %q, other/o %q", got[leaf], got[app[1:]+"/a"], got[other[1:]+"/o"])
@@ -242,10 +143,10 @@ func TestLongPaths(t *testing.T) {
 	if _, err := tarsafe.Extract(context.Background(), bytes.NewReader(b), out, tarsafe.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	if got := readDeep(t, out, leaf); got != "deep" {
+	if got := walktest.ReadDeep(t, out, leaf); got != "deep" {
 		t.Errorf("restored leaf %q", got)
 	}
-	if got := readDeep(t, out, other[1:]+"/o"); got != "other" {
+	if got := walktest.ReadDeep(t, out, other[1:]+"/o"); got != "other" {
 		t.Errorf("restored other/o %q", got)
 	}
 }
@@ -257,8 +158,8 @@ func TestLongPaths(t *testing.T) {
 func TestDeepFewDescriptors(t *testing.T) {
 	base := t.TempDir()
 	app := filepath.Join(base, "app")
-	writeFiles(t, app, map[string]string{"a": "first", "z": "last"})
-	rel := deepChain(t, app, 2000, func(int) string { return "d" }, "deep")
+	walktest.WriteTree(t, app, map[string]string{"a": "first", "z": "last"})
+	rel := walktest.DeepChain(t, app, 2000, func(int) string { return "d" }, "deep")
 	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})
 	must(t, err)
 	var old syscall.Rlimit
@@ -269,7 +170,7 @@ func TestDeepFewDescriptors(t *testing.T) {
 	b, err := writeTar(t, s)
 	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old))
 	must(t, err)
-	got := entries(t, b)
+	got := walktest.Entries(t, b)
 	if leaf := app[1:] + "/" + rel + "/leaf"; got[leaf] != "deep" || got[app[1:]+"/z"] != "last" {
 		t.Errorf("archive: leaf %q, z %q", got[leaf], got[app[1:]+"/z"])
 	}
@@ -284,8 +185,8 @@ func TestNameTooLong(t *testing.T) {
 	t.Cleanup(func() { maxNameLen = tarsafe.MaxNameLen })
 	base := t.TempDir()
 	app := filepath.Join(base, "app")
-	writeFiles(t, app, map[string]string{"a": "first", "deep/": ""})
-	deepChain(t, filepath.Join(app, "deep"), 30, func(i int) string { return fmt.Sprintf("%02d-%s", i, strings.Repeat("n", 97)) }, "x")
+	walktest.WriteTree(t, app, map[string]string{"a": "first", "deep/": ""})
+	walktest.DeepChain(t, filepath.Join(app, "deep"), 30, func(i int) string { return fmt.Sprintf("%02d-%s", i, strings.Repeat("n", 97)) }, "x")
 	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})
 	must(t, err)
 	_, err = s.WriteTar(context.Background(), io.Discard)
@@ -297,7 +198,7 @@ func TestNameTooLong(t *testing.T) {
 	must(t, err)
 	b, err := writeTar(t, s)
 	must(t, err)
-	if got := entries(t, b); got[app[1:]+"/a"] != "first" {
+	if got := walktest.Entries(t, b); got[app[1:]+"/a"] != "first" {
 		t.Errorf("archive without the long path: a %q", got[app[1:]+"/a"])
 	}
 }
@@ -311,9 +212,9 @@ func TestDeepFolderMovedDuringWalk(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	app, host := filepath.Join(base, "app"), filepath.Join(base, "host")
-	writeFiles(t, app, map[string]string{"a": "first"})
-	hostSecrets(t, host)
-	rel := deepChain(t, app, 300, func(int) string { return "c" }, "deep")
+	walktest.WriteTree(t, app, map[string]string{"a": "first"})
+	walktest.HostSecrets(t, host)
+	rel := walktest.DeepChain(t, app, 300, func(int) string { return "c" }, "deep")
 	fifth := filepath.Join(app, "c/c/c/c/c")
 	must(t, os.WriteFile(filepath.Join(fifth, "z"), []byte("mine"), 0o644))
 	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
@@ -89,7 +90,7 @@ func TestAPILongPaths(t *testing.T) {
 			return makeFolder(t, mp, folderOfLen(safeDepth+1), long, "leaf")
 		}, nil, true},
 		{"12 KiB path", func(t *testing.T, mp string) string {
-			rel := deepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
+			rel := walktest.DeepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
 			parts := strings.Split(rel, "/")
 			for k := range parts { // the first folder of the chain past safeDepth
 				if f := strings.Join(parts[:k+1], "/"); len(f) > safeDepth {
@@ -99,7 +100,7 @@ func TestAPILongPaths(t *testing.T) {
 			return rel
 		}, nil, true},
 		{"12 KiB path in a left-out folder", func(t *testing.T, mp string) string {
-			deepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
+			walktest.DeepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
 			return ""
 		}, []string{"000-" + strings.Repeat("n", 36)}, false},
 	}
@@ -107,7 +108,7 @@ func TestAPILongPaths(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			name, mp := newVolume(t, cli, "apilong")
-			writeTree(t, mp, map[string]string{"a": "first", "z": "last", "m/": "", "m/f": "mid"})
+			walktest.WriteTree(t, mp, map[string]string{"a": "first", "z": "last", "m/": "", "m/f": "mid"})
 			folder := tc.make(t, mp)
 			read := func(mode string) ([]string, error) {
 				s, err := NewSource(name, Options{Read: mode, Exclude: tc.exclude})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/sparsetest"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -46,7 +47,7 @@ func sparseHoles(t *testing.T, b []byte, dataPerFile int64) (map[string]bool, in
 func TestTruncatedFilesRestoreQuickly(t *testing.T) {
 	base := t.TempDir()
 	vol := filepath.Join(base, "vol")
-	writeTree(t, vol, map[string]string{"a": "mine a"})
+	walktest.WriteTree(t, vol, map[string]string{"a": "mine a"})
 	const n, size = 2, 16<<40 - 4096 // ext4's largest file
 	for i := range n {
 		f, err := os.Create(filepath.Join(vol, fmt.Sprintf("big%d", i)))

@@ -3,7 +3,6 @@ package volume
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,33 +10,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
-
-// reuseInode creates files holding body in dir until one gets the inode
-// number ino (ext4 and xfs hand a freed number out again at once), names
-// it name and removes the others. It reports whether one got it.
-func reuseInode(t *testing.T, dir, name, body string, ino uint64) bool {
-	t.Helper()
-	var tries []string
-	defer func() {
-		for _, p := range tries {
-			must(t, os.Remove(p))
-		}
-	}()
-	for i := range 256 {
-		p := filepath.Join(dir, fmt.Sprintf(".try%d", i))
-		must(t, os.WriteFile(p, []byte(body), 0o644))
-		var st unix.Stat_t
-		must(t, unix.Stat(p, &st))
-		if st.Ino == ino {
-			must(t, os.Rename(p, filepath.Join(dir, name)))
-			return true
-		}
-		tries = append(tries, p)
-	}
-	return false
-}
 
 // inodeOf returns p's inode number.
 func inodeOf(t *testing.T, p string) uint64 {
@@ -45,23 +20,6 @@ func inodeOf(t *testing.T, p string) uint64 {
 	var st unix.Stat_t
 	must(t, unix.Stat(p, &st))
 	return st.Ino
-}
-
-// differentCtime changes p's status (chmod, to its own mode) until its
-// change time is not old: on a kernel whose change times follow a coarse
-// clock, a file created in the same tick as another's last change could
-// otherwise carry the same one (see tarsafe.FileStamp). On a kernel with
-// fine-grained change times the first check passes.
-func differentCtime(t *testing.T, p string, old unix.Timespec) {
-	t.Helper()
-	for {
-		var st unix.Stat_t
-		must(t, unix.Stat(p, &st))
-		if st.Ctim != old {
-			return
-		}
-		must(t, os.Chmod(p, os.FileMode(st.Mode&0o7777)))
-	}
 }
 
 // TestInodeReusedByHardLinks: during the walk a hard-linked file already
@@ -73,7 +31,7 @@ func differentCtime(t *testing.T, p string, old unix.Timespec) {
 func TestInodeReusedByHardLinks(t *testing.T) {
 	base := t.TempDir()
 	vol := filepath.Join(base, "vol")
-	writeTree(t, vol, map[string]string{"a": "AAAA old", "m/": "", "z": "last"})
+	walktest.WriteTree(t, vol, map[string]string{"a": "AAAA old", "m/": "", "z": "last"})
 	must(t, os.Link(filepath.Join(vol, "a"), filepath.Join(vol, "a2")))
 	a := filepath.Join(vol, "a")
 	done, reused := false, false
@@ -82,16 +40,7 @@ func TestInodeReusedByHardLinks(t *testing.T) {
 			return
 		}
 		done = true
-		var st unix.Stat_t
-		must(t, unix.Stat(a, &st))
-		must(t, os.Remove(a))
-		must(t, os.Remove(filepath.Join(vol, "a2")))
-		reused = reuseInode(t, filepath.Join(vol, "m"), "b", "BBBB new", st.Ino)
-		if !reused {
-			must(t, os.WriteFile(filepath.Join(vol, "m", "b"), []byte("BBBB new"), 0o644))
-		}
-		must(t, os.Link(filepath.Join(vol, "m", "b"), filepath.Join(vol, "m", "b2")))
-		differentCtime(t, filepath.Join(vol, "m", "b"), st.Ctim)
+		reused = walktest.LinkedPairOnInode(t, []string{a, filepath.Join(vol, "a2")}, filepath.Join(vol, "m"), "b", "BBBB new")
 	})
 	b, c, err := readMountpoint(t, vol)
 	must(t, err)
@@ -121,7 +70,7 @@ func TestInodeReusedByHardLinks(t *testing.T) {
 func TestInodeReusedAfterLeftOut(t *testing.T) {
 	base := t.TempDir()
 	vol := filepath.Join(base, "vol")
-	writeTree(t, vol, map[string]string{"a.sqlite": "left out", "b": "mine b", "m/": ""})
+	walktest.WriteTree(t, vol, map[string]string{"a.sqlite": "left out", "b": "mine b", "m/": ""})
 	must(t, os.Link(filepath.Join(vol, "a.sqlite"), filepath.Join(vol, "x")))
 	target := filepath.Join(vol, "b")
 	done, reused := false, false
@@ -130,16 +79,7 @@ func TestInodeReusedAfterLeftOut(t *testing.T) {
 			return
 		}
 		done = true
-		var st unix.Stat_t
-		must(t, unix.Stat(filepath.Join(vol, "a.sqlite"), &st))
-		must(t, os.Remove(filepath.Join(vol, "a.sqlite")))
-		must(t, os.Remove(filepath.Join(vol, "x")))
-		reused = reuseInode(t, filepath.Join(vol, "m"), "c", "CCCC new", st.Ino)
-		if !reused {
-			must(t, os.WriteFile(filepath.Join(vol, "m", "c"), []byte("CCCC new"), 0o644))
-		}
-		must(t, os.Link(filepath.Join(vol, "m", "c"), filepath.Join(vol, "m", "c2")))
-		differentCtime(t, filepath.Join(vol, "m", "c"), st.Ctim)
+		reused = walktest.LinkedPairOnInode(t, []string{filepath.Join(vol, "a.sqlite"), filepath.Join(vol, "x")}, filepath.Join(vol, "m"), "c", "CCCC new")
 	})
 	s := &Source{name: "t", excluded: map[string]bool{"a.sqlite": true}, leftOut: []string{"a.sqlite"}, log: slog.New(slog.DiscardHandler)}
 	var buf bytes.Buffer
@@ -151,7 +91,7 @@ func TestInodeReusedAfterLeftOut(t *testing.T) {
 	if !reused {
 		t.Log("the file system gave the new file another inode number: only the archive's names are checked")
 	}
-	got := archiveFiles(t, buf.Bytes())
+	got := walktest.Entries(t, buf.Bytes())
 	if got["./m/c"] != "CCCC new" {
 		t.Errorf("./m/c = %q, want it archived (entries %v)", got["./m/c"], got)
 	}

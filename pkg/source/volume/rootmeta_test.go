@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/firetech/fireops/internal/walktest"
 )
 
 // TestSwapGivesRootMeta: after a swap the live root has the staged root's
@@ -15,8 +17,8 @@ func TestSwapGivesRootMeta(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	live, staged, hold := filepath.Join(base, "live"), filepath.Join(base, "staged"), filepath.Join(base, "hold")
-	writeTree(t, live, map[string]string{"a": "old"})
-	writeTree(t, staged, map[string]string{"a": "new"})
+	walktest.WriteTree(t, live, map[string]string{"a": "old"})
+	walktest.WriteTree(t, staged, map[string]string{"a": "new"})
 	if err := os.Chmod(staged, 0o750|fs.ModeSetgid|fs.ModeSticky); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/firetech/fireops/internal/walktest"
 )
 
 // TestSwapLongName: a notebook user names a file in their volume with 250
@@ -17,8 +19,8 @@ func TestSwapLongName(t *testing.T) {
 	base := t.TempDir()
 	live, staged, hold := filepath.Join(base, "live"), filepath.Join(base, "staged"), filepath.Join(base, "hold")
 	long := strings.Repeat("x", 250)
-	writeTree(t, live, map[string]string{"a": "old", long: "planted by the user"})
-	writeTree(t, staged, map[string]string{"a": "restored"})
+	walktest.WriteTree(t, live, map[string]string{"a": "old", long: "planted by the user"})
+	walktest.WriteTree(t, staged, map[string]string{"a": "restored"})
 	if err := swap(live, staged, hold, nil); err != nil {
 		t.Fatalf("swap: %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/firetech/fireops/internal/walktest"
 )
 
 // TestSwap: the live folder ends up with the staged entries and the kept
@@ -36,8 +38,8 @@ func TestSwap(t *testing.T) {
 			t.Parallel()
 			base := t.TempDir()
 			live, staged, hold := filepath.Join(base, "live"), filepath.Join(base, "staged"), filepath.Join(base, "hold")
-			writeTree(t, live, tc.live)
-			writeTree(t, staged, tc.stage)
+			walktest.WriteTree(t, live, tc.live)
+			walktest.WriteTree(t, staged, tc.stage)
 			if err := swap(live, staged, hold, tc.keep); err != nil {
 				t.Fatal(err)
 			}
@@ -59,7 +61,7 @@ func TestSwapConcurrentWriter(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	live := filepath.Join(base, "live")
-	writeTree(t, live, map[string]string{"notes.txt": "v2"})
+	walktest.WriteTree(t, live, map[string]string{"notes.txt": "v2"})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -82,7 +84,7 @@ func TestSwapConcurrentWriter(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	for i := range 200 {
 		staged, hold := filepath.Join(base, fmt.Sprint("staged", i)), filepath.Join(base, fmt.Sprint("hold", i))
-		writeTree(t, staged, map[string]string{"notes.txt": "v1", "logs/": "", "logs/old.log": "x"})
+		walktest.WriteTree(t, staged, map[string]string{"notes.txt": "v1", "logs/": "", "logs/old.log": "x"})
 		if err := swap(live, staged, hold, nil); err != nil {
 			t.Fatalf("swap %d with a writer running: %v", i, err)
 		}
@@ -92,30 +94,7 @@ func TestSwapConcurrentWriter(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(live, "logs", "old.log")); err != nil || string(b) != "x" {
 			t.Fatalf("swap %d: logs/old.log = %q, %v", i, b, err)
 		}
-		writeTree(t, live, map[string]string{"notes.txt": "v2"})
-	}
-}
-
-// writeTree creates dir and the entries of tree in it.
-func writeTree(t *testing.T, dir string, tree map[string]string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for p, content := range tree {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if p[len(p)-1] == '/' {
-			if err := os.MkdirAll(full, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		walktest.WriteTree(t, live, map[string]string{"notes.txt": "v2"})
 	}
 }
 
@@ -168,8 +147,8 @@ func TestSwapFailures(t *testing.T) {
 			t.Parallel()
 			base := t.TempDir()
 			live, staged, hold := filepath.Join(base, "live"), filepath.Join(base, "staged"), filepath.Join(base, "hold")
-			writeTree(t, live, map[string]string{"notes.txt": "live"})
-			writeTree(t, staged, map[string]string{"a.txt": "new", "b.txt": "new", "notes.txt": "restored"})
+			walktest.WriteTree(t, live, map[string]string{"notes.txt": "live"})
+			walktest.WriteTree(t, staged, map[string]string{"a.txt": "new", "b.txt": "new", "notes.txt": "restored"})
 			rename := func(from, to string) error {
 				if tc.fail(from, to) {
 					return fmt.Errorf("rename %s: injected failure", from)

@@ -1,11 +1,9 @@
 package volume
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
 
@@ -29,49 +28,11 @@ func readMountpoint(t *testing.T, dir string) ([]byte, counts, error) {
 	return buf.Bytes(), c, err
 }
 
-// archiveFiles returns an archive's entries: name -> contents ("" for
-// entries other than regular files).
-func archiveFiles(t *testing.T, b []byte) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name] = string(body)
-	}
-}
-
-// noSecret fails when an archive entry's name or contents holds "SECRET".
-func noSecret(t *testing.T, entries map[string]string) {
-	t.Helper()
-	for name, body := range entries {
-		if strings.Contains(name, "secret") || strings.Contains(body, "SECRET") {
-			t.Errorf("the archive holds a host file: %s (%q)", name, body)
-		}
-	}
-}
-
 // setHook sets a test hook for the rest of the test.
 func setHook(t *testing.T, hook *func(string), fn func(string)) {
 	t.Helper()
 	*hook = fn
 	t.Cleanup(func() { *hook = nil })
-}
-
-// hostFolder makes a folder outside the volume holding secret files.
-func hostFolder(t *testing.T, dir string) {
-	t.Helper()
-	writeTree(t, dir, map[string]string{"z": "SECRET z", "secret": "SECRET", "sub/": "", "sub/secret": "SECRET sub", "sub/own": "SECRET own"})
 }
 
 // TestMountpointSymlinkSwapDuringRead: a user swaps folder D of their
@@ -82,8 +43,8 @@ func hostFolder(t *testing.T, dir string) {
 func TestMountpointSymlinkSwapDuringRead(t *testing.T) {
 	base := t.TempDir()
 	vol, host := filepath.Join(base, "vol"), filepath.Join(base, "host")
-	writeTree(t, vol, map[string]string{"D/": "", "D/big": strings.Repeat("b", 4<<20), "D/sub/": "", "D/sub/own": "mine too", "D/z": "mine"})
-	hostFolder(t, host)
+	walktest.WriteTree(t, vol, map[string]string{"D/": "", "D/big": strings.Repeat("b", 4<<20), "D/sub/": "", "D/sub/own": "mine too", "D/z": "mine"})
+	walktest.HostSecrets(t, host)
 	big := filepath.Join(vol, "D", "big")
 	swapped := false
 	setHook(t, &testHookAfterFile, func(p string) {
@@ -105,8 +66,8 @@ func TestMountpointSymlinkSwapDuringRead(t *testing.T) {
 	if !swapped {
 		t.Fatal("the hook did not run")
 	}
-	got := archiveFiles(t, b)
-	noSecret(t, got)
+	got := walktest.Entries(t, b)
+	walktest.NoSecret(t, got)
 	if got["./D/z"] != "mine" || got["./D/sub/own"] != "mine too" {
 		t.Errorf("D's own files after the swap: z %q, sub/own %q", got["./D/z"], got["./D/sub/own"])
 	}
@@ -153,8 +114,8 @@ func TestMountpointReplacedBetweenListingAndOpen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
 			vol, host := filepath.Join(base, "vol"), filepath.Join(base, "host")
-			writeTree(t, vol, map[string]string{"a": "mine a", "D/": "", "D/d": "mine d", "f": "mine f"})
-			hostFolder(t, host)
+			walktest.WriteTree(t, vol, map[string]string{"a": "mine a", "D/": "", "D/d": "mine d", "f": "mine f"})
+			walktest.HostSecrets(t, host)
 			target := filepath.Join(vol, tc.target)
 			if tc.target == "" {
 				target = vol
@@ -180,8 +141,8 @@ func TestMountpointReplacedBetweenListingAndOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := archiveFiles(t, b)
-			noSecret(t, got)
+			got := walktest.Entries(t, b)
+			walktest.NoSecret(t, got)
 			name := "./" + tc.target
 			if _, ok := got[name]; ok {
 				t.Errorf("%s is in the archive", name)
@@ -206,54 +167,6 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// deepChain creates depth nested folders below dir through descriptors
-// (the path may pass PATH_MAX), named by name(i), and a file "leaf" in
-// the deepest holding leaf. It returns the slash-separated path of the
-// deepest folder relative to dir.
-func deepChain(t testing.TB, dir string, depth int, name func(int) string, leaf string) string {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	must(t, err)
-	var rel []string
-	for i := range depth {
-		n := name(i)
-		rel = append(rel, n)
-		must(t, unix.Mkdirat(fd, n, 0o755))
-		next, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		must(t, err)
-		fd = next
-	}
-	defer unix.Close(fd)
-	f, err := unix.Openat(fd, "leaf", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-	must(t, err)
-	_, err = unix.Write(f, []byte(leaf))
-	unix.Close(f)
-	must(t, err)
-	return strings.Join(rel, "/")
-}
-
-// readDeep reads the file rel below dir through descriptors.
-func readDeep(t testing.TB, dir, rel string) string {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	must(t, err)
-	parts := strings.Split(rel, "/")
-	for _, n := range parts[:len(parts)-1] {
-		next, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		must(t, err)
-		fd = next
-	}
-	defer unix.Close(fd)
-	f, err := unix.Openat(fd, parts[len(parts)-1], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	must(t, err)
-	defer unix.Close(f)
-	b, err := io.ReadAll(tarsafe.FileReader(f))
-	must(t, err)
-	return string(b)
-}
-
 // TestMountpointLongPaths: a volume holding a path far over PATH_MAX
 // (300 levels of 40-byte names, 12 KiB) archives, with its other files,
 // and the archive restores through tarsafe.Extract.
@@ -261,8 +174,8 @@ func TestMountpointLongPaths(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	vol := filepath.Join(base, "vol")
-	writeTree(t, vol, map[string]string{"a": "first", "z": "last"})
-	rel := deepChain(t, vol, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
+	walktest.WriteTree(t, vol, map[string]string{"a": "first", "z": "last"})
+	rel := walktest.DeepChain(t, vol, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
 	if len(vol)+len(rel) < 3*unix.PathMax {
 		t.Fatalf("path of %d bytes only", len(vol)+len(rel))
 	}
@@ -270,7 +183,7 @@ func TestMountpointLongPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := archiveFiles(t, b)
+	got := walktest.Entries(t, b)
 	if got["./"+rel+"/leaf"] != "deep" || got["./a"] != "first" || got["./z"] != "last" {
 		t.Errorf("archive: leaf %q, a %q, z %q", got["./"+rel+"/leaf"], got["./a"], got["./z"])
 	}
@@ -281,10 +194,10 @@ func TestMountpointLongPaths(t *testing.T) {
 	if _, err := tarsafe.Extract(context.Background(), bytes.NewReader(b), out, tarsafe.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	if leaf := readDeep(t, out, rel+"/leaf"); leaf != "deep" {
+	if leaf := walktest.ReadDeep(t, out, rel+"/leaf"); leaf != "deep" {
 		t.Errorf("restored leaf %q", leaf)
 	}
-	if a := readDeep(t, out, "a"); a != "first" {
+	if a := walktest.ReadDeep(t, out, "a"); a != "first" {
 		t.Errorf("restored a %q", a)
 	}
 }
@@ -307,14 +220,14 @@ func lowerNoFile(t *testing.T, n uint64) {
 func TestMountpointDeepFewDescriptors(t *testing.T) {
 	base := t.TempDir()
 	vol := filepath.Join(base, "vol")
-	writeTree(t, vol, map[string]string{"a": "first", "z": "last"})
-	rel := deepChain(t, vol, 2000, func(int) string { return "d" }, "deep")
+	walktest.WriteTree(t, vol, map[string]string{"a": "first", "z": "last"})
+	rel := walktest.DeepChain(t, vol, 2000, func(int) string { return "d" }, "deep")
 	lowerNoFile(t, 200)
 	b, c, err := readMountpoint(t, vol)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := archiveFiles(t, b)
+	got := walktest.Entries(t, b)
 	if got["./"+rel+"/leaf"] != "deep" || got["./a"] != "first" || got["./z"] != "last" {
 		t.Errorf("archive: leaf %q, a %q, z %q", got["./"+rel+"/leaf"], got["./a"], got["./z"])
 	}
@@ -332,13 +245,13 @@ func TestMountpointNameTooLong(t *testing.T) {
 	t.Cleanup(func() { maxNameLen = tarsafe.MaxNameLen })
 	base := t.TempDir()
 	vol := filepath.Join(base, "vol")
-	writeTree(t, vol, map[string]string{"a": "first", "z": "last"})
-	rel := deepChain(t, vol, 30, func(i int) string { return fmt.Sprintf("%02d-%s", i, strings.Repeat("n", 97)) }, "deep")
+	walktest.WriteTree(t, vol, map[string]string{"a": "first", "z": "last"})
+	rel := walktest.DeepChain(t, vol, 30, func(i int) string { return fmt.Sprintf("%02d-%s", i, strings.Repeat("n", 97)) }, "deep")
 	b, c, err := readMountpoint(t, vol)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := archiveFiles(t, b)
+	got := walktest.Entries(t, b)
 	if got["./a"] != "first" || got["./z"] != "last" {
 		t.Errorf("archive: a %q, z %q", got["./a"], got["./z"])
 	}
@@ -369,9 +282,9 @@ func TestMountpointNameTooLong(t *testing.T) {
 func TestMountpointDeepFolderMovedDuringWalk(t *testing.T) {
 	base := t.TempDir()
 	vol, host := filepath.Join(base, "vol"), filepath.Join(base, "host")
-	writeTree(t, vol, map[string]string{"a": "first", "z": "last"})
-	hostFolder(t, host)
-	rel := deepChain(t, vol, 300, func(int) string { return "c" }, "deep")
+	walktest.WriteTree(t, vol, map[string]string{"a": "first", "z": "last"})
+	walktest.HostSecrets(t, host)
+	rel := walktest.DeepChain(t, vol, 300, func(int) string { return "c" }, "deep")
 	fifth := filepath.Join(vol, "c/c/c/c/c")
 	must(t, os.WriteFile(filepath.Join(fifth, "z"), []byte("mine"), 0o644)) // read after the chain below
 	leaf, swapped := filepath.Join(vol, rel, "leaf"), false
@@ -389,8 +302,8 @@ func TestMountpointDeepFolderMovedDuringWalk(t *testing.T) {
 	if !swapped {
 		t.Fatal("the hook did not run")
 	}
-	got := archiveFiles(t, b)
-	noSecret(t, got)
+	got := walktest.Entries(t, b)
+	walktest.NoSecret(t, got)
 	if got["./"+rel+"/leaf"] != "deep" || got["./z"] != "last" {
 		t.Errorf("archive: leaf %q, z %q", got["./"+rel+"/leaf"], got["./z"])
 	}
@@ -408,8 +321,8 @@ func TestLongPathVolume(t *testing.T) {
 	testenv.RequireRoot(t)
 	cli := engine(t)
 	name, mp := newVolume(t, cli, "long")
-	writeTree(t, mp, map[string]string{"a": "first", "z": "last"})
-	rel := deepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
+	walktest.WriteTree(t, mp, map[string]string{"a": "first", "z": "last"})
+	rel := walktest.DeepChain(t, mp, 300, func(i int) string { return fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 36)) }, "deep")
 	s, err := NewSource(name, Options{Read: ReadMountpoint})
 	must(t, err)
 	if _, err := s.Fingerprint(context.Background()); err != nil {
@@ -419,7 +332,7 @@ func TestLongPathVolume(t *testing.T) {
 	st, err := s.WriteTar(context.Background(), &buf)
 	must(t, err)
 	must(t, s.Close())
-	got := archiveFiles(t, buf.Bytes())
+	got := walktest.Entries(t, buf.Bytes())
 	if got["./"+rel+"/leaf"] != "deep" || got["./a"] != "first" || got["./z"] != "last" || st.Entries != 304 {
 		t.Errorf("archive: leaf %q, a %q, z %q, %d entries", got["./"+rel+"/leaf"], got["./a"], got["./z"], st.Entries)
 	}
@@ -431,7 +344,7 @@ func TestLongPathVolume(t *testing.T) {
 	must(t, staged.Commit(context.Background()))
 	v, err := cli.VolumeInspect(context.Background(), name)
 	must(t, err)
-	if leaf := readDeep(t, v.Mountpoint, rel+"/leaf"); leaf != "deep" {
+	if leaf := walktest.ReadDeep(t, v.Mountpoint, rel+"/leaf"); leaf != "deep" {
 		t.Errorf("restored leaf %q", leaf)
 	}
 }

@@ -1,0 +1,246 @@
+// Package walktest holds what the tests of the code that walks a host
+// folder (tarsafe.Walker and the sources built on it, pkg/source/files and
+// pkg/source/volume) share: trees written from a map, a host folder of
+// secrets to swap in and the check that none of it was archived, an
+// archive read back by name, chains of folders past PATH_MAX made and
+// read through descriptors, a watch that tells whether a path was opened,
+// the special files a user can swap in for a listed file, and a file given
+// the inode number of one removed during the walk.
+//
+// It imports nothing of the project but internal/testutil, so that the
+// tests of pkg/tarsafe can use it too. It is for tests only: nothing
+// outside _test.go files imports it.
+package walktest
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/firetech/fireops/internal/testutil"
+)
+
+var must = testutil.Must
+
+// WriteTree creates dir and the entries of tree in it: path (slashes)
+// -> contents, a path ending in / being a folder. Missing parent folders
+// are made.
+func WriteTree(t testing.TB, dir string, tree map[string]string) {
+	t.Helper()
+	must(t, os.MkdirAll(dir, 0o755))
+	for p, body := range tree {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if strings.HasSuffix(p, "/") {
+			must(t, os.MkdirAll(full, 0o755))
+			continue
+		}
+		must(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		must(t, os.WriteFile(full, []byte(body), 0o644))
+	}
+}
+
+// Entries returns an archive's entries: name -> contents ("" for entries
+// other than regular files).
+func Entries(t testing.TB, b []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		must(t, err)
+		body, err := io.ReadAll(tr)
+		must(t, err)
+		out[h.Name] = string(body)
+	}
+}
+
+// HostSecrets makes dir, a host folder outside what is archived, holding
+// files whose names hold "secret" or whose contents hold "SECRET", some
+// named like files of the archived folder (z, sub/own).
+func HostSecrets(t testing.TB, dir string) {
+	t.Helper()
+	WriteTree(t, dir, map[string]string{"z": "SECRET z", "secret": "SECRET", "sub/": "", "sub/secret": "SECRET sub", "sub/own": "SECRET own"})
+}
+
+// NoSecret fails the test (without ending it) for each archive entry
+// whose name holds "secret" or whose contents hold "SECRET": a file of
+// [HostSecrets]'s folder.
+func NoSecret(t testing.TB, got map[string]string) {
+	t.Helper()
+	for name, body := range got {
+		if strings.Contains(name, "secret") || strings.Contains(body, "SECRET") {
+			t.Errorf("the archive holds a host file: %s (%q)", name, body)
+		}
+	}
+}
+
+// DeepChain creates depth nested folders below dir through descriptors
+// (the path may pass PATH_MAX), named by name(i), and a file "leaf" in
+// the deepest holding leaf. It returns the slash-separated path of the
+// deepest folder relative to dir.
+func DeepChain(t testing.TB, dir string, depth int, name func(int) string, leaf string) string {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	must(t, err)
+	var rel []string
+	for i := range depth {
+		n := name(i)
+		rel = append(rel, n)
+		must(t, unix.Mkdirat(fd, n, 0o755))
+		next, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		must(t, err)
+		fd = next
+	}
+	defer unix.Close(fd)
+	f, err := unix.Openat(fd, "leaf", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	must(t, err)
+	_, err = unix.Write(f, []byte(leaf))
+	unix.Close(f)
+	must(t, err)
+	return strings.Join(rel, "/")
+}
+
+// ReadDeep reads the file rel (slash-separated, however long) below dir
+// through descriptors, following no symlink.
+func ReadDeep(t testing.TB, dir, rel string) string {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	must(t, err)
+	parts := strings.Split(rel, "/")
+	for _, n := range parts[:len(parts)-1] {
+		next, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		must(t, err)
+		fd = next
+	}
+	defer unix.Close(fd)
+	ffd, err := unix.Openat(fd, parts[len(parts)-1], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	must(t, err)
+	f := os.NewFile(uintptr(ffd), parts[len(parts)-1])
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	must(t, err)
+	return string(b)
+}
+
+// WatchOpen watches p for IN_OPEN and returns a function reporting
+// whether it was opened since the watch began or since the function's
+// last call. fsnotify queues the event during open(2) itself, so the
+// answer is complete as soon as the open returned.
+func WatchOpen(t testing.TB, p string) func() bool {
+	t.Helper()
+	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	must(t, err)
+	t.Cleanup(func() { unix.Close(in) })
+	_, err = unix.InotifyAddWatch(in, p, unix.IN_OPEN|unix.IN_DONT_FOLLOW)
+	must(t, err)
+	buf := make([]byte, 4096)
+	return func() bool {
+		n, _ := unix.Read(in, buf)
+		return n > 0
+	}
+}
+
+// Special is a kind of special file a user can rename over a listed file,
+// which a walk must never open (a device's driver open can reboot the
+// host, rewind a tape or take a terminal).
+type Special struct {
+	Name string
+	Root bool // making one needs root (mknod needs CAP_MKNOD)
+	// Make creates one at p.
+	Make func(t *testing.T, p string)
+}
+
+// Specials returns a character device (/dev/null's numbers), a named pipe
+// and a socket (listening until the test ends).
+func Specials() []Special {
+	return []Special{
+		{"character device", true, func(t *testing.T, p string) {
+			must(t, unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))) // any host device
+		}},
+		{"named pipe", false, func(t *testing.T, p string) { must(t, syscall.Mkfifo(p, 0o666)) }},
+		{"socket", false, func(t *testing.T, p string) {
+			l, err := net.Listen("unix", p)
+			must(t, err)
+			l.(*net.UnixListener).SetUnlinkOnClose(false)
+			t.Cleanup(func() { l.Close() })
+		}},
+	}
+}
+
+// reuseInode creates files holding body in dir until one gets the inode
+// number ino (ext4 and xfs hand a freed number out again at once), names
+// it name and removes the others. It reports whether one got it.
+func reuseInode(t testing.TB, dir, name, body string, ino uint64) bool {
+	t.Helper()
+	var tries []string
+	defer func() {
+		for _, p := range tries {
+			must(t, os.Remove(p))
+		}
+	}()
+	for i := range 256 {
+		p := filepath.Join(dir, fmt.Sprintf(".try%d", i))
+		must(t, os.WriteFile(p, []byte(body), 0o644))
+		var st unix.Stat_t
+		must(t, unix.Stat(p, &st))
+		if st.Ino == ino {
+			must(t, os.Rename(p, filepath.Join(dir, name)))
+			return true
+		}
+		tries = append(tries, p)
+	}
+	return false
+}
+
+// differentCtime changes p's status (chmod, to its own mode) until its
+// change time is not old: on a kernel whose change times follow a coarse
+// clock, a file created in the same tick as another's last change could
+// otherwise carry the same one (see tarsafe.FileStamp). On a kernel with
+// fine-grained change times the first check passes.
+func differentCtime(t testing.TB, p string, old unix.Timespec) {
+	t.Helper()
+	for {
+		var st unix.Stat_t
+		must(t, unix.Stat(p, &st))
+		if st.Ctim != old {
+			return
+		}
+		must(t, os.Chmod(p, os.FileMode(st.Mode&0o7777)))
+	}
+}
+
+// LinkedPairOnInode removes the names gone of one file (gone[0] is
+// stat'ed for its inode number and change time) and makes, in their
+// place, a new file dir/name holding body with a second name
+// dir/name+"2": given the removed file's inode number where the file
+// system hands it out again (reuseInode), with another change time
+// (differentCtime). It reports whether the number was reused.
+func LinkedPairOnInode(t testing.TB, gone []string, dir, name, body string) bool {
+	t.Helper()
+	var st unix.Stat_t
+	must(t, unix.Stat(gone[0], &st))
+	for _, p := range gone {
+		must(t, os.Remove(p))
+	}
+	reused := reuseInode(t, dir, name, body, st.Ino)
+	if !reused {
+		must(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	must(t, os.Link(filepath.Join(dir, name), filepath.Join(dir, name+"2")))
+	differentCtime(t, filepath.Join(dir, name), st.Ctim)
+	return reused
+}
