@@ -189,6 +189,37 @@ func (e *env) withState(t testing.TB) {
 	e.opts.State = state
 }
 
+// create writes a snapshot of srcs to all of e's destinations and
+// returns its result, failing the test if it cannot.
+func (e *env) create(t testing.TB, srcs []source.Source) *Result {
+	t.Helper()
+	res, err := Create(context.Background(), e.opts, e.storeList(), srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// open reads and checks the manifest of snapshot id on st, failing the
+// test if it cannot.
+func (e *env) open(t testing.TB, st Store, id string) *Manifest {
+	t.Helper()
+	m, err := Open(context.Background(), st, e.opts.Host, id, e.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// reusingEnv returns an env with one destination and a reuse state, that
+// destination's store, and a first snapshot of testSources on it.
+func reusingEnv(t testing.TB) (*env, *dirStore, *Result) {
+	t.Helper()
+	e := newEnv(t, 1)
+	e.withState(t)
+	return e, e.stores[0], e.create(t, testSources())
+}
+
 func (e *env) storeList() []Store {
 	out := make([]Store, len(e.stores))
 	for i, s := range e.stores {
@@ -298,6 +329,14 @@ func objectFiles(t *testing.T, st *dirStore) []string {
 	return out
 }
 
+// flipMiddleByte alters the file at p in place, same size: its middle
+// byte is XORed with mask (bit rot, or a provider that tampers).
+func flipMiddleByte(p string, mask byte) {
+	data, _ := os.ReadFile(p)
+	data[len(data)/2] ^= mask
+	os.WriteFile(p, data, 0o600)
+}
+
 // snapPieces lists the files of the pieces of snapshot id, in the order
 // of its first part's list, then the others'.
 func snapPieces(t *testing.T, e *env, st *dirStore, id string) []string {
@@ -340,9 +379,7 @@ func TestTamperIsDetected(t *testing.T) {
 	}{
 		{"flip a byte", func(t *testing.T, e *env, st *dirStore, id, _ string) {
 			c := snapPieces(t, e, st, id)[0]
-			data, _ := os.ReadFile(c)
-			data[len(data)/2] ^= 1
-			os.WriteFile(c, data, 0o600)
+			flipMiddleByte(c, 1)
 		}, false, "piece 0 ("},
 		{"flip a byte of the age header", func(t *testing.T, e *env, st *dirStore, id, _ string) {
 			c := snapPieces(t, e, st, id)[0]

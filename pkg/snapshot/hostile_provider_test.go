@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/firetech/fireops/pkg/source"
 )
 
 // Review (hostile or merely unreliable storage provider).
 
-// reviewListPath returns the stored path of the piece list of the first
-// part of snapshot id on st, and its bytes.
+// reviewFirstList returns the stored path of the piece list of the bigger
+// part of snapshot id on st, its bytes and its reference.
 func reviewFirstList(t *testing.T, e *env, st *dirStore, id string) (string, []byte, Ref) {
 	t.Helper()
 	m, err := Open(context.Background(), st, "gpu01", id, e.pub)
@@ -34,6 +36,33 @@ func reviewFirstList(t *testing.T, e *env, st *dirStore, id string) (string, []b
 	return p, data, best
 }
 
+// reviewListOnTwo writes a snapshot to two destinations and returns the
+// env, the snapshot's id, the stored path of its bigger piece list on the
+// first destination, and that list's bytes on the first and the second.
+func reviewListOnTwo(t *testing.T) (e *env, id, p0 string, data0, data1 []byte) {
+	t.Helper()
+	e = newEnv(t, 2)
+	id = e.create(t, testSources()).ID
+	p0, data0, _ = reviewFirstList(t, e, e.stores[0], id)
+	_, data1, _ = reviewFirstList(t, e, e.stores[1], id)
+	return e, id, p0, data0, data1
+}
+
+// reviewSweepADayLater sweeps st as a run a day from now would, with an
+// hour's grace for objects not yet referenced.
+func reviewSweepADayLater(ctx context.Context, st Store) (Sweep, error) {
+	return SweepObjects(ctx, st, "gpu01", time.Now().Add(24*time.Hour), time.Hour, nil, false, nil)
+}
+
+// reviewOneDest returns an env with one destination, its store, the
+// sources the tests snapshot again and again, and their first snapshot.
+func reviewOneDest(t *testing.T) (*env, *dirStore, []source.Source, *Result) {
+	t.Helper()
+	e := newEnv(t, 1)
+	srcs := testSources()
+	return e, e.stores[0], srcs, e.create(t, srcs)
+}
+
 // A piece list that is (transiently) missing on one destination must not
 // make the sweep delete the pieces a remaining snapshot references: the
 // list is byte-identical on the other destination and can be copied back,
@@ -42,21 +71,15 @@ func reviewFirstList(t *testing.T, e *env, st *dirStore, id string) (string, []b
 // snapshot is lost for good on that destination.
 func TestReviewSweepKeepsPiecesOfSnapshotWhoseListIsMissing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 2)
+	e, id, p0, data0, data1 := reviewListOnTwo(t)
 	ctx := context.Background()
-	res, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0, data0, _ := reviewFirstList(t, e, e.stores[0], res.ID)
-	_, data1, _ := reviewFirstList(t, e, e.stores[1], res.ID)
 	if !bytes.Equal(data0, data1) {
 		t.Fatal("test premise: the list is not identical on both destinations")
 	}
 	if err := os.Remove(p0); err != nil {
 		t.Fatal(err)
 	}
-	sw, err := SweepObjects(ctx, e.stores[0], "gpu01", time.Now().Add(24*time.Hour), time.Hour, nil, false, nil)
+	sw, err := reviewSweepADayLater(ctx, e.stores[0])
 	if err == nil && sw.Removed > 0 {
 		t.Errorf("sweep removed %d objects of a remaining (signed, complete) snapshot whose piece list was missing; want them kept (or the sweep skipped)", sw.Removed)
 	}
@@ -64,10 +87,7 @@ func TestReviewSweepKeepsPiecesOfSnapshotWhoseListIsMissing(t *testing.T) {
 	if err := os.WriteFile(p0, data1, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m, err := Open(ctx, e.stores[0], "gpu01", res.ID, e.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.open(t, e.stores[0], id)
 	if err := CheckHashes(ctx, e.stores[0], m, nil); err != nil {
 		t.Errorf("after the list was restored, the snapshot is still damaged (its pieces were swept): %v", err)
 	}
@@ -80,28 +100,19 @@ func TestReviewSweepKeepsPiecesOfSnapshotWhoseListIsMissing(t *testing.T) {
 // real pieces of the remaining snapshot.
 func TestReviewSweepKeepsPiecesWhenListHashIsOff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 2)
+	e, id, p0, _, data1 := reviewListOnTwo(t)
 	ctx := context.Background()
-	res, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p0, _, _ := reviewFirstList(t, e, e.stores[0], res.ID)
-	_, data1, _ := reviewFirstList(t, e, e.stores[1], res.ID)
 	// A well-formed, empty list in its place.
 	forged, _ := encodeList(0, nil)
 	if err := os.WriteFile(p0, forged, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sw, err := SweepObjects(ctx, e.stores[0], "gpu01", time.Now().Add(24*time.Hour), time.Hour, nil, false, nil)
+	sw, err := reviewSweepADayLater(ctx, e.stores[0])
 	if err == nil && sw.Removed > 0 {
 		t.Errorf("sweep trusted a piece list that fails its signed hash and removed %d live objects; want the sweep skipped or the pieces kept", sw.Removed)
 	}
 	os.WriteFile(p0, data1, 0o600)
-	m, err := Open(ctx, e.stores[0], "gpu01", res.ID, e.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.open(t, e.stores[0], id)
 	if err := CheckHashes(ctx, e.stores[0], m, nil); err != nil {
 		t.Errorf("after the list was repaired, the snapshot is still damaged (its pieces were swept): %v", err)
 	}
@@ -116,14 +127,8 @@ func TestReviewSweepKeepsPiecesWhenListHashIsOff(t *testing.T) {
 // intact.
 func TestReviewRebuildKeepsStaleHashOfReuploadedPiece(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1)
+	e, st, srcs, first := reviewOneDest(t)
 	ctx := context.Background()
-	st := e.stores[0]
-	srcs := testSources()
-	first, err := Create(ctx, e.opts, e.storeList(), srcs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A copy of state_dir as it is now (a backup of the host's state).
 	old := t.TempDir()
 	if err := os.CopyFS(old, os.DirFS(e.opts.StateDir)); err != nil {
@@ -137,10 +142,7 @@ func TestReviewRebuildKeepsStaleHashOfReuploadedPiece(t *testing.T) {
 	}
 	before, _ := os.ReadFile(piece)
 	os.Remove(piece)
-	second, err := Create(ctx, e.opts, e.storeList(), srcs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := e.create(t, srcs)
 	after, err := os.ReadFile(piece)
 	if err != nil {
 		t.Fatalf("the lost piece was not uploaded again: %v", err)
@@ -152,14 +154,8 @@ func TestReviewRebuildKeepsStaleHashOfReuploadedPiece(t *testing.T) {
 	// The host's state is restored from the copy; the destination holds a
 	// newer snapshot (second), so the log is completed from its lists.
 	e.opts.StateDir = old
-	third, err := Create(ctx, e.opts, e.storeList(), srcs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Open(ctx, st, "gpu01", third.ID, e.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	third := e.create(t, srcs)
+	m := e.open(t, st, third.ID)
 	if err := CheckHashes(ctx, st, m, nil); err != nil {
 		t.Errorf("a snapshot written after the known-objects rebuild is damaged on arrival (stale piece hash from the old log): %v", err)
 	}
@@ -172,18 +168,10 @@ func TestReviewRebuildKeepsStaleHashOfReuploadedPiece(t *testing.T) {
 // on arrival and the destination never heals.
 func TestReviewDamagedPieceIsReferencedByEveryLaterSnapshot(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1)
+	e, st, srcs, first := reviewOneDest(t)
 	ctx := context.Background()
-	st := e.stores[0]
-	srcs := testSources()
-	first, err := Create(ctx, e.opts, e.storeList(), srcs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	piece := snapPieces(t, e, st, first.ID)[0]
-	data, _ := os.ReadFile(piece)
-	data[len(data)/2] ^= 0xff
-	os.WriteFile(piece, data, 0o600)
+	flipMiddleByte(piece, 0xff)
 	m1, _ := Open(ctx, st, "gpu01", first.ID, e.pub)
 	herr := CheckHashes(ctx, st, m1, nil)
 	if herr == nil {
@@ -194,10 +182,7 @@ func TestReviewDamagedPieceIsReferencedByEveryLaterSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		next, err := Create(ctx, e.opts, e.storeList(), srcs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		next := e.create(t, srcs)
 		m, _ := Open(ctx, st, "gpu01", next.ID, e.pub)
 		if err := CheckHashes(ctx, st, m, nil); err != nil {
 			t.Fatalf("a new snapshot references a piece already found damaged (no way to heal): %v", err)

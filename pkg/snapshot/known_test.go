@@ -122,22 +122,11 @@ func TestObjectSetAmbiguousPrefix(t *testing.T) {
 // later snapshot), also for a part whose source did not change.
 func TestDamagedPieceIsUploadedAgain(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1)
-	e.withState(t)
+	e, st, first := reusingEnv(t)
 	ctx := context.Background()
-	st := e.stores[0]
-	first, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
 	piece := snapPieces(t, e, st, first.ID)[0]
-	data, _ := os.ReadFile(piece)
-	data[len(data)/2] ^= 1
-	os.WriteFile(piece, data, 0o600)
-	m, err := Open(ctx, st, "gpu01", first.ID, e.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flipMiddleByte(piece, 1)
+	m := e.open(t, st, first.ID)
 	herr := CheckHashes(ctx, st, m, nil)
 	ids := DamagedObjects(herr)
 	if len(ids) != 1 || !strings.Contains(piece, ids[0]) {
@@ -147,10 +136,7 @@ func TestDamagedPieceIsUploadedAgain(t *testing.T) {
 	if err := ForgetObjects(e.opts.StateDir, "gpu01", "d0", ids); err != nil {
 		t.Fatal(err)
 	}
-	second, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := e.create(t, testSources())
 	e.restoreAll(t, st, second.ID) // CheckHashes included
 	if _, err := os.Stat(damagedPath(e.opts.StateDir, "gpu01", "d0")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the damaged list outlived the upload that repaired it: %v", err)

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"crypto/ed25519"
 	"os"
 	"reflect"
 	"testing"
@@ -12,14 +11,7 @@ import (
 // skips malformed lines, and is written 0600.
 func TestPartsWrittenRecord(t *testing.T) {
 	t.Parallel()
-	_, sk, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := NewPartTagger(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tg := newTestTagger(t)
 	dir := t.TempDir()
 	parts := func(ids ...string) []Part {
 		var out []Part

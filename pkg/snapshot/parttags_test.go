@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -89,4 +90,18 @@ func TestPartTags(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// newTestTagger returns a part tagger under a fresh signing key.
+func newTestTagger(t *testing.T) *PartTagger {
+	t.Helper()
+	_, sk, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := NewPartTagger(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
 }

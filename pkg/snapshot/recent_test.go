@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,14 +13,7 @@ import (
 // records, malformed ones and a fresh state_dir name none.
 func TestRecentSnapshots(t *testing.T) {
 	t.Parallel()
-	_, sk, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := NewPartTagger(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tg := newTestTagger(t)
 	dir := t.TempDir()
 	if got := RecentSnapshots(dir, "gpu01", "local"); len(got) != 0 {
 		t.Fatalf("fresh state_dir: %v", got)

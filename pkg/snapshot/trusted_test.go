@@ -21,10 +21,7 @@ func TestTrustedKeys(t *testing.T) {
 	e := newEnv(t, 1)
 	ctx := context.Background()
 	st := e.stores[0]
-	res, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := e.create(t, testSources())
 	old := e.pub // the key the snapshot was signed with
 	skNew, _ := keys.GenerateSigningKey()
 	pubNew := skNew.Public().(ed25519.PublicKey)
@@ -106,22 +103,13 @@ func TestTrustedKeys(t *testing.T) {
 // snapshots signed by the key it holds (pkg/backup openManifest).
 func TestNewSigningKeyNewSpace(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1)
-	e.withState(t)
+	e, st, first := reusingEnv(t)
 	ctx := context.Background()
-	st := e.stores[0]
-	first, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
 	old, oldSK := e.pub, e.sk
 	e.sk, _ = keys.GenerateSigningKey()
 	e.pub = e.sk.Public().(ed25519.PublicKey)
 	e.opts.Signer = e.sk
-	second, err := Create(ctx, e.opts, e.storeList(), testSources())
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := e.create(t, testSources())
 	pieces := func(id string, trusted ...ed25519.PublicKey) map[string]bool {
 		t.Helper()
 		m, err := Open(ctx, st, "gpu01", id, trusted...)

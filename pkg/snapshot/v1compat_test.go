@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/firetech/fireops/pkg/keys"
 )
 
@@ -41,6 +43,26 @@ func copyTree(t *testing.T, src string) string {
 	return dst
 }
 
+// v1Dir holds a snapshot written by the first release, with its keys.
+var v1Dir = filepath.Join("..", "..", "testdata", "v1snapshot")
+
+// v1Fixture returns a copy of the v1 snapshot's destination
+// (testdata/v1snapshot) as a store, with the identities and the signing
+// key it was written with.
+func v1Fixture(t *testing.T) (*dirStore, []age.Identity, ed25519.PrivateKey) {
+	t.Helper()
+	st := &dirStore{name: "local", root: copyTree(t, filepath.Join(v1Dir, "repo"))}
+	ids, err := keys.LoadIdentities(filepath.Join(v1Dir, "identity.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(filepath.Join(v1Dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, ids, sk
+}
+
 // TestV1SnapshotStillReads: a snapshot written by the first release
 // (testdata/v1snapshot, format v1) lists, verifies at every level and
 // restores with today's code, byte for byte, and a v2 snapshot written
@@ -48,17 +70,7 @@ func copyTree(t *testing.T, src string) string {
 // both.
 func TestV1SnapshotStillReads(t *testing.T) {
 	t.Parallel()
-	fix := filepath.Join("..", "..", "testdata", "v1snapshot")
-	root := copyTree(t, filepath.Join(fix, "repo"))
-	st := &dirStore{name: "local", root: root}
-	ids, err := keys.LoadIdentities(filepath.Join(fix, "identity.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(fix, "signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ids, sk := v1Fixture(t)
 	trusted := sk.Public().(ed25519.PublicKey)
 	ctx := context.Background()
 	ls, err := List(ctx, st, "fixture", trusted)
@@ -93,7 +105,7 @@ func TestV1SnapshotStillReads(t *testing.T) {
 			got[strings.TrimPrefix(name, "./")] = data
 		}
 	}
-	f, err := os.Open(filepath.Join(fix, "expected.sha256"))
+	f, err := os.Open(filepath.Join(v1Dir, "expected.sha256"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,16 +179,7 @@ func TestV1LargeChunksAreSpooled(t *testing.T) {
 	defer func() { chunkSpoolLimit = old }()
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	fix := filepath.Join("..", "..", "testdata", "v1snapshot")
-	st := &dirStore{name: "local", root: copyTree(t, filepath.Join(fix, "repo"))}
-	ids, err := keys.LoadIdentities(filepath.Join(fix, "identity.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(fix, "signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ids, sk := v1Fixture(t)
 	ctx := context.Background()
 	trusted := sk.Public().(ed25519.PublicKey)
 	ls, err := List(ctx, st, "fixture", trusted)
@@ -204,9 +207,7 @@ func TestV1LargeChunksAreSpooled(t *testing.T) {
 		}
 	}
 	chunk := filepath.Join(st.root, ChunkPath("fixture", obj.ID, 0))
-	data, _ := os.ReadFile(chunk)
-	data[len(data)/2] ^= 1
-	os.WriteFile(chunk, data, 0o600)
+	flipMiddleByte(chunk, 1)
 	var failed error
 	for _, p := range idx.Parts {
 		if p.Object == obj.ID {
