@@ -3,7 +3,6 @@ package gpucheck
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,14 +95,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 			if err := metrics.WriteTextfile(dir, TextfileName, r.Metrics()); err != nil {
 				t.Fatal(err)
 			}
-			f, err := os.Open(filepath.Join(dir, TextfileName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			cmd := exec.Command(promtool, "check", "metrics")
-			cmd.Stdin = f
-			if out, err := cmd.CombinedOutput(); err != nil {
+			if out, err := testenv.CheckMetrics(promtool, filepath.Join(dir, TextfileName)); err != nil {
 				t.Errorf("promtool check metrics: %v\n%s", err, out)
 			}
 		})

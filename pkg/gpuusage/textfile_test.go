@@ -3,12 +3,8 @@ package gpuusage
 import (
 	"context"
 	"errors"
-	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -257,47 +253,13 @@ func TestTextfileNodeExporter(t *testing.T) {
 		t.Fatal(err)
 	}
 	if promtool := testenv.RequireTool(t, "promtool"); promtool != "" {
-		in, err := os.Open(tf.Path())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(promtool, "check", "metrics")
-		cmd.Stdin = in
-		out, err := cmd.CombinedOutput()
-		in.Close()
-		if err != nil {
+		if out, err := testenv.CheckMetrics(promtool, tf.Path()); err != nil {
 			t.Errorf("promtool check metrics: %v\n%s", err, out)
 		}
 	}
-	ne := testenv.RequireTool(t, "prometheus-node-exporter")
-	if ne == "" {
+	page := testenv.NodeExporterTextfiles(t, dir)
+	if page == "" {
 		return
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(ne, "--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+dir, "--web.listen-address="+addr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var page string
-	deadline := time.Now().Add(time.Minute) // a safety net
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			page = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node-exporter did not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	uuid := gpuchecktest.Device(s, 2).UUID
 	for _, want := range []string{

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -160,15 +159,7 @@ func TestPromtoolAcceptsOutput(t *testing.T) {
 	if err := WriteTextfile(dir, "fireops_test.prom", sampleFamilies()); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(dir, "fireops_test.prom"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = f
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if out, err := testenv.CheckMetrics(promtool, filepath.Join(dir, "fireops_test.prom")); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }

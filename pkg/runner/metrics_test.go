@@ -3,12 +3,8 @@ package runner
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,41 +80,14 @@ func TestMetricsTextfiles(t *testing.T) {
 	}
 	if promtool := testenv.RequireTool(t, "promtool"); promtool != "" {
 		for _, f := range files {
-			in, _ := os.Open(f)
-			cmd := exec.Command(promtool, "check", "metrics")
-			cmd.Stdin = in
-			out, err := cmd.CombinedOutput()
-			in.Close()
-			if err != nil {
+			if out, err := testenv.CheckMetrics(promtool, f); err != nil {
 				t.Errorf("promtool check metrics %s: %v\n%s", filepath.Base(f), err, out)
 			}
 		}
 	}
-	ne := testenv.RequireTool(t, "prometheus-node-exporter")
-	if ne == "" {
+	page := testenv.NodeExporterTextfiles(t, dir)
+	if page == "" {
 		return
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	testutil.Must(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(ne, "--collector.disable-defaults", "--collector.textfile", "--collector.textfile.directory="+dir, "--web.listen-address="+addr)
-	testutil.Must(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var page string
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			page = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node-exporter did not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	if !strings.Contains(page, "node_textfile_scrape_error 0") {
 		t.Fatalf("node-exporter could not read the textfiles:\n%s", page)
