@@ -5,7 +5,10 @@
 package fingerprint
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io/fs"
 	"strconv"
 	"syscall"
@@ -28,3 +31,35 @@ func AppendEntry(buf []byte, name string, fi fs.FileInfo, link string) ([]byte, 
 	buf = strconv.AppendQuote(buf, link)
 	return append(buf, '\n'), nil
 }
+
+// Tree hashes (SHA-256) the lines of a tree's entries, in archive order,
+// after a head naming what else the fingerprint depends on (the version
+// of its form, the configured paths and exclusions).
+type Tree struct {
+	h    hash.Hash
+	line []byte
+}
+
+// NewTree starts the hash of a tree with head.
+func NewTree(head string) *Tree {
+	t := &Tree{h: sha256.New()}
+	t.h.Write([]byte(head))
+	return t
+}
+
+// Entry hashes the line of one entry ([AppendEntry]).
+func (t *Tree) Entry(name string, fi fs.FileInfo, link string) error {
+	var err error
+	if t.line, err = AppendEntry(t.line[:0], name, fi, link); err != nil {
+		return err
+	}
+	t.h.Write(t.line)
+	return nil
+}
+
+// Write hashes p, a line the caller made (an entry hashed otherwise than
+// by Entry). It never fails.
+func (t *Tree) Write(p []byte) (int, error) { return t.h.Write(p) }
+
+// Sum returns the hash of what was hashed, in hex.
+func (t *Tree) Sum() string { return hex.EncodeToString(t.h.Sum(nil)) }

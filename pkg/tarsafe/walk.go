@@ -32,7 +32,7 @@ const (
 	WalkTolerant
 )
 
-// WalkSkip is why a [Walker] left an entry out.
+// WalkSkip is why a [Walker] or an [EntryWriter] left an entry out.
 type WalkSkip int
 
 const (
@@ -47,6 +47,13 @@ const (
 	// [Walker.MaxNameLen]; a folder is left out with what it holds
 	// (WalkTolerant only).
 	SkipTooLong
+	// SkipFragmented: a regular file whose data is in too many pieces to
+	// archive without its holes ([ErrTooFragmented]; [EntryWriter],
+	// WalkTolerant only).
+	SkipFragmented
+	// SkipHoles: a sparse file whose holes would bring the archive's past
+	// [EntryWriter].MaxHoles (WalkTolerant only).
+	SkipHoles
 )
 
 // WalkEntry is one path met by a [Walker].

@@ -56,15 +56,11 @@
 package files
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -164,15 +160,15 @@ func (s *Source) Name() string { return s.name }
 // paths inside other ones.
 func (s *Source) Paths() []string { return append([]string(nil), s.roots...) }
 
-// entry is one path met by the walk.
+// entry is one path met by the walk: WalkEntry's Path is the host path,
+// Dir the descriptor of the folder holding it (unix.AT_FDCWD for the
+// roots and the folders above them), Base its name in that folder (the
+// path for those), Info from lstat (stat for the folders above the
+// roots), Link a symlink's target.
 type entry struct {
-	name   string      // archive name: the absolute path without the leading "/"
-	path   string      // host path
-	dir    int         // descriptor of the folder holding it (unix.AT_FDCWD for roots)
-	base   string      // its name in that folder (the path for roots)
-	fi     fs.FileInfo // from lstat (stat for parents of the roots)
-	link   string      // symlink target
-	parent bool        // a folder above a configured path
+	tarsafe.WalkEntry
+	name   string // archive name: the absolute path without the leading "/"
+	parent bool   // a folder above a configured path
 }
 
 // maxNameLen is tarsafe.MaxNameLen, lowered by tests.
@@ -189,7 +185,7 @@ var maxPartHoles int64 = tarsafe.MaxSparseHoles
 // path is walked by a [tarsafe.Walker] under [tarsafe.WalkStrict]: it is
 // opened once (its last component not followed), every folder below it
 // relative to the folder above with O_NOFOLLOW|O_DIRECTORY and every
-// file relative to its folder with O_NOFOLLOW (writeFile), and each
+// file relative to its folder with O_NOFOLLOW (WriteTar), and each
 // opened folder or file must be the inode its listing saw (device, inode,
 // type): a folder or file renamed over, swapped for a symlink or for one
 // from elsewhere fails the walk ("was replaced"), and whatever is renamed
@@ -208,7 +204,7 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 		// Sockets are all WalkStrict leaves out.
 		Skipped: func(tarsafe.WalkEntry, tarsafe.WalkSkip) { sockets++ },
 		Visit: func(e tarsafe.WalkEntry) error {
-			if err := fn(entry{name: e.Path[1:], path: e.Path, dir: e.Dir, base: e.Base, fi: e.Info, link: e.Link}); err != nil {
+			if err := fn(entry{WalkEntry: e, name: e.Path[1:]}); err != nil {
 				return err
 			}
 			if s.afterRead != nil && e.Info.Mode().IsRegular() {
@@ -240,7 +236,7 @@ func (s *Source) walk(ctx context.Context, fn func(entry) error) (sockets int64,
 			if !fi.IsDir() {
 				return sockets, fmt.Errorf("files:%s: %s is not a folder", s.name, d)
 			}
-			if err := fn(entry{name: d[1:], path: d, dir: unix.AT_FDCWD, base: d, fi: fi, parent: true}); err != nil {
+			if err := fn(entry{WalkEntry: tarsafe.WalkEntry{Path: d, Dir: unix.AT_FDCWD, Base: d, Info: fi}, name: d[1:], parent: true}); err != nil {
 				return sockets, err
 			}
 		}
@@ -278,72 +274,66 @@ func (s *Source) excluded(base, rel string) bool {
 // reused from before v2 do not record their roots, see [DetailRoots]; the
 // new version uploads every files part once more.)
 func (s *Source) Fingerprint(ctx context.Context) (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "fireops files fingerprint v2\x00%q\x00%q\x00", s.roots, s.exclude)
-	var line []byte
+	fp := fingerprint.NewTree(fmt.Sprintf("fireops files fingerprint v2\x00%q\x00%q\x00", s.roots, s.exclude))
 	var size int64
 	_, err := s.walk(ctx, func(e entry) error {
-		size += tarsafe.EntrySize(e.fi)
-		if e.parent {
-			st, ok := e.fi.Sys().(*syscall.Stat_t)
-			if !ok {
-				return fmt.Errorf("files:%s: %s: no stat data", s.name, e.path)
-			}
-			line = strconv.AppendQuote(line[:0], e.name)
-			line = fmt.Appendf(line, " parent %o %d %d\n", uint32(e.fi.Mode()), st.Uid, st.Gid)
-		} else {
-			var err error
-			if line, err = fingerprint.AppendEntry(line[:0], e.name, e.fi, e.link); err != nil {
+		size += tarsafe.EntrySize(e.Info)
+		if !e.parent {
+			if err := fp.Entry(e.name, e.Info, e.Link); err != nil {
 				return fmt.Errorf("files:%s: %w", s.name, err)
 			}
+			return nil
 		}
-		h.Write(line)
+		st, ok := e.Info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("files:%s: %s: no stat data", s.name, e.Path)
+		}
+		fmt.Fprintf(fp, "%s parent %o %d %d\n", strconv.Quote(e.name), uint32(e.Info.Mode()), st.Uid, st.Gid)
 		return nil
 	})
 	if err != nil {
 		return "", err
 	}
 	s.size, s.sized = size+tarsafe.EndSize, true
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return fp.Sum(), nil
 }
 
 // WriteTar writes the archive to w. Stats.Entries counts tar entries;
 // Details holds "files", "dirs", "symlinks", "hardlinks", "bytes",
 // "sockets_skipped" and [DetailRoots].
+//
+// Each entry is written by a [tarsafe.EntryWriter] under
+// [tarsafe.WalkStrict]. A regular file's header and contents: it opens
+// the file without following a symlink and checks that it is still the
+// inode the walk saw, so a file swapped in between is an error, not a
+// surprise; whatever took its name is never opened for reading (the name
+// is opened with O_PATH and checked first, [tarsafe.OpenRegular]: a
+// device node swapped in is not opened, its driver does not run). The
+// contents are read straight into the archive writer's buffer: one read
+// for a small file. A file with holes (tarsafe.ScanSparse: a megabyte or
+// more unallocated) is written as a GNU sparse entry holding only its
+// data: its holes are neither read nor stored, and a restore (Extract or
+// tar -x) does not allocate them. One whose data is scattered in too many
+// pieces to map fails the part with an error naming it, and so does one
+// whose holes would bring the part's past maxPartHoles: a restore reads
+// every hole as zeros (see [tarsafe.MaxSparseHoles]). One that shrinks
+// while it is read fails the part too.
 func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error) {
 	tw := tarsafe.NewWriter(w)
-	hb := tarsafe.NewHeaderBuilder()
+	ew := &tarsafe.EntryWriter{
+		Policy:     tarsafe.WalkStrict,
+		Prefix:     "files:" + s.name,
+		Writer:     tw,
+		Headers:    tarsafe.NewHeaderBuilder(),
+		MaxHoles:   maxPartHoles,
+		BeforeOpen: s.beforeOpen,
+	}
 	var st source.Stats
-	var files, dirs, symlinks, links, bytes, holes int64
 	sockets, err := s.walk(ctx, func(e entry) error {
-		var hdr *tar.Header
-		var err error
-		if !e.fi.Mode().IsRegular() {
-			if hdr, err = hb.Header(e.name, e.fi, e.link); err != nil {
-				return fmt.Errorf("files:%s: %w", s.name, err)
-			}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
-			}
-			st.Entries++
-			if e.fi.IsDir() {
-				dirs++
-			} else {
-				symlinks++
-			}
-			return nil
-		}
-		n, isLink, err := s.writeFile(ctx, tw, hb, e, &holes)
-		bytes += n
-		if err != nil {
+		if _, err := ew.Write(ctx, e.WalkEntry, e.name); err != nil {
 			return err
 		}
 		st.Entries++
-		if isLink {
-			links++
-		} else {
-			files++
-		}
 		return nil
 	})
 	if err != nil {
@@ -358,85 +348,12 @@ func (s *Source) WriteTar(ctx context.Context, w io.Writer) (source.Stats, error
 	}
 	st.Details = map[string]string{
 		DetailRoots:       string(roots),
-		"files":           strconv.FormatInt(files, 10),
-		"dirs":            strconv.FormatInt(dirs, 10),
-		"symlinks":        strconv.FormatInt(symlinks, 10),
-		"hardlinks":       strconv.FormatInt(links, 10),
-		"bytes":           strconv.FormatInt(bytes, 10),
+		"files":           strconv.FormatInt(ew.Files, 10),
+		"dirs":            strconv.FormatInt(ew.Dirs, 10),
+		"symlinks":        strconv.FormatInt(ew.Symlinks, 10),
+		"hardlinks":       strconv.FormatInt(ew.Links, 10),
+		"bytes":           strconv.FormatInt(ew.Bytes, 10),
 		"sockets_skipped": strconv.FormatInt(sockets, 10),
 	}
 	return st, nil
-}
-
-// writeFile writes one regular file's header and contents. It opens the
-// file without following a symlink and checks that it is still the inode
-// the walk saw, so a file swapped in between is an error, not a surprise;
-// whatever took its name is never opened for reading (the name is opened
-// with O_PATH and checked first, [tarsafe.OpenRegular]: a device node
-// swapped in is not opened, its driver does not run).
-// The contents are read straight into the archive writer's buffer: one
-// read for a small file. A file with holes (tarsafe.ScanSparse: a megabyte
-// or more unallocated) is written as a GNU sparse entry holding only its
-// data: its holes are neither read nor stored, and a restore (Extract or
-// tar -x) does not allocate them. One whose data is scattered in too many
-// pieces to map fails the part with an error naming it, and so does one
-// whose holes would bring the part's (*holes, which it adds to) past
-// maxPartHoles: a restore reads every hole as zeros (see
-// [tarsafe.MaxSparseHoles]).
-func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e entry, holes *int64) (n int64, isLink bool, err error) {
-	if s.beforeOpen != nil {
-		s.beforeOpen(e.path)
-	}
-	fd, fi, err := tarsafe.OpenRegular(e.dir, e.base, e.path, e.fi)
-	if err != nil {
-		return 0, false, tarsafe.StrictError("files:"+s.name, e.path, err)
-	}
-	defer unix.Close(fd)
-	// A later name of a file archived is a hard link entry: nothing to
-	// scan, no holes.
-	var sp *tarsafe.SparseMap
-	if hb.LinkTarget(fi) == "" {
-		sp, err = tarsafe.ScanSparse(ctx, fd, fi)
-		if errors.Is(err, tarsafe.ErrTooFragmented) {
-			return 0, false, fmt.Errorf("files:%s: %s: %w; exclude it, or copy it without holes", s.name, e.path, err)
-		}
-		if err != nil {
-			return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
-		}
-		if sp != nil && *holes+sp.Holes() > maxPartHoles {
-			return 0, false, fmt.Errorf("files:%s: %s: %w: its %d bytes of holes would bring the part's to %d, over %d (a restore reads every hole as zeros); exclude it",
-				s.name, e.path, tarsafe.ErrTooManyHoles, sp.Holes(), *holes+sp.Holes(), maxPartHoles)
-		}
-	}
-	hdr, err := hb.Header(e.name, fi, "")
-	if err != nil {
-		return 0, false, fmt.Errorf("files:%s: %w", s.name, err)
-	}
-	sparse := sp != nil && hdr.Typeflag == tar.TypeReg
-	if sparse {
-		*holes += sp.Holes()
-		err = tw.WriteSparseHeader(hdr, sp)
-	} else {
-		err = tw.WriteHeader(hdr)
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("files:%s: %s: %w", s.name, e.path, err)
-	}
-	if hdr.Typeflag == tar.TypeLink {
-		return 0, true, nil
-	}
-	want := hdr.Size
-	if sparse {
-		want = sp.DataSize()
-		n, err = tw.ReadSparse(ctx, fd, sp)
-	} else {
-		n, err = tw.ReadContents(ctx, tarsafe.FileReader(fd))
-	}
-	if err != nil {
-		return n, false, fmt.Errorf("files:%s: read %s: %w", s.name, e.path, err)
-	}
-	if n != want {
-		return n, false, fmt.Errorf("files:%s: %s shrank while it was read (%d of %d bytes)", s.name, e.path, n, want)
-	}
-	return n, false, nil
 }

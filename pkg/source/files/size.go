@@ -18,7 +18,7 @@ func (s *Source) Size(ctx context.Context) (int64, error) {
 	}
 	var size int64
 	if _, err := s.walk(ctx, func(e entry) error {
-		size += tarsafe.EntrySize(e.fi)
+		size += tarsafe.EntrySize(e.Info)
 		return nil
 	}); err != nil {
 		return 0, err

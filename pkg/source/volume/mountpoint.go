@@ -3,15 +3,10 @@ package volume
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/firetech/fireops/pkg/fingerprint"
 	"github.com/firetech/fireops/pkg/tarsafe"
@@ -50,7 +45,7 @@ var maxPartHoles int64 = tarsafe.MaxSparseHoles
 // is read through a host path below the root, which is opened once:
 // folders are opened relative to the folder above with
 // O_NOFOLLOW|O_DIRECTORY (a [tarsafe.DirChain]), files relative to their
-// folder with O_NOFOLLOW (writeFile), and each opened folder or file is
+// folder with O_NOFOLLOW (writeEntry), and each opened folder or file is
 // checked to be the inode the listing saw (device, inode, type). A user
 // who renames or swaps a folder or file of their volume for a symlink, a
 // hard link or a folder from elsewhere while it is walked (between
@@ -126,25 +121,21 @@ func linked(e tarsafe.WalkEntry) (inode, tarsafe.FileStamp, bool) {
 
 // fingerprint hashes the metadata of every entry the archive would hold.
 func (s *Source) fingerprint(ctx context.Context, p *pinned) (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "fireops volume fingerprint v1\x00%q\x00%q\x00%q\x00", s.name, p.ident, s.leftOut)
-	var line []byte
+	fp := fingerprint.NewTree(fmt.Sprintf("fireops volume fingerprint v1\x00%q\x00%q\x00%q\x00", s.name, p.ident, s.leftOut))
 	var c counts
 	var size int64
 	err := s.walk(ctx, p.dir, &c, func(e tarsafe.WalkEntry) error {
 		size += tarsafe.EntrySize(e.Info)
-		var err error
-		if line, err = fingerprint.AppendEntry(line[:0], e.Rel, e.Info, e.Link); err != nil {
+		if err := fp.Entry(e.Rel, e.Info, e.Link); err != nil {
 			return fmt.Errorf("volume:%s: %w", s.name, err)
 		}
-		h.Write(line)
 		return nil
 	})
 	if err != nil {
 		return "", err
 	}
 	s.size = size + tarsafe.EndSize
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return "sha256:" + fp.Sum(), nil
 }
 
 // normalize returns the header both read paths write for an entry: type,
@@ -169,26 +160,19 @@ func normalize(h *tar.Header) *tar.Header {
 func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (counts, error) {
 	var c counts
 	tw := tarsafe.NewWriter(w)
-	hb := tarsafe.NewNumericHeaderBuilder() // normalize drops owner names
+	ew := &tarsafe.EntryWriter{
+		Policy:     tarsafe.WalkTolerant,
+		Prefix:     "volume:" + s.name,
+		Writer:     tw,
+		Headers:    tarsafe.NewNumericHeaderBuilder(), // normalize drops owner names
+		Normalize:  normalize,
+		MaxHoles:   maxPartHoles,
+		BeforeOpen: testHookBeforeOpen,
+	}
 	err := s.walk(ctx, p.dir, &c, func(e tarsafe.WalkEntry) error {
-		if !e.Info.Mode().IsRegular() {
-			hdr, err := hb.Header(archiveName(e.Rel), e.Info, e.Link)
-			if err != nil {
-				return fmt.Errorf("volume:%s: %w", s.name, err)
-			}
-			if err := tw.WriteHeader(normalize(hdr)); err != nil {
-				return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
-			}
-			c.entries++
-			if e.Info.IsDir() {
-				c.dirs++
-			} else {
-				c.symlinks++
-			}
-			return nil
-		}
-		return s.writeFile(ctx, tw, hb, e, &c)
+		return s.writeEntry(ctx, ew, e, &c)
 	})
+	c.entries, c.files, c.dirs, c.symlinks, c.links, c.bytes = ew.Entries, ew.Files, ew.Dirs, ew.Symlinks, ew.Links, ew.Bytes
 	if err != nil {
 		return c, err
 	}
@@ -198,106 +182,49 @@ func (s *Source) writeMountpoint(ctx context.Context, p *pinned, w io.Writer) (c
 	return c, nil
 }
 
-// writeFile writes one regular file: header from the open file's fstat,
-// then exactly its size in bytes (padded with zeros when it shrank while
+// writeEntry writes one entry with ew ([tarsafe.EntryWriter] under
+// [tarsafe.WalkTolerant], which counts what it writes) and counts what it
+// leaves out: a folder or symlink as its
+// header; a regular file as its header from the open file's fstat, then
+// exactly its size in bytes (padded with zeros when it shrank while
 // read), read straight into the archive writer's buffer. A file that
 // vanished or was replaced since the walk listed it (another inode: a
 // rename over it, a hard link or a symlink to a file elsewhere) is left
 // out and counted as vanished, and never opened for reading: the name is
 // opened with O_PATH and checked first ([tarsafe.OpenRegular]), so a
 // device node swapped in is not opened (its driver would run, as root on
-// the host). A file with holes (tarsafe.ScanSparse: a
-// megabyte or more unallocated, like one made with truncate) is written
-// as a GNU sparse entry holding only its data: its holes are neither read
-// nor stored, and a restore does not allocate them. One whose data is
-// scattered in too many pieces to map is left out, logged and counted in
-// sparse_skipped: archived dense it would cost its whole size. So is one
-// whose holes would bring the part's past maxPartHoles: a restore reads
-// every hole as zeros (see [tarsafe.MaxSparseHoles]). A file left out
-// is never the target of a hard link: its later names meet the same test
-// and are left out too.
-func (s *Source) writeFile(ctx context.Context, tw *tarsafe.Writer, hb *tarsafe.HeaderBuilder, e tarsafe.WalkEntry, c *counts) error {
-	if testHookBeforeOpen != nil {
-		testHookBeforeOpen(e.Path)
+// the host). A file with holes (tarsafe.ScanSparse: a megabyte or more
+// unallocated, like one made with truncate) is written as a GNU sparse
+// entry holding only its data: its holes are neither read nor stored, and
+// a restore does not allocate them. One whose data is scattered in too
+// many pieces to map is left out, logged and counted in sparse_skipped:
+// archived dense it would cost its whole size. So is one whose holes
+// would bring the part's past maxPartHoles: a restore reads every hole as
+// zeros (see [tarsafe.MaxSparseHoles]). A file left out is never the
+// target of a hard link: its later names meet the same test and are left
+// out too.
+func (s *Source) writeEntry(ctx context.Context, ew *tarsafe.EntryWriter, e tarsafe.WalkEntry, c *counts) error {
+	holes := ew.Holes
+	r, err := ew.Write(ctx, e, archiveName(e.Rel))
+	if err != nil {
+		return err
 	}
-	// Never opened unless it is still the regular file listed: a device
-	// node, named pipe or socket the user renamed over it is not opened
-	// (no driver open), only left out.
-	fd, fi, err := tarsafe.OpenRegular(e.Dir, e.Base, e.Path, e.Info)
-	if tarsafe.Gone(err) {
+	switch r.Skip {
+	case tarsafe.SkipVanished:
 		c.vanished++ // removed, or something else took its name since it was listed
-		return nil
+	case tarsafe.SkipFragmented:
+		c.sparseSkipped++
+		s.log.Warn("sparse file left out: its data is in too many pieces to archive without its holes",
+			"volume", s.name, "file", e.Rel, "size", r.Info.Size(), "error", r.Err)
+	case tarsafe.SkipHoles:
+		c.sparseSkipped++
+		s.log.Warn("sparse file left out: its holes would cost a restore too long (a restore reads every hole as zeros)",
+			"volume", s.name, "file", e.Rel, "size", r.Info.Size(), "holes", r.Holes,
+			"part_holes", holes, "max_part_holes", maxPartHoles)
 	}
-	if err != nil {
-		return fmt.Errorf("volume:%s: %w", s.name, err)
-	}
-	defer unix.Close(fd)
-	// Before the header: a file left out must not become the target of
-	// hard links from its other names. A later name of a file archived
-	// is a hard link entry: nothing to scan, no holes.
-	var sp *tarsafe.SparseMap
-	if hb.LinkTarget(fi) == "" {
-		sp, err = tarsafe.ScanSparse(ctx, fd, fi)
-		if errors.Is(err, tarsafe.ErrTooFragmented) {
-			c.sparseSkipped++
-			s.log.Warn("sparse file left out: its data is in too many pieces to archive without its holes",
-				"volume", s.name, "file", e.Rel, "size", fi.Size(), "error", err)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
-		}
-		if sp != nil && c.holes+sp.Holes() > maxPartHoles {
-			c.sparseSkipped++
-			s.log.Warn("sparse file left out: its holes would cost a restore too long (a restore reads every hole as zeros)",
-				"volume", s.name, "file", e.Rel, "size", fi.Size(), "holes", sp.Holes(),
-				"part_holes", c.holes, "max_part_holes", maxPartHoles)
-			return nil
-		}
-	}
-	hdr, err := hb.Header(archiveName(e.Rel), fi, "")
-	if err != nil {
-		return fmt.Errorf("volume:%s: %w", s.name, err)
-	}
-	sparse := sp != nil && hdr.Typeflag == tar.TypeReg
-	if sparse {
-		c.holes += sp.Holes()
-		err = tw.WriteSparseHeader(normalize(hdr), sp)
-	} else {
-		err = tw.WriteHeader(normalize(hdr))
-	}
-	if err != nil {
-		return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
-	}
-	c.entries++
-	if hdr.Typeflag == tar.TypeLink {
-		c.links++
-		return nil
-	}
-	c.files++
-	var n int64
-	want := hdr.Size
-	if sparse {
-		want = sp.DataSize()
-		n, err = tw.ReadSparse(ctx, fd, sp)
-	} else {
-		n, err = tw.ReadContents(ctx, tarsafe.FileReader(fd))
-	}
-	c.bytes += n
-	if err != nil {
-		return fmt.Errorf("volume:%s: read %s: %w", s.name, e.Path, err)
-	}
-	changed := n != want
-	if changed {
-		if err := tw.FillZeros(); err != nil {
-			return fmt.Errorf("volume:%s: %s: %w", s.name, e.Path, err)
-		}
-	} else if now, err := tarsafe.Fstat(fd, e.Base, e.Path); err == nil && (now.Size() != fi.Size() || !now.ModTime().Equal(fi.ModTime())) {
-		changed = true
-	}
-	if changed {
+	if r.Changed {
 		c.changed++
-		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.Rel, "archived_bytes", want, "read_bytes", n)
+		s.log.Warn("file changed while it was read", "volume", s.name, "file", e.Rel, "archived_bytes", r.Want, "read_bytes", r.Read)
 	}
 	return nil
 }

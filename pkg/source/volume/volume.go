@@ -408,7 +408,6 @@ type counts struct {
 	entries, files, dirs, symlinks, links, bytes int64
 	special, vanished, changed                   int64
 	sparseSkipped                                int64 // too fragmented, or too many holes (mountpoint path)
-	holes                                        int64 // hole bytes of the sparse entries written
 }
 
 func (c counts) stats(mode string, leftOut []string) source.Stats {
