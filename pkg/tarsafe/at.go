@@ -176,8 +176,14 @@ func (f FileReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	return retryRead(func() (int, error) { return unix.Read(int(f), p) })
+}
+
+// retryRead returns what read (a read(2) or pread(2) into a buffer that is
+// not empty) returns, retrying on EINTR; nothing read is io.EOF.
+func retryRead(read func() (int, error)) (int, error) {
 	for {
-		n, err := unix.Read(int(f), p)
+		n, err := read()
 		if err == unix.EINTR {
 			continue
 		}
@@ -206,6 +212,17 @@ func (fi *statInfo) IsDir() bool        { return fi.mode.IsDir() }
 func (fi *statInfo) Sys() any           { return &fi.sys }
 func (fi *statInfo) ModTime() time.Time { return time.Unix(fi.sys.Mtim.Unix()) }
 
+// specialBits pairs the setuid, setgid and sticky bits of stat(2) and
+// chmod(2) with fs.FileMode's.
+var specialBits = [...]struct {
+	sys  uint32
+	mode fs.FileMode
+}{
+	{syscall.S_ISUID, fs.ModeSetuid},
+	{syscall.S_ISGID, fs.ModeSetgid},
+	{syscall.S_ISVTX, fs.ModeSticky},
+}
+
 // fileMode converts a stat mode as os.Lstat does (fillFileStatFromSys).
 func fileMode(mode uint32) fs.FileMode {
 	m := fs.FileMode(mode & 0o777)
@@ -223,14 +240,10 @@ func fileMode(mode uint32) fs.FileMode {
 	case syscall.S_IFSOCK:
 		m |= fs.ModeSocket
 	}
-	if mode&syscall.S_ISGID != 0 {
-		m |= fs.ModeSetgid
-	}
-	if mode&syscall.S_ISUID != 0 {
-		m |= fs.ModeSetuid
-	}
-	if mode&syscall.S_ISVTX != 0 {
-		m |= fs.ModeSticky
+	for _, b := range specialBits {
+		if mode&b.sys != 0 {
+			m |= b.mode
+		}
 	}
 	return m
 }

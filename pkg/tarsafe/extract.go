@@ -645,14 +645,10 @@ func (x *extractor) applyDir(fd int, m dirMeta) error { return applyMeta(fd, m) 
 // chmod(2)'s.
 func syscallMode(m fs.FileMode) uint32 {
 	o := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		o |= unix.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		o |= unix.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		o |= unix.S_ISVTX
+	for _, b := range specialBits {
+		if m&b.mode != 0 {
+			o |= b.sys
+		}
 	}
 	return o
 }

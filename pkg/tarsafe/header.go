@@ -76,34 +76,37 @@ type namedInfo struct {
 	b *HeaderBuilder
 }
 
-func (n *namedInfo) Uname() (string, error) {
+// Uname returns the name of the file's owner ("" when unknown).
+func (n *namedInfo) Uname() (string, error) { return n.ownerName(false), nil }
+
+// Gname returns the name of the file's group ("" when unknown).
+func (n *namedInfo) Gname() (string, error) { return n.ownerName(true), nil }
+
+// ownerName returns the name of the file's owner, or with group of its
+// group, looked up once per id and archive (a failed lookup too): ""
+// when the host does not know it or the builder is numeric.
+func (n *namedInfo) ownerName(group bool) string {
 	st, ok := n.Sys().(*syscall.Stat_t)
 	if !ok || n.b.numeric {
-		return "", nil
+		return ""
 	}
-	name, ok := n.b.unames[st.Uid]
+	id, cache := st.Uid, n.b.unames
+	if group {
+		id, cache = st.Gid, n.b.gnames
+	}
+	name, ok := cache[id]
 	if !ok {
-		if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+		s := strconv.FormatUint(uint64(id), 10)
+		if group {
+			if g, err := user.LookupGroupId(s); err == nil {
+				name = g.Name
+			}
+		} else if u, err := user.LookupId(s); err == nil {
 			name = u.Username
 		}
-		n.b.unames[st.Uid] = name
+		cache[id] = name
 	}
-	return name, nil
-}
-
-func (n *namedInfo) Gname() (string, error) {
-	st, ok := n.Sys().(*syscall.Stat_t)
-	if !ok || n.b.numeric {
-		return "", nil
-	}
-	name, ok := n.b.gnames[st.Gid]
-	if !ok {
-		if g, err := user.LookupGroupId(strconv.FormatUint(uint64(st.Gid), 10)); err == nil {
-			name = g.Name
-		}
-		n.b.gnames[st.Gid] = name
-	}
-	return name, nil
+	return name
 }
 
 // LinkTarget returns the name that [HeaderBuilder.Header] would make fi a

@@ -402,20 +402,9 @@ func (r *regionReader) Read(p []byte) (int, error) {
 	}
 	cur := r.regions[0]
 	p = p[:min(int64(len(p)), cur.Length-r.done)]
-	for {
-		n, err := unix.Pread(r.fd, p, cur.Offset+r.done)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if n == 0 {
-			return 0, io.EOF
-		}
-		r.done += int64(n)
-		return n, nil
-	}
+	n, err := retryRead(func() (int, error) { return unix.Pread(r.fd, p, cur.Offset+r.done) })
+	r.done += int64(n)
+	return n, err
 }
 
 // formatPAXTime formats a time as a PAX record does: seconds, and a dot
