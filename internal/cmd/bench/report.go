@@ -164,8 +164,14 @@ func fmtRatio(r float64) string {
 
 // ratio is median(tool) / median(other) of a field; -1 when unknown.
 func (b *bench) ratio(op, tool, other string, f func(sample) int64) float64 {
+	return b.medianRatio(op, tool, op, other, f)
+}
+
+// medianRatio is the median of a field of op by tool over that of
+// otherOp by otherTool; -1 when unknown.
+func (b *bench) medianRatio(op, tool, otherOp, otherTool string, f func(sample) int64) float64 {
 	a, _, _, ok1 := b.stat(op, tool, f)
-	c, _, _, ok2 := b.stat(op, other, f)
+	c, _, _, ok2 := b.stat(otherOp, otherTool, f)
 	if !ok1 || !ok2 || c <= 0 || a < 0 {
 		return -1
 	}
@@ -268,12 +274,7 @@ func (b *bench) v2Targets(sum churnSummary) []string {
 
 // opRatio is median(op) / median(other op) of one tool's field; -1 when unknown.
 func (b *bench) opRatio(op, otherOp, tool string, f func(sample) int64) float64 {
-	a, _, _, ok1 := b.stat(op, tool, f)
-	c, _, _, ok2 := b.stat(otherOp, tool, f)
-	if !ok1 || !ok2 || c <= 0 || a < 0 {
-		return -1
-	}
-	return float64(a) / float64(c)
+	return b.medianRatio(op, tool, otherOp, tool, f)
 }
 
 // reportMedians writes the table of medians and fireops' ratios to the others.
