@@ -1,11 +1,16 @@
 // Package sparsetest makes and compares files with holes for tests:
 // sparse files of any apparent size, compared by reading only where
-// either file holds data.
+// either file holds data; a writer that fails an archive storing holes,
+// and a restore of an archive through GNU tar.
 package sparsetest
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -131,4 +136,67 @@ func Same(t testing.TB, want, got string) {
 			}
 		}
 	}
+}
+
+// MakeSpread creates path (see [Make]) as a file of size bytes (at least
+// 300 KiB) holding data at its start (10,000 bytes of Pattern(_, 1)), its
+// middle (300,000 of Pattern(_, 2), from size/2) and its end (5,000 of
+// Pattern(_, 3)), and holes elsewhere.
+func MakeSpread(t testing.TB, path string, size int64) {
+	t.Helper()
+	Make(t, path, size, map[int64][]byte{
+		0:           Pattern(10000, 1),
+		size / 2:    Pattern(300000, 2),
+		size - 5000: Pattern(5000, 3),
+	})
+}
+
+// MakeScattered creates path (see [Make]) as a file of 20,000 pieces of
+// 4 KiB (Pattern(_, 5)) 64 MiB apart: mapping it in the 16,384 regions an
+// archive's sparse map may hold would store a quarter terabyte of zeros,
+// archiving it dense 1.2 TiB.
+func MakeScattered(t testing.TB, path string) {
+	t.Helper()
+	data := map[int64][]byte{}
+	for i := range int64(20000) {
+		data[i<<26] = Pattern(4096, 5)
+	}
+	Make(t, path, 20000<<26, data)
+}
+
+// LimitWriter passes writes on to W and fails once more than Max bytes
+// were written: an archive that stores a file's holes fails at once
+// instead of writing a terabyte.
+type LimitWriter struct {
+	W   io.Writer
+	Max int64
+	n   int64
+}
+
+// Write passes p on to W unless the bytes written pass Max.
+func (l *LimitWriter) Write(p []byte) (int, error) {
+	l.n += int64(len(p))
+	if l.n > l.Max {
+		return 0, fmt.Errorf("archive larger than %d bytes", l.Max)
+	}
+	return l.W.Write(p)
+}
+
+// ExtractGNU restores the archive arch with GNU tar (tarBin): it writes
+// it to dir/a.tar and extracts it with tar -x into the new folder
+// dir/out, whose path it returns; it ends the test when tar fails.
+func ExtractGNU(t testing.TB, tarBin string, arch []byte, dir string) string {
+	t.Helper()
+	ap := filepath.Join(dir, "a.tar")
+	if err := os.WriteFile(ap, arch, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(tarBin, "-xf", ap, "-C", out).CombinedOutput(); err != nil {
+		t.Fatalf("tar -x: %v\n%s", err, b)
+	}
+	return out
 }

@@ -1,11 +1,12 @@
 // Package walktest holds what the tests of the code that walks a host
 // folder (tarsafe.Walker and the sources built on it, pkg/source/files and
-// pkg/source/volume) share: trees written from a map, a host folder of
-// secrets to swap in and the check that none of it was archived, an
-// archive read back by name, chains of folders past PATH_MAX made and
-// read through descriptors, a watch that tells whether a path was opened,
-// the special files a user can swap in for a listed file, and a file given
-// the inode number of one removed during the walk.
+// pkg/source/volume) share: trees written from a map, an archive read
+// back (its headers, names or contents by name), a host folder of secrets
+// to swap in and the check that none of it was archived, chains of
+// folders past PATH_MAX made and read through descriptors, a watch that
+// tells whether a path was opened, the special files a user can swap in
+// for a listed file, and a file given the inode number of one removed
+// during the walk.
 //
 // It imports nothing of the project but internal/testutil, so that the
 // tests of pkg/tarsafe can use it too. It is for tests only: nothing
@@ -64,6 +65,31 @@ func Entries(t testing.TB, b []byte) map[string]string {
 		must(t, err)
 		out[h.Name] = string(body)
 	}
+}
+
+// Headers returns an archive's headers, in order.
+func Headers(t testing.TB, b []byte) []*tar.Header {
+	t.Helper()
+	var hs []*tar.Header
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return hs
+		}
+		must(t, err)
+		hs = append(hs, h)
+	}
+}
+
+// Names returns an archive's entry names, in order.
+func Names(t testing.TB, b []byte) []string {
+	t.Helper()
+	var names []string
+	for _, h := range Headers(t, b) {
+		names = append(names, h.Name)
+	}
+	return names
 }
 
 // HostSecrets makes dir, a host folder outside what is archived, holding

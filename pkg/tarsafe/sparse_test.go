@@ -201,11 +201,7 @@ func TestScanSparseFragmented(t *testing.T) {
 func sparseFixture(t testing.TB, dir string, size int64) (sparse, dense string) {
 	t.Helper()
 	sparse, dense = filepath.Join(dir, "disk.img"), filepath.Join(dir, "notes.txt")
-	makeSparse(t, sparse, size, map[int64][]byte{
-		0:           pattern(10000, 1),
-		size / 2:    pattern(300000, 2),
-		size - 5000: pattern(5000, 3),
-	})
+	sparsetest.MakeSpread(t, sparse, size)
 	must(t, os.WriteFile(dense, pattern(3000, 4), 0o644))
 	mt := time.Unix(1700000000, 123456789)
 	must(t, os.Chtimes(sparse, mt, mt))
@@ -288,13 +284,7 @@ func TestSparseRoundTripGNUTar(t *testing.T) {
 	big := filepath.Join(dir, "big.img")
 	makeSparse(t, big, 1<<40, map[int64][]byte{1 << 39: []byte("middle")})
 	arch := archiveFiles(t, [][2]string{{"./work/disk.img", sparse}, {"./work/notes.txt", dense}, {"./big.img", big}})
-	ap := filepath.Join(dir, "a.tar")
-	must(t, os.WriteFile(ap, arch, 0o600))
-	out := filepath.Join(dir, "out")
-	must(t, os.Mkdir(out, 0o700))
-	if b, err := exec.Command(gnutar, "-xf", ap, "-C", out).CombinedOutput(); err != nil {
-		t.Fatalf("tar -x: %v\n%s", err, b)
-	}
+	out := sparsetest.ExtractGNU(t, gnutar, arch, dir)
 	// cmp reads the 64 MiB file whole, holes included.
 	if b, err := exec.Command("cmp", sparse, filepath.Join(out, "work", "disk.img")).CombinedOutput(); err != nil {
 		t.Fatalf("cmp: %v\n%s", err, b)

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/config"
 )
 
@@ -177,16 +178,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// Names: parents first, no leading slash, sorted within folders.
-	tr := tar.NewReader(bytes.NewReader(buf.Bytes()))
-	var names []string
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		must(t, err)
-		names = append(names, h.Name)
-	}
+	names := walktest.Names(t, buf.Bytes())
 	if int64(len(names)) != st.Entries {
 		t.Errorf("Entries = %d, archive has %d", st.Entries, len(names))
 	}

@@ -1,7 +1,6 @@
 package files
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -32,7 +31,7 @@ func TestTruncatedFileFailsThePart(t *testing.T) {
 	must(t, f.Close())
 	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})
 	must(t, err)
-	_, err = s.WriteTar(context.Background(), &limitWriter{w: io.Discard, max: 1 << 20})
+	_, err = s.WriteTar(context.Background(), &sparsetest.LimitWriter{W: io.Discard, Max: 1 << 20})
 	if !errors.Is(err, tarsafe.ErrTooManyHoles) || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "exclude it") {
 		t.Fatalf("WriteTar: %v; want an error naming %s and saying to exclude it", err, big)
 	}
@@ -63,19 +62,13 @@ func TestPartHolesCapped(t *testing.T) {
 	s, err := New(config.FileSource{Name: "cfg", Paths: []string{app}})
 	must(t, err)
 	var buf bytes.Buffer
-	st, err := s.WriteTar(context.Background(), &limitWriter{w: &buf, max: 1 << 20})
+	st, err := s.WriteTar(context.Background(), &sparsetest.LimitWriter{W: &buf, Max: 1 << 20})
 	must(t, err)
 	if st.Details["files"] != "2" || st.Details["hardlinks"] != "1" {
 		t.Errorf("details %v", st.Details)
 	}
-	tr := tar.NewReader(bytes.NewReader(buf.Bytes()))
 	var holes int64
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		must(t, err)
+	for _, h := range walktest.Headers(t, buf.Bytes()) {
 		if tarsafe.IsSparse(h) {
 			holes += h.Size - 4096
 		}
@@ -85,7 +78,7 @@ func TestPartHolesCapped(t *testing.T) {
 	}
 
 	mk("z", 10<<20) // 70 MiB: fails the part
-	_, err = s.WriteTar(context.Background(), &limitWriter{w: io.Discard, max: 1 << 20})
+	_, err = s.WriteTar(context.Background(), &sparsetest.LimitWriter{W: io.Discard, Max: 1 << 20})
 	if b := filepath.Join(app, "z"); !errors.Is(err, tarsafe.ErrTooManyHoles) || !strings.Contains(err.Error(), b) || !strings.Contains(err.Error(), "exclude it") {
 		t.Fatalf("WriteTar: %v; want an error naming %s and saying to exclude it", err, b)
 	}

@@ -5,10 +5,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,25 +14,10 @@ import (
 
 	"github.com/firetech/fireops/internal/sparsetest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/tarsafe"
 )
-
-// limitWriter fails once more than max bytes were written: an archive
-// that stores a file's holes fails at once instead of writing a terabyte.
-type limitWriter struct {
-	w   io.Writer
-	max int64
-	n   int64
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	l.n += int64(len(p))
-	if l.n > l.max {
-		return 0, fmt.Errorf("archive larger than %d bytes", l.max)
-	}
-	return l.w.Write(p)
-}
 
 func TestWriteTarSparse(t *testing.T) {
 	t.Parallel()
@@ -46,30 +29,20 @@ func TestWriteTarSparse(t *testing.T) {
 	// only the data is read and stored.
 	const size = 1 << 40
 	img := filepath.Join(app, "disk.img")
-	sparsetest.Make(t, img, size, map[int64][]byte{
-		0:           sparsetest.Pattern(10000, 1),
-		size / 2:    sparsetest.Pattern(300000, 2),
-		size - 5000: sparsetest.Pattern(5000, 3),
-	})
+	sparsetest.MakeSpread(t, img, size)
 	must(t, os.WriteFile(filepath.Join(app, "notes.txt"), sparsetest.Pattern(3000, 4), 0o644))
 	must(t, os.Link(img, filepath.Join(app, "disk.link")))
 	s, err := New(config.FileSource{Name: "app", Paths: []string{app}})
 	must(t, err)
 	var buf bytes.Buffer
-	st, err := s.WriteTar(context.Background(), &limitWriter{w: &buf, max: 4 << 20})
+	st, err := s.WriteTar(context.Background(), &sparsetest.LimitWriter{W: &buf, Max: 4 << 20})
 	must(t, err)
 	if n, _ := strconv.ParseInt(st.Details["bytes"], 10, 64); st.Details["files"] != "2" || st.Details["hardlinks"] != "1" || n < 318000 || n > 1<<20 {
 		t.Errorf("details %v", st.Details)
 	}
 	// archive/tar reads the entry as the file it was.
-	tr := tar.NewReader(bytes.NewReader(buf.Bytes()))
 	var names []string
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		must(t, err)
+	for _, h := range walktest.Headers(t, buf.Bytes()) {
 		names = append(names, h.Name)
 		if strings.HasSuffix(h.Name, "disk.img") && (h.Size != size || h.Typeflag != tar.TypeReg) {
 			t.Errorf("%s: size %d, type %q", h.Name, h.Size, h.Typeflag)
@@ -79,13 +52,7 @@ func TestWriteTarSparse(t *testing.T) {
 		t.Errorf("entries %v, stats %d", names, st.Entries)
 	}
 	// A plain tar -x restores it with its holes.
-	ap := filepath.Join(base, "a.tar")
-	must(t, os.WriteFile(ap, buf.Bytes(), 0o600))
-	out := filepath.Join(base, "out")
-	must(t, os.Mkdir(out, 0o700))
-	if b, err := exec.Command(gnutar, "-xf", ap, "-C", out).CombinedOutput(); err != nil {
-		t.Fatalf("tar -x: %v\n%s", err, b)
-	}
+	out := sparsetest.ExtractGNU(t, gnutar, buf.Bytes(), base)
 	got := filepath.Join(out, app[1:], "disk.img")
 	sparsetest.Same(t, img, got)
 	sparsetest.Same(t, filepath.Join(app, "notes.txt"), filepath.Join(out, app[1:], "notes.txt"))
@@ -110,15 +77,11 @@ func TestWriteTarSparseTooFragmented(t *testing.T) {
 	must(t, os.Mkdir(app, 0o755))
 	// 20,000 pieces of 4 KiB, 64 MiB apart: mapping it in 16,384 regions
 	// would store a quarter terabyte of zeros, archiving it dense 1.2 TiB.
-	data := map[int64][]byte{}
-	for i := range int64(20000) {
-		data[i<<26] = sparsetest.Pattern(4096, 5)
-	}
 	bad := filepath.Join(app, "scattered.img")
-	sparsetest.Make(t, bad, 20000<<26, data)
+	sparsetest.MakeScattered(t, bad)
 	s, err := New(config.FileSource{Name: "app", Paths: []string{app}})
 	must(t, err)
-	_, err = s.WriteTar(context.Background(), &limitWriter{w: io.Discard, max: 256 << 20})
+	_, err = s.WriteTar(context.Background(), &sparsetest.LimitWriter{W: io.Discard, Max: 256 << 20})
 	if !errors.Is(err, tarsafe.ErrTooFragmented) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "exclude") {
 		t.Fatalf("WriteTar: %v; want an error naming %s", err, bad)
 	}

@@ -120,7 +120,7 @@ func TestAPILongPaths(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				names := tarNames(t, buf.Bytes())
+				names := walktest.Names(t, buf.Bytes())
 				if st.Entries != int64(len(names)) {
 					t.Errorf("%s: %d entries counted, %d in the archive", mode, st.Entries, len(names))
 				}
@@ -257,7 +257,7 @@ func TestRewriteEngine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := tarNames(t, out.Bytes()); !slices.Equal(got, tc.want) || c.entries != int64(len(tc.want)) {
+			if got := walktest.Names(t, out.Bytes()); !slices.Equal(got, tc.want) || c.entries != int64(len(tc.want)) {
 				t.Errorf("names %q (%d counted), want %q", got, c.entries, tc.want)
 			}
 		})

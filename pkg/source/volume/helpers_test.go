@@ -1,13 +1,11 @@
 package volume
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -242,23 +240,6 @@ func readTar(t testing.TB, s *Source) ([]byte, error) {
 	var buf bytes.Buffer
 	_, err := s.WriteTar(context.Background(), &buf)
 	return buf.Bytes(), err
-}
-
-// tarNames lists an archive's entry names.
-func tarNames(t testing.TB, b []byte) []string {
-	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(b))
-	var names []string
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-	}
 }
 
 // TestMain removes the writer image after the tests.

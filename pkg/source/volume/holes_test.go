@@ -1,11 +1,9 @@
 package volume
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,18 +23,13 @@ func sparseHoles(t *testing.T, b []byte, dataPerFile int64) (map[string]bool, in
 	t.Helper()
 	names := map[string]bool{}
 	var holes int64
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names, holes
-		}
-		must(t, err)
+	for _, h := range walktest.Headers(t, b) {
 		if tarsafe.IsSparse(h) {
 			names[h.Name] = true
 			holes += h.Size - dataPerFile
 		}
 	}
+	return names, holes
 }
 
 // TestTruncatedFilesRestoreQuickly: files made with truncate cost a
@@ -66,7 +59,7 @@ func TestTruncatedFilesRestoreQuickly(t *testing.T) {
 	if d := c.stats(ReadMountpoint, nil).Details; d["sparse_skipped"] != fmt.Sprint(n) {
 		t.Errorf("details %v", d)
 	}
-	if names := tarNames(t, arch.Bytes()); fmt.Sprint(names) != "[./ ./a]" {
+	if names := walktest.Names(t, arch.Bytes()); fmt.Sprint(names) != "[./ ./a]" {
 		t.Errorf("entries %v, want [./ ./a]", names)
 	}
 	if !strings.Contains(logs.String(), "big0") || !strings.Contains(logs.String(), "holes") {
@@ -107,12 +100,12 @@ func TestPartHolesCapped(t *testing.T) {
 	var logs bytes.Buffer
 	s := &Source{name: "t", excluded: map[string]bool{}, log: slog.New(slog.NewTextHandler(&logs, nil))}
 	var arch bytes.Buffer
-	c, err := s.writeMountpoint(context.Background(), &pinned{mode: ReadMountpoint, dir: dir, ident: "t"}, &limitWriter{w: &arch, max: 1 << 20})
+	c, err := s.writeMountpoint(context.Background(), &pinned{mode: ReadMountpoint, dir: dir, ident: "t"}, &sparsetest.LimitWriter{W: &arch, Max: 1 << 20})
 	must(t, err)
 	if c.sparseSkipped != 2 || c.files != 3 || c.links != 1 {
 		t.Errorf("counts %+v", c)
 	}
-	if names := tarNames(t, arch.Bytes()); fmt.Sprint(names) != "[./ ./a1 ./a2 ./c ./d]" {
+	if names := walktest.Names(t, arch.Bytes()); fmt.Sprint(names) != "[./ ./a1 ./a2 ./c ./d]" {
 		t.Errorf("entries %v", names)
 	}
 	sparse, holes := sparseHoles(t, arch.Bytes(), 4096)

@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/source"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
 )
@@ -150,9 +151,9 @@ func TestReadPathsRoundTrip(t *testing.T) {
 	}
 	a, b := sha256.Sum256(archives[ReadMountpoint]), sha256.Sum256(archives[ReadAPI])
 	if a != b {
-		t.Errorf("the read paths differ:\nmountpoint %v\napi        %v", tarNames(t, archives[ReadMountpoint]), tarNames(t, archives[ReadAPI]))
+		t.Errorf("the read paths differ:\nmountpoint %v\napi        %v", walktest.Names(t, archives[ReadMountpoint]), walktest.Names(t, archives[ReadAPI]))
 	}
-	if names := tarNames(t, archives[ReadAPI]); names[0] != "./" || !slices.Contains(names, "./work/rl/empty/") {
+	if names := walktest.Names(t, archives[ReadAPI]); names[0] != "./" || !slices.Contains(names, "./work/rl/empty/") {
 		t.Errorf("entry names: %v", names)
 	}
 
@@ -210,7 +211,7 @@ func TestLeftOut(t *testing.T) {
 		b, err := readTar(t, s)
 		must(err)
 		s.Close()
-		names := tarNames(t, b)
+		names := walktest.Names(t, b)
 		want := []string{"./", "./cookie_secret", "./hub/", "./hub/other.sqlite"}
 		if !slices.Equal(names, want) {
 			t.Errorf("%s: entries %v, want %v", mode, names, want)
