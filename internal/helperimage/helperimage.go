@@ -18,7 +18,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
@@ -75,4 +77,43 @@ func Stackhelper(t testing.TB, cli *client.Client, repo string) string {
 		}
 	})
 	return ref
+}
+
+// Server describes a container made from the stackhelper image the way
+// the stack's DockerSpawner makes a user's server, for [CreateServer].
+type Server struct {
+	// Name is the container's name.
+	Name string
+	// Labels are the container's labels (a Compose project's, say).
+	Labels map[string]string
+	// HomeVolume, when not "", is a volume mounted at /home/jovyan, as a
+	// user server mounts the user's volume.
+	HomeVolume string
+	// Start starts the container once created.
+	Start bool
+}
+
+// CreateServer creates the container s describes from img (a reference
+// [Stackhelper] returned), serving HTTP on its loopback with no network,
+// starts it if s.Start, removes it when the test ends and returns its id.
+func CreateServer(t testing.TB, cli *client.Client, img string, s Server) string {
+	t.Helper()
+	ctx := context.Background()
+	hc := &container.HostConfig{NetworkMode: "none"}
+	if s.HomeVolume != "" {
+		hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: s.HomeVolume, Target: "/home/jovyan"}}
+	}
+	resp, err := cli.ContainerCreate(ctx,
+		&container.Config{Image: img, Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}, Labels: s.Labels},
+		hc, nil, nil, s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
+	if s.Start {
+		if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.ID
 }

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
+	"github.com/firetech/fireops/internal/helperimage"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
@@ -406,22 +406,11 @@ func TestPruneEngineDeletedUsersServers(t *testing.T) {
 	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
 	create := func(name string, labels map[string]string, withVolume, start bool) string {
 		t.Helper()
-		hc := &container.HostConfig{NetworkMode: "none"}
+		s := helperimage.Server{Name: name, Labels: labels, Start: start}
 		if withVolume {
-			hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/home/jovyan"}}
+			s.HomeVolume = vol
 		}
-		resp, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}, Labels: labels},
-			hc, nil, nil, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
-		if start {
-			if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return resp.ID
+		return helperimage.CreateServer(t, cli, img, s)
 	}
 	stopped := create("jupyter-"+esc, nil, true, false)
 	running := create("jupyter-"+esc+"--gpu", nil, true, true)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -69,7 +68,7 @@ func TestDeleteServerContainers(t *testing.T) {
 	ctx := context.Background()
 	path, db := tempDB(t)
 	var hubDeletes []string
-	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := hubManager(t, path, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/hub/api/users":
 			w.Write([]byte("[]"))
@@ -81,14 +80,7 @@ func TestDeleteServerContainers(t *testing.T) {
 		default:
 			http.Error(w, `{"status": 404, "message": "no such user"}`, http.StatusNotFound)
 		}
-	}))
-	defer hubSrv.Close()
-	hub, err := NewHub(hubSrv.URL+"/hub/api", "token", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(hub, func(context.Context) (string, error) { return path, nil }, 0)
-	defer m.Close()
+	})
 	srv := newFakeMongo()
 	m.SetMongo(&MongoAccounts{Server: srv, Dir: t.TempDir()})
 	signUp(t, db, "ann", "", true)
@@ -102,7 +94,7 @@ func TestDeleteServerContainers(t *testing.T) {
 	m.SetContainers(servers)
 
 	// A server runs: refused, nothing changed.
-	_, err = m.Delete(ctx, "ann")
+	_, err := m.Delete(ctx, "ann")
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "ann's server is running (container jupyter-ann--gpu): nothing was deleted") ||
 		!strings.Contains(exitcode.Hint(err), "stop the server first") || !strings.Contains(exitcode.Hint(err), "docker stop jupyter-ann--gpu") {
 		t.Fatalf("running server: %v (hint %q)", err, exitcode.Hint(err))

@@ -5,15 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
@@ -104,23 +101,11 @@ func TestDeleteRemovesStoppedServer(t *testing.T) {
 	t.Cleanup(func() { cli.VolumeRemove(context.Background(), vol, true) })
 	create := func(name string, labels map[string]string, start bool) string {
 		t.Helper()
-		hc := &container.HostConfig{NetworkMode: "none"}
+		s := helperimage.Server{Name: name, Labels: labels, Start: start}
 		if _, ok := ServerContainerUser(name); ok && labels == nil && !strings.HasPrefix(name, ServerContainerPrefix+esc+"0") {
-			hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/home/jovyan"}}
+			s.HomeVolume = vol
 		}
-		resp, err := cli.ContainerCreate(ctx,
-			&container.Config{Image: img, Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}, Labels: labels},
-			hc, nil, nil, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
-		if start {
-			if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return resp.ID
+		return helperimage.CreateServer(t, cli, img, s)
 	}
 	// The user's servers mount their volume, as DockerSpawner's do.
 	create(ServerContainerPrefix+esc, nil, false)                 // stopped default server
@@ -145,20 +130,7 @@ func TestDeleteRemovesStoppedServer(t *testing.T) {
 
 	path, db := tempDB(t)
 	signUp(t, db, user, "", true)
-	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hub/api/users" {
-			w.Write([]byte("[]"))
-			return
-		}
-		http.Error(w, `{"status": 404, "message": "no such user"}`, http.StatusNotFound)
-	}))
-	defer hubSrv.Close()
-	hub, err := NewHub(hubSrv.URL+"/hub/api", "token", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(hub, func(context.Context) (string, error) { return path, nil }, 0)
-	defer m.Close()
+	m := hubManager(t, path, noHubUsers)
 	m.SetContainers(ds)
 
 	if _, err := m.Delete(ctx, user); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "server is running") {

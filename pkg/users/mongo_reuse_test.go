@@ -3,8 +3,6 @@ package users
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,20 +170,7 @@ func TestApproveRefusesDeletedUsersDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path, db := tempDB(t)
-	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hub/api/users" {
-			w.Write([]byte("[]"))
-			return
-		}
-		http.Error(w, `{"status": 404, "message": "no such user"}`, http.StatusNotFound)
-	}))
-	defer hubSrv.Close()
-	hub, err := NewHub(hubSrv.URL+"/hub/api", "token", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(hub, func(context.Context) (string, error) { return path, nil }, 0)
-	defer m.Close()
+	m := hubManager(t, path, noHubUsers)
 	srv := newFakeMongo()
 	dir := t.TempDir()
 	m.SetMongo(&MongoAccounts{Server: srv, Dir: dir, AdminURIFile: "/opt/firetech/secrets/mongo-uri"})
@@ -205,7 +190,7 @@ func TestApproveRefusesDeletedUsersDatabase(t *testing.T) {
 	// New people sign up under both names.
 	signUp(t, db, "maria", "", false)
 	signUp(t, db, "olga", "", false)
-	_, _, err = m.Approve(ctx, []string{"maria"}, ApproveOptions{})
+	_, _, err := m.Approve(ctx, []string{"maria"}, ApproveOptions{})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "user_maria") || !strings.Contains(exitcode.Hint(err), "--reuse-database") {
 		t.Fatalf("approve of a new maria: %v (hint %q)", err, exitcode.Hint(err))
 	}

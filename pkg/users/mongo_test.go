@@ -3,8 +3,6 @@ package users
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -365,20 +363,7 @@ func TestManagerMongo(t *testing.T) {
 	path, db := tempDB(t)
 	signUp(t, db, "ann", "", false)
 	signUp(t, db, "bob.s", "", false)
-	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hub/api/users" {
-			w.Write([]byte("[]"))
-			return
-		}
-		http.Error(w, `{"status": 404, "message": "no such user"}`, http.StatusNotFound)
-	}))
-	defer hubSrv.Close()
-	hub, err := NewHub(hubSrv.URL+"/hub/api", "token", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(hub, func(context.Context) (string, error) { return path, nil }, 0)
-	defer m.Close()
+	m := hubManager(t, path, noHubUsers)
 	srv := newFakeMongo()
 	dir := t.TempDir()
 	m.SetMongo(&MongoAccounts{Server: srv, Dir: dir})

@@ -189,6 +189,32 @@ func tempDB(t testing.TB) (string, *sql.DB) {
 	return path, db
 }
 
+// noHubUsers answers as a hub API that knows no users: an empty list,
+// and 404 for every user.
+func noHubUsers(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/hub/api/users" {
+		w.Write([]byte("[]"))
+		return
+	}
+	http.Error(w, `{"status": 404, "message": "no such user"}`, http.StatusNotFound)
+}
+
+// hubManager returns a Manager on the hub database at path whose hub API
+// (at /hub/api) handler answers; the manager and the API's server are
+// closed when the test ends.
+func hubManager(t testing.TB, path string, handler http.HandlerFunc) *Manager {
+	t.Helper()
+	hubSrv := httptest.NewServer(handler)
+	t.Cleanup(hubSrv.Close)
+	hub, err := NewHub(hubSrv.URL+"/hub/api", "token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(hub, func(context.Context) (string, error) { return path, nil }, 0)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 func TestStoreApproveReject(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
