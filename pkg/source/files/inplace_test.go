@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/leftovertest"
 	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/leftover"
@@ -35,7 +36,7 @@ func TestInPlaceLeftoversRemoved(t *testing.T) {
 	parent := filepath.Dir(path)
 	var dead []string
 	for _, prefix := range []string{stagingPrefix, undoPrefix} {
-		d := filepath.Join(parent, prefix+killedTag(t)+"-7")
+		d := filepath.Join(parent, prefix+leftovertest.KilledTag(t)+"-7")
 		if err := os.MkdirAll(filepath.Join(d, "restored"), 0o700); err != nil {
 			t.Fatal(err)
 		}

@@ -8,27 +8,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/leftovertest"
 	"github.com/firetech/fireops/pkg/leftover"
 )
-
-// killedTag returns the run tag of a process that was killed with
-// SIGKILL: what a killed fireops run's staging names carry.
-func killedTag(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	must(t, cmd.Start())
-	tag, err := leftover.TagOf(cmd.Process.Pid)
-	must(t, err)
-	must(t, cmd.Process.Kill())
-	cmd.Wait()
-	return tag
-}
 
 // rootArchive is a tar whose "./" entry makes the root world-readable,
 // with a setuid file.
@@ -84,7 +71,7 @@ func TestStagingPrivateUntilCommit(t *testing.T) {
 func TestLeftoverStagingRemoved(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	dead := filepath.Join(base, stagingPrefix+killedTag(t)+"-42")
+	dead := filepath.Join(base, stagingPrefix+leftovertest.KilledTag(t)+"-42")
 	must(t, os.MkdirAll(filepath.Join(dead, "etc"), 0o700))
 	must(t, os.WriteFile(filepath.Join(dead, "etc", "secret"), []byte("plaintext"), 0o600))
 	live, err := os.MkdirTemp(base, leftover.Pattern(stagingPrefix))

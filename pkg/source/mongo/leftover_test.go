@@ -14,7 +14,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/firetech/fireops/internal/mongotest"
-	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/pkg/leftover"
 )
 
@@ -31,9 +30,7 @@ func deadTag(n int) string {
 // is kept.
 func TestSpoolLeftoverRemoved(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
+	uri, db, _ := seededSmall(t)
 	dir := t.TempDir()
 	dead := filepath.Join(dir, spoolPrefix+deadTag(101)+"-123")
 	live := filepath.Join(dir, spoolPrefix+leftover.Tag()+"-456")
@@ -73,9 +70,7 @@ func TestSpoolLeftoverRemoved(t *testing.T) {
 // dropped the same way; FerretDB has no views to test it with.)
 func TestStagingLeftoversDropped(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
+	uri, db, c := seededSmall(t)
 	payload, contents := dumpDB(t, uri, db)
 
 	prefix := "r" + randomHex(3) + "_"

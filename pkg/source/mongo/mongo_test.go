@@ -36,6 +36,17 @@ func dump(t testing.TB, s *Source) ([]byte, source.Stats) {
 	return buf.Bytes(), st
 }
 
+// seededSmall returns the test server's URI and a test database seeded
+// with mongotest.Small (a fresh one, dropped when the test ends), and a
+// client connected to it (see testenv.RequireMongo).
+func seededSmall(t testing.TB) (uri, db string, c *mongo.Client) {
+	t.Helper()
+	uri, db = testenv.RequireMongo(t)
+	c = mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Small)
+	return uri, db, c
+}
+
 // dumpDB dumps db with the default options and returns the payload and
 // the contents a restore of it expects.
 func dumpDB(t testing.TB, uri, db string) ([]byte, []Namespace) {
@@ -226,9 +237,7 @@ func TestRoundTrip(t *testing.T) {
 // the live collections as they were.
 func TestRestoreSafety(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
+	uri, db, c := seededSmall(t)
 	payload, contents := dumpDB(t, uri, db)
 	ctx := context.Background()
 	orig := mongotest.SortedHash(t, c, db)
@@ -381,9 +390,7 @@ func TestRestoreSafety(t *testing.T) {
 // per-collection, not claim a point in time it did not get.
 func TestSnapshotSessionPath(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
+	uri, db, c := seededSmall(t)
 	src, err := New(uri, []string{db})
 	if err != nil {
 		t.Fatal(err)

@@ -7,27 +7,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/firetech/fireops/internal/leftovertest"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/leftover"
 )
-
-// killedTag returns the run tag of a process that was killed with
-// SIGKILL: what a killed fireops run's temp names carry.
-func killedTag(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	must(t, cmd.Start())
-	tag, err := leftover.TagOf(cmd.Process.Pid)
-	must(t, err)
-	must(t, cmd.Process.Kill())
-	cmd.Wait()
-	return tag
-}
 
 // TestLeftoverCopyRemoved: the private copy a killed snapshot left in the
 // temp folder (state_dir) is removed, with a log line, by the next copy
@@ -39,7 +26,7 @@ func TestLeftoverCopyRemoved(t *testing.T) {
 	makeDB(t, src, "wal", 5).Close()
 	tmp := filepath.Join(base, "state")
 	must(t, os.Mkdir(tmp, 0o700))
-	dead := filepath.Join(tmp, copyPrefix+killedTag(t)+"-12345")
+	dead := filepath.Join(tmp, copyPrefix+leftovertest.KilledTag(t)+"-12345")
 	must(t, os.Mkdir(dead, 0o700))
 	must(t, os.WriteFile(filepath.Join(dead, "copy.sqlite"), []byte("plaintext"), 0o600))
 	live, err := os.MkdirTemp(tmp, leftover.Pattern(copyPrefix)) // this process: alive
@@ -69,7 +56,7 @@ func TestLeftoverCopyRemoved(t *testing.T) {
 	}
 
 	// CleanLeftovers (rotate) removes another killed run's copy too.
-	dead2 := filepath.Join(tmp, copyPrefix+killedTag(t)+"-6789")
+	dead2 := filepath.Join(tmp, copyPrefix+leftovertest.KilledTag(t)+"-6789")
 	must(t, os.Mkdir(dead2, 0o700))
 	removed, err := CleanLeftovers(tmp, nil)
 	if err != nil || len(removed) != 1 || removed[0] != dead2 {
@@ -90,12 +77,12 @@ func TestLeftoverStagingRemoved(t *testing.T) {
 	dir := filepath.Join(base, "data")
 	must(t, os.Mkdir(dir, 0o755))
 	target := filepath.Join(dir, "jupyterhub.sqlite")
-	dead := filepath.Join(dir, ".jupyterhub.sqlite.fireops-restore-"+killedTag(t)+"-1")
+	dead := filepath.Join(dir, ".jupyterhub.sqlite.fireops-restore-"+leftovertest.KilledTag(t)+"-1")
 	must(t, os.WriteFile(dead, []byte("plaintext"), 0o600))
 	live, err := os.CreateTemp(dir, leftover.Pattern(".jupyterhub.sqlite.fireops-restore-"))
 	must(t, err)
 	live.Close()
-	other := filepath.Join(dir, ".other.sqlite.fireops-restore-"+killedTag(t)+"-2")
+	other := filepath.Join(dir, ".other.sqlite.fireops-restore-"+leftovertest.KilledTag(t)+"-2")
 	must(t, os.WriteFile(other, nil, 0o600))
 
 	r, err := NewRestorer(target)

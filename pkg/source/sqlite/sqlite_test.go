@@ -66,6 +66,18 @@ func makeDB(t testing.TB, path, journal string, n int) *sql.DB {
 	return db
 }
 
+// makeOwnedDB creates a closed WAL database of n batches (see makeDB)
+// with mode 0640, owned by 1000:1000 when the test runs as root: a hub's
+// database, whose metadata an archive and a restore must keep.
+func makeOwnedDB(t testing.TB, path string, n int) {
+	t.Helper()
+	makeDB(t, path, "wal", n).Close()
+	must(t, os.Chmod(path, 0o640))
+	if os.Geteuid() == 0 {
+		must(t, os.Chown(path, 1000, 1000))
+	}
+}
+
 func insertBatch(t testing.TB, db *sql.DB, b int) {
 	t.Helper()
 	if err := tryInsertBatch(db, b); err != nil {
@@ -215,11 +227,7 @@ func TestEntryMetadata(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	dbPath := filepath.Join(base, "hub.sqlite")
-	makeDB(t, dbPath, "wal", 10).Close()
-	must(t, os.Chmod(dbPath, 0o640))
-	if os.Geteuid() == 0 {
-		must(t, os.Chown(dbPath, 1000, 1000))
-	}
+	makeOwnedDB(t, dbPath, 10)
 	mt := time.Unix(1700000000, 123456789)
 	must(t, os.Chtimes(dbPath, mt, mt))
 	s, err := New(config.SQLiteSource{Name: "hub", Path: dbPath}, WithTempDir(base))
@@ -459,11 +467,7 @@ func TestRestore(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
 	src := filepath.Join(base, "src.sqlite")
-	makeDB(t, src, "wal", 50).Close()
-	must(t, os.Chmod(src, 0o640))
-	if os.Geteuid() == 0 {
-		must(t, os.Chown(src, 1000, 1000))
-	}
+	makeOwnedDB(t, src, 50)
 	arch, docs := backup(t, src, base)
 
 	t.Run("fresh target", func(t *testing.T) {
