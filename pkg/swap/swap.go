@@ -9,9 +9,10 @@
 // ever half written. The live copy is moved aside, never removed, under
 // one naming scheme ([OldName]): NAME.fireops-old next to it (or in
 // [Options.AsideDir]), NAME.fireops-old-<UTC second> when that name is
-// taken, then NAME.fireops-old-<UTC second>-<n>; a rename never replaces
-// what is at an aside name. The caller decides, once the swap is done,
-// whether the old copies stay ([Swap.Asides]: what an in-place restore
+// taken, then NAME.fireops-old-<UTC second>-<n> (in AsideDir, where only
+// this swap puts names, NAME.fireops-old-<n> with the swap's own count);
+// a rename never replaces what is at an aside name. The caller decides,
+// once the swap is done, whether the old copies stay ([Swap.Asides]: what an in-place restore
 // leaves for the admin) or go.
 //
 // Every rename is recorded; [Swap.Undo] renames back, newest first: a
@@ -36,6 +37,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/firetech/fireops/internal/atomicfile"
@@ -83,6 +85,9 @@ type Swap struct {
 	o     Options
 	stamp string
 	moves []move
+	// held counts the aside names in AsideDir that had to be numbered
+	// (see oldName).
+	held int
 }
 
 // New starts a swap.
@@ -135,6 +140,37 @@ func OldName(dir, live, stamp string) (string, error) {
 	return "", fmt.Errorf("find a name to move %s aside: %s and %d more names are taken", live, filepath.Join(dir, name+OldSuffix), maxOldNames-1)
 }
 
+// oldName is the aside name of live: [OldName] next to it. In AsideDir,
+// the folder this swap moves live copies into, the first candidate is
+// the same (NAME.fireops-old); when it is taken, only this swap can have
+// taken it (live names whose first 240-odd bytes are the same are cut to
+// one aside name), so instead of searching OldName's candidates, which a
+// user who made a thousand such names in a volume would exhaust (and
+// which costs a look at every taken one), the name is numbered with this
+// swap's own count: NAME.fireops-old-<n>, n counting up, each free name
+// found with one look.
+func (s *Swap) oldName(live string) (string, error) {
+	if s.o.AsideDir == "" {
+		return OldName("", live, s.stamp)
+	}
+	name := filepath.Base(live)
+	for n := 0; ; n++ {
+		suffix := OldSuffix
+		if n > 0 {
+			s.held++
+			suffix += "-" + strconv.Itoa(s.held)
+		}
+		p := filepath.Join(s.o.AsideDir, textcut.Prefix(name, maxName-len(suffix))+suffix)
+		_, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return p, nil
+		case err != nil:
+			return "", fmt.Errorf("find a name to move %s aside: %w", live, err)
+		}
+	}
+}
+
 // Move renames from to to and records it, for what a caller moves besides
 // the pairs (a volume's kept files into the staged tree).
 func (s *Swap) Move(from, to string) error {
@@ -152,7 +188,7 @@ func (s *Swap) MoveAside(live string) (old string, moved bool, err error) {
 	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
-	old, err = OldName(s.o.AsideDir, live, s.stamp)
+	old, err = s.oldName(live)
 	if err != nil {
 		return "", false, err
 	}

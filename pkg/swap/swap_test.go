@@ -319,3 +319,43 @@ func TestPutLongName(t *testing.T) {
 		t.Errorf("asides: %v, want one", as)
 	}
 }
+
+// TestMoveAsideManyCutNames: in a holding folder, live names that share
+// their first 246 bytes are cut to one aside name; a user who made more
+// of them than OldName searches (a thousand, in their own volume) must
+// not make the swap fail: every one is moved aside under a name of its
+// own, and Undo puts every one back.
+func TestMoveAsideManyCutNames(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	live, hold := filepath.Join(root, "live"), filepath.Join(root, "hold")
+	testutil.Must(t, os.Mkdir(live, 0o700))
+	testutil.Must(t, os.Mkdir(hold, 0o700))
+	prefix := strings.Repeat("x", 246)
+	const n = maxOldNames + 100
+	for i := 0; i < n; i++ {
+		testutil.Must(t, os.WriteFile(filepath.Join(live, fmt.Sprintf("%s%04d", prefix, i)), []byte{byte(i)}, 0o600))
+	}
+	s := New(Options{AsideDir: hold})
+	seen := map[string]bool{}
+	for i := 0; i < n; i++ {
+		old, moved, err := s.MoveAside(filepath.Join(live, fmt.Sprintf("%s%04d", prefix, i)))
+		if err != nil || !moved {
+			t.Fatalf("entry %d: moved %v, %v", i, moved, err)
+		}
+		if seen[old] || len(filepath.Base(old)) > maxName || filepath.Dir(old) != hold {
+			t.Fatalf("entry %d: aside name %s taken twice, too long or outside the holding folder", i, filepath.Base(old))
+		}
+		seen[old] = true
+	}
+	if es, err := os.ReadDir(live); err != nil || len(es) != 0 {
+		t.Fatalf("live after moving everything aside: %d entries, %v", len(es), err)
+	}
+	testutil.Must(t, s.Undo())
+	for i := 0; i < n; i++ {
+		b, err := os.ReadFile(filepath.Join(live, fmt.Sprintf("%s%04d", prefix, i)))
+		if err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Fatalf("entry %d after Undo: %v %v", i, b, err)
+		}
+	}
+}
