@@ -194,7 +194,13 @@ func (k *Known) invalidate(id [32]byte) error {
 	}
 	var rec [knownRecord]byte
 	copy(rec[:32], id[:])
-	if _, err := k.w.Write(rec[:]); err != nil {
+	return k.appendRecord(id, rec[:])
+}
+
+// appendRecord appends rec, a record of id, to the log, flushed at
+// once, and indexes id; k.mu is held.
+func (k *Known) appendRecord(id [32]byte, rec []byte) error {
+	if _, err := k.w.Write(rec); err != nil {
 		return fmt.Errorf("known objects: %w", err)
 	}
 	if err := k.w.Flush(); err != nil {
@@ -220,14 +226,7 @@ func (k *Known) add(id [32]byte, o knownObject) error {
 	copy(rec[:32], id[:])
 	binary.LittleEndian.PutUint64(rec[32:40], uint64(o.stored))
 	copy(rec[40:], o.sha[:])
-	if _, err := k.w.Write(rec[:]); err != nil {
-		return fmt.Errorf("known objects: %w", err)
-	}
-	if err := k.w.Flush(); err != nil {
-		return fmt.Errorf("known objects: %w", err)
-	}
-	k.index(id)
-	return nil
+	return k.appendRecord(id, rec[:])
 }
 
 // setPresent records an object (a piece list) now on the destination.

@@ -338,22 +338,39 @@ func CheckPresent(ctx context.Context, st Store, m *Manifest, present *ObjectSet
 			}
 		}
 		return forEachList(ctx, st, m, func(ref Ref, l *PieceList) error {
-			for i, p := range l.Pieces {
-				if !present.Has(p.ID, p.Stored) {
-					return integrityf("piece %d (%s) of piece list %s on %s is missing or has the wrong size (want %d bytes)", i, p.ID, ref.ID, st.Name(), p.Stored)
-				}
-			}
-			return nil
+			_, err := missingPiece(st, ref, l, present)
+			return err
 		})
 	}
 	for _, o := range m.Objects {
-		entries, err := st.List(ctx, ObjectPath(m.Host, o.ID))
-		if err != nil {
-			return destError(st.Name(), err, "list object "+o.ID)
+		if err := checkChunks(ctx, st, m.Host, o); err != nil {
+			return err
 		}
-		if i := missingChunk(entries, o); i >= 0 {
-			return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
+	}
+	return nil
+}
+
+// missingPiece returns the id of the first piece of l (the piece list ref
+// on st) that present does not hold with its stored size, and an error
+// naming it; "" and nil when present holds them all.
+func missingPiece(st Store, ref Ref, l *PieceList, present *ObjectSet) (string, error) {
+	for i, p := range l.Pieces {
+		if !present.Has(p.ID, p.Stored) {
+			return p.ID, integrityf("piece %d (%s) of piece list %s on %s is missing or has the wrong size (want %d bytes)", i, p.ID, ref.ID, st.Name(), p.Stored)
 		}
+	}
+	return "", nil
+}
+
+// checkChunks checks that every chunk of the v1 object o of host is on st
+// with its recorded size.
+func checkChunks(ctx context.Context, st Store, host string, o Object) error {
+	entries, err := st.List(ctx, ObjectPath(host, o.ID))
+	if err != nil {
+		return destError(st.Name(), err, "list object "+o.ID)
+	}
+	if i := missingChunk(entries, o); i >= 0 {
+		return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
 	}
 	return nil
 }
@@ -378,10 +395,8 @@ func CheckPartPresent(ctx context.Context, st Store, m *Manifest, part Part, pre
 				return err
 			}
 		}
-		for i, p := range l.Pieces {
-			if !present.Has(p.ID, p.Stored) {
-				return damaged(p.ID, integrityf("piece %d (%s) of piece list %s on %s is missing or has the wrong size (want %d bytes)", i, p.ID, ref.ID, st.Name(), p.Stored))
-			}
+		if id, err := missingPiece(st, ref, l, present); err != nil {
+			return damaged(id, err)
 		}
 		return nil
 	}
@@ -389,14 +404,7 @@ func CheckPartPresent(ctx context.Context, st Store, m *Manifest, part Part, pre
 	if !ok {
 		return integrityf("part %s: object %s is not in the manifest", part.ID, part.Object)
 	}
-	entries, err := st.List(ctx, ObjectPath(m.Host, o.ID))
-	if err != nil {
-		return destError(st.Name(), err, "list object "+o.ID)
-	}
-	if i := missingChunk(entries, o); i >= 0 {
-		return integrityf("object %s chunk %s on %s is missing or has the wrong size (want %d bytes)", o.ID, ChunkName(i), st.Name(), o.Chunks[i].Size)
-	}
-	return nil
+	return checkChunks(ctx, st, m.Host, o)
 }
 
 // ListObjects lists every v2 object on a store, for CheckPresent over
