@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/davtest"
+	"github.com/firetech/fireops/internal/testutil"
 )
 
 // davConfig writes keys with init and a config backing up dir/data (one
@@ -63,13 +64,7 @@ func writeData(t *testing.T, dir string, seed byte) {
 // a timing assertion).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 20*time.Millisecond, cond)
 }
 
 func exitCode(err error) int {

@@ -1,8 +1,8 @@
 // Package testutil holds small helpers the tests of every package share:
 // [Must] for errors that end a test, [Replace] for editing a text (a
 // config `fireops init` wrote, a rendered file) that fails when the text
-// to replace is not there exactly once, and [SameTree] and [DiffTrees]
-// for comparing two folders.
+// to replace is not there exactly once, [SameTree] and [DiffTrees] for
+// comparing two folders, and [WaitFor] for polling until something holds.
 //
 // It is for tests only: nothing outside _test.go files imports it.
 package testutil
@@ -10,6 +10,7 @@ package testutil
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Must ends the test when err is not nil.
@@ -42,4 +43,20 @@ func ReplaceAll(t testing.TB, s, old, new string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, old, new)
+}
+
+// WaitFor calls cond every interval until it returns true. It ends the
+// test, naming what it waited for, when cond still returns false after a
+// minute: a safety net for a test that waits for another process or
+// goroutine, not a timing assertion.
+func WaitFor(t testing.TB, what string, every time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+			return
+		}
+		time.Sleep(every)
+	}
 }

@@ -66,6 +66,16 @@ func TestMust(t *testing.T) {
 	}
 }
 
+func TestWaitFor(t *testing.T) {
+	calls := 0
+	r := run(t, func(tb testing.TB) {
+		WaitFor(tb, "the third call", time.Millisecond, func() bool { calls++; return calls == 3 })
+	})
+	if r.fatal != "" || calls != 3 {
+		t.Errorf("WaitFor: %d calls, ended with %q", calls, r.fatal)
+	}
+}
+
 func TestReplace(t *testing.T) {
 	for _, tc := range []struct {
 		name, s, old, new string

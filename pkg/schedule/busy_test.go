@@ -36,14 +36,9 @@ func TestBusyIsNotAFailure(t *testing.T) {
 			return exitcode.New(exitcode.LockBusy, errors.New("another rotate run holds the lock"), "")
 		}}}}, nil
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Load: load, Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
-			StopTimeout: time.Minute, Ready: func(a string) { addr <- a }})
-	}()
-	url := "http://" + <-addr + "/metrics"
+	addr, stop := startDaemon(t, Options{Load: load, Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
+		StopTimeout: time.Minute})
+	url := "http://" + addr + "/metrics"
 	gauges := regexp.MustCompile(`(?m)^fireops_schedule_last_(run|success)_\w+\{task="rotate"\} .*$`)
 	waitFor(t, "the good run", func() bool {
 		return regexp.MustCompile(`fireops_schedule_runs_total\{result="success",task="rotate"\} 1`).MatchString(get(t, url))
@@ -66,8 +61,7 @@ func TestBusyIsNotAFailure(t *testing.T) {
 	if !regexp.MustCompile(`level=WARN msg="job skipped: another run holds its lock" task=rotate`).MatchString(logs.String()) {
 		t.Errorf("log:\n%s", logs.String())
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

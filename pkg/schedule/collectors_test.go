@@ -1,7 +1,6 @@
 package schedule
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -14,21 +13,14 @@ import (
 func TestCollectorsServed(t *testing.T) {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fireops_test_collected", Help: "A test collector."}, []string{"user"})
 	g.WithLabelValues("alice").Set(42)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Hangup: make(chan os.Signal), Ready: func(a string) { ready <- a },
-			Collectors: []prometheus.Collector{g},
-			Load:       func() (*Config, error) { return &Config{Listen: "127.0.0.1:0"}, nil }})
-	}()
-	body := get(t, "http://"+<-ready+"/metrics")
+	addr, stop := startDaemon(t, Options{Hangup: make(chan os.Signal),
+		Collectors: []prometheus.Collector{g},
+		Load:       func() (*Config, error) { return &Config{Listen: "127.0.0.1:0"}, nil }})
+	body := get(t, "http://"+addr+"/metrics")
 	if !strings.Contains(body, "\nfireops_test_collected{user=\"alice\"} 42\n") {
 		t.Errorf("/metrics lacks the collector's sample:\n%s", body)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

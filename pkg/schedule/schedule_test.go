@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
 )
@@ -39,15 +40,34 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
+// startDaemon runs Run with opts in the background, with a Ready hook,
+// and returns once the daemon is ready: the address it serves /metrics on,
+// and stop, which cancels Run and returns what Run returned. Run is
+// cancelled when the test ends if stop was not called.
+func startDaemon(t *testing.T, opts Options) (addr string, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	opts.Ready = func(a string) { ready <- a }
+	go func() { done <- Run(ctx, opts) }()
+	return <-ready, func() error { cancel(); return <-done }
+}
+
+// snapshotEvery loads a config with the state file state (none when ""),
+// the jitter jitter and one job, a snapshot on spec that does nothing.
+func snapshotEvery(state, spec string, jitter time.Duration) func() (*Config, error) {
+	return func() (*Config, error) {
+		return &Config{StateFile: state, Jitter: jitter, Jobs: []Job{
+			{Name: "snapshot", Spec: spec, Run: func(context.Context) error { return nil }}}}, nil
+	}
+}
+
+// waitFor polls cond every 10 ms for at most a minute.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 10*time.Millisecond, cond)
 }
 
 func get(t *testing.T, url string) string {
@@ -109,14 +129,9 @@ func TestDaemon(t *testing.T) {
 		}}, nil
 	}
 	hup := make(chan os.Signal, 1)
-	ctx, stop := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Load: load, Log: log, Hangup: hup, Results: results, Version: "test",
-			StopTimeout: time.Minute, Ready: func(a string) { addr <- a }})
-	}()
-	url := "http://" + <-addr + "/metrics"
+	addr, stop := startDaemon(t, Options{Load: load, Log: log, Hangup: hup, Results: results, Version: "test",
+		StopTimeout: time.Minute})
+	url := "http://" + addr + "/metrics"
 	waitFor(t, "a missed snapshot run", func() bool { return strings.Contains(logs.String(), "missed run: the previous run is still going") })
 	waitFor(t, "two verify runs", func() bool { return failRuns.Load() >= 2 })
 	waitFor(t, "the verify results on /metrics", func() bool {
@@ -172,8 +187,7 @@ func TestDaemon(t *testing.T) {
 	}
 
 	// Stop: the running snapshot is cancelled and waited for.
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, logs.String())
 	}
 	select {
@@ -227,20 +241,9 @@ func TestMissedWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuf{}
-	ctx, stop := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
-			Ready: func(a string) { ready <- a },
-			Load: func() (*Config, error) {
-				return &Config{StateFile: state, Jitter: time.Millisecond, Jobs: []Job{
-					{Name: "snapshot", Spec: "0 3 * * *", Run: func(context.Context) error { return nil }}}}, nil
-			}})
-	}()
-	<-ready
-	stop()
-	if err := <-done; err != nil {
+	_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
+		Load: snapshotEvery(state, "0 3 * * *", time.Millisecond)})
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "missed run: the daemon was not running when it was due") || !strings.Contains(logs.String(), "last_run="+last) {
@@ -253,18 +256,9 @@ func TestMissedWhileDown(t *testing.T) {
 func TestStopWithoutJobs(t *testing.T) {
 	t.Parallel()
 	for range 50 {
-		ctx, stop := context.WithCancel(context.Background())
-		ready := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{Hangup: make(chan os.Signal), StopTimeout: time.Nanosecond, Ready: func(a string) { ready <- a },
-				Load: func() (*Config, error) {
-					return &Config{Jobs: []Job{{Name: "snapshot", Spec: "0 3 1 1 *", Run: func(context.Context) error { return nil }}}}, nil
-				}})
-		}()
-		<-ready
-		stop()
-		if err := <-done; err != nil {
+		_, stop := startDaemon(t, Options{Hangup: make(chan os.Signal), StopTimeout: time.Nanosecond,
+			Load: snapshotEvery("", "0 3 1 1 *", 0)})
+		if err := stop(); err != nil {
 			t.Fatalf("stop with no job running: %v", err)
 		}
 	}
@@ -292,20 +286,9 @@ func TestMissedAtStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			logs := &syncBuf{}
-			ctx, stop := context.WithCancel(context.Background())
-			ready := make(chan string, 1)
-			done := make(chan error, 1)
-			go func() {
-				done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
-					Now: func() time.Time { return tc.now }, Ready: func(a string) { ready <- a },
-					Load: func() (*Config, error) {
-						return &Config{StateFile: state, Jobs: []Job{
-							{Name: "snapshot", Spec: "0 3 * * *", Run: func(context.Context) error { return nil }}}}, nil
-					}})
-			}()
-			<-ready
-			stop()
-			if err := <-done; err != nil {
+			_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
+				Now: func() time.Time { return tc.now }, Load: snapshotEvery(state, "0 3 * * *", 0)})
+			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
 			if got := strings.Contains(logs.String(), "missed run: the daemon was not running"); got != tc.missed {
@@ -323,21 +306,10 @@ func TestJitterCancelledIsMissed(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "schedule.json")
 	daemon := func(spec string, jitter time.Duration, running func(logs *syncBuf)) string {
 		logs := &syncBuf{}
-		ctx, stop := context.WithCancel(context.Background())
-		ready := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-				Hangup: make(chan os.Signal), Ready: func(a string) { ready <- a },
-				Load: func() (*Config, error) {
-					return &Config{StateFile: state, Jitter: jitter, Jobs: []Job{
-						{Name: "snapshot", Spec: spec, Run: func(context.Context) error { return nil }}}}, nil
-				}})
-		}()
-		<-ready
+		_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Hangup: make(chan os.Signal), Load: snapshotEvery(state, spec, jitter)})
 		running(logs)
-		stop()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 		return logs.String()
@@ -381,16 +353,9 @@ func TestHangupWhileStarting(t *testing.T) {
 	hup <- syscall.SIGHUP
 	var loads atomic.Int32
 	logs := &syncBuf{}
-	ctx, stop := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: hup, Ready: func(a string) { ready <- a },
-			Load: func() (*Config, error) { loads.Add(1); return &Config{}, nil }})
-	}()
-	<-ready
-	stop()
-	if err := <-done; err != nil {
+	_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: hup,
+		Load: func() (*Config, error) { loads.Add(1); return &Config{}, nil }})
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if n := loads.Load(); n != 1 || strings.Contains(logs.String(), "configuration reloaded") {
@@ -410,20 +375,9 @@ func TestMissedCountedOnce(t *testing.T) {
 	}
 	start := func(now time.Time) string {
 		logs := &syncBuf{}
-		ctx, stop := context.WithCancel(context.Background())
-		ready := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
-				Now: func() time.Time { return now }, Ready: func(a string) { ready <- a },
-				Load: func() (*Config, error) {
-					return &Config{StateFile: state, Jobs: []Job{
-						{Name: "snapshot", Spec: "0 3 * * *", Run: func(context.Context) error { return nil }}}}, nil
-				}})
-		}()
-		<-ready
-		stop()
-		if err := <-done; err != nil {
+		_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
+			Now: func() time.Time { return now }, Load: snapshotEvery(state, "0 3 * * *", 0)})
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 		return logs.String()
