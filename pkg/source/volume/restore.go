@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -522,6 +523,49 @@ func relay(ctx context.Context, r io.Reader, w io.Writer) (int64, error) {
 	return n, err
 }
 
+// keepFolder opens the folder dir (slash-separated, relative to root, ""
+// for root itself) one component at a time, each relative to the one
+// above with O_NOFOLLOW|O_DIRECTORY, and returns its descriptor. With
+// create, a missing component is made (mode 0755, as the extraction
+// makes the folders above a file). ok is false, and nothing is held,
+// when a component is a symlink, not a folder, or (without create)
+// missing.
+func keepFolder(root, dir string, create bool) (fd int, ok bool, err error) {
+	fd, err = tarsafe.Openat(unix.AT_FDCWD, root, root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	if err != nil {
+		return -1, false, err
+	}
+	p := root
+	for _, name := range strings.Split(strings.Trim(dir, "/"), "/") {
+		if name == "" {
+			continue
+		}
+		p = filepath.Join(p, name)
+		next, err := tarsafe.Openat(fd, name, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		if errors.Is(err, fs.ErrNotExist) && create {
+			if err = unix.Mkdirat(fd, name, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				next, err = tarsafe.Openat(fd, name, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+			}
+		}
+		unix.Close(fd)
+		switch {
+		case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR), errors.Is(err, fs.ErrNotExist):
+			return -1, false, nil
+		case err != nil:
+			return -1, false, err
+		}
+		fd = next
+	}
+	return fd, true, nil
+}
+
+// throughFd is the path of name in the folder open as fd, through
+// /proc/self/fd: a rename of it acts in that very folder, whatever was
+// done meanwhile to the path the folder was opened by.
+func throughFd(fd int, name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(fd) + "/" + name
+}
+
 // swap replaces the entries of the folder live with those of staged,
 // keeping the live files keep (relative paths), through the holding
 // folder hold (created; same filesystem). The kept files are first moved
@@ -542,8 +586,8 @@ func swap(live, staged, hold string, keep []string) error {
 
 // swapWith is swap with its renames done by rename (tests make some fail).
 // The moves and their undo are pkg/swap's: the live entries go into hold
-// under their aside names (NAME.fireops-old, then with a time and a
-// number: a name a writer recreates never meets the one moved before it).
+// under their aside names (NAME.fireops-old, then numbered: a name a
+// writer recreates never meets the one moved before it).
 func swapWith(rename func(from, to string) error, live, staged, hold string, keep []string) error {
 	if err := tarsafe.SyncFS(staged); err != nil {
 		return err
@@ -563,19 +607,44 @@ func swapWith(rename func(from, to string) error, live, staged, hold string, kee
 		}
 		return cause
 	}
+	// The kept files are reached through folders opened one by one
+	// without following a symlink (keepFolder), and moved through those
+	// folders' descriptors: the user owns both trees (the live one, which
+	// a running container may change meanwhile, and the staged one, from
+	// their snapshot), so a path component swapped for a symlink must not
+	// move a file from, or put one into, a folder outside the volume.
+	var held []int
+	defer func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	}()
 	for _, k := range keep {
-		k = filepath.FromSlash(k)
-		src, dst := filepath.Join(live, k), filepath.Join(staged, k)
-		if _, err := os.Lstat(src); err != nil {
-			continue
-		}
-		if _, err := os.Lstat(dst); err == nil {
-			continue // the part holds it after all: the restored one wins
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		dir, base := path.Split(path.Clean(k))
+		srcDir, ok, err := keepFolder(live, dir, false)
+		if err != nil {
 			return undo(fmt.Errorf("keep %s: %w", k, err))
 		}
-		if err := sw.Move(src, dst); err != nil {
+		if !ok {
+			continue // not in the live tree as a file below real folders
+		}
+		held = append(held, srcDir)
+		var st unix.Stat_t
+		if err := unix.Fstatat(srcDir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			continue
+		}
+		dstDir, ok, err := keepFolder(staged, dir, true)
+		if err != nil {
+			return undo(fmt.Errorf("keep %s: %w", k, err))
+		}
+		if !ok {
+			continue // the part holds something else on the way: the restored tree wins
+		}
+		held = append(held, dstDir)
+		if err := unix.Fstatat(dstDir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+			continue // the part holds it after all: the restored one wins
+		}
+		if err := sw.Move(throughFd(srcDir, base), throughFd(dstDir, base)); err != nil {
 			return undo(fmt.Errorf("keep %s: %w", k, err))
 		}
 	}
