@@ -242,6 +242,23 @@ func readTar(t testing.TB, s *Source) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
+// snapshotPart archives the volume name through NewSource(name, o) and
+// WriteTar, closes the source and returns the archive; an error ends the
+// test.
+func snapshotPart(t testing.TB, name string, o Options) []byte {
+	t.Helper()
+	s, err := NewSource(name, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := readTar(t, s)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return part
+}
+
 // TestMain removes the writer image after the tests.
 func TestMain(m *testing.M) {
 	code := m.Run()

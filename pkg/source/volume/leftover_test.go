@@ -39,15 +39,7 @@ func TestStagingLeftoversRemoved(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("restored"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSource(src, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, err := readTar(t, s)
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	part := snapshotPart(t, src, Options{})
 	target := "fireops-test-left-dst-" + randomHex(4)
 	other := "fireops-test-left-other-" + randomHex(4)
 	t.Cleanup(func() { removeTestVolume(t, cli, target) })

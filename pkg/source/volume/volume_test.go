@@ -359,15 +359,7 @@ func TestRestoreRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mp, "big"), pattern(100_000, 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSource(name, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, err := readTar(t, s)
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	part := snapshotPart(t, name, Options{})
 	stage := func(o RestoreOptions, data []byte) error {
 		return stageInto(t, name, o, data)
 	}
@@ -391,7 +383,7 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	// In use by a running container.
 	volumetest.StartWriter(t, cli, name)
-	err = stage(RestoreOptions{}, part)
+	err := stage(RestoreOptions{}, part)
 	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "fireops-test-writer-") {
 		t.Errorf("in use: %v", err)
 	}
@@ -429,15 +421,7 @@ func TestAPIRestoreIntoNewVolume(t *testing.T) {
 	name, mp := newVolume(t, cli, "api-src")
 	fillTree(t, mp)
 	want := snapshotTree(t, mp)
-	s, err := NewSource(name, Options{Read: ReadAPI})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, err := readTar(t, s)
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	part := snapshotPart(t, name, Options{Read: ReadAPI})
 	target := "fireops-test-api-dst-" + randomHex(4)
 	t.Cleanup(func() { removeTestVolume(t, cli, target) })
 	rs, err := NewRestorer(target, RestoreOptions{Write: ReadAPI})
@@ -503,15 +487,7 @@ func TestRestoreCancelled(t *testing.T) {
 		s.Close()
 		noLeftovers(t, cli, name)
 	}
-	s, err := NewSource(name, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, err := readTar(t, s)
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	part := snapshotPart(t, name, Options{})
 	for _, mode := range []string{ReadMountpoint, ReadAPI} {
 		target := "fireops-test-cancel-dst-" + randomHex(4)
 		rs, err := NewRestorer(target, RestoreOptions{Write: mode})

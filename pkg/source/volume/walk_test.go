@@ -28,6 +28,24 @@ func readMountpoint(t *testing.T, dir string) ([]byte, counts, error) {
 	return buf.Bytes(), c, err
 }
 
+// readAfterSwap archives vol as readMountpoint does, ends the test when
+// that fails or when the swap hook did not run (did not set *swapped),
+// and returns the archive's entries, checked to hold nothing of the host
+// folder (walktest.NoSecret), and the counts.
+func readAfterSwap(t *testing.T, vol string, swapped *bool) (map[string]string, counts) {
+	t.Helper()
+	b, c, err := readMountpoint(t, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !*swapped {
+		t.Fatal("the hook did not run")
+	}
+	got := walktest.Entries(t, b)
+	walktest.NoSecret(t, got)
+	return got, c
+}
+
 // setHook sets a test hook for the rest of the test.
 func setHook(t *testing.T, hook *func(string), fn func(string)) {
 	t.Helper()
@@ -59,15 +77,7 @@ func TestMountpointSymlinkSwapDuringRead(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	b, _, err := readMountpoint(t, vol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !swapped {
-		t.Fatal("the hook did not run")
-	}
-	got := walktest.Entries(t, b)
-	walktest.NoSecret(t, got)
+	got, _ := readAfterSwap(t, vol, &swapped)
 	if got["./D/z"] != "mine" || got["./D/sub/own"] != "mine too" {
 		t.Errorf("D's own files after the swap: z %q, sub/own %q", got["./D/z"], got["./D/sub/own"])
 	}
@@ -295,15 +305,7 @@ func TestMountpointDeepFolderMovedDuringWalk(t *testing.T) {
 			must(t, os.Rename(host, fifth))
 		}
 	})
-	b, c, err := readMountpoint(t, vol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !swapped {
-		t.Fatal("the hook did not run")
-	}
-	got := walktest.Entries(t, b)
-	walktest.NoSecret(t, got)
+	got, c := readAfterSwap(t, vol, &swapped)
 	if got["./"+rel+"/leaf"] != "deep" || got["./z"] != "last" {
 		t.Errorf("archive: leaf %q, z %q", got["./"+rel+"/leaf"], got["./z"])
 	}
