@@ -2,9 +2,7 @@ package churn
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,29 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// sums returns the SHA-256 of every file under dir by relative path.
-func sums(t *testing.T, dir string) map[string][32]byte {
-	t.Helper()
-	out := map[string][32]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[rel] = sha256.Sum256(b)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+	"github.com/firetech/fireops/internal/testutil"
+)
 
 func size(t *testing.T, path string) int64 {
 	t.Helper()
@@ -98,8 +76,8 @@ func TestGenerateAndApply(t *testing.T) {
 	if _, err := Generate(ctx, d2, want, 4); err != nil {
 		t.Fatal(err)
 	}
-	s1 := sums(t, d1)
-	if len(s1) != st.Files || !reflect.DeepEqual(s1, sums(t, d2)) {
+	s1 := testutil.FileSums(t, d1)
+	if len(s1) != st.Files || !reflect.DeepEqual(s1, testutil.FileSums(t, d2)) {
 		t.Fatalf("same seed, different trees (%d files, stats %+v)", len(s1), st)
 	}
 	if st.Bytes < want*90/100 || st.Bytes > want*115/100 {
@@ -107,7 +85,7 @@ func TestGenerateAndApply(t *testing.T) {
 	}
 
 	for night := 1; night <= 3; night++ {
-		before := sums(t, d1)
+		before := testutil.FileSums(t, d1)
 		sizes := map[string]int64{}
 		for rel := range before {
 			sizes[rel] = size(t, filepath.Join(d1, rel))
@@ -119,8 +97,8 @@ func TestGenerateAndApply(t *testing.T) {
 		if _, err := ApplyNight(d2, 4, night); err != nil {
 			t.Fatal(err)
 		}
-		after := sums(t, d1)
-		if !reflect.DeepEqual(after, sums(t, d2)) {
+		after := testutil.FileSums(t, d1)
+		if !reflect.DeepEqual(after, testutil.FileSums(t, d2)) {
 			t.Fatalf("night %d: the same change gave different trees", night)
 		}
 		if c.Edited != 2 || c.Added != 1 || len(c.Paths) != 4 || c.Appended < Nightly.Append || c.Appended > Nightly.Append+200 {

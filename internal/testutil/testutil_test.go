@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -226,5 +227,16 @@ func TestDiffTreesNotAFolder(t *testing.T) {
 	}
 	if _, err := DiffTrees(dir, filepath.Join(dir, "missing")); err == nil {
 		t.Error("DiffTrees on a missing folder: no error")
+	}
+}
+
+func TestFileSums(t *testing.T) {
+	dir := t.TempDir()
+	Must(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
+	Must(t, os.WriteFile(filepath.Join(dir, "a"), []byte("a"), 0o644))
+	Must(t, os.WriteFile(filepath.Join(dir, "sub", "b"), []byte("b"), 0o644))
+	got := FileSums(t, dir)
+	if len(got) != 2 || got["a"] != sha256.Sum256([]byte("a")) || got[filepath.Join("sub", "b")] != sha256.Sum256([]byte("b")) {
+		t.Errorf("FileSums = %x", got)
 	}
 }

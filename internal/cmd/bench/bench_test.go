@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/firetech/fireops/internal/testutil"
 )
 
 func TestPlanDataset(t *testing.T) {
@@ -38,32 +39,20 @@ func TestPlanDataset(t *testing.T) {
 func TestGenerateDataset(t *testing.T) {
 	sum := func(dir string) map[string][32]byte {
 		out := map[string][32]byte{}
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(dir, p)
+		testutil.ReadFiles(t, dir, func(rel string, b []byte) {
 			out[rel] = sha256.Sum256(b)
 			switch {
-			case strings.HasSuffix(p, ".ipynb"), strings.HasSuffix(p, ".json"):
+			case strings.HasSuffix(rel, ".ipynb"), strings.HasSuffix(rel, ".json"):
 				if !json.Valid(b) {
 					t.Errorf("%s is not valid JSON", rel)
 				}
-			case strings.HasSuffix(p, ".jsonl"):
+			case strings.HasSuffix(rel, ".jsonl"):
 				line, _, _ := strings.Cut(string(b), "\n")
 				if !json.Valid([]byte(line)) {
 					t.Errorf("%s: first line is not JSON: %q", rel, line)
 				}
 			}
-			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		return out
 	}
 	ctx := context.Background()
