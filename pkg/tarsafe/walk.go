@@ -137,6 +137,12 @@ type Walker struct {
 
 	dirbuf  []byte // getdents buffer
 	chain   DirChain
+	// entered are the folders entered in this Walk, by device and inode.
+	// A folder has one name at a time, so one met again was moved from
+	// where it was walked to a place not walked yet: walking it again
+	// would let a user who moves a folder along N empty ones (cheap)
+	// have it archived N times. About 40 bytes a folder.
+	entered map[[2]uint64]struct{}
 	stack   []walkFrame // the folders being walked, from the root
 	root    string
 	nameLen int    // length of the root's archive name
@@ -176,6 +182,7 @@ func (w *Walker) Walk(ctx context.Context, root, name string) error {
 	if e.Info, err = w.chain.OpenRoot(root, fi); err != nil {
 		return w.lost(e, err, false)
 	}
+	w.entered = map[[2]uint64]struct{}{folderKey(e.Info): {}}
 	if w.dirbuf == nil {
 		w.dirbuf = make([]byte, 32<<10)
 	}
@@ -267,12 +274,20 @@ func (w *Walker) step(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if _, again := w.entered[folderKey(fi)]; again {
+		if w.Policy == WalkStrict {
+			return fmt.Errorf("%s: %s was moved during the walk: the folder was walked already under another name", w.Prefix, p)
+		}
+		w.skip(e, SkipVanished)
+		return nil
+	}
 	if w.BeforeOpen != nil {
 		w.BeforeOpen(p)
 	}
 	if e.Info, err = w.chain.Enter(n, p, fi); err != nil {
 		return w.lost(e, err, Gone(err))
 	}
+	w.entered[folderKey(e.Info)] = struct{}{}
 	names, err := ReadDirNames(w.chain.Fd(), p, w.dirbuf)
 	if err != nil {
 		return fmt.Errorf("%s: read folder %s: %w", w.Prefix, p, err)
@@ -282,6 +297,12 @@ func (w *Walker) step(ctx context.Context) error {
 	}
 	w.push(names)
 	return nil
+}
+
+// folderKey is a folder's device and inode.
+func folderKey(fi fs.FileInfo) [2]uint64 {
+	st := fi.Sys().(*syscall.Stat_t)
+	return [2]uint64{uint64(st.Dev), st.Ino}
 }
 
 // leaf walks an entry that is not a folder.
