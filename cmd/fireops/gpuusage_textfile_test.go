@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,28 +15,11 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/gpucheck/gpuchecktest"
 	"github.com/firetech/fireops/pkg/gpuusage"
 )
-
-// lockedBuffer is a goroutine-safe log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestScheduleGPUUsageTextfile runs `fireops schedule` in this process on
 // go-nvml's mock, with metrics.textfile_dir set and the default loopback
@@ -99,7 +81,7 @@ func TestScheduleGPUUsageTextfile(t *testing.T) {
 	}
 	gone := func() bool { _, err := os.Stat(file); return errors.Is(err, fs.ErrNotExist) }
 
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &logs}
 	root := a.rootCommand()
 	root.SetArgs([]string{"--config", cfg, "--log-format", "json", "schedule"})

@@ -1,14 +1,14 @@
 package remote
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rclone/rclone/fs"
+
+	"github.com/firetech/fireops/internal/testutil"
 )
 
 func TestRcloneLevel(t *testing.T) {
@@ -29,28 +29,10 @@ func TestRcloneLevel(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for rclone's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rclone's own lines reach the handler given to SetLogHandler as a record
 // "rclone" whose text is redacted and one printable line.
 func TestSetLogHandler(t *testing.T) {
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	SetLogHandler(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	t.Cleanup(func() { SetLogHandler(nil) })
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
@@ -20,7 +21,7 @@ import (
 // alert fires for a run that never started (issue 15).
 func TestBusyIsNotAFailure(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	var calls atomic.Int32
 	firstRead := make(chan struct{})
 	load := func() (*Config, error) {

@@ -1,7 +1,6 @@
 package schedule
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -21,24 +19,6 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
 )
-
-// syncBuf is a log sink safe for concurrent writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startDaemon runs Run with opts in the background, with a Ready hook,
 // and returns once the daemon is ready: the address it serves /metrics on,
@@ -87,7 +67,7 @@ func get(t *testing.T, url string) string {
 // published results, and stopping cancels the running job and waits for it.
 func TestDaemon(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	var slowRuns, failRuns, newRuns atomic.Int32
 	release := make(chan struct{})
@@ -240,7 +220,7 @@ func TestMissedWhileDown(t *testing.T) {
 	if err := os.WriteFile(state, []byte(`{"last_run":{"snapshot":"`+last+`"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
 		Load: snapshotEvery(state, "0 3 * * *", time.Millisecond)})
 	if err := stop(); err != nil {
@@ -285,7 +265,7 @@ func TestMissedAtStart(t *testing.T) {
 			if err := os.WriteFile(state, []byte(`{"last_run":{"snapshot":"`+last.UTC().Format(time.RFC3339)+`"}}`), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			logs := &syncBuf{}
+			logs := &testutil.SyncBuffer{}
 			_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
 				Now: func() time.Time { return tc.now }, Load: snapshotEvery(state, "0 3 * * *", 0)})
 			if err := stop(); err != nil {
@@ -304,8 +284,8 @@ func TestMissedAtStart(t *testing.T) {
 func TestJitterCancelledIsMissed(t *testing.T) {
 	t.Parallel()
 	state := filepath.Join(t.TempDir(), "schedule.json")
-	daemon := func(spec string, jitter time.Duration, running func(logs *syncBuf)) string {
-		logs := &syncBuf{}
+	daemon := func(spec string, jitter time.Duration, running func(logs *testutil.SyncBuffer)) string {
+		logs := &testutil.SyncBuffer{}
 		_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			Hangup: make(chan os.Signal), Load: snapshotEvery(state, spec, jitter)})
 		running(logs)
@@ -314,7 +294,7 @@ func TestJitterCancelledIsMissed(t *testing.T) {
 		}
 		return logs.String()
 	}
-	log := daemon("@every 1s", 24*time.Hour, func(logs *syncBuf) {
+	log := daemon("@every 1s", 24*time.Hour, func(logs *testutil.SyncBuffer) {
 		waitFor(t, "the jitter delay", func() bool { return strings.Contains(logs.String(), "msg=jitter") })
 	})
 	if n := strings.Count(log, "missed run: the daemon stopped during its jitter delay"); n != 1 {
@@ -322,7 +302,7 @@ func TestJitterCancelledIsMissed(t *testing.T) {
 	}
 	// The next start, with an hourly spec (nothing else fell due), does
 	// not count the cancelled run again.
-	if log := daemon("@every 1h", 0, func(*syncBuf) {}); strings.Contains(log, "missed run") {
+	if log := daemon("@every 1h", 0, func(*testutil.SyncBuffer) {}); strings.Contains(log, "missed run") {
 		t.Fatalf("the cancelled run is counted again at the next start:\n%s", log)
 	}
 }
@@ -352,7 +332,7 @@ func TestHangupWhileStarting(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	hup <- syscall.SIGHUP
 	var loads atomic.Int32
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: hup,
 		Load: func() (*Config, error) { loads.Add(1); return &Config{}, nil }})
 	if err := stop(); err != nil {
@@ -374,7 +354,7 @@ func TestMissedCountedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(now time.Time) string {
-		logs := &syncBuf{}
+		logs := &testutil.SyncBuffer{}
 		_, stop := startDaemon(t, Options{Log: slog.New(slog.NewTextHandler(logs, nil)), Hangup: make(chan os.Signal),
 			Now: func() time.Time { return now }, Load: snapshotEvery(state, "0 3 * * *", 0)})
 		if err := stop(); err != nil {
