@@ -1,12 +1,12 @@
 // Package walktest holds what the tests of the code that walks a host
 // folder (tarsafe.Walker and the sources built on it, pkg/source/files and
-// pkg/source/volume) share: trees written from a map, an archive read
-// back (its headers, names or contents by name), a host folder of secrets
-// to swap in and the check that none of it was archived, chains of
-// folders past PATH_MAX made and read through descriptors, a watch that
-// tells whether a path was opened, the special files a user can swap in
-// for a listed file, and a file given the inode number of one removed
-// during the walk.
+// pkg/source/volume) share: trees written from a map and read back, an
+// archive read back (its headers, names or contents by name), a host
+// folder of secrets to swap in and the check that none of it was
+// archived, chains of folders past PATH_MAX made and read through
+// descriptors, a watch that tells whether a path was opened, the special
+// files a user can swap in for a listed file, and a file given the inode
+// number of one removed during the walk.
 //
 // It imports nothing of the project but internal/testutil, so that the
 // tests of pkg/tarsafe can use it too. It is for tests only: nothing
@@ -18,12 +18,14 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -269,4 +271,61 @@ func LinkedPairOnInode(t testing.TB, gone []string, dir, name, body string) bool
 	must(t, os.Link(filepath.Join(dir, name), filepath.Join(dir, name+"2")))
 	differentCtime(t, filepath.Join(dir, name), st.Ctim)
 	return reused
+}
+
+// Entry is what [Tree] records of one path.
+type Entry struct {
+	Mode     fs.FileMode
+	Uid, Gid uint32
+	Mtime    time.Time
+	Atime    int64 // nanoseconds, as before Tree read the file
+	Size     int64
+	Ino      uint64
+	Nlink    uint64
+	Link     string // a symlink's target
+	Body     string // a regular file's contents
+	// LinkID is, for a regular file with more than one name, a number
+	// its names share, counted from 1 in the order of the walk; else 0.
+	LinkID int
+}
+
+// Tree records every path below root, and root itself ("."), by its path
+// relative to root, as Lstat sees it (symlinks are not followed). It
+// reads every regular file whole.
+func Tree(t testing.TB, root string) map[string]Entry {
+	t.Helper()
+	out := map[string]Entry{}
+	links := map[uint64]int{}
+	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		e := Entry{Mode: fi.Mode(), Uid: st.Uid, Gid: st.Gid, Mtime: fi.ModTime(), Atime: st.Atim.Nano(),
+			Size: fi.Size(), Ino: st.Ino, Nlink: uint64(st.Nlink)}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			e.Link, _ = os.Readlink(p)
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			e.Body = string(b)
+			if st.Nlink > 1 {
+				if links[st.Ino] == 0 {
+					links[st.Ino] = len(links) + 1
+				}
+				e.LinkID = links[st.Ino]
+			}
+		}
+		out[rel] = e
+		return nil
+	}))
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 )
 
 // ent is one entry of an archive built by a test.
@@ -277,45 +278,18 @@ type meta struct {
 func snapshotTree(t testing.TB, root string, withAtime bool) map[string]meta {
 	t.Helper()
 	out := map[string]meta{}
-	inodes := map[uint64]uint64{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
+	for rel, e := range walktest.Tree(t, root) {
 		if rel == "." {
-			return nil
+			continue
 		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
+		m := meta{mode: e.Mode, uid: e.Uid, gid: e.Gid, mtime: e.Mtime.UnixNano(), link: e.Link, ino: uint64(e.LinkID)}
+		if withAtime && e.Mode&fs.ModeSymlink == 0 {
+			m.atime = e.Atime
 		}
-		st := fi.Sys().(*syscall.Stat_t)
-		m := meta{mode: fi.Mode(), uid: st.Uid, gid: st.Gid, mtime: fi.ModTime().UnixNano()}
-		if withAtime && fi.Mode()&fs.ModeSymlink == 0 {
-			m.atime = st.Atim.Nano()
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			m.link, _ = os.Readlink(p)
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			m.body, m.size = string(b), fi.Size()
-			if st.Nlink > 1 {
-				if _, ok := inodes[st.Ino]; !ok {
-					inodes[st.Ino] = uint64(len(inodes) + 1)
-				}
-				m.ino = inodes[st.Ino]
-			}
+		if e.Mode.IsRegular() {
+			m.body, m.size = e.Body, e.Size
 		}
 		out[rel] = m
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

@@ -45,37 +45,9 @@ type meta struct {
 func tree(t testing.TB, root string) map[string]meta {
 	t.Helper()
 	out := map[string]meta{}
-	inodes := map[uint64]int{}
-	must(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		m := meta{mode: fi.Mode(), uid: st.Uid, gid: st.Gid, mtime: fi.ModTime().UnixNano()}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			m.link, _ = os.Readlink(p)
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			m.body = string(b)
-			if st.Nlink > 1 {
-				if inodes[st.Ino] == 0 {
-					inodes[st.Ino] = len(inodes) + 1
-				}
-				m.linkID = inodes[st.Ino]
-			}
-		}
-		out[rel] = m
-		return nil
-	}))
+	for rel, e := range walktest.Tree(t, root) {
+		out[rel] = meta{mode: e.Mode, uid: e.Uid, gid: e.Gid, mtime: e.Mtime.UnixNano(), link: e.Link, body: e.Body, linkID: e.LinkID}
+	}
 	return out
 }
 

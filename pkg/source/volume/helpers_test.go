@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/walktest"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
 )
 
@@ -170,33 +170,13 @@ type fileInfo struct {
 func snapshotTree(t testing.TB, dir string) map[string]fileInfo {
 	t.Helper()
 	out := map[string]fileInfo{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	for rel, e := range walktest.Tree(t, dir) {
+		fi := fileInfo{mode: e.Mode, uid: e.Uid, gid: e.Gid, mtime: e.Mtime.Unix(), link: e.Link, ino: e.Ino, nlink: e.Nlink}
+		if e.Mode.IsRegular() {
+			s := sha256.Sum256([]byte(e.Body))
+			fi.sha, fi.size = hex.EncodeToString(s[:]), e.Size
 		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		e := fileInfo{mode: fi.Mode(), uid: st.Uid, gid: st.Gid, mtime: fi.ModTime().Unix(), ino: st.Ino, nlink: uint64(st.Nlink)}
-		switch {
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			s := sha256.Sum256(b)
-			e.sha, e.size = hex.EncodeToString(s[:]), fi.Size()
-		case fi.Mode()&fs.ModeSymlink != 0:
-			e.link, _ = os.Readlink(p)
-		}
-		out[rel] = e
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		out[rel] = fi
 	}
 	return out
 }
