@@ -56,31 +56,34 @@ func WriteTree(t testing.TB, dir string, tree map[string]string) {
 func Entries(t testing.TB, b []byte) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		must(t, err)
-		body, err := io.ReadAll(tr)
+	each(t, b, func(h *tar.Header, r io.Reader) {
+		body, err := io.ReadAll(r)
 		must(t, err)
 		out[h.Name] = string(body)
-	}
+	})
+	return out
 }
 
 // Headers returns an archive's headers, in order.
 func Headers(t testing.TB, b []byte) []*tar.Header {
 	t.Helper()
 	var hs []*tar.Header
+	each(t, b, func(h *tar.Header, _ io.Reader) { hs = append(hs, h) })
+	return hs
+}
+
+// each calls fn with every header of the archive b and a reader of its
+// contents.
+func each(t testing.TB, b []byte, fn func(*tar.Header, io.Reader)) {
+	t.Helper()
 	tr := tar.NewReader(bytes.NewReader(b))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return hs
+			return
 		}
 		must(t, err)
-		hs = append(hs, h)
+		fn(h, tr)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/internal/walktest"
 )
 
@@ -102,21 +103,7 @@ func TestSwapConcurrentWriter(t *testing.T) {
 func readTree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		got[filepath.ToSlash(rel)] = string(b)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.ReadFiles(t, dir, func(rel string, b []byte) { got[filepath.ToSlash(rel)] = string(b) })
 	return got
 }
 
