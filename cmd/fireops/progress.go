@@ -250,41 +250,31 @@ func fitColumns(rows []row, width, nameWidth int) {
 		}
 		return false
 	}
+	// shorten puts the parts count in place of a (running, with running)
+	// row's wide extra; empty empties a column.
+	shorten := func(running bool) func() {
+		return func() {
+			for i := range rows {
+				if (!running || rows[i].v.state == snapshot.TaskRunning) && wide(rows[i]) {
+					rows[i].c.extra = rows[i].v.parts
+				}
+			}
+		}
+	}
+	empty := func(col func(c *columns) *string) func() {
+		return func() {
+			for i := range rows {
+				*col(&rows[i].c) = ""
+			}
+		}
+	}
 	steps := []func(){
-		func() {
-			for i := range rows {
-				if rows[i].v.state == snapshot.TaskRunning && wide(rows[i]) {
-					rows[i].c.extra = rows[i].v.parts
-				}
-			}
-		},
-		func() {
-			for i := range rows {
-				rows[i].c.rate = ""
-			}
-		},
-		func() {
-			for i := range rows {
-				rows[i].c.pct = ""
-			}
-		},
-		func() {
-			for i := range rows {
-				if wide(rows[i]) {
-					rows[i].c.extra = rows[i].v.parts
-				}
-			}
-		},
-		func() {
-			for i := range rows {
-				rows[i].c.eta = ""
-			}
-		},
-		func() {
-			for i := range rows {
-				rows[i].c.amount = ""
-			}
-		},
+		shorten(true),
+		empty(func(c *columns) *string { return &c.rate }),
+		empty(func(c *columns) *string { return &c.pct }),
+		shorten(false),
+		empty(func(c *columns) *string { return &c.eta }),
+		empty(func(c *columns) *string { return &c.amount }),
 	}
 	orig := make([]columns, len(rows))
 	for i := range rows {
