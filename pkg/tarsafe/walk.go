@@ -135,8 +135,8 @@ type Walker struct {
 	// folder before it is opened.
 	BeforeOpen func(path string)
 
-	dirbuf  []byte // getdents buffer
-	chain   DirChain
+	dirbuf []byte // getdents buffer
+	chain  DirChain
 	// entered are the folders entered in this Walk, by device and inode.
 	// A folder has one name at a time, so one met again was moved from
 	// where it was walked to a place not walked yet: walking it again
