@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -121,14 +122,5 @@ func TestFitColumns(t *testing.T) {
 	}
 }
 
-func equalColumns(a, b []columns) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
+// equalColumns reports whether a and b hold the same columns in order.
+func equalColumns(a, b []columns) bool { return slices.Equal(a, b) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -140,17 +141,8 @@ func TestWriteSizesDoNotMatter(t *testing.T) {
 	}
 }
 
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
+// equal reports whether a and b hold the same cut points in order.
+func equal(a, b []int) bool { return slices.Equal(a, b) }
 
 // pieceSet returns the hashes of the pieces of data.
 func pieceSet(t testing.TB, c *Chunker, data []byte) map[[32]byte]int {

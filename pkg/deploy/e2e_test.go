@@ -548,13 +548,7 @@ func e2ePrune(t *testing.T, cfg *config.Config, render RenderOptions, user *user
 	if err != nil {
 		t.Fatalf("prune --dry-run: %v", err)
 	}
-	wantDry := map[string]string{}
-	for k, v := range want {
-		if v == PruneRemoved {
-			v = PruneWouldRemove
-		}
-		wantDry[k] = v
-	}
+	wantDry := dryRunActions(want)
 	if g := got(dry); fmt.Sprint(g) != fmt.Sprint(wantDry) {
 		t.Errorf("prune --dry-run: %v\nwant %v", g, wantDry)
 	}

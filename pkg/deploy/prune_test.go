@@ -19,6 +19,19 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
+// dryRunActions returns the actions a dry run reports where a real run's
+// are want: "would remove" for what the run removes, the rest the same.
+func dryRunActions(want map[string]string) map[string]string {
+	dry := map[string]string{}
+	for k, v := range want {
+		if v == PruneRemoved {
+			v = PruneWouldRemove
+		}
+		dry[k] = v
+	}
+	return dry
+}
+
 func TestPlanImages(t *testing.T) {
 	t.Parallel()
 	at := func(min int) time.Time { return time.Date(2026, 11, 1, 12, min, 0, 0, time.UTC) }
@@ -218,13 +231,7 @@ func TestPrune(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dry := map[string]string{}
-		for k, v := range want {
-			if v == PruneRemoved {
-				v = PruneWouldRemove
-			}
-			dry[k] = v
-		}
+		dry := dryRunActions(want)
 		if got := actions(res); fmt.Sprint(got) != fmt.Sprint(dry) {
 			t.Errorf("got %v\nwant %v", got, dry)
 		}
