@@ -47,6 +47,17 @@ func (f fixture) parse(t *testing.T, yaml string) (*Config, error) {
 	return Parse([]byte(yaml), filepath.Join(f.dir, "fireops.yaml"))
 }
 
+// refused parses yaml and returns why it was refused; it ends the test
+// when the YAML is accepted.
+func (f fixture) refused(t *testing.T, yaml string) error {
+	t.Helper()
+	_, err := f.parse(t, yaml)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	return err
+}
+
 // refuseAll parses each case's YAML in a parallel subtest and wants it
 // refused as a usage error with a hint, in words that contain want.
 func (f fixture) refuseAll(t *testing.T, tests []struct{ name, yaml, want string }) {
@@ -54,10 +65,7 @@ func (f fixture) refuseAll(t *testing.T, tests []struct{ name, yaml, want string
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := f.parse(t, tc.yaml)
-			if err == nil {
-				t.Fatal("accepted")
-			}
+			err := f.refused(t, tc.yaml)
 			if exitcode.Code(err) != exitcode.Usage || exitcode.Hint(err) == "" {
 				t.Errorf("exit code %d, hint %q", exitcode.Code(err), exitcode.Hint(err))
 			}
@@ -190,10 +198,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := f.parse(t, tc.yaml)
-			if err == nil {
-				t.Fatal("accepted")
-			}
+			err := f.refused(t, tc.yaml)
 			if exitcode.Code(err) != exitcode.Usage {
 				t.Errorf("exit code %d, want %d", exitcode.Code(err), exitcode.Usage)
 			}
