@@ -7,7 +7,9 @@ package backup
 // the other parts come from the night's full run, and verify checks them
 // there. Levels full and restore-test read the indexes (they need the
 // identity anyway) and check exactly the parts restore latest plans from
-// each snapshot (latestParts, on that destination alone). Levels quick and
+// each snapshot (restore.LatestPartsOf, on that destination alone, from
+// the one listing verify made: a provider answering a second listing
+// otherwise cannot change what is checked). Levels quick and
 // hashes need no identity, so they cannot name the parts: they check whole
 // the snapshots restore latest reads a part from, found by the manifests'
 // keyed part tags (latestByTags).
@@ -42,18 +44,28 @@ type verifyTarget struct {
 }
 
 // latestTargets returns what verify latest checks on d (whose listing is
-// x), newest snapshot first. When the indexes cannot be read for the plan
-// (a wrong identity, a damaged index), levels full and restore-test check
-// whole the snapshots latestByTags finds: each one's check then says what
-// is wrong with it.
+// x), newest snapshot first. The plan is made from x itself
+// (restore.LatestPartsOf): d is not listed a second time, so a provider
+// that shows a snapshot to one listing and hides it from the next cannot
+// keep the snapshot verify found to be the newest (and judged the
+// rollback by) out of the check. That snapshot is always checked: when a
+// plan leaves it out (it holds no part restore would take), it is checked
+// whole. When the indexes cannot be read for the plan (a wrong identity,
+// a damaged index), levels full and restore-test check whole the
+// snapshots latestByTags finds: each one's check then says what is wrong
+// with it.
 func latestTargets(ctx context.Context, cfg *config.Config, d destination.Dest, x *restore.DestLatest, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity) []verifyTarget {
 	if o.Level == LevelFull || o.Level == LevelRestoreTest {
-		plan, note, err := restore.LatestParts(ctx, cfg, []destination.Dest{d}, trusted, ids, restore.Options{Snapshot: "latest"}, nil)
+		plan, note, err := restore.LatestPartsOf(ctx, cfg, []*restore.DestLatest{x}, trusted, ids, restore.Options{Snapshot: "latest"}, nil)
 		if err == nil {
 			if note != "" && o.Log != nil {
 				o.Log.Info("latest: the parts restore latest takes from each snapshot", "destination", d.Name, "note", note)
 			}
-			return targetsOfPlan(x.Listings(), plan)
+			out := targetsOfPlan(x.Listings(), plan)
+			if newest := x.Latest().ID; !slices.ContainsFunc(out, func(t verifyTarget) bool { return t.id == newest }) {
+				out = append([]verifyTarget{{id: newest}}, out...)
+			}
+			return out
 		}
 		if o.Log != nil {
 			o.Log.Warn("latest: the parts of each snapshot could not be planned; checking the snapshots whole", "destination", d.Name, "err", err)

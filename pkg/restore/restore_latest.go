@@ -163,21 +163,35 @@ type latestCand struct {
 func (c latestCand) full() bool { return c.l.PartTags == nil || !c.l.Only }
 
 // LatestParts plans a restore of "latest": per part, the newest complete
-// snapshot holding it (see the top of this file). It returns the parts and
-// a note for the plan.
+// snapshot holding it (see the top of this file). It lists each of dests
+// (LatestListing) and plans from those listings (LatestPartsOf). It
+// returns the parts and a note for the plan.
 func LatestParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, trusted []ed25519.PublicKey, ids []age.Identity, o Options, errs []error) ([]PartFrom, string, error) {
-	// Every complete snapshot on every destination, newest first.
-	byID := map[string]*latestCand{}
-	var cands []*latestCand
-	var listed []*DestLatest // per destination listed (names in listedOn)
-	var listedOn []string
+	var listed []*DestLatest
 	for _, d := range dests {
 		x, err := LatestListing(ctx, cfg, d, trusted)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		listed, listedOn = append(listed, x), append(listedOn, d.Name)
+		listed = append(listed, x)
+	}
+	return LatestPartsOf(ctx, cfg, listed, trusted, ids, o, errs)
+}
+
+// LatestPartsOf is LatestParts from listings already made (LatestListing,
+// one per destination): nothing is listed again, so the plan is made from
+// the very listing the caller judged (verify latest's rollback finding,
+// its newest snapshot). A provider answering a second listing otherwise
+// than the first cannot hide a snapshot from the plan that the caller
+// found to be the newest. errs are the errors of the destinations that
+// could not be listed (said when no snapshot is found).
+func LatestPartsOf(ctx context.Context, cfg *config.Config, listed []*DestLatest, trusted []ed25519.PublicKey, ids []age.Identity, o Options, errs []error) ([]PartFrom, string, error) {
+	// Every complete snapshot on every destination, newest first.
+	byID := map[string]*latestCand{}
+	var cands []*latestCand
+	for _, x := range listed {
+		d := x.d
 		if o.Log != nil {
 			if x.rollback != "" {
 				o.Log.Warn("the newest snapshot this host wrote is missing: restoring from older ones", "destination", d.Name, "problem", x.rollback)
@@ -288,12 +302,12 @@ func LatestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 		}
 	}
 	var rolled []partRollback
-	for i, x := range listed {
+	for _, x := range listed {
 		rolled = append(rolled, x.parts...)
 		for _, r := range x.refused {
 			if o.Log != nil && !r.Newer(x.latest) && r.Newer(oldest) && !namedIn(x.parts, r.ID) {
 				o.Log.Warn("a snapshot newer than one a part is restored from was refused: check who wrote it (fireops snapshots shows it)",
-					"destination", listedOn[i], "snapshot", r.ID, "problem", r.Problem)
+					"destination", x.d.Name, "snapshot", r.ID, "problem", r.Problem)
 			}
 		}
 	}
@@ -398,8 +412,10 @@ func restoreWhat(res *Result) string {
 	return "restore " + res.Snapshot
 }
 
-// DestLatest is what latestListing finds on a destination.
+// DestLatest is what LatestListing finds on a destination.
 type DestLatest struct {
+	// d is the destination listed.
+	d  destination.Dest
 	ls []snapshot.Listing
 	// latest is the newest complete snapshot (snapshot.Latest).
 	latest snapshot.Listing
@@ -433,7 +449,7 @@ func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, 
 	if !ok {
 		return nil, noSnapshotOn(ctx, cfg, d, ls)
 	}
-	x := &DestLatest{ls: ls}
+	x := &DestLatest{d: d, ls: ls}
 	found := false
 	for _, l := range ls {
 		if l.ID == latest {

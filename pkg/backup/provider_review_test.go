@@ -1,0 +1,150 @@
+package backup
+
+// Findings of an adversarial review playing a hostile storage provider:
+// one that answers different requests differently, deletes or spoils
+// snapshots, or refuses some reads. Each test is one attack and what
+// fireops must do about it.
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/net/webdav"
+
+	"github.com/firetech/fireops/pkg/restore"
+)
+
+// twoFacedFS is a hostile provider's WebDAV folder: it counts the
+// listings of one folder and, from listing hideFrom on, leaves the
+// entry hide out of them (a snapshot folder shown to the first request
+// and hidden from the next: different answers to different requests).
+type twoFacedFS struct {
+	webdav.Dir
+	folder   string // the URL path listed, "/fireops/gpu01/snapshots"
+	hideFrom int    // 1-based listing number from which hide is left out
+
+	mu       sync.Mutex
+	hide     string
+	listings int
+}
+
+func (f *twoFacedFS) setHide(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hide, f.listings = name, 0
+}
+
+func (f *twoFacedFS) OpenFile(ctx context.Context, name string, flag int, perm os.FileMode) (webdav.File, error) {
+	file, err := f.Dir.OpenFile(ctx, name, flag, perm)
+	if err != nil || path.Clean(name) != f.folder {
+		return file, err
+	}
+	return &twoFacedDir{File: file, fs: f}, nil
+}
+
+type twoFacedDir struct {
+	webdav.File
+	fs *twoFacedFS
+}
+
+func (d *twoFacedDir) Readdir(n int) ([]fs.FileInfo, error) {
+	infos, err := d.File.Readdir(n)
+	if err != nil {
+		return infos, err
+	}
+	d.fs.mu.Lock()
+	defer d.fs.mu.Unlock()
+	if d.fs.hide == "" {
+		return infos, nil
+	}
+	d.fs.listings++
+	if d.fs.listings < d.fs.hideFrom {
+		return infos, nil
+	}
+	out := infos[:0]
+	for _, fi := range infos {
+		if fi.Name() != d.fs.hide {
+			out = append(out, fi)
+		}
+	}
+	return out, nil
+}
+
+// TestProviderVerifyLatestFullListsTwice: the attack: verify latest
+// --level full listed the destination once for its rollback finding and
+// once more (restore.LatestParts) to plan the parts it checks; a provider
+// that shows the newest snapshot X, whose index it spoiled, to the first
+// listing and hides it from the second had verify check only the older
+// snapshot and pass, while restore latest, shown X, fails on it. Expected:
+// verify plans from the listing it judged (restore.LatestPartsOf), so it
+// checks X and fails naming it.
+func TestProviderVerifyLatestFullListsTwice(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hostile := &twoFacedFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots", hideFrom: 2}
+	h := &webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote))
+	ctx := context.Background()
+	older, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.WriteFile(filepath.Join(f.data, "new.txt"), []byte("newer data"), 0o644))
+	newest, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: LevelFull}); err != nil {
+		t.Fatalf("before the provider turns: %v", err)
+	}
+	// The provider spoils the newest snapshot's index (its manifest,
+	// signed, stays as it was).
+	idx := filepath.Join(dir, "fireops", "gpu01", "snapshots", newest.ID, "index.age")
+	data, err := os.ReadFile(idx)
+	must(t, err)
+	data[len(data)/2] ^= 0xff
+	must(t, os.WriteFile(idx, data, 0o644))
+
+	// Honest listings: verify finds the damage.
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: LevelFull}); err == nil {
+		t.Fatal("verify latest --level full passed with the newest snapshot's index spoiled")
+	}
+
+	// Two-faced listings: the newest snapshot is shown to verify's first
+	// listing only.
+	hostile.setHide(newest.ID)
+	res, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: LevelFull})
+	checked := map[string]bool{}
+	for _, r := range res {
+		checked[r.Snapshot] = true
+	}
+	hostile.setHide("")
+	// What restore latest takes now (the provider answers honestly).
+	_, rerr := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+	if err == nil {
+		t.Fatalf("verify latest --level full passed (checked %v, older %s) without checking the newest snapshot %s that its own first listing showed; restore latest then: %v",
+			providerKeys(checked), older.ID, newest.ID, rerr)
+	}
+	if !strings.Contains(err.Error(), newest.ID) {
+		t.Fatalf("verify failed without naming the newest snapshot %s: %v", newest.ID, err)
+	}
+}
+
+func providerKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
