@@ -81,8 +81,21 @@ type HolderOptions struct {
 // signing key (keys.signing_key_file), so no private identity is needed.
 // Only snapshots in which the part succeeded carry its tag; snapshots
 // signed by another key, or written before part tags were recorded, do not
-// count. A snapshot is verified at most once per Holder; when the newest
-// one fails, older ones holding the part are tried.
+// count. A snapshot is verified at most once per Holder.
+//
+// Only the newest snapshot holding the part counts (its copy on any
+// destination): when every copy of it fails its verify, the part is not
+// held, and older snapshots holding it are not tried. The live data is
+// removed on Find's word, and an older snapshot lacks what was written
+// since: the newest must be repaired first (the next snapshot of the part
+// uploads the damaged pieces again). Likewise a rollback: when a
+// destination's listing shows that the newest snapshot this host wrote
+// there holding the part is gone, incomplete or refused
+// (restore.PartRollback, from the host's record in state_dir), no
+// snapshot older than that one counts, on any destination; the part is
+// not held and the check failed (exit code 3, as verify latest reports
+// it). A provider deleting the newest snapshot cannot make prune remove
+// live data against a stale archive.
 type Holder struct {
 	cfg    *config.Config
 	opts   HolderOptions
@@ -124,9 +137,11 @@ type holdingCand struct {
 	l    snapshot.Listing
 }
 
-// Find returns the newest snapshot holding part that passes a verify at
-// the Holder's level. A *NotHeldError says why there is none; it wraps
-// (errors.Is) the error of a verify that found the data damaged, so the
+// Find returns the newest snapshot holding part, on a destination where
+// it passes a verify at the Holder's level (see Holder: an older snapshot
+// never stands in for it, nor for one a destination lost). A
+// *NotHeldError says why there is none; it wraps (errors.Is) the error of
+// a verify that found the data damaged, or the rollback finding, so the
 // caller can tell a failed check (exit code 3) from a missing archive.
 func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 	if !h.isListed {
@@ -139,10 +154,15 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 	tag := h.tagger.Tag(part)
 	var cands []holdingCand
 	var unlisted []string
+	type rolledBack struct{ id, finding string }
+	var rolled []rolledBack // the rollbacks of the part, per destination
 	for _, d := range h.listed {
 		if d.Error != "" {
 			unlisted = append(unlisted, d.Destination)
 			continue
+		}
+		if id, finding := restore.PartRollback(h.cfg, d.Destination, d.Snapshots, part); id != "" {
+			rolled = append(rolled, rolledBack{id, finding})
 		}
 		for _, l := range d.Snapshots {
 			if l.Complete && l.Problem == "" && slices.Contains(l.PartTags, tag) {
@@ -151,6 +171,30 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 		}
 	}
 	slices.SortStableFunc(cands, func(a, b holdingCand) int { return restore.NewerFirst(a.l, b.l) })
+	if len(cands) > 0 {
+		// Only the newest snapshot holding the part counts: its copies.
+		newest := cands[0].l.ID
+		cands = slices.DeleteFunc(cands, func(c holdingCand) bool { return c.l.ID != newest })
+		var findings []string
+		for _, r := range rolled {
+			if newest != r.id && snapshot.IDSecond(newest) <= snapshot.IDSecond(r.id) {
+				findings = append(findings, r.finding)
+			}
+		}
+		if len(findings) > 0 {
+			msg := fmt.Sprintf("a destination shows a rollback of it (%s): the newest snapshot left holding it, %s, is older and lacks what the missing one held",
+				strings.Join(findings, "; "), newest)
+			return Holding{}, &NotHeldError{Part: part, Reason: msg, CheckFailed: true,
+				err: exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, RollbackHint)}
+		}
+		if len(rolled) > 0 && h.opts.Log != nil {
+			h.opts.Log.Warn("a destination lost the newest snapshot holding the part; another holds it", "part", part, "snapshot", newest, "rollback", rolled[0].finding)
+		}
+	} else if len(rolled) > 0 {
+		msg := fmt.Sprintf("a destination shows a rollback of it (%s) and no snapshot left holds it", rolled[0].finding)
+		return Holding{}, &NotHeldError{Part: part, Reason: msg, CheckFailed: true,
+			err: exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, RollbackHint)}
+	}
 	var failed []error
 	checkFailed := false
 	for _, c := range cands {
@@ -173,6 +217,7 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 	if len(failed) > 0 {
 		reason = fmt.Sprintf("%d snapshot(s) hold it but failed verify --level %s: %v", len(failed), h.opts.Level, errors.Join(failed...))
 		reason = strings.ReplaceAll(reason, "\n", "; ")
+		reason += "; older snapshots holding it are not tried (they lack what the newest holds): repair the newest first (fireops snapshot --only " + part + " uploads damaged pieces again)"
 	}
 	if len(unlisted) > 0 {
 		reason += fmt.Sprintf(" (not listed: %s)", strings.Join(unlisted, ", "))

@@ -7,6 +7,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http/httptest"
@@ -16,9 +17,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/webdav"
 
+	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 )
 
@@ -147,4 +150,80 @@ func providerKeys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestProviderHolderIgnoresRollback: the attack: the provider deletes the
+// newest snapshot holding a part (the one this host wrote last, with the
+// part's latest data); Holder.Find took an older snapshot, which
+// verifies, so deploy prune --volumes would remove the live volume against
+// a stale archive. Expected: the host's record (snapshot.PartsWritten)
+// shows the rollback, as verify latest reports it (exit 3), and Find
+// refuses: a NotHeldError that is a failed check.
+func TestProviderHolderIgnoresRollback(t *testing.T) {
+	t.Parallel()
+	f, root, first := localSnapshot(t)
+	ctx := context.Background()
+	must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", second.ID)))
+
+	// verify latest sees the rollback.
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"}); exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {
+		t.Fatalf("verify latest after the rollback: %v", err)
+	}
+	h, err := NewHolder(f.cfg, HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.Find(ctx, "files:stack")
+	if err == nil {
+		t.Fatalf("Holder.Find after the provider deleted %s, the newest snapshot this host wrote holding files:stack: %+v, no error (the older %s would license removing the live data)",
+			second.ID, got, first.ID)
+	}
+	var nh *NotHeldError
+	if !errors.As(err, &nh) || !nh.IsCheckFailed() || exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {
+		t.Fatalf("Holder.Find after the rollback: %v (code %d), want a failed check naming %s", err, exitcode.Code(err), second.ID)
+	}
+	// sqlite:hub, whose newest snapshot is gone as well, is refused too.
+	if _, err := h.Find(ctx, "sqlite:hub"); !errors.As(err, &nh) || !nh.IsCheckFailed() {
+		t.Fatalf("Holder.Find of sqlite:hub after the rollback: %v", err)
+	}
+}
+
+// TestProviderHolderNoOlderFallback: the attack: the provider spoils a
+// piece of the newest snapshot holding a part; Holder.Find verified an
+// older snapshot instead, and deploy prune --volumes would remove the live
+// volume against an archive that lacks what was written since. Expected:
+// only the newest snapshot holding the part counts; it fails its verify,
+// so the part is not held (a failed check naming it), and the older one
+// is never offered.
+func TestProviderHolderNoOlderFallback(t *testing.T) {
+	t.Parallel()
+	f, root, first := localSnapshot(t)
+	ctx := context.Background()
+	must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := piecePath(t, root, second, "files:stack", 0)
+	if piece == piecePath(t, root, first, "files:stack", 0) {
+		t.Fatal("the two snapshots share the piece: the test needs one of the newest alone")
+	}
+	data, err := os.ReadFile(piece)
+	must(t, err)
+	data[len(data)-10] ^= 0xff
+	must(t, os.WriteFile(piece, data, 0o600))
+	h, err := NewHolder(f.cfg, HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.Find(ctx, "files:stack")
+	var nh *NotHeldError
+	if !errors.As(err, &nh) || !nh.IsCheckFailed() || !strings.Contains(err.Error(), second.ID) {
+		t.Fatalf("Holder.Find with the newest snapshot %s damaged: %+v, %v; want a failed check naming it, never the older %s", second.ID, got, err, first.ID)
+	}
 }

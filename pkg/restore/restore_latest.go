@@ -463,6 +463,6 @@ func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, 
 		return nil, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
 	}
 	x.rollback = rolledBack(cfg, d, ls, x.latest)
-	x.parts = partRollbacks(cfg, d, ls)
+	x.parts = partRollbacks(cfg, d.Name, ls)
 	return x, nil
 }

@@ -11,10 +11,10 @@ package restore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
-	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -47,7 +47,7 @@ func namesOf(parts []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(parts[:shown], ", "), len(parts)-shown)
 }
 
-// partRollbacks compares the host's per-part record of destination d with
+// partRollbacks compares the host's per-part record of destination dest with
 // its listing ls: for each part recorded, the snapshot written holding it
 // must be listed and usable, unless a snapshot there of a later second
 // holds the part or is a clean run (a full run in which no part failed,
@@ -55,8 +55,8 @@ func namesOf(parts []string) string {
 // rotate may remove its snapshots (the record of an older state_dir, or a
 // part retired under an earlier signing key). Nil when the host has no
 // record (a new host after a disaster: as before the record existed).
-func partRollbacks(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) []partRollback {
-	rec := snapshot.PartsWritten(cfg.StateDir, cfg.Host, d.Name)
+func partRollbacks(cfg *config.Config, dest string, ls []snapshot.Listing) []partRollback {
+	rec := snapshot.PartsWritten(cfg.StateDir, cfg.Host, dest)
 	if len(rec) == 0 {
 		return nil
 	}
@@ -73,7 +73,7 @@ func partRollbacks(cfg *config.Config, d destination.Dest, ls []snapshot.Listing
 		}
 		i, ok := at[e.Snapshot]
 		if !ok {
-			r := partRollback{Dest: d.Name, Snapshot: e.Snapshot, Why: "gone"}
+			r := partRollback{Dest: dest, Snapshot: e.Snapshot, Why: "gone"}
 			switch {
 			case listed && l.Problem != "":
 				r.Why, r.Problem = "refused (`fireops snapshots` says why)", l.Problem
@@ -175,4 +175,43 @@ func namedIn(rs []partRollback, id string) bool {
 		}
 	}
 	return false
+}
+
+// PartRollback is the rollback finding of one part on destination dest,
+// whose listing is ls: the newest snapshot this host wrote there holding
+// the part (snapshot.PartsWritten) is gone, incomplete or refused there,
+// and no newer one there holds the part or retires it (partRollbacks).
+// It returns that snapshot's id and the finding, "" when there is none.
+// A host with no per-part record for dest (one written before the record
+// existed) falls back to its newest snapshot there (snapshot.LastWritten):
+// when that one is not usable and no usable snapshot of the same second
+// or later stands in for it, it counts for every part (what it held is
+// not known). A host with no record at all cannot tell ("").
+func PartRollback(cfg *config.Config, dest string, ls []snapshot.Listing, part string) (id, finding string) {
+	for _, r := range partRollbacks(cfg, dest, ls) {
+		if slices.Contains(r.Parts, part) {
+			return r.Snapshot, r.String()
+		}
+	}
+	if len(snapshot.PartsWritten(cfg.StateDir, cfg.Host, dest)) > 0 {
+		return "", ""
+	}
+	last := snapshot.LastWritten(cfg.StateDir, cfg.Host, dest)
+	if last == "" {
+		return "", ""
+	}
+	why := "gone"
+	for _, l := range ls {
+		if usable(l) && snapshot.IDSecond(l.ID) >= snapshot.IDSecond(last) {
+			return "", ""
+		}
+		if l.ID == last {
+			why = "incomplete (no manifest)"
+			if l.Problem != "" {
+				why = "refused (`fireops snapshots` says why)"
+			}
+		}
+	}
+	return last, fmt.Sprintf("snapshot %s, the newest this host wrote to %s, is %s there and no snapshot as new holds %s (rollback): check who changed the destination",
+		last, dest, why, part)
 }
