@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +33,21 @@ func runFireops(t *testing.T, cfg string, args ...string) string {
 	return string(out)
 }
 
+// initHost runs `fireops init` for host gpu01 in a fresh folder and
+// returns the folder, the path of the config init wrote there, and the
+// config.
+func initHost(t *testing.T) (dir, cfg, raw string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfg = filepath.Join(dir, "fireops.yaml")
+	runFireops(t, cfg, "init", "--dir", dir, "--host", "gpu01")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, cfg, string(b)
+}
+
 // TestKillDuringUpload kills -9 a snapshot in the middle of an upload:
 // no manifest, the snapshot lists as incomplete, the earlier snapshot
 // still verifies, and a new snapshot succeeds.
@@ -57,12 +71,7 @@ func TestKillDuringUpload(t *testing.T) {
 	}
 	write("checkpoint.bin", 1)
 	cfg := filepath.Join(dir, "fireops.yaml")
-	raw, _ := os.ReadFile(cfg)
-	y := initForFiles(t, string(raw),
-		"paths: [/opt/firetech]", "paths: ["+data+"]",
-		"    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", dav.Remote("fireops")),
-		"# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest",
-		"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
+	y := davFilesYAML(t, cfg, dir, data, dav.Remote("fireops"))
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -102,19 +102,28 @@ func davFilesConfig(t *testing.T, remote string, size int) (cfg, dir string) {
 	if err := os.WriteFile(filepath.Join(data, "big.bin"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := initForFiles(t, string(raw),
-		"paths: [/opt/firetech]", "paths: ["+data+"]",
-		"    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", remote),
-		"# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest",
-		"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
+	y := davFilesYAML(t, cfg, dir, data, remote)
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return cfg, dir
+}
+
+// davFilesYAML returns the config `fireops init` wrote at cfg in dir,
+// made local and edited: its files part "stack" backs up data, its
+// destination is remote (a WebDAV folder), in 1 MiB chunks with the
+// fastest compression, and its state_dir is dir/state.
+func davFilesYAML(t *testing.T, cfg, dir, data, remote string) string {
+	t.Helper()
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return initForFiles(t, string(raw),
+		"paths: [/opt/firetech]", "paths: ["+data+"]",
+		"    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", remote),
+		"# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest",
+		"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
 }
 
 // interruptWhenHeld starts cmd, sends SIGINT once held fires, and returns

@@ -687,19 +687,13 @@ func waitForLong(t *testing.T, what string, cond func() bool, state func() strin
 // its alerts, or their absence) stays as it was (issue 15).
 func TestBusyRunRecordsNothing(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "fireops.yaml")
-	runFireops(t, cfg, "init", "--dir", dir, "--host", "gpu01")
-	raw, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg, raw := initHost(t)
 	prom, state := filepath.Join(dir, "prom"), filepath.Join(dir, "state")
 	mustWriteFile(t, filepath.Join(dir, "data", "notes.txt"), "drones fight fires\n", 0o644)
 	if err := os.MkdirAll(prom, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustWriteFile(t, cfg, initForFiles(t, string(raw),
+	mustWriteFile(t, cfg, initForFiles(t, raw,
 		"paths: [/opt/firetech]", "paths: ["+filepath.Join(dir, "data")+"]",
 		"# state_dir: /var/lib/fireops", "state_dir: "+state+"\nmetrics: {textfile_dir: "+prom+"}"), 0o600)
 	runFireops(t, cfg, "snapshot", "-q")

@@ -22,13 +22,7 @@ func TestRotateDeniedDestination(t *testing.T) {
 	for _, how := range []string{"ro-mount", "chattr"} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			cfg := filepath.Join(dir, "fireops.yaml")
-			runFireops(t, cfg, "init", "--dir", dir, "--host", "gpu01")
-			raw, err := os.ReadFile(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dir, cfg, raw := initHost(t)
 			data := filepath.Join(dir, "data")
 			if err := os.MkdirAll(data, 0o755); err != nil {
 				t.Fatal(err)
@@ -36,7 +30,7 @@ func TestRotateDeniedDestination(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(data, "a.txt"), []byte("hello\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			y := initForFiles(t, string(raw),
+			y := initForFiles(t, raw,
 				"paths: [/opt/firetech]", "paths: ["+data+"]",
 				"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"),
 				"# retention: {keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 6, incomplete_grace: 24h}",

@@ -25,14 +25,8 @@ import (
 // scheduled job and /metrics on a free port; it returns its path.
 func idleConfig(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "fireops.yaml")
-	runFireops(t, cfg, "init", "--dir", dir, "--host", "gpu01")
-	raw, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := initForFiles(t, string(raw), "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
+	dir, cfg, raw := initHost(t)
+	y := initForFiles(t, raw, "# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
 	y += "\nschedule: {snapshot: \"\", rotate: \"\", verify: \"\", gpu_check: \"\"}\nmetrics: {listen: \"127.0.0.1:0\"}\n"
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

@@ -36,12 +36,7 @@ func davConfig(t *testing.T, dav *davtest.Server, extra string) (cfg, data strin
 		t.Fatal(err)
 	}
 	writeData(t, data, 1)
-	raw, _ := os.ReadFile(cfg)
-	y := initForFiles(t, string(raw),
-		"paths: [/opt/firetech]", "paths: ["+data+"]",
-		"    remote: backups\n", fmt.Sprintf("    remote: \"%s\"\n", dav.Remote("fireops")),
-		"# chunk_size: 32MiB", "chunk_size: 1MiB\ncompression: fastest",
-		"# state_dir: /var/lib/fireops", "state_dir: "+filepath.Join(dir, "state"))
+	y := davFilesYAML(t, cfg, dir, data, dav.Remote("fireops"))
 	y += "\n" + extra + "\n"
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
