@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -225,5 +226,55 @@ func TestProviderHolderNoOlderFallback(t *testing.T) {
 	var nh *NotHeldError
 	if !errors.As(err, &nh) || !nh.IsCheckFailed() || !strings.Contains(err.Error(), second.ID) {
 		t.Fatalf("Holder.Find with the newest snapshot %s damaged: %+v, %v; want a failed check naming it, never the older %s", second.ID, got, err, first.ID)
+	}
+}
+
+// TestProviderVerifyQuickLatestMissesOlderPart: the attack: a part
+// failed in the newest full run X, so restore latest reads it from an older
+// snapshot S, walking past a clean full run F that did not hold it; verify
+// latest at levels quick and hashes (restore.LatestByTags) stopped at F
+// and never checked S, so the provider removed a piece of S unseen:
+// verify passed, restore latest failed. Expected: after a full run with
+// failed parts the tag walk goes past clean full runs, checks S, and
+// fails at both levels.
+func TestProviderVerifyQuickLatestMissesOlderPart(t *testing.T) {
+	t.Parallel()
+	f, root, s := localSnapshot(t) // S: files:stack and sqlite:hub
+	ctx := context.Background()
+	// F: a clean full run while the database was out of the config.
+	noDB := *f.cfg
+	noDB.Sources.SQLite = nil
+	if _, err := Snapshot(ctx, &noDB, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }}); err != nil {
+		t.Fatal(err)
+	}
+	// X: the database is back in the config, and its part fails.
+	badDB := *f.cfg
+	badDB.Sources.SQLite = slices.Clone(f.cfg.Sources.SQLite)
+	badDB.Sources.SQLite[0].Path = filepath.Join(t.TempDir(), "gone.sqlite")
+	x, _ := Snapshot(ctx, &badDB, SnapshotOptions{Now: func() time.Time { return time.Now().Add(2 * time.Minute) }})
+	if x == nil || x.ID == "" {
+		t.Fatal("no snapshot X")
+	}
+	plan, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite"), DryRun: true})
+	if err != nil || len(plan.Parts) != 1 || plan.Parts[0].Snapshot != s.ID {
+		t.Fatalf("restore latest plan: %+v, %v; want sqlite:hub from %s", plan, err, s.ID)
+	}
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: LevelQuick}); err != nil {
+		t.Fatalf("before the provider turns: %v", err)
+	}
+	must(t, os.Remove(piecePath(t, root, s, "sqlite:hub", 0)))
+	_, rerr := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+	if rerr == nil {
+		t.Fatal("restore latest of sqlite:hub passed with its piece removed")
+	}
+	for _, level := range []string{LevelQuick, LevelHashes} {
+		res, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: level})
+		if err == nil {
+			var checked []string
+			for _, r := range res {
+				checked = append(checked, r.Snapshot)
+			}
+			t.Errorf("verify latest --level %s passed (checked %v) while restore latest reads sqlite:hub from %s, which it never checked: restore latest fails: %v", level, checked, s.ID, rerr)
+		}
 	}
 }

@@ -12,7 +12,12 @@ package backup
 // otherwise cannot change what is checked). Levels quick and
 // hashes need no identity, so they cannot name the parts: they check whole
 // the snapshots restore latest reads a part from, found by the manifests'
-// keyed part tags (latestByTags).
+// keyed part tags (restore.LatestByTags). Which parts failed in a run is
+// in the index too: when the newest full run had failed parts, restore
+// latest takes them from older snapshots, past clean full runs that do
+// not hold them, so these levels then check every older snapshot holding
+// a part no newer one does. They may check more than restore reads, never
+// less.
 //
 // A rollback (a snapshot this host wrote there gone, without manifest or
 // refused while older ones stand in for it or for some of its parts) is a

@@ -54,6 +54,10 @@ func TestLatestByTags(t *testing.T) {
 		{"a failed part comes from older snapshots", []snapshot.Listing{full(0, "a,b"), only(10, "c"), snap(24, "a", false, 1)}, []int{2, 1, 0}},
 		{"back to the newest full run that read every part", []snapshot.Listing{full(0, "a,b"), snap(12, "a,b", false, 0), snap(24, "a", false, 1)}, []int{2, 1}},
 		{"a failed part held by no older snapshot", []snapshot.Listing{snap(24, "a", false, 1)}, []int{0}},
+		// restore latest walks past a clean full run that does not hold a
+		// part that failed in the newest full run: so does the check.
+		{"a failed part past a clean full run without it", []snapshot.Listing{full(0, "a,b"), full(12, "a"), snap(24, "a", false, 1)}, []int{2, 0}},
+		{"past a clean full run: to one without tags", []snapshot.Listing{full(0, "c"), full(6, "-"), full(12, "a"), snap(24, "a", false, 1)}, []int{3, 1}},
 		{"written before part tags: a full run", []snapshot.Listing{full(0, "-"), only(10, "b")}, []int{1, 0}},
 		{"the newest holds nothing new: still checked", []snapshot.Listing{full(0, "a,b"), only(10, "")}, []int{1, 0}},
 		{"refused and incomplete ones left out", []snapshot.Listing{full(0, "a,b"), refused(only(10, "b")), incomplete(full(12, "a,b"))}, []int{0}},

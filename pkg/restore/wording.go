@@ -171,10 +171,13 @@ func NewerFirst(a, b snapshot.Listing) int {
 // holds a part no newer one does, back to the newest full run (a snapshot
 // not limited with --only; one without tags counts as full and holds
 // everything). When that run has failed parts, restore latest takes them
-// from older snapshots: the walk goes on with each older one holding a
-// part none walked does, back to a full run in which no part failed (which
-// parts failed is in the encrypted index, so a part left out of the config
-// since may make it check a snapshot more than restore would read).
+// from the newest older snapshot holding them, walking past clean full
+// runs that do not hold them (restore_latest.go): which parts failed is in
+// the encrypted index, so the walk then does not stop at a clean full run
+// but goes on with every older snapshot holding a part none walked does,
+// to the oldest (or to one without tags). It may check snapshots restore
+// would not read (a part left out of the config since): checking more is
+// harmless, leaving out one restore reads is not.
 func LatestByTags(x *DestLatest) []snapshot.Listing {
 	var cands []snapshot.Listing
 	for _, l := range x.ls {
@@ -185,6 +188,7 @@ func LatestByTags(x *DestLatest) []snapshot.Listing {
 	slices.SortStableFunc(cands, NewerFirst)
 	seen := map[string]bool{}
 	var out []snapshot.Listing
+	failedRun := false // the newest full run had failed parts
 	for i, l := range cands {
 		fresh := i == 0 || l.PartTags == nil
 		for _, t := range l.PartTags {
@@ -195,8 +199,15 @@ func LatestByTags(x *DestLatest) []snapshot.Listing {
 		if fresh {
 			out = append(out, l)
 		}
-		if (latestCand{l: l}).full() && l.FailedParts == 0 {
-			break // a full run that read every part: older ones hold none restore takes
+		switch {
+		case !(latestCand{l: l}).full() || failedRun && l.PartTags != nil:
+		case l.PartTags == nil || l.FailedParts == 0:
+			// A full run that read every part (or one whose parts are not
+			// known): while no newer full run had failed parts, older
+			// snapshots hold none restore takes.
+			return out
+		default:
+			failedRun = true
 		}
 	}
 	return out
