@@ -22,15 +22,23 @@ import (
 
 // TestDockerVolumes resolves hub.db_volume + hub.db_file through the real
 // Docker Engine, and opens a database placed in that volume.
-func TestDockerVolumes(t *testing.T) {
-	t.Parallel()
+// dockerClient returns a client of the test Docker Engine, closed when
+// the test ends; without an Engine the test is unavailable.
+func dockerClient(t *testing.T) *client.Client {
+	t.Helper()
 	testenv.RequireDocker(t)
-	ctx := context.Background()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func TestDockerVolumes(t *testing.T) {
+	t.Parallel()
+	cli := dockerClient(t)
+	ctx := context.Background()
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "fireops-test-users-" + hex.EncodeToString(b)
@@ -84,13 +92,8 @@ func randomHex(t *testing.T) string {
 // runs, then removes both, and only them; the volume stays, and nothing
 // holds it any more.
 func TestDeleteRemovesStoppedServer(t *testing.T) {
-	testenv.RequireDocker(t)
+	cli := dockerClient(t)
 	ctx := context.Background()
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	img := helperimage.Stackhelper(t, cli, "fireops-users-test")
 	user := "del.test-" + randomHex(t)
 	esc := EscapeUsername(user)
