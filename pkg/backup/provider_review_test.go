@@ -278,3 +278,79 @@ func TestProviderVerifyQuickLatestMissesOlderPart(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderWipeIsNoRollback: the attack: the provider removes every
+// snapshot of the host (or leaves their folders without manifests);
+// verify latest called the destination empty (exit 1, "take a first
+// snapshot") while it reports a rollback (exit 3) when only the newest is
+// removed, and verify --all does. Expected: the host wrote snapshot X
+// there (state_dir), so verify latest exits 3 naming X, with RollbackHint.
+func TestProviderWipeIsNoRollback(t *testing.T) {
+	t.Parallel()
+	for _, what := range []string{"every folder", "every manifest"} {
+		t.Run(what, func(t *testing.T) {
+			t.Parallel()
+			f, root, x := localSnapshot(t)
+			ctx := context.Background()
+			snaps := filepath.Join(root, "gpu01", "snapshots")
+			if what == "every folder" {
+				must(t, os.RemoveAll(snaps))
+				must(t, os.MkdirAll(snaps, 0o700))
+			} else {
+				must(t, os.Remove(filepath.Join(snaps, x.ID, "manifest.json")))
+			}
+			_, errAll := Verify(ctx, f.cfg, VerifyOptions{All: true})
+			_, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"})
+			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) {
+				t.Fatalf("verify latest after the provider wiped the host's snapshots: exit %d: %v (hint %q); verify --all: exit %d: %v",
+					exitcode.Code(err), err, exitcode.Hint(err), exitcode.Code(errAll), errAll)
+			}
+		})
+	}
+}
+
+// TestProviderWipeRestoreLatest: the attack of
+// TestProviderWipeIsNoRollback, met by restore latest: it said the
+// destination holds no snapshot (exit 1, take one). Expected: a failed
+// check (exit 3) naming the snapshot this host wrote there, and with a
+// second destination untouched, the restore from it.
+func TestProviderWipeRestoreLatest(t *testing.T) {
+	t.Parallel()
+	for _, what := range []string{"every folder", "every manifest"} {
+		t.Run(what, func(t *testing.T) {
+			t.Parallel()
+			f, root, x := localSnapshot(t)
+			ctx := context.Background()
+			snaps := filepath.Join(root, "gpu01", "snapshots")
+			if what == "every folder" {
+				must(t, os.RemoveAll(snaps))
+				must(t, os.MkdirAll(snaps, 0o700))
+			} else {
+				must(t, os.Remove(filepath.Join(snaps, x.ID, "manifest.json")))
+			}
+			_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) || strings.Contains(exitcode.Hint(err), "take one with") {
+				t.Fatalf("restore latest after the provider wiped the host's snapshots: exit %d: %v (hint %q)", exitcode.Code(err), err, exitcode.Hint(err))
+			}
+		})
+	}
+	t.Run("another destination intact", func(t *testing.T) {
+		t.Parallel()
+		wiped := t.TempDir()
+		f := newFixture(t, "{name: local, remote: "+wiped+"}", "{name: second, remote: "+t.TempDir()+"}")
+		ctx := context.Background()
+		x, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, os.RemoveAll(filepath.Join(wiped, "gpu01", "snapshots", x.ID)))
+		rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+		if err != nil || len(rr.Parts) != 1 || rr.Parts[0].Status != restore.StatusRestored || rr.Destination != "second" {
+			t.Fatalf("restore latest with local wiped and second intact: %+v, %v", rr, err)
+		}
+		// verify latest still reports the wiped destination.
+		if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"}); exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) {
+			t.Fatalf("verify latest with local wiped: exit %d: %v", exitcode.Code(err), err)
+		}
+	})
+}

@@ -77,7 +77,9 @@ type VerifyResult struct {
 	// snapshot this host wrote there is gone, without manifest or refused
 	// while older ones stand in for it or for some of its parts: a finding
 	// of the destination (the run fails, exit 3), not of this snapshot,
-	// whose own verdict is OK and Error.
+	// whose own verdict is OK and Error. When no usable snapshot is left
+	// there (verify latest), it is on a row of its own, snapshot
+	// "latest", not OK.
 	Rollback string `json:"rollback,omitempty"`
 	// Interrupted: SIGINT or SIGTERM stopped the check before its end
 	// (OK is false, Error says "interrupted" after what the check found
@@ -204,6 +206,13 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			rollback, newest = restore.RollbackOn(cfg, d, ls)
 		} else if o.Snapshot == "latest" {
 			x, err := restore.LatestListing(ctx, cfg, d, trusted)
+			if w := new(*restore.WipedError); errors.As(err, w) {
+				// No usable snapshot left where this host wrote one: the
+				// rollback finding (exit 3), not an empty destination.
+				rollbacks = append(rollbacks, err.Error())
+				results = append(results, VerifyResult{Destination: d.Name, Snapshot: o.Snapshot, Level: o.Level, Error: "no usable snapshot", Rollback: err.Error()})
+				continue
+			}
 			if err != nil {
 				destFailed(d.Name, err)
 				continue

@@ -194,3 +194,53 @@ func noSnapshotOn(ctx context.Context, cfg *config.Config, d destination.Dest, l
 	}
 	return e
 }
+
+// WipedError says that a destination holds no usable snapshot of the host
+// although this host wrote one there (state_dir: snapshot.LastWritten, or
+// the per-part record): its snapshots were deleted, or their manifests
+// removed or refused. A rollback, a finding of the destination (exit 3),
+// not an empty destination on which to take a first snapshot.
+type WipedError struct {
+	Dest, Host string
+	// Snapshot is the newest snapshot this host wrote there; Why says
+	// what became of it (gone, incomplete, refused).
+	Snapshot, Why string
+}
+
+// Error names the destination and the snapshot the host wrote there.
+func (e *WipedError) Error() string {
+	return fmt.Sprintf("destination %s holds no usable snapshot of host %s, but this host wrote %s there, which is %s (rollback): check who changed the destination",
+		e.Dest, e.Host, e.Snapshot, e.Why)
+}
+
+// WipedHint is what to do about a WipedError.
+const WipedHint = "a snapshot this host wrote is gone or refused: check who changed the destination (fireops snapshots shows what is there); take a new snapshot"
+
+// wipedOn is the WipedError of destination d, whose listing ls holds no
+// usable snapshot of the host, when this host wrote one there; nil when
+// it has no record of one (a destination never written to, a new
+// state_dir, another host's name).
+func wipedOn(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) error {
+	last := snapshot.LastWritten(cfg.StateDir, cfg.Host, d.Name)
+	if last == "" {
+		for _, r := range partRollbacks(cfg, d.Name, ls) {
+			if r.Snapshot > last {
+				last = r.Snapshot
+			}
+		}
+	}
+	if last == "" {
+		return nil
+	}
+	e := &WipedError{Dest: d.Name, Host: cfg.Host, Snapshot: last, Why: "gone"}
+	for _, l := range ls {
+		if l.ID != last {
+			continue
+		}
+		e.Why = "incomplete (no manifest)"
+		if l.Problem != "" {
+			e.Why = "refused (" + l.Problem + ")"
+		}
+	}
+	return e
+}

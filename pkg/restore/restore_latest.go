@@ -113,6 +113,9 @@ func snapshotNotFound(what string, errs []error) error {
 	if errors.Is(err, snapshot.ErrIntegrity) {
 		return exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
 	}
+	if w := new(*WipedError); errors.As(err, w) {
+		return exitcode.New(exitcode.CheckFailed, fmt.Errorf("restore %s: %w", what, err), WipedHint)
+	}
 	if EmptyOnly(errs) {
 		// Every destination answered but holds no snapshot of the host:
 		// the hint is to take one, not that one is down.
@@ -171,6 +174,9 @@ func LatestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 	for _, d := range dests {
 		x, err := LatestListing(ctx, cfg, d, trusted)
 		if err != nil {
+			if w := new(*WipedError); errors.As(err, w) && o.Log != nil {
+				o.Log.Warn("no usable snapshot left where this host wrote one (rollback): check who changed the destination; using the others", "destination", d.Name, "err", err)
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -439,7 +445,9 @@ func (x *DestLatest) Listings() []snapshot.Listing { return x.ls }
 // are the keys the caller loaded (TrustedKeys) before reading any
 // destination: a config error stops a job there, so every error returned
 // here is d's own, whatever its exit code, and the job goes on with the
-// next destination.
+// next destination. A destination without a usable snapshot of the host
+// is a *WipedError when this host wrote one there (a rollback), else a
+// *NoSnapshotError.
 func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, trusted []ed25519.PublicKey) (*DestLatest, error) {
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {
@@ -447,6 +455,11 @@ func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, 
 	}
 	latest, ok := snapshot.Latest(ls)
 	if !ok {
+		// None left where this host wrote one: a rollback, not an empty
+		// destination.
+		if err := wipedOn(cfg, d, ls); err != nil {
+			return nil, err
+		}
 		return nil, noSnapshotOn(ctx, cfg, d, ls)
 	}
 	x := &DestLatest{d: d, ls: ls}
