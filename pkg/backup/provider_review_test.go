@@ -354,3 +354,54 @@ func TestProviderWipeRestoreLatest(t *testing.T) {
 		}
 	})
 }
+
+// refusingFS is a provider that, once turned, refuses to list one folder
+// (an error that is not about the data: a 403).
+type refusingFS struct {
+	webdav.Dir
+	folder string
+	mu     sync.Mutex
+	on     bool
+}
+
+func (f *refusingFS) turn(on bool) { f.mu.Lock(); f.on = on; f.mu.Unlock() }
+
+func (f *refusingFS) OpenFile(ctx context.Context, name string, flag int, perm os.FileMode) (webdav.File, error) {
+	f.mu.Lock()
+	on := f.on
+	f.mu.Unlock()
+	if on && path.Clean(name) == f.folder {
+		return nil, os.ErrPermission
+	}
+	return f.Dir.OpenFile(ctx, name, flag, perm)
+}
+
+// TestProviderPartErrorStopsOtherCopies: the attack: the first
+// destination's manifest and index are fine, but it refuses to list its
+// objects (an error that is not about the data, a 403); restore gave up on
+// the part ("not the data: another copy would not help") although the
+// second destination holds the same snapshot intact. Expected: an error
+// looking up the part or its objects on one destination moves on to the
+// next, as a damaged copy does, and the part is restored from the second.
+func TestProviderPartErrorStopsOtherCopies(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/objects"}
+	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hostile.turn(true)
+	begin := time.Now()
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+	if err != nil {
+		t.Fatalf("restore latest with the first destination refusing to list its objects and the second intact (%v): %v", time.Since(begin).Round(time.Second), err)
+	}
+	if len(rr.Parts) != 1 || rr.Parts[0].Status != restore.StatusRestored {
+		t.Fatalf("result %+v", rr)
+	}
+}

@@ -349,16 +349,23 @@ func (c *partCand) part(p snapshot.Part) (snapshot.Part, error) {
 
 // restore restores part p from the first destination on which its
 // objects are all present (a missing object is found before anything is
-// downloaded or staged), and returns that destination's name. When the
-// part is missing or damaged everywhere, the error is the first
-// destination's.
+// downloaded or staged), and returns that destination's name. A
+// destination on which the part cannot be looked up (not in its index,
+// its objects missing, or its listing of objects refused or broken off:
+// anything before the restorer is made) is passed over for the next one,
+// as is one whose data turns out damaged while it is read: another copy
+// may be intact. Any other error (the restorer, the target) stops there.
+// The error returned is the first integrity error met, if any (the data
+// is damaged there: exit code 3), else the one that stopped, or the first
+// destination's when every one was passed over; the others are logged.
 func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot.Part, ids []age.Identity, log *slog.Logger, restorer func() (source.Restorer, error)) (string, error) {
-	var first error
+	var first, damaged error
 	for _, c := range s.cands {
 		cp, err := c.part(p)
 		if err == nil {
 			err = c.checkPresent(ctx, cp)
 		}
+		lookup := err != nil // the part not found or not listed there
 		if err == nil {
 			var rs source.Restorer
 			if rs, err = restorer(); err != nil {
@@ -377,18 +384,33 @@ func (s *partSource) restore(ctx context.Context, cfg *config.Config, p snapshot
 				return c.d.Name, nil
 			}
 		}
-		if errors.Is(err, snapshot.ErrIntegrity) {
+		integrity := errors.Is(err, snapshot.ErrIntegrity)
+		if integrity {
 			ForgetDamaged(cfg, c.d.Name, err, log)
+			if damaged == nil {
+				damaged = err
+			}
 		}
 		if first == nil {
 			first = err
 		}
-		if !errors.Is(err, snapshot.ErrIntegrity) {
-			return "", first // not the data: another copy would not help
+		if !integrity && (!lookup || ctx.Err() != nil) {
+			// Not the data: another copy would not help.
+			if damaged != nil {
+				return "", damaged
+			}
+			return "", err
 		}
 		if log != nil && len(s.cands) > 1 {
-			log.Warn("part damaged on this destination; trying the others", "destination", c.d.Name, "part", p.ID, "err", err)
+			what := "part damaged on this destination; trying the others"
+			if !integrity {
+				what = "part could not be looked up on this destination; trying the others"
+			}
+			log.Warn(what, "destination", c.d.Name, "part", p.ID, "err", err)
 		}
+	}
+	if damaged != nil {
+		return "", damaged
 	}
 	return "", first
 }
