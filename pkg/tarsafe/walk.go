@@ -137,12 +137,12 @@ type Walker struct {
 
 	dirbuf []byte // getdents buffer
 	chain  DirChain
-	// entered are the folders entered in this Walk, by device and inode.
-	// A folder has one name at a time, so one met again was moved from
-	// where it was walked to a place not walked yet: walking it again
-	// would let a user who moves a folder along N empty ones (cheap)
-	// have it archived N times. About 40 bytes a folder.
-	entered map[[2]uint64]struct{}
+	// entered are the folders entered in this Walk (folderID). A folder
+	// has one name at a time, so one met again was moved from where it
+	// was walked to a place not walked yet: walking it again would let a
+	// user who moves a folder along N empty ones (cheap) have it
+	// archived N times. About 50 bytes a folder.
+	entered map[folderID]struct{}
 	stack   []walkFrame // the folders being walked, from the root
 	root    string
 	nameLen int    // length of the root's archive name
@@ -182,7 +182,11 @@ func (w *Walker) Walk(ctx context.Context, root, name string) error {
 	if e.Info, err = w.chain.OpenRoot(root, fi); err != nil {
 		return w.lost(e, err, false)
 	}
-	w.entered = map[[2]uint64]struct{}{folderKey(e.Info): {}}
+	id, err := folderIDOf(unix.AT_FDCWD, root, root, e.Info)
+	if err != nil {
+		return w.lost(e, err, false)
+	}
+	w.entered = map[folderID]struct{}{id: {}}
 	if w.dirbuf == nil {
 		w.dirbuf = make([]byte, 32<<10)
 	}
@@ -274,7 +278,11 @@ func (w *Walker) step(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, again := w.entered[folderKey(fi)]; again {
+	id, err := folderIDOf(fd, n, p, fi)
+	if err != nil {
+		return w.lost(e, err, Gone(err))
+	}
+	if _, again := w.entered[id]; again {
 		if w.Policy == WalkStrict {
 			return fmt.Errorf("%s: %s was moved during the walk: the folder was walked already under another name", w.Prefix, p)
 		}
@@ -287,7 +295,7 @@ func (w *Walker) step(ctx context.Context) error {
 	if e.Info, err = w.chain.Enter(n, p, fi); err != nil {
 		return w.lost(e, err, Gone(err))
 	}
-	w.entered[folderKey(e.Info)] = struct{}{}
+	w.entered[id] = struct{}{}
 	names, err := ReadDirNames(w.chain.Fd(), p, w.dirbuf)
 	if err != nil {
 		return fmt.Errorf("%s: read folder %s: %w", w.Prefix, p, err)
@@ -299,10 +307,48 @@ func (w *Walker) step(ctx context.Context) error {
 	return nil
 }
 
-// folderKey is a folder's device and inode.
-func folderKey(fi fs.FileInfo) [2]uint64 {
-	st := fi.Sys().(*syscall.Stat_t)
-	return [2]uint64{uint64(st.Dev), st.Ino}
+// folderID tells folders apart over a walk: device, inode, birth time and
+// mount. The inode alone does not: a folder removed after it was walked
+// frees its number, which ext4 gives the next folder made at once, and
+// that new folder is not the one walked. A file system that keeps no
+// birth time gives 0, and its folders are told apart by inode only. The
+// mount tells apart one folder mounted twice (a bind mount of it below
+// the root): each is walked, as before fireops looked for moves; a move
+// (a rename) stays on its mount.
+type folderID struct {
+	mnt       uint64
+	dev, ino  uint64
+	btime     int64
+	btimeNsec uint32
+}
+
+// folderIDOf returns the folderID of name in the folder dirfd (not
+// followed; path is its host path, for errors), which must be the inode want (the listing's lstat): another
+// one is ErrChanged, as the chain's open would say.
+func folderIDOf(dirfd int, name, path string, want fs.FileInfo) (folderID, error) {
+	var sx unix.Statx_t
+	for {
+		err := unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_INO|unix.STATX_BTIME|unix.STATX_MNT_ID, &sx)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return folderID{}, &fs.PathError{Op: "statx", Path: path, Err: err}
+		}
+		break
+	}
+	st := want.Sys().(*syscall.Stat_t)
+	if sx.Ino != st.Ino || unix.Mkdev(sx.Dev_major, sx.Dev_minor) != uint64(st.Dev) {
+		return folderID{}, fmt.Errorf("%s: %w", path, ErrChanged)
+	}
+	id := folderID{dev: uint64(st.Dev), ino: st.Ino}
+	if sx.Mask&unix.STATX_BTIME != 0 {
+		id.btime, id.btimeNsec = sx.Btime.Sec, sx.Btime.Nsec
+	}
+	if sx.Mask&unix.STATX_MNT_ID != 0 {
+		id.mnt = sx.Mnt_id
+	}
+	return id, nil
 }
 
 // leaf walks an entry that is not a folder.
