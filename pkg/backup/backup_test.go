@@ -20,6 +20,7 @@ import (
 
 	"github.com/firetech/fireops/internal/davtest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/destination"
@@ -49,14 +50,14 @@ func newFixture(t *testing.T, dests ...string) *fixture {
 	}
 	f.init = res
 	f.data = filepath.Join(f.dir, "data", "firetech")
-	must(t, os.MkdirAll(filepath.Join(f.data, "runs", "ppo"), 0o750))
-	must(t, os.MkdirAll(filepath.Join(f.data, "empty"), 0o700))
-	must(t, os.WriteFile(filepath.Join(f.data, "runs", "ppo", "progress.csv"), []byte(strings.Repeat("1,0.5,200\n", 5000)), 0o640))
-	must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), randomData(3<<20), 0o600))
-	must(t, os.Symlink("runs/ppo", filepath.Join(f.data, "latest")))
-	must(t, os.Link(filepath.Join(f.data, "policy.bin"), filepath.Join(f.data, "policy.hardlink")))
+	testutil.Must(t, os.MkdirAll(filepath.Join(f.data, "runs", "ppo"), 0o750))
+	testutil.Must(t, os.MkdirAll(filepath.Join(f.data, "empty"), 0o700))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "runs", "ppo", "progress.csv"), []byte(strings.Repeat("1,0.5,200\n", 5000)), 0o640))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), randomData(3<<20), 0o600))
+	testutil.Must(t, os.Symlink("runs/ppo", filepath.Join(f.data, "latest")))
+	testutil.Must(t, os.Link(filepath.Join(f.data, "policy.bin"), filepath.Join(f.data, "policy.hardlink")))
 	old := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	must(t, os.Chtimes(filepath.Join(f.data, "runs", "ppo", "progress.csv"), old, old))
+	testutil.Must(t, os.Chtimes(filepath.Join(f.data, "runs", "ppo", "progress.csv"), old, old))
 	f.db = filepath.Join(f.dir, "data", "hub.sqlite")
 	sqlite3(t, f.db, "PRAGMA journal_mode=WAL; CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada'), ('bob');")
 	f.writeConfig(t, dests...)
@@ -70,13 +71,6 @@ sources:
   files: [{name: stack, paths: [%s]}]
   sqlite: [{name: hub, path: %s}]
 `, f.data, f.db))
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func randomData(n int) []byte {
@@ -240,7 +234,7 @@ func TestTamperFailsWithCheckCode(t *testing.T) {
 	pieceID := filepath.Base(piece)
 	data, _ := os.ReadFile(piece)
 	data[len(data)-10] ^= 0xff
-	must(t, os.WriteFile(piece, data, 0o600))
+	testutil.Must(t, os.WriteFile(piece, data, 0o600))
 
 	_, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelFull})
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), pieceID) || !strings.Contains(exitcode.Hint(err), "damaged") {
@@ -295,9 +289,9 @@ func readPieceList(t *testing.T, root, listID string) *snapshot.PieceList {
 		t.Fatal("no piece list")
 	}
 	b, err := os.ReadFile(filepath.Join(root, snapshot.PiecePath("gpu01", listID)))
-	must(t, err)
+	testutil.Must(t, err)
 	var l snapshot.PieceList
-	must(t, json.Unmarshal(b, &l))
+	testutil.Must(t, json.Unmarshal(b, &l))
 	if len(l.Pieces) == 0 {
 		t.Fatalf("piece list %s names no piece", listID)
 	}
@@ -336,7 +330,7 @@ chunk_size: 1MiB
 state_dir: %s
 `, init.Recipient, init.SigningPublicKey, strings.Join(dests, "\n  - "), filepath.Join(dir, "state")) + rest
 	p := filepath.Join(dir, "etc", name+".yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
+	testutil.Must(t, os.WriteFile(p, []byte(y), 0o644))
 	cfg, err := config.Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +377,7 @@ func TestReuseOnlyChangedPart(t *testing.T) {
 	if second.Destinations[0].Uploaded > 64<<10 {
 		t.Fatalf("nothing changed but %d bytes were uploaded", second.Destinations[0].Uploaded)
 	}
-	must(t, os.WriteFile(filepath.Join(f.data, "runs", "ppo", "new.csv"), []byte("x\n"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "runs", "ppo", "new.csv"), []byte("x\n"), 0o644))
 	third, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +411,7 @@ func TestRestoreLatestWarnsAboutRefusedNewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig := filepath.Join(root, "gpu01", "snapshots", newer.ID, snapshot.SignatureFile)
-	must(t, os.WriteFile(sig, []byte("forged"), 0o600))
+	testutil.Must(t, os.WriteFile(sig, []byte("forged"), 0o600))
 	var logs bytes.Buffer
 	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "r"),
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -440,7 +434,7 @@ func TestRestoreTestOwnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	notDir := filepath.Join(t.TempDir(), "a-file")
-	must(t, os.WriteFile(notDir, []byte("x"), 0o600))
+	testutil.Must(t, os.WriteFile(notDir, []byte("x"), 0o600))
 	_, err := Verify(ctx, f.cfg, VerifyOptions{Level: LevelRestoreTest, ScratchDir: notDir})
 	if exitcode.Code(err) != exitcode.CheckFailed || strings.Contains(exitcode.Hint(err), "damaged") || !strings.Contains(exitcode.Hint(err), "could not be checked") {
 		t.Fatalf("restore-test with an unusable scratch folder: code %d, err %v, hint %q", exitcode.Code(err), err, exitcode.Hint(err))
@@ -466,7 +460,7 @@ func TestFlakyDestination(t *testing.T) {
 		t.Errorf("the result does not count the retries: %+v", res.Destinations)
 	}
 	var buf strings.Builder
-	must(t, metrics.Write(&buf, metrics.SnapshotMetrics(time.Now(), time.Second, res, nil, []string{"flaky"}).Run))
+	testutil.Must(t, metrics.Write(&buf, metrics.SnapshotMetrics(time.Now(), time.Second, res, nil, []string{"flaky"}).Run))
 	if page, want := buf.String(), fmt.Sprintf(`fireops_snapshot_destination_retries{destination="flaky"} %d`, res.Destinations[0].Retries); !strings.Contains(page, want) {
 		t.Errorf("metrics lack %s:\n%s", want, page)
 	}
@@ -536,7 +530,7 @@ func TestOneDestinationUnavailable(t *testing.T) {
 		t.Fatalf("the snapshot did not land on the working destination: %v", err)
 	}
 	var buf strings.Builder
-	must(t, metrics.Write(&buf, metrics.SnapshotMetrics(time.Now(), time.Second, res, err, []string{"yandex", "local"}).Run))
+	testutil.Must(t, metrics.Write(&buf, metrics.SnapshotMetrics(time.Now(), time.Second, res, err, []string{"yandex", "local"}).Run))
 	for _, want := range []string{`fireops_snapshot_destination_success{destination="local"} 1`, `fireops_snapshot_destination_success{destination="yandex"} 0`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("metrics lack %s", want)
@@ -578,7 +572,7 @@ func TestRestoreLatestAcrossDestinations(t *testing.T) {
 	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.WriteFile(filepath.Join(f.data, "new.txt"), []byte("newer"), 0o600))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "new.txt"), []byte("newer"), 0o600))
 	newer, err := Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"second"}})
 	if err != nil {
 		t.Fatal(err)
@@ -623,12 +617,12 @@ func TestRestoreRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	busy := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(busy, "keep.txt"), []byte("mine"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(busy, "keep.txt"), []byte("mine"), 0o644))
 	busyPart := t.TempDir() // several parts: files:stack goes to DIR/files-stack
-	must(t, os.MkdirAll(filepath.Join(busyPart, "files-stack"), 0o755))
-	must(t, os.WriteFile(filepath.Join(busyPart, "files-stack", "keep.txt"), []byte("mine"), 0o644))
+	testutil.Must(t, os.MkdirAll(filepath.Join(busyPart, "files-stack"), 0o755))
+	testutil.Must(t, os.WriteFile(filepath.Join(busyPart, "files-stack", "keep.txt"), []byte("mine"), 0o644))
 	aFile := filepath.Join(t.TempDir(), "file")
-	must(t, os.WriteFile(aFile, nil, 0o644))
+	testutil.Must(t, os.WriteFile(aFile, nil, 0o644))
 	noSQLite := *f.cfg
 	noSQLite.Sources.SQLite = nil
 	tests := []struct {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
@@ -47,7 +48,7 @@ func TestHolder(t *testing.T) {
 	piece := piecePath(t, root, first, "files:stack", 0)
 	data, _ := os.ReadFile(piece)
 	data[len(data)-10] ^= 0xff
-	must(t, os.WriteFile(piece, data, 0o600))
+	testutil.Must(t, os.WriteFile(piece, data, 0o600))
 	h, err = NewHolder(f.cfg, HolderOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -11,9 +11,11 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodriver "go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -22,6 +24,18 @@ import (
 	"github.com/firetech/fireops/pkg/snapshot"
 	"github.com/firetech/fireops/pkg/source/mongo"
 )
+
+// seededMongo returns the test server's URI and a fresh database on it,
+// seeded with mongotest.Small, a client of the server, and mongoConfig's
+// config for that database and the folder it is in.
+func seededMongo(t *testing.T) (uri, db string, c *mongodriver.Client, cfg *config.Config, dir string) {
+	t.Helper()
+	uri, db = testenv.RequireMongo(t)
+	c = mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Small)
+	cfg, dir = mongoConfig(t, uri, db)
+	return uri, db, c, cfg, dir
+}
 
 // mongoConfig writes keys, a URI file (0600) for uri and a config with a
 // local destination and sources.mongo limited to db.
@@ -46,7 +60,7 @@ sources:
   mongo: {uri_file: %s, databases: [%s]}
 `, res.Recipient, filepath.Join(dir, "backups"), filepath.Join(dir, "state"), uriFile, db)
 	p := filepath.Join(dir, "etc", "fireops.yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
+	testutil.Must(t, os.WriteFile(p, []byte(y), 0o644))
 	cfg, err := config.Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +71,7 @@ sources:
 func writeURIFile(t *testing.T, dir, name, uri string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	must(t, os.WriteFile(p, []byte(uri+"\n"), 0o600))
+	testutil.Must(t, os.WriteFile(p, []byte(uri+"\n"), 0o600))
 	return p
 }
 
@@ -76,11 +90,8 @@ func mongoPart(t *testing.T, res *snapshot.Result) snapshot.Part {
 // cycle against the test server.
 func TestMongoSnapshotVerifyRestore(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
+	uri, db, c, cfg, dir := seededMongo(t)
 	orig := mongotest.SortedHash(t, c, db)
-	cfg, dir := mongoConfig(t, uri, db)
 	ctx := context.Background()
 
 	res, err := Snapshot(ctx, cfg, SnapshotOptions{})
@@ -92,7 +103,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 		t.Errorf("part: %+v", p)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "backups", "gpu01", "snapshots", res.ID, "manifest.json"))
-	must(t, err)
+	testutil.Must(t, err)
 	if strings.Contains(string(data), db) || strings.Contains(string(data), "127.0.0.1") {
 		t.Errorf("the manifest names the database or the server: %s", data)
 	}
@@ -131,7 +142,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 
 	// --ns and --drop over a changed live collection.
 	_, err = c.Database(db).Collection("runs").DeleteMany(ctx, bson.D{})
-	must(t, err)
+	testutil.Must(t, err)
 	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{NS: []string{db + ".runs"}, Drop: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +153,8 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 
 	// --to-uri-file must be a private file; --ns must name something.
 	open := filepath.Join(dir, "open-uri")
-	must(t, os.WriteFile(open, []byte(uri), 0o644))
-	must(t, os.Chmod(open, 0o644))
+	testutil.Must(t, os.WriteFile(open, []byte(uri), 0o644))
+	testutil.Must(t, os.Chmod(open, 0o644))
 	_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: res.ID, Mongo: partkind.MongoRestoreOptions{ToURIFile: open, ToDB: prefix, Drop: true}})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "readable by group or others") {
 		t.Errorf("open URI file: %v", err)
@@ -188,10 +199,7 @@ func TestMongoSnapshotServerStopped(t *testing.T) {
 // scratch database is dropped all the same.
 func TestMongoRestoreTestFailureDropsScratch(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
-	cfg, dir := mongoConfig(t, uri, db)
+	uri, _, c, cfg, dir := seededMongo(t)
 	ctx := context.Background()
 	res, err := Snapshot(ctx, cfg, SnapshotOptions{Only: []string{"mongo"}})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
@@ -105,6 +106,16 @@ func nothingLeft(t *testing.T, cli *client.Client, prefix string) {
 // volumeConfig writes a config backing up the volumes prefix-user-* and
 // prefix-data, with the hub database prefix-data/jupyterhub.sqlite as an
 // sqlite source, to a local destination.
+// volumeSetup returns a prefix for the test's volumes (tag and a random
+// suffix), a fixture whose destination is unused, and its config
+// (volumeConfig) backing up the volumes of that prefix, read as read says.
+func volumeSetup(t *testing.T, tag, read string) (prefix string, f *fixture, cfg *config.Config) {
+	t.Helper()
+	prefix = tag + randomSuffix()
+	f = newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
+	return prefix, f, volumeConfig(t, f, prefix, read)
+}
+
 func volumeConfig(t *testing.T, f *fixture, prefix, read string) *config.Config {
 	t.Helper()
 	return loadTestConfig(t, f.dir, "volumes", f.init, fmt.Sprintf(`compression: fastest
@@ -128,7 +139,7 @@ func hubWriter(t *testing.T, path string) (stop func() int64) {
 	if _, err := db.Exec("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, blob BLOB)"); err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.Chown(path, 1000, 1000))
+	testutil.Must(t, os.Chown(path, 1000, 1000))
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -169,20 +180,18 @@ func TestVolumeParts(t *testing.T) {
 		t.Run(read, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			prefix := "fireops-bk-" + randomSuffix()
-			f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
-			cfg := volumeConfig(t, f, prefix, read)
+			prefix, _, cfg := volumeSetup(t, "fireops-bk-", read)
 			user, data := prefix+"-user-ada", prefix+"-data"
 			ump := testVolume(t, cli, user)
 			dmp := testVolume(t, cli, data)
-			must(t, os.MkdirAll(filepath.Join(ump, "work", "empty"), 0o755))
-			must(t, os.WriteFile(filepath.Join(ump, "work", "policy.pt"), randomData(3<<20), 0o600))
-			must(t, os.Link(filepath.Join(ump, "work", "policy.pt"), filepath.Join(ump, "policy-latest.pt")))
-			must(t, os.Symlink("work", filepath.Join(ump, "latest")))
+			testutil.Must(t, os.MkdirAll(filepath.Join(ump, "work", "empty"), 0o755))
+			testutil.Must(t, os.WriteFile(filepath.Join(ump, "work", "policy.pt"), randomData(3<<20), 0o600))
+			testutil.Must(t, os.Link(filepath.Join(ump, "work", "policy.pt"), filepath.Join(ump, "policy-latest.pt")))
+			testutil.Must(t, os.Symlink("work", filepath.Join(ump, "latest")))
 			for _, p := range []string{ump, filepath.Join(ump, "work"), filepath.Join(ump, "work", "policy.pt")} {
-				must(t, os.Lchown(p, 1000, 100))
+				testutil.Must(t, os.Lchown(p, 1000, 100))
 			}
-			must(t, os.WriteFile(filepath.Join(dmp, "jupyterhub_cookie_secret"), []byte("cookie"), 0o600))
+			testutil.Must(t, os.WriteFile(filepath.Join(dmp, "jupyterhub_cookie_secret"), []byte("cookie"), 0o600))
 			stop := hubWriter(t, filepath.Join(dmp, "jupyterhub.sqlite"))
 
 			res, err := Snapshot(ctx, cfg, SnapshotOptions{})
@@ -251,7 +260,7 @@ func TestVolumeParts(t *testing.T) {
 			if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"volume:" + user}, To: "volume:" + other}); err != nil {
 				t.Fatal(err)
 			}
-			must(t, os.WriteFile(filepath.Join(ump2, "work", "policy.pt"), []byte("damaged"), 0o600))
+			testutil.Must(t, os.WriteFile(filepath.Join(ump2, "work", "policy.pt"), []byte("damaged"), 0o600))
 			_, err = restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"volume:" + user}, Force: true})
 			if read == volume.ReadAPI {
 				// The Engine API cannot remove files: refused before anything is read.
@@ -320,13 +329,11 @@ func scratchVolumes(t *testing.T, cli *client.Client, snapshotID string) []strin
 func TestVolumeFailures(t *testing.T) {
 	cli := dockerClient(t)
 	ctx := context.Background()
-	prefix := "fireops-bkf-" + randomSuffix()
-	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
-	cfg := volumeConfig(t, f, prefix, volume.ReadAuto)
+	prefix, f, cfg := volumeSetup(t, "fireops-bkf-", volume.ReadAuto)
 	cfg.Sources.SQLite = nil
 	for _, u := range []string{"ada", "bob", "cy"} {
 		mp := testVolume(t, cli, prefix+"-user-"+u)
-		must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte(u), 0o644))
+		testutil.Must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte(u), 0o644))
 	}
 
 	t.Run("volume removed after discovery", func(t *testing.T) {
@@ -370,7 +377,7 @@ func TestVolumeFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		data[len(data)/2] ^= 0xff
-		must(t, os.WriteFile(chunk, data, 0o600))
+		testutil.Must(t, os.WriteFile(chunk, data, 0o600))
 		before := scratchVolumes(t, cli, res.ID)
 		_, err = Verify(ctx, cfg, VerifyOptions{Level: LevelRestoreTest})
 		if exitcode.Code(err) != exitcode.CheckFailed {
@@ -389,12 +396,10 @@ func TestVolumeRestoreInUse(t *testing.T) {
 	t.Parallel()
 	cli := dockerClient(t)
 	ctx := context.Background()
-	prefix := "fireops-bku-" + randomSuffix()
-	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
-	cfg := volumeConfig(t, f, prefix, volume.ReadAuto)
+	prefix, _, cfg := volumeSetup(t, "fireops-bku-", volume.ReadAuto)
 	cfg.Sources.SQLite = nil
 	mp := testVolume(t, cli, prefix+"-user-ada")
-	must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("v1"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("v1"), 0o644))
 	if _, err := Snapshot(ctx, cfg, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +408,7 @@ func TestVolumeRestoreInUse(t *testing.T) {
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), name) {
 		t.Fatalf("restore into a volume in use: %v", err)
 	}
-	must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("v2"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("v2"), 0o644))
 	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -429,9 +434,7 @@ func TestSQLiteInVolumeRestoreInUse(t *testing.T) {
 	t.Parallel()
 	cli := dockerClient(t)
 	ctx := context.Background()
-	prefix := "fireops-bku-" + randomSuffix()
-	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
-	cfg := volumeConfig(t, f, prefix, volume.ReadAuto)
+	prefix, _, cfg := volumeSetup(t, "fireops-bku-", volume.ReadAuto)
 	dmp := testVolume(t, cli, prefix+"-data")
 	db := filepath.Join(dmp, "jupyterhub.sqlite")
 	sqlite3(t, db, "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada');")

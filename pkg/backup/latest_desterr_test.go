@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
@@ -29,12 +30,12 @@ func TestLatestUsageErrorOfOneDestination(t *testing.T) {
 	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
 	ctx := context.Background()
 	res, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	must(t, err)
+	testutil.Must(t, err)
 	ds, _, err := destination.Open(ctx, f.cfg, nil)
-	must(t, err)
+	testutil.Must(t, err)
 	defer destination.Close(ctx, ds, nil)
 	ids, err := destination.Identities(f.cfg, "")
-	must(t, err)
+	testutil.Must(t, err)
 
 	dests := append([]destination.Dest{{Name: "odd", Store: usageStore{ds[0].Store}}}, ds...)
 	plan, _, err := restore.LatestParts(ctx, f.cfg, dests, mustTrusted(t, f), ids, restore.Options{Snapshot: "latest"}, nil)

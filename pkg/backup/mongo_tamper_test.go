@@ -17,7 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/firetech/fireops/internal/mongotest"
-	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/partkind"
@@ -60,11 +60,8 @@ func rawZstdFrame(n int, fill []byte) []byte {
 // exit code 3 naming the piece, and nothing reaches the server.
 func TestMongoForgedPiece(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Small)
+	_, db, c, cfg, dir := seededMongo(t)
 	orig := mongotest.SortedHash(t, c, db)
-	cfg, dir := mongoConfig(t, uri, db)
 	ctx := context.Background()
 	res, err := Snapshot(ctx, cfg, SnapshotOptions{Only: []string{"mongo"}})
 	if err != nil {
@@ -78,7 +75,7 @@ func TestMongoForgedPiece(t *testing.T) {
 	piece := piecePath(t, root, res, "mongo:mongodb", n)
 	pieceID := filepath.Base(piece)
 	st, err := os.Stat(piece)
-	must(t, err)
+	testutil.Must(t, err)
 	stored := st.Size()
 	if stored != l.Pieces[n].Stored {
 		t.Fatalf("piece %s: %d bytes stored, the list says %d", pieceID, stored, l.Pieces[n].Stored)
@@ -88,14 +85,14 @@ func TestMongoForgedPiece(t *testing.T) {
 		t.Fatalf("recipients: %v %v", recipients, err)
 	}
 	evil, err := bson.Marshal(bson.D{{Key: "_id", Value: "forged"}, {Key: "pwned", Value: true}})
-	must(t, err)
+	testutil.Must(t, err)
 	seal := func(frame []byte) []byte {
 		var b bytes.Buffer
 		w, err := age.Encrypt(&b, recipients[0])
-		must(t, err)
+		testutil.Must(t, err)
 		_, err = w.Write(frame)
-		must(t, err)
-		must(t, w.Close())
+		testutil.Must(t, err)
+		testutil.Must(t, w.Close())
 		return b.Bytes()
 	}
 	// The stored size grows strictly with the frame's: search the frame
@@ -118,26 +115,26 @@ func TestMongoForgedPiece(t *testing.T) {
 	}
 	// Sanity: the forgery decrypts and decompresses to attacker data.
 	ids, err := destination.Identities(cfg, "")
-	must(t, err)
+	testutil.Must(t, err)
 	ar, err := age.Decrypt(bytes.NewReader(forged), ids...)
-	must(t, err)
+	testutil.Must(t, err)
 	frame, err := io.ReadAll(ar)
-	must(t, err)
+	testutil.Must(t, err)
 	zr, err := zstd.NewReader(nil)
-	must(t, err)
+	testutil.Must(t, err)
 	defer zr.Close()
 	plain, err := zr.DecodeAll(frame, nil)
 	if err != nil || !bytes.HasPrefix(plain, evil) {
 		t.Fatalf("forged piece does not decode: %v", err)
 	}
-	must(t, os.WriteFile(piece, forged, 0o600))
+	testutil.Must(t, os.WriteFile(piece, forged, 0o600))
 
 	// fireops returns the names of the collections of database d that
 	// a restore stages or sets aside.
 	fireops := func(d string) []string {
 		t.Helper()
 		names, err := c.Database(d).ListCollectionNames(ctx, bson.D{})
-		must(t, err)
+		testutil.Must(t, err)
 		return slices.DeleteFunc(names, func(s string) bool {
 			return !strings.HasPrefix(s, mongo.StagingPrefix) && !strings.HasPrefix(s, mongo.ReplacedPrefix) && !strings.Contains(s, "fireops")
 		})

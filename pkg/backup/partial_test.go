@@ -4,13 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/metrics"
@@ -29,10 +29,7 @@ func TestPartialSnapshot(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "backups")
 	f := newFixture(t, "{name: local, remote: "+root+"}")
 	ctx := context.Background()
-	notDB := filepath.Join(f.dir, "data", "broken.sqlite")
-	must(t, os.WriteFile(notDB, []byte("this is not a database, it is a shopping list\n"), 0o600))
-	cfg := *f.cfg
-	cfg.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: "broken", Path: notDB})
+	cfg := withBrokenSQLite(t, f, "this is not a database, it is a shopping list\n")
 
 	res, err := Snapshot(ctx, &cfg, SnapshotOptions{})
 	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "part sqlite:broken: ") ||
@@ -46,7 +43,7 @@ func TestPartialSnapshot(t *testing.T) {
 
 	var buf strings.Builder
 	mx := metrics.SnapshotMetrics(time.Now(), time.Second, res, err, []string{"local"})
-	must(t, metrics.Write(&buf, mx.Run))
+	testutil.Must(t, metrics.Write(&buf, mx.Run))
 	for _, want := range []string{
 		`fireops_snapshot_part_last_run_success{part="sqlite:broken"} 0`,
 		`fireops_snapshot_part_last_run_success{part="sqlite:hub"} 1`,
@@ -101,8 +98,8 @@ func TestPartialSnapshotMongoCut(t *testing.T) {
 	p := mongotest.StartProxy(t, mongotest.Target(uri))
 	cfg, dir := mongoConfig(t, p.URI(uri), db)
 	data := filepath.Join(dir, "data")
-	must(t, os.MkdirAll(data, 0o700))
-	must(t, os.WriteFile(filepath.Join(data, "notes.txt"), []byte("drones fight fires\n"), 0o600))
+	testutil.Must(t, os.MkdirAll(data, 0o700))
+	testutil.Must(t, os.WriteFile(filepath.Join(data, "notes.txt"), []byte("drones fight fires\n"), 0o600))
 	cfg.Sources.Files = []config.FileSource{{Name: "stack", Paths: []string{data}}}
 	p.CutAfter(150_000, true)
 	ctx := context.Background()

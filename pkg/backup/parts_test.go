@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 )
@@ -19,7 +20,7 @@ func TestOnePartMissingPiece(t *testing.T) {
 	t.Parallel()
 	f, root, res := localSnapshot(t)
 	ctx := context.Background()
-	must(t, os.Remove(piecePath(t, root, res, "files:stack", 0)))
+	testutil.Must(t, os.Remove(piecePath(t, root, res, "files:stack", 0)))
 
 	to := filepath.Join(t.TempDir(), "one")
 	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(to, "hub.sqlite")})
@@ -80,7 +81,7 @@ func TestSnapshotIDPrefix(t *testing.T) {
 	if twin == res.ID {
 		twin = res.ID[:17] + "ffffff"
 	}
-	must(t, os.MkdirAll(filepath.Join(root, "gpu01", "snapshots", twin), 0o700))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "gpu01", "snapshots", twin), 0o700))
 
 	short := res.ID[:19]
 	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: short, To: t.TempDir(), DryRun: true})
@@ -156,8 +157,8 @@ func TestClosestIDsByStartTime(t *testing.T) {
 		"20300101T100000Z-eeeeee": "2030-01-01T10:00:00.5Z",
 	} {
 		dir := filepath.Join(root, "gpu01", "snapshots", id)
-		must(t, os.MkdirAll(dir, 0o700))
-		must(t, os.WriteFile(filepath.Join(dir, "started"), []byte(started+"\n"), 0o600))
+		testutil.Must(t, os.MkdirAll(dir, 0o700))
+		testutil.Must(t, os.WriteFile(filepath.Join(dir, "started"), []byte(started+"\n"), 0o600))
 	}
 	for _, tc := range []struct{ id, want string }{
 		{"20300101T000000Z-dddddd", "closest, newest first: 20300101T000000Z-aaaaaa, 20300101T000000Z-bbbbbb, 20300101T000000Z-cccccc"},
@@ -179,8 +180,8 @@ func TestRestoreAllMissingPiece(t *testing.T) {
 	t.Parallel()
 	f, root, res := localSnapshot(t)
 	ctx := context.Background()
-	must(t, os.Remove(piecePath(t, root, res, "sqlite:hub", 0)))
-	must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), []byte("damaged"), 0o600))
+	testutil.Must(t, os.Remove(piecePath(t, root, res, "sqlite:hub", 0)))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "policy.bin"), []byte("damaged"), 0o600))
 	sqlite3(t, f.db, "INSERT INTO users(name) VALUES ('live');")
 
 	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: res.ID[:20], All: true, Force: true})

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/net/webdav"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 )
@@ -104,7 +105,7 @@ func TestProviderVerifyLatestFullListsTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.WriteFile(filepath.Join(f.data, "new.txt"), []byte("newer data"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "new.txt"), []byte("newer data"), 0o644))
 	newest, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +117,9 @@ func TestProviderVerifyLatestFullListsTwice(t *testing.T) {
 	// signed, stays as it was).
 	idx := filepath.Join(dir, "fireops", "gpu01", "snapshots", newest.ID, "index.age")
 	data, err := os.ReadFile(idx)
-	must(t, err)
+	testutil.Must(t, err)
 	data[len(data)/2] ^= 0xff
-	must(t, os.WriteFile(idx, data, 0o644))
+	testutil.Must(t, os.WriteFile(idx, data, 0o644))
 
 	// Honest listings: verify finds the damage.
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: LevelFull}); err == nil {
@@ -164,12 +165,12 @@ func TestProviderHolderIgnoresRollback(t *testing.T) {
 	t.Parallel()
 	f, root, first := localSnapshot(t)
 	ctx := context.Background()
-	must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
 	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", second.ID)))
+	testutil.Must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", second.ID)))
 
 	// verify latest sees the rollback.
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"}); exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {
@@ -205,7 +206,7 @@ func TestProviderHolderNoOlderFallback(t *testing.T) {
 	t.Parallel()
 	f, root, first := localSnapshot(t)
 	ctx := context.Background()
-	must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
 	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
 	if err != nil {
 		t.Fatal(err)
@@ -215,9 +216,9 @@ func TestProviderHolderNoOlderFallback(t *testing.T) {
 		t.Fatal("the two snapshots share the piece: the test needs one of the newest alone")
 	}
 	data, err := os.ReadFile(piece)
-	must(t, err)
+	testutil.Must(t, err)
 	data[len(data)-10] ^= 0xff
-	must(t, os.WriteFile(piece, data, 0o600))
+	testutil.Must(t, os.WriteFile(piece, data, 0o600))
 	h, err := NewHolder(f.cfg, HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +263,7 @@ func TestProviderVerifyQuickLatestMissesOlderPart(t *testing.T) {
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest", Level: LevelQuick}); err != nil {
 		t.Fatalf("before the provider turns: %v", err)
 	}
-	must(t, os.Remove(piecePath(t, root, s, "sqlite:hub", 0)))
+	testutil.Must(t, os.Remove(piecePath(t, root, s, "sqlite:hub", 0)))
 	_, rerr := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
 	if rerr == nil {
 		t.Fatal("restore latest of sqlite:hub passed with its piece removed")
@@ -279,6 +280,20 @@ func TestProviderVerifyQuickLatestMissesOlderPart(t *testing.T) {
 	}
 }
 
+// wipeSnapshots does what a provider that wipes a host's snapshots on the
+// destination at root does: removes "every folder" of gpu01's snapshots,
+// or "every manifest" (that of id, the host's only snapshot).
+func wipeSnapshots(t *testing.T, root, id, what string) {
+	t.Helper()
+	snaps := filepath.Join(root, "gpu01", "snapshots")
+	if what == "every folder" {
+		testutil.Must(t, os.RemoveAll(snaps))
+		testutil.Must(t, os.MkdirAll(snaps, 0o700))
+	} else {
+		testutil.Must(t, os.Remove(filepath.Join(snaps, id, "manifest.json")))
+	}
+}
+
 // TestProviderWipeIsNoRollback: the attack: the provider removes every
 // snapshot of the host (or leaves their folders without manifests);
 // verify latest called the destination empty (exit 1, "take a first
@@ -292,13 +307,7 @@ func TestProviderWipeIsNoRollback(t *testing.T) {
 			t.Parallel()
 			f, root, x := localSnapshot(t)
 			ctx := context.Background()
-			snaps := filepath.Join(root, "gpu01", "snapshots")
-			if what == "every folder" {
-				must(t, os.RemoveAll(snaps))
-				must(t, os.MkdirAll(snaps, 0o700))
-			} else {
-				must(t, os.Remove(filepath.Join(snaps, x.ID, "manifest.json")))
-			}
+			wipeSnapshots(t, root, x.ID, what)
 			_, errAll := Verify(ctx, f.cfg, VerifyOptions{All: true})
 			_, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"})
 			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) {
@@ -321,13 +330,7 @@ func TestProviderWipeRestoreLatest(t *testing.T) {
 			t.Parallel()
 			f, root, x := localSnapshot(t)
 			ctx := context.Background()
-			snaps := filepath.Join(root, "gpu01", "snapshots")
-			if what == "every folder" {
-				must(t, os.RemoveAll(snaps))
-				must(t, os.MkdirAll(snaps, 0o700))
-			} else {
-				must(t, os.Remove(filepath.Join(snaps, x.ID, "manifest.json")))
-			}
+			wipeSnapshots(t, root, x.ID, what)
 			_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
 			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) || strings.Contains(exitcode.Hint(err), "take one with") {
 				t.Fatalf("restore latest after the provider wiped the host's snapshots: exit %d: %v (hint %q)", exitcode.Code(err), err, exitcode.Hint(err))
@@ -343,7 +346,7 @@ func TestProviderWipeRestoreLatest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		must(t, os.RemoveAll(filepath.Join(wiped, "gpu01", "snapshots", x.ID)))
+		testutil.Must(t, os.RemoveAll(filepath.Join(wiped, "gpu01", "snapshots", x.ID)))
 		rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
 		if err != nil || len(rr.Parts) != 1 || rr.Parts[0].Status != restore.StatusRestored || rr.Destination != "second" {
 			t.Fatalf("restore latest with local wiped and second intact: %+v, %v", rr, err)

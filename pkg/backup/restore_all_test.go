@@ -22,6 +22,7 @@ import (
 	"github.com/firetech/fireops/internal/davtest"
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/partkind"
@@ -71,14 +72,14 @@ func newServer(t *testing.T) *server {
 	s.data = s.prefix + "-data"
 	for i, u := range s.users {
 		mp := testVolume(t, cli, u)
-		must(t, os.MkdirAll(filepath.Join(mp, "work", "empty"), 0o755))
-		must(t, os.WriteFile(filepath.Join(mp, "work", "policy.pt"), randomData((i+1)<<20), 0o600))
-		must(t, os.Link(filepath.Join(mp, "work", "policy.pt"), filepath.Join(mp, "policy-latest.pt")))
-		must(t, os.Symlink("work", filepath.Join(mp, "latest")))
-		must(t, os.Lchown(filepath.Join(mp, "work"), 1000, 100))
+		testutil.Must(t, os.MkdirAll(filepath.Join(mp, "work", "empty"), 0o755))
+		testutil.Must(t, os.WriteFile(filepath.Join(mp, "work", "policy.pt"), randomData((i+1)<<20), 0o600))
+		testutil.Must(t, os.Link(filepath.Join(mp, "work", "policy.pt"), filepath.Join(mp, "policy-latest.pt")))
+		testutil.Must(t, os.Symlink("work", filepath.Join(mp, "latest")))
+		testutil.Must(t, os.Lchown(filepath.Join(mp, "work"), 1000, 100))
 	}
 	dmp := testVolume(t, cli, s.data)
-	must(t, os.WriteFile(filepath.Join(dmp, "jupyterhub_cookie_secret"), []byte("cookie"), 0o600))
+	testutil.Must(t, os.WriteFile(filepath.Join(dmp, "jupyterhub_cookie_secret"), []byte("cookie"), 0o600))
 	sqlite3(t, filepath.Join(dmp, "jupyterhub.sqlite"), "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada'), ('bob');")
 	uriFile := writeURIFile(t, s.f.dir, "mongo-uri", uri)
 	y := fmt.Sprintf(`host: gpu01
@@ -99,7 +100,7 @@ sources:
 stack: {name: %s}
 `, s.f.init.Recipient, s.dav.Remote("fireops"), filepath.Join(s.f.dir, "state"), s.f.data, s.data, s.prefix, s.data, uriFile, db, s.prefix)
 	p := filepath.Join(s.f.dir, "etc", "server.yaml")
-	must(t, os.WriteFile(p, []byte(y), 0o644))
+	testutil.Must(t, os.WriteFile(p, []byte(y), 0o644))
 	cfg, err := config.Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -117,11 +118,9 @@ stack: {name: %s}
 	s.before = map[string]string{}
 	for _, u := range s.users {
 		cp := filepath.Join(t.TempDir(), "copy")
-		if out, err := exec.Command("cp", "-a", mountpoint(t, cli, u), cp).CombinedOutput(); err != nil {
-			t.Fatalf("cp -a: %v %s", err, out)
-		}
+		cpA(t, mountpoint(t, cli, u), cp)
 		// Volume parts keep whole seconds (one format for both read paths).
-		must(t, filepath.WalkDir(cp, func(p string, d fs.DirEntry, err error) error {
+		testutil.Must(t, filepath.WalkDir(cp, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.Type()&fs.ModeSymlink != 0 {
 				return err
 			}
@@ -139,13 +138,22 @@ stack: {name: %s}
 	return s
 }
 
+// cpA copies src to dst with cp -a (modes, owners, times and links
+// kept).
+func cpA(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+}
+
 // destroy removes the volumes and the config folder.
 func (s *server) destroy(t *testing.T) {
 	t.Helper()
 	for _, v := range append(slices.Clone(s.users), s.data) {
 		dropVolume(t, s.cli, v)
 	}
-	must(t, os.RemoveAll(s.f.data))
+	testutil.Must(t, os.RemoveAll(s.f.data))
 }
 
 // checkRestored compares the volumes, the config folder and the hub
@@ -175,7 +183,7 @@ func (s *server) corruptMongo(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[len(b)/2] ^= 0xff
-	must(t, os.WriteFile(chunk, b, 0o600))
+	testutil.Must(t, os.WriteFile(chunk, b, 0o600))
 }
 
 func statuses(rr *restore.Result) map[string]string {
@@ -196,9 +204,7 @@ func TestRestoreAllDisaster(t *testing.T) {
 	s := newServer(t)
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
-	if out, err := exec.Command("cp", "-a", s.f.data, data).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a: %v %s", err, out)
-	}
+	cpA(t, s.f.data, data)
 
 	// Dry run: the plan, nothing written.
 	s.destroy(t)
@@ -247,7 +253,7 @@ func TestRestoreAllDisaster(t *testing.T) {
 	// bob's volume: without --force the existing targets are refused and
 	// nothing is written; with --force --stop-stack the container is
 	// stopped, everything replaced, and it runs again after.
-	must(t, os.WriteFile(filepath.Join(s.f.data, "policy.bin"), []byte("changed"), 0o600))
+	testutil.Must(t, os.WriteFile(filepath.Join(s.f.data, "policy.bin"), []byte("changed"), 0o600))
 	id := stackContainer(t, s.cli, s.prefix, s.users[1])
 	rr, err = restore.Restore(ctx, s.cfg, restore.Options{Snapshot: "latest", All: true})
 	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "nothing was written") {
@@ -288,7 +294,7 @@ func stackContainer(t *testing.T, cli *client.Client, project, vol string) strin
 			t.Errorf("remove container: %v", err)
 		}
 	})
-	must(t, cli.ContainerStart(ctx, resp.ID, container.StartOptions{}))
+	testutil.Must(t, cli.ContainerStart(ctx, resp.ID, container.StartOptions{}))
 	return resp.ID
 }
 
@@ -301,14 +307,12 @@ func TestRestoreAllCorruptMongo(t *testing.T) {
 	s := newServer(t)
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
-	if out, err := exec.Command("cp", "-a", s.f.data, data).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a: %v %s", err, out)
-	}
+	cpA(t, s.f.data, data)
 	s.corruptMongo(t)
 	for _, v := range append(slices.Clone(s.users), s.data) {
 		dropVolume(t, s.cli, v)
 	}
-	must(t, os.WriteFile(filepath.Join(s.f.data, "policy.bin"), []byte("damaged"), 0o600))
+	testutil.Must(t, os.WriteFile(filepath.Join(s.f.data, "policy.bin"), []byte("damaged"), 0o600))
 	if _, err := s.mc.Database(s.db).Collection("runs").InsertOne(ctx, bson.D{{Key: "live", Value: true}}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -36,16 +37,16 @@ func TestRestoreAllRefusesFolderAboveArchivedPath(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	init, err := bootstrap.Init(bootstrap.Options{Dir: filepath.Join(dir, "etc"), Host: "gpu01"})
-	must(t, err)
+	testutil.Must(t, err)
 	stack := filepath.Join(dir, "opt", "firetech")
 	conf := filepath.Join(stack, "config")
-	must(t, os.MkdirAll(conf, 0o755))
-	must(t, os.WriteFile(filepath.Join(conf, "a.yaml"), []byte("a: 1"), 0o644))
-	must(t, os.WriteFile(filepath.Join(stack, "compose.yaml"), []byte("precious"), 0o644))
+	testutil.Must(t, os.MkdirAll(conf, 0o755))
+	testutil.Must(t, os.WriteFile(filepath.Join(conf, "a.yaml"), []byte("a: 1"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(stack, "compose.yaml"), []byte("precious"), 0o644))
 	if _, err := Snapshot(ctx, filesOnlyConfig(t, dir, init, conf), SnapshotOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.WriteFile(filepath.Join(conf, "a.yaml"), []byte("a: 2"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(conf, "a.yaml"), []byte("a: 2"), 0o644))
 
 	cfg := filesOnlyConfig(t, dir, init, stack)
 	rr, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", All: true, Force: true})

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/restore"
 )
@@ -29,34 +29,24 @@ func TestRestoreLatestPerPart(t *testing.T) {
 	f := newFixture(t, "{name: local, remote: "+root+"}")
 	ctx := context.Background()
 	extra := filepath.Join(f.dir, "data", "extra.sqlite")
-	sqlite3(t, extra, "CREATE TABLE runs(n INTEGER); INSERT INTO runs VALUES (1);")
+	runsDB(t, extra)
 	broken := filepath.Join(f.dir, "data", "new.sqlite")
-	must(t, os.WriteFile(broken, []byte("not a database\n"), 0o600))
-	cfg := *f.cfg
-	cfg.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: "extra", Path: extra})
-	t0 := time.Now().UTC().Add(-10 * time.Hour).Truncate(time.Second)
-	take := func(c *config.Config, h int, only ...string) string {
-		t.Helper()
-		at := t0.Add(time.Duration(h) * time.Hour)
-		res, err := Snapshot(ctx, c, SnapshotOptions{Only: only, Now: func() time.Time { return at }})
-		if res == nil {
-			t.Fatal(err)
-		}
-		return res.ID
-	}
+	testutil.Must(t, os.WriteFile(broken, []byte("not a database\n"), 0o600))
+	cfg := withSQLite(f.cfg, "extra", extra)
+	take := hourly(t)
 	s1 := take(&cfg, 0)
-	must(t, os.WriteFile(filepath.Join(f.data, "notes.txt"), []byte("after the first run\n"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "notes.txt"), []byte("after the first run\n"), 0o644))
 	s2 := take(&cfg, 1, "files:stack")
 	// extra breaks, new is added broken: the full run holds the others.
 	saved, err := os.ReadFile(extra)
-	must(t, err)
-	must(t, os.WriteFile(extra, []byte("not a database any more\n"), 0o600))
+	testutil.Must(t, err)
+	testutil.Must(t, os.WriteFile(extra, []byte("not a database any more\n"), 0o600))
 	withNew := cfg
 	withNew.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: "new", Path: broken})
 	s3 := take(&withNew, 2)
 	sqlite3(t, f.db, "INSERT INTO users(name) VALUES ('late');")
 	s4 := take(&withNew, 3, "sqlite:hub")
-	must(t, os.WriteFile(extra, saved, 0o600))
+	testutil.Must(t, os.WriteFile(extra, saved, 0o600))
 
 	want := map[string]string{"sqlite:hub": s4, "files:stack": s3, "sqlite:extra": s1}
 	check := func(res *restore.Result, err error, want map[string]string) {

@@ -8,6 +8,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/source/volume"
 )
@@ -20,9 +21,7 @@ func TestSQLiteRestoreRemovesVolumeItCreated(t *testing.T) {
 	t.Parallel()
 	cli := dockerClient(t)
 	ctx := context.Background()
-	prefix := "fireops-sqv-" + randomSuffix()
-	f := newFixture(t, "{name: local, remote: "+filepath.Join(t.TempDir(), "unused")+"}")
-	cfg := volumeConfig(t, f, prefix, volume.ReadAuto)
+	prefix, f, cfg := volumeSetup(t, "fireops-sqv-", volume.ReadAuto)
 	vol := prefix + "-data"
 	dmp := testVolume(t, cli, vol)
 	sqlite3(t, filepath.Join(dmp, "jupyterhub.sqlite"), "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ada');")
@@ -51,9 +50,9 @@ func TestSQLiteRestoreRemovesVolumeItCreated(t *testing.T) {
 	dropVolume(t, cli, vol)
 	chunk := piecePath(t, filepath.Join(f.dir, "backups"), res, "sqlite:hub", 0)
 	b, err := os.ReadFile(chunk)
-	must(t, err)
+	testutil.Must(t, err)
 	b[len(b)/2] ^= 0xff
-	must(t, os.WriteFile(chunk, b, 0o600))
+	testutil.Must(t, os.WriteFile(chunk, b, 0o600))
 	if _, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}}); err == nil {
 		t.Fatal("restore of a damaged part succeeded")
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/firetech/fireops/internal/mongotest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/source/volume/volumetest"
@@ -34,7 +35,7 @@ import (
 func proxyImage(t *testing.T, cli *client.Client) string {
 	t.Helper()
 	root, err := testenv.RepoRoot()
-	must(t, err)
+	testutil.Must(t, err)
 	bin := filepath.Join(t.TempDir(), "tcpproxy")
 	cmd := exec.Command("go", "build", "-o", bin, "./pkg/backup/testdata/tcpproxy")
 	cmd.Dir = root
@@ -43,19 +44,19 @@ func proxyImage(t *testing.T, cli *client.Client) string {
 		t.Fatalf("go build tcpproxy: %v: %s", err, out)
 	}
 	data, err := os.ReadFile(bin)
-	must(t, err)
+	testutil.Must(t, err)
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
-	must(t, tw.WriteHeader(&tar.Header{Name: "tcpproxy", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}))
+	testutil.Must(t, tw.WriteHeader(&tar.Header{Name: "tcpproxy", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}))
 	_, err = tw.Write(data)
-	must(t, err)
-	must(t, tw.Close())
+	testutil.Must(t, err)
+	testutil.Must(t, tw.Close())
 	name := "fireops-test-tcpproxy:" + randomSuffix()
 	rc, err := cli.ImageImport(context.Background(), image.ImportSource{Source: &tb, SourceName: "-"}, name, image.ImportOptions{})
-	must(t, err)
+	testutil.Must(t, err)
 	_, err = io.Copy(io.Discard, rc)
 	rc.Close()
-	must(t, err)
+	testutil.Must(t, err)
 	t.Cleanup(func() {
 		cli.ImageRemove(context.Background(), name, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
@@ -70,20 +71,20 @@ func composeContainer(t *testing.T, cli *client.Client, project, service string,
 	cfg.Labels = map[string]string{"com.docker.compose.project": project, "com.docker.compose.service": service}
 	name := project + "-" + service + "-1"
 	resp, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
-	must(t, err)
+	testutil.Must(t, err)
 	t.Cleanup(func() {
 		if err := cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}); err != nil {
 			t.Errorf("remove container: %v", err)
 		}
 	})
-	must(t, cli.ContainerStart(ctx, resp.ID, container.StartOptions{}))
+	testutil.Must(t, cli.ContainerStart(ctx, resp.ID, container.StartOptions{}))
 	return name
 }
 
 func startedAt(t *testing.T, cli *client.Client, name string) (string, bool) {
 	t.Helper()
 	c, err := cli.ContainerInspect(context.Background(), name)
-	must(t, err)
+	testutil.Must(t, err)
 	return c.State.StartedAt, c.State.Running
 }
 
@@ -98,7 +99,7 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 	cli := dockerClient(t)
 	uri, db := testenv.RequireMongo(t)
 	u, err := url.Parse(uri)
-	must(t, err)
+	testutil.Must(t, err)
 	mc := mongotest.Connect(t, uri)
 	mongotest.Seed(t, mc, db, "", mongotest.Small)
 	ctx := context.Background()
@@ -106,7 +107,7 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 
 	// The stack's "mongodb": a proxy to the test server on a free port.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	testutil.Must(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
 	mongoName := composeContainer(t, cli, project, stack.MongoService,
@@ -129,7 +130,7 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 
 	dir := t.TempDir()
 	init, err := bootstrap.Init(bootstrap.Options{Dir: filepath.Join(dir, "etc"), Host: "gpu01"})
-	must(t, err)
+	testutil.Must(t, err)
 	uriFile := writeURIFile(t, dir, "mongo-uri", "mongodb://"+addr+"/")
 	cfg := loadTestConfig(t, dir, "fireops", init, fmt.Sprintf("sources:\n  mongo: {uri_file: %s, databases: [%s]}\nstack: {name: %s}\n", uriFile, db, project))
 	if _, err := Snapshot(ctx, cfg, SnapshotOptions{}); err != nil {
@@ -137,7 +138,7 @@ func TestRestoreAllStopStackKeepsMongoDB(t *testing.T) {
 	}
 
 	rr, err := restore.Restore(ctx, cfg, restore.Options{Snapshot: "latest", All: true, Force: true, StopStack: true, DryRun: true})
-	must(t, err)
+	testutil.Must(t, err)
 	if st := rr.Stack; st == nil || !slices.Equal(st.Containers, []string{hubName}) || !slices.Equal(st.Running, []string{mongoName}) ||
 		!strings.Contains(st.RunningWhy, "mongo part") {
 		t.Errorf("plan of the stack: %+v", rr.Stack)

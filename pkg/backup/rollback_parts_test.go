@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
@@ -29,33 +30,24 @@ func TestReviewProviderPerPartRollback(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "b")
 			f := newFixture(t, "{name: local, remote: "+root+"}")
 			ctx := context.Background()
-			t0 := time.Now().UTC().Add(-10 * time.Hour).Truncate(time.Second)
-			take := func(c *config.Config, h int, only ...string) string {
-				t.Helper()
-				at := t0.Add(time.Duration(h) * time.Hour)
-				res, err := Snapshot(ctx, c, SnapshotOptions{Only: only, Now: func() time.Time { return at }})
-				if res == nil {
-					t.Fatal(err)
-				}
-				return res.ID
-			}
+			take := hourly(t)
 			x := withX(t, f)
 			take(f.cfg, 0) // S1
-			must(t, os.WriteFile(filepath.Join(f.data, "notes.txt"), []byte("only in s2\n"), 0o644))
+			testutil.Must(t, os.WriteFile(filepath.Join(f.data, "notes.txt"), []byte("only in s2\n"), 0o644))
 			sqlite3(t, x, "INSERT INTO runs VALUES (2);")
 			s2 := take(f.cfg, 1)
 			part := "files:stack"
 			if how == "only" || how == "refused" {
 				take(f.cfg, 2, "sqlite:hub")
 			} else { // sqlite:x fails in the next nightly run: a partial snapshot
-				must(t, os.WriteFile(x, []byte("not a database any more\n"), 0o600))
+				testutil.Must(t, os.WriteFile(x, []byte("not a database any more\n"), 0o600))
 				take(f.cfg, 2)
 				part = "sqlite:x"
 			}
 			if how == "refused" { // the provider spoils S2's signature
-				must(t, os.WriteFile(filepath.Join(root, "gpu01", "snapshots", s2, "manifest.sig"), make([]byte, 64), 0o600))
+				testutil.Must(t, os.WriteFile(filepath.Join(root, "gpu01", "snapshots", s2, "manifest.sig"), make([]byte, 64), 0o600))
 			} else { // the provider deletes S2
-				must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", s2)))
+				testutil.Must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", s2)))
 			}
 			var buf bytes.Buffer
 			res, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
@@ -72,16 +64,49 @@ func TestReviewProviderPerPartRollback(t *testing.T) {
 	}
 }
 
+// withSQLite returns a copy of c with the SQLite source name at path
+// added (c stays as it was).
+func withSQLite(c *config.Config, name, path string) config.Config {
+	cfg := *c
+	cfg.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: name, Path: path})
+	return cfg
+}
+
+// withBrokenSQLite returns a copy of f's config with the SQLite source
+// "broken" added, whose file (data/broken.sqlite) holds text, not a
+// database: a snapshot of it fails that part.
+func withBrokenSQLite(t *testing.T, f *fixture, text string) config.Config {
+	t.Helper()
+	notDB := filepath.Join(f.dir, "data", "broken.sqlite")
+	testutil.Must(t, os.WriteFile(notDB, []byte(text), 0o600))
+	return withSQLite(f.cfg, "broken", notDB)
+}
+
+// runsDB creates the SQLite database path with a table runs of one row.
+func runsDB(t *testing.T, path string) {
+	t.Helper()
+	sqlite3(t, path, "CREATE TABLE runs(n INTEGER); INSERT INTO runs VALUES (1);")
+}
+
 // withX adds the SQLite source "x" to f's config (a new config: the
 // fixture's stays as it was) and returns its path.
 func withX(t *testing.T, f *fixture) string {
 	t.Helper()
-	cfg := *f.cfg
 	x := filepath.Join(f.dir, "data", "x.sqlite")
-	sqlite3(t, x, "CREATE TABLE runs(n INTEGER); INSERT INTO runs VALUES (1);")
-	cfg.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: "x", Path: x})
+	runsDB(t, x)
+	cfg := withSQLite(f.cfg, "x", x)
 	f.cfg = &cfg
 	return x
+}
+
+// hourly returns take, which snapshots c (only its parts only, when
+// given) h hours after a start ten hours ago and returns the id.
+func hourly(t *testing.T) func(c *config.Config, h int, only ...string) string {
+	t0 := time.Now().UTC().Add(-10 * time.Hour).Truncate(time.Second)
+	return func(c *config.Config, h int, only ...string) string {
+		t.Helper()
+		return snapshotAt(t, c, t0.Add(time.Duration(h)*time.Hour), only...)
+	}
 }
 
 // withoutX takes the source "x" out of f's config again (its part is
@@ -159,7 +184,7 @@ func TestPartRollbackNoFalseAlarm(t *testing.T) {
 			t.Fatalf("per-part records in state_dir: %v, want 1", recs)
 		}
 		old, err := os.ReadFile(recs[0])
-		must(t, err)
+		testutil.Must(t, err)
 		withoutX(f)
 		snapshotAt(t, f.cfg, t0.Add(time.Hour))
 		if _, err := Rotate(context.Background(), f.cfg, RotateOptions{}); err != nil {
@@ -167,7 +192,7 @@ func TestPartRollbackNoFalseAlarm(t *testing.T) {
 		}
 		// state_dir comes back from a backup taken before: its record
 		// names the removed snapshot for every part, x's included.
-		must(t, os.WriteFile(recs[0], old, 0o600))
+		testutil.Must(t, os.WriteFile(recs[0], old, 0o600))
 		noRollback(t, f)
 	})
 }
@@ -183,10 +208,10 @@ func TestPartRollbackOtherDestination(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Now().UTC().Add(-10 * time.Hour).Truncate(time.Second)
 	snapshotAt(t, f.cfg, t0)
-	must(t, os.WriteFile(filepath.Join(f.data, "notes.txt"), []byte("only in s2\n"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "notes.txt"), []byte("only in s2\n"), 0o644))
 	s2 := snapshotAt(t, f.cfg, t0.Add(time.Hour))
 	snapshotAt(t, f.cfg, t0.Add(2*time.Hour), "sqlite:hub")
-	must(t, os.RemoveAll(filepath.Join(a, "gpu01", "snapshots", s2)))
+	testutil.Must(t, os.RemoveAll(filepath.Join(a, "gpu01", "snapshots", s2)))
 	var buf bytes.Buffer
 	res, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
@@ -218,8 +243,8 @@ func TestRestoreLatestRefusedBetween(t *testing.T) {
 	s1 := snapshotAt(t, f.cfg, t0)
 	s2 := snapshotAt(t, f.cfg, t0.Add(time.Hour))
 	snapshotAt(t, f.cfg, t0.Add(2*time.Hour), "sqlite:hub")
-	must(t, os.WriteFile(filepath.Join(root, "gpu01", "snapshots", s2, "manifest.sig"), make([]byte, 64), 0o600))
-	must(t, os.RemoveAll(filepath.Join(f.cfg.StateDir, "known")))
+	testutil.Must(t, os.WriteFile(filepath.Join(root, "gpu01", "snapshots", s2, "manifest.sig"), make([]byte, 64), 0o600))
+	testutil.Must(t, os.RemoveAll(filepath.Join(f.cfg.StateDir, "known")))
 	var buf bytes.Buffer
 	res, err := restore.Restore(context.Background(), f.cfg, restore.Options{Snapshot: "latest", To: t.TempDir(), DryRun: true, Log: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 )
@@ -37,9 +38,9 @@ func TestRollbackByDeletionIsNoticed(t *testing.T) {
 			}
 			dir := filepath.Join(root, "gpu01", "snapshots", second.ID)
 			if what == "the whole folder" {
-				must(t, os.RemoveAll(dir))
+				testutil.Must(t, os.RemoveAll(dir))
 			} else {
-				must(t, os.Remove(filepath.Join(dir, "manifest.json")))
+				testutil.Must(t, os.Remove(filepath.Join(dir, "manifest.json")))
 			}
 			res, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"})
 			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {

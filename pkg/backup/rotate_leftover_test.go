@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/leftover"
 	svolume "github.com/firetech/fireops/pkg/source/volume"
@@ -35,11 +36,11 @@ func rotateConfig(t *testing.T) *config.Config {
 func TestRotateRemovesSpoolLeftovers(t *testing.T) {
 	t.Parallel()
 	cfg := rotateConfig(t)
-	must(t, os.MkdirAll(cfg.StateDir, 0o700))
+	testutil.Must(t, os.MkdirAll(cfg.StateDir, 0o700))
 	dead := filepath.Join(cfg.StateDir, ".fireops-mongo-spool-"+killedTag(t)+"-1")
 	live := filepath.Join(cfg.StateDir, ".fireops-mongo-spool-"+leftover.Tag()+"-2")
 	for _, p := range []string{dead, live} {
-		must(t, os.WriteFile(p, []byte("ciphertext"), 0o600))
+		testutil.Must(t, os.WriteFile(p, []byte("ciphertext"), 0o600))
 	}
 	var logs bytes.Buffer
 	if _, err := Rotate(context.Background(), cfg, RotateOptions{Log: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {

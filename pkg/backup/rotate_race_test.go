@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/retention"
@@ -38,6 +39,25 @@ func (h onLog) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// rotateWhenLogged returns a logger that runs a rotate of f's config, in
+// the logging goroutine, the first time msg is logged, and rotated, which
+// returns that rotate's result and error; rotated ends the test when the
+// rotate never ran.
+func rotateWhenLogged(ctx context.Context, f *fixture, msg string) (log *slog.Logger, rotated func(*testing.T) (*RotateResult, error)) {
+	var rres *RotateResult
+	var rerr error
+	hook := onLog{msg: msg, once: &sync.Once{}, fn: func() {
+		rres, rerr = Rotate(ctx, f.cfg, RotateOptions{})
+	}}
+	return slog.New(hook), func(t *testing.T) (*RotateResult, error) {
+		t.Helper()
+		if rres == nil && rerr == nil {
+			t.Fatal("the hook never ran rotate")
+		}
+		return rres, rerr
+	}
+}
+
 // raceFixture takes three snapshots "on three days", each with its own
 // data in both parts (a new file, a new row), with everything uploaded "a
 // month ago" and keep_last 1: a rotate removes the two older snapshots and
@@ -51,7 +71,7 @@ func raceFixture(t *testing.T) (*fixture, string, []string) {
 	now := time.Now().UTC()
 	var ids []string
 	for i := 3; i >= 1; i-- {
-		must(t, os.WriteFile(filepath.Join(f.data, fmt.Sprintf("day%d.bin", i)), randomData(200<<10+i), 0o600))
+		testutil.Must(t, os.WriteFile(filepath.Join(f.data, fmt.Sprintf("day%d.bin", i)), randomData(200<<10+i), 0o600))
 		sqlite3(t, f.db, fmt.Sprintf("INSERT INTO users(name) VALUES ('user%d');", i))
 		at := now.Add(-time.Duration(i) * 24 * time.Hour)
 		res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
@@ -92,18 +112,12 @@ func TestVerifyRacingRotate(t *testing.T) {
 	t.Parallel()
 	f, _, ids := raceFixture(t)
 	ctx := context.Background()
-	var rres *RotateResult
-	var rerr error
-	hook := onLog{msg: "verified", once: &sync.Once{}, fn: func() {
-		rres, rerr = Rotate(ctx, f.cfg, RotateOptions{})
-	}}
-	vr, err := Verify(ctx, f.cfg, VerifyOptions{All: true, Level: LevelFull, Log: slog.New(hook)})
+	log, rotated := rotateWhenLogged(ctx, f, "verified")
+	vr, err := Verify(ctx, f.cfg, VerifyOptions{All: true, Level: LevelFull, Log: log})
 	if err != nil || len(vr) != 3 {
 		t.Fatalf("verify --all --level full racing rotate: %v %+v", err, vr)
 	}
-	if rres == nil && rerr == nil {
-		t.Fatal("the hook never ran rotate")
-	}
+	rres, rerr := rotated(t)
 	checkLeft(t, rres, rerr, "fireops verify", ids[:2])
 	res, err := Rotate(ctx, f.cfg, RotateOptions{})
 	if err != nil || res.Destinations[0].Removed != 2 || res.Destinations[0].Objects.Removed == 0 {
@@ -118,19 +132,13 @@ func TestRestoreRacingRotate(t *testing.T) {
 	t.Parallel()
 	f, _, ids := raceFixture(t)
 	ctx := context.Background()
-	var rres *RotateResult
-	var rerr error
-	hook := onLog{msg: "part restored", once: &sync.Once{}, fn: func() {
-		rres, rerr = Rotate(ctx, f.cfg, RotateOptions{})
-	}}
+	log, rotated := rotateWhenLogged(ctx, f, "part restored")
 	to := filepath.Join(t.TempDir(), "restored")
-	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: ids[0], To: to, Log: slog.New(hook)})
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: ids[0], To: to, Log: log})
 	if err != nil {
 		t.Fatalf("restore of %s racing rotate: %v %+v", ids[0], err, rr)
 	}
-	if rres == nil && rerr == nil {
-		t.Fatal("the hook never ran rotate")
-	}
+	rres, rerr := rotated(t)
 	checkLeft(t, rres, rerr, "fireops restore", ids[:2])
 	if got := sqlite3(t, filepath.Join(to, "hub.sqlite"), "SELECT group_concat(name) FROM users;"); got != "ada,bob,user3" {
 		t.Fatalf("restored database: %q", got)
@@ -183,10 +191,10 @@ func TestRotateFinishesHalfRemoved(t *testing.T) {
 			now := time.Now().UTC()
 			var ids []string
 			for i := 3; i >= 1; i -= 2 {
-				must(t, os.WriteFile(filepath.Join(f.data, fmt.Sprintf("day%d.bin", i)), randomData(200<<10+i), 0o600))
+				testutil.Must(t, os.WriteFile(filepath.Join(f.data, fmt.Sprintf("day%d.bin", i)), randomData(200<<10+i), 0o600))
 				at := now.Add(-time.Duration(i) * 24 * time.Hour)
 				res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
-				must(t, err)
+				testutil.Must(t, err)
 				ids = append(ids, res.ID)
 			}
 			host := filepath.Join(root, "gpu01")
@@ -196,9 +204,9 @@ func TestRotateFinishesHalfRemoved(t *testing.T) {
 			old := filepath.Join(host, "snapshots", ids[0])
 			if tc.emptied {
 				entries, err := os.ReadDir(old)
-				must(t, err)
+				testutil.Must(t, err)
 				for _, e := range entries {
-					must(t, os.Remove(filepath.Join(old, e.Name())))
+					testutil.Must(t, os.Remove(filepath.Join(old, e.Name())))
 				}
 			} else {
 				err := snapshot.RemoveSnapshot(ctx, &killedStore{Store: mustStore(t, f), deletes: tc.deletes}, "gpu01", ids[0])

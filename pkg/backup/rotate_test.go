@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/davtest"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/retention"
@@ -44,7 +45,7 @@ func tree(t *testing.T, dir string) string {
 // objects, a snapshot folder) to when: uploads "made" then.
 func ageFiles(t *testing.T, dir string, when time.Time) {
 	t.Helper()
-	must(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	testutil.Must(t, filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -58,9 +59,9 @@ func ageFiles(t *testing.T, dir string, when time.Time) {
 func manifestObjects(t *testing.T, host, id string) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(host, "snapshots", id, "manifest.json"))
-	must(t, err)
+	testutil.Must(t, err)
 	var m snapshot.Manifest
-	must(t, json.Unmarshal(b, &m))
+	testutil.Must(t, json.Unmarshal(b, &m))
 	if m.Version != snapshot.FormatVersion || len(m.Lists) == 0 {
 		t.Fatalf("manifest of %s: version %d with %d piece lists", id, m.Version, len(m.Lists))
 	}
@@ -68,9 +69,9 @@ func manifestObjects(t *testing.T, host, id string) []string {
 	for _, l := range m.Lists {
 		ids = append(ids, l.ID)
 		b, err := os.ReadFile(objectPath(host, l.ID))
-		must(t, err)
+		testutil.Must(t, err)
 		var pl snapshot.PieceList
-		must(t, json.Unmarshal(b, &pl))
+		testutil.Must(t, json.Unmarshal(b, &pl))
 		for _, p := range pl.Pieces {
 			ids = append(ids, p.ID)
 		}
@@ -99,7 +100,7 @@ func objectsOf(t *testing.T, host string, ids ...string) map[string]bool {
 func fileSize(t *testing.T, p string) int64 {
 	t.Helper()
 	fi, err := os.Stat(p)
-	must(t, err)
+	testutil.Must(t, err)
 	return fi.Size()
 }
 
@@ -201,10 +202,10 @@ func TestRotateEndToEnd(t *testing.T) {
 			// which no manifest names.
 			killed := snapshot.NewSnapshotID(now.Add(-3 * 24 * time.Hour))
 			orphan := randomObjectID(t)
-			must(t, os.MkdirAll(filepath.Join(host, "snapshots", killed), 0o755))
-			must(t, os.WriteFile(filepath.Join(host, "snapshots", killed, "started"), []byte(now.Add(-3*24*time.Hour).Format(time.RFC3339Nano)+"\n"), 0o644))
-			must(t, os.MkdirAll(filepath.Dir(objectPath(host, orphan)), 0o755))
-			must(t, os.WriteFile(objectPath(host, orphan), make([]byte, 1000), 0o644))
+			testutil.Must(t, os.MkdirAll(filepath.Join(host, "snapshots", killed), 0o755))
+			testutil.Must(t, os.WriteFile(filepath.Join(host, "snapshots", killed, "started"), []byte(now.Add(-3*24*time.Hour).Format(time.RFC3339Nano)+"\n"), 0o644))
+			testutil.Must(t, os.MkdirAll(filepath.Dir(objectPath(host, orphan)), 0o755))
+			testutil.Must(t, os.WriteFile(objectPath(host, orphan), make([]byte, 1000), 0o644))
 			ageFiles(t, filepath.Join(host, "snapshots", killed), now.Add(-3*24*time.Hour))
 			ageFiles(t, objectPath(host, orphan), now.Add(-3*24*time.Hour))
 			goneBytes += 1000
@@ -280,7 +281,7 @@ func TestRotateEndToEnd(t *testing.T) {
 				}
 				// Which object is the one being written?
 				var young []string
-				must(t, filepath.WalkDir(filepath.Join(host, "objects"), func(p string, d fs.DirEntry, err error) error {
+				testutil.Must(t, filepath.WalkDir(filepath.Join(host, "objects"), func(p string, d fs.DirEntry, err error) error {
 					if err != nil || d.IsDir() {
 						return err
 					}
@@ -443,7 +444,7 @@ func TestRotateDamagedManifest(t *testing.T) {
 		sqlite3(t, f.db, fmt.Sprintf("INSERT INTO users(name) VALUES ('d%d');", i))
 		at := now.Add(-time.Duration(i) * time.Hour)
 		res, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return at }})
-		must(t, err)
+		testutil.Must(t, err)
 		ids = append(ids, res.ID)
 	}
 	host := filepath.Join(root, "gpu01")
@@ -451,7 +452,7 @@ func TestRotateDamagedManifest(t *testing.T) {
 	// Alter the oldest snapshot's manifest: its signature no longer verifies.
 	mp := filepath.Join(host, "snapshots", ids[0], "manifest.json")
 	b, _ := os.ReadFile(mp)
-	must(t, os.WriteFile(mp, []byte(strings.Replace(string(b), `"stored"`, `"stored" `, 1)), 0o644))
+	testutil.Must(t, os.WriteFile(mp, []byte(strings.Replace(string(b), `"stored"`, `"stored" `, 1)), 0o644))
 	objs := manifestObjects(t, host, ids[0])
 	res, err := Rotate(ctx, f.cfg, RotateOptions{})
 	if err != nil {
@@ -470,7 +471,7 @@ func TestRotateDamagedManifest(t *testing.T) {
 		}
 	}
 	// A manifest that does not even decode stops the sweep.
-	must(t, os.WriteFile(mp, []byte("{not json"), 0o644))
+	testutil.Must(t, os.WriteFile(mp, []byte("{not json"), 0o644))
 	res, err = Rotate(ctx, f.cfg, RotateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "does not decode") || res.Destinations[0].Objects.Skipped == "" {
 		t.Fatalf("undecodable manifest: %v %+v", err, res)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -39,7 +40,7 @@ sources:
   volumes: {include: ["%s-user-*"]}
 `, f.data, prefix, prefix))
 	mp := testVolume(t, cli, prefix+"-user-ada")
-	must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("ada's notes\n"), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(mp, "notes.txt"), []byte("ada's notes\n"), 0o644))
 	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	at := func(m int) func() time.Time {
 		return func() time.Time { return t0.Add(time.Duration(m) * time.Minute) }

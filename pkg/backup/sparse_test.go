@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/firetech/fireops/internal/sparsetest"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/restore"
 )
@@ -16,9 +17,9 @@ func TestSparseFileRoundTrip(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	init, err := bootstrap.Init(bootstrap.Options{Dir: filepath.Join(dir, "etc"), Host: "gpu01"})
-	must(t, err)
+	testutil.Must(t, err)
 	data := filepath.Join(dir, "data", "vm")
-	must(t, os.MkdirAll(data, 0o755))
+	testutil.Must(t, os.MkdirAll(data, 0o755))
 	// 64 GiB made with truncate, data at its start, middle and end: the
 	// snapshot holds the data, the restore allocates no more.
 	const size = 64 << 30
@@ -28,11 +29,11 @@ func TestSparseFileRoundTrip(t *testing.T) {
 		size / 2:    randomData(300000),
 		size - 5000: sparsetest.Pattern(5000, 3),
 	})
-	must(t, os.WriteFile(filepath.Join(data, "notes.txt"), randomData(3000), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(data, "notes.txt"), randomData(3000), 0o644))
 	cfg := loadTestConfig(t, dir, "fireops", init, fmt.Sprintf("compression: fastest\nsources:\n  files: [{name: vm, paths: [%s]}]\n", data))
 	ctx := context.Background()
 	res, err := Snapshot(ctx, cfg, SnapshotOptions{})
-	must(t, err)
+	testutil.Must(t, err)
 	if len(res.Parts) != 1 || res.Parts[0].Size > 1<<20 {
 		t.Fatalf("parts %+v", res.Parts)
 	}
@@ -47,9 +48,9 @@ func TestSparseFileRoundTrip(t *testing.T) {
 		t.Errorf("the restored sparse file allocates %d bytes", a)
 	}
 	wi, err := os.Stat(img)
-	must(t, err)
+	testutil.Must(t, err)
 	gi, err := os.Stat(filepath.Join(got, "disk.img"))
-	must(t, err)
+	testutil.Must(t, err)
 	if gi.Mode() != wi.Mode() || !gi.ModTime().Equal(wi.ModTime()) {
 		t.Errorf("restored %v %v, want %v %v", gi.Mode(), gi.ModTime(), wi.Mode(), wi.ModTime())
 	}

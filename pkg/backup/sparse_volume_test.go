@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/firetech/fireops/internal/sparsetest"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/bootstrap"
 	"github.com/firetech/fireops/pkg/source/volume"
 )
@@ -18,7 +19,7 @@ func TestVolumeSparseFile(t *testing.T) {
 	cli := dockerClient(t)
 	dir := t.TempDir()
 	init, err := bootstrap.Init(bootstrap.Options{Dir: filepath.Join(dir, "etc"), Host: "gpu01"})
-	must(t, err)
+	testutil.Must(t, err)
 	prefix := "fireops-sp-" + randomSuffix()
 	ada, bob := prefix+"-user-ada", prefix+"-user-bob"
 	amp, bmp := testVolume(t, cli, ada), testVolume(t, cli, bob)
@@ -29,12 +30,12 @@ func TestVolumeSparseFile(t *testing.T) {
 		0:        sparsetest.Pattern(10000, 1),
 		size / 2: randomData(300000),
 	})
-	must(t, os.WriteFile(filepath.Join(bmp, "notes.txt"), randomData(3000), 0o644))
+	testutil.Must(t, os.WriteFile(filepath.Join(bmp, "notes.txt"), randomData(3000), 0o644))
 	cfg := loadTestConfig(t, dir, "fireops", init, fmt.Sprintf("compression: fastest\nsources:\n  volumes: {include: [\"%s-user-*\"], read: mountpoint}\n", prefix))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a hang guard: dense, this takes hours
 	defer cancel()
 	res, err := Snapshot(ctx, cfg, SnapshotOptions{})
-	must(t, err)
+	testutil.Must(t, err)
 	parts := map[string]int64{}
 	for _, p := range res.Parts {
 		parts[p.ID] = p.Size

@@ -7,11 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/restore"
@@ -91,10 +90,7 @@ func TestPartNamedOnce(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "backups")
 	f := newFixture(t, "{name: local, remote: "+root+"}")
 	ctx := context.Background()
-	notDB := filepath.Join(f.dir, "data", "broken.sqlite")
-	must(t, os.WriteFile(notDB, []byte("not a database\n"), 0o600))
-	cfg := *f.cfg
-	cfg.Sources.SQLite = append(slices.Clone(cfg.Sources.SQLite), config.SQLiteSource{Name: "broken", Path: notDB})
+	cfg := withBrokenSQLite(t, f, "not a database\n")
 	res, err := Snapshot(ctx, &cfg, SnapshotOptions{})
 	if err == nil || res == nil || len(res.FailedParts) != 1 {
 		t.Fatalf("snapshot: %+v, %v", res, err)
@@ -118,9 +114,9 @@ func TestPartNamedOnce(t *testing.T) {
 	// once, in its log line and its error.
 	piece := piecePath(t, root, res, "files:stack", 0)
 	data, err := os.ReadFile(piece)
-	must(t, err)
+	testutil.Must(t, err)
 	data[len(data)-10] ^= 0xff
-	must(t, os.WriteFile(piece, data, 0o600))
+	testutil.Must(t, os.WriteFile(piece, data, 0o600))
 	logs.Reset()
 	_, err = Verify(ctx, f.cfg, VerifyOptions{Snapshot: res.ID, Level: LevelFull, Log: log})
 	if exitcode.Code(err) != exitcode.CheckFailed || strings.Count(err.Error(), "files:stack") != 1 {
