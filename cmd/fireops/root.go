@@ -77,7 +77,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // interrupted gives a failure after SIGINT or SIGTERM the interrupted exit
-// code and says in plain words what the job left (backup.Interrupted),
+// code and says in plain words what the job left (interrupt.Wrap),
 // except for the schedule daemon's jobs that outlasted --stop-timeout:
 // that is a failure of its own (exit 1).
 func interrupted(ctx context.Context, err error) error {

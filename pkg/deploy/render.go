@@ -123,11 +123,11 @@ var gpuExporters = map[string]gpuMetrics{
 	},
 }
 
-// renderData is what the templates see.
 // DefaultMonitoringIP is the host address Grafana's and Prometheus' ports
 // are published on when stack.bind_address is empty.
 const DefaultMonitoringIP = "127.0.0.1"
 
+// renderData is what the templates see.
 type renderData struct {
 	Cfg           *config.Config
 	S             *config.Stack

@@ -81,7 +81,7 @@ type Dest struct {
 	Remote *remote.Remote
 }
 
-// DestError is a destination that could not be opened.
+// OpenError is a destination that could not be opened.
 type OpenError struct {
 	// Name is the destination's name in the config.
 	Name string
@@ -106,10 +106,10 @@ func (e OpenError) Error() string {
 // Unwrap returns the cause.
 func (e OpenError) Unwrap() error { return e.Err }
 
-// destHint is the hint for a destination that cannot be opened.
+// OpenHint is the hint for a destination that cannot be opened.
 const OpenHint = "check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER"
 
-// OpenDests opens the destinations of the config, or only those named.
+// Open opens the destinations of the config, or only those named.
 // An unknown name is a usage error. One destination that cannot be opened
 // does not stop the others: it is returned in failed (the caller reports
 // it with its own results) as long as another one opened; when none
@@ -162,7 +162,7 @@ func Open(ctx context.Context, cfg *config.Config, only []string) (dests []Dest,
 	return dests, failed, nil
 }
 
-// sortByConfig orders items (one per destination, named by name) as the
+// SortByConfig orders items (one per destination, named by name) as the
 // destinations are in the config.
 func SortByConfig[T any](cfg *config.Config, items []T, name func(T) string) {
 	order := func(n string) int {
@@ -171,7 +171,7 @@ func SortByConfig[T any](cfg *config.Config, items []T, name func(T) string) {
 	slices.SortStableFunc(items, func(a, b T) int { return order(name(a)) - order(name(b)) })
 }
 
-// destFailures joins the errors of the destinations that could not be
+// Failures joins the errors of the destinations that could not be
 // opened (nil when there are none), for a job's own error.
 func Failures(failed []OpenError) error {
 	var errs []error
@@ -181,7 +181,7 @@ func Failures(failed []OpenError) error {
 	return errors.Join(errs...)
 }
 
-// CloseDests releases what the opened destinations hold (s3's upload
+// Close releases what the opened destinations hold (s3's upload
 // pools, for example), so that the schedule daemon, which opens them for
 // every job, keeps nothing from one run to the next. A failure is only
 // logged (to log when not nil): the job's own result stands.
@@ -238,7 +238,7 @@ func TrustedKeys(cfg *config.Config) ([]ed25519.PublicKey, error) {
 // a signer outside the trusted keys (snapshot.ErrUntrustedSigner).
 const UntrustedSignerHint = "if it was signed by an earlier signing key of this site, add that key's ed25519:... public key to keys.signing_public_keys until its snapshots are rotated away (docs/runbook.md, \"Changing the signing key\"); otherwise the snapshot is not this site's"
 
-// openManifest opens a snapshot's manifest (its signature checked with the
+// OpenManifest opens a snapshot's manifest (its signature checked with the
 // trusted keys) and, where this host has the signing key that signed it,
 // has its pieces' keyed ids checked as they are read. A snapshot signed by
 // another trusted key (one signed before a signing key change) was keyed

@@ -2,13 +2,14 @@
 // format, for node-exporter's textfile collector (the standard way for cron
 // jobs to publish metrics) and for the daemon's /metrics.
 //
-// It is generic: a command builds []Family and writes them; nothing here
-// knows about GPUs or snapshots. The text comes from client_golang's
-// encoder (expfmt). WriteTextfile never leaves a half-written .prom file
-// behind: it writes a temp file in the same folder, fsyncs it and renames
-// it over the target (internal/atomicfile), so node-exporter reads either
-// the old or the new file, never a torn one. A job's textfiles are a
-// JobMetrics.
+// A command builds []Family and writes them; jobs.go also holds the
+// textfile names of the backup jobs and the snapshot run's families
+// (pkg/runner builds verify's, rotate's and restore's). The text comes
+// from client_golang's encoder (expfmt). WriteTextfile never leaves a
+// half-written .prom file behind: it writes a temp file in the same
+// folder, fsyncs it and renames it over the target (internal/atomicfile),
+// so node-exporter reads either the old or the new file, never a torn
+// one. A job's textfiles are a JobMetrics.
 package metrics
 
 import (

@@ -2,7 +2,7 @@ package partkind
 
 // Files parts put back in place by a whole-server restore (restore --all):
 // the paths come from the config's files source, and each must be a path
-// the snapshot archived or lie inside one (pkg/backup's restore_all.go
+// the snapshot archived or lie inside one (pkg/restore's restore_all.go
 // describes the whole restore; files.InPlace does the staging and swap).
 
 import (

@@ -3,8 +3,9 @@
 // for a snapshot, where and how a part of it is restored (its target
 // planned and refused before anything is downloaded, then a staged
 // restorer), and how it is restored into a scratch target for verify
-// --level restore-test. The jobs of pkg/backup ask it through SourcesFor,
-// Plan, Restorer and Scratch and never look at a kind themselves.
+// --level restore-test. The jobs ask it through SourcesFor (pkg/backup's
+// snapshot), Plan and Restorer (pkg/restore) and Scratch (pkg/backup's
+// verify) and never look at a kind themselves.
 package partkind
 
 import (
@@ -51,9 +52,9 @@ type kind interface {
 
 // SourcesRequest is what a snapshot asks of the kinds' sources.
 type SourcesRequest struct {
-	// only selects parts by id or kind (see wanted); empty selects all.
+	// Only selects parts by id or kind (see wanted); empty selects all.
 	Only []string
-	// afterDiscovery, when set (by tests), is called with the volumes
+	// AfterDiscovery, when set (by tests), is called with the volumes
 	// found, before their sources are read.
 	AfterDiscovery func(names []string)
 }
@@ -61,45 +62,47 @@ type SourcesRequest struct {
 // Request is what a kind is asked to plan and restore: one part
 // and the options of the restore that concern it.
 type Request struct {
+	// Part is the part restored.
 	Part snapshot.Part
-	// to is --to as given: a folder, a file (one sqlite part) or
+	// To is --to as given: a folder, a file (one sqlite part) or
 	// volume:NAME (one volume part); "" puts the part back where it came
 	// from.
 	To string
-	// n is the number of parts restored together (with several, --to DIR
+	// N is the number of parts restored together (with several, --to DIR
 	// holds one folder or file per part).
 	N int
-	// inPlace (restore --all) puts a files part back over the paths its
+	// InPlace (restore --all) puts a files part back over the paths its
 	// config source names.
 	InPlace bool
-	// force replaces a target that has content.
+	// Force replaces a target that has content.
 	Force bool
-	// dryRun: only the plan is made (it says what a real restore would
+	// DryRun: only the plan is made (it says what a real restore would
 	// warn about when it starts).
 	DryRun bool
-	// mongo are the mongo part's options.
+	// Mongo are the mongo part's options.
 	Mongo MongoRestoreOptions
-	// stopping are the containers restore --all --stop-stack stops: the
+	// Stopping are the containers restore --all --stop-stack stops: the
 	// plan does not refuse a volume only they use.
 	Stopping []string
-	Log      *slog.Logger
+	// Log receives what the kinds log (nil: nothing).
+	Log *slog.Logger
 }
 
 // Target is where a planned part is restored: a path on this host,
 // a Docker volume, a file inside a Docker volume, or, for what is neither
 // (a MongoDB server's collections), only how the plan shows it.
 type Target struct {
-	// path is a folder or file on this host.
+	// Path is a folder or file on this host.
 	Path string
-	// volume is a Docker volume: the target, or with file the volume
+	// Volume is a Docker volume: the target, or with File the volume
 	// holding the file (a database restored after its volume's part).
 	Volume, File string
-	// shown, when set, is the target as the plan shows it.
+	// Shown, when set, is the target as the plan shows it.
 	Shown string
 }
 
 // String is the target as the plan shows it: the path, "volume:NAME",
-// "volume:NAME/FILE" or what shown says.
+// "volume:NAME/FILE" or what Shown says.
 func (t Target) String() string {
 	switch {
 	case t.Shown != "":
@@ -115,16 +118,18 @@ func (t Target) String() string {
 // ScratchRequest is what a kind is asked to restore a part into a
 // scratch target for verify --level restore-test.
 type ScratchRequest struct {
+	// Part is the part restored.
 	Part snapshot.Part
-	// dir is a private temp folder, removed afterwards.
+	// Dir is a private temp folder, removed afterwards.
 	Dir string
-	// snapshot is the id of the snapshot tested (it names a scratch
+	// Snapshot is the id of the snapshot tested (it names a scratch
 	// database or volume).
 	Snapshot string
-	// mongoURIFile is verify's --scratch-uri-file ("" means the
+	// MongoURIFile is verify's --scratch-uri-file ("" means the
 	// configured server).
 	MongoURIFile string
-	Log          *slog.Logger
+	// Log receives what the kinds log (nil: nothing).
+	Log *slog.Logger
 }
 
 // kinds lists every kind, in the order their parts are snapshotted.
@@ -181,7 +186,7 @@ func wanted(only []string, kind, name string) bool {
 		slices.Contains(only, kind+":"+name)
 }
 
-// everyOfKind is the name of the failed pseudo-part that stands for every
+// EveryOfKind is the name of the failed pseudo-part that stands for every
 // part of a kind whose parts could not even be listed ("volume:*" while
 // the Docker Engine is down). It is only ever a failed part: no snapshot
 // holds it, so retention counts nothing for it and restore has nothing of
@@ -230,7 +235,7 @@ func Sources(ctx context.Context, cfg *config.Config, only []string) ([]source.S
 	return SourcesFor(ctx, cfg, SourcesRequest{Only: only})
 }
 
-// sourcesFor builds the sources r selects.
+// SourcesFor builds the sources r selects.
 func SourcesFor(ctx context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
 	only := r.Only
 	var out []source.Source

@@ -98,7 +98,7 @@ func mongoURIError(cfg *config.Config, err error) error {
 }
 
 // mongoTarget returns the URI to restore into and how to name it in
-// output (never the URI itself). An error is a refusal (errRefused): the
+// output (never the URI itself). An error is a refusal (ErrRefused): the
 // server to restore into is not known.
 func mongoTarget(cfg *config.Config, uriFile string) (uri, where string, err error) {
 	if uriFile != "" {
@@ -245,11 +245,11 @@ func (mongoKind) scratch(ctx context.Context, cfg *config.Config, r ScratchReque
 	return rs, cleanup, nil
 }
 
-// loggerSetter is a source that logs (warnings such as mongo's
+// LoggerSetter is a source that logs (warnings such as mongo's
 // per-collection consistency).
 type LoggerSetter interface{ SetLogger(*slog.Logger) }
 
-// setLoggers gives the sources that log the job's logger.
+// SetLoggers gives the sources that log the job's logger.
 func SetLoggers(srcs []source.Source, log *slog.Logger) {
 	if log == nil {
 		return

@@ -65,7 +65,7 @@ func readMode(cfg *config.Config) string {
 // sources. No snapshot holds volume:*, so retention counts nothing for it
 // (and the run, having a failed part, retires no volume's part), and
 // restore latest takes the volumes from older snapshots, back to the
-// newest full run holding any (restore_latest.go).
+// newest full run holding any (pkg/restore, restore_latest.go).
 func (volumeKind) sources(ctx context.Context, cfg *config.Config, r SourcesRequest) ([]source.Source, error) {
 	v := cfg.Sources.Volumes
 	if v == nil || !selectsKind(r.Only, volume.Kind) {

@@ -8,8 +8,8 @@ import (
 )
 
 // Store is one destination as the engine sees it: a folder tree of small
-// files. pkg/remote implements it on top of rclone; paths are slash
-// separated and relative to the destination's root.
+// files. pkg/destination adapts pkg/remote's rclone destinations to it;
+// paths are slash separated and relative to the destination's root.
 type Store interface {
 	// Name is the destination's name from the config.
 	Name() string

@@ -1,8 +1,11 @@
 // Package tarsafe extracts tar streams into a folder without letting an
 // archive write outside it, and builds tar headers from file metadata and
 // writes archives ([Writer]: archive/tar's bytes, cheaply per file) for
-// the sources that write archives, with helpers for walking a tree
-// through folder descriptors ([Openat], [Lstatat]).
+// the sources that write archives: the one tree walker ([Walker], strict
+// or tolerant of what changes during the walk, through folder
+// descriptors) and entry writer ([EntryWriter]) both sources use, and
+// [ApplyMeta], the one way a restored folder gets its owner, mode and
+// times.
 //
 // Extract is what every restorer uses. It refuses entry names (and hard
 // link targets) that are absolute or contain a ".." component, and it

@@ -24,7 +24,7 @@ import (
 )
 
 // InPlace puts a files part back over the absolute paths it archived
-// (restore --all): the caller (pkg/backup) checks that each path is one
+// (restore --all): the caller (pkg/partkind) checks that each path is one
 // the part archived, or lies inside one, and passes them cleaned, sorted
 // and without paths inside others, as the archive has them.
 //

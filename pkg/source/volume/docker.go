@@ -462,11 +462,11 @@ func (c *Client) createVolume(ctx context.Context, name string, labels map[strin
 	return c.wrap("create volume "+name, err)
 }
 
-// removeVolume removes a volume fireops created, also after ctx was
-// cancelled; a volume already gone is not an error.
 // Remove removes a volume; one that does not exist is not an error.
 func (c *Client) Remove(name string) error { return c.removeVolume(name) }
 
+// removeVolume removes a volume fireops created, also after ctx was
+// cancelled; a volume already gone is not an error.
 func (c *Client) removeVolume(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
