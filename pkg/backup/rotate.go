@@ -13,27 +13,11 @@ import (
 	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/lock"
+	"github.com/firetech/fireops/pkg/partkind"
 	"github.com/firetech/fireops/pkg/remote"
 	"github.com/firetech/fireops/pkg/retention"
 	"github.com/firetech/fireops/pkg/snapshot"
-	"github.com/firetech/fireops/pkg/source/mongo"
-	"github.com/firetech/fireops/pkg/source/sqlite"
-	"github.com/firetech/fireops/pkg/source/volume"
 )
-
-// removeStateLeftovers removes what killed snapshots left in state_dir:
-// the SQLite source's database copies (plaintext) and MongoDB's spool
-// files (pkg/leftover keeps those of live runs). A snapshot does it at its
-// start, whatever parts it takes, and so does rotate. A failure is only
-// logged (to log when not nil).
-func removeStateLeftovers(cfg *config.Config, log *slog.Logger) {
-	if _, err := sqlite.CleanLeftovers(cfg.StateDir, log); err != nil && log != nil {
-		log.Warn("leftover copies in state_dir not removed", "err", err)
-	}
-	if _, err := mongo.CleanLeftovers(cfg.StateDir, log); err != nil && log != nil {
-		log.Warn("leftover spool files in state_dir not removed", "err", err)
-	}
-}
 
 // RotateOptions select what rotate does.
 type RotateOptions struct {
@@ -160,13 +144,8 @@ func Rotate(ctx context.Context, cfg *config.Config, o RotateOptions) (*RotateRe
 		}
 	}
 	if !o.DryRun {
-		removeStateLeftovers(cfg, log)
-		// The staging volumes killed restores left (a user's files).
-		if cfg.Sources.Volumes != nil {
-			if _, err := volume.CleanStaging(ctx, log); err != nil {
-				log.Warn("staging volumes that interrupted restores left were not looked for or not all removed", "err", err)
-			}
-		}
+		partkind.RemoveStateLeftovers(cfg, log)
+		partkind.RemoveStagingVolumes(ctx, cfg, log)
 	}
 	dests, unopened, err := destination.Open(ctx, cfg, o.Dests)
 	if err != nil {

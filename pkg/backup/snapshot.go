@@ -70,7 +70,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("state dir: %w", err), "make state_dir writable, or point it elsewhere")
 	}
-	removeStateLeftovers(cfg, o.Log)
+	partkind.RemoveStateLeftovers(cfg, o.Log)
 	// Shared with other snapshots, exclusive for rotate's sweep: the sweep
 	// must not remove an object this run references (see ObjectsLock).
 	objLock, err := destination.HoldObjects(ctx, cfg, "fireops snapshot", o.Log)
