@@ -198,8 +198,7 @@ func TestRestoreWithoutFireops(t *testing.T) {
 	for _, tool := range []string{"age", "zstd", "tar"} {
 		testenv.RequireTool(t, tool)
 	}
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	res, err := Snapshot(context.Background(), f.cfg, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -358,8 +357,7 @@ func mustTrusted(t *testing.T, f *fixture) []ed25519.PublicKey {
 
 func TestReuseOnlyChangedPart(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, _ := localFixture(t, "backups")
 	ctx := context.Background()
 	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	if err != nil {
@@ -398,8 +396,7 @@ func TestReuseOnlyChangedPart(t *testing.T) {
 // while it restores the newest one that does.
 func TestRestoreLatestWarnsAboutRefusedNewer(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "b")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "b")
 	ctx := context.Background()
 	older, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	if err != nil {
@@ -475,8 +472,7 @@ func TestFlakyDestination(t *testing.T) {
 // fix, and leave no manifest.
 func TestSnapshotFailureHints(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "b")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "b")
 	ctx := context.Background()
 	cfg := *f.cfg
 	cfg.Sources.Files = slices.Clone(cfg.Sources.Files)
@@ -507,8 +503,7 @@ func TestSnapshotFailureHints(t *testing.T) {
 // one and exits 1 with a hint.
 func TestOneDestinationUnavailable(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "b")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "b")
 	ctx := context.Background()
 	cfg := *f.cfg
 	cfg.Destinations = []config.Destination{{Name: "yandex", Remote: f.db}, f.cfg.Destinations[0]}
@@ -668,12 +663,19 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 }
 
+// localFixture returns a fixture whose one destination, local, is the
+// folder name in a fresh temp folder, and that folder's path.
+func localFixture(t *testing.T, name string) (*fixture, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), name)
+	return newFixture(t, "{name: local, remote: "+root+"}"), root
+}
+
 // localSnapshot is a fixture with one local destination (its root
 // folder) and a first snapshot taken there.
 func localSnapshot(t *testing.T) (*fixture, string, *snapshot.Result) {
 	t.Helper()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	res, err := Snapshot(context.Background(), f.cfg, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,20 @@ func seededMongo(t *testing.T) (uri, db string, c *mongodriver.Client, cfg *conf
 	return uri, db, c, cfg, dir
 }
 
+// mongoBehindProxy seeds a fresh test database with 3000 runs and 20
+// events, a dump long enough to cut, and returns a proxy to the server,
+// and mongoConfig's config for that database through the proxy and the
+// folder it is in.
+func mongoBehindProxy(t *testing.T) (*mongotest.Proxy, *config.Config, string) {
+	t.Helper()
+	uri, db := testenv.RequireMongo(t)
+	c := mongotest.Connect(t, uri)
+	mongotest.Seed(t, c, db, "", mongotest.Dataset{Runs: 3000, Events: 20})
+	p := mongotest.StartProxy(t, mongotest.Target(uri))
+	cfg, dir := mongoConfig(t, p.URI(uri), db)
+	return p, cfg, dir
+}
+
 // mongoConfig writes keys, a URI file (0600) for uri and a config with a
 // local destination and sources.mongo limited to db.
 func mongoConfig(t *testing.T, uri, db string) (*config.Config, string) {
@@ -170,11 +184,7 @@ func TestMongoSnapshotVerifyRestore(t *testing.T) {
 // destination looks complete.
 func TestMongoSnapshotServerStopped(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Dataset{Runs: 3000, Events: 20})
-	p := mongotest.StartProxy(t, mongotest.Target(uri))
-	cfg, _ := mongoConfig(t, p.URI(uri), db)
+	p, cfg, _ := mongoBehindProxy(t)
 	p.CutAfter(150_000, true)
 	_, err := Snapshot(context.Background(), cfg, SnapshotOptions{})
 	if err == nil || !p.Cut() {

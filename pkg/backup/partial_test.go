@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firetech/fireops/internal/mongotest"
-	"github.com/firetech/fireops/internal/testenv"
 	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -26,8 +24,7 @@ import (
 // verify and restore.
 func TestPartialSnapshot(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, _ := localFixture(t, "backups")
 	ctx := context.Background()
 	cfg := withBrokenSQLite(t, f, "this is not a database, it is a shopping list\n")
 
@@ -92,11 +89,7 @@ func TestPartialSnapshot(t *testing.T) {
 // with the cause, the files part is in a signed snapshot and restores.
 func TestPartialSnapshotMongoCut(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.RequireMongo(t)
-	c := mongotest.Connect(t, uri)
-	mongotest.Seed(t, c, db, "", mongotest.Dataset{Runs: 3000, Events: 20})
-	p := mongotest.StartProxy(t, mongotest.Target(uri))
-	cfg, dir := mongoConfig(t, p.URI(uri), db)
+	p, cfg, dir := mongoBehindProxy(t)
 	data := filepath.Join(dir, "data")
 	testutil.Must(t, os.MkdirAll(data, 0o700))
 	testutil.Must(t, os.WriteFile(filepath.Join(data, "notes.txt"), []byte("drones fight fires\n"), 0o600))

@@ -25,6 +25,7 @@ import (
 	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
+	"github.com/firetech/fireops/pkg/snapshot"
 )
 
 // twoFacedFS is a hostile provider's WebDAV folder: it counts the
@@ -154,6 +155,18 @@ func providerKeys(m map[string]bool) []string {
 	return out
 }
 
+// workSince adds a day of the user's work to f's data and returns the
+// snapshot taken of it, a minute after now.
+func workSince(t *testing.T, f *fixture) *snapshot.Result {
+	t.Helper()
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	res, err := Snapshot(context.Background(), f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // TestProviderHolderIgnoresRollback: the attack: the provider deletes the
 // newest snapshot holding a part (the one this host wrote last, with the
 // part's latest data); Holder.Find took an older snapshot, which
@@ -165,11 +178,7 @@ func TestProviderHolderIgnoresRollback(t *testing.T) {
 	t.Parallel()
 	f, root, first := localSnapshot(t)
 	ctx := context.Background()
-	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
-	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := workSince(t, f)
 	testutil.Must(t, os.RemoveAll(filepath.Join(root, "gpu01", "snapshots", second.ID)))
 
 	// verify latest sees the rollback.
@@ -206,11 +215,7 @@ func TestProviderHolderNoOlderFallback(t *testing.T) {
 	t.Parallel()
 	f, root, first := localSnapshot(t)
 	ctx := context.Background()
-	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
-	second, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := workSince(t, f)
 	piece := piecePath(t, root, second, "files:stack", 0)
 	if piece == piecePath(t, root, first, "files:stack", 0) {
 		t.Fatal("the two snapshots share the piece: the test needs one of the newest alone")
@@ -280,6 +285,21 @@ func TestProviderVerifyQuickLatestMissesOlderPart(t *testing.T) {
 	}
 }
 
+// eachWipe runs check in a parallel subtest for each way a provider wipes
+// a host's snapshots (wipeSnapshots), after the fixture's first snapshot x
+// was written and wiped.
+func eachWipe(t *testing.T, check func(t *testing.T, f *fixture, x *snapshot.Result)) {
+	t.Helper()
+	for _, what := range []string{"every folder", "every manifest"} {
+		t.Run(what, func(t *testing.T) {
+			t.Parallel()
+			f, root, x := localSnapshot(t)
+			wipeSnapshots(t, root, x.ID, what)
+			check(t, f, x)
+		})
+	}
+}
+
 // wipeSnapshots does what a provider that wipes a host's snapshots on the
 // destination at root does: removes "every folder" of gpu01's snapshots,
 // or "every manifest" (that of id, the host's only snapshot).
@@ -302,20 +322,15 @@ func wipeSnapshots(t *testing.T, root, id, what string) {
 // there (state_dir), so verify latest exits 3 naming X, with RollbackHint.
 func TestProviderWipeIsNoRollback(t *testing.T) {
 	t.Parallel()
-	for _, what := range []string{"every folder", "every manifest"} {
-		t.Run(what, func(t *testing.T) {
-			t.Parallel()
-			f, root, x := localSnapshot(t)
-			ctx := context.Background()
-			wipeSnapshots(t, root, x.ID, what)
-			_, errAll := Verify(ctx, f.cfg, VerifyOptions{All: true})
-			_, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"})
-			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) {
-				t.Fatalf("verify latest after the provider wiped the host's snapshots: exit %d: %v (hint %q); verify --all: exit %d: %v",
-					exitcode.Code(err), err, exitcode.Hint(err), exitcode.Code(errAll), errAll)
-			}
-		})
-	}
+	eachWipe(t, func(t *testing.T, f *fixture, x *snapshot.Result) {
+		ctx := context.Background()
+		_, errAll := Verify(ctx, f.cfg, VerifyOptions{All: true})
+		_, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"})
+		if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) {
+			t.Fatalf("verify latest after the provider wiped the host's snapshots: exit %d: %v (hint %q); verify --all: exit %d: %v",
+				exitcode.Code(err), err, exitcode.Hint(err), exitcode.Code(errAll), errAll)
+		}
+	})
 }
 
 // TestProviderWipeRestoreLatest: the attack of
@@ -325,18 +340,13 @@ func TestProviderWipeIsNoRollback(t *testing.T) {
 // second destination untouched, the restore from it.
 func TestProviderWipeRestoreLatest(t *testing.T) {
 	t.Parallel()
-	for _, what := range []string{"every folder", "every manifest"} {
-		t.Run(what, func(t *testing.T) {
-			t.Parallel()
-			f, root, x := localSnapshot(t)
-			ctx := context.Background()
-			wipeSnapshots(t, root, x.ID, what)
-			_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
-			if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) || strings.Contains(exitcode.Hint(err), "take one with") {
-				t.Fatalf("restore latest after the provider wiped the host's snapshots: exit %d: %v (hint %q)", exitcode.Code(err), err, exitcode.Hint(err))
-			}
-		})
-	}
+	eachWipe(t, func(t *testing.T, f *fixture, x *snapshot.Result) {
+		ctx := context.Background()
+		_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+		if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), x.ID) || strings.Contains(exitcode.Hint(err), "take one with") {
+			t.Fatalf("restore latest after the provider wiped the host's snapshots: exit %d: %v (hint %q)", exitcode.Code(err), err, exitcode.Hint(err))
+		}
+	})
 	t.Run("another destination intact", func(t *testing.T) {
 		t.Parallel()
 		wiped := t.TempDir()

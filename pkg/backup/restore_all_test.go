@@ -147,6 +147,15 @@ func cpA(t *testing.T, src, dst string) {
 	}
 }
 
+// dataCopy returns a copy (cp -a) of the server's data folder as it is
+// now, before a test destroys it.
+func (s *server) dataCopy(t *testing.T) string {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	cpA(t, s.f.data, data)
+	return data
+}
+
 // destroy removes the volumes and the config folder.
 func (s *server) destroy(t *testing.T) {
 	t.Helper()
@@ -203,8 +212,7 @@ func TestRestoreAllDisaster(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
 	ctx := context.Background()
-	data := filepath.Join(t.TempDir(), "data")
-	cpA(t, s.f.data, data)
+	data := s.dataCopy(t)
 
 	// Dry run: the plan, nothing written.
 	s.destroy(t)
@@ -306,8 +314,7 @@ func TestRestoreAllCorruptMongo(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)
 	ctx := context.Background()
-	data := filepath.Join(t.TempDir(), "data")
-	cpA(t, s.f.data, data)
+	data := s.dataCopy(t)
 	s.corruptMongo(t)
 	for _, v := range append(slices.Clone(s.users), s.data) {
 		dropVolume(t, s.cli, v)

@@ -25,8 +25,7 @@ import (
 // it from latest, and the note counts it.
 func TestRestoreLatestPerPart(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, _ := localFixture(t, "backups")
 	ctx := context.Background()
 	extra := filepath.Join(f.dir, "data", "extra.sqlite")
 	runsDB(t, extra)

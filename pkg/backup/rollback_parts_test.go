@@ -27,8 +27,7 @@ func TestReviewProviderPerPartRollback(t *testing.T) {
 	for _, how := range []string{"only", "failed", "refused"} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
-			root := filepath.Join(t.TempDir(), "b")
-			f := newFixture(t, "{name: local, remote: "+root+"}")
+			f, root := localFixture(t, "b")
 			ctx := context.Background()
 			take := hourly(t)
 			x := withX(t, f)
@@ -237,8 +236,7 @@ func TestPartRollbackOtherDestination(t *testing.T) {
 // latest: it may be that part's newest.
 func TestRestoreLatestRefusedBetween(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "b")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "b")
 	t0 := time.Now().UTC().Add(-10 * time.Hour).Truncate(time.Second)
 	s1 := snapshotAt(t, f.cfg, t0)
 	s2 := snapshotAt(t, f.cfg, t0.Add(time.Hour))

@@ -21,8 +21,7 @@ func TestRollbackByDeletionIsNoticed(t *testing.T) {
 	for _, what := range []string{"the whole folder", "only the manifest"} {
 		t.Run(what, func(t *testing.T) {
 			t.Parallel()
-			root := filepath.Join(t.TempDir(), "b")
-			f := newFixture(t, "{name: local, remote: "+root+"}")
+			f, root := localFixture(t, "b")
 			ctx := context.Background()
 			first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 			if err != nil {

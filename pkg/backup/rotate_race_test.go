@@ -64,8 +64,7 @@ func rotateWhenLogged(ctx context.Context, f *fixture, msg string) (log *slog.Lo
 // sweeps the objects only they reference.
 func raceFixture(t *testing.T) (*fixture, string, []string) {
 	t.Helper()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	f.cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(24 * time.Hour)}
 	ctx := context.Background()
 	now := time.Now().UTC()
@@ -184,8 +183,7 @@ func TestRotateFinishesHalfRemoved(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			root := filepath.Join(t.TempDir(), "backups")
-			f := newFixture(t, "{name: local, remote: "+root+"}")
+			f, root := localFixture(t, "backups")
 			f.cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(24 * time.Hour)}
 			ctx := context.Background()
 			now := time.Now().UTC()

@@ -394,8 +394,7 @@ func TestRotateEndToEnd(t *testing.T) {
 // and nothing is touched.
 func TestRotateRefusals(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	ctx := context.Background()
 	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
@@ -434,8 +433,7 @@ func TestRotateRefusals(t *testing.T) {
 // removed by the policy, and its objects are never swept.
 func TestRotateDamagedManifest(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	f.cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(time.Hour)}
 	ctx := context.Background()
 	now := time.Now()
@@ -487,8 +485,7 @@ func TestRotateDamagedManifest(t *testing.T) {
 // rotate, the kept snapshots are there and verify.
 func TestRotateOnlyRunsAMonth(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	f.cfg.Retention = config.Retention{KeepLast: 3, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, IncompleteGrace: config.Duration(24 * time.Hour)}
 	ctx := context.Background()
 	first := time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
@@ -579,8 +576,7 @@ func TestRotateOnlyRunsAMonth(t *testing.T) {
 // that started last, also when its id is the lowest.
 func TestRotateSameSecond(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, _ := localFixture(t, "backups")
 	f.cfg.Retention = config.Retention{KeepLast: 1, IncompleteGrace: config.Duration(time.Hour)}
 	ctx := context.Background()
 	second := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -87,8 +86,7 @@ func TestInterruptedWording(t *testing.T) {
 // fails names the part once.
 func TestPartNamedOnce(t *testing.T) {
 	t.Parallel()
-	root := filepath.Join(t.TempDir(), "backups")
-	f := newFixture(t, "{name: local, remote: "+root+"}")
+	f, root := localFixture(t, "backups")
 	ctx := context.Background()
 	cfg := withBrokenSQLite(t, f, "not a database\n")
 	res, err := Snapshot(ctx, &cfg, SnapshotOptions{})
