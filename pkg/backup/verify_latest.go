@@ -57,7 +57,7 @@ type verifyTarget struct {
 // plan leaves it out (it holds no part restore would take), it is checked
 // whole. When the indexes cannot be read for the plan (a wrong identity,
 // a damaged index), levels full and restore-test check whole the
-// snapshots latestByTags finds: each one's check then says what is wrong
+// snapshots restore.LatestByTags finds: each one's check then says what is wrong
 // with it.
 func latestTargets(ctx context.Context, cfg *config.Config, d destination.Dest, x *restore.DestLatest, o VerifyOptions, trusted []ed25519.PublicKey, ids []age.Identity) []verifyTarget {
 	if o.Level == LevelFull || o.Level == LevelRestoreTest {

@@ -97,10 +97,10 @@ func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(ClosestIDs(all, id, 3, started), ", "))
 }
 
-// UnlistedError is resolveID's error when the id is on none of the
+// UnlistedError is ResolveID's error when the id is on none of the
 // destinations it listed and some could not be listed: a failure of those
 // destinations (the id may be there), not of the id. Every other error of
-// resolveID is about the id (a usage error).
+// ResolveID is about the id (a usage error).
 type UnlistedError struct{ error }
 
 // Unwrap returns the error.

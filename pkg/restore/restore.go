@@ -256,7 +256,7 @@ func restoreParts(ctx context.Context, cfg *config.Config, res *Result, parts []
 
 // stopsRestore reports whether a part's error ends a restore of several
 // parts there: a wrong identity (every part would fail the same way), a
-// refusal the admin must fix first (errRefused, or a MongoDB collection
+// refusal the admin must fix first (partkind.ErrRefused, or a MongoDB collection
 // that has documents since the plan), or restored documents that differ
 // from what the index records (reported as they are, exit code 3). Any
 // other error (damaged or missing data, a destination or the Docker

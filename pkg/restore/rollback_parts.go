@@ -113,7 +113,7 @@ func supersededOn(ls []snapshot.Listing, e snapshot.PartWritten) bool {
 	return false
 }
 
-// RollbackAlarm is the verdict of destLatest: the whole-snapshot rollback
+// RollbackAlarm is the verdict of DestLatest: the whole-snapshot rollback
 // (rolledBack) and the per-part ones, each missing snapshot named once.
 func (x *DestLatest) RollbackAlarm() string {
 	out := x.rollback
