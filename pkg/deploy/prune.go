@@ -252,7 +252,7 @@ func prune(ctx context.Context, eng pruneEngine, current map[string]string, opts
 		return res, exitcode.New(exitcode.Failure, fmt.Errorf("prune: could not remove %s", strings.Join(failures, ", ")),
 			"see the reason in the listing; a volume or image that a container took meanwhile stays")
 	case len(checks) > 0:
-		return res, exitcode.New(exitcode.CheckFailed, fmt.Errorf("prune: the snapshots holding %s failed their verify: kept", strings.Join(checks, ", ")),
+		return res, exitcode.New(exitcode.CheckFailed, fmt.Errorf("prune: the snapshots holding %s (their data damaged, or the newest one gone from a destination: a rollback) failed their verify: kept", strings.Join(checks, ", ")),
 			"run `fireops verify --all --level hashes` and see docs/backup.md; take a new snapshot of the volume with `fireops snapshot --only volume:NAME`")
 	}
 	return res, nil
