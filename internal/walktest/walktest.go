@@ -332,3 +332,38 @@ func Tree(t testing.TB, root string) map[string]Entry {
 	}))
 	return out
 }
+
+// ReuseDirInode makes, in dir, a folder named name that has the inode
+// number ino (ext4 and xfs hand a freed number out again at once, to a
+// folder too) and reports whether it got it; the folders tried are
+// removed. Tests of how a walk tells a new folder from a moved one use
+// it after removing a folder already walked.
+func ReuseDirInode(t testing.TB, dir, name string, ino uint64) bool {
+	t.Helper()
+	var tries []string
+	defer func() {
+		for _, p := range tries {
+			if err := os.Remove(p); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for i := range 256 {
+		p := filepath.Join(dir, fmt.Sprintf(".try%d", i))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Ino == ino {
+			if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+			return true
+		}
+		tries = append(tries, p)
+	}
+	return false
+}

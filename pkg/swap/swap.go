@@ -128,13 +128,8 @@ func OldName(dir, live, stamp string) (string, error) {
 		case n > 1:
 			suffix += fmt.Sprintf("-%s-%d", stamp, n)
 		}
-		p := filepath.Join(dir, textcut.Prefix(name, maxName-len(suffix))+suffix)
-		_, err := os.Lstat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return p, nil
-		case err != nil:
-			return "", fmt.Errorf("find a name to move %s aside: %w", live, err)
+		if p, free, err := candidate(dir, name, suffix, live); free || err != nil {
+			return p, err
 		}
 	}
 	return "", fmt.Errorf("find a name to move %s aside: %s and %d more names are taken", live, filepath.Join(dir, name+OldSuffix), maxOldNames-1)
@@ -160,15 +155,25 @@ func (s *Swap) oldName(live string) (string, error) {
 			s.held++
 			suffix += "-" + strconv.Itoa(s.held)
 		}
-		p := filepath.Join(s.o.AsideDir, textcut.Prefix(name, maxName-len(suffix))+suffix)
-		_, err := os.Lstat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return p, nil
-		case err != nil:
-			return "", fmt.Errorf("find a name to move %s aside: %w", live, err)
+		if p, free, err := candidate(s.o.AsideDir, name, suffix, live); free || err != nil {
+			return p, err
 		}
 	}
+}
+
+// candidate is the aside name in dir of a live copy named name with
+// suffix (name cut short to fit NAME_MAX), and whether nothing is there;
+// an error when it cannot be looked at.
+func candidate(dir, name, suffix, live string) (p string, free bool, err error) {
+	p = filepath.Join(dir, textcut.Prefix(name, maxName-len(suffix))+suffix)
+	_, err = os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return p, true, nil
+	case err != nil:
+		return "", false, fmt.Errorf("find a name to move %s aside: %w", live, err)
+	}
+	return p, false, nil
 }
 
 // Move renames from to to and records it, for what a caller moves besides

@@ -7,41 +7,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-)
 
-// reuseDirInode makes, in dir, a folder named name that has the inode
-// number ino (ext4 and xfs hand a freed number out again at once, to a
-// folder too) and reports whether it got it; the folders tried are
-// removed.
-func reuseDirInode(t *testing.T, dir, name string, ino uint64) bool {
-	t.Helper()
-	var tries []string
-	defer func() {
-		for _, p := range tries {
-			if err := os.Remove(p); err != nil {
-				t.Error(err)
-			}
-		}
-	}()
-	for i := range 256 {
-		p := filepath.Join(dir, fmt.Sprintf(".try%d", i))
-		if err := os.Mkdir(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		var st syscall.Stat_t
-		if err := syscall.Stat(p, &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Ino == ino {
-			if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
-				t.Fatal(err)
-			}
-			return true
-		}
-		tries = append(tries, p)
-	}
-	return false
-}
+	"github.com/firetech/fireops/internal/walktest"
+)
 
 // TestWalkReusedFolderInode: a folder walked and then removed
 // (a cache or temporary folder an application drops) frees its inode
@@ -85,7 +53,7 @@ func TestWalkReusedFolderInode(t *testing.T) {
 				if err := os.RemoveAll(filepath.Join(root, "a")); err != nil {
 					t.Fatal(err)
 				}
-				if reused = reuseDirInode(t, filepath.Join(root, "z"), "new", st.Ino); !reused {
+				if reused = walktest.ReuseDirInode(t, filepath.Join(root, "z"), "new", st.Ino); !reused {
 					return nil
 				}
 				return os.WriteFile(filepath.Join(root, "z", "new", "data"), []byte("precious"), 0o644)

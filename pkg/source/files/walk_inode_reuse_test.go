@@ -1,7 +1,6 @@
 package files
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -34,22 +33,8 @@ func TestReusedFolderInodeStrict(t *testing.T) {
 		done = true
 		must(t, os.RemoveAll(filepath.Join(app, "a")))
 		z := filepath.Join(app, "z")
-		var tries []string
-		for i := range 256 {
-			p := filepath.Join(z, fmt.Sprintf(".try%d", i))
-			must(t, os.Mkdir(p, 0o755))
-			var nst syscall.Stat_t
-			must(t, syscall.Stat(p, &nst))
-			if nst.Ino == st.Ino {
-				must(t, os.Rename(p, filepath.Join(z, "new")))
-				must(t, os.WriteFile(filepath.Join(z, "new", "data"), []byte("precious"), 0o644))
-				reused = true
-				break
-			}
-			tries = append(tries, p)
-		}
-		for _, p := range tries {
-			must(t, os.Remove(p))
+		if reused = walktest.ReuseDirInode(t, z, "new", st.Ino); reused {
+			must(t, os.WriteFile(filepath.Join(z, "new", "data"), []byte("precious"), 0o644))
 		}
 	}
 	b, err := writeTar(t, s)

@@ -1,7 +1,6 @@
 package volume
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -30,18 +29,8 @@ func TestReusedFolderInodeArchived(t *testing.T) {
 		}
 		must(t, os.RemoveAll(filepath.Join(vol, "a")))
 		z := filepath.Join(vol, "z")
-		for i := range 256 {
-			p := filepath.Join(z, fmt.Sprintf(".try%d", i))
-			must(t, os.Mkdir(p, 0o755))
-			var nst syscall.Stat_t
-			must(t, syscall.Stat(p, &nst))
-			if nst.Ino == st.Ino {
-				must(t, os.Rename(p, filepath.Join(z, "new")))
-				must(t, os.WriteFile(filepath.Join(z, "new", "data"), []byte("precious"), 0o644))
-				reused = true
-				break
-			}
-			defer os.Remove(p)
+		if reused = walktest.ReuseDirInode(t, z, "new", st.Ino); reused {
+			must(t, os.WriteFile(filepath.Join(z, "new", "data"), []byte("precious"), 0o644))
 		}
 	})
 	b, c, err := readMountpoint(t, vol)
