@@ -671,20 +671,30 @@ func saveDamaged(stateDir, host, dest string, ids map[[32]byte]bool) error {
 // snapshots since: deleted, or its manifest removed or refused (a
 // rollback by deletion, which would otherwise pass unnoticed).
 func LastWritten(stateDir, host, dest string) string {
+	last := ""
+	for _, id := range lastRecordIDs(stateDir, host, dest) {
+		last = max(last, id)
+	}
+	return last
+}
+
+// lastRecordIDs returns the snapshot ids the known-objects logs' .last
+// files of host's destination dest name in stateDir (one a dedup space),
+// in no order; unreadable files and invalid ids are left out.
+func lastRecordIDs(stateDir, host, dest string) []string {
 	sum := sha256.Sum256([]byte(host + "\x00" + dest))
 	files, _ := filepath.Glob(filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+"-*.log.last"))
-	last := ""
+	var ids []string
 	for _, f := range files {
 		b, ok := readLastRecord(f)
 		if !ok {
 			continue
 		}
-		id, _, _ := strings.Cut(strings.TrimSpace(b), " ")
-		if ValidSnapshotID(id) && id > last {
-			last = id
+		if id, _, _ := strings.Cut(strings.TrimSpace(b), " "); ValidSnapshotID(id) {
+			ids = append(ids, id)
 		}
 	}
-	return last
+	return ids
 }
 
 // Written is what a snapshot just written holds, for the per-part record

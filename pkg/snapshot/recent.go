@@ -1,13 +1,9 @@
 package snapshot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 )
 
@@ -43,18 +39,7 @@ func readLastRecord(p string) (string, bool) {
 // can offer them at once; a snapshot rotate removed since may still be
 // named, and a fresh state_dir names none.
 func RecentSnapshots(stateDir, host, dest string) []string {
-	sum := sha256.Sum256([]byte(host + "\x00" + dest))
-	files, _ := filepath.Glob(filepath.Join(stateDir, KnownDir, hex.EncodeToString(sum[:8])+"-*.log.last"))
-	var ids []string
-	for _, f := range files {
-		b, ok := readLastRecord(f)
-		if !ok {
-			continue
-		}
-		if id, _, _ := strings.Cut(strings.TrimSpace(b), " "); ValidSnapshotID(id) {
-			ids = append(ids, id)
-		}
-	}
+	ids := lastRecordIDs(stateDir, host, dest)
 	for _, p := range PartsWritten(stateDir, host, dest) {
 		ids = append(ids, p.Snapshot)
 	}
