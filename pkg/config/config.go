@@ -115,7 +115,7 @@ func Parse(data []byte, abs string) (*Config, error) {
 		}
 	}
 	cfg.resolvePaths(filepath.Dir(abs))
-	if cfg.Hub.TokenFile == "" && hasTopKey(data, "stack") {
+	if cfg.Hub.TokenFile == "" && cfg.sections["stack"] {
 		// On the stack's own host the hub token for fireops is the one
 		// deploy generates.
 		cfg.Hub.TokenFile = filepath.Join(cfg.Stack.Dir, StackSecretsDir, HubTokenSecret)
@@ -135,17 +135,6 @@ func hasVolumesKey(data []byte) bool {
 		} `yaml:"sources"`
 	}
 	return yaml.Unmarshal(data, &raw) == nil && raw.Sources.Volumes.Kind != 0
-}
-
-// hasTopKey reports whether data has the top-level key, even one with no
-// value.
-func hasTopKey(data []byte, key string) bool {
-	var raw map[string]yaml.Node
-	if yaml.Unmarshal(data, &raw) != nil {
-		return false
-	}
-	_, ok := raw[key]
-	return ok
 }
 
 // topKeys returns the top-level keys of data, even those with no value.
