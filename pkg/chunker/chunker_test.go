@@ -130,19 +130,16 @@ func TestWriteSizesDoNotMatter(t *testing.T) {
 			// byte by byte over 3 MiB is slow under -race; a prefix is enough.
 			d := data[:600<<10]
 			w := cuts(t, c, d, nil)
-			if got := cuts(t, c, d, sizes); !equal(got, w) {
+			if got := cuts(t, c, d, sizes); !slices.Equal(got, w) {
 				t.Fatalf("byte-wise writes cut %v, whole %v", got, w)
 			}
 			continue
 		}
-		if got := cuts(t, c, data, sizes); !equal(got, want) {
+		if got := cuts(t, c, data, sizes); !slices.Equal(got, want) {
 			t.Fatalf("writes of %v cut %v, whole %v", sizes, got, want)
 		}
 	}
 }
-
-// equal reports whether a and b hold the same cut points in order.
-func equal(a, b []int) bool { return slices.Equal(a, b) }
 
 // pieceSet returns the hashes of the pieces of data.
 func pieceSet(t testing.TB, c *Chunker, data []byte) map[[32]byte]int {
@@ -181,10 +178,10 @@ func TestKeyChangesCuts(t *testing.T) {
 	data := randomBytes(4, 4<<20)
 	a := cuts(t, mustNew(t, "key one", testParams), data, nil)
 	b := cuts(t, mustNew(t, "key two", testParams), data, nil)
-	if equal(a, b) {
+	if slices.Equal(a, b) {
 		t.Fatal("two keys cut the same stream at the same places")
 	}
-	if c := cuts(t, mustNew(t, "key one", testParams), data, nil); !equal(a, c) {
+	if c := cuts(t, mustNew(t, "key one", testParams), data, nil); !slices.Equal(a, c) {
 		t.Fatal("the same key cut differently")
 	}
 }
