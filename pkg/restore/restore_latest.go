@@ -453,8 +453,8 @@ func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, 
 	if err != nil {
 		return nil, err
 	}
-	latest, ok := snapshot.Latest(ls)
-	if !ok {
+	x := judge(cfg, d, ls)
+	if x.latest.ID == "" {
 		// None left where this host wrote one: a rollback, not an empty
 		// destination.
 		if err := wipedOn(cfg, d, ls); err != nil {
@@ -462,20 +462,26 @@ func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, 
 		}
 		return nil, noSnapshotOn(ctx, cfg, d, ls)
 	}
-	x := &DestLatest{d: d, ls: ls}
-	found := false
+	return x, nil
+}
+
+// judge finds in d's listing ls its newest complete snapshot
+// (snapshot.Latest; none: latest is zero), the refused ones, and whether
+// snapshots the host wrote there are missing (rolledBack, partRollbacks):
+// what LatestListing and RollbackOn judge a listing by.
+func judge(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) *DestLatest {
+	x := &DestLatest{d: d, ls: ls, parts: partRollbacks(cfg, d.Name, ls)}
+	latest, ok := snapshot.Latest(ls)
 	for _, l := range ls {
-		if l.ID == latest {
-			x.latest, found = l, true
+		if ok && l.ID == latest {
+			x.latest = l
 		}
 		if l.Problem != "" {
 			x.refused = append(x.refused, l)
 		}
 	}
-	if !found {
-		return nil, fmt.Errorf("destination %s: %s vanished from its own listing", d.Name, latest)
+	if x.latest.ID != "" {
+		x.rollback = rolledBack(cfg, d, ls, x.latest)
 	}
-	x.rollback = rolledBack(cfg, d, ls, x.latest)
-	x.parts = partRollbacks(cfg, d.Name, ls)
-	return x, nil
+	return x
 }

@@ -138,19 +138,8 @@ func ForgetDamaged(cfg *config.Config, dest string, err error, log *slog.Logger)
 // (rolledBack, partRollbacks: each missing snapshot named once), "" when
 // there is none, and the newest usable snapshot there ("" when none).
 func RollbackOn(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) (alarm, newest string) {
-	x := &DestLatest{ls: ls, parts: partRollbacks(cfg, d.Name, ls)}
-	if id, ok := snapshot.Latest(ls); ok {
-		for _, l := range ls {
-			if l.ID == id {
-				x.latest = l
-			}
-		}
-		if x.latest.ID != "" {
-			x.rollback = rolledBack(cfg, d, ls, x.latest)
-			newest = id
-		}
-	}
-	return x.RollbackAlarm(), newest
+	x := judge(cfg, d, ls)
+	return x.RollbackAlarm(), x.latest.ID
 }
 
 // NewerFirst orders snapshot listings newest first (by Listing.Newer), for
