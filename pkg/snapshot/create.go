@@ -486,7 +486,7 @@ func snapshotPart(ctx context.Context, opts Options, e *engine, runs []*destRun,
 		stats, err = src.WriteTar(ctx, w)
 		return err
 	}
-	pr.task = opts.Progress.Start(id, "", Bytes, partSize(ctx, src, log))
+	pr.task = opts.Progress.Start(id, "", Bytes, partSize(ctx, opts.Progress, src, log))
 	err = pr.stream(ctx, produce, pr.task.counter())
 	if err != nil {
 		pr.task.Finish(TaskFailed)

@@ -283,10 +283,12 @@ const sizeTimeout = 5 * time.Second
 
 // partSize is the source's estimate of its tar stream's size
 // (source.Sizer), 0 when it has none. Only a progress display uses it:
-// a source that cannot tell is logged at debug level, never failed.
-func partSize(ctx context.Context, src source.Source, log *slog.Logger) int64 {
+// without one (p nil) the source is not asked (an estimate may cost a
+// walk or a database round trip); a source that cannot tell is logged at
+// debug level, never failed.
+func partSize(ctx context.Context, p *Progress, src source.Source, log *slog.Logger) int64 {
 	sz, ok := src.(source.Sizer)
-	if !ok {
+	if !ok || p == nil {
 		return 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, sizeTimeout)

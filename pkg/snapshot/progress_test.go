@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,5 +192,33 @@ func TestNilProgress(t *testing.T) {
 	}
 	if progressFrom(WithProgress(context.Background(), nil)) != nil {
 		t.Fatal("a context without a Progress gave one")
+	}
+}
+
+// countingSizer is a memSource whose Size counts its calls.
+type countingSizer struct {
+	*memSource
+	calls atomic.Int32
+}
+
+func (s *countingSizer) Size(context.Context) (int64, error) {
+	s.calls.Add(1)
+	return 1, nil
+}
+
+// TestNoProgressAsksNoSize: a run without a Progress (cron, systemd, a
+// pipe) does not ask a source for its size estimate, which only a display
+// uses and which may cost a walk or a database round trip.
+func TestNoProgressAsksNoSize(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	srcs := testSources()
+	cs := &countingSizer{memSource: srcs[0].(*memSource)}
+	srcs[0] = cs
+	if _, err := Create(context.Background(), e.opts, e.storeList(), srcs); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.calls.Load(); n != 0 {
+		t.Fatalf("Size asked %d times without a Progress; want none", n)
 	}
 }
