@@ -130,16 +130,6 @@ func TestSnapshotIDPrefix(t *testing.T) {
 	}
 }
 
-func TestClosestIDs(t *testing.T) {
-	ids := []string{"20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb", "20260301T000000Z-cccccc", "20260302T000000Z-dddddd"}
-	if got := strings.Join(restore.ClosestIDs(ids, "20260305T000000Z-eeeeee", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc" {
-		t.Fatalf("closest: %s", got)
-	}
-	if got := strings.Join(restore.ClosestIDs(ids, "2019", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
-		t.Fatalf("closest: %s", got)
-	}
-}
-
 // TestClosestIDsByStartTime: snapshots taken in the same second are named
 // newest first by when they started, not by their random id suffixes
 // (an unknown id's error lists them: "closest, newest first").

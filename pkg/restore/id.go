@@ -94,7 +94,7 @@ func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		return snapshot.Listing{}
 	}
 	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
-		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(ClosestIDs(all, id, 3, started), ", "))
+		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3, started), ", "))
 }
 
 // UnlistedError is ResolveID's error when the id is on none of the
@@ -141,10 +141,10 @@ func rolledBack(cfg *config.Config, d destination.Dest, ls []snapshot.Listing, l
 		d.Name, last, latest.ID)
 }
 
-// NoSnapshotError says that a destination answered but holds no usable
+// noSnapshotError says that a destination answered but holds no usable
 // snapshot of the host: what it holds instead, so that an empty (or
 // misnamed) destination is not taken for one that is down.
-type NoSnapshotError struct {
+type noSnapshotError struct {
 	Dest, Host string
 	// Incomplete counts the host's snapshots without a usable manifest.
 	Incomplete int
@@ -156,7 +156,7 @@ type NoSnapshotError struct {
 // snapshot of the host (and there is at least one).
 func EmptyOnly(errs []error) bool {
 	for _, err := range errs {
-		var ns *NoSnapshotError
+		var ns *noSnapshotError
 		if !errors.As(err, &ns) {
 			return false
 		}
@@ -164,12 +164,13 @@ func EmptyOnly(errs []error) bool {
 	return len(errs) > 0
 }
 
-// NoSnapshotHint is what to do about a NoSnapshotError.
+// NoSnapshotHint is what to do about a destination that holds no
+// snapshot of the host (EmptyOnly).
 const NoSnapshotHint = "take one with `fireops snapshot`, or check `host:` in the config (and --dest)"
 
 // Error names the destination and the host, and what the destination
 // holds instead.
-func (e *NoSnapshotError) Error() string {
+func (e *noSnapshotError) Error() string {
 	there := "none"
 	switch {
 	case e.Incomplete > 0:
@@ -183,7 +184,7 @@ func (e *NoSnapshotError) Error() string {
 // noSnapshotOn describes a destination whose listing ls has no complete
 // snapshot of the host.
 func noSnapshotOn(ctx context.Context, cfg *config.Config, d destination.Dest, ls []snapshot.Listing) error {
-	e := &NoSnapshotError{Dest: d.Name, Host: cfg.Host, Incomplete: len(ls)}
+	e := &noSnapshotError{Dest: d.Name, Host: cfg.Host, Incomplete: len(ls)}
 	if e.Incomplete == 0 {
 		hosts, _ := snapshot.Hosts(ctx, d.Store)
 		for _, h := range hosts {
@@ -213,8 +214,8 @@ func (e *WipedError) Error() string {
 		e.Dest, e.Host, e.Snapshot, e.Why)
 }
 
-// WipedHint is what to do about a WipedError.
-const WipedHint = "a snapshot this host wrote is gone or refused: check who changed the destination (fireops snapshots shows what is there); take a new snapshot"
+// wipedHint is what to do about a WipedError.
+const wipedHint = "a snapshot this host wrote is gone or refused: check who changed the destination (fireops snapshots shows what is there); take a new snapshot"
 
 // wipedOn is the WipedError of destination d, whose listing ls holds no
 // usable snapshot of the host, when this host wrote one there; nil when

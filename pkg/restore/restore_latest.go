@@ -114,7 +114,7 @@ func snapshotNotFound(what string, errs []error) error {
 		return exitcode.New(exitcode.CheckFailed, err, "the snapshot's manifest or index is damaged or was altered; try another destination with --dest or another snapshot")
 	}
 	if w := new(*WipedError); errors.As(err, w) {
-		return exitcode.New(exitcode.CheckFailed, fmt.Errorf("restore %s: %w", what, err), WipedHint)
+		return exitcode.New(exitcode.CheckFailed, fmt.Errorf("restore %s: %w", what, err), wipedHint)
 	}
 	if EmptyOnly(errs) {
 		// Every destination answered but holds no snapshot of the host:
@@ -447,7 +447,7 @@ func (x *DestLatest) Listings() []snapshot.Listing { return x.ls }
 // here is d's own, whatever its exit code, and the job goes on with the
 // next destination. A destination without a usable snapshot of the host
 // is a *WipedError when this host wrote one there (a rollback), else a
-// *NoSnapshotError.
+// *noSnapshotError.
 func LatestListing(ctx context.Context, cfg *config.Config, d destination.Dest, trusted []ed25519.PublicKey) (*DestLatest, error) {
 	ls, err := snapshot.List(ctx, d.Store, cfg.Host, trusted...)
 	if err != nil {

@@ -23,13 +23,13 @@ func partReason(id string, err error) string {
 	return redact.Line(snapshot.WithoutPartID(id, err.Error()))
 }
 
-// ClosestIDs returns up to n of ids (sorted, oldest first) that share the
+// closestIDs returns up to n of ids (sorted, oldest first) that share the
 // longest prefix with id, newest first by start time (snapshot.Listing's
 // Newer): ids order by the second they name only, so within one second
 // the ones that second holds are ordered by listing(id), which reads when
 // each started. listing is called only for ids that share their second
 // with another one shown.
-func ClosestIDs(ids []string, id string, n int, listing func(string) snapshot.Listing) []string {
+func closestIDs(ids []string, id string, n int, listing func(string) snapshot.Listing) []string {
 	best, cands := -1, []string(nil)
 	for i := len(ids) - 1; i >= 0; i-- {
 		c := ids[i]

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -18,5 +19,15 @@ func TestPartReasonEscapes(t *testing.T) {
 		if got := partReason("files:stack", errors.New(c.in)); got != c.want {
 			t.Errorf("partReason(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+func TestClosestIDs(t *testing.T) {
+	ids := []string{"20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb", "20260301T000000Z-cccccc", "20260302T000000Z-dddddd"}
+	if got := strings.Join(closestIDs(ids, "20260305T000000Z-eeeeee", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc" {
+		t.Fatalf("closest: %s", got)
+	}
+	if got := strings.Join(closestIDs(ids, "2019", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
+		t.Fatalf("closest: %s", got)
 	}
 }

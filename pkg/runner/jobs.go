@@ -54,7 +54,7 @@ func (r *Runner) Verify(ctx context.Context, cfg *config.Config, o backup.Verify
 		return res, verr
 	}
 	if level == backup.LevelQuick || level == backup.LevelHashes || level == backup.LevelFull || level == backup.LevelRestoreTest {
-		r.record(cfg, VerifyMetrics(level, time.Now(), time.Since(begin), res, err))
+		r.record(cfg, verifyMetrics(level, time.Now(), time.Since(begin), res, err))
 	}
 	return res, verr
 }
@@ -72,7 +72,7 @@ func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.Rotate
 	if !ran(begin, err) {
 		return res, err
 	}
-	r.record(cfg, RotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
+	r.record(cfg, rotateMetrics(time.Now(), time.Since(begin), res, err, destNames(cfg)))
 	return res, backup.RotateInterrupted(ctx, res, err)
 }
 
@@ -80,7 +80,7 @@ func (r *Runner) Rotate(ctx context.Context, cfg *config.Config, o backup.Rotate
 func (r *Runner) Restore(ctx context.Context, cfg *config.Config, o restore.Options) (*restore.Result, error) {
 	res, begin, err := locked(ctx, r, cfg, "restore", func() (*restore.Result, error) { return restore.Restore(ctx, cfg, o) })
 	if ran(begin, err) && !o.DryRun {
-		r.record(cfg, RestoreMetrics(time.Now(), time.Since(begin), res, err))
+		r.record(cfg, restoreMetrics(time.Now(), time.Since(begin), res, err))
 	}
 	return res, restore.Interrupted(ctx, res, err)
 }

@@ -9,10 +9,10 @@ import (
 	"github.com/firetech/fireops/pkg/restore"
 )
 
-// VerifyMetrics returns what a verify run at one level publishes. A
+// verifyMetrics returns what a verify run at one level publishes. A
 // successful restore-test also sets fireops_restore_test_success_timestamp_seconds
 // (the restore drill's alert reads it).
-func VerifyMetrics(level string, now time.Time, dur time.Duration, res []backup.VerifyResult, runErr error) metrics.JobMetrics {
+func verifyMetrics(level string, now time.Time, dur time.Duration, res []backup.VerifyResult, runErr error) metrics.JobMetrics {
 	failed, checked := 0, 0
 	var bytes int64
 	perDest := map[string]bool{}
@@ -56,12 +56,12 @@ func VerifyMetrics(level string, now time.Time, dur time.Duration, res []backup.
 	return m
 }
 
-// RotateMetrics returns what a rotate run publishes (a dry run publishes
+// rotateMetrics returns what a rotate run publishes (a dry run publishes
 // nothing). res may be nil when the run failed early; dests are the
 // configured destinations. Each destination whose sweep ran to the end
 // gets its sweep file (metrics.RotateSweepFile), which the runs that skip the
 // sweep leave alone.
-func RotateMetrics(now time.Time, dur time.Duration, res *backup.RotateResult, runErr error, dests []string) metrics.JobMetrics {
+func rotateMetrics(now time.Time, dur time.Duration, res *backup.RotateResult, runErr error, dests []string) metrics.JobMetrics {
 	ok := runErr == nil && res != nil
 	m := metrics.JobMetrics{Job: "rotate", RunFile: metrics.RotateRunFile, SuccessFile: metrics.RotateSuccessFile}
 	m.Run = metrics.RunFamilies("rotate", "rotate", now, dur, ok)
@@ -118,10 +118,10 @@ func RotateMetrics(now time.Time, dur time.Duration, res *backup.RotateResult, r
 	return m
 }
 
-// RestoreMetrics returns what a restore run publishes (a dry run publishes
+// restoreMetrics returns what a restore run publishes (a dry run publishes
 // nothing): the result, and how many parts were restored and failed, so a
 // dashboard shows the last recovery next to the last snapshot.
-func RestoreMetrics(now time.Time, dur time.Duration, res *restore.Result, runErr error) metrics.JobMetrics {
+func restoreMetrics(now time.Time, dur time.Duration, res *restore.Result, runErr error) metrics.JobMetrics {
 	ok := runErr == nil && res != nil
 	m := metrics.JobMetrics{Job: "restore", RunFile: metrics.RestoreRunFile, SuccessFile: metrics.RestoreSuccessFile}
 	m.Run = metrics.RunFamilies("restore", "restore", now, dur, ok)

@@ -38,13 +38,13 @@ func sampleJobs() []metrics.JobMetrics {
 		metrics.SnapshotMetrics(now, time.Minute, partial, fmt.Errorf("snapshot %s: %w", res.ID, &snapshot.PartsError{Failed: partial.FailedParts, Held: 1}), []string{"local"}),
 		metrics.SnapshotMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts, Destinations: res.Destinations[:1]}, nil, []string{"local"}),
 		metrics.SnapshotOnlyMetrics(now, time.Minute, &snapshot.Result{Parts: res.Parts[:1], Destinations: res.Destinations[:1]}, nil, []string{"local"}),
-		VerifyMetrics(backup.LevelQuick, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
-		VerifyMetrics(backup.LevelFull, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
-		VerifyMetrics(backup.LevelRestoreTest, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
-		RotateMetrics(now, time.Second, rot, errors.New("yandex: timeout"), []string{"local", "yandex"}),
-		RotateMetrics(now, time.Second, &backup.RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
-		RestoreMetrics(now, time.Second, &restore.Result{Parts: []restore.PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
-		RestoreMetrics(now, time.Second, &restore.Result{Parts: []restore.PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
+		verifyMetrics(backup.LevelQuick, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
+		verifyMetrics(backup.LevelFull, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: false, Bytes: 10}}, errors.New("bad")),
+		verifyMetrics(backup.LevelRestoreTest, now, time.Second, []backup.VerifyResult{{Destination: "local", OK: true, Bytes: 10}}, nil),
+		rotateMetrics(now, time.Second, rot, errors.New("yandex: timeout"), []string{"local", "yandex"}),
+		rotateMetrics(now, time.Second, &backup.RotateResult{Destinations: rot.Destinations[:1]}, nil, []string{"local"}),
+		restoreMetrics(now, time.Second, &restore.Result{Parts: []restore.PlannedPart{{Part: "files:stack", Status: "restored"}, {Part: "mongo", Status: "failed"}}}, errors.New("mongo: damaged")),
+		restoreMetrics(now, time.Second, &restore.Result{Parts: []restore.PlannedPart{{Part: "files:stack", Status: "restored"}}}, nil),
 	}
 }
 
@@ -250,7 +250,7 @@ func TestRotateSweepMetrics(t *testing.T) {
 	dir := t.TempDir()
 	t0 := time.Unix(1_800_000_000, 0)
 	res := &backup.RotateResult{Destinations: []backup.RotateDest{{Destination: "local"}, {Destination: "nas", Objects: backup.Sweep{Skipped: "the objects lock is held"}}}}
-	testutil.Must(t, RotateMetrics(t0, time.Second, res, nil, []string{"local", "nas"}).Write(dir))
+	testutil.Must(t, rotateMetrics(t0, time.Second, res, nil, []string{"local", "nas"}).Write(dir))
 	got := readTextfiles(t, dir)
 	if !strings.Contains(got[metrics.RotateSweepFile("local")], `fireops_rotate_last_sweep_timestamp_seconds{destination="local"} 1.8e+09`) {
 		t.Fatalf("%s:\n%s", metrics.RotateSweepFile("local"), got[metrics.RotateSweepFile("local")])
@@ -260,7 +260,7 @@ func TestRotateSweepMetrics(t *testing.T) {
 	}
 	// A day later: the sweep is skipped on local, nas fails.
 	res = &backup.RotateResult{Destinations: []backup.RotateDest{{Destination: "local", Objects: backup.Sweep{Skipped: "the objects lock is held"}}, {Destination: "nas", Error: "timeout"}}}
-	m := RotateMetrics(t0.Add(24*time.Hour), time.Second, res, errors.New("nas: timeout"), []string{"local", "nas"})
+	m := rotateMetrics(t0.Add(24*time.Hour), time.Second, res, errors.New("nas: timeout"), []string{"local", "nas"})
 	if len(m.Extra) != 0 {
 		t.Fatalf("sweep files for a run that swept nothing: %v", m.Extra)
 	}
