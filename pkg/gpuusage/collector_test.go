@@ -1,7 +1,6 @@
 package gpuusage
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -9,30 +8,24 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/gpucheck/gpuchecktest"
 )
 
-// logBuf is a goroutine-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+// logBuf is the collector's log sink: a testutil.SyncBuffer that counts
+// its lines.
+type logBuf struct{ testutil.SyncBuffer }
 
 // count returns how many log lines contain every one of subs.
 func (l *logBuf) count(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		all := line != ""
 		for _, s := range subs {
 			all = all && strings.Contains(line, s)
@@ -153,10 +146,10 @@ func TestCollector(t *testing.T) {
 	want[MetricErrors+`{gpu="6",op="panic"}`] = 2
 	diffSamples(t, "second scrape", gather(t, reg), want)
 	if n := logs.count("level=WARN", "NVML query failed", "gpu=5", "op=processes", "ERROR_GPU_IS_LOST"); n != 1 {
-		t.Errorf("GPU 5's failure logged %d times, want once:\n%s", n, logs.b.String())
+		t.Errorf("GPU 5's failure logged %d times, want once:\n%s", n, logs.String())
 	}
 	if n := logs.count("level=WARN", "gpu=6", "op=panic", "mock: GetUUID"); n != 1 {
-		t.Errorf("GPU 6's panic logged %d times, want once:\n%s", n, logs.b.String())
+		t.Errorf("GPU 6's panic logged %d times, want once:\n%s", n, logs.String())
 	}
 
 	// GPU 5 answers again (logged once); alice's default server stops
@@ -169,7 +162,7 @@ func TestCollector(t *testing.T) {
 	want[MetricErrors+`{gpu="6",op="panic"}`] = 3
 	diffSamples(t, "third scrape", gather(t, reg), want)
 	if n := logs.count("level=INFO", "answers again", "gpu=5", "op=processes"); n != 1 {
-		t.Errorf("GPU 5's recovery logged %d times, want once:\n%s", n, logs.b.String())
+		t.Errorf("GPU 5's recovery logged %d times, want once:\n%s", n, logs.String())
 	}
 	if _, kept := c.resolver.known[alice]; kept {
 		t.Errorf("the collector still knows alice's container after it stopped using the GPUs")
@@ -219,7 +212,7 @@ func TestCollectorNoNVML(t *testing.T) {
 		t.Errorf("Init called %d times in one retry interval and the next, want 2", inits)
 	}
 	if n := logs.count("NVML did not initialise"); n != 1 || logs.count("level=INFO", "ERROR_LIBRARY_NOT_FOUND") != 1 {
-		t.Errorf("logged %d times, want once at info:\n%s", n, logs.b.String())
+		t.Errorf("logged %d times, want once at info:\n%s", n, logs.String())
 	}
 
 	// The driver is installed: the next try exports the GPU processes.
@@ -233,7 +226,7 @@ func TestCollectorNoNVML(t *testing.T) {
 		t.Errorf("after NVML loaded: %v", got)
 	}
 	if logs.count("level=INFO", "NVML initialised") != 1 {
-		t.Errorf("recovery not logged:\n%s", logs.b.String())
+		t.Errorf("recovery not logged:\n%s", logs.String())
 	}
 }
 
