@@ -330,11 +330,21 @@ func objectFiles(t *testing.T, st *dirStore) []string {
 }
 
 // flipMiddleByte alters the file at p in place, same size: its middle
-// byte is XORed with mask (bit rot, or a provider that tampers).
-func flipMiddleByte(p string, mask byte) {
-	data, _ := os.ReadFile(p)
+// byte is XORed with mask (bit rot, or a provider that tampers). It ends
+// the test when p cannot be read or written, or is empty.
+func flipMiddleByte(t testing.TB, p string, mask byte) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) == 0 {
+		t.Fatalf("%s: empty, no byte to flip", p)
+	}
 	data[len(data)/2] ^= mask
-	os.WriteFile(p, data, 0o600)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // snapPieces lists the files of the pieces of snapshot id, in the order
@@ -379,7 +389,7 @@ func TestTamperIsDetected(t *testing.T) {
 	}{
 		{"flip a byte", func(t *testing.T, e *env, st *dirStore, id, _ string) {
 			c := snapPieces(t, e, st, id)[0]
-			flipMiddleByte(c, 1)
+			flipMiddleByte(t, c, 1)
 		}, false, "piece 0 ("},
 		{"flip a byte of the age header", func(t *testing.T, e *env, st *dirStore, id, _ string) {
 			c := snapPieces(t, e, st, id)[0]

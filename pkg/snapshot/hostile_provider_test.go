@@ -171,7 +171,7 @@ func TestReviewDamagedPieceIsReferencedByEveryLaterSnapshot(t *testing.T) {
 	e, st, srcs, first := reviewOneDest(t)
 	ctx := context.Background()
 	piece := snapPieces(t, e, st, first.ID)[0]
-	flipMiddleByte(piece, 0xff)
+	flipMiddleByte(t, piece, 0xff)
 	m1, _ := Open(ctx, st, "gpu01", first.ID, e.pub)
 	herr := CheckHashes(ctx, st, m1, nil)
 	if herr == nil {

@@ -125,7 +125,7 @@ func TestDamagedPieceIsUploadedAgain(t *testing.T) {
 	e, st, first := reusingEnv(t)
 	ctx := context.Background()
 	piece := snapPieces(t, e, st, first.ID)[0]
-	flipMiddleByte(piece, 1)
+	flipMiddleByte(t, piece, 1)
 	m := e.open(t, st, first.ID)
 	herr := CheckHashes(ctx, st, m, nil)
 	ids := DamagedObjects(herr)

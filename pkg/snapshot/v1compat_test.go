@@ -207,7 +207,7 @@ func TestV1LargeChunksAreSpooled(t *testing.T) {
 		}
 	}
 	chunk := filepath.Join(st.root, ChunkPath("fixture", obj.ID, 0))
-	flipMiddleByte(chunk, 1)
+	flipMiddleByte(t, chunk, 1)
 	var failed error
 	for _, p := range idx.Parts {
 		if p.Object == obj.ID {
