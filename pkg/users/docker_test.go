@@ -20,8 +20,6 @@ import (
 	"github.com/firetech/fireops/pkg/exitcode"
 )
 
-// TestDockerVolumes resolves hub.db_volume + hub.db_file through the real
-// Docker Engine, and opens a database placed in that volume.
 // dockerClient returns a client of the test Docker Engine, closed when
 // the test ends; without an Engine the test is unavailable.
 func dockerClient(t *testing.T) *client.Client {
@@ -35,6 +33,8 @@ func dockerClient(t *testing.T) *client.Client {
 	return cli
 }
 
+// TestDockerVolumes resolves hub.db_volume + hub.db_file through the real
+// Docker Engine, and opens a database placed in that volume.
 func TestDockerVolumes(t *testing.T) {
 	t.Parallel()
 	cli := dockerClient(t)
