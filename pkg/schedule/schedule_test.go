@@ -23,7 +23,8 @@ import (
 // startDaemon runs Run with opts in the background, with a Ready hook,
 // and returns once the daemon is ready: the address it serves /metrics on,
 // and stop, which cancels Run and returns what Run returned. Run is
-// cancelled when the test ends if stop was not called.
+// cancelled when the test ends if stop was not called. A Run that returns
+// before it is ready ends the test with its error.
 func startDaemon(t *testing.T, opts Options) (addr string, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -32,7 +33,12 @@ func startDaemon(t *testing.T, opts Options) (addr string, stop func() error) {
 	done := make(chan error, 1)
 	opts.Ready = func(a string) { ready <- a }
 	go func() { done <- Run(ctx, opts) }()
-	return <-ready, func() error { cancel(); return <-done }
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("schedule.Run returned before it was ready: %v", err)
+	}
+	return addr, func() error { cancel(); return <-done }
 }
 
 // snapshotEvery loads a config with the state file state (none when ""),
