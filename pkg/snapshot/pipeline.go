@@ -354,8 +354,7 @@ func (pr *partRun) piece(ctx context.Context, seq int, plain []byte) error {
 	}
 	if len(claimed) == 0 {
 		pr.task.AddReused(int64(len(plain)))
-	}
-	if len(claimed) > 0 {
+	} else {
 		for _, i := range claimedBy {
 			if err := pr.dests[i].known.invalidate(id); err != nil {
 				pr.dests[i].fail(err)
