@@ -212,20 +212,23 @@ func Specials() []Special {
 	}
 }
 
-// reuseInode creates files holding body in dir until one gets the inode
-// number ino (ext4 and xfs hand a freed number out again at once), names
-// it name and removes the others. It reports whether one got it.
-func reuseInode(t testing.TB, dir, name, body string, ino uint64) bool {
+// reuseInode makes entries in dir with mk (a file, a folder) until one
+// gets the inode number ino (ext4 and xfs hand a freed number out again
+// at once), names it name and removes the others. It reports whether one
+// got it.
+func reuseInode(t testing.TB, dir, name string, ino uint64, mk func(p string) error) bool {
 	t.Helper()
 	var tries []string
 	defer func() {
 		for _, p := range tries {
-			must(t, os.Remove(p))
+			if err := os.Remove(p); err != nil {
+				t.Error(err)
+			}
 		}
 	}()
 	for i := range 256 {
 		p := filepath.Join(dir, fmt.Sprintf(".try%d", i))
-		must(t, os.WriteFile(p, []byte(body), 0o644))
+		must(t, mk(p))
 		var st unix.Stat_t
 		must(t, unix.Stat(p, &st))
 		if st.Ino == ino {
@@ -267,7 +270,7 @@ func LinkedPairOnInode(t testing.TB, gone []string, dir, name, body string) bool
 	for _, p := range gone {
 		must(t, os.Remove(p))
 	}
-	reused := reuseInode(t, dir, name, body, st.Ino)
+	reused := reuseInode(t, dir, name, st.Ino, func(p string) error { return os.WriteFile(p, []byte(body), 0o644) })
 	if !reused {
 		must(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
 	}
@@ -340,30 +343,5 @@ func Tree(t testing.TB, root string) map[string]Entry {
 // it after removing a folder already walked.
 func ReuseDirInode(t testing.TB, dir, name string, ino uint64) bool {
 	t.Helper()
-	var tries []string
-	defer func() {
-		for _, p := range tries {
-			if err := os.Remove(p); err != nil {
-				t.Error(err)
-			}
-		}
-	}()
-	for i := range 256 {
-		p := filepath.Join(dir, fmt.Sprintf(".try%d", i))
-		if err := os.Mkdir(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		var st syscall.Stat_t
-		if err := syscall.Stat(p, &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Ino == ino {
-			if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
-				t.Fatal(err)
-			}
-			return true
-		}
-		tries = append(tries, p)
-	}
-	return false
+	return reuseInode(t, dir, name, ino, func(p string) error { return os.Mkdir(p, 0o755) })
 }
