@@ -316,7 +316,9 @@ func Tree(t testing.TB, root string) map[string]Entry {
 			Size: fi.Size(), Ino: st.Ino, Nlink: uint64(st.Nlink)}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
-			e.Link, _ = os.Readlink(p)
+			if e.Link, err = os.Readlink(p); err != nil {
+				return err
+			}
 		case fi.Mode().IsRegular():
 			b, err := os.ReadFile(p)
 			if err != nil {
