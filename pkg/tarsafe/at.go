@@ -307,9 +307,9 @@ type DirChain struct {
 
 // dirLevel is one folder of a DirChain.
 type dirLevel struct {
-	name     string // its name in the level above (the path for the root)
-	fd       int    // -1 while closed (or lost: it could not be reopened)
-	dev, ino uint64
+	name string // its name in the level above (the path for the root)
+	fd   int    // -1 while closed (or lost: it could not be reopened)
+	id   folderID
 }
 
 // chainKeeps reports whether level i stays open above the deepest
@@ -323,7 +323,7 @@ func chainKeeps(i int) bool { return i%walkHeldDirs == 0 }
 // O_DIRECTORY on anything else (ENOTDIR) before it calls a driver's open,
 // so a device node swapped in for a folder is not opened
 // (TestOpenRegularOpensNothingElse checks it with inotify).
-func openDir(dirfd int, name, path string, want fs.FileInfo) (int, fs.FileInfo, error) {
+func openDir(dirfd int, name, path string, want fs.FileInfo) (int, *dirInfo, error) {
 	fd, err := Openat(dirfd, name, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
 	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
 		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: ErrChanged}
@@ -331,7 +331,7 @@ func openDir(dirfd int, name, path string, want fs.FileInfo) (int, fs.FileInfo, 
 	if err != nil {
 		return -1, nil, err
 	}
-	fi, err := Fstat(fd, name, path)
+	fi, err := fstatDir(fd, name, path)
 	if err == nil && want != nil {
 		err = CheckSame(want, fi, path)
 	}
@@ -341,6 +341,60 @@ func openDir(dirfd int, name, path string, want fs.FileInfo) (int, fs.FileInfo, 
 	}
 	return fd, fi, nil
 }
+
+// dirInfo is the FileInfo of an open folder, with its folderID.
+type dirInfo struct {
+	statInfo
+	id folderID
+}
+
+// fstatDir is [Fstat] for the open folder fd, with its folderID: one
+// statx, which gives the birth time and mount too, in place of the
+// fstat.
+func fstatDir(fd int, name, path string) (*dirInfo, error) {
+	var sx unix.Statx_t
+	for {
+		err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT,
+			unix.STATX_BASIC_STATS|unix.STATX_BTIME|unix.STATX_MNT_ID, &sx)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+		}
+		break
+	}
+	fi := &dirInfo{statInfo: statInfo{name: name}}
+	st := &fi.sys
+	st.Dev = unix.Mkdev(sx.Dev_major, sx.Dev_minor)
+	st.Ino = sx.Ino
+	st.Mode, st.Uid, st.Gid = uint32(sx.Mode), sx.Uid, sx.Gid
+	st.Rdev = unix.Mkdev(sx.Rdev_major, sx.Rdev_minor)
+	st.Size = int64(sx.Size)
+	// The width of these differs between architectures.
+	setInt(&st.Nlink, int64(sx.Nlink))
+	setInt(&st.Blksize, int64(sx.Blksize))
+	setInt(&st.Blocks, int64(sx.Blocks))
+	for _, t := range [...]struct {
+		ts *syscall.Timespec
+		sx unix.StatxTimestamp
+	}{{&st.Atim, sx.Atime}, {&st.Mtim, sx.Mtime}, {&st.Ctim, sx.Ctime}} {
+		setInt(&t.ts.Sec, t.sx.Sec)
+		setInt(&t.ts.Nsec, int64(t.sx.Nsec))
+	}
+	fi.mode = fileMode(st.Mode)
+	fi.id = folderID{dev: st.Dev, ino: st.Ino}
+	if sx.Mask&unix.STATX_BTIME != 0 {
+		fi.id.btime, fi.id.btimeNsec = sx.Btime.Sec, sx.Btime.Nsec
+	}
+	if sx.Mask&unix.STATX_MNT_ID != 0 {
+		fi.id.mnt = sx.Mnt_id
+	}
+	return fi, nil
+}
+
+// setInt sets *p to v, converted to p's integer type.
+func setInt[T ~int32 | ~int64 | ~uint32 | ~uint64](p *T, v int64) { *p = T(v) }
 
 // OpenRoot opens the folder path (the last component not followed if it
 // is a symlink) as the chain's root and checks that it is want, the
@@ -353,8 +407,7 @@ func (c *DirChain) OpenRoot(path string, want fs.FileInfo) (fs.FileInfo, error) 
 	if err != nil {
 		return nil, err
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	c.levels = append(c.levels, dirLevel{name: path, fd: fd, dev: uint64(st.Dev), ino: st.Ino})
+	c.levels = append(c.levels, dirLevel{name: path, fd: fd, id: fi.id})
 	c.open++
 	return fi, nil
 }
@@ -374,8 +427,7 @@ func (c *DirChain) Enter(name, path string, want fs.FileInfo) (fs.FileInfo, erro
 	if err != nil {
 		return nil, err
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	c.levels = append(c.levels, dirLevel{name: name, fd: fd, dev: uint64(st.Dev), ino: st.Ino})
+	c.levels = append(c.levels, dirLevel{name: name, fd: fd, id: fi.id})
 	c.open++
 	if j := len(c.levels) - 1 - walkHeldDirs; j > 0 && !chainKeeps(j) && c.levels[j].fd >= 0 {
 		unix.Close(c.levels[j].fd)
@@ -393,6 +445,9 @@ func (c *DirChain) Fd() int {
 	}
 	return c.levels[len(c.levels)-1].fd
 }
+
+// id returns the current folder's folderID (the chain must not be empty).
+func (c *DirChain) id() folderID { return c.levels[len(c.levels)-1].id }
 
 // Depth returns the number of folders in the chain, the root included.
 func (c *DirChain) Depth() int { return len(c.levels) }
@@ -425,7 +480,7 @@ func (c *DirChain) Leave() error {
 		l := &c.levels[i]
 		fd, fi, err := openDir(c.levels[i-1].fd, l.name, l.name, nil)
 		if err == nil {
-			if st := fi.Sys().(*syscall.Stat_t); uint64(st.Dev) != l.dev || st.Ino != l.ino {
+			if fi.id.dev != l.id.dev || fi.id.ino != l.id.ino {
 				unix.Close(fd)
 				err = &fs.PathError{Op: "open", Path: l.name, Err: ErrChanged}
 			}

@@ -182,11 +182,7 @@ func (w *Walker) Walk(ctx context.Context, root, name string) error {
 	if e.Info, err = w.chain.OpenRoot(root, fi); err != nil {
 		return w.lost(e, err, false)
 	}
-	id, err := folderIDOf(unix.AT_FDCWD, root, root, e.Info)
-	if err != nil {
-		return w.lost(e, err, false)
-	}
-	w.entered = map[folderID]struct{}{id: {}}
+	w.entered = map[folderID]struct{}{w.chain.id(): {}}
 	if w.dirbuf == nil {
 		w.dirbuf = make([]byte, 32<<10)
 	}
@@ -278,22 +274,22 @@ func (w *Walker) step(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	id, err := folderIDOf(fd, n, p, fi)
-	if err != nil {
-		return w.lost(e, err, Gone(err))
-	}
-	if _, again := w.entered[id]; again {
-		if w.Policy == WalkStrict {
-			return fmt.Errorf("%s: %s was moved during the walk: the folder was walked already under another name", w.Prefix, p)
-		}
-		w.skip(e, SkipVanished)
-		return nil
-	}
 	if w.BeforeOpen != nil {
 		w.BeforeOpen(p)
 	}
 	if e.Info, err = w.chain.Enter(n, p, fi); err != nil {
 		return w.lost(e, err, Gone(err))
+	}
+	id := w.chain.id() // from the statx of the folder opened
+	if _, again := w.entered[id]; again {
+		if err := w.chain.Leave(); err != nil { // its parent is open: cannot fail
+			return fmt.Errorf("%s: %s: %w", w.Prefix, p, err)
+		}
+		if w.Policy == WalkStrict {
+			return fmt.Errorf("%s: %s was moved during the walk: the folder was walked already under another name", w.Prefix, p)
+		}
+		w.skip(e, SkipVanished)
+		return nil
 	}
 	w.entered[id] = struct{}{}
 	names, err := ReadDirNames(w.chain.Fd(), p, w.dirbuf)
@@ -320,35 +316,6 @@ type folderID struct {
 	dev, ino  uint64
 	btime     int64
 	btimeNsec uint32
-}
-
-// folderIDOf returns the folderID of name in the folder dirfd (not
-// followed; path is its host path, for errors), which must be the inode want (the listing's lstat): another
-// one is ErrChanged, as the chain's open would say.
-func folderIDOf(dirfd int, name, path string, want fs.FileInfo) (folderID, error) {
-	var sx unix.Statx_t
-	for {
-		err := unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_INO|unix.STATX_BTIME|unix.STATX_MNT_ID, &sx)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return folderID{}, &fs.PathError{Op: "statx", Path: path, Err: err}
-		}
-		break
-	}
-	st := want.Sys().(*syscall.Stat_t)
-	if sx.Ino != st.Ino || unix.Mkdev(sx.Dev_major, sx.Dev_minor) != uint64(st.Dev) {
-		return folderID{}, fmt.Errorf("%s: %w", path, ErrChanged)
-	}
-	id := folderID{dev: uint64(st.Dev), ino: st.Ino}
-	if sx.Mask&unix.STATX_BTIME != 0 {
-		id.btime, id.btimeNsec = sx.Btime.Sec, sx.Btime.Nsec
-	}
-	if sx.Mask&unix.STATX_MNT_ID != 0 {
-		id.mnt = sx.Mnt_id
-	}
-	return id, nil
 }
 
 // leaf walks an entry that is not a folder.
