@@ -121,7 +121,13 @@ func snapshotNotFound(what string, errs []error) error {
 		// the hint is to take one, not that one is down.
 		return exitcode.New(exitcode.Failure, fmt.Errorf("restore %s: %w", what, err), NoSnapshotHint)
 	}
-	return fmt.Errorf("restore %s: %w", what, err)
+	err = fmt.Errorf("restore %s: %w", what, err)
+	if exitcode.Code(err) == exitcode.Failure && exitcode.Hint(err) == "" {
+		// The destinations could not be read (a download broke off, the
+		// credentials): what a person checks next.
+		return exitcode.New(exitcode.Failure, err, destination.OpenHint)
+	}
+	return err
 }
 
 // idParts plans the restore of one snapshot, id, held by the destinations

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/firetech/fireops/pkg/destination"
+	"github.com/firetech/fireops/pkg/exitcode"
 )
 
 // TestPartReasonEscapes: a part's STATUS cell escapes what a terminal
@@ -29,5 +32,21 @@ func TestClosestIDs(t *testing.T) {
 	}
 	if got := strings.Join(closestIDs(ids, "2019", 3, nil), " "); got != "20260302T000000Z-dddddd 20260301T000000Z-cccccc 20260102T000000Z-bbbbbb" {
 		t.Fatalf("closest: %s", got)
+	}
+}
+
+// TestSnapshotNotFoundHint: a restore that found no usable copy because
+// the destinations could not be read says what to check (OpenHint); an
+// error that carries its own exit code and hint keeps them.
+func TestSnapshotNotFoundHint(t *testing.T) {
+	t.Parallel()
+	err := snapshotNotFound("latest", []error{errors.New("snapshot x on nas: dial tcp: connection refused")})
+	if exitcode.Code(err) != exitcode.Failure || exitcode.Hint(err) != destination.OpenHint || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("unreadable destination: code %d, hint %q, %v", exitcode.Code(err), exitcode.Hint(err), err)
+	}
+	own := exitcode.New(exitcode.Usage, errors.New("bad option"), "fix the option")
+	err = snapshotNotFound("latest", []error{own})
+	if exitcode.Code(err) != exitcode.Usage || exitcode.Hint(err) != "fix the option" {
+		t.Errorf("own code and hint: code %d, hint %q, %v", exitcode.Code(err), exitcode.Hint(err), err)
 	}
 }
