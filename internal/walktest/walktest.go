@@ -169,8 +169,9 @@ func ReadDeep(t testing.TB, dir, rel string) string {
 
 // WatchOpen watches p for IN_OPEN and returns a function reporting
 // whether it was opened since the watch began or since the function's
-// last call. fsnotify queues the event during open(2) itself, so the
-// answer is complete as soon as the open returned.
+// last call. The kernel queues the event during open(2) itself, so the
+// answer is complete as soon as the open returned. A read of the watch
+// that fails otherwise than with nothing queued fails the test.
 func WatchOpen(t testing.TB, p string) func() bool {
 	t.Helper()
 	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
@@ -180,7 +181,10 @@ func WatchOpen(t testing.TB, p string) func() bool {
 	must(t, err)
 	buf := make([]byte, 4096)
 	return func() bool {
-		n, _ := unix.Read(in, buf)
+		n, err := unix.Read(in, buf)
+		if err != nil && err != unix.EAGAIN {
+			t.Errorf("reading the inotify watch of %s: %v", p, err)
+		}
 		return n > 0
 	}
 }
