@@ -53,8 +53,11 @@ func NodeExporterTextfiles(t testing.TB, dir string) string {
 	for {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
+			b, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("reading node-exporter's /metrics: %v", err)
+			}
 			return string(b)
 		}
 		if time.Now().After(deadline) {
