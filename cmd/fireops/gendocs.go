@@ -62,10 +62,10 @@ func writeManPages(dir string) error {
 
 // manSections turns every command's EXIT STATUS block into a man page
 // section of its own.
-func manSections(c *cobra.Command) {
-	for _, s := range c.Commands() {
-		manSections(s)
-	}
+func manSections(root *cobra.Command) { walk(root, manSection) }
+
+// manSection is manSections for one command.
+func manSection(c *cobra.Command) {
 	if h, ok := helpTexts[c.CommandPath()]; ok {
 		c.Long = description(c) + "\n\n" + manExitStatus(h.exits)
 		c.Example = strings.Join(h.examples, "\n") // .EX indents them

@@ -469,14 +469,14 @@ func description(c *cobra.Command) string {
 	return strings.TrimRight(exitStatusBlock.ReplaceAllString(s, ""), " \n")
 }
 
-// applyHelpTexts walks the tree under c and gives every command its
+// applyHelpTexts walks the tree under root and gives every command its
 // examples (cobra's Example) and an EXIT STATUS section at the end of its
 // Long text, from helpTexts. It also says on every boolean flag that
 // defaults to true how to turn it off.
-func applyHelpTexts(c *cobra.Command) {
-	for _, s := range c.Commands() {
-		applyHelpTexts(s)
-	}
+func applyHelpTexts(root *cobra.Command) { walk(root, applyHelpText) }
+
+// applyHelpText is applyHelpTexts for one command.
+func applyHelpText(c *cobra.Command) {
 	documentBoolDefaults(c.Flags())
 	documentBoolDefaults(c.PersistentFlags())
 	h, ok := helpTexts[c.CommandPath()]
