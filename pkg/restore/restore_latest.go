@@ -208,11 +208,9 @@ func LatestPartsOf(ctx context.Context, cfg *config.Config, listed []*DestLatest
 			if x.rollback != "" {
 				o.Log.Warn("the newest snapshot this host wrote is missing: restoring from older ones", "destination", d.Name, "problem", x.rollback)
 			}
-			for _, r := range x.parts {
-				if x.rollback == "" || !strings.Contains(x.rollback, r.Snapshot) {
-					o.Log.Warn("a snapshot this host wrote, the newest holding some parts, is missing: those parts come from older ones (rollback: check who changed the destination)",
-						"destination", d.Name, "snapshot", r.Snapshot, "parts", namesOf(r.Parts), "state", r.Why, "problem", r.Problem)
-				}
+			for _, r := range x.partsOnly() {
+				o.Log.Warn("a snapshot this host wrote, the newest holding some parts, is missing: those parts come from older ones (rollback: check who changed the destination)",
+					"destination", d.Name, "snapshot", r.Snapshot, "parts", namesOf(r.Parts), "state", r.Why, "problem", r.Problem)
 			}
 			for _, r := range x.refused {
 				if r.Newer(x.latest) {

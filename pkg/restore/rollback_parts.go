@@ -117,11 +117,23 @@ func supersededOn(ls []snapshot.Listing, e snapshot.PartWritten) bool {
 // (rolledBack) and the per-part ones, each missing snapshot named once.
 func (x *DestLatest) RollbackAlarm() string {
 	out := x.rollback
-	for _, r := range x.parts {
-		if x.rollback != "" && strings.Contains(x.rollback, r.Snapshot) {
-			continue
-		}
+	for _, r := range x.partsOnly() {
 		out = JoinNote(out, r.String())
+	}
+	return out
+}
+
+// partsOnly are the per-part rollbacks whose snapshot the whole-snapshot
+// one (rolledBack) does not name already.
+func (x *DestLatest) partsOnly() []partRollback {
+	if x.rollback == "" {
+		return x.parts
+	}
+	var out []partRollback
+	for _, r := range x.parts {
+		if !strings.Contains(x.rollback, r.Snapshot) {
+			out = append(out, r)
+		}
 	}
 	return out
 }
