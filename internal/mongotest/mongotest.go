@@ -243,10 +243,17 @@ func Indexes(t testing.TB, c *mongo.Client, db string) map[string][]string {
 				t.Fatal(err)
 			}
 			d = slices.DeleteFunc(d, func(e bson.E) bool { return e.Key == "v" || e.Key == "ns" })
-			j, _ := bson.MarshalExtJSON(d, true, false)
+			j, err := bson.MarshalExtJSON(d, true, false)
+			if err != nil {
+				t.Fatal(err)
+			}
 			specs = append(specs, string(j))
 		}
+		err = cur.Err()
 		cur.Close(ctx)
+		if err != nil {
+			t.Fatalf("listing the indexes of %s.%s: %v", db, n, err)
+		}
 		slices.Sort(specs)
 		out[n] = specs
 	}
@@ -262,7 +269,10 @@ func Options(t testing.TB, c *mongo.Client, db string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, s := range specs {
-		j, _ := bson.MarshalExtJSON(s.Options, true, false)
+		j, err := bson.MarshalExtJSON(s.Options, true, false)
+		if err != nil {
+			t.Fatal(err)
+		}
 		out[s.Name] = s.Type + " " + string(j)
 	}
 	return out
