@@ -61,10 +61,10 @@ func TestWalkReusedFolderInode(t *testing.T) {
 			}
 			err := w.Walk(context.Background(), root, "vol")
 			if !reused {
-				// Not a missing service: whether the file system hands
-				// a freed inode number out again at once is its own
-				// choice (ext4/xfs do, tmpfs and btrfs do not); there is
-				// nothing to set up that would make it, so CI skips too.
+				// Not a missing service (testenv does not apply):
+				// whether a freed inode number is handed out again at
+				// once is the file system's choice (ext4 and xfs do,
+				// tmpfs and btrfs do not).
 				t.Skip("the file system did not hand the folder's inode number out again")
 			}
 			if err != nil {
