@@ -319,12 +319,19 @@ func TestRoundTripTwoDestinations(t *testing.T) {
 func objectFiles(t *testing.T, st *dirStore) []string {
 	t.Helper()
 	var out []string
-	filepath.WalkDir(filepath.Join(st.root, "gpu01", ObjectsDir), func(p string, d fs.DirEntry, err error) error {
+	root := filepath.Join(st.root, "gpu01", ObjectsDir)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if p == root && errors.Is(err, fs.ErrNotExist) {
+			return nil // no object yet, or all swept
+		}
 		if err == nil && !d.IsDir() {
 			out = append(out, p)
 		}
-		return nil
+		return err
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sort.Strings(out)
 	return out
 }
