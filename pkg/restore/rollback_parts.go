@@ -73,13 +73,7 @@ func partRollbacks(cfg *config.Config, dest string, ls []snapshot.Listing) []par
 		}
 		i, ok := at[e.Snapshot]
 		if !ok {
-			r := partRollback{Dest: dest, Snapshot: e.Snapshot, Why: "gone"}
-			switch {
-			case listed && l.Problem != "":
-				r.Why, r.Problem = "refused (`fireops snapshots` says why)", l.Problem
-			case listed:
-				r.Why = "incomplete (no manifest)"
-			}
+			r := partRollback{Dest: dest, Snapshot: e.Snapshot, Why: unusableWhy(l, listed), Problem: l.Problem}
 			i = len(out)
 			at[e.Snapshot] = i
 			out = append(out, r)
@@ -87,6 +81,18 @@ func partRollbacks(cfg *config.Config, dest string, ls []snapshot.Listing) []par
 		out[i].Parts = append(out[i].Parts, e.Part)
 	}
 	return out
+}
+
+// unusableWhy says what became of a snapshot the host wrote that is not
+// usable, l as listed (listed: it is): gone, incomplete or refused.
+func unusableWhy(l snapshot.Listing, listed bool) string {
+	switch {
+	case !listed:
+		return "gone"
+	case l.Problem != "":
+		return "refused (`fireops snapshots` says why)"
+	}
+	return "incomplete (no manifest)"
 }
 
 // usable reports whether a listed snapshot can be read: complete, its
@@ -212,18 +218,16 @@ func PartRollback(cfg *config.Config, dest string, ls []snapshot.Listing, part s
 	if last == "" {
 		return "", ""
 	}
-	why := "gone"
+	var at snapshot.Listing
+	listed := false
 	for _, l := range ls {
 		if usable(l) && snapshot.IDSecond(l.ID) >= snapshot.IDSecond(last) {
 			return "", ""
 		}
 		if l.ID == last {
-			why = "incomplete (no manifest)"
-			if l.Problem != "" {
-				why = "refused (`fireops snapshots` says why)"
-			}
+			at, listed = l, true
 		}
 	}
 	return last, fmt.Sprintf("snapshot %s, the newest this host wrote to %s, is %s there and no snapshot as new holds %s (rollback): check who changed the destination",
-		last, dest, why, part)
+		last, dest, unusableWhy(at, listed), part)
 }
