@@ -18,40 +18,18 @@ import (
 	"github.com/firetech/fireops/pkg/keys"
 )
 
-// copyTree copies the fixture into a temp folder (tests must not touch
-// testdata).
-func copyTree(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 // v1Dir holds a snapshot written by the first release, with its keys.
 var v1Dir = filepath.Join("..", "..", "testdata", "v1snapshot")
 
 // v1Fixture returns a copy of the v1 snapshot's destination
-// (testdata/v1snapshot) as a store, with the identities and the signing
-// key it was written with.
+// (testdata/v1snapshot; tests must not touch testdata) as a store, with
+// the identities and the signing key it was written with.
 func v1Fixture(t *testing.T) (*dirStore, []age.Identity, ed25519.PrivateKey) {
 	t.Helper()
-	st := &dirStore{name: "local", root: copyTree(t, filepath.Join(v1Dir, "repo"))}
+	st := &dirStore{name: "local", root: t.TempDir()}
+	if err := os.CopyFS(st.root, os.DirFS(filepath.Join(v1Dir, "repo"))); err != nil {
+		t.Fatal(err)
+	}
 	ids, err := keys.LoadIdentities(filepath.Join(v1Dir, "identity.txt"))
 	if err != nil {
 		t.Fatal(err)
