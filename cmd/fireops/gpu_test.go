@@ -233,6 +233,8 @@ func TestGPUCheckProcessesPerUser(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
 	}
+	// Processes in containers decode into the type of docs/json.md too.
+	decodeStrict(t, "gpu check with processes", out, &jGPUCheck{})
 	var got []string
 	for _, u := range rep.Users {
 		for _, p := range u.Processes {

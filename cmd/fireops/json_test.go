@@ -284,6 +284,10 @@ type jGPUCheck struct {
 			SMUtilizationPercent *float64 `json:"sm_utilization_percent"`
 			GPUInstance          *uint32  `json:"gpu_instance"`
 			ComputeInstance      *uint32  `json:"compute_instance"`
+			ContainerID          string   `json:"container_id"`
+			Container            string   `json:"container"`
+			User                 string   `json:"user"`
+			Server               string   `json:"server"`
 		} `json:"processes"`
 	} `json:"users"`
 }
