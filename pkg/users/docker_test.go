@@ -39,9 +39,7 @@ func TestDockerVolumes(t *testing.T) {
 	t.Parallel()
 	cli := dockerClient(t)
 	ctx := context.Background()
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "fireops-test-users-" + hex.EncodeToString(b)
+	name := "fireops-test-users-" + randomHex(t)
 	if _, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: name}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +76,9 @@ func TestDockerVolumes(t *testing.T) {
 	}
 }
 
+// randomHex returns 4 random bytes in hex: a name unique to this run.
 func randomHex(t *testing.T) string {
+	t.Helper()
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
