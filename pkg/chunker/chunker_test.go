@@ -143,6 +143,7 @@ func TestWriteSizesDoNotMatter(t *testing.T) {
 
 // pieceSet returns the hashes of the pieces of data.
 func pieceSet(t testing.TB, c *Chunker, data []byte) map[[32]byte]int {
+	t.Helper()
 	set := map[[32]byte]int{}
 	off := 0
 	for _, n := range cuts(t, c, data, nil) {

@@ -22,6 +22,7 @@ import (
 )
 
 func randomHex(t *testing.T, n int) string {
+	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
