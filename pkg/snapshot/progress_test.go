@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -220,5 +221,37 @@ func TestNoProgressAsksNoSize(t *testing.T) {
 	}
 	if n := cs.calls.Load(); n != 0 {
 		t.Fatalf("Size asked %d times without a Progress; want none", n)
+	}
+}
+
+// TestProgressFailedParts: a part that breaks off mid-stream ends its task
+// failed, with the bytes it read; a part whose Fingerprint fails is
+// dropped from the announced ones without a task: after the run nothing
+// is left announced, so a display's total does not wait for it.
+func TestProgressFailedParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	srcs := append(testSources(),
+		&brokenSource{kind: "volume", name: "broken", data: randomBytes(1<<20, 7), err: errors.New("read error")},
+		&brokenSource{kind: "volume", name: "nofp", data: randomBytes(1<<10, 8), fpErr: errors.New("stat error")})
+	p := &Progress{}
+	e.opts.Progress = p
+	if _, err := Create(context.Background(), e.opts, e.storeList(), srcs); err == nil {
+		t.Fatal("a run with failed parts returned no error")
+	}
+	if n, _ := p.Pending(); n != 0 {
+		t.Fatalf("%d tasks still announced after the run", n)
+	}
+	tasks := tasksByName(p)
+	if tk := tasks["volume:broken"]; tk == nil || tk.State() != TaskFailed || tk.Done() == 0 {
+		t.Fatalf("part broken off mid-stream: %+v", tk)
+	}
+	if tk := tasks["volume:nofp"]; tk != nil {
+		t.Fatalf("part whose Fingerprint failed has a task: %+v", tk)
+	}
+	for _, id := range []string{"files:stack", "sqlite:hub"} {
+		if tk := tasks[id]; tk == nil || tk.State() != TaskDone {
+			t.Fatalf("good part %s: %+v", id, tk)
+		}
 	}
 }
