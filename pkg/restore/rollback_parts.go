@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/snapshot"
 )
 
@@ -142,6 +143,14 @@ func (x *DestLatest) partsOnly() []partRollback {
 		}
 	}
 	return out
+}
+
+// RollbackOn is the rollback finding of a destination's listing ls
+// (rolledBack, partRollbacks: each missing snapshot named once), "" when
+// there is none, and the newest usable snapshot there ("" when none).
+func RollbackOn(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) (alarm, newest string) {
+	x := judge(cfg, d, ls)
+	return x.RollbackAlarm(), x.latest.ID
 }
 
 // rolledBackParts says which planned parts a per-part rollback affects:

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/firetech/fireops/pkg/config"
-	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/interrupt"
 	"github.com/firetech/fireops/pkg/redact"
@@ -132,72 +131,4 @@ func ForgetDamaged(cfg *config.Config, dest string, err error, log *slog.Logger)
 	if log != nil {
 		log.Warn("damaged pieces forgotten: the next snapshot uploads them again", "destination", dest, "pieces", len(ids))
 	}
-}
-
-// RollbackOn is the rollback finding of a destination's listing ls
-// (rolledBack, partRollbacks: each missing snapshot named once), "" when
-// there is none, and the newest usable snapshot there ("" when none).
-func RollbackOn(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) (alarm, newest string) {
-	x := judge(cfg, d, ls)
-	return x.RollbackAlarm(), x.latest.ID
-}
-
-// NewerFirst orders snapshot listings newest first (by Listing.Newer), for
-// slices.SortStableFunc; listings neither of which is newer compare equal.
-func NewerFirst(a, b snapshot.Listing) int {
-	switch {
-	case a.Newer(b):
-		return -1
-	case b.Newer(a):
-		return 1
-	}
-	return 0
-}
-
-// LatestByTags returns, newest first, the usable snapshots of a
-// destination that restore latest reads a part from, by their manifests'
-// part tags (no index is read): the newest one, then each older one that
-// holds a part no newer one does, back to the newest full run (a snapshot
-// not limited with --only; one without tags counts as full and holds
-// everything). When that run has failed parts, restore latest takes them
-// from the newest older snapshot holding them, walking past clean full
-// runs that do not hold them (restore_latest.go): which parts failed is in
-// the encrypted index, so the walk then does not stop at a clean full run
-// but goes on with every older snapshot holding a part none walked does,
-// to the oldest (or to one without tags). It may check snapshots restore
-// would not read (a part left out of the config since): checking more is
-// harmless, leaving out one restore reads is not.
-func LatestByTags(x *DestLatest) []snapshot.Listing {
-	var cands []snapshot.Listing
-	for _, l := range x.ls {
-		if usable(l) {
-			cands = append(cands, l)
-		}
-	}
-	slices.SortStableFunc(cands, NewerFirst)
-	seen := map[string]bool{}
-	var out []snapshot.Listing
-	failedRun := false // the newest full run had failed parts
-	for i, l := range cands {
-		fresh := i == 0 || l.PartTags == nil
-		for _, t := range l.PartTags {
-			if !seen[t] {
-				seen[t], fresh = true, true
-			}
-		}
-		if fresh {
-			out = append(out, l)
-		}
-		switch {
-		case !(latestCand{l: l}).full() || failedRun && l.PartTags != nil:
-		case l.PartTags == nil || l.FailedParts == 0:
-			// A full run that read every part (or one whose parts are not
-			// known): while no newer full run had failed parts, older
-			// snapshots hold none restore takes.
-			return out
-		default:
-			failedRun = true
-		}
-	}
-	return out
 }
