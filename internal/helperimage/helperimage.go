@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
@@ -95,7 +96,8 @@ type Server struct {
 
 // CreateServer creates the container s describes from img (a reference
 // [Stackhelper] returned), serving HTTP on its loopback with no network,
-// starts it if s.Start, removes it when the test ends and returns its id.
+// starts it if s.Start, removes it when the test ends (unless the test
+// did) and returns its id.
 func CreateServer(t testing.TB, cli *client.Client, img string, s Server) string {
 	t.Helper()
 	ctx := context.Background()
@@ -109,7 +111,12 @@ func CreateServer(t testing.TB, cli *client.Client, img string, s Server) string
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
+	t.Cleanup(func() {
+		err := cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) { // the test may have removed it
+			t.Errorf("remove test container %s: %v", s.Name, err)
+		}
+	})
 	if s.Start {
 		if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 			t.Fatal(err)
