@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/internal/helperimage"
@@ -41,24 +40,12 @@ func TestResolverRealContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() }) // after the container's and the image's removal
 	ctx := context.Background()
 	user := "gpuusage-test." + randomHex(t, 3)
 	name := ServerPrefix + users.EscapeUsername(user)
-	resp, err := cli.ContainerCreate(ctx, &container.Config{Image: helperimage.Stackhelper(t, cli, "fireops-gpuusage-test"), Cmd: []string{"serve", "-listen", "127.0.0.1:8080"}},
-		&container.HostConfig{NetworkMode: "none"}, nil, nil, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}); err != nil {
-			t.Errorf("remove test container: %v", err)
-		}
-	})
-	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	ci, err := cli.ContainerInspect(ctx, resp.ID)
+	id := helperimage.CreateServer(t, cli, helperimage.Stackhelper(t, cli, "fireops-gpuusage-test"), helperimage.Server{Name: name, Start: true})
+	ci, err := cli.ContainerInspect(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +62,8 @@ func TestResolverRealContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("/proc/%d/cgroup:\n%s", pid, cgroup)
-	if got := ContainerIDFromCgroup(cgroup); got != resp.ID {
-		t.Fatalf("ContainerIDFromCgroup = %q, want the container's id %s", got, resp.ID)
+	if got := ContainerIDFromCgroup(cgroup); got != id {
+		t.Fatalf("ContainerIDFromCgroup = %q, want the container's id %s", got, id)
 	}
 
 	dc, err := NewDockerContainers()
@@ -88,7 +75,7 @@ func TestResolverRealContainer(t *testing.T) {
 	r := &Resolver{Containers: dc, OnError: func(op string, err error) { failures = append(failures, op+": "+err.Error()) }}
 	self := uint32(os.Getpid())
 	got := r.Owners(ctx, []uint32{pid, self})
-	want := gpucheck.Owner{ContainerID: resp.ID, Container: name, User: user}
+	want := gpucheck.Owner{ContainerID: id, Container: name, User: user}
 	if got[pid] != want {
 		t.Errorf("owner of the container's pid = %+v, want %+v", got[pid], want)
 	}
