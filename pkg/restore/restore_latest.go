@@ -30,6 +30,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -64,7 +65,7 @@ func (p PartFrom) PartID() string { return p.part.ID }
 // copy is usable are the part source, the first one's index is returned.
 // A wrong identity is a usage error at once; other failures are added to
 // errs, and a nil source means no destination had a usable copy.
-func openSnapshot(ctx context.Context, cfg *config.Config, dests []destination.Dest, id string, trusted []ed25519.PublicKey, ids []age.Identity, log logger, errs *[]error) (*partSource, *snapshot.Index, error) {
+func openSnapshot(ctx context.Context, cfg *config.Config, dests []destination.Dest, id string, trusted []ed25519.PublicKey, ids []age.Identity, log *slog.Logger, errs *[]error) (*partSource, *snapshot.Index, error) {
 	var (
 		idx *snapshot.Index
 		src partSource
@@ -96,11 +97,6 @@ func openSnapshot(ctx context.Context, cfg *config.Config, dests []destination.D
 		return nil, nil, nil
 	}
 	return &src, idx, nil
-}
-
-// logger is what the planning logs to (a *slog.Logger, or nil).
-type logger interface {
-	Warn(msg string, args ...any)
 }
 
 // snapshotNotFound is the error of a restore that found no usable copy of the
@@ -139,7 +135,7 @@ func idParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, 
 			holding = append(holding, d)
 		}
 	}
-	src, idx, err := openSnapshot(ctx, cfg, holding, id, trusted, ids, optLogger(o), &errs)
+	src, idx, err := openSnapshot(ctx, cfg, holding, id, trusted, ids, o.Log, &errs)
 	if err != nil {
 		return nil, err
 	}
@@ -151,13 +147,6 @@ func idParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, 
 		out[i] = PartFrom{part: p, src: src}
 	}
 	return out, nil
-}
-
-func optLogger(o Options) logger {
-	if o.Log == nil {
-		return nil
-	}
-	return o.Log
 }
 
 // latestCand is one complete snapshot of the walk and the destinations
@@ -247,7 +236,7 @@ func LatestPartsOf(ctx context.Context, cfg *config.Config, listed []*DestLatest
 		if closed && len(pending) == 0 {
 			break
 		}
-		src, idx, err := openSnapshot(ctx, cfg, c.dests, c.l.ID, trusted, ids, optLogger(o), &errs)
+		src, idx, err := openSnapshot(ctx, cfg, c.dests, c.l.ID, trusted, ids, o.Log, &errs)
 		if err != nil {
 			return nil, "", err
 		}
