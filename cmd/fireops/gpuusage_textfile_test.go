@@ -61,10 +61,7 @@ func TestScheduleGPUUsageTextfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	const listen = `metrics: {listen: "127.0.0.1:0"}`
-	if strings.Count(string(raw), listen) != 1 {
-		t.Fatalf("no %s in\n%s", listen, raw)
-	}
-	y := strings.Replace(string(raw), listen, `metrics: {listen: "127.0.0.1:0", textfile_dir: "`+textDir+`"}`, 1)
+	y := testutil.Replace(t, string(raw), listen, `metrics: {listen: "127.0.0.1:0", textfile_dir: "`+textDir+`"}`)
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}

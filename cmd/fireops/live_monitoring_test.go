@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 	"github.com/firetech/fireops/pkg/deploy"
 	"github.com/firetech/fireops/pkg/lock"
@@ -241,10 +242,7 @@ func startLive(t *testing.T, bins liveBins, rules liveRules) *liveMonitoring {
 		{"\nsources:\n", "\n" + sources},
 		{"\nstack:\n  dir: /opt/firetech\n", fmt.Sprintf("\nstack:\n  dir: /opt/firetech\n  alerts:\n    webhook_url: %q\n    telegram: {bot_token_file: %s, chat_id: -100123}\n", hook.URL+"/hook", tokenFile)},
 	} {
-		if n := strings.Count(y, r[0]); n != 1 {
-			t.Fatalf("%q is %d times in the config init wrote, want once:\n%s", r[0], n, y)
-		}
-		y = strings.Replace(y, r[0], r[1], 1)
+		y = testutil.Replace(t, y, r[0], r[1])
 	}
 	y = strings.ReplaceAll(y, "/opt/firetech", stack)
 	if strings.Contains(y, "\nmetrics:\n  listen") {

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/firetech/fireops/internal/davtest"
+	"github.com/firetech/fireops/internal/testutil"
 )
 
 // progressConfig writes a config that `fireops init` made local, with a
@@ -223,7 +224,7 @@ func TestInterruptOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	y := strings.Replace(string(raw), "    remote: backups\n", fmt.Sprintf("    remote: %q\n", dav.Remote("fireops")), 1)
+	y := testutil.Replace(t, string(raw), "    remote: backups\n", fmt.Sprintf("    remote: %q\n", dav.Remote("fireops")))
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/firetech/fireops/internal/davtest"
 	"github.com/firetech/fireops/internal/testenv"
+	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/config"
 )
 
@@ -369,10 +370,7 @@ func envValue(env []string, key string) string {
 func replaceEach(t *testing.T, s string, oldnew ...string) string {
 	t.Helper()
 	for i := 0; i+1 < len(oldnew); i += 2 {
-		if n := strings.Count(s, oldnew[i]); n != 1 {
-			t.Fatalf("%q is %d times in the config init wrote, want once:\n%s", oldnew[i], n, s)
-		}
-		s = strings.Replace(s, oldnew[i], oldnew[i+1], 1)
+		s = testutil.Replace(t, s, oldnew[i], oldnew[i+1])
 	}
 	return s
 }
