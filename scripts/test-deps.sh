@@ -352,6 +352,19 @@ if [ -n "$hub_config_changed" ] || ! hub_token_ok; then
 	say "started JupyterHub on 127.0.0.1:$HUB_PORT (pid $(<"$HUB_DIR/hub.pid"), NODE_PATH=$NODE_PATH)"
 fi
 hub_api_ok || die "JupyterHub at $HUB_API does not answer"
+# The test hub runs the dummy authenticator (NativeAuthenticator is no
+# Debian package). A real hub's NativeAuthenticator creates users_info in
+# the hub's database at start, so the test hub gets it here too: a test that
+# reads the users before any script signs one up would otherwise find no
+# table on a fresh machine.
+/usr/bin/python3 - "$HUB_DIR/jupyterhub.sqlite" "$ROOT/testdata/nativeauthenticator/users_info.sql" <<'PY' ||
+import pathlib, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=10)
+with con:
+    con.executescript(pathlib.Path(sys.argv[2]).read_text())
+con.close()
+PY
+	die "could not create NativeAuthenticator's users_info table in $HUB_DIR/jupyterhub.sqlite"
 
 # --- Monitoring ---------------------------------------------------------------
 
