@@ -148,9 +148,18 @@ func (x *DestLatest) partsOnly() []partRollback {
 // RollbackOn is the rollback finding of a destination's listing ls
 // (rolledBack, partRollbacks: each missing snapshot named once), "" when
 // there is none, and the newest usable snapshot there ("" when none).
+// A listing with no usable snapshot where this host wrote one is a
+// rollback too (wipedOn: LastWritten names it when the host has no
+// per-part record), as LatestListing finds it.
 func RollbackOn(cfg *config.Config, d destination.Dest, ls []snapshot.Listing) (alarm, newest string) {
 	x := judge(cfg, d, ls)
-	return x.RollbackAlarm(), x.latest.ID
+	alarm = x.RollbackAlarm()
+	if x.latest.ID == "" && alarm == "" {
+		if err := wipedOn(cfg, d, ls); err != nil {
+			alarm = err.Error()
+		}
+	}
+	return alarm, x.latest.ID
 }
 
 // rolledBackParts says which planned parts a per-part rollback affects:
