@@ -95,7 +95,10 @@ type HolderOptions struct {
 // snapshot older than that one counts, on any destination; the part is
 // not held and the check failed (exit code 3, as verify latest reports
 // it). A provider deleting the newest snapshot cannot make prune remove
-// live data against a stale archive.
+// live data against a stale archive. Nor can one refusing to list its
+// snapshots: when the host's record names a snapshot holding the part on a
+// destination that could not be listed, newer than those listed, no older
+// snapshot counts either (the part is not held; not a failed check).
 type Holder struct {
 	cfg    *config.Config
 	opts   HolderOptions
@@ -153,12 +156,12 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 	}
 	tag := h.tagger.Tag(part)
 	var cands []holdingCand
-	var unlisted []string
+	var unlisted []DestListing
 	type rolledBack struct{ id, finding string }
 	var rolled []rolledBack // the rollbacks of the part, per destination
 	for _, d := range h.listed {
 		if d.Error != "" {
-			unlisted = append(unlisted, d.Destination)
+			unlisted = append(unlisted, d)
 			continue
 		}
 		if id, finding := restore.PartRollback(h.cfg, d.Destination, d.Snapshots, part); id != "" {
@@ -186,6 +189,11 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 				strings.Join(findings, "; "), newest)
 			return Holding{}, &NotHeldError{Part: part, Reason: msg, CheckFailed: true,
 				err: exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, RollbackHint)}
+		}
+		if w, d := h.unlistedNewer(unlisted, part, newest); w != "" {
+			msg := fmt.Sprintf("the newest snapshot this host wrote holding it, %s, is on %s, which could not be listed (%s): the older %s does not stand in for it",
+				w, d.Destination, d.Error, newest)
+			return Holding{}, &NotHeldError{Part: part, Reason: msg}
 		}
 		if len(rolled) > 0 && h.opts.Log != nil {
 			h.opts.Log.Warn("a destination lost the newest snapshot holding the part; another holds it", "part", part, "snapshot", newest, "rollback", rolled[0].finding)
@@ -220,9 +228,42 @@ func (h *Holder) Find(ctx context.Context, part string) (Holding, error) {
 		reason += "; older snapshots holding it are not tried (they lack what the newest holds): repair the newest first (fireops snapshot --only " + part + " uploads damaged pieces again)"
 	}
 	if len(unlisted) > 0 {
-		reason += fmt.Sprintf(" (not listed: %s)", strings.Join(unlisted, ", "))
+		names := make([]string, len(unlisted))
+		for i, d := range unlisted {
+			names[i] = d.Destination
+		}
+		reason += fmt.Sprintf(" (not listed: %s)", strings.Join(names, ", "))
 	}
 	return Holding{}, &NotHeldError{Part: part, Reason: reason, CheckFailed: checkFailed, err: errors.Join(failed...)}
+}
+
+// unlistedNewer returns a snapshot this host wrote to one of the
+// destinations that could not be listed, and that destination, when it
+// may be a newer snapshot holding part than newest, the newest one listed
+// (not the same, and not of an earlier second): the host's per-part
+// record of that destination (snapshot.PartsWritten), or, for a host
+// without one, its newest snapshot there (snapshot.LastWritten: what it
+// held is not known). "" when none is: the destinations listed hold the
+// newest snapshot the host knows of.
+func (h *Holder) unlistedNewer(unlisted []DestListing, part, newest string) (string, DestListing) {
+	newer := func(id string) bool {
+		return id != "" && id != newest && snapshot.IDSecond(id) >= snapshot.IDSecond(newest)
+	}
+	for _, d := range unlisted {
+		rec := snapshot.PartsWritten(h.cfg.StateDir, h.cfg.Host, d.Destination)
+		if len(rec) == 0 {
+			if last := snapshot.LastWritten(h.cfg.StateDir, h.cfg.Host, d.Destination); newer(last) {
+				return last, d
+			}
+			continue
+		}
+		for _, e := range rec {
+			if e.Part == part && newer(e.Snapshot) {
+				return e.Snapshot, d
+			}
+		}
+	}
+	return "", DestListing{}
 }
 
 // verify runs verify at the Holder's level on one snapshot of one

@@ -1,0 +1,65 @@
+package backup
+
+// More findings of an adversarial review playing a hostile storage
+// provider (see provider_review_test.go for the first ones).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/webdav"
+
+	"github.com/firetech/fireops/internal/testutil"
+)
+
+// TestProviderHolderUnlistedNewest: the attack: the newest snapshot
+// holding a part, X, is on one destination only (the run that wrote it
+// could not reach the second, or was limited with --dest); at prune time
+// that provider refuses to list its snapshots. Holder.Find passed over
+// the destination it could not list and verified the older snapshot on
+// the second, so deploy prune --volumes would remove the live data
+// against an archive that lacks what X holds, X never verified.
+// Expected: the host's record names X, written to the unlisted
+// destination and newer than any snapshot listed: the part is not held
+// (a NotHeldError naming X and the destination; not a failed check: the
+// destination could not be read).
+func TestProviderHolderUnlistedNewest(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots"}
+	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	newest, err := Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"yandex"}, Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile.turn(true)
+	h, err := NewHolder(f.cfg, HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.Find(ctx, "files:stack")
+	if err == nil {
+		t.Fatalf("Holder.Find with yandex, the only destination holding the newest snapshot %s, refusing its listing: %+v, no error (the older %s would license removing the live data)",
+			newest.ID, got, first.ID)
+	}
+	var nh *NotHeldError
+	if !errors.As(err, &nh) || nh.IsCheckFailed() || !strings.Contains(err.Error(), newest.ID) || !strings.Contains(err.Error(), "yandex") {
+		t.Fatalf("Holder.Find with yandex unlisted: %v; want a NotHeldError naming %s on yandex, not a failed check", err, newest.ID)
+	}
+}
