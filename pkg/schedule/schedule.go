@@ -244,15 +244,12 @@ func (d *daemon) metrics() {
 }
 
 // apply schedules the jobs of cfg in place of the current ones and moves
-// /metrics when its address changed. Running jobs go on.
+// /metrics when its address changed. Running jobs go on. A cfg it
+// refuses (an invalid cron spec, an address it cannot listen on) changes
+// nothing: the specs are parsed before /metrics moves.
 func (d *daemon) apply(cfg *Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if cfg.Listen != d.cfg.listen() || d.server == nil && cfg.Listen != "" {
-		if err := d.serve(cfg.Listen); err != nil {
-			return err
-		}
-	}
 	c := cron.New()
 	ids := map[string]cron.EntryID{}
 	for _, j := range cfg.Jobs {
@@ -261,6 +258,13 @@ func (d *daemon) apply(cfg *Config) error {
 			return exitcode.Usagef("fix schedule."+j.Name+" in the config", "schedule.%s: invalid cron spec %q: %v", j.Name, j.Spec, err)
 		}
 		ids[j.Name] = id
+	}
+	if cfg.Listen != d.cfg.listen() || d.server == nil && cfg.Listen != "" {
+		if err := d.serve(cfg.Listen); err != nil {
+			return err
+		}
+	}
+	for _, j := range cfg.Jobs {
 		d.runs.WithLabelValues(j.Name, ResultSuccess)
 		d.missed.WithLabelValues(j.Name)
 		d.runningG.WithLabelValues(j.Name)
@@ -286,12 +290,12 @@ func (c *Config) listen() string {
 
 // serve starts /metrics on addr and stops the previous server.
 func (d *daemon) serve(addr string) error {
-	old := d.server
+	old, oldAddr := d.server, d.addr
 	d.server, d.addr = nil, ""
 	if addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			d.server = old
+			d.server, d.addr = old, oldAddr
 			hint := "change metrics.listen in the config"
 			if errors.Is(err, syscall.EADDRINUSE) {
 				hint = "change metrics.listen or stop what listens there (ss -ltnp shows it)"
