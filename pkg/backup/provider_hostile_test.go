@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/webdav"
 
 	"github.com/firetech/fireops/internal/testutil"
+	"github.com/firetech/fireops/pkg/restore"
 )
 
 // TestProviderHolderUnlistedNewest: the attack: the newest snapshot
@@ -61,5 +62,44 @@ func TestProviderHolderUnlistedNewest(t *testing.T) {
 	var nh *NotHeldError
 	if !errors.As(err, &nh) || nh.IsCheckFailed() || !strings.Contains(err.Error(), newest.ID) || !strings.Contains(err.Error(), "yandex") {
 		t.Fatalf("Holder.Find with yandex unlisted: %v; want a NotHeldError naming %s on yandex, not a failed check", err, newest.ID)
+	}
+}
+
+// TestProviderRestoreLatestUnlistedNewest: the attack of
+// TestProviderHolderUnlistedNewest, met by restore latest: with yandex,
+// the only destination holding the newest snapshot X, refusing to list
+// its snapshots, restore latest planned the part from the older snapshot
+// on the second destination and said nothing of X (no note, no warning):
+// an older snapshot restored in silence. Expected: the plan's note says
+// the part comes from a snapshot older than X, which this host wrote to
+// yandex, and that yandex could not be listed.
+func TestProviderRestoreLatestUnlistedNewest(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots"}
+	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest, err := Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"yandex"}, Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile.turn(true)
+	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite"), DryRun: true})
+	if err != nil {
+		t.Fatalf("restore latest --dry-run with yandex unlisted: %v", err)
+	}
+	if len(rr.Parts) != 1 || rr.Parts[0].Snapshot != first.ID {
+		t.Fatalf("plan %+v; want sqlite:hub from %s, the newest listed", rr, first.ID)
+	}
+	if !strings.Contains(rr.Note, newest.ID) || !strings.Contains(rr.Note, "yandex") {
+		t.Fatalf("restore latest planned sqlite:hub from the older %s while yandex, which holds the newer %s, refused its listing; note %q says nothing of it",
+			first.ID, newest.ID, rr.Note)
 	}
 }

@@ -166,6 +166,12 @@ func (c latestCand) full() bool { return c.l.PartTags == nil || !c.l.Only }
 // returns the parts and a note for the plan.
 func LatestParts(ctx context.Context, cfg *config.Config, dests []destination.Dest, trusted []ed25519.PublicKey, ids []age.Identity, o Options, errs []error) ([]PartFrom, string, error) {
 	var listed []*DestLatest
+	var unread []string // the destinations not opened or listed
+	for _, err := range errs {
+		if oe := new(destination.OpenError); errors.As(err, oe) {
+			unread = append(unread, oe.Name)
+		}
+	}
 	for _, d := range dests {
 		x, err := LatestListing(ctx, cfg, d, trusted)
 		if err != nil {
@@ -173,11 +179,71 @@ func LatestParts(ctx context.Context, cfg *config.Config, dests []destination.De
 				o.Log.Warn("no usable snapshot left where this host wrote one (rollback): check who changed the destination; using the others", "destination", d.Name, "err", err)
 			}
 			errs = append(errs, err)
+			unread = append(unread, d.Name)
 			continue
 		}
 		listed = append(listed, x)
 	}
-	return LatestPartsOf(ctx, cfg, listed, trusted, ids, o, errs)
+	out, note, err := LatestPartsOf(ctx, cfg, listed, trusted, ids, o, errs)
+	if err != nil {
+		return nil, "", err
+	}
+	return out, JoinNote(note, unreadNote(cfg, out, unread)), nil
+}
+
+// unreadNote is the plan's note about the destinations that could not be
+// opened or listed (or hold no usable snapshot) where this host wrote a
+// snapshot newer than the one a part of out comes from: by the host's
+// per-part record (snapshot.PartsWritten), the parts planned from older
+// snapshots or not at all; for a host without one, its newest snapshot
+// there (snapshot.LastWritten) when it is newer than every snapshot of
+// the plan. The newest snapshot may be on that destination alone: the
+// plan is not silently an older one.
+func unreadNote(cfg *config.Config, out []PartFrom, unread []string) string {
+	note := ""
+	for _, dest := range unread {
+		rec := snapshot.PartsWritten(cfg.StateDir, cfg.Host, dest)
+		if len(rec) == 0 {
+			last := snapshot.LastWritten(cfg.StateDir, cfg.Host, dest)
+			newer := last != ""
+			for _, pf := range out {
+				if pf.SnapshotID() == last || snapshot.IDSecond(pf.SnapshotID()) > snapshot.IDSecond(last) {
+					newer = false
+				}
+			}
+			if newer {
+				note = JoinNote(note, fmt.Sprintf("%s, the newest snapshot this host wrote to %s, is newer than every snapshot planned, and %s could not be read: the parts it holds may come from older snapshots",
+					last, dest, dest))
+			}
+			continue
+		}
+		var byID []partRollback // the parts planned from older snapshots, per recorded snapshot
+		for _, e := range rec {
+			var r *partRollback
+			for i := range byID {
+				if byID[i].Snapshot == e.Snapshot {
+					r = &byID[i]
+				}
+			}
+			if r == nil {
+				byID = append(byID, partRollback{Dest: dest, Snapshot: e.Snapshot})
+				r = &byID[len(byID)-1]
+			}
+			r.Parts = append(r.Parts, e.Part)
+		}
+		for _, r := range byID {
+			older, missing := rolledBackParts(out, r)
+			if len(older) > 0 {
+				note = JoinNote(note, fmt.Sprintf("%s from snapshots older than %s, the newest this host wrote holding them, which is on %s, which could not be read",
+					namesOf(older), r.Snapshot, dest))
+			}
+			if len(missing) > 0 {
+				note = JoinNote(note, fmt.Sprintf("%s not restored: %s, the newest snapshot this host wrote holding them, is on %s, which could not be read",
+					namesOf(missing), r.Snapshot, dest))
+			}
+		}
+	}
+	return note
 }
 
 // LatestPartsOf is LatestParts from listings already made (LatestListing,
