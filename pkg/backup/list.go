@@ -98,9 +98,11 @@ func ListWith(ctx context.Context, cfg *config.Config, o ListOptions) ([]DestLis
 		ids, _ = destination.Identities(cfg, "")
 	}
 	dests, unopened, err := destination.Open(ctx, cfg, only)
-	if err != nil {
+	if err != nil && len(unopened) == 0 {
 		return nil, err
 	}
+	// When none opened, each is listed with its error all the same
+	// (ListError gives the exit code).
 	defer destination.Close(ctx, dests, nil)
 	var out []DestListing
 	for _, d := range cfg.Destinations {
@@ -159,7 +161,8 @@ func readIndexes(ctx context.Context, cfg *config.Config, d destination.Dest, ls
 
 // ListError is the error of a listing in which some destinations could not
 // be listed (exit code 1: the listing of the others is still printed), or
-// nil.
+// nil. Its hint names --dest OTHER only when another destination was
+// listed.
 func ListError(ls []DestListing) error {
 	var bad []string
 	for _, l := range ls {
@@ -170,5 +173,9 @@ func ListError(ls []DestListing) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return exitcode.New(exitcode.Failure, fmt.Errorf("snapshots: %s could not be listed", strings.Join(bad, ", ")), destination.OpenHint)
+	hint := destination.OpenHint
+	if len(bad) == len(ls) {
+		hint = destination.OpenAllHint
+	}
+	return exitcode.New(exitcode.Failure, fmt.Errorf("snapshots: %s could not be listed", strings.Join(bad, ", ")), hint)
 }

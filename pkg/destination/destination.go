@@ -109,13 +109,29 @@ func (e OpenError) Unwrap() error { return e.Err }
 // OpenHint is the hint for a destination that cannot be opened.
 const OpenHint = "check that the destination answers (rclone lsd on its remote) and its credentials, or leave it out for this run with --dest OTHER"
 
+// OpenAllHint is the hint when no configured destination could be
+// opened: there is no other one to choose with --dest.
+const OpenAllHint = "check that the destination answers (rclone lsd on its remote) and its credentials"
+
+// FailedHint is the hint for the destinations named failed of the
+// config: OpenAllHint when they are all of them, else OpenHint.
+func FailedHint(cfg *config.Config, failed []string) string {
+	for _, d := range cfg.Destinations {
+		if !slices.Contains(failed, d.Name) {
+			return OpenHint
+		}
+	}
+	return OpenAllHint
+}
+
 // Open opens the destinations of the config, or only those named.
 // An unknown name is a usage error. One destination that cannot be opened
 // does not stop the others: it is returned in failed (the caller reports
 // it with its own results) as long as another one opened; when none
-// opened, the error names them all. A usage error (an rclone config that
-// group or others can read) is returned at once: it is the config to fix,
-// like a bad config file.
+// opened, the error names them all and failed still lists them (for a
+// caller that reports each, such as the listing). A usage error (an
+// rclone config that group or others can read) is returned at once: it
+// is the config to fix, like a bad config file.
 func Open(ctx context.Context, cfg *config.Config, only []string) (dests []Dest, failed []OpenError, err error) {
 	if len(cfg.Destinations) == 0 {
 		return nil, nil, exitcode.Usagef("add a destination to the config (docs/configuration.md)", "config %s has no destinations", cfg.File)
@@ -154,10 +170,11 @@ func Open(ctx context.Context, cfg *config.Config, only []string) (dests []Dest,
 	}
 	if len(dests) == 0 {
 		errs := make([]error, len(failed))
+		names := make([]string, len(failed))
 		for i, f := range failed {
-			errs[i] = f
+			errs[i], names[i] = f, f.Name
 		}
-		return nil, nil, exitcode.New(exitcode.Failure, errors.Join(errs...), OpenHint)
+		return nil, failed, exitcode.New(exitcode.Failure, errors.Join(errs...), FailedHint(cfg, names))
 	}
 	return dests, failed, nil
 }
