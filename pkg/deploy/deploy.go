@@ -171,7 +171,8 @@ func Status(ctx context.Context, cfg *config.Config) ([]ServiceStatus, bool, err
 	}
 	defer eng.Close()
 	if _, err := eng.Info(ctx); err != nil {
-		return nil, false, &PreflightError{Msg: fmt.Sprintf("Docker Engine at %s does not answer: %s", eng.Host(), oneLine(err)), Hint: hintEngine}
+		msg, hint := engineInfoFailed(eng.Host(), err)
+		return nil, false, &PreflightError{Msg: msg, Hint: hint}
 	}
 	s, err := eng.Status(ctx, st.Project, st.Services)
 	if err != nil {

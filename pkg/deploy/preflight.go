@@ -86,6 +86,16 @@ type PreflightOptions struct {
 // after the preflight's own "start the Docker Engine".
 const hintEngine = "start the Docker Engine: " + engine.Hint
 
+// engineInfoFailed words the failure of the Engine's info at host: one
+// that answered with an error says so (engine.AnsweredHint), any other
+// "does not answer" (hintEngine).
+func engineInfoFailed(host string, err error) (msg, hint string) {
+	if engine.Answered(err) {
+		return fmt.Sprintf("Docker Engine at %s answered with an error: %s", host, oneLine(err)), engine.AnsweredHint
+	}
+	return fmt.Sprintf("Docker Engine at %s does not answer: %s", host, oneLine(err)), hintEngine
+}
+
 // RunPreflight checks, without changing anything: the Engine answers and
 // is recent enough; the compose plugin is there and recent enough; the
 // ports the stack publishes are free (or already the stack's); Docker's
@@ -105,7 +115,8 @@ func RunPreflight(ctx context.Context, st *Stack, eng *Engine, engErr error, opt
 	if eng == nil {
 		add(Check{Name: "engine", Status: "fail", Message: "no Docker client: " + oneLine(engErr), Hint: hintEngine})
 	} else if i, err := eng.Info(ctx); err != nil {
-		add(Check{Name: "engine", Status: "fail", Message: fmt.Sprintf("Docker Engine at %s does not answer: %v", eng.Host(), oneLine(err)), Hint: hintEngine})
+		msg, hint := engineInfoFailed(eng.Host(), err)
+		add(Check{Name: "engine", Status: "fail", Message: msg, Hint: hint})
 	} else {
 		info = &i
 		p.Engine = info

@@ -165,7 +165,8 @@ func Prune(ctx context.Context, cfg *config.Config, opts PruneOptions) (*PruneRe
 	}
 	defer eng.Close()
 	if _, err := eng.Info(ctx); err != nil {
-		return nil, &PreflightError{Msg: fmt.Sprintf("Docker Engine at %s does not answer: %s", eng.Host(), oneLine(err)), Hint: hintEngine}
+		msg, hint := engineInfoFailed(eng.Host(), err)
+		return nil, &PreflightError{Msg: msg, Hint: hint}
 	}
 	current := map[string]string{
 		cfg.Stack.Hub.Image:      st.HubImage,

@@ -4,8 +4,10 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/docker/docker/client"
 
@@ -36,6 +38,20 @@ func Open() (*client.Client, error) {
 // the Engine at all, as opposed to an Engine that answered with an error.
 func Unreachable(err error) bool {
 	return client.IsErrConnectionFailed(err)
+}
+
+// AnsweredHint is what to do when the Engine answered a request with an
+// error (Answered): it runs, so starting it is not the fix.
+const AnsweredHint = "the Docker Engine runs but refused the request: fix what its error names (`docker info` shows the same; DOCKER_API_VERSION, when set, must be a version the Engine supports)"
+
+// Answered reports whether err came from an Engine that answered, with
+// an error of its own (a refused API version, a failure it reports), as
+// opposed to one that could not be reached (Unreachable), did not answer
+// in time or broke the connection off (a net.Error, a context's end).
+func Answered(err error) bool {
+	var ne net.Error
+	return err != nil && !Unreachable(err) && !errors.Is(err, ErrUnreachable) && !errors.As(err, &ne) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
 // Error returns err with exit code 1 and Hint when it is a connection

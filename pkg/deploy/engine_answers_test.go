@@ -1,0 +1,49 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestStatusEngineAnswersWithError: an Engine that answers, but with an
+// error (here the API version it refuses, as with a DOCKER_API_VERSION
+// newer than it), is not called down: the error says it answered and
+// what it said, and the hint does not send the admin to start dockerd.
+// (Before, every error of the Engine's info read "does not answer" with
+// "start the Docker Engine: is dockerd running".) An Engine that cannot
+// be reached keeps engine.Hint.
+func TestStatusEngineAnswersWithError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"message":"client version 9.99 is too new. Maximum supported API version is 1.41"}`))
+	}))
+	defer srv.Close()
+	cfg := loadConfig(t, "cpu")
+	cfg.Stack.Dir = t.TempDir()
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	t.Setenv("DOCKER_CERT_PATH", "")
+	t.Setenv("DOCKER_API_VERSION", "9.99")
+	t.Setenv("DOCKER_HOST", "tcp://"+srv.Listener.Addr().String())
+	_, _, err := Status(context.Background(), cfg)
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Status: %v, want a preflight error", err)
+	}
+	if strings.Contains(pe.Msg, "does not answer") || !strings.Contains(pe.Msg, "answered") || !strings.Contains(pe.Msg, "9.99 is too new") {
+		t.Errorf("error %q: want that the Engine answered, with its message", pe.Msg)
+	}
+	if strings.Contains(pe.Hint, "systemctl start docker") || strings.Contains(pe.Hint, "start the Docker Engine") || !strings.Contains(pe.Hint, "DOCKER_API_VERSION") {
+		t.Errorf("hint %q: the Engine runs; want what to fix, not to start it", pe.Hint)
+	}
+
+	srv.Close()
+	_, _, err = Status(context.Background(), cfg)
+	if !errors.As(err, &pe) || !strings.Contains(pe.Msg, "does not answer") || pe.Hint != hintEngine {
+		t.Errorf("Engine gone: %v (hint %q), want does not answer and %q", err, pe.Hint, hintEngine)
+	}
+}
