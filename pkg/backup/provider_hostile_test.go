@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/webdav"
 
 	"github.com/firetech/fireops/internal/testutil"
+	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 )
 
@@ -101,5 +102,39 @@ func TestProviderRestoreLatestUnlistedNewest(t *testing.T) {
 	if !strings.Contains(rr.Note, newest.ID) || !strings.Contains(rr.Note, "yandex") {
 		t.Fatalf("restore latest planned sqlite:hub from the older %s while yandex, which holds the newer %s, refused its listing; note %q says nothing of it",
 			first.ID, newest.ID, rr.Note)
+	}
+}
+
+// TestProviderVerifyIDUnlisted: the attack: a snapshot X is on two
+// destinations; the first refuses to list its snapshots. verify X took it
+// for "not on this destination" (an info line), checked the second copy
+// only and passed (exit 0): the refusing provider's copy, which restore X
+// reads first, went unchecked without a word. Expected: a failed row for
+// that destination and exit code 1 (it could not be read), as verify
+// latest does; the second copy is still checked.
+func TestProviderVerifyIDUnlisted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots"}
+	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	x, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile.turn(true)
+	res, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: x.ID})
+	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "yandex") {
+		t.Fatalf("verify %s with yandex refusing its listing: exit %d: %v; results %+v; want exit 1 naming yandex", x.ID, exitcode.Code(err), err, res)
+	}
+	checked := map[string]bool{}
+	for _, r := range res {
+		checked[r.Destination] = r.OK
+	}
+	if ok, seen := checked["yandex"]; !seen || ok || !checked["local"] {
+		t.Fatalf("results %+v; want a failed row for yandex and local checked", res)
 	}
 }

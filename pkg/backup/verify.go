@@ -174,8 +174,9 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	// An id (or a unique prefix of one) is looked up on every destination
 	// at once: one it is on is enough, an unknown id is a usage error.
 	var on map[string]bool
+	var unlisted map[string]error // the destinations ResolveID could not list
 	if !o.All {
-		full, hosts, err := restore.ResolveID(ctx, cfg, dests, unopened, o.Snapshot)
+		full, hosts, notListed, err := restore.ResolveID(ctx, cfg, dests, unopened, o.Snapshot)
 		if err != nil && !errors.As(err, new(*restore.UnlistedError)) {
 			return results, err
 		}
@@ -185,7 +186,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			}
 			dests = nil
 		}
-		o.Snapshot, on = full, hosts
+		o.Snapshot, on, unlisted = full, hosts, notListed
 	}
 	for _, d := range dests {
 		var targets []verifyTarget
@@ -220,6 +221,11 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 			rollback, newest = x.RollbackAlarm(), x.Latest().ID
 			targets = latestTargets(ctx, cfg, d, x, o, trusted, ids)
 		} else {
+			if err := unlisted[d.Name]; err != nil {
+				// It may hold the id: not checked, not "not on it".
+				destFailed(d.Name, err)
+				continue
+			}
 			if !on[d.Name] {
 				if o.Log != nil {
 					o.Log.Info("snapshot not on this destination", "destination", d.Name, "snapshot", o.Snapshot)

@@ -28,28 +28,31 @@ func EmptyIDError() error {
 // matches several ids, or none, is a usage error that lists the matches or
 // the closest ids; when a destination could not be listed, an id found on
 // none of the others is a failure of that destination instead (it may be
-// there).
-func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest, unopened []destination.OpenError, id string) (string, map[string]bool, error) {
+// there). unlisted holds, by name, the listing error of each of dests
+// that could not be listed (absent from on, though it may hold the id).
+func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest, unopened []destination.OpenError, id string) (full string, on map[string]bool, unlisted map[string]error, err error) {
 	if id == "latest" {
-		return id, nil, nil
+		return id, nil, nil, nil
 	}
 	if id == "" {
-		return "", nil, EmptyIDError()
+		return "", nil, nil, EmptyIDError()
 	}
 	if !snapshot.ValidIDPrefix(id) {
-		return "", nil, exitcode.Usagef("give an id (or a unique prefix of one) as listed by `fireops snapshots`, or latest",
+		return "", nil, nil, exitcode.Usagef("give an id (or a unique prefix of one) as listed by `fireops snapshots`, or latest",
 			"%q is not a snapshot id (YYYYMMDDTHHMMSSZ-xxxxxx)", id)
 	}
 	holders := map[string][]string{} // id -> the destinations holding it
 	var all []string
-	var unlisted []string
+	var notListed []string
 	for _, u := range unopened {
-		unlisted = append(unlisted, fmt.Sprintf("%s: %v", u.Name, u.Err))
+		notListed = append(notListed, fmt.Sprintf("%s: %v", u.Name, u.Err))
 	}
+	unlisted = map[string]error{}
 	for _, d := range dests {
 		ids, err := snapshot.IDs(ctx, d.Store, cfg.Host)
 		if err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-			unlisted = append(unlisted, fmt.Sprintf("%s: %v", d.Name, err))
+			notListed = append(notListed, fmt.Sprintf("%s: %v", d.Name, err))
+			unlisted[d.Name] = err
 			continue
 		}
 		for _, c := range ids {
@@ -72,17 +75,17 @@ func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		for _, n := range holders[matches[0]] {
 			on[n] = true
 		}
-		return matches[0], on, nil
+		return matches[0], on, unlisted, nil
 	case len(matches) > 1:
 		shown := matches
 		if len(shown) > 10 {
 			shown = append(slices.Clone(shown[:10]), fmt.Sprintf("and %d more", len(matches)-10))
 		}
-		return "", nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
-	case len(unlisted) > 0:
-		return "", nil, exitcode.New(exitcode.Failure, &UnlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(unlisted, "; "))}, destination.OpenHint)
+		return "", nil, nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
+	case len(notListed) > 0:
+		return "", nil, nil, exitcode.New(exitcode.Failure, &UnlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(notListed, "; "))}, destination.OpenHint)
 	case len(all) == 0:
-		return "", nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
+		return "", nil, nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
 			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)
 	}
 	started := func(c string) snapshot.Listing {
@@ -93,7 +96,7 @@ func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		}
 		return snapshot.Listing{}
 	}
-	return "", nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
+	return "", nil, nil, exitcode.Usagef("give an id as listed by `fireops snapshots`, or latest",
 		"no snapshot %q on %s; closest, newest first: %s", id, destNames(dests), strings.Join(closestIDs(all, id, 3, started), ", "))
 }
 

@@ -135,9 +135,14 @@ func Restore(ctx context.Context, cfg *config.Config, o Options) (*Result, error
 	// every destination. The first destination (in the config's order)
 	// whose copy is intact wins; an older snapshot is never taken silently
 	// instead.
-	full, on, err := ResolveID(ctx, cfg, dests, unopened, o.Snapshot)
+	full, on, unlisted, err := ResolveID(ctx, cfg, dests, unopened, o.Snapshot)
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range dests {
+		if err := unlisted[d.Name]; err != nil && o.Log != nil {
+			o.Log.Warn("destination could not be listed; the snapshot is read from the others", "destination", d.Name, "err", err)
+		}
 	}
 	// A snapshot's destinations are chosen by its manifest and index only:
 	// those where both are usable, the first in the config's order first.
