@@ -111,7 +111,7 @@ var helpTexts = map[string]commandHelp{
 		exits: []exitStatus{
 			{exitcode.OK, "every snapshot checked is intact"},
 			{exitcode.Failure, "a destination could not be checked at all, or holds no snapshot of this host"},
-			{exitcode.Usage, "bad flags or config; a snapshot id that matches no snapshot or several, or an empty one"},
+			{exitcode.Usage, "bad flags or config; a snapshot id that matches no snapshot or several, or an empty one; an identity (--identity, keys.identity_file) that is missing or matches none of a snapshot's recipients (levels full and restore-test: not damage, nothing recorded)"},
 			{exitcode.CheckFailed, "a snapshot failed its check (a tampered or missing object), or a newer snapshot this host wrote is gone or refused (a rollback)"},
 			{exitcode.LockBusy, "another verify runs on this host (--lock-wait waits for it)"},
 			exitInterrupted,
@@ -134,7 +134,7 @@ var helpTexts = map[string]commandHelp{
 		exits: []exitStatus{
 			{exitcode.OK, "every part was restored (or, with --dry-run, the plan was printed)"},
 			{exitcode.Failure, "a part could not be restored (the others were), the destination failed, or it holds no snapshot of this host"},
-			{exitcode.Usage, "bad flags or config; a snapshot id that matches no snapshot or several; a target that is not empty without --force (--drop for MongoDB)"},
+			{exitcode.Usage, "bad flags or config; a snapshot id that matches no snapshot or several; a target that is not empty without --force (--drop for MongoDB); an identity (--identity, keys.identity_file) that is missing or matches none of the snapshot's recipients"},
 			{exitcode.CheckFailed, "a part's data is damaged or missing: it was not restored, the other parts were"},
 			{exitcode.LockBusy, "another restore runs on this host (--lock-wait waits for it)"},
 			exitInterrupted,
