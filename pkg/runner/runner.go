@@ -68,10 +68,11 @@ func ran(begin time.Time, err error) bool {
 }
 
 // record writes a job's metrics to the textfiles and hands them to
-// Publish; a failure to write is logged, not fatal.
+// Publish; a failure to write is logged with what to fix, not fatal.
 func (r *Runner) record(cfg *config.Config, m metrics.JobMetrics) {
 	if err := m.Write(cfg.Metrics.TextfileDir); err != nil {
-		r.log().Warn("metrics textfile not written", "job", m.Job, "err", err)
+		r.log().Warn("metrics textfile not written", "job", m.Job, "err", err,
+			"hint", "check that metrics.textfile_dir "+cfg.Metrics.TextfileDir+" exists and that this user may write to it (node-exporter's folder; fireops deploy mounts it)")
 	}
 	if r.Publish != nil {
 		r.Publish(m)
