@@ -28,9 +28,10 @@ func StampOf(st *syscall.Stat_t) FileStamp {
 	return FileStamp{ctime: st.Ctim, mtime: st.Mtim, size: st.Size}
 }
 
-// linkTarget is the first name of a file with several, and its stamp.
+// linkTarget is the first name of a file with several (its node in the
+// builder's names), and its stamp.
 type linkTarget struct {
-	name  string
+	name  *nameNode
 	stamp FileStamp
 }
 
@@ -48,8 +49,13 @@ type linkTarget struct {
 // Owner names are looked up once per id and archive, failed lookups too
 // (archive/tar caches only the names it found, so every file of an owner
 // the host does not know cost a lookup in the user database).
+//
+// The first names are kept in a tree of their components (nameTree): a
+// user's many hard-linked files in one folder hundreds of KiB deep cost
+// that folder's path once, not once per file.
 type HeaderBuilder struct {
 	links   map[fileKey]linkTarget
+	names   nameTree          // the first names of links
 	numeric bool              // no owner names
 	unames  map[uint32]string // "" where the lookup failed
 	gnames  map[uint32]string
@@ -115,7 +121,7 @@ func (n *namedInfo) ownerName(group bool) string {
 func (b *HeaderBuilder) LinkTarget(fi fs.FileInfo) string {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
 		if l, ok := b.links[fileKey{dev: uint64(st.Dev), ino: st.Ino}]; ok && l.stamp == StampOf(st) {
-			return l.name
+			return l.name.path()
 		}
 	}
 	return ""
@@ -155,10 +161,10 @@ func (b *HeaderBuilder) Header(name string, fi fs.FileInfo, link string) (*tar.H
 		key, stamp := fileKey{dev: uint64(st.Dev), ino: st.Ino}, StampOf(st)
 		if first, seen := b.links[key]; seen && first.stamp == stamp {
 			hdr.Typeflag = tar.TypeLink
-			hdr.Linkname = first.name
+			hdr.Linkname = first.name.path()
 			hdr.Size = 0
 		} else {
-			b.links[key] = linkTarget{name: name, stamp: stamp}
+			b.links[key] = linkTarget{name: b.names.find(name, true), stamp: stamp}
 		}
 	}
 	return hdr, nil

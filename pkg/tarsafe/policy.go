@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"path"
 )
 
 // Header is what the entry policy makes of a tar header ([CheckHeader]).
@@ -121,15 +120,19 @@ func mapName(raw string, opts Options) (string, bool, error) {
 // on disk by never following a symbolic link: no entry, and no hard
 // link's target, lies below a symbolic link an earlier entry made (a later
 // entry of the same name replaces it), and no hard link points at one.
-// Its memory grows with the archive's symbolic links, not its entries.
+// Its memory grows with the archive's symbolic links, not its entries:
+// with the components of their names that no earlier one had (a
+// nameTree), not with their whole names, which a user's volume can make
+// hundreds of KiB long; an entry is checked in work linear in its name.
 type Checker struct {
 	opts     Options
-	symlinks map[string]bool
+	symlinks nameTree
+	any      bool // a symbolic link was met
 }
 
 // NewChecker returns a Checker for one archive.
 func NewChecker(opts Options) *Checker {
-	return &Checker{opts: opts, symlinks: map[string]bool{}}
+	return &Checker{opts: opts}
 }
 
 // Check checks the next entry's header (see Checker).
@@ -145,26 +148,26 @@ func (c *Checker) Check(hdr *tar.Header) (Header, error) {
 		if err := c.below(h.Link, hdr.Linkname); err != nil {
 			return h, fmt.Errorf("hard link target: %w", err)
 		}
-		if c.symlinks[h.Link] {
+		if n := c.symlinks.find(h.Link, false); n != nil && n.symlink {
 			return h, fmt.Errorf("%w: hard link target %q is a %s, not a regular file", ErrUnsafe, hdr.Linkname, typeName(tar.TypeSymlink))
 		}
 	}
-	delete(c.symlinks, h.Name) // the entry replaces what had its name
 	if hdr.Typeflag == tar.TypeSymlink {
-		c.symlinks[h.Name] = true
+		c.symlinks.find(h.Name, true).symlink = true
+		c.any = true
+	} else if n := c.symlinks.find(h.Name, false); n != nil {
+		n.symlink = false // the entry replaces what had its name
 	}
 	return h, nil
 }
 
 // below fails when name (raw in the archive) lies below a symbolic link.
 func (c *Checker) below(name, raw string) error {
-	if len(c.symlinks) == 0 {
+	if !c.any {
 		return nil
 	}
-	for d := path.Dir(name); d != "."; d = path.Dir(d) {
-		if c.symlinks[d] {
-			return fmt.Errorf("%w: %q lies below the symbolic link %q", ErrUnsafe, raw, d)
-		}
+	if d := c.symlinks.aboveSymlink(name); d != "" {
+		return fmt.Errorf("%w: %q lies below the symbolic link %q", ErrUnsafe, raw, d)
 	}
 	return nil
 }
