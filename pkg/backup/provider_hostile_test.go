@@ -19,6 +19,7 @@ import (
 	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
+	"github.com/firetech/fireops/pkg/snapshot"
 )
 
 // TestProviderHolderUnlistedNewest: the attack: the newest snapshot
@@ -136,5 +137,41 @@ func TestProviderVerifyIDUnlisted(t *testing.T) {
 	}
 	if ok, seen := checked["yandex"]; !seen || ok || !checked["local"] {
 		t.Fatalf("results %+v; want a failed row for yandex and local checked", res)
+	}
+}
+
+// TestProviderEnlargedPieceList: the attack: the provider appends bytes
+// to a part's piece list (an object whose size and SHA-256 the signed
+// manifest gives). The read of it, bounded by that size, failed as "too
+// large", which verify and restore took for a failure to read, not for
+// altered data: verify's hint said the data read so far was intact, and
+// restore latest failed with exit 1 (check the destination answers)
+// instead of 3. Expected: an enlarged piece list is damage like a
+// truncated one: exit 3, verify with the damaged hint; the next snapshot
+// uploads it again and verify passes.
+func TestProviderEnlargedPieceList(t *testing.T) {
+	t.Parallel()
+	f, root, x := localSnapshot(t)
+	ctx := context.Background()
+	p := filepath.Join(root, snapshot.PiecePath("gpu01", partList(x, "files:stack")))
+	fh, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	testutil.Must(t, err)
+	_, err = fh.Write([]byte("\n                \n"))
+	testutil.Must(t, err)
+	testutil.Must(t, fh.Close())
+
+	_, err = Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"})
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(exitcode.Hint(err), "damaged or was altered") {
+		t.Fatalf("verify latest with an enlarged piece list: exit %d: %v (hint %q); want a failed check with the damaged hint", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+	_, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"files:stack"}, To: filepath.Join(t.TempDir(), "stack")})
+	if exitcode.Code(err) != exitcode.CheckFailed {
+		t.Fatalf("restore latest of the part whose piece list was enlarged: exit %d: %v (hint %q); want a failed check", exitcode.Code(err), err, exitcode.Hint(err))
+	}
+	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{Now: func() time.Time { return time.Now().Add(time.Minute) }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"}); err != nil {
+		t.Fatalf("verify latest after the next snapshot (which uploads the damaged piece list again): %v", err)
 	}
 }

@@ -63,10 +63,15 @@ func (s store) List(ctx context.Context, dir string) ([]snapshot.Entry, error) {
 func (s store) Delete(ctx context.Context, p string) error  { return s.r.Delete(ctx, p) }
 func (s store) Rmdir(ctx context.Context, dir string) error { return s.r.Rmdir(ctx, dir) }
 
-// notFound makes remote's not-found errors match snapshot.ErrNotFound too.
+// notFound makes remote's not-found errors match snapshot.ErrNotFound too,
+// and its too-large ones snapshot.ErrTooLarge.
 func notFound(err error) error {
-	if err != nil && errors.Is(err, remote.ErrNotFound) {
+	switch {
+	case err == nil:
+	case errors.Is(err, remote.ErrNotFound):
 		return fmt.Errorf("%w (%w)", snapshot.ErrNotFound, err)
+	case errors.Is(err, remote.ErrTooLarge):
+		return fmt.Errorf("%w (%w)", snapshot.ErrTooLarge, err)
 	}
 	return err
 }

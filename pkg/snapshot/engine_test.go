@@ -59,7 +59,7 @@ func (s *dirStore) GetBytes(_ context.Context, p string, max int64) ([]byte, err
 		return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", p, max)
+		return nil, fmt.Errorf("%s is larger than %d bytes: %w", p, max, ErrTooLarge)
 	}
 	return data, err
 }

@@ -542,6 +542,10 @@ func fetchList(ctx context.Context, st Store, host string, ref Ref) (*PieceList,
 	if errors.Is(err, ErrNotFound) {
 		return nil, damaged(ref.ID, integrityf("piece list %s on %s is missing", ref.ID, st.Name()))
 	}
+	if errors.Is(err, ErrTooLarge) {
+		// Longer than the manifest says: altered, as a shorter one is.
+		return nil, damaged(ref.ID, integrityf("piece list %s on %s is longer than the manifest says (%d bytes)", ref.ID, st.Name(), ref.Size))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("piece list %s on %s: %w", ref.ID, st.Name(), err)
 	}

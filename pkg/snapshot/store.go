@@ -17,7 +17,8 @@ type Store interface {
 	Put(ctx context.Context, path string, data []byte) error
 	// Get opens a file for streaming.
 	Get(ctx context.Context, path string) (io.ReadCloser, error)
-	// GetBytes reads a file of at most max bytes.
+	// GetBytes reads a file of at most max bytes; a longer file is an
+	// error matching ErrTooLarge (not read whole).
 	GetBytes(ctx context.Context, path string, max int64) ([]byte, error)
 	// List lists a folder; a missing folder lists as empty.
 	List(ctx context.Context, dir string) ([]Entry, error)
@@ -43,3 +44,9 @@ type Entry struct {
 
 // ErrNotFound is wrapped by Store errors for a missing file.
 var ErrNotFound = errors.New("not found")
+
+// ErrTooLarge is wrapped by a GetBytes error for a file longer than the
+// max asked for: when the max is a size the signed manifest gives, the
+// stored file is not the one written (an integrity error of the data, not
+// a failure to read it).
+var ErrTooLarge = errors.New("larger than expected")
