@@ -5,22 +5,44 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 )
 
-// TestAnswered: an error the Engine answered with counts as answered; a
-// connection failure, an error wrapping ErrUnreachable, a timeout or a
-// broken connection (net.Error), a context's end and nil do not. Not
-// parallel: it sets DOCKER_HOST.
+// TestAnswered: an error the Engine answered with (an HTTP error status)
+// counts as answered; a connection failure, an error wrapping
+// ErrUnreachable, a broken connection, a context's end, a plain error and
+// nil do not. Not parallel: it sets DOCKER_HOST.
 func TestAnswered(t *testing.T) {
-	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"message":"client version 9.99 is too new. Maximum supported API version is 1.41"}`))
+	}))
+	defer srv.Close()
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	t.Setenv("DOCKER_CERT_PATH", "")
+	t.Setenv("DOCKER_API_VERSION", "")
+	t.Setenv("DOCKER_HOST", "tcp://"+srv.Listener.Addr().String())
 	cli, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	_, connErr := cli.Ping(context.Background())
+	_, answerErr := cli.Info(context.Background())
+	if answerErr == nil {
+		t.Fatal("info from the refusing Engine succeeded")
+	}
+
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	gone, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	_, connErr := gone.Ping(context.Background())
 	if connErr == nil {
 		t.Fatal("ping of a missing socket succeeded")
 	}
@@ -29,12 +51,13 @@ func TestAnswered(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{"the Engine's own error", errors.New("Error response from daemon: client version 9.99 is too new"), true},
+		{"the Engine's own error", fmt.Errorf("info: %w", answerErr), true},
 		{"connection failure", fmt.Errorf("info: %w", connErr), false},
 		{"wraps ErrUnreachable", fmt.Errorf("volume: %w", ErrUnreachable), false},
 		{"broken connection", &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}, false},
 		{"deadline", fmt.Errorf("info: %w", context.DeadlineExceeded), false},
 		{"cancelled", fmt.Errorf("info: %w", context.Canceled), false},
+		{"plain error", errors.New("connection refused"), false},
 		{"nil", nil, false},
 	} {
 		if got := Answered(tc.err); got != tc.want {

@@ -4,11 +4,10 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 
 	"github.com/firetech/fireops/pkg/exitcode"
@@ -44,14 +43,30 @@ func Unreachable(err error) bool {
 // error (Answered): it runs, so starting it is not the fix.
 const AnsweredHint = "the Docker Engine runs but refused the request: fix what its error names (`docker info` shows the same; DOCKER_API_VERSION, when set, must be a version the Engine supports)"
 
-// Answered reports whether err came from an Engine that answered, with
-// an error of its own (a refused API version, a failure it reports), as
+// answeredKinds are the kinds the client gives an error the Engine
+// answered with (its HTTP status, as containerd's errdefs).
+var answeredKinds = []error{
+	cerrdefs.ErrUnknown, cerrdefs.ErrInvalidArgument, cerrdefs.ErrNotFound, cerrdefs.ErrAlreadyExists,
+	cerrdefs.ErrPermissionDenied, cerrdefs.ErrResourceExhausted, cerrdefs.ErrFailedPrecondition,
+	cerrdefs.ErrConflict, cerrdefs.ErrNotModified, cerrdefs.ErrAborted, cerrdefs.ErrOutOfRange,
+	cerrdefs.ErrNotImplemented, cerrdefs.ErrInternal, cerrdefs.ErrUnavailable, cerrdefs.ErrDataLoss,
+	cerrdefs.ErrUnauthenticated,
+}
+
+// Answered reports whether err is an error the Engine answered with (a
+// refused API version, a failure it reports: an HTTP error status), as
 // opposed to one that could not be reached (Unreachable), did not answer
-// in time or broke the connection off (a net.Error, a context's end).
+// in time or broke the connection off.
 func Answered(err error) bool {
-	var ne net.Error
-	return err != nil && !Unreachable(err) && !errors.Is(err, ErrUnreachable) && !errors.As(err, &ne) &&
-		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+	if err == nil || Unreachable(err) || errors.Is(err, ErrUnreachable) {
+		return false
+	}
+	for _, k := range answeredKinds {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Error returns err with exit code 1 and Hint when it is a connection

@@ -93,13 +93,20 @@ func checkEngine(ctx context.Context, e Engine, opts Options, r *Report, log *sl
 // runtimeCheck decides whether containers can reach the GPUs: the Engine
 // has an NVIDIA runtime, or CDI is on and a spec offers nvidia.com/gpu
 // devices. Without either it fails when require is true and warns
-// otherwise; an unreachable Engine is treated the same way.
+// otherwise; an unreachable Engine, or one that answered with an error, is
+// treated the same way.
 func runtimeCheck(info RuntimeInfo, infoErr error, require bool) Check {
 	c := Check{Name: CheckContainerRuntime, Threshold: "nvidia runtime or CDI nvidia.com/gpu"}
 	bad := Fail
 	if !require {
 		bad = Warn
 		c.Threshold += " (not required)"
+	}
+	if infoErr != nil && engine.Answered(infoErr) {
+		c.Status, c.Value = bad, "engine error"
+		c.Message = "the Docker Engine answered with an error: " + infoErr.Error()
+		c.Hint = engine.AnsweredHint
+		return c
 	}
 	if infoErr != nil {
 		c.Status, c.Value = bad, "engine unreachable"
