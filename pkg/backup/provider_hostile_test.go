@@ -175,3 +175,26 @@ func TestProviderEnlargedPieceList(t *testing.T) {
 		t.Fatalf("verify latest after the next snapshot (which uploads the damaged piece list again): %v", err)
 	}
 }
+
+// TestProviderHugeManifest: the attack: the provider swaps a snapshot's
+// manifest.json for a file larger than any manifest (a sparse 65 MiB).
+// Its read, bounded, failed as "too large", taken for a failure to read:
+// verify ID said the data read so far was intact and exited 3 only for
+// the failed row, and restore ID exited 1 with the hint to check that the
+// destination answers. Expected: the manifest is not the one signed:
+// restore ID and verify ID are failed checks (exit 3) with the damaged
+// hints.
+func TestProviderHugeManifest(t *testing.T) {
+	t.Parallel()
+	f, root, x := localSnapshot(t)
+	ctx := context.Background()
+	testutil.Must(t, os.Truncate(filepath.Join(root, "gpu01", "snapshots", x.ID, "manifest.json"), 65<<20))
+	_, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: x.ID, Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite")})
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(exitcode.Hint(err), "damaged or was altered") {
+		t.Fatalf("restore %s with a 65 MiB manifest: exit %d: %v (hint %q); want a failed check with the damaged hint", x.ID, exitcode.Code(err), err, exitcode.Hint(err))
+	}
+	_, err = Verify(ctx, f.cfg, VerifyOptions{Snapshot: x.ID})
+	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(exitcode.Hint(err), "damaged or was altered") {
+		t.Fatalf("verify %s with a 65 MiB manifest: exit %d: %v (hint %q); want a failed check with the damaged hint", x.ID, exitcode.Code(err), err, exitcode.Hint(err))
+	}
+}

@@ -218,6 +218,10 @@ func readSignedManifest(ctx context.Context, st Store, host, id string, trusted 
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil, fmt.Errorf("snapshot %s on %s is incomplete (no manifest): %w", id, st.Name(), err)
 		}
+		if errors.Is(err, ErrTooLarge) {
+			// Larger than any manifest: not the one the host signed.
+			return nil, nil, integrityf("snapshot %s on %s: manifest is larger than %d bytes", id, st.Name(), maxManifestSize)
+		}
 		return nil, nil, fmt.Errorf("read manifest of %s on %s: %w", id, st.Name(), err)
 	}
 	var signer ed25519.PublicKey
