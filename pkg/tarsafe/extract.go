@@ -115,7 +115,7 @@ type Stats struct {
 
 // dirMeta is what is applied to a folder after all entries are written.
 type dirMeta struct {
-	name         string
+	name         *nameNode // in extractor.names
 	mode         fs.FileMode
 	uid, gid     int
 	atime, mtime time.Time
@@ -158,7 +158,12 @@ type extractor struct {
 	// walks counts the openat and mkdirat calls made to resolve parent
 	// folders: tests check that it grows linearly with the entries.
 	walks int64
-	dirs  map[string]int // index into meta, so a repeated folder entry wins
+	// names holds the names of the folders in meta as a tree of their
+	// components: a chain of folders thousands of levels deep costs
+	// their own names, not each folder's whole name (the square of the
+	// depth).
+	names nameTree
+	dirs  map[*nameNode]int // index into meta, so a repeated folder entry wins
 	meta  []dirMeta
 	stats Stats
 }
@@ -175,7 +180,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts Options) (Stats,
 
 // extract is Extract, returning the extractor for tests to inspect.
 func extract(ctx context.Context, r io.Reader, dir string, opts Options) (*extractor, error) {
-	x := &extractor{ctx: ctx, rootFd: -1, opts: opts, dirs: map[string]int{}}
+	x := &extractor{ctx: ctx, rootFd: -1, opts: opts, dirs: map[*nameNode]int{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return x, fmt.Errorf("tarsafe: create %s: %w", dir, err)
 	}
@@ -270,11 +275,12 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		if err := x.mkdir(name); err != nil {
 			return fail(err)
 		}
-		m := dirMeta{name: name, mode: dirMode(hdr), uid: hdr.Uid, gid: hdr.Gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
-		if i, ok := x.dirs[name]; ok {
+		n := x.names.find(name, true)
+		m := dirMeta{name: n, mode: dirMode(hdr), uid: hdr.Uid, gid: hdr.Gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
+		if i, ok := x.dirs[n]; ok {
 			x.meta[i] = m
 		} else {
-			x.dirs[name] = len(x.meta)
+			x.dirs[n] = len(x.meta)
 			x.meta = append(x.meta, m)
 		}
 		return nil
@@ -369,7 +375,9 @@ func (x *extractor) push(name string, create bool) error {
 		}
 		return fmt.Errorf("open folder %s: %w", p, err)
 	}
-	x.chain = append(x.chain, level{name: name, fd: fd})
+	// A copy: name is a piece of an entry's name, which it would keep
+	// whole (a chain thousands of levels deep held every entry's).
+	x.chain = append(x.chain, level{name: strings.Clone(name), fd: fd})
 	if j := len(x.chain) - 1 - maxHeldDirs; j >= 0 && !checkpoint(j) && x.chain[j].fd >= 0 {
 		unix.Close(x.chain[j].fd)
 		x.chain[j].fd = -1
@@ -607,27 +615,28 @@ func (x *extractor) hardlink(hdr *tar.Header, name, target string) error {
 
 // finishDirs applies folder modes, owners and times, deepest first.
 func (x *extractor) finishDirs() error {
-	sort.Slice(x.meta, func(i, j int) bool { return x.meta[i].name > x.meta[j].name })
-	for _, m := range x.meta {
+	for _, i := range x.dirOrder() {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
+		m := x.meta[i]
+		name := m.name.path()
 		fd := x.rootFd
-		if m.name != "." {
-			dirfd, err := x.resolve(path.Dir(m.name), false)
+		if name != "." {
+			dirfd, err := x.resolve(path.Dir(name), false)
 			if err != nil {
-				return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+				return fmt.Errorf("tarsafe: folder %q: %w", name, err)
 			}
-			base := path.Base(m.name)
-			fi, err := Lstatat(dirfd, base, m.name)
+			base := path.Base(name)
+			fi, err := Lstatat(dirfd, base, name)
 			if err != nil {
-				return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+				return fmt.Errorf("tarsafe: folder %q: %w", name, err)
 			}
 			if !fi.IsDir() {
 				continue // replaced by a later entry
 			}
-			if fd, err = Openat(dirfd, base, m.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW); err != nil {
-				return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+			if fd, err = Openat(dirfd, base, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW); err != nil {
+				return fmt.Errorf("tarsafe: folder %q: %w", name, err)
 			}
 		}
 		err := x.applyDir(fd, m)
@@ -635,10 +644,49 @@ func (x *extractor) finishDirs() error {
 			unix.Close(fd)
 		}
 		if err != nil {
-			return fmt.Errorf("tarsafe: folder %q: %w", m.name, err)
+			return fmt.Errorf("tarsafe: folder %q: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// dirOrder returns the indexes of x.meta in the order finishDirs applies
+// them: every folder after the folders below it, and the folders of one
+// branch one after another, so that resolve keeps the chain from one to
+// the next (siblings by name, descending). It walks the tree of their
+// names: sorting the names themselves would build each whole.
+func (x *extractor) dirOrder() []int {
+	kids := map[*nameNode][]*nameNode{}
+	linked := map[*nameNode]bool{} // in its parent's kids, and so are its parents
+	for _, m := range x.meta {
+		for n := m.name; n.parent != nil && !linked[n]; n = n.parent {
+			linked[n] = true
+			kids[n.parent] = append(kids[n.parent], n)
+		}
+	}
+	type frame struct {
+		n    *nameNode
+		next int
+	}
+	order := make([]int, 0, len(x.meta))
+	stack := []frame{{n: &x.names.root}}
+	for len(stack) > 0 {
+		f := &stack[len(stack)-1]
+		ks := kids[f.n]
+		if f.next == 0 {
+			sort.Slice(ks, func(i, j int) bool { return ks[i].base > ks[j].base })
+		}
+		if f.next < len(ks) {
+			f.next++
+			stack = append(stack, frame{n: ks[f.next-1]})
+			continue
+		}
+		if i, ok := x.dirs[f.n]; ok {
+			order = append(order, i)
+		}
+		stack = stack[:len(stack)-1]
+	}
+	return order
 }
 
 // applyDir applies m to the open folder fd.

@@ -2,11 +2,15 @@ package tarsafe
 
 import (
 	"archive/tar"
+	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // heapInUse returns the live heap after a collection.
@@ -129,4 +133,62 @@ func TestNameTreePath(t *testing.T) {
 	if tr.find("a/c", false) != nil {
 		t.Error("a name never added was found")
 	}
+}
+
+// TestExtractFolderNamesBounded: a restore of a user's volume holding a
+// chain of folders thousands of levels deep (each folder an inode and a
+// block) must not hold every folder's whole name until the end, where
+// their modes and times are applied: that is the square of the depth (a
+// chain of 250,000 one-letter folders, 500 KiB at the bottom, which the
+// snapshot archives, had the restore hold some 60 GiB). Its memory grows
+// with the folders' own names. Not parallel: it measures the heap.
+func TestExtractFolderNamesBounded(t *testing.T) {
+	const depth = 1000
+	comp := strings.Repeat("d", 99) // 100 KiB at the bottom, 50 MiB of names in all
+	_, target, _ := sandbox(t)
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		name := ""
+		for i := 0; i < depth; i++ {
+			name += comp + "/"
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o750, Format: tar.FormatPAX}); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(tw.Close())
+	}()
+	before := heapInUse()
+	x, err := extract(context.Background(), pr, target, Options{})
+	pr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := int64(heapInUse()) - int64(before)
+	runtime.KeepAlive(x)
+	if x.stats.Dirs != depth {
+		t.Fatalf("%d folders extracted, want %d", x.stats.Dirs, depth)
+	}
+	if held > 8<<20 {
+		t.Errorf("extracting a chain of %d folders (%d KiB at the bottom) left %d MiB held; want about the folders' own names (%d KiB)",
+			depth, depth*len(comp+"/")>>10, held>>20, depth*len(comp+"/")>>10)
+	}
+	// The modes were applied all the way down.
+	fd, err := Openat(unix.AT_FDCWD, target, target, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= depth; i++ {
+		next, err := Openat(fd, comp, comp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatalf("level %d: %v", i, err)
+		}
+		fd = next
+		if fi, err := Fstat(fd, comp, comp); err != nil || fi.Mode().Perm() != 0o750 {
+			t.Fatalf("level %d: %v, %v; want mode 0750", i, fi, err)
+		}
+	}
+	unix.Close(fd)
 }
