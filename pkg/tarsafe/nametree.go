@@ -5,11 +5,12 @@ import "strings"
 // nameTree holds cleaned, slash-separated entry names as a tree of their
 // components, each node knowing its parent: many names in one folder, or
 // in folders below one, share the nodes of their common folders. It is
-// how [HeaderBuilder] and [Checker] remember names of an archive whose
-// entries a user made: an entry's name may be hundreds of KiB (thousands
-// of folders deep; [MaxNameLen]), and a copy of it per remembered entry
-// let a user's many cheap entries in one deep folder take the memory of
-// that folder's path each. Looking a name up costs its length, not its
+// how [HeaderBuilder], [Checker] and [Extract] (the folders whose modes
+// it applies at the end) remember names of an archive whose entries a
+// user made: an entry's name may be hundreds of KiB (thousands of folders
+// deep; [MaxNameLen]), and a copy of it per remembered entry let a
+// user's many cheap entries in one deep folder, or a deep chain of
+// folders, take the memory of that path each. Looking a name up costs its length, not its
 // length times its depth (the hashing of every parent path). Memory grows
 // with the components added, at most the bytes of the names added. Not
 // safe for concurrent use.
