@@ -135,7 +135,7 @@ var helpTexts = map[string]commandHelp{
 			{exitcode.OK, "every part was restored (or, with --dry-run, the plan was printed)"},
 			{exitcode.Failure, "a part could not be restored (the others were), the destination failed, or it holds no snapshot of this host"},
 			{exitcode.Usage, "bad flags or config; a snapshot id that matches no snapshot or several; a target that is not empty without --force (--drop for MongoDB); an identity (--identity, keys.identity_file) that is missing or matches none of the snapshot's recipients"},
-			{exitcode.CheckFailed, "a part's data is damaged or missing: it was not restored, the other parts were"},
+			{exitcode.CheckFailed, "a part's data is damaged or missing: it was not restored, the other parts were; or (latest) no usable snapshot is left where this host wrote one (a rollback: nothing restored, check who changed the destination)"},
 			{exitcode.LockBusy, "another restore runs on this host (--lock-wait waits for it)"},
 			exitInterrupted,
 		},
