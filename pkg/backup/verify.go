@@ -86,6 +86,10 @@ type VerifyResult struct {
 	// before the stop, if anything). What was read up to then is not
 	// found damaged.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// Unchecked: the row is a destination that could not be opened or
+	// listed (Snapshot is what was asked: an id, latest or all), not a
+	// snapshot checked; the metrics do not count it as a snapshot.
+	Unchecked bool `json:"-"`
 	// damaged: the failure is an integrity error (the data on the
 	// destination), not one of the check itself (a scratch target the
 	// server refused, a download that broke off).
@@ -161,7 +165,7 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		if o.All {
 			snap = "all"
 		}
-		r := VerifyResult{Destination: name, Snapshot: snap, Level: o.Level, Error: err.Error()}
+		r := VerifyResult{Destination: name, Snapshot: snap, Level: o.Level, Error: err.Error(), Unchecked: true}
 		if interrupt.Is(ctx, err) {
 			r.Error, r.Interrupted = interrupt.Reason, true
 		}

@@ -18,9 +18,13 @@ func verifyMetrics(level string, now time.Time, dur time.Duration, res []backup.
 	perDest := map[string]bool{}
 	var order []string
 	for _, r := range res {
-		checked++
-		if !r.OK {
-			failed++
+		// A destination that could not be opened or listed fails there,
+		// but is no snapshot checked.
+		if !r.Unchecked {
+			checked++
+			if !r.OK {
+				failed++
+			}
 		}
 		bytes += r.Bytes
 		if _, seen := perDest[r.Destination]; !seen {
