@@ -35,23 +35,8 @@ import (
 // destination could not be read).
 func TestProviderHolderUnlistedNewest(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots"}
-	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
-	t.Cleanup(ts.Close)
-	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
-	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	f, first, newest := unlistedNewest(t)
 	ctx := context.Background()
-	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
-	newest, err := Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"yandex"}, Now: func() time.Time { return time.Now().Add(time.Minute) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostile.turn(true)
 	h, err := NewHolder(f.cfg, HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -77,22 +62,8 @@ func TestProviderHolderUnlistedNewest(t *testing.T) {
 // yandex, and that yandex could not be listed.
 func TestProviderRestoreLatestUnlistedNewest(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots"}
-	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
-	t.Cleanup(ts.Close)
-	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
-	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	f, first, newest := unlistedNewest(t)
 	ctx := context.Background()
-	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	newest, err := Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"yandex"}, Now: func() time.Time { return time.Now().Add(time.Minute) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostile.turn(true)
 	rr, err := restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "latest", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite"), DryRun: true})
 	if err != nil {
 		t.Fatalf("restore latest --dry-run with yandex unlisted: %v", err)
@@ -197,4 +168,29 @@ func TestProviderHugeManifest(t *testing.T) {
 	if exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(exitcode.Hint(err), "damaged or was altered") {
 		t.Fatalf("verify %s with a 65 MiB manifest: exit %d: %v (hint %q); want a failed check with the damaged hint", x.ID, exitcode.Code(err), err, exitcode.Hint(err))
 	}
+}
+
+// unlistedNewest sets up the attack of TestProviderHolderUnlistedNewest: a
+// snapshot (first) on both destinations, yandex (a WebDAV server) and
+// local, then, after a day of work, the newest (on yandex only, a minute
+// later); then yandex refuses to list its snapshots.
+func unlistedNewest(t *testing.T) (f *fixture, first, newest *snapshot.Result) {
+	t.Helper()
+	hostile := &refusingFS{Dir: webdav.Dir(t.TempDir()), folder: "/fireops/gpu01/snapshots"}
+	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f = newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	ctx := context.Background()
+	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Must(t, os.WriteFile(filepath.Join(f.data, "work-since.txt"), []byte("a day of the user's work"), 0o644))
+	newest, err = Snapshot(ctx, f.cfg, SnapshotOptions{Dests: []string{"yandex"}, Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile.turn(true)
+	return f, first, newest
 }
