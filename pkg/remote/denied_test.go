@@ -207,3 +207,91 @@ func TestDeniedHintNamesRefusedFolder(t *testing.T) {
 		})
 	}
 }
+
+// TestNotDirFailsAtOnce: a local destination whose path goes through a
+// regular file (ENOTDIR), or an object path below a file left in the
+// destination's folder, fails on the first attempt (no retry counted),
+// and the error names the file in the way and the fix. A destination
+// that is itself a file fails at once too.
+func TestNotDirFailsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file.txt")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opt := func(remote string) Options {
+		return Options{Name: "local", Remote: remote, Retries: 2, RetryBase: time.Millisecond}
+	}
+	for _, c := range []struct {
+		name, remote, file string
+	}{
+		{"below a file", filepath.Join(file, "fireops"), file},
+		{"two below a file", filepath.Join(file, "a", "fireops"), file},
+		{"a file", file, ""},
+	} {
+		_, err := Open(ctx, opt(c.remote))
+		if err == nil {
+			t.Errorf("%s: Open succeeded", c.name)
+			continue
+		}
+		var re *Error
+		if !errors.As(err, &re) || re.Retries != 0 || strings.Contains(err.Error(), "attempts failed") {
+			t.Errorf("%s: Open retried (error %#v): %v", c.name, re, err)
+		}
+		if c.file == "" {
+			continue
+		}
+		var ne *NotDirError
+		if !errors.As(err, &ne) || ne.File != c.file {
+			t.Errorf("%s: want a *NotDirError naming %s: %#v: %v", c.name, c.file, ne, err)
+			continue
+		}
+		msg := err.Error()
+		for _, want := range []string{`destination "local"`, c.file + " is a file, not a folder", "destinations[].remote", "not retried"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error %q does not say %q", c.name, msg, want)
+			}
+		}
+		if strings.Contains(msg, "\n") {
+			t.Errorf("%s: error %q is not one line", c.name, msg)
+		}
+		t.Logf("%s: %v", c.name, err)
+	}
+
+	// An object path below a file in an opened destination.
+	root := filepath.Join(dir, "dest")
+	r, err := Open(ctx, opt(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close(ctx) }()
+	inWay := filepath.Join(root, "snapshots")
+	if err := os.WriteFile(inWay, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const p = "snapshots/s1/manifest.json"
+	for _, op := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"put", func() error { return r.Put(ctx, p, []byte(`{"v":1}`)) }},
+		{"get", func() error { _, err := r.GetBytes(ctx, p, 100); return err }},
+		{"stat", func() error { _, _, err := r.Stat(ctx, p); return err }},
+		{"delete", func() error { return r.Delete(ctx, p) }},
+	} {
+		before := r.Stats().Retries
+		err := op.fn()
+		if err == nil {
+			t.Errorf("%s below a file succeeded", op.name)
+			continue
+		}
+		if n := r.Stats().Retries - before; n != 0 {
+			t.Errorf("%s: %d retries, want 0: %v", op.name, n, err)
+		}
+		var ne *NotDirError
+		if !errors.As(err, &ne) || ne.File != inWay || !strings.Contains(err.Error(), inWay+" is a file") {
+			t.Errorf("%s: want a *NotDirError naming %s: %v", op.name, inWay, err)
+		}
+	}
+}

@@ -730,6 +730,9 @@ func (r *Remote) retry(ctx context.Context, op, p string, fn func(context.Contex
 		if de := deniedError(err, p); de != nil {
 			return r.wrap(op, p, de)
 		}
+		if ne := notDirError(err, p); ne != nil {
+			return r.wrap(op, p, ne)
+		}
 		if !retryable(ctx, err) {
 			return r.wrap(op, p, err)
 		}
@@ -854,6 +857,66 @@ func deniedError(err error, p string) *DeniedError {
 	return nil
 }
 
+// NotDirError is a local path of the destination that goes through a
+// regular file (ENOTDIR: "/srv/backups/file.txt/fireops", or an object
+// path below a file left in the destination's folder): another attempt
+// cannot fix it, so it is never retried.
+type NotDirError struct {
+	// Path is the local path that failed.
+	Path string
+	// File is the element of Path that is a file, not a folder (the
+	// nearest ancestor of Path that exists); empty when none is found.
+	File string
+	// Err is the cause.
+	Err error
+}
+
+// Error says what failed and, in the same line, which element of the path
+// is a file and what to do about it.
+func (e *NotDirError) Error() string {
+	return fmt.Sprintf("%v (%s; not retried)", e.Err, e.Hint())
+}
+
+// Unwrap returns the cause.
+func (e *NotDirError) Unwrap() error { return e.Err }
+
+// Hint names the file in the way and the fix.
+func (e *NotDirError) Hint() string {
+	if e.File == "" {
+		return fmt.Sprintf("an element of %s is a file, not a folder: move it away, or point the destination elsewhere (destinations[].remote)", e.Path)
+	}
+	return fmt.Sprintf("%s is a file, not a folder: move it away, or point the destination elsewhere (destinations[].remote)", e.File)
+}
+
+// notDirError returns err as a *NotDirError when it is ENOTDIR, or nil.
+// p is the object path, named when the cause names no local path.
+func notDirError(err error, p string) *NotDirError {
+	var ne *NotDirError
+	if errors.As(err, &ne) {
+		return ne
+	}
+	if !errors.Is(err, syscall.ENOTDIR) {
+		return nil
+	}
+	ne = &NotDirError{Path: p, Err: err}
+	var pe *iofs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		ne.Path = pe.Path
+	case errors.As(err, &le):
+		ne.Path = le.New
+	}
+	// os.MkdirAll names the file itself; lstat and open name the whole
+	// path below it: the nearest element that exists is the file.
+	if f := existingAncestor(ne.Path); f != "" {
+		if fi, err := os.Lstat(f); err == nil && !fi.IsDir() {
+			ne.File = f
+		}
+	}
+	return ne
+}
+
 // runningUser names the process's user: "uid 1000 (backup)".
 func runningUser() string {
 	uid := os.Getuid()
@@ -875,6 +938,7 @@ func retryable(ctx context.Context, err error) bool {
 		errors.Is(err, fs.ErrorNotAFile),
 		errors.Is(err, fs.ErrorPermissionDenied),
 		deniedError(err, "") != nil,
+		errors.Is(err, syscall.ENOTDIR),
 		fserrors.IsFatalError(err),
 		fserrors.IsNoRetryError(err):
 		return false
