@@ -3,10 +3,10 @@ package deploy
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/firetech/fireops/pkg/engine/enginetest"
 )
 
 // TestStatusEngineAnswersWithError: an Engine that answers, but with an
@@ -17,18 +17,9 @@ import (
 // "start the Docker Engine: is dockerd running".) An Engine that cannot
 // be reached keeps engine.Hint.
 func TestStatusEngineAnswersWithError(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"message":"client version 9.99 is too new. Maximum supported API version is 1.41"}`))
-	}))
-	defer srv.Close()
 	cfg := loadConfig(t, "cpu")
 	cfg.Stack.Dir = t.TempDir()
-	t.Setenv("DOCKER_TLS_VERIFY", "")
-	t.Setenv("DOCKER_CERT_PATH", "")
-	t.Setenv("DOCKER_API_VERSION", "9.99")
-	t.Setenv("DOCKER_HOST", "tcp://"+srv.Listener.Addr().String())
+	srv := enginetest.Refusing(t, "9.99")
 	_, _, err := Status(context.Background(), cfg)
 	var pe *PreflightError
 	if !errors.As(err, &pe) {

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
+
+	"github.com/firetech/fireops/pkg/engine/enginetest"
 )
 
 // TestAnswered: an error the Engine answered with (an HTTP error status)
@@ -16,16 +16,7 @@ import (
 // ErrUnreachable, a broken connection, a context's end, a plain error and
 // nil do not. Not parallel: it sets DOCKER_HOST.
 func TestAnswered(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"message":"client version 9.99 is too new. Maximum supported API version is 1.41"}`))
-	}))
-	defer srv.Close()
-	t.Setenv("DOCKER_TLS_VERIFY", "")
-	t.Setenv("DOCKER_CERT_PATH", "")
-	t.Setenv("DOCKER_API_VERSION", "")
-	t.Setenv("DOCKER_HOST", "tcp://"+srv.Listener.Addr().String())
+	enginetest.Refusing(t, "")
 	cli, err := Open()
 	if err != nil {
 		t.Fatal(err)
