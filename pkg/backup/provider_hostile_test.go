@@ -36,20 +36,32 @@ import (
 func TestProviderHolderUnlistedNewest(t *testing.T) {
 	t.Parallel()
 	f, first, newest := unlistedNewest(t)
-	ctx := context.Background()
+	nh := notHeld(t, f, "files:stack", newest.ID, first.ID, false, "with yandex, the only destination holding it, refusing its listing")
+	if !strings.Contains(nh.Error(), "yandex") {
+		t.Fatalf("Holder.Find with yandex unlisted: %v; want it to name yandex", nh)
+	}
+}
+
+// notHeld asks a new Holder (level hashes) for part and ends the test
+// unless it refuses with a NotHeldError naming newest, the newest
+// snapshot holding the part (never older, which would license removing
+// the live data): a failed check (exit 3) when checkFailed, else not.
+// why says what the provider did, for the failure messages.
+func notHeld(t *testing.T, f *fixture, part, newest, older string, checkFailed bool, why string) *NotHeldError {
+	t.Helper()
 	h, err := NewHolder(f.cfg, HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := h.Find(ctx, "files:stack")
+	got, err := h.Find(context.Background(), part)
 	if err == nil {
-		t.Fatalf("Holder.Find with yandex, the only destination holding the newest snapshot %s, refusing its listing: %+v, no error (the older %s would license removing the live data)",
-			newest.ID, got, first.ID)
+		t.Fatalf("Holder.Find(%s) %s: %+v, no error (the older %s would license removing the live data)", part, why, got, older)
 	}
 	var nh *NotHeldError
-	if !errors.As(err, &nh) || nh.IsCheckFailed() || !strings.Contains(err.Error(), newest.ID) || !strings.Contains(err.Error(), "yandex") {
-		t.Fatalf("Holder.Find with yandex unlisted: %v; want a NotHeldError naming %s on yandex, not a failed check", err, newest.ID)
+	if !errors.As(err, &nh) || nh.IsCheckFailed() != checkFailed || (exitcode.Code(err) == exitcode.CheckFailed) != checkFailed || !strings.Contains(err.Error(), newest) {
+		t.Fatalf("Holder.Find(%s) %s: %v (code %d); want a NotHeldError naming %s, a failed check: %v", part, why, err, exitcode.Code(err), newest, checkFailed)
 	}
+	return nh
 }
 
 // TestProviderRestoreLatestUnlistedNewest: the attack of

@@ -7,7 +7,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http/httptest"
@@ -185,23 +184,9 @@ func TestProviderHolderIgnoresRollback(t *testing.T) {
 	if _, err := Verify(ctx, f.cfg, VerifyOptions{Snapshot: "latest"}); exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {
 		t.Fatalf("verify latest after the rollback: %v", err)
 	}
-	h, err := NewHolder(f.cfg, HolderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := h.Find(ctx, "files:stack")
-	if err == nil {
-		t.Fatalf("Holder.Find after the provider deleted %s, the newest snapshot this host wrote holding files:stack: %+v, no error (the older %s would license removing the live data)",
-			second.ID, got, first.ID)
-	}
-	var nh *NotHeldError
-	if !errors.As(err, &nh) || !nh.IsCheckFailed() || exitcode.Code(err) != exitcode.CheckFailed || !strings.Contains(err.Error(), second.ID) {
-		t.Fatalf("Holder.Find after the rollback: %v (code %d), want a failed check naming %s", err, exitcode.Code(err), second.ID)
-	}
+	notHeld(t, f, "files:stack", second.ID, first.ID, true, "after the provider deleted the newest snapshot this host wrote holding it")
 	// sqlite:hub, whose newest snapshot is gone as well, is refused too.
-	if _, err := h.Find(ctx, "sqlite:hub"); !errors.As(err, &nh) || !nh.IsCheckFailed() {
-		t.Fatalf("Holder.Find of sqlite:hub after the rollback: %v", err)
-	}
+	notHeld(t, f, "sqlite:hub", second.ID, first.ID, true, "after the provider deleted the newest snapshot this host wrote holding it")
 }
 
 // TestProviderHolderNoOlderFallback: the attack: the provider spoils a
@@ -214,7 +199,6 @@ func TestProviderHolderIgnoresRollback(t *testing.T) {
 func TestProviderHolderNoOlderFallback(t *testing.T) {
 	t.Parallel()
 	f, root, first := localSnapshot(t)
-	ctx := context.Background()
 	second := workSince(t, f)
 	piece := piecePath(t, root, second, "files:stack", 0)
 	if piece == piecePath(t, root, first, "files:stack", 0) {
@@ -224,15 +208,7 @@ func TestProviderHolderNoOlderFallback(t *testing.T) {
 	testutil.Must(t, err)
 	data[len(data)-10] ^= 0xff
 	testutil.Must(t, os.WriteFile(piece, data, 0o600))
-	h, err := NewHolder(f.cfg, HolderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := h.Find(ctx, "files:stack")
-	var nh *NotHeldError
-	if !errors.As(err, &nh) || !nh.IsCheckFailed() || !strings.Contains(err.Error(), second.ID) {
-		t.Fatalf("Holder.Find with the newest snapshot %s damaged: %+v, %v; want a failed check naming it, never the older %s", second.ID, got, err, first.ID)
-	}
+	notHeld(t, f, "files:stack", second.ID, first.ID, true, "with the newest snapshot holding it damaged")
 }
 
 // TestProviderVerifyQuickLatestMissesOlderPart: the attack: a part
