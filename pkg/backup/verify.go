@@ -146,9 +146,11 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	}
 	defer objLock.Release()
 	dests, unopened, err := destination.Open(ctx, cfg, o.Dests)
-	if err != nil {
+	if err != nil && len(unopened) == 0 {
 		return nil, err
 	}
+	// When none opened, each still gets its failed row (docs/json.md),
+	// and the run fails below with the hint for them all.
 	defer destination.Close(ctx, dests, o.Log)
 	var results []VerifyResult
 	var failed []string    // snapshots that failed their check
@@ -157,10 +159,11 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 	// A destination that cannot be opened or listed is a failed result of
 	// its own (exit code 1 unless a check failed too), not the end of the
 	// run: the others are still checked.
-	var unreachable []string
+	var unreachable, unreachableNames []string
 	var unreachableErrs []error
 	destFailed := func(name string, err error) {
 		unreachableErrs = append(unreachableErrs, err)
+		unreachableNames = append(unreachableNames, name)
 		snap := o.Snapshot
 		if o.All {
 			snap = "all"
@@ -297,7 +300,8 @@ func Verify(ctx context.Context, cfg *config.Config, o VerifyOptions) ([]VerifyR
 		return results, exitcode.New(exitcode.CheckFailed, &checkFailedError{msg: msg}, hint)
 	}
 	if len(unreachable) > 0 {
-		hint := destination.OpenHint
+		// --dest OTHER only when another destination may answer.
+		hint := destination.FailedHint(cfg, unreachableNames)
 		if restore.EmptyOnly(unreachableErrs) {
 			hint = restore.NoSnapshotHint
 		}
