@@ -17,11 +17,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/firetech/fireops/internal/atomicfile"
 )
 
 // PublicKeyPrefix starts the text form of an Ed25519 signing public key.
@@ -159,28 +163,30 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// WriteNewFile creates path with the given mode and content, refusing to
-// overwrite an existing file. On a failed write it removes what it created.
+// WriteNewFile creates path with the given mode (exactly: the umask does
+// not apply) and content, refusing to overwrite an existing file (the
+// error is then "open PATH: file exists", os.IsExist). The content is
+// written and fsynced under a temp name beside path and linked into place
+// (atomicfile.Create), so path appears complete or not at all: a crash or
+// kill -9 mid-write leaves no partial key file, at most a temp file
+// ".NAME.tmp*". On a failed write nothing is left.
 func WriteNewFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	// The umask may have narrowed the mode; it must never have widened it,
-	// but make it exact so that a 0600 file is 0600.
-	err = f.Chmod(mode)
+	err := atomicfile.Create(path, data, mode)
 	if err == nil {
-		_, err = f.Write(data)
+		return nil
 	}
-	if err == nil {
-		err = f.Sync()
+	// Name path, not the temp file, in the errors of creating or linking
+	// it, worded as the O_EXCL open that these stand for.
+	var le *os.LinkError
+	var pe *iofs.PathError
+	switch {
+	case errors.As(err, &le) && le.New == path:
+		return &iofs.PathError{Op: "open", Path: path, Err: le.Err}
+	case errors.As(err, &pe) && strings.HasPrefix(filepath.Base(pe.Path), "."+filepath.Base(path)+".tmp") &&
+		(pe.Op == "open" || pe.Op == "createtemp"):
+		// os.CreateTemp failed (no folder, no permission): the temp
+		// file's name means nothing to the admin.
+		return &iofs.PathError{Op: "open", Path: path, Err: pe.Err}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fmt.Errorf("write %s: %w", path, err)
 }
