@@ -112,7 +112,16 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 		switch {
 		case err == nil || exitcode.Hint(err) != "":
 		case errors.Is(err, snapshot.ErrEveryDestinationFailed):
-			err = exitcode.New(exitcode.Code(err), err, destination.OpenHint)
+			// Every destination tried failed: --dest OTHER only when the
+			// config has one this run left out.
+			tried := make([]string, 0, len(dests)+len(unopened))
+			for _, d := range dests {
+				tried = append(tried, d.Name)
+			}
+			for _, u := range unopened {
+				tried = append(tried, u.Name)
+			}
+			err = exitcode.New(exitcode.Code(err), err, destination.FailedHint(cfg, tried))
 		case errors.Is(err, fs.ErrNotExist):
 			err = exitcode.New(exitcode.Code(err), err, missingPathHint)
 		case errors.As(err, new(*snapshot.PartsError)):
@@ -129,7 +138,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	}
 	if len(unopened) == 0 {
 		if err != nil {
-			err = exitcode.New(exitcode.Failure, err, failureHint(err, res))
+			err = exitcode.New(exitcode.Failure, err, failureHint(cfg, err, res))
 		}
 		return res, err
 	}
@@ -144,7 +153,7 @@ func Snapshot(ctx context.Context, cfg *config.Config, o SnapshotOptions) (*snap
 	} else {
 		err = fmt.Errorf("%w\n%w", err, destination.Failures(unopened))
 	}
-	return res, exitcode.New(exitcode.Failure, err, failureHint(err, res))
+	return res, exitcode.New(exitcode.Failure, err, failureHint(cfg, err, res))
 }
 
 // Hints of a snapshot run whose parts failed.
@@ -155,8 +164,10 @@ const (
 
 // failureHint is the hint of a snapshot run that wrote a snapshot but
 // failed on some parts or destinations (exit code 1): a failed part's own
-// hint (or a generic one), then the destinations' when one failed.
-func failureHint(err error, res *snapshot.Result) string {
+// hint (or a generic one), then the destinations' when one failed, which
+// names --dest OTHER only when a destination of cfg did not fail
+// (destination.FailedHint).
+func failureHint(cfg *config.Config, err error, res *snapshot.Result) string {
 	var hints []string
 	if errors.As(err, new(*snapshot.PartsError)) {
 		h := exitcode.Hint(err)
@@ -169,10 +180,14 @@ func failureHint(err error, res *snapshot.Result) string {
 		}
 		hints = append(hints, h+" (the snapshot holds the other parts; --only PART takes the failed ones alone)")
 	}
-	if len(res.Failed()) > 0 {
+	if failed := res.Failed(); len(failed) > 0 {
 		h := exitcode.Hint(err) // a destination's own
 		if h == "" || len(hints) > 0 {
-			h = destination.OpenHint
+			names := make([]string, len(failed))
+			for i, d := range failed {
+				names[i] = d.Name
+			}
+			h = destination.FailedHint(cfg, names)
 		}
 		hints = append(hints, h)
 	}
