@@ -63,11 +63,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitcode.OK
 	}
 	err = classify(root, args, interrupted(ctx, err))
-	// A destination it may not write: say what to fix, not that the
-	// destination may be down.
+	// A destination it may not write, or a file in the way of its path:
+	// say what to fix, not that the destination may be down.
 	var denied *remote.DeniedError
-	if errors.As(err, &denied) {
+	var notDir *remote.NotDirError
+	switch {
+	case errors.As(err, &denied):
 		err = exitcode.New(exitcode.Code(err), err, denied.Hint())
+	case errors.As(err, &notDir):
+		err = exitcode.New(exitcode.Code(err), err, notDir.Hint())
 	}
 	fmt.Fprintf(stderr, "fireops: error: %s\n", oneLine(err.Error()))
 	if h := exitcode.Hint(err); h != "" {

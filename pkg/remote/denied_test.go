@@ -248,10 +248,13 @@ func TestNotDirFailsAtOnce(t *testing.T) {
 			continue
 		}
 		msg := err.Error()
-		for _, want := range []string{`destination "local"`, c.file + " is a file, not a folder", "destinations[].remote", "not retried"} {
+		for _, want := range []string{`destination "local"`, c.file + " is a file, not a folder", "not retried"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("%s: error %q does not say %q", c.name, msg, want)
 			}
+		}
+		if h := ne.Hint(); !strings.Contains(h, "move "+c.file+" away") || !strings.Contains(h, "destinations[].remote") {
+			t.Errorf("%s: hint %q does not name the fix", c.name, h)
 		}
 		if strings.Contains(msg, "\n") {
 			t.Errorf("%s: error %q is not one line", c.name, msg)

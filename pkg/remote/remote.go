@@ -871,21 +871,25 @@ type NotDirError struct {
 	Err error
 }
 
-// Error says what failed and, in the same line, which element of the path
-// is a file and what to do about it.
+// Error says what failed and which element of the path is a file; Hint
+// says what to do about it.
 func (e *NotDirError) Error() string {
-	return fmt.Sprintf("%v (%s; not retried)", e.Err, e.Hint())
+	if e.File == "" {
+		return fmt.Sprintf("%v (an element of %s is a file, not a folder; not retried)", e.Err, e.Path)
+	}
+	return fmt.Sprintf("%v (%s is a file, not a folder; not retried)", e.Err, e.File)
 }
 
 // Unwrap returns the cause.
 func (e *NotDirError) Unwrap() error { return e.Err }
 
-// Hint names the file in the way and the fix.
+// Hint names the fix.
 func (e *NotDirError) Hint() string {
-	if e.File == "" {
-		return fmt.Sprintf("an element of %s is a file, not a folder: move it away, or point the destination elsewhere (destinations[].remote)", e.Path)
+	what := e.File
+	if what == "" {
+		what = "the file in the way of " + e.Path
 	}
-	return fmt.Sprintf("%s is a file, not a folder: move it away, or point the destination elsewhere (destinations[].remote)", e.File)
+	return fmt.Sprintf("move %s away, or point the destination elsewhere (destinations[].remote)", what)
 }
 
 // notDirError returns err as a *NotDirError when it is ENOTDIR, or nil.
