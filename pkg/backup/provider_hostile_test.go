@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/webdav"
 
 	"github.com/firetech/fireops/internal/testutil"
+	"github.com/firetech/fireops/pkg/destination"
 	"github.com/firetech/fireops/pkg/exitcode"
 	"github.com/firetech/fireops/pkg/restore"
 	"github.com/firetech/fireops/pkg/snapshot"
@@ -120,6 +121,13 @@ func TestProviderVerifyIDUnlisted(t *testing.T) {
 	}
 	if ok, seen := checked["yandex"]; !seen || ok || !checked["local"] {
 		t.Fatalf("results %+v; want a failed row for yandex and local checked", res)
+	}
+	// An id on no destination that could be listed: restore fails (exit
+	// 1, naming yandex) and says to check yandex, not to leave it out
+	// with --dest OTHER (the other was read and does not hold it).
+	_, err = restore.Restore(ctx, f.cfg, restore.Options{Snapshot: "20260101T000000Z-abcdef", Parts: []string{"sqlite:hub"}, To: filepath.Join(t.TempDir(), "hub.sqlite"), DryRun: true})
+	if exitcode.Code(err) != exitcode.Failure || !strings.Contains(err.Error(), "not listed: yandex") || exitcode.Hint(err) != destination.OpenAllHint {
+		t.Fatalf("restore of an id on no listed destination, yandex unlisted: exit %d: %v (hint %q); want exit 1 naming yandex, hint %q", exitcode.Code(err), err, exitcode.Hint(err), destination.OpenAllHint)
 	}
 }
 

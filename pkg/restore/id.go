@@ -83,7 +83,7 @@ func ResolveID(ctx context.Context, cfg *config.Config, dests []destination.Dest
 		}
 		return "", nil, nil, exitcode.Usagef("give more of the id", "snapshot id prefix %q is ambiguous: it matches %s", id, strings.Join(shown, ", "))
 	case len(notListed) > 0:
-		return "", nil, nil, exitcode.New(exitcode.Failure, &UnlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(notListed, "; "))}, destination.OpenHint)
+		return "", nil, nil, exitcode.New(exitcode.Failure, &UnlistedError{fmt.Errorf("no snapshot %q on the destinations that could be listed; not listed: %s", id, strings.Join(notListed, "; "))}, destination.OpenAllHint)
 	case len(all) == 0:
 		return "", nil, nil, exitcode.Usagef("take one with `fireops snapshot`, or check host and destinations in the config",
 			"no snapshot %q: the destination(s) hold no snapshot of host %s", id, cfg.Host)

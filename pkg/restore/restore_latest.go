@@ -120,8 +120,9 @@ func snapshotNotFound(what string, errs []error) error {
 	err = fmt.Errorf("restore %s: %w", what, err)
 	if exitcode.Code(err) == exitcode.Failure && exitcode.Hint(err) == "" {
 		// The destinations could not be read (a download broke off, the
-		// credentials): what a person checks next.
-		return exitcode.New(exitcode.Failure, err, destination.OpenHint)
+		// credentials): what a person checks next. Not --dest OTHER: every
+		// destination that could hold the snapshot was tried.
+		return exitcode.New(exitcode.Failure, err, destination.OpenAllHint)
 	}
 	return err
 }

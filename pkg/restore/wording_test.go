@@ -36,12 +36,14 @@ func TestClosestIDs(t *testing.T) {
 }
 
 // TestSnapshotNotFoundHint: a restore that found no usable copy because
-// the destinations could not be read says what to check (OpenHint); an
-// error that carries its own exit code and hint keeps them.
+// the destinations could not be read says what to check (OpenAllHint: not
+// to leave one out with --dest OTHER, for every destination that could
+// hold the snapshot was tried); an error that carries its own exit code
+// and hint keeps them.
 func TestSnapshotNotFoundHint(t *testing.T) {
 	t.Parallel()
 	err := snapshotNotFound("latest", []error{errors.New("snapshot x on nas: dial tcp: connection refused")})
-	if exitcode.Code(err) != exitcode.Failure || exitcode.Hint(err) != destination.OpenHint || !strings.Contains(err.Error(), "connection refused") {
+	if exitcode.Code(err) != exitcode.Failure || exitcode.Hint(err) != destination.OpenAllHint || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("unreadable destination: code %d, hint %q, %v", exitcode.Code(err), exitcode.Hint(err), err)
 	}
 	own := exitcode.New(exitcode.Usage, errors.New("bad option"), "fix the option")
