@@ -6,15 +6,11 @@ package backup
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/webdav"
 
 	"github.com/firetech/fireops/internal/testutil"
 	"github.com/firetech/fireops/pkg/destination"
@@ -99,12 +95,7 @@ func TestProviderRestoreLatestUnlistedNewest(t *testing.T) {
 // latest does; the second copy is still checked.
 func TestProviderVerifyIDUnlisted(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/snapshots"}
-	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
-	t.Cleanup(ts.Close)
-	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
-	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	f, hostile := refusingYandex(t, "/fireops/gpu01/snapshots")
 	ctx := context.Background()
 	x, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	if err != nil {
@@ -196,11 +187,7 @@ func TestProviderHugeManifest(t *testing.T) {
 // later); then yandex refuses to list its snapshots.
 func unlistedNewest(t *testing.T) (f *fixture, first, newest *snapshot.Result) {
 	t.Helper()
-	hostile := &refusingFS{Dir: webdav.Dir(t.TempDir()), folder: "/fireops/gpu01/snapshots"}
-	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
-	t.Cleanup(ts.Close)
-	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
-	f = newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	f, hostile := refusingYandex(t, "/fireops/gpu01/snapshots")
 	ctx := context.Background()
 	first, err := Snapshot(ctx, f.cfg, SnapshotOptions{})
 	if err != nil {

@@ -355,6 +355,18 @@ type refusingFS struct {
 
 func (f *refusingFS) turn(on bool) { f.mu.Lock(); f.on = on; f.mu.Unlock() }
 
+// refusingYandex is a fixture of two destinations: yandex, a WebDAV server
+// over a refusingFS that refuses, once turned, to list folder, and local.
+func refusingYandex(t *testing.T, folder string) (*fixture, *refusingFS) {
+	t.Helper()
+	hostile := &refusingFS{Dir: webdav.Dir(t.TempDir()), folder: folder}
+	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
+	t.Cleanup(ts.Close)
+	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
+	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	return f, hostile
+}
+
 func (f *refusingFS) OpenFile(ctx context.Context, name string, flag int, perm os.FileMode) (webdav.File, error) {
 	f.mu.Lock()
 	on := f.on
@@ -374,12 +386,7 @@ func (f *refusingFS) OpenFile(ctx context.Context, name string, flag int, perm o
 // next, as a damaged copy does, and the part is restored from the second.
 func TestProviderPartErrorStopsOtherCopies(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	hostile := &refusingFS{Dir: webdav.Dir(dir), folder: "/fireops/gpu01/objects"}
-	ts := httptest.NewServer(&webdav.Handler{FileSystem: hostile, LockSystem: webdav.NewMemLS()})
-	t.Cleanup(ts.Close)
-	remote := fmt.Sprintf(":webdav,url='%s',vendor=rclone:fireops", ts.URL)
-	f := newFixture(t, fmt.Sprintf("{name: yandex, remote: \"%s\"}", remote), "{name: local, remote: "+filepath.Join(t.TempDir(), "b")+"}")
+	f, hostile := refusingYandex(t, "/fireops/gpu01/objects")
 	ctx := context.Background()
 	if _, err := Snapshot(ctx, f.cfg, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
